@@ -1,0 +1,112 @@
+# imgpipe — build, deps, test, demo, bench.
+#
+#   make              build $(BUILD)/imgpipe and the Lua C module $(BUILD)/lua/imgpipe.so
+#   make deps         install missing Debian packages and the pinned npm packages
+#   make test         deps + build + luacheck + busted + sanitizer and system-libvips runs
+#   make demo         the main job end to end on the local stack
+#   make bench        benchmarks against peers, writes bench/RESULTS.md
+#
+# Switches: VIPS=prebuilt|system  SANITIZE=1  BUILD=dir
+
+VIPS     ?= prebuilt
+BUILD    ?= build
+SANITIZE ?=
+CC       ?= cc
+OPT      ?= -O2
+CFLAGS   ?= $(OPT) -g
+PKGS      = lua5.4 libcurl libcrypto expat libmicrohttpd
+
+VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+ifeq ($(VIPS),prebuilt)
+  VIPS_LIB_DIR := $(CURDIR)/node_modules/@img/sharp-libvips-linux-x64/lib
+  VIPS_INC_DIR := $(CURDIR)/node_modules/@img/sharp-libvips-dev/include
+  VIPS_CFLAGS  := -I$(VIPS_INC_DIR) -I$(VIPS_INC_DIR)/glib-2.0 -I$(VIPS_LIB_DIR)/glib-2.0/include
+  # The library lives in node_modules in a checkout and in /opt/lib in the Lambda layer.
+  VIPS_LIBS    := $(VIPS_LIB_DIR)/libvips-cpp.so.8.18.7 -Wl,-rpath,$(VIPS_LIB_DIR):/opt/lib
+else ifeq ($(VIPS),system)
+  VIPS_CFLAGS  := $(shell pkg-config --cflags vips 2>/dev/null)
+  VIPS_LIBS    := $(shell pkg-config --libs vips 2>/dev/null)
+else
+  $(error VIPS must be prebuilt or system)
+endif
+
+WARN      = -Wall -Wextra -Wformat=2 -Wno-unused-parameter
+DEFS      = -D_GNU_SOURCE -DIMGPIPE_VERSION='"$(VERSION)"' -DIMGPIPE_VIPS_BUILD='"$(VIPS)"'
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs libcurl libcrypto expat libmicrohttpd 2>/dev/null)
+ifneq ($(SANITIZE),)
+  SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+ALL_CFLAGS = -std=gnu11 -fPIC $(WARN) $(DEFS) $(CFLAGS) $(SAN_FLAGS) -Ibindings -Ihost $(VIPS_CFLAGS) $(PKG_CFLAGS)
+
+BINDING_SRC = $(sort $(wildcard bindings/*.c bindings/aws/*.c))
+HOST_SRC    = $(sort $(wildcard host/*.c))
+BINDING_OBJ = $(BINDING_SRC:%.c=$(BUILD)/obj/%.o)
+HOST_OBJ    = $(HOST_SRC:%.c=$(BUILD)/obj/%.o)
+
+# The host links Lua and lua-cjson statically (nothing to install on Lambda)
+# and exports the Lua API so that C modules loaded with require still work.
+HOST_LIBS   = /usr/lib/x86_64-linux-gnu/liblua5.4.a /usr/lib/x86_64-linux-gnu/liblua5.4-cjson.a \
+              $(VIPS_LIBS) $(PKG_LIBS) -lm -ldl -lpthread
+MODULE_LIBS = $(VIPS_LIBS) $(PKG_LIBS) -lm -lpthread
+
+.PHONY: all deps deps-test deps-system-vips test test-fast demo bench lint clean layer format
+
+all: $(BUILD)/imgpipe $(BUILD)/lua/imgpipe.so
+
+$(BUILD)/obj/%.o: %.c $(wildcard bindings/*.h bindings/aws/*.h host/*.h) | deps-build-check
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/imgpipe: $(HOST_OBJ) $(BINDING_OBJ)
+	$(CC) $(CFLAGS) $(SAN_FLAGS) -Wl,-E -o $@ $^ $(HOST_LIBS)
+
+# One shared object holding every binding; Lua's all-in-one loader finds
+# luaopen_imgpipe_<name> in it for require "imgpipe.<name>".
+$(BUILD)/lua/imgpipe.so: $(BINDING_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SAN_FLAGS) -shared -o $@ $^ $(MODULE_LIBS)
+
+# Fails early, with the fix, when the headers the build needs are not there.
+.PHONY: deps-build-check
+deps-build-check:
+	@test -f /usr/include/lua5.4/lua.h || { echo "Lua 5.4 headers missing: run 'make deps'" >&2; exit 1; }
+	@if [ "$(VIPS)" = prebuilt ]; then test -f $(VIPS_INC_DIR)/vips/vips.h || { echo "prebuilt libvips missing: run 'make deps'" >&2; exit 1; }; \
+	 else pkg-config --exists vips || { echo "libvips-dev missing: run 'make deps-system-vips'" >&2; exit 1; }; fi
+
+deps:
+	@infra/install-deps.sh build
+deps-test:
+	@infra/install-deps.sh test
+deps-system-vips:
+	@infra/install-deps.sh system-vips
+
+# The whole suite: see spec/run.sh for the stages and the closing count line.
+test: deps-test
+	@spec/run.sh
+
+# Only the default build and busted, for quick iterations.
+test-fast: all
+	@spec/run.sh --fast
+
+lint:
+	@luacheck -q pipelines spec examples bench infra
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@infra/demo.sh
+
+bench:
+	@infra/install-deps.sh bench
+	@$(MAKE) --no-print-directory all
+	@bench/run.sh
+
+layer: all
+	@infra/layer.sh $(BUILD)
+
+format:
+	clang-format -i host/*.c host/*.h bindings/*.c bindings/*.h bindings/aws/*.c bindings/aws/*.h
+
+clean:
+	rm -rf build

@@ -1,0 +1,52 @@
+/* Where AWS calls go and as whom: credentials, region, endpoints.
+ *
+ * Credentials come from the chain: explicit ones given to a call, then the
+ * environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN),
+ * the shared credentials file (AWS_SHARED_CREDENTIALS_FILE or
+ * ~/.aws/credentials, profile AWS_PROFILE or "default"), then the container
+ * credentials endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI). */
+#ifndef IMGPIPE_AWS_CONFIG_H
+#define IMGPIPE_AWS_CONFIG_H
+
+#include <stdint.h>
+
+#include <lua.h>
+
+#include "buf.h"
+
+typedef struct aws_credentials {
+    char *access_key_id;
+    char *secret_access_key;
+    char *session_token;           /* NULL when none */
+    int64_t expires_ms;            /* 0 = does not expire */
+} aws_credentials;
+
+/* Resolves the credential chain for this Lua state (cached until shortly
+ * before expiry). On success fills out with owned copies (free with
+ * aws_credentials_free) and returns 0; otherwise pushes nothing, writes a
+ * message into err and returns -1. */
+int aws_credentials_resolve(lua_State *L, aws_credentials *out, char *err, size_t errlen);
+/* Wipes and frees the strings. */
+void aws_credentials_free(aws_credentials *c);
+
+/* AWS_REGION, then AWS_DEFAULT_REGION, then "us-east-1". */
+const char *aws_region(void);
+
+typedef struct aws_endpoint {
+    char url[512];                 /* scheme://host[:port], no trailing slash */
+    int is_aws;                    /* a real AWS endpoint: https, virtual-hosted S3 */
+} aws_endpoint;
+
+/* The endpoint for service ("s3", "dynamodb") in region: AWS_ENDPOINT_URL_<SERVICE>,
+ * then AWS_ENDPOINT_URL, then the public AWS endpoint. With presign set (S3
+ * only), IMGPIPE_PRESIGN_ENDPOINT_URL comes first: the address clients use
+ * when it differs from the one the host reaches S3 by. */
+int aws_endpoint_resolve(const char *service, const char *region, int presign, aws_endpoint *out,
+                         char *err, size_t errlen);
+
+/* The URL of an object: virtual-hosted style for AWS when the bucket name
+ * allows it, path style otherwise; the key encoded once ('/' kept). */
+int aws_s3_object_url(const aws_endpoint *ep, const char *region, const char *bucket,
+                      const char *key, size_t keylen, buf *out);
+
+#endif

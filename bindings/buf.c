@@ -1,0 +1,73 @@
+#include "buf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+void buf_init(buf *b, size_t max) {
+    b->data = NULL;
+    b->len = b->cap = 0;
+    b->max = max;
+}
+
+static int buf_reserve(buf *b, size_t extra) {
+    if (extra > b->max || b->len > b->max - extra) return -1;
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    char *p = realloc(b->data, cap);
+    if (!p) return -1;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+int buf_append(buf *b, const void *data, size_t len) {
+    if (buf_reserve(b, len)) return -1;
+    if (len) memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+int buf_appends(buf *b, const char *s) { return buf_append(b, s, strlen(s)); }
+
+int buf_vappendf(buf *b, const char *fmt, va_list ap) {
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (n < 0 || buf_reserve(b, (size_t)n)) return -1;
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+int buf_appendf(buf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int r = buf_vappendf(b, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+void buf_reset(buf *b) {
+    b->len = 0;
+    if (b->data) b->data[0] = '\0';
+}
+
+const char *buf_str(const buf *b) { return b->data ? b->data : ""; }
+
+void buf_wipe(buf *b) {
+    if (b->data) OPENSSL_cleanse(b->data, b->cap);
+    buf_free(b);
+}
+
+void buf_free(buf *b) {
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}

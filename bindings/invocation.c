@@ -1,0 +1,41 @@
+#include "invocation.h"
+
+#include <time.h>
+
+#include <lauxlib.h>
+
+#define REQUEST_ID_KEY "imgpipe.request_id"
+#define DEADLINE_KEY "imgpipe.deadline_ms"
+
+int64_t invocation_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void invocation_set(lua_State *L, const char *request_id, int64_t deadline_ms) {
+    if (request_id)
+        lua_pushstring(L, request_id);
+    else
+        lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, REQUEST_ID_KEY);
+    lua_pushinteger(L, (lua_Integer)deadline_ms);
+    lua_setfield(L, LUA_REGISTRYINDEX, DEADLINE_KEY);
+}
+
+void invocation_clear(lua_State *L) { invocation_set(L, NULL, 0); }
+
+const char *invocation_request_id(lua_State *L) {
+    lua_getfield(L, LUA_REGISTRYINDEX, REQUEST_ID_KEY);
+    /* The registry keeps the string alive while it is the current id. */
+    const char *id = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    return id;
+}
+
+int64_t invocation_deadline_ms(lua_State *L) {
+    lua_getfield(L, LUA_REGISTRYINDEX, DEADLINE_KEY);
+    int64_t d = (int64_t)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    return d;
+}

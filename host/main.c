@@ -1,0 +1,68 @@
+/* imgpipe: command line. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <lua.h>
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+#include <vips/vips.h>
+
+#include "cli.h"
+#include "lambda.h"
+#include "server.h"
+
+static void usage(FILE *out) {
+    fputs("imgpipe " IMGPIPE_VERSION " — serverless image pipelines in Lua\n"
+          "\n"
+          "usage: imgpipe <command> [options]\n"
+          "  run PIPELINE|FILE.lua [--event FILE|-] [--timeout S] [-- ARGS...]\n"
+          "                     run a pipeline once (CLI mode), print its result as JSON\n"
+          "  serve [--port N] [--host ADDR]\n"
+          "                     HTTP server speaking API Gateway proxy events (routes.lua)\n"
+          "  lambda             AWS Lambda custom runtime (also when started as 'bootstrap')\n"
+          "  version            versions of imgpipe and its libraries\n"
+          "  help               this text\n"
+          "\n"
+          "Pipelines are read from $IMGPIPE_PIPELINES (default ./pipelines, /opt/pipelines on Lambda).\n",
+          out);
+}
+
+static int version(void) {
+    curl_version_info_data *curl = curl_version_info(CURLVERSION_NOW);
+    printf("imgpipe %s\n", IMGPIPE_VERSION);
+    printf("%s\n", LUA_RELEASE);
+    printf("libvips %s (%s build)\n", vips_version_string(), IMGPIPE_VIPS_BUILD);
+    printf("libcurl %s\n", curl->version);
+    printf("%s\n", OpenSSL_version(OPENSSL_VERSION));
+    printf("libmicrohttpd %s\n", MHD_get_version());
+    return 0;
+}
+
+static int started_as_bootstrap(const char *argv0) {
+    const char *base = strrchr(argv0, '/');
+    base = base ? base + 1 : argv0;
+    return !strcmp(base, "bootstrap");
+}
+
+int main(int argc, char **argv) {
+    if (started_as_bootstrap(argv[0]) || (argc == 1 && getenv("AWS_LAMBDA_RUNTIME_API")))
+        return lambda_main(argc, argv);
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "run")) return cli_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve")) return server_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "lambda")) return lambda_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) return version();
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "imgpipe: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}
