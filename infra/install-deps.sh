@@ -8,7 +8,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-want_build="lua5.4 liblua5.4-dev lua-cjson lua-cjson-dev libcurl4-openssl-dev libssl-dev libexpat1-dev libmicrohttpd-dev pkg-config make gcc nodejs npm ca-certificates curl"
+want_build="lua5.4 liblua5.4-dev lua-cjson lua-cjson-dev libcurl4-openssl-dev libssl-dev libexpat1-dev libmicrohttpd-dev pkg-config make gcc ca-certificates curl"
 want_test="lua-busted lua-check python3-botocore awscli"
 want_system_vips="libvips-dev libvips-tools"
 want_bench="python3-pil python3-boto3 hyperfine wrk gnuplot-nox"
@@ -31,6 +31,12 @@ for p in $pkgs; do
     missing="$missing $p"
   fi
 done
+
+# Node.js and npm: any installation will do (this machine may have one that
+# is not Debian's); Debian's packages otherwise.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  missing="$missing nodejs npm"
+fi
 
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then
