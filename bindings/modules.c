@@ -2,6 +2,7 @@
 
 /* Adding a module is one line here. Keep sorted. */
 const luaL_Reg imgpipe_modules[] = {
+    {"imgpipe.digest", luaopen_imgpipe_digest},
     {"imgpipe.dynamodb", luaopen_imgpipe_dynamodb},
     {"imgpipe.image", luaopen_imgpipe_image},
     {"imgpipe.log", luaopen_imgpipe_log},
