@@ -1,0 +1,95 @@
+-- Configuration of the default pipelines, from the environment.
+--
+-- Required: UPLOAD_BUCKET, PROCESSED_BUCKET, TABLE_NAME. Everything else has
+-- a default. A missing or malformed value is an error naming the variable,
+-- raised when the pipeline is loaded (an init error on Lambda).
+local M = {}
+
+local function required(name)
+  local v = os.getenv(name)
+  if v == nil or v == "" then
+    error(name .. " is not set: the pipelines need UPLOAD_BUCKET, PROCESSED_BUCKET and TABLE_NAME", 0)
+  end
+  return v
+end
+
+local function integer(name, default, min, max)
+  local v = os.getenv(name)
+  if v == nil or v == "" then return default end
+  local n = math.tointeger(tonumber(v))
+  if not n or n < min or n > max then
+    error(string.format("%s must be a whole number from %d to %d, not '%s'", name, min, max, v), 0)
+  end
+  return n
+end
+
+local function choice(name, default, allowed)
+  local v = os.getenv(name)
+  if v == nil or v == "" then return default end
+  v = v:lower()
+  for _, a in ipairs(allowed) do
+    if v == a then return v end
+  end
+  error(string.format("%s must be one of %s, not '%s'", name, table.concat(allowed, ", "), v), 0)
+end
+
+local function prefix(name, default)
+  local v = os.getenv(name)
+  if v == nil then v = default end
+  if v:find("^/") or v:find("%.%.") then
+    error(name .. " must be a plain key prefix such as 'uploads/' (no leading '/', no '..')", 0)
+  end
+  return v
+end
+
+-- True when one prefix contains the other: then objects written under one
+-- can also match the other.
+local function overlaps(a, b)
+  return a:sub(1, #b) == b or b:sub(1, #a) == a
+end
+
+function M.load()
+  local c = {
+    upload_bucket = required "UPLOAD_BUCKET",
+    processed_bucket = required "PROCESSED_BUCKET",
+    table = required "TABLE_NAME",
+    upload_prefix = prefix("UPLOAD_PREFIX", "uploads/"),
+    processed_prefix = prefix("PROCESSED_PREFIX", "processed/"),
+    max_dimension = integer("MAX_DIMENSION", 800, 16, 16384),
+    max_upload_bytes = integer("MAX_UPLOAD_BYTES", 25 * 1024 * 1024, 1, 5 * 1024 * 1024 * 1024),
+    max_pixels = integer("MAX_PIXELS", 40000000, 1, 1000000000),
+    max_frames = integer("MAX_FRAMES", 100, 1, 10000),
+    url_expires = integer("URL_EXPIRES", 900, 1, 604800),
+    quality = integer("OUTPUT_QUALITY", 80, 1, 100),
+    output_format = choice("OUTPUT_FORMAT", "auto", { "auto", "jpeg", "png", "webp", "avif" }),
+    cache_control = os.getenv "OUTPUT_CACHE_CONTROL" or "public, max-age=31536000, immutable",
+    claim_ttl_s = integer("CLAIM_TTL_SECONDS", 900, 1, 86400),
+    min_remaining_ms = integer("MIN_REMAINING_MS", 3000, 0, 900000),
+    public_base_url = os.getenv "PUBLIC_BASE_URL", -- e.g. the CloudFront domain serving the processed bucket
+    cors_origin = os.getenv "CORS_ALLOW_ORIGIN",
+  }
+  if c.public_base_url == "" then c.public_base_url = nil end
+  if c.cors_origin == "" then c.cors_origin = nil end
+  if c.public_base_url and not c.public_base_url:find("^https?://[^/]+") then
+    error("PUBLIC_BASE_URL must start with https:// (for example https://d111111abcdef8.cloudfront.net)", 0)
+  end
+  -- The recursion guard, checked once at load: processing an upload must
+  -- never produce an object that triggers processing again.
+  if c.upload_bucket == c.processed_bucket and overlaps(c.upload_prefix, c.processed_prefix) then
+    error(string.format("UPLOAD_BUCKET and PROCESSED_BUCKET are both '%s' and UPLOAD_PREFIX '%s' overlaps " ..
+      "PROCESSED_PREFIX '%s': processed images would trigger processing again", c.upload_bucket,
+      c.upload_prefix, c.processed_prefix), 0)
+  end
+  return c
+end
+
+-- The content types accepted at /upload, with the extension of their key.
+M.upload_types = {
+  ["image/jpeg"] = "jpg",
+  ["image/png"] = "png",
+  ["image/webp"] = "webp",
+  ["image/gif"] = "gif",
+  ["image/avif"] = "avif",
+}
+
+return M
