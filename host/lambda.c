@@ -1,10 +1,284 @@
-/* Placeholder until the Runtime API loop lands. */
-#include <stdio.h>
-
+/* Lambda mode: the Runtime API loop.
+ *
+ * Start-up ("init"): read _HANDLER ("process" or "process.handler": the part
+ * before the first '.' names the pipeline, the part after it the function,
+ * "handler" by default), make one Lua state, load the pipeline once. Any
+ * failure there is posted to /init/error and the process exits 1.
+ *
+ * Then, forever: GET /next (no timeout), decode the event, call the handler
+ * with a ctx carrying the request id, deadline, function ARN and trace id,
+ * post the JSON-encoded result to /response, or {errorType, errorMessage,
+ * stackTrace} to /error when the handler raised. The state is reused across
+ * invocations (that is what makes warm starts cheap) and collected after
+ * each one, so images held by userdata are released before the next event.
+ *
+ * Error types posted:
+ *   Runtime.InvalidHandler   _HANDLER missing or malformed
+ *   Runtime.HandlerNotFound  no such pipeline file, or no such function in it
+ *   Runtime.SyntaxError      the pipeline does not compile
+ *   Runtime.InitError        the pipeline raised while loading
+ *   Runtime.InvalidEvent     the event is not JSON
+ *   Runtime.HandlerError     the handler raised
+ *   Runtime.InvalidResponse  the result cannot be encoded as JSON
+ *   Function.ResponseSizeTooLarge  the encoded result is over 6 MB
+ *
+ * Pipelines folder: IMGPIPE_PIPELINES; else LAMBDA_TASK_ROOT when the
+ * pipeline file is there (scripts in the function package); else
+ * /opt/pipelines (scripts in a layer). */
 #include "lambda.h"
 
-int lambda_main(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fprintf(stderr, "imgpipe: lambda mode is not built yet\n");
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <lauxlib.h>
+
+#include "buf.h"
+#include "hostlog.h"
+#include "invocation.h"
+#include "runtime_api.h"
+#include "state.h"
+
+#define LAMBDA_NAME_MAX 64
+#define LAMBDA_NEXT_ATTEMPTS 4
+/* Above this the event buffer is given back after the invocation. */
+#define LAMBDA_KEEP_EVENT_BYTES ((size_t)1 << 20)
+
+typedef struct lambda_handler {
+    char pipeline[LAMBDA_NAME_MAX];
+    char function[LAMBDA_NAME_MAX];
+} lambda_handler;
+
+static int lambda_word(const char *s, size_t n, int identifier) {
+    if (n == 0 || n >= LAMBDA_NAME_MAX) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (c >= '0' && c <= '9' && !(identifier && i == 0)) ||
+                 (c == '-' && !identifier);
+        if (!ok) return 0;
+    }
     return 1;
+}
+
+/* "name" or "name.function"; 0, or -1 with a message in err. */
+static int lambda_parse_handler(const char *spec, lambda_handler *h, char *err, size_t errlen) {
+    if (!spec || !*spec) {
+        snprintf(err, errlen, "_HANDLER is not set: it names the pipeline, e.g. \"process\" or \"process.handler\"");
+        return -1;
+    }
+    const char *dot = strchr(spec, '.');
+    size_t n = dot ? (size_t)(dot - spec) : strlen(spec);
+    const char *fn = dot ? dot + 1 : "handler";
+    if (!lambda_word(spec, n, 0) || !lambda_word(fn, strlen(fn), 1)) {
+        snprintf(err, errlen,
+                 "_HANDLER '%.100s' is not PIPELINE or PIPELINE.FUNCTION (letters, digits, '_' and '-' in the name)",
+                 spec);
+        return -1;
+    }
+    memcpy(h->pipeline, spec, n);
+    h->pipeline[n] = '\0';
+    snprintf(h->function, sizeof h->function, "%s", fn);
+    return 0;
+}
+
+static const char *lambda_pipelines_dir(const char *pipeline, char *scratch, size_t len) {
+    const char *dir = getenv("IMGPIPE_PIPELINES");
+    if (dir && *dir) return dir;
+    const char *task = getenv("LAMBDA_TASK_ROOT");
+    if (task && *task) {
+        struct stat st;
+        snprintf(scratch, len, "%s/%s.lua", task, pipeline);
+        if (stat(scratch, &st) == 0 && S_ISREG(st.st_mode)) return task;
+    }
+    return state_pipelines_dir(MODE_LAMBDA);
+}
+
+/* Splits a message from state_pcall into the message and its traceback
+ * (NUL-terminating the message in place). Returns the traceback or NULL. */
+static char *lambda_split_traceback(char *msg) {
+    static const char marker[] = "\nstack traceback:\n";
+    char *at = strstr(msg, marker);
+    if (!at) return NULL;
+    *at = '\0';
+    return at + sizeof marker - 1;
+}
+
+/* Logs the failure and posts it; message is the Lua text (with traceback). */
+static int lambda_report(runtime_api *api, const char *request_id, const char *type, const char *what,
+                         const char *text) {
+    char *copy = strdup(text ? text : "(no message)");
+    if (!copy) return -1;
+    char *stack = lambda_split_traceback(copy);
+    hostlog(HOSTLOG_ERROR, request_id, what, "errorType", type, "errorMessage", copy, "stackTrace", stack, NULL);
+    int r = runtime_api_post_error(api, request_id, type, copy, stack);
+    if (r) hostlog(HOSTLOG_ERROR, request_id, "cannot post the error to the Runtime API", "error", api->error, NULL);
+    free(copy);
+    return r;
+}
+
+static int lambda_json_call(lua_State *L, const char *fn) {
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "cjson");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, fn);
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 1);
+    return 1;
+}
+static int lambda_decode(lua_State *L) { return lambda_json_call(L, "decode"); }
+static int lambda_encode(lua_State *L) { return lambda_json_call(L, "encode"); }
+
+/* Loads the pipeline and leaves a table whose handler is the chosen function
+ * on the stack. Posts /init/error itself on failure. */
+static int lambda_init_pipeline(lua_State *L, runtime_api *api, const lambda_handler *h, const char *dir) {
+    int status = state_load_pipeline(L, dir, h->pipeline);
+    if (status != LUA_OK) {
+        const char *type = status == LUA_ERRSYNTAX ? "Runtime.SyntaxError"
+                           : status == LUA_ERRFILE ? "Runtime.HandlerNotFound"
+                                                   : "Runtime.InitError";
+        lambda_report(api, NULL, type, "cannot load the pipeline", lua_tostring(L, -1));
+        return -1;
+    }
+    if (!lua_istable(L, -1)) {
+        lua_pushfstring(L, "the pipeline '%s' returned a %s, not a table with a %s function", h->pipeline,
+                        luaL_typename(L, -1), h->function);
+        lambda_report(api, NULL, "Runtime.HandlerNotFound", "cannot load the pipeline", lua_tostring(L, -1));
+        return -1;
+    }
+    if (lua_getfield(L, -1, h->function) != LUA_TFUNCTION) {
+        lua_pushfstring(L, "the pipeline '%s' has no function '%s'", h->pipeline, h->function);
+        lambda_report(api, NULL, "Runtime.HandlerNotFound", "cannot load the pipeline", lua_tostring(L, -1));
+        return -1;
+    }
+    /* state_call_handler calls t.handler: give it a table where that is the
+     * chosen function. */
+    lua_createtable(L, 0, 1);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "handler");
+    lua_remove(L, -2);
+    return 0;
+}
+
+/* One invocation: the event is in api->event. The stack is left as found. */
+static void lambda_invoke(lua_State *L, int pipeline, runtime_api *api) {
+    const char *rid = api->request_id;
+    if (api->trace_id[0])
+        setenv("_X_AMZN_TRACE_ID", api->trace_id, 1);
+    else
+        unsetenv("_X_AMZN_TRACE_ID");
+
+    lua_pushcfunction(L, lambda_decode);
+    lua_pushlstring(L, buf_str(&api->event), api->event.len);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        lambda_report(api, rid, "Runtime.InvalidEvent", "the event is not JSON", lua_tostring(L, -1));
+        return;
+    }
+    invocation_info info = {
+        .request_id = rid,
+        .deadline_ms = api->deadline_ms,
+        .function_arn = api->function_arn[0] ? api->function_arn : NULL,
+        .trace_id = api->trace_id[0] ? api->trace_id : NULL,
+    };
+    if (state_call_handler(L, pipeline, &info) != LUA_OK) {
+        lambda_report(api, rid, "Runtime.HandlerError", "the handler failed", lua_tostring(L, -1));
+        return;
+    }
+    lua_pushcfunction(L, lambda_encode);
+    lua_insert(L, -2);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        lua_pushfstring(L, "cannot encode the handler's result as JSON: %s", lua_tostring(L, -1));
+        lambda_report(api, rid, "Runtime.InvalidResponse", "the handler's result is not JSON", lua_tostring(L, -1));
+        return;
+    }
+    size_t len;
+    const char *out = lua_tolstring(L, -1, &len);
+    if (len > RUNTIME_API_MAX_RESPONSE_BYTES) {
+        lua_pushfstring(L, "the response is %I bytes, over the limit of %I", (lua_Integer)len,
+                        (lua_Integer)RUNTIME_API_MAX_RESPONSE_BYTES);
+        lambda_report(api, rid, "Function.ResponseSizeTooLarge", "the response is too large", lua_tostring(L, -1));
+        return;
+    }
+    if (runtime_api_post_response(api, out, len)) {
+        hostlog(HOSTLOG_ERROR, rid, "cannot post the response", "error", api->error, NULL);
+        if (api->status == 413) /* the Runtime API refused the size: tell it why */
+            lambda_report(api, rid, "Function.ResponseSizeTooLarge", "the response is too large", api->error);
+    }
+}
+
+static void lambda_sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+int lambda_main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            puts("usage: imgpipe lambda   (AWS Lambda custom runtime; also when started as 'bootstrap')\n"
+                 "  AWS_LAMBDA_RUNTIME_API  host:port of the Runtime API (set by Lambda)\n"
+                 "  _HANDLER                the pipeline: NAME or NAME.FUNCTION\n"
+                 "  IMGPIPE_PIPELINES       the scripts folder (default $LAMBDA_TASK_ROOT if it holds NAME.lua,\n"
+                 "                          else /opt/pipelines)");
+            return 0;
+        }
+        fprintf(stderr, "imgpipe lambda: unexpected argument '%s'\n", argv[i]);
+        return 2;
+    }
+    const char *endpoint = getenv("AWS_LAMBDA_RUNTIME_API");
+    if (!endpoint || !*endpoint) {
+        hostlog(HOSTLOG_ERROR, NULL, "AWS_LAMBDA_RUNTIME_API is not set: lambda mode runs inside AWS Lambda "
+                "(or an emulator of its Runtime API)", NULL);
+        return 1;
+    }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        hostlog(HOSTLOG_ERROR, NULL, "curl_global_init failed", NULL);
+        return 1;
+    }
+    runtime_api api;
+    lua_State *L = NULL;
+    int rc = 1;
+    if (runtime_api_init(&api, endpoint)) {
+        hostlog(HOSTLOG_ERROR, NULL, api.error, NULL);
+        goto done;
+    }
+
+    lambda_handler handler;
+    char err[256], scratch[1024];
+    if (lambda_parse_handler(getenv("_HANDLER"), &handler, err, sizeof err)) {
+        lambda_report(&api, NULL, "Runtime.InvalidHandler", "bad configuration", err);
+        goto done;
+    }
+    const char *dir = lambda_pipelines_dir(handler.pipeline, scratch, sizeof scratch);
+    L = state_new(MODE_LAMBDA, dir);
+    if (!L) {
+        lambda_report(&api, NULL, "Runtime.InitError", "cannot start", "cannot create a Lua state (out of memory)");
+        goto done;
+    }
+    if (lambda_init_pipeline(L, &api, &handler, dir)) goto done;
+    int pipeline = lua_gettop(L);
+    lua_gc(L, LUA_GCCOLLECT);
+
+    for (;;) {
+        int attempt = 0;
+        while (runtime_api_next(&api)) {
+            if (++attempt >= LAMBDA_NEXT_ATTEMPTS) {
+                hostlog(HOSTLOG_ERROR, NULL, "the Runtime API is unreachable: stopping", "error", api.error, NULL);
+                goto done;
+            }
+            hostlog(HOSTLOG_WARN, NULL, "GET /next failed: retrying", "error", api.error, NULL);
+            lambda_sleep_ms(50L << attempt);
+        }
+        lambda_invoke(L, pipeline, &api);
+        lua_settop(L, pipeline);
+        lua_gc(L, LUA_GCCOLLECT);
+        if (api.event.cap > LAMBDA_KEEP_EVENT_BYTES) buf_free(&api.event);
+    }
+
+done:
+    if (L) lua_close(L);
+    runtime_api_free(&api);
+    curl_global_cleanup();
+    return rc;
 }

@@ -1,0 +1,22 @@
+/* Log lines written by the host itself, in the JSON shape of imgpipe.log:
+ *   {"time":"…Z","level":"info","msg":"…","requestId":"…", more fields}
+ * One fwrite per line, so lines from several threads do not interleave. */
+#ifndef IMGPIPE_HOSTLOG_H
+#define IMGPIPE_HOSTLOG_H
+
+#include <stddef.h>
+
+#include "buf.h"
+
+typedef enum hostlog_level { HOSTLOG_DEBUG, HOSTLOG_INFO, HOSTLOG_WARN, HOSTLOG_ERROR } hostlog_level;
+
+/* Appends s (len bytes) as a quoted JSON string; bytes that are not valid
+ * UTF-8 become U+FFFD. -1 when b is full. */
+int hostlog_json_string(buf *b, const char *s, size_t len);
+
+/* Writes one line. request_id may be NULL. After msg come key/value string
+ * pairs ending with NULL; a key written as "=name" takes a value that is
+ * already JSON (a number, true, an array…). NULL values are skipped. */
+void hostlog(hostlog_level level, const char *request_id, const char *msg, ...);
+
+#endif
