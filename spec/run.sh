@@ -59,8 +59,9 @@ step_ok "make (VIPS=prebuilt, -Wall -Wextra, no warnings)" bash -c \
   'out=$(make -j2 all 2>&1) || { echo "$out"; exit 1; }; if echo "$out" | grep -q "warning:"; then echo "$out" | grep -A3 "warning:"; exit 1; fi'
 if [ ! -x build/imgpipe ]; then echo "0 passed, $((failed)) failed"; exit 1; fi
 
-stage "luacheck"
+stage "lint"
 step_ok "luacheck (pipelines spec examples bench infra)" luacheck -q pipelines spec examples bench infra
+step_ok "no banned C calls (sprintf, strcpy, strcat, atoi, ...)" spec/support/banned-calls.sh
 
 if [ -x infra/local-stack.sh ]; then
   stage "local stack"
