@@ -681,6 +681,39 @@ cleanup:
     return rc;
 }
 
+int aws_sigv4_sign_string(const aws_sigv4_params *p, aws_sigv4_cache *cache, const char *string_to_sign,
+                          size_t len, char signature[65], char *err, size_t errlen) {
+    int rc = -1;
+    unsigned char key[32], md[32];
+    char date[9];
+    EVP_MAC_CTX *mac = NULL;
+    time_t t = (time_t)p->time;
+    struct tm tm;
+    signature[0] = '\0';
+    if (!sigv4_nonempty(p->region) || !sigv4_nonempty(p->service) || !sigv4_nonempty(p->access_key_id) ||
+        !sigv4_nonempty(p->secret_access_key) || strchr(p->region, '/') || strchr(p->service, '/')) {
+        snprintf(err, errlen, "region, service, access_key_id and secret_access_key are required");
+        goto cleanup;
+    }
+    if (p->time < 0 || !gmtime_r(&t, &tm) || tm.tm_year + 1900 > 9999) {
+        snprintf(err, errlen, "time out of range");
+        goto cleanup;
+    }
+    strftime(date, sizeof date, "%Y%m%d", &tm);
+    if (!sigv4_algorithms_ready() || !(mac = EVP_MAC_CTX_dup(sigv4_hmac_template)) ||
+        sigv4_signing_key(mac, p, date, cache, key) ||
+        sigv4_hmac(mac, key, 32, string_to_sign, len, md)) {
+        snprintf(err, errlen, "HMAC failed");
+        goto cleanup;
+    }
+    sigv4_hex(md, 32, signature);
+    rc = 0;
+cleanup:
+    EVP_MAC_CTX_free(mac);
+    OPENSSL_cleanse(key, sizeof key);
+    return rc;
+}
+
 void aws_sigv4_result_free(aws_sigv4_result *r) {
     buf_free(&r->canonical_request);
     buf_free(&r->string_to_sign);

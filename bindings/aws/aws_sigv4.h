@@ -69,6 +69,13 @@ typedef struct aws_sigv4_result {
 int aws_sigv4_sign(const aws_sigv4_params *p, aws_sigv4_cache *cache, aws_sigv4_result *out,
                    char *err, size_t errlen);
 void aws_sigv4_result_free(aws_sigv4_result *r);
+
+/* Signs a caller-made string to sign (an S3 POST policy in base64, for
+ * instance) with the signing key of p->time's day, p->region and p->service
+ * for p's credentials; only those fields of p are read. Writes lowercase hex
+ * into signature. Returns 0, or -1 with a message in err. */
+int aws_sigv4_sign_string(const aws_sigv4_params *p, aws_sigv4_cache *cache, const char *string_to_sign,
+                          size_t len, char signature[65], char *err, size_t errlen);
 void aws_sigv4_cache_wipe(aws_sigv4_cache *cache);
 
 /* RFC 3986 encoding as SigV4 defines it (unreserved characters kept,
