@@ -1,4 +1,292 @@
-/* Placeholder until the image binding lands: requiring it raises. */
+/* imgpipe.image: libvips for pipeline scripts.
+ *
+ *   local image = require "imgpipe.image"
+ *   local info, err = image.probe(bytes)            -- header only
+ *   local img <close>, err = image.thumbnail(bytes, {width = 800, height = 800})
+ *   local jpeg, err = img:save("jpeg", {quality = 80})
+ *
+ * Module functions: probe, thumbnail (image_load.c); test_card,
+ * new_from_memory, join_frames (image_make.c); version (a string).
+ * Methods of an image: width, height, bands, pages, has_alpha,
+ * interpretation, format, close (here); save (image_save.c); crop, rotate,
+ * flip, flatten, composite, set_orientation, colourspace, icc_transform,
+ * extract_band, bandjoin, getpoint (image_ops.c).
+ *
+ * Images are handles (full userdata, metatable "imgpipe.image"): __gc and
+ * __close both close, closing twice is harmless, any method on a closed
+ * image raises. An animation is one image whose frames are stacked
+ * vertically: height() is the height of one frame, pages() the count.
+ *
+ * Failure convention: bad arguments raise; what comes from the image bytes or
+ * from libvips returns nil, err with err.code one of InvalidImage (cannot be
+ * decoded), UnsupportedFormat (not allowed, or not built in), TooManyPixels
+ * (over max_pixels / max_pages, checked from the header) or ImageError (an
+ * operation or encoder failed).
+ *
+ * libvips is process-wide: it is initialised once (pthread_once), whatever
+ * the number of Lua states or threads opening this module; untrusted loaders
+ * are blocked and the operation cache is off, so a long-lived process does
+ * not hold on to old images. */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "image.h"
 #include "modules.h"
 
-int luaopen_imgpipe_image(lua_State *L) { return luaL_error(L, "imgpipe.image is not built yet"); }
+#include "error.h"
+
+static pthread_once_t image_once = PTHREAD_ONCE_INIT;
+static int image_init_status; /* written once, inside pthread_once */
+
+static void image_init_vips(void) {
+    if (vips_init("imgpipe")) {
+        image_init_status = -1;
+        return;
+    }
+    /* Loaders libvips marks untrusted (ImageMagick, MATLAB, FITS, ...) stay
+     * off even when a script's allow list names their format. */
+    vips_block_untrusted_set(TRUE);
+    /* No operation cache: every pipeline call works on new bytes, and a
+     * cache would keep old images (and their input buffers) alive. */
+    vips_cache_set_max(0);
+    vips_cache_set_max_mem(0);
+    vips_cache_set_max_files(0);
+}
+
+VipsImage *image_check(lua_State *L, int idx) {
+    image_handle *h = (image_handle *)luaL_checkudata(L, idx, IMAGE_MT);
+    if (!h->im) luaL_error(L, "attempt to use a closed image");
+    return h->im;
+}
+
+image_handle *image_push_handle(lua_State *L) {
+    image_handle *h = (image_handle *)lua_newuserdatauv(L, sizeof *h, 1);
+    h->im = NULL;
+    luaL_setmetatable(L, IMAGE_MT);
+    return h;
+}
+
+void image_take_error(char *buf, size_t size) {
+    char *msg = vips_error_buffer_copy(); /* copies and clears, under libvips' lock */
+    snprintf(buf, size, "%s", msg && *msg ? msg : "libvips failed without a message");
+    g_free(msg);
+    /* One line: drop the final newline, join the others with "; ". */
+    size_t n = strlen(buf);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) buf[--n] = '\0';
+    for (char *p = buf; *p; p++)
+        if (*p == '\n') *p = ';';
+}
+
+int image_fail(lua_State *L, const char *code, const char *what) {
+    char msg[IMAGE_ERRMAX];
+    image_take_error(msg, sizeof msg);
+    return error_pushf(L, code, 0, 0, "%s: %s", what, msg);
+}
+
+int image_frame_height(VipsImage *im) {
+    return vips_image_get_page_height(im); /* the full height unless it divides it */
+}
+
+int image_frames(VipsImage *im) { return im->Ysize / image_frame_height(im); }
+
+/* Option readers ------------------------------------------------------- */
+
+lua_Integer image_opt_int(lua_State *L, int idx, const char *field, lua_Integer def, lua_Integer min,
+                          lua_Integer max) {
+    lua_Integer v = def;
+    if (lua_getfield(L, idx, field) != LUA_TNIL) {
+        int ok;
+        v = lua_tointegerx(L, -1, &ok);
+        if (!ok) luaL_error(L, "option '%s': integer expected, got %s", field, luaL_typename(L, -1));
+        if (v < min || v > max)
+            luaL_error(L, "option '%s': %I out of range %I..%I", field, v, min, max);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+double image_opt_number(lua_State *L, int idx, const char *field, double def, double min, double max) {
+    double v = def;
+    if (lua_getfield(L, idx, field) != LUA_TNIL) {
+        int ok;
+        v = lua_tonumberx(L, -1, &ok);
+        if (!ok) luaL_error(L, "option '%s': number expected, got %s", field, luaL_typename(L, -1));
+        if (!(v >= min && v <= max)) luaL_error(L, "option '%s': %f out of range %f..%f", field, v, min, max);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+int image_opt_bool(lua_State *L, int idx, const char *field, int def) {
+    int v = def;
+    int t = lua_getfield(L, idx, field);
+    if (t == LUA_TBOOLEAN)
+        v = lua_toboolean(L, -1);
+    else if (t != LUA_TNIL)
+        luaL_error(L, "option '%s': boolean expected, got %s", field, luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return v;
+}
+
+int image_opt_option(lua_State *L, int idx, const char *field, const char *def, const char *const names[]) {
+    const char *name = def;
+    if (lua_getfield(L, idx, field) != LUA_TNIL) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "option '%s': string expected, got %s", field, luaL_typename(L, -1));
+        name = lua_tostring(L, -1);
+    }
+    for (int i = 0; names[i]; i++)
+        if (!strcmp(names[i], name)) {
+            lua_pop(L, 1);
+            return i;
+        }
+    return luaL_error(L, "option '%s': invalid value '%s'", field, name);
+}
+
+int image_opt_colour(lua_State *L, int idx, const char *field, double out[4], double def, int def_n) {
+    int n = 0;
+    int t = lua_getfield(L, idx, field);
+    if (t == LUA_TNIL) {
+        for (n = 0; n < def_n && n < 4; n++) out[n] = def;
+    } else if (t == LUA_TNUMBER) {
+        out[n++] = lua_tonumber(L, -1);
+    } else if (t == LUA_TTABLE) {
+        lua_Integer len = luaL_len(L, -1);
+        if (len < 1 || len > 4) luaL_error(L, "option '%s': 1 to 4 numbers expected", field);
+        for (n = 0; n < (int)len; n++) {
+            lua_geti(L, -1, n + 1);
+            int ok;
+            out[n] = lua_tonumberx(L, -1, &ok);
+            if (!ok) luaL_error(L, "option '%s': item %d is not a number", field, n + 1);
+            lua_pop(L, 1);
+        }
+    } else {
+        luaL_error(L, "option '%s': number or array of numbers expected, got %s", field, luaL_typename(L, -1));
+    }
+    for (int i = 0; i < n; i++)
+        if (!(out[i] >= 0 && out[i] <= 65535)) luaL_error(L, "option '%s': value out of range 0..65535", field);
+    lua_pop(L, 1);
+    return n;
+}
+
+/* Methods ---------------------------------------------------------------- */
+
+static int image_width(lua_State *L) {
+    lua_pushinteger(L, image_check(L, 1)->Xsize);
+    return 1;
+}
+
+static int image_height(lua_State *L) {
+    lua_pushinteger(L, image_frame_height(image_check(L, 1)));
+    return 1;
+}
+
+static int image_bands(lua_State *L) {
+    lua_pushinteger(L, image_check(L, 1)->Bands);
+    return 1;
+}
+
+static int image_pages(lua_State *L) {
+    lua_pushinteger(L, image_frames(image_check(L, 1)));
+    return 1;
+}
+
+static int image_has_alpha(lua_State *L) {
+    lua_pushboolean(L, vips_image_hasalpha(image_check(L, 1)));
+    return 1;
+}
+
+/* img:interpretation() -> "srgb", "b-w", "cmyk", "rgb16", "grey16", ... */
+static int image_interpretation(lua_State *L) {
+    VipsImage *im = image_check(L, 1);
+    lua_pushstring(L, vips_enum_nick(VIPS_TYPE_INTERPRETATION, vips_image_get_interpretation(im)));
+    return 1;
+}
+
+/* img:format() -> the band format: "uchar", "ushort", "float", ... */
+static int image_format(lua_State *L) {
+    VipsImage *im = image_check(L, 1);
+    lua_pushstring(L, vips_enum_nick(VIPS_TYPE_BAND_FORMAT, vips_image_get_format(im)));
+    return 1;
+}
+
+/* img:close(), __gc, __close: drop the image; harmless when already closed. */
+static int image_close(lua_State *L) {
+    image_handle *h = (image_handle *)luaL_checkudata(L, 1, IMAGE_MT);
+    if (h->im) {
+        g_object_unref(h->im);
+        h->im = NULL;
+    }
+    lua_pushnil(L);
+    lua_setiuservalue(L, 1, 1); /* the input bytes may go now */
+    return 0;
+}
+
+static int image_tostring(lua_State *L) {
+    image_handle *h = (image_handle *)luaL_checkudata(L, 1, IMAGE_MT);
+    if (!h->im)
+        lua_pushliteral(L, "imgpipe.image (closed)");
+    else
+        lua_pushfstring(L, "imgpipe.image (%dx%d, %d bands, %d pages, %s)", h->im->Xsize, image_frame_height(h->im),
+                        h->im->Bands, image_frames(h->im),
+                        vips_enum_nick(VIPS_TYPE_INTERPRETATION, vips_image_get_interpretation(h->im)));
+    return 1;
+}
+
+static const luaL_Reg image_methods[] = {
+    {"bands", image_bands},
+    {"bandjoin", image_bandjoin},
+    {"close", image_close},
+    {"colourspace", image_colourspace},
+    {"composite", image_composite},
+    {"crop", image_crop},
+    {"extract_band", image_extract_band},
+    {"flatten", image_flatten},
+    {"flip", image_flip},
+    {"format", image_format},
+    {"getpoint", image_getpoint},
+    {"has_alpha", image_has_alpha},
+    {"height", image_height},
+    {"icc_transform", image_icc_transform},
+    {"interpretation", image_interpretation},
+    {"pages", image_pages},
+    {"rotate", image_rotate},
+    {"save", image_save},
+    {"set_orientation", image_set_orientation},
+    {"width", image_width},
+    {NULL, NULL},
+};
+
+static const luaL_Reg image_meta[] = {
+    {"__close", image_close},
+    {"__gc", image_close},
+    {"__tostring", image_tostring},
+    {NULL, NULL},
+};
+
+static const luaL_Reg image_funcs[] = {
+    {"join_frames", image_join_frames},
+    {"new_from_memory", image_new_from_memory},
+    {"probe", image_probe},
+    {"test_card", image_test_card},
+    {"thumbnail", image_thumbnail},
+    {NULL, NULL},
+};
+
+int luaopen_imgpipe_image(lua_State *L) {
+    pthread_once(&image_once, image_init_vips);
+    if (image_init_status) return luaL_error(L, "imgpipe.image: libvips failed to start: %s", vips_error_buffer());
+
+    if (luaL_newmetatable(L, IMAGE_MT)) {
+        luaL_setfuncs(L, image_meta, 0);
+        luaL_newlib(L, image_methods);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+
+    luaL_newlib(L, image_funcs);
+    lua_pushstring(L, vips_version_string());
+    lua_setfield(L, -2, "version");
+    return 1;
+}

@@ -1,0 +1,92 @@
+/* Shared parts of imgpipe.image (image.c, image_load.c, image_save.c,
+ * image_ops.c, image_make.c). Only luaopen_imgpipe_image is exported from
+ * the module; the functions declared here have hidden visibility. */
+#ifndef IMGPIPE_IMAGE_H
+#define IMGPIPE_IMAGE_H
+
+#include <stdint.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <vips/vips.h>
+
+#define IMAGE_INTERNAL __attribute__((visibility("hidden")))
+
+/* Name of the metatable of image handles. */
+#define IMAGE_MT "imgpipe.image"
+
+/* Largest side (pixels) any call accepts as an argument. */
+#define IMAGE_MAX_SIDE 100000
+
+/* Defaults of the load policy (design.md: MAX_PIXELS, MAX_FRAMES). */
+#define IMAGE_DEFAULT_MAX_PIXELS 40000000
+#define IMAGE_DEFAULT_MAX_PAGES 100
+
+/* Room for one libvips error message, copied out of its global buffer. */
+#define IMAGE_ERRMAX 512
+
+/* A handle: full userdata with one user value (the Lua string of the bytes
+ * the image may read from, or nil). im is NULL once closed. */
+typedef struct image_handle {
+    VipsImage *im;
+} image_handle;
+
+/* Returns the open image at idx; raises on a non-image or a closed one. */
+IMAGE_INTERNAL VipsImage *image_check(lua_State *L, int idx);
+
+/* Pushes a new, empty handle (im = NULL) with the image metatable. Call it
+ * before making the VipsImage, so that a memory error cannot leak it. */
+IMAGE_INTERNAL image_handle *image_push_handle(lua_State *L);
+
+/* Copies the pending libvips error into buf (one line) and clears it. */
+IMAGE_INTERNAL void image_take_error(char *buf, size_t size);
+
+/* Returns nil, {code, message = what .. ": " .. libvips error}. */
+IMAGE_INTERNAL int image_fail(lua_State *L, const char *code, const char *what);
+
+/* Frames of an image stacked vertically (animations): the height of one
+ * frame and the count (1 for still images). */
+IMAGE_INTERNAL int image_frame_height(VipsImage *im);
+IMAGE_INTERNAL int image_frames(VipsImage *im);
+
+/* Reads field of the options table at idx; absent or nil gives def.
+ * Wrong types or values out of range raise, naming the field. */
+IMAGE_INTERNAL lua_Integer image_opt_int(lua_State *L, int idx, const char *field, lua_Integer def, lua_Integer min,
+                                         lua_Integer max);
+IMAGE_INTERNAL double image_opt_number(lua_State *L, int idx, const char *field, double def, double min, double max);
+IMAGE_INTERNAL int image_opt_bool(lua_State *L, int idx, const char *field, int def);
+IMAGE_INTERNAL int image_opt_option(lua_State *L, int idx, const char *field, const char *def,
+                                    const char *const names[]);
+
+/* A colour option: a number (grey) or an array of 1 to 4 numbers 0..255
+ * (or 0..65535). Writes the values into out, returns their count, or def_n
+ * copies of def when the field is absent. */
+IMAGE_INTERNAL int image_opt_colour(lua_State *L, int idx, const char *field, double out[4], double def, int def_n);
+
+/* Lua functions of the module, by file. */
+IMAGE_INTERNAL int image_probe(lua_State *L);       /* image_load.c */
+IMAGE_INTERNAL int image_thumbnail(lua_State *L);   /* image_load.c */
+IMAGE_INTERNAL int image_save(lua_State *L);        /* image_save.c */
+IMAGE_INTERNAL int image_test_card(lua_State *L);   /* image_make.c */
+IMAGE_INTERNAL int image_new_from_memory(lua_State *L);
+IMAGE_INTERNAL int image_join_frames(lua_State *L);
+IMAGE_INTERNAL int image_crop(lua_State *L);        /* image_ops.c */
+IMAGE_INTERNAL int image_rotate(lua_State *L);
+IMAGE_INTERNAL int image_flip(lua_State *L);
+IMAGE_INTERNAL int image_flatten(lua_State *L);
+IMAGE_INTERNAL int image_composite(lua_State *L);
+IMAGE_INTERNAL int image_set_orientation(lua_State *L);
+IMAGE_INTERNAL int image_colourspace(lua_State *L);
+IMAGE_INTERNAL int image_icc_transform(lua_State *L);
+IMAGE_INTERNAL int image_extract_band(lua_State *L);
+IMAGE_INTERNAL int image_bandjoin(lua_State *L);
+IMAGE_INTERNAL int image_getpoint(lua_State *L);
+
+/* Flattens alpha onto a background of n values (image_ops.c); used by save
+ * for JPEG. On failure returns -1 with the libvips error pending. */
+IMAGE_INTERNAL int image_flatten_onto(VipsImage *in, VipsImage **out, const double *bg, int n);
+
+/* The first frame of an animation, or a new reference to im (image_ops.c). */
+IMAGE_INTERNAL int image_first_frame(VipsImage *in, VipsImage **out);
+
+#endif

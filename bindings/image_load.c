@@ -1,0 +1,310 @@
+/* imgpipe.image: reading untrusted bytes (probe, thumbnail).
+ *
+ * The load policy, in the order it is applied:
+ *   1. The format comes from the bytes (vips_foreign_find_load_buffer),
+ *      never from a name or a Content-Type.
+ *   2. Only formats in the allow list are read at all: by default jpeg,
+ *      png, webp, gif, avif and heic; anything else (svg, pdf, tiff, ...)
+ *      is nil, {code="UnsupportedFormat", format=...} unless the call
+ *      passes allow = {...}. Untrusted libvips loaders stay blocked anyway.
+ *   3. The header is read (no pixels) and thumbnail refuses, with
+ *      TooManyPixels, more than max_pages frames (default 100) or more than
+ *      max_pixels pixels (default 40 MP) counting every frame in the file:
+ *      width * height * pages.
+ *   4. Decoding fails on errors (libvips fail_on="error", which includes
+ *      truncation), so a truncated file is InvalidImage rather than an
+ *      image padded with grey. fail_on = "none" | "truncated" | "warning"
+ *      changes that per call.
+ *
+ * What thumbnail makes: shrink-on-load (the JPEG, WebP, HEIF... decoders are
+ * asked for a reduced size, never the full one when smaller is wanted), the
+ * EXIF orientation applied (pixels upright, orientation tag removed),
+ * colour-managed to sRGB (embedded ICC profile, CMYK), 8 bits per sample.
+ * Grey stays grey: 1 band (2 with alpha), interpretation "b-w"; colour
+ * images are 3 bands sRGB (4 with alpha). Alpha is kept.
+ * Animations (GIF, WebP): the first frame by default; animated = true
+ * keeps every frame (all of them count for the limits above). The result is
+ * decoded into memory, so a decoding error shows here, not in a later save,
+ * and the image can be saved any number of times. */
+#include <stdio.h>
+#include <string.h>
+
+#include "error.h"
+#include "image.h"
+
+/* Format names scripts use (allow lists, probe().format). */
+static const char *const load_format_names[] = {
+    "jpeg", "png", "webp", "gif", "avif", "heic", "tiff", "svg", "pdf", "jp2k", "jxl",
+    "magick", "fits", "openexr", "vips", "ppm", "rad", "csv", "matrix", "analyze", "raw", NULL,
+};
+
+/* Bit i set: load_format_names[i] is allowed. */
+typedef uint32_t load_formats;
+#define LOAD_DEFAULT_ALLOW 0x3fu /* jpeg png webp gif avif heic */
+
+typedef struct load_policy {
+    load_formats allow;
+    lua_Integer max_pixels;
+    lua_Integer max_pages;
+    int fail_on; /* index in load_fail_on_names */
+} load_policy;
+
+typedef struct load_header {
+    char format[16];
+    int width, height, pages, bands;
+    int has_alpha, orientation, has_icc, has_exif;
+} load_header;
+
+static const char *const load_fail_on_names[] = {"none", "truncated", "error", "warning", NULL};
+
+/* Reads allow, max_pixels, max_pages and fail_on from the options at idx
+ * (idx 0: no options, all defaults). */
+static void load_read_policy(lua_State *L, int idx, load_policy *p) {
+    p->allow = LOAD_DEFAULT_ALLOW;
+    p->max_pixels = IMAGE_DEFAULT_MAX_PIXELS;
+    p->max_pages = IMAGE_DEFAULT_MAX_PAGES;
+    p->fail_on = 2; /* error */
+    if (!idx) return;
+    p->max_pixels = image_opt_int(L, idx, "max_pixels", p->max_pixels, 1, (lua_Integer)1 << 40);
+    p->max_pages = image_opt_int(L, idx, "max_pages", p->max_pages, 1, 100000);
+    p->fail_on = image_opt_option(L, idx, "fail_on", "error", load_fail_on_names);
+    int t = lua_getfield(L, idx, "allow");
+    if (t == LUA_TTABLE) {
+        int top = lua_gettop(L);
+        p->allow = 0;
+        lua_Integer n = luaL_len(L, top);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_geti(L, top, i);
+            const char *name = lua_tostring(L, -1);
+            int found = -1;
+            for (int k = 0; name && load_format_names[k]; k++)
+                if (!strcmp(name, load_format_names[k])) found = k;
+            if (found < 0) luaL_error(L, "option 'allow': unknown format '%s'", name ? name : "?");
+            p->allow |= (load_formats)1 << found;
+            lua_pop(L, 1);
+        }
+    } else if (t != LUA_TNIL) {
+        luaL_error(L, "option 'allow': array of format names expected, got %s", luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+}
+
+static int load_format_index(const char *name) {
+    for (int k = 0; load_format_names[k]; k++)
+        if (!strcmp(name, load_format_names[k])) return k;
+    return -1;
+}
+
+/* An ISO BMFF (HEIF) file says AVIF in its ftyp box: the major brand or a
+ * compatible brand is "avif" (still) or "avis" (sequence). */
+static int load_is_avif(const unsigned char *d, size_t len) {
+    if (len < 16 || memcmp(d + 4, "ftyp", 4)) return 0;
+    size_t box = ((size_t)d[0] << 24) | ((size_t)d[1] << 16) | ((size_t)d[2] << 8) | d[3];
+    if (box > len) box = len;
+    for (size_t at = 8; at + 4 <= box; at += 4) {
+        if (at == 12) continue; /* minor version, not a brand */
+        if (!memcmp(d + at, "avif", 4) || !memcmp(d + at, "avis", 4)) return 1;
+    }
+    return 0;
+}
+
+/* vips_foreign_find_load_buffer skips loaders blocked as untrusted (SVG in
+ * recent libvips), so bytes it does not know may still be such a format:
+ * ask those loaders' signature checks, to name the format in the error. */
+static const char *load_sniff_blocked(const char *data, size_t len) {
+    static const char *const loaders[] = {"svgload_buffer", "pdfload_buffer", "tiffload_buffer",
+                                          "jxlload_buffer", "jp2kload_buffer", NULL};
+    for (int i = 0; loaders[i]; i++)
+        if (vips_type_find("VipsOperation", loaders[i]) && vips_foreign_is_a_buffer(loaders[i], data, len))
+            return loaders[i];
+    return NULL;
+}
+
+/* Names the format of the bytes from the loader libvips picks for them
+ * ("VipsForeignLoadJpegBuffer" -> nickname "jpegload_buffer" -> "jpeg").
+ * Returns 0, or -1 when no loader recognises the bytes. */
+static int load_sniff(const char *data, size_t len, char *format, size_t size) {
+    const char *nick = NULL;
+    const char *type_name = vips_foreign_find_load_buffer(data, len);
+    if (type_name) nick = vips_nickname_find(g_type_from_name(type_name));
+    if (!type_name) nick = load_sniff_blocked(data, len);
+    vips_error_clear();
+    if (!nick && !type_name) return -1;
+    if (!nick) nick = type_name;
+    const char *end = strstr(nick, "load");
+    size_t n = end ? (size_t)(end - nick) : strlen(nick);
+    snprintf(format, size, "%.*s", (int)n, nick);
+    if (!strcmp(format, "heif"))
+        snprintf(format, size, "%s", load_is_avif((const unsigned char *)data, len) ? "avif" : "heic");
+    else if (!strcmp(format, "uhdr")) /* Ultra HDR is a JPEG with a gain map */
+        snprintf(format, size, "jpeg");
+    return 0;
+}
+
+/* Sniffs, applies the allow list, reads the header. On failure pushes
+ * nil, err and returns 2; on success returns 0. */
+static int load_header_read(lua_State *L, const char *data, size_t len, const load_policy *p, load_header *h) {
+    memset(h, 0, sizeof *h);
+    if (load_sniff(data, len, h->format, sizeof h->format))
+        return error_push(L, "InvalidImage", "not an image in any format this build reads", 0, 0);
+    int k = load_format_index(h->format);
+    if (k < 0 || !(p->allow & ((load_formats)1 << k))) {
+        error_pushf(L, "UnsupportedFormat", 0, 0, "%s images are not accepted here", h->format);
+        lua_pushstring(L, h->format);
+        lua_setfield(L, -2, "format");
+        return 2;
+    }
+    VipsImage *im = vips_image_new_from_buffer(data, len, "", "access", VIPS_ACCESS_SEQUENTIAL, NULL);
+    if (!im) return image_fail(L, "InvalidImage", "cannot read the image header");
+    h->width = im->Xsize;
+    h->height = im->Ysize;
+    h->bands = im->Bands;
+    h->pages = vips_image_get_n_pages(im);
+    h->has_alpha = vips_image_hasalpha(im);
+    h->orientation = vips_image_get_orientation(im);
+    h->has_icc = vips_image_get_typeof(im, VIPS_META_ICC_NAME) != 0;
+    h->has_exif = vips_image_get_typeof(im, VIPS_META_EXIF_NAME) != 0;
+    g_object_unref(im);
+    return 0;
+}
+
+/* Refuses what the header says is too big. Returns 2 with nil, err pushed,
+ * or 0. */
+static int load_check_size(lua_State *L, const load_header *h, const load_policy *p) {
+    if (h->pages > p->max_pages)
+        return error_pushf(L, "TooManyPixels", 0, 0, "%d pages is over the limit of %lld", h->pages,
+                           (long long)p->max_pages);
+    uint64_t pixels = (uint64_t)h->width * (uint64_t)h->height * (uint64_t)h->pages;
+    if (pixels > (uint64_t)p->max_pixels)
+        return error_pushf(L, "TooManyPixels", 0, 0, "%dx%d x %d pages = %llu pixels is over the limit of %lld",
+                           h->width, h->height, h->pages, (unsigned long long)pixels, (long long)p->max_pixels);
+    return 0;
+}
+
+/* image.probe(bytes, [{allow}]) -> {format, width, height, pages, bands,
+ * has_alpha, orientation, has_icc, has_exif, bytes}, from the header only.
+ * Sizes are not limited here (that is thumbnail's job), formats are. */
+int image_probe(lua_State *L) {
+    size_t len;
+    const char *data = luaL_checklstring(L, 1, &len);
+    if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+    load_policy p;
+    load_read_policy(L, lua_istable(L, 2) ? 2 : 0, &p);
+    load_header h;
+    if (load_header_read(L, data, len, &p, &h)) return 2;
+    lua_createtable(L, 0, 10);
+    lua_pushstring(L, h.format);
+    lua_setfield(L, -2, "format");
+    const struct {
+        const char *name;
+        int value;
+    } ints[] = {{"width", h.width}, {"height", h.height}, {"pages", h.pages},
+                {"bands", h.bands}, {"orientation", h.orientation}};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        lua_pushinteger(L, ints[i].value);
+        lua_setfield(L, -2, ints[i].name);
+    }
+    lua_pushboolean(L, h.has_alpha);
+    lua_setfield(L, -2, "has_alpha");
+    lua_pushboolean(L, h.has_icc);
+    lua_setfield(L, -2, "has_icc");
+    lua_pushboolean(L, h.has_exif);
+    lua_setfield(L, -2, "has_exif");
+    lua_pushinteger(L, (lua_Integer)len);
+    lua_setfield(L, -2, "bytes");
+    return 1;
+}
+
+static const char *const load_size_names[] = {"both", "up", "down", "force", NULL};
+static const VipsSize load_size_values[] = {VIPS_SIZE_BOTH, VIPS_SIZE_UP, VIPS_SIZE_DOWN, VIPS_SIZE_FORCE};
+static const char *const load_crop_names[] = {"none", "centre", "center", "entropy", "attention",
+                                              "low", "high", "all", NULL};
+static const VipsInteresting load_crop_values[] = {
+    VIPS_INTERESTING_NONE,      VIPS_INTERESTING_CENTRE, VIPS_INTERESTING_CENTRE, VIPS_INTERESTING_ENTROPY,
+    VIPS_INTERESTING_ATTENTION, VIPS_INTERESTING_LOW,    VIPS_INTERESTING_HIGH,   VIPS_INTERESTING_ALL};
+
+/* 8 bits per sample, and sRGB unless the image is grey (which stays grey).
+ * vips_thumbnail already did the colour management; this catches what it
+ * leaves alone (16-bit input without a profile, odd interpretations). */
+static int load_normalise(VipsImage *in, VipsImage **out) {
+    VipsInterpretation now = vips_image_get_interpretation(in);
+    int colour_bands = in->Bands - (vips_image_hasalpha(in) ? 1 : 0);
+    int grey = colour_bands == 1;
+    VipsInterpretation want = grey ? VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB;
+    if (now == want && in->BandFmt == VIPS_FORMAT_UCHAR) {
+        g_object_ref(in);
+        *out = in;
+        return 0;
+    }
+    VipsImage *t = NULL;
+    if (vips_colourspace(in, &t, want, NULL)) return -1;
+    if (t->BandFmt == VIPS_FORMAT_UCHAR) {
+        *out = t;
+        return 0;
+    }
+    int status = vips_cast_uchar(t, out, NULL);
+    g_object_unref(t);
+    return status;
+}
+
+/* image.thumbnail(bytes, {width, [height], [crop="none"], [size="down"],
+ *   [max_pixels], [max_pages], [allow], [animated=false], [fail_on="error"]})
+ * -> image. Fits the image into width x height keeping its aspect ratio
+ * (a missing side is unbounded); with crop, fills the box and crops. */
+int image_thumbnail(lua_State *L) {
+    size_t len;
+    const char *data = luaL_checklstring(L, 1, &len);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    load_policy p;
+    load_read_policy(L, 2, &p);
+    int width = (int)image_opt_int(L, 2, "width", 0, 1, IMAGE_MAX_SIDE);
+    int height = (int)image_opt_int(L, 2, "height", 0, 1, IMAGE_MAX_SIDE);
+    VipsSize size = load_size_values[image_opt_option(L, 2, "size", "down", load_size_names)];
+    VipsInteresting crop = load_crop_values[image_opt_option(L, 2, "crop", "none", load_crop_names)];
+    int animated = image_opt_bool(L, 2, "animated", 0);
+    luaL_argcheck(L, width || height, 2, "width or height is required");
+    luaL_argcheck(L, crop == VIPS_INTERESTING_NONE || (width && height), 2, "crop needs both width and height");
+
+    image_handle *out = image_push_handle(L);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1); /* libvips reads the Lua string in place */
+
+    load_header h;
+    if (load_header_read(L, data, len, &p, &h)) return 2;
+    if (load_check_size(L, &h, &p)) return 2;
+    int all_frames = animated && h.pages > 1 && (!strcmp(h.format, "gif") || !strcmp(h.format, "webp"));
+
+    /* fail_on goes to the loader itself: the thumbnail property of that name
+     * does not reach it in every libvips version. */
+    char loader_options[64];
+    snprintf(loader_options, sizeof loader_options, "fail_on=%s%s", load_fail_on_names[p.fail_on],
+             all_frames ? ",n=-1" : "");
+
+    VipsObject *ctx = VIPS_OBJECT(vips_image_new());
+    VipsImage **t = (VipsImage **)vips_object_local_array(ctx, 3);
+    const char *code = NULL, *what = NULL;
+    if (vips_thumbnail_buffer((void *)data, len, &t[0], width ? width : VIPS_MAX_COORD, "height",
+                              height ? height : VIPS_MAX_COORD, "size", size, "crop", crop, "option_string", loader_options, NULL)) {
+        code = "InvalidImage", what = "cannot decode the image";
+    } else if ((uint64_t)t[0]->Xsize * (uint64_t)t[0]->Ysize > (uint64_t)p.max_pixels) {
+        code = "TooManyPixels", what = NULL; /* size = "up"/"force" asked for too much */
+    } else if (load_normalise(t[0], &t[1])) {
+        code = "ImageError", what = "cannot convert to 8-bit sRGB";
+    } else if (!(t[2] = vips_image_copy_memory(t[1]))) {
+        code = "InvalidImage", what = "cannot decode the image";
+    }
+    if (!code) {
+        g_object_ref(t[2]);
+        out->im = t[2];
+        g_object_unref(ctx);
+        return 1;
+    }
+    uint64_t asked = t[0] ? (uint64_t)t[0]->Xsize * (uint64_t)t[0]->Ysize : 0;
+    char msg[IMAGE_ERRMAX];
+    if (what) image_take_error(msg, sizeof msg);
+    g_object_unref(ctx);
+    if (!what)
+        return error_pushf(L, code, 0, 0, "the result would have %llu pixels, over the limit of %lld",
+                           (unsigned long long)asked, (long long)p.max_pixels);
+    return error_pushf(L, code, 0, 0, "%s: %s", what, msg);
+}
