@@ -1,0 +1,61 @@
+-- What the service specs share: the local stack's settings, S3 events as S3
+-- sends them, and shortcuts to look into the buckets and the table.
+-- The stack must be running with its settings in the environment: spec/run.sh
+-- does that; by hand: infra/local-stack.sh start /tmp/stk && . /tmp/stk/stack.env
+local paths = require "support.paths"
+
+local M = {}
+
+local VARS = { "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+  "AWS_REGION", "UPLOAD_BUCKET", "PROCESSED_BUCKET", "TABLE_NAME" }
+
+-- The stack's settings, or nil and what is missing.
+function M.env()
+  local env = {}
+  for _, v in ipairs(VARS) do
+    env[v] = os.getenv(v)
+    if not env[v] and not (v:find "^AWS_ENDPOINT_URL" and os.getenv "AWS_ENDPOINT_URL") then
+      return nil, v .. " is not set: run under spec/run.sh, or start the stack with " ..
+        "infra/local-stack.sh start DIR and source DIR/stack.env"
+    end
+  end
+  return env
+end
+
+-- S3 encodes keys in events like a form: '+' for a space, %XX for the rest.
+function M.event_key(key)
+  return (key:gsub("[^%w%-%._~/]", function(c)
+    if c == " " then return "+" end
+    return string.format("%%%02X", c:byte())
+  end))
+end
+
+local seq = 0x100
+-- An ObjectCreated:Put event for one object, as S3 sends it. opts:
+-- sequencer (hex string), size, etag, bucket.
+function M.s3_event(key, opts)
+  opts = opts or {}
+  seq = seq + 1
+  local bucket = opts.bucket or os.getenv "UPLOAD_BUCKET"
+  return { Records = { {
+    eventVersion = "2.1", eventSource = "aws:s3", awsRegion = os.getenv "AWS_REGION" or "us-east-1",
+    eventTime = os.date "!%Y-%m-%dT%H:%M:%S.000Z", eventName = "ObjectCreated:Put",
+    userIdentity = { principalId = "spec" }, requestParameters = { sourceIPAddress = "127.0.0.1" },
+    responseElements = { ["x-amz-request-id"] = "SPEC", ["x-amz-id-2"] = "SPEC" },
+    s3 = {
+      s3SchemaVersion = "1.0", configurationId = "spec",
+      bucket = { name = bucket, ownerIdentity = { principalId = "spec" }, arn = "arn:aws:s3:::" .. bucket },
+      object = { key = M.event_key(key), size = opts.size, eTag = opts.etag or "0",
+        sequencer = opts.sequencer or string.format("%018X", seq) },
+    },
+  } } }
+end
+
+-- Runs a shell command with the given stdin; fails the spec on a non-zero exit.
+function M.sh(cmd, stdin)
+  local out, err, code = paths.run(cmd, stdin)
+  assert(code == 0, cmd .. " failed (" .. code .. "): " .. err)
+  return out
+end
+
+return M
