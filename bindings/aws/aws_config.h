@@ -29,6 +29,20 @@ int aws_credentials_resolve(lua_State *L, aws_credentials *out, char *err, size_
 /* Wipes and frees the strings. */
 void aws_credentials_free(aws_credentials *c);
 
+/* Creates this state's credential cache if it is not there yet (raises on
+ * allocation failure; aws_credentials_resolve itself never raises). The HTTP
+ * client calls it when it is fetched. */
+void aws_credentials_prepare(lua_State *L);
+/* Forgets cached credentials (after an ExpiredToken answer). */
+void aws_credentials_invalidate(lua_State *L);
+
+/* Reads aws_access_key_id, aws_secret_access_key and aws_session_token of
+ * profile from the shared credentials file at path. Returns 1 when found
+ * (out filled), 0 when the file or profile is absent or incomplete, -1 on
+ * errors (message in err). Exposed for the specs of the INI reader. */
+int aws_credentials_from_file(const char *path, const char *profile, aws_credentials *out, char *err,
+                              size_t errlen);
+
 /* AWS_REGION, then AWS_DEFAULT_REGION, then "us-east-1". */
 const char *aws_region(void);
 

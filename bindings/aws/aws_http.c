@@ -1,0 +1,613 @@
+#include "aws_http.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <lauxlib.h>
+
+#include "aws_json.h"
+#include "aws_xml.h"
+#include "error.h"
+#include "invocation.h"
+
+#define CLIENT_MT "imgpipe.aws_http_client"
+#define MAX_HEADER_BYTES (64 * 1024)
+#define DEFAULT_MAX_RESPONSE (1u << 20)
+#define MAX_ERROR_BODY (64 * 1024)
+/* An attempt needs at least this much time before the deadline to be worth
+ * starting. */
+#define MIN_ATTEMPT_MS 100
+
+static char client_key; /* registry key (its address) */
+
+/* ---- client lifetime ---------------------------------------------------- */
+
+static int client_close(lua_State *L) {
+    aws_http_client *c = luaL_checkudata(L, 1, CLIENT_MT);
+    if (c->curl) {
+        curl_easy_cleanup(c->curl);
+        c->curl = NULL;
+        curl_global_cleanup();
+    }
+    aws_sigv4_cache_wipe(&c->sigcache);
+    buf_free(&c->url);
+    buf_wipe(&c->body);
+    buf_wipe(&c->scratch);
+    buf_free(&c->resp_body);
+    buf_free(&c->resp_headers);
+    return 0;
+}
+
+static int64_t env_int(const char *name, int64_t def, int64_t lo, int64_t hi) {
+    const char *v = getenv(name);
+    if (!v || !*v) return def;
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || *end || n < lo || n > hi) return def;
+    return n;
+}
+
+const char *aws_http_ca_file(void) {
+    const char *v = getenv("SSL_CERT_FILE");
+    if (v && *v) return v;
+    static const char *const candidates[] = {
+        "/etc/ssl/certs/ca-certificates.crt", /* Debian, Ubuntu */
+        "/etc/pki/tls/certs/ca-bundle.crt",   /* Amazon Linux 2023, Fedora */
+    };
+    for (size_t i = 0; i < sizeof candidates / sizeof *candidates; i++)
+        if (access(candidates[i], R_OK) == 0) return candidates[i];
+    return NULL;
+}
+
+aws_http_client *aws_http_client_get(lua_State *L) {
+    aws_http_client *c;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &client_key) == LUA_TUSERDATA) {
+        c = lua_touserdata(L, -1);
+        lua_pop(L, 1);
+    } else {
+        lua_pop(L, 1);
+        c = lua_newuserdatauv(L, sizeof *c, 0);
+        memset(c, 0, sizeof *c);
+        buf_init(&c->url, 16 * 1024);
+        buf_init(&c->body, 16u << 20);
+        buf_init(&c->scratch, 1u << 20);
+        buf_init(&c->resp_body, DEFAULT_MAX_RESPONSE);
+        buf_init(&c->resp_headers, MAX_HEADER_BYTES);
+        if (luaL_newmetatable(L, CLIENT_MT)) {
+            lua_pushcfunction(L, client_close);
+            lua_setfield(L, -2, "__gc");
+        }
+        lua_setmetatable(L, -2);
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) luaL_error(L, "libcurl failed to initialise");
+        c->curl = curl_easy_init();
+        if (!c->curl) {
+            curl_global_cleanup();
+            luaL_error(L, "libcurl: cannot create a handle");
+        }
+        c->max_attempts = (int)env_int("AWS_MAX_ATTEMPTS", 5, 1, 10);
+        c->base_ms = env_int("IMGPIPE_AWS_RETRY_BASE_MS", 50, 1, 60000);
+        c->cap_ms = env_int("IMGPIPE_AWS_RETRY_CAP_MS", 2000, 1, 600000);
+        c->connect_timeout_ms = env_int("IMGPIPE_AWS_CONNECT_TIMEOUT_MS", 3000, 1, 600000);
+        c->timeout_ms = env_int("IMGPIPE_AWS_TIMEOUT_MS", 60000, 1, 3600000);
+        const char *ca = aws_http_ca_file();
+        if (ca) snprintf(c->ca_file, sizeof c->ca_file, "%s", ca);
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        c->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)c;
+        if (!c->rng) c->rng = 0x9E3779B97F4A7C15ull;
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &client_key);
+    }
+    aws_credentials_prepare(L);
+    buf_reset(&c->url);
+    buf_reset(&c->body);
+    buf_reset(&c->scratch);
+    return c;
+}
+
+/* ---- answer collection -------------------------------------------------- */
+
+typedef struct transfer {
+    aws_http_client *c;
+    int too_large;
+} transfer;
+
+static size_t on_body(char *data, size_t size, size_t n, void *ud) {
+    transfer *t = ud;
+    if (buf_append(&t->c->resp_body, data, size * n)) {
+        t->too_large = 1;
+        return 0;
+    }
+    return size * n;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *ud) {
+    transfer *t = ud;
+    size_t len = size * n;
+    /* A new status line starts a new answer (after 100 Continue). */
+    if (len >= 5 && !memcmp(data, "HTTP/", 5)) buf_reset(&t->c->resp_headers);
+    else (void)buf_append(&t->c->resp_headers, data, len); /* past the cap: dropped */
+    return len;
+}
+
+int aws_http_header_next(const aws_http_client *c, size_t *pos, const char **name, size_t *nlen,
+                         const char **value, size_t *vlen) {
+    const char *base = buf_str(&c->resp_headers), *end = base + c->resp_headers.len;
+    while (base + *pos < end) {
+        const char *line = base + *pos;
+        const char *eol = memchr(line, '\n', (size_t)(end - line));
+        if (!eol) eol = end;
+        *pos = (size_t)(eol - base) + (eol < end);
+        const char *colon = memchr(line, ':', (size_t)(eol - line));
+        if (!colon) continue;
+        const char *v = colon + 1, *ve = eol;
+        while (v < ve && (*v == ' ' || *v == '\t')) v++;
+        while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+        *name = line;
+        *nlen = (size_t)(colon - line);
+        *value = v;
+        *vlen = (size_t)(ve - v);
+        return 1;
+    }
+    return 0;
+}
+
+const char *aws_http_header(const aws_http_client *c, const char *name, size_t *len) {
+    size_t pos = 0, nl, vl, want = strlen(name);
+    const char *n, *v;
+    while (aws_http_header_next(c, &pos, &n, &nl, &v, &vl))
+        if (nl == want && !strncasecmp(n, name, nl)) {
+            if (len) *len = vl;
+            return v;
+        }
+    return NULL;
+}
+
+/* ---- errors --------------------------------------------------------------- */
+
+int aws_http_code_is_retryable(const char *code) {
+    static const char *const codes[] = {
+        "BandwidthLimitExceeded", "EC2ThrottledException", "InternalError", "InternalFailure",
+        "InternalServerError", "LimitExceededException", "PriorRequestNotComplete",
+        "ProvisionedThroughputExceeded", "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded", "RequestThrottled", "RequestThrottledException", "RequestTimeout",
+        "RequestTimeoutException", "ServiceUnavailable", "SlowDown", "ThrottledException",
+        "Throttling", "ThrottlingException", "TooManyRequestsException",
+        "TransactionInProgressException", NULL,
+    };
+    for (int i = 0; codes[i]; i++)
+        if (!strcmp(code, codes[i])) return 1;
+    return 0;
+}
+
+static void set_error(aws_http_error *e, const char *code, long status, int retryable, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void set_error(aws_http_error *e, const char *code, long status, int retryable, const char *fmt, ...) {
+    snprintf(e->code, sizeof e->code, "%s", code);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    e->status = status;
+    e->retryable = retryable;
+}
+
+static void copy_trimmed(char *dst, size_t cap, const char *src, size_t len) {
+    if (len >= cap) len = cap - 1;
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
+static const char *status_code_name(long status, const char *not_found) {
+    switch (status) {
+    case 301: return "PermanentRedirect";
+    case 307: return "TemporaryRedirect";
+    case 400: return "BadRequest";
+    case 401: return "Unauthorized";
+    case 403: return "AccessDenied";
+    case 404: return not_found ? not_found : "NotFound";
+    case 405: return "MethodNotAllowed";
+    case 409: return "Conflict";
+    case 412: return "PreconditionFailed";
+    case 413: return "EntityTooLarge";
+    case 416: return "InvalidRange";
+    case 429: return "TooManyRequests";
+    case 500: return "InternalError";
+    case 501: return "NotImplemented";
+    case 502: return "BadGateway";
+    case 503: return "ServiceUnavailable";
+    case 504: return "GatewayTimeout";
+    default: return status >= 500 ? "ServerError" : "HttpError";
+    }
+}
+
+/* Reads the code and message of an error answer from its body (XML or JSON),
+ * falling back to the status. Returns 1 when the body held an error code. */
+static int parse_error_body(aws_http_client *c, const aws_http_request *r, aws_http_error *e) {
+    const char *body = buf_str(&c->resp_body);
+    size_t len = c->resp_body.len;
+    int found = 0;
+    e->code[0] = e->message[0] = '\0';
+    if (len && len <= MAX_ERROR_BODY) {
+        if (r->errors == AWS_ERRORS_XML) {
+            buf ev;
+            char perr[128];
+            buf_init(&ev, 4 * MAX_ERROR_BODY);
+            if (aws_xml_flatten(body, len, &ev, perr, sizeof perr) == 0) {
+                size_t n;
+                const char *code = aws_xml_find(&ev, "Error/Code", &n);
+                if (code && n) {
+                    copy_trimmed(e->code, sizeof e->code, code, n);
+                    found = 1;
+                }
+                const char *msg = aws_xml_find(&ev, "Error/Message", &n);
+                if (msg) copy_trimmed(e->message, sizeof e->message, msg, n);
+            }
+            buf_free(&ev);
+        } else {
+            buf v;
+            buf_init(&v, 4096);
+            if (aws_json_string_member(body, len, "__type", &v) == 1 && v.len) {
+                const char *t = buf_str(&v), *hash = strrchr(t, '#');
+                t = hash ? hash + 1 : t;
+                copy_trimmed(e->code, sizeof e->code, t, strlen(t));
+                found = 1;
+            }
+            buf_reset(&v);
+            if (aws_json_string_member(body, len, "message", &v) == 1 ||
+                aws_json_string_member(body, len, "Message", &v) == 1)
+                copy_trimmed(e->message, sizeof e->message, buf_str(&v), v.len);
+            buf_free(&v);
+        }
+    }
+    if (!found && r->errors == AWS_ERRORS_JSON) {
+        size_t n;
+        const char *t = aws_http_header(c, "x-amzn-ErrorType", &n);
+        if (t && n) {
+            const char *colon = memchr(t, ':', n);
+            if (colon) n = (size_t)(colon - t);
+            copy_trimmed(e->code, sizeof e->code, t, n);
+            found = 1;
+        }
+    }
+    if (!found) snprintf(e->code, sizeof e->code, "%s", status_code_name(c->resp_status, r->not_found_code));
+    if (!e->message[0]) snprintf(e->message, sizeof e->message, "HTTP %ld from %s", c->resp_status, r->service);
+    e->status = c->resp_status;
+    e->retryable = aws_http_code_is_retryable(e->code) ||
+                   (c->resp_status >= 500 && c->resp_status != 501) || c->resp_status == 429;
+    return found;
+}
+
+static void transport_error(CURLcode rc, int too_large, size_t cap, const char *errbuf, aws_http_error *e) {
+    const char *detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+    if (too_large) {
+        set_error(e, "ResponseTooLarge", 0, 0, "the answer is larger than the %zu-byte limit", cap);
+        return;
+    }
+    switch (rc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        set_error(e, "Timeout", 0, 1, "%s", detail);
+        break;
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        set_error(e, "InvalidEndpoint", 0, 0, "%s", detail);
+        break;
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+        set_error(e, "NetworkError", 0, 0, "TLS: %s", detail);
+        break;
+    case CURLE_OUT_OF_MEMORY:
+        set_error(e, "OutOfMemory", 0, 0, "%s", detail);
+        break;
+    default: /* resets, refused connections, DNS hiccups, truncated answers */
+        set_error(e, "NetworkError", 0, 1, "%s", detail);
+        break;
+    }
+}
+
+int aws_http_push_error(lua_State *L, const aws_http_error *e) {
+    return error_push(L, e->code, e->message, e->status, e->retryable);
+}
+
+/* ---- one attempt ------------------------------------------------------------ */
+
+static void common_options(CURL *h, const char *url, long connect_ms, long total_ms, const char *ca) {
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L); /* keys may hold "//" and "../" */
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, total_ms);
+    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    if (ca) curl_easy_setopt(h, CURLOPT_CAINFO, ca);
+}
+
+static int has_header(const aws_http_request *r, const char *name) {
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (!strcasecmp(r->headers[i].name, name)) return 1;
+    return 0;
+}
+
+static struct curl_slist *add_header(struct curl_slist *list, buf *line, const char *name,
+                                     const char *value, int *failed) {
+    if (*failed) return list;
+    buf_reset(line);
+    /* "Name;" is curl's way of sending a header with an empty value. */
+    if ((*value ? buf_appendf(line, "%s: %s", name, value) : buf_appendf(line, "%s;", name))) {
+        *failed = 1;
+        return list;
+    }
+    struct curl_slist *next = curl_slist_append(list, buf_str(line));
+    if (!next) *failed = 1;
+    return next ? next : list;
+}
+
+/* Returns 0 when an HTTP answer came back (any status), -1 with err filled
+ * otherwise. */
+static int attempt_once(aws_http_client *c, const aws_http_request *r, const aws_credentials *cr,
+                        int64_t timeout_ms, aws_http_error *err) {
+    CURL *h = c->curl;
+    struct curl_slist *list = NULL;
+    aws_sigv4_result sig;
+    char serr[256] = "", errbuf[CURL_ERROR_SIZE] = "";
+    buf line;
+    int rc = -1, failed = 0;
+    memset(&sig, 0, sizeof sig);
+    buf_init(&line, 16 * 1024);
+
+    aws_sigv4_params p;
+    memset(&p, 0, sizeof p);
+    p.method = r->method;
+    p.url = r->url;
+    p.headers = r->headers;
+    p.nheaders = r->nheaders;
+    p.body = r->body;
+    p.body_len = r->body_len;
+    p.region = r->region;
+    p.service = r->service;
+    p.time = (int64_t)time(NULL);
+    p.access_key_id = cr->access_key_id;
+    p.secret_access_key = cr->secret_access_key;
+    p.session_token = cr->session_token;
+    p.double_encode = !r->s3_rules;
+    p.normalize = !r->s3_rules;
+    p.sign_body = r->s3_rules;
+    if (aws_sigv4_sign(&p, &c->sigcache, &sig, serr, sizeof serr)) {
+        set_error(err, "SigningError", 0, 0, "cannot sign the request: %s", serr);
+        goto cleanup;
+    }
+
+    for (size_t i = 0; i < r->nheaders; i++)
+        list = add_header(list, &line, r->headers[i].name, r->headers[i].value, &failed);
+    for (size_t i = 0; i < sig.nadded; i++)
+        list = add_header(list, &line, sig.added_name[i], sig.added_value[i], &failed);
+    /* No "Expect: 100-continue" round trip, and no made-up Content-Type. */
+    if (!failed && !(list = curl_slist_append(list, "Expect:"))) failed = 1;
+    if (!failed && !has_header(r, "Content-Type") && !(list = curl_slist_append(list, "Content-Type:")))
+        failed = 1;
+    if (failed) {
+        set_error(err, "OutOfMemory", 0, 0, "cannot build the request headers");
+        goto cleanup;
+    }
+
+    curl_easy_reset(h);
+    buf_reset(&c->resp_body);
+    buf_reset(&c->resp_headers);
+    c->resp_body.max = r->max_response ? r->max_response : DEFAULT_MAX_RESPONSE;
+    c->resp_status = 0;
+    transfer t = {c, 0};
+    common_options(h, r->url, (long)c->connect_timeout_ms, (long)timeout_ms, c->ca_file[0] ? c->ca_file : NULL);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &t);
+    if (!strcmp(r->method, "HEAD")) {
+        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    } else if (!strcmp(r->method, "PUT") || !strcmp(r->method, "POST")) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->body ? (const char *)r->body : "");
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(r->body ? r->body_len : 0));
+        if (strcmp(r->method, "POST")) curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
+    } else if (strcmp(r->method, "GET")) {
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
+    }
+
+    CURLcode cc = curl_easy_perform(h);
+    if (cc != CURLE_OK) {
+        transport_error(cc, t.too_large, c->resp_body.max, errbuf, err);
+        goto cleanup;
+    }
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &c->resp_status);
+    rc = 0;
+cleanup:
+    /* The handle keeps pointers to the list and error buffer until reset. */
+    curl_easy_reset(h);
+    curl_slist_free_all(list);
+    buf_wipe(&line);
+    aws_sigv4_result_free(&sig);
+    return rc;
+}
+
+/* An answer is a success when 2xx, except a CopyObject 200 carrying <Error>. */
+static int answer_failed(aws_http_client *c, const aws_http_request *r, aws_http_error *err) {
+    if (c->resp_status >= 200 && c->resp_status < 300) {
+        if (!r->error_in_200) return 0;
+        const char *b = buf_str(&c->resp_body);
+        /* Cheap look first: the root element of an error answer is <Error>. */
+        if (!strstr(b, "<Error>")) return 0;
+        aws_http_error probe;
+        memset(&probe, 0, sizeof probe);
+        if (!parse_error_body(c, r, &probe)) return 0;
+        *err = probe;
+        if (!strcmp(err->code, "InternalError") || !strcmp(err->code, "SlowDown")) err->retryable = 1;
+        return 1;
+    }
+    parse_error_body(c, r, err);
+    return 1;
+}
+
+static uint64_t next_random(aws_http_client *c) {
+    uint64_t x = c->rng; /* xorshift64*: jitter only, not secrets */
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    c->rng = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+static void sleep_ms(int64_t ms) {
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {}
+}
+
+static int is_expired_token(const char *code) {
+    return !strcmp(code, "ExpiredToken") || !strcmp(code, "ExpiredTokenException") ||
+           !strcmp(code, "RequestExpired");
+}
+
+static void note_deadline(aws_http_error *err) {
+    size_t n = strlen(err->message);
+    snprintf(err->message + n, sizeof err->message - n, " (gave up: invocation deadline)");
+}
+
+int aws_http_send(lua_State *L, aws_http_client *c, const aws_http_request *r, aws_http_error *err) {
+    int64_t deadline = invocation_deadline_ms(L);
+    int refreshed = 0;
+    memset(err, 0, sizeof *err);
+    c->last_attempts = 0;
+    c->last_ndelays = 0;
+    for (int attempt = 1;; attempt++) {
+        int64_t now = invocation_now_ms(), timeout = c->timeout_ms;
+        if (deadline) {
+            if (deadline - now < MIN_ATTEMPT_MS) {
+                if (attempt == 1)
+                    set_error(err, "Timeout", 0, 1, "the invocation deadline leaves no time for the call");
+                else
+                    note_deadline(err);
+                return -1;
+            }
+            if (deadline - now < timeout) timeout = deadline - now;
+        }
+        aws_credentials chain;
+        const aws_credentials *cr = r->credentials;
+        memset(&chain, 0, sizeof chain);
+        if (!cr) {
+            char cerr[256];
+            if (aws_credentials_resolve(L, &chain, cerr, sizeof cerr)) {
+                set_error(err, "CredentialsError", 0, 0, "%s", cerr);
+                return -1;
+            }
+            cr = &chain;
+        }
+        c->last_attempts = attempt;
+        int sent = attempt_once(c, r, cr, timeout, err);
+        aws_credentials_free(&chain);
+        if (sent == 0 && !answer_failed(c, r, err)) return 0;
+        if (!r->credentials && !refreshed && is_expired_token(err->code)) {
+            /* Fetch fresh credentials once and try again straight away. */
+            aws_credentials_invalidate(L);
+            refreshed = 1;
+            attempt--;
+            continue;
+        }
+        if (!err->retryable || attempt >= c->max_attempts) return -1;
+        int64_t ceiling = c->base_ms;
+        for (int i = 1; i < attempt && ceiling < c->cap_ms; i++) ceiling *= 2;
+        if (ceiling > c->cap_ms) ceiling = c->cap_ms;
+        int64_t delay = (int64_t)(next_random(c) % (uint64_t)(ceiling + 1));
+        if (deadline && invocation_now_ms() + delay + MIN_ATTEMPT_MS >= deadline) {
+            note_deadline(err);
+            return -1;
+        }
+        if (c->last_ndelays < AWS_HTTP_MAX_DELAYS) c->last_delays_ms[c->last_ndelays++] = delay;
+        sleep_ms(delay);
+    }
+}
+
+void aws_http_push_last_call(lua_State *L) {
+    aws_http_client *c = aws_http_client_get(L);
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, c->last_attempts);
+    lua_setfield(L, -2, "attempts");
+    lua_createtable(L, c->last_ndelays, 0);
+    for (int i = 0; i < c->last_ndelays; i++) {
+        lua_pushinteger(L, (lua_Integer)c->last_delays_ms[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "delays_ms");
+    lua_pushinteger(L, c->cap_ms);
+    lua_setfield(L, -2, "cap_ms");
+    lua_pushinteger(L, c->base_ms);
+    lua_setfield(L, -2, "base_ms");
+}
+
+/* ---- unsigned one-shot GET ------------------------------------------------- */
+
+typedef struct simple_sink {
+    buf *b;
+    int too_large;
+} simple_sink;
+
+static size_t on_simple_body(char *data, size_t size, size_t n, void *ud) {
+    simple_sink *s = ud;
+    if (buf_append(s->b, data, size * n)) {
+        s->too_large = 1;
+        return 0;
+    }
+    return size * n;
+}
+
+int aws_http_simple_get(const char *url, const aws_header *headers, size_t nheaders, size_t max,
+                        long timeout_ms, buf *body, long *status, char *err, size_t errlen) {
+    CURL *h = NULL;
+    struct curl_slist *list = NULL;
+    char errbuf[CURL_ERROR_SIZE] = "";
+    buf line;
+    int rc = -1, failed = 0, global = 0;
+    buf_init(&line, 16 * 1024);
+    body->max = max;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        snprintf(err, errlen, "libcurl failed to initialise");
+        goto cleanup;
+    }
+    global = 1;
+    h = curl_easy_init();
+    if (!h) {
+        snprintf(err, errlen, "libcurl: cannot create a handle");
+        goto cleanup;
+    }
+    for (size_t i = 0; i < nheaders; i++) list = add_header(list, &line, headers[i].name, headers[i].value, &failed);
+    if (failed) {
+        snprintf(err, errlen, "out of memory");
+        goto cleanup;
+    }
+    simple_sink sink = {body, 0};
+    common_options(h, url, timeout_ms < 2000 ? timeout_ms : 2000, timeout_ms, aws_http_ca_file());
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    if (list) curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_simple_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
+    CURLcode cc = curl_easy_perform(h);
+    if (cc != CURLE_OK) {
+        snprintf(err, errlen, "%s", sink.too_large ? "answer too large" : errbuf[0] ? errbuf : curl_easy_strerror(cc));
+        goto cleanup;
+    }
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+    rc = 0;
+cleanup:
+    if (h) curl_easy_cleanup(h);
+    curl_slist_free_all(list);
+    buf_wipe(&line);
+    if (global) curl_global_cleanup();
+    return rc;
+}
