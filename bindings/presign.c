@@ -40,13 +40,13 @@
 #include "invocation.h"
 #include "modules.h"
 
-#define PRESIGN_CONFIG_MT "imgpipe.presign.config"
-#define PRESIGN_BOX_MT "imgpipe.presign.box"
+#define PRESIGN_CONFIG_MT       "imgpipe.presign.config"
+#define PRESIGN_BOX_MT          "imgpipe.presign.box"
 #define PRESIGN_DEFAULT_EXPIRES 900
-#define PRESIGN_DEFAULT_MAX 3600
-#define PRESIGN_SIGV4_MAX 604800
-#define PRESIGN_MAX_OBJECT 5368709120LL /* 5 GiB, the largest single upload */
-#define PRESIGN_MAX_FIELDS 64
+#define PRESIGN_DEFAULT_MAX     3600
+#define PRESIGN_SIGV4_MAX       604800
+#define PRESIGN_MAX_OBJECT      5368709120LL /* 5 GiB, the largest single upload */
+#define PRESIGN_MAX_FIELDS      64
 
 typedef struct presign_config {
     int64_t max_expires;
@@ -141,7 +141,8 @@ static void presign_check_common(lua_State *L, const char *fn, presign_config *c
     c->key_len = lua_rawlen(L, -1);
     int64_t expires = presign_integer(L, fn, "expires", PRESIGN_DEFAULT_EXPIRES, 1, INT64_MAX);
     c->expires = expires > cfg->max_expires ? cfg->max_expires : expires;
-    c->time = presign_integer(L, fn, "time", -1, 0, (int64_t)253402300799 - PRESIGN_SIGV4_MAX); /* < year 10000 */
+    c->time =
+        presign_integer(L, fn, "time", -1, 0, (int64_t)253402300799 - PRESIGN_SIGV4_MAX); /* < year 10000 */
     c->region = presign_string(L, fn, "region", 0);
     if (c->region && !*c->region) luaL_error(L, "bad argument #1 to '%s' (field 'region' is empty)", fn);
     c->endpoint = presign_string(L, fn, "endpoint", 0);
@@ -182,7 +183,8 @@ static int presign_endpoint(const presign_common *c, const char *region, aws_end
     }
     const char *host = url + (https ? 8 : 7);
     size_t hlen = strcspn(host, "/?#");
-    if (hlen == 0 || host[hlen] == '?' || host[hlen] == '#' || strspn(host + hlen, "/") != strlen(host + hlen)) {
+    if (hlen == 0 || host[hlen] == '?' || host[hlen] == '#' ||
+        strspn(host + hlen, "/") != strlen(host + hlen)) {
         snprintf(err, errlen, "endpoint '%s': expected http(s)://host[:port] without a path", url);
         return -1;
     }
@@ -313,8 +315,14 @@ static int presign_json_string(buf *b, const char *s, size_t len) {
     if (buf_append(b, "\"", 1)) return -1;
     for (size_t i = 0; i < len;) {
         unsigned char c = (unsigned char)s[i];
-        const char *named = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\b' ? "\\b" : c == '\f' ? "\\f"
-                          : c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : NULL;
+        const char *named = c == '"'    ? "\\\""
+                            : c == '\\' ? "\\\\"
+                            : c == '\b' ? "\\b"
+                            : c == '\f' ? "\\f"
+                            : c == '\n' ? "\\n"
+                            : c == '\r' ? "\\r"
+                            : c == '\t' ? "\\t"
+                                        : NULL;
         if (named) {
             if (buf_appends(b, named)) return -1;
             i++;
@@ -327,11 +335,16 @@ static int presign_json_string(buf *b, const char *s, size_t len) {
         }
         uint32_t cp;
         size_t n;
-        if (c < 0x80) cp = c, n = 1;
-        else if ((c & 0xe0) == 0xc0) cp = c & 0x1f, n = 2;
-        else if ((c & 0xf0) == 0xe0) cp = c & 0x0f, n = 3;
-        else if ((c & 0xf8) == 0xf0) cp = c & 0x07, n = 4;
-        else return -1;
+        if (c < 0x80)
+            cp = c, n = 1;
+        else if ((c & 0xe0) == 0xc0)
+            cp = c & 0x1f, n = 2;
+        else if ((c & 0xf0) == 0xe0)
+            cp = c & 0x0f, n = 3;
+        else if ((c & 0xf8) == 0xf0)
+            cp = c & 0x07, n = 4;
+        else
+            return -1;
         if (i + n > len) return -1;
         for (size_t k = 1; k < n; k++) {
             unsigned char cc = (unsigned char)s[i + k];
@@ -365,9 +378,17 @@ static int presign_fieldname_cmp(const void *a, const void *b) {
 
 /* Field names the module sets itself (compared case-insensitively). */
 static int presign_reserved_field(const char *name) {
-    static const char *const reserved[] = {"bucket", "content-type", "file", "key", "policy",
-                                           "x-amz-algorithm", "x-amz-credential", "x-amz-date",
-                                           "x-amz-security-token", "x-amz-signature", NULL};
+    static const char *const reserved[] = {"bucket",
+                                           "content-type",
+                                           "file",
+                                           "key",
+                                           "policy",
+                                           "x-amz-algorithm",
+                                           "x-amz-credential",
+                                           "x-amz-date",
+                                           "x-amz-security-token",
+                                           "x-amz-signature",
+                                           NULL};
     for (int i = 0; reserved[i]; i++)
         if (!strcasecmp(name, reserved[i])) return 1;
     return 0;
@@ -454,14 +475,16 @@ static int presign_post(lua_State *L) {
         strftime(date, sizeof date, "%Y%m%d", &tm);
         strftime(expiration, sizeof expiration, "%Y-%m-%dT%H:%M:%SZ", &te);
     }
-    int n = snprintf(credential, sizeof credential, "%s/%s/%s/s3/aws4_request", p.access_key_id, date, region);
+    int n =
+        snprintf(credential, sizeof credential, "%s/%s/%s/s3/aws4_request", p.access_key_id, date, region);
     const char *token = p.session_token && *p.session_token ? p.session_token : NULL;
 
     buf *pol = &box->policy;
     int first = 1, bad = n < 0 || (size_t)n >= sizeof credential;
-    bad = bad || buf_appends(pol, "{\"expiration\": ") || presign_json_string(pol, expiration, strlen(expiration)) ||
-          buf_appends(pol, ", \"conditions\": [");
-    if (!bad && content_type) bad = presign_condition(pol, &first, "Content-Type", content_type, strlen(content_type));
+    bad = bad || buf_appends(pol, "{\"expiration\": ") ||
+          presign_json_string(pol, expiration, strlen(expiration)) || buf_appends(pol, ", \"conditions\": [");
+    if (!bad && content_type)
+        bad = presign_condition(pol, &first, "Content-Type", content_type, strlen(content_type));
     if (!bad && (has_min || has_max)) {
         bad = buf_appendf(pol, "%s[\"content-length-range\", %lld, %lld]", first ? "" : ", ",
                           (long long)min_bytes, (long long)max_bytes);

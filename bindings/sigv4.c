@@ -21,7 +21,7 @@
 #include "modules.h"
 
 #define SIGV4_RESULT_MT "imgpipe.sigv4.result"
-#define SIGV4_CACHE_MT "imgpipe.sigv4.cache"
+#define SIGV4_CACHE_MT  "imgpipe.sigv4.cache"
 
 /* The signer's result, owned by a userdata so that a raising push cannot
  * leak it. */
@@ -65,12 +65,12 @@ static int sigv4_field_bool(lua_State *L, int t, const char *k, int dflt) {
     return v;
 }
 
-static lua_Integer sigv4_field_integer(lua_State *L, int t, const char *k, int required,
-                                       lua_Integer dflt) {
+static lua_Integer sigv4_field_integer(lua_State *L, int t, const char *k, int required, lua_Integer dflt) {
     int ty = lua_getfield(L, t, k);
     int isint = 0;
     lua_Integer v = lua_tointegerx(L, -1, &isint);
-    if (ty == LUA_TNIL && !required) v = dflt;
+    if (ty == LUA_TNIL && !required)
+        v = dflt;
     else if (ty != LUA_TNUMBER || !isint)
         luaL_error(L, "bad argument #1 to 'sign' (field '%s': integer expected, got %s)", k,
                    luaL_typename(L, -1));

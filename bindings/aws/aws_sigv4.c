@@ -23,13 +23,13 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
-#define SIGV4_ALGORITHM "AWS4-HMAC-SHA256"
+#define SIGV4_ALGORITHM     "AWS4-HMAC-SHA256"
 #define SIGV4_MAX_CANONICAL (1u << 20) /* canonical request, arena */
-#define SIGV4_MAX_SMALL 8192           /* string to sign, signed header names, scope */
-#define SIGV4_MAX_URL (1u << 16)       /* presigned URL */
-#define SIGV4_MAX_HEADERS 256          /* caller's headers */
-#define SIGV4_MAX_PARAMS 512           /* query parameters */
-#define SIGV4_MAX_EXPIRES 604800       /* 7 days, the SigV4 limit for presigned URLs */
+#define SIGV4_MAX_SMALL     8192       /* string to sign, signed header names, scope */
+#define SIGV4_MAX_URL       (1u << 16) /* presigned URL */
+#define SIGV4_MAX_HEADERS   256        /* caller's headers */
+#define SIGV4_MAX_PARAMS    512        /* query parameters */
+#define SIGV4_MAX_EXPIRES   604800     /* 7 days, the SigV4 limit for presigned URLs */
 
 /* ---- OpenSSL objects, fetched once per process ---- */
 
@@ -66,8 +66,8 @@ static int sigv4_sha256_raw(const void *data, size_t len, unsigned char md[32]) 
 
 /* HMAC-SHA256 with a context duplicated from the template (cheaper than
  * setting the digest every time). */
-static int sigv4_hmac(EVP_MAC_CTX *ctx, const void *key, size_t keylen, const void *data,
-                      size_t len, unsigned char out[32]) {
+static int sigv4_hmac(EVP_MAC_CTX *ctx, const void *key, size_t keylen, const void *data, size_t len,
+                      unsigned char out[32]) {
     size_t outlen = 0;
     if (!EVP_MAC_init(ctx, key, keylen, NULL) || !EVP_MAC_update(ctx, data, len) ||
         !EVP_MAC_final(ctx, out, &outlen, 32) || outlen != 32)
@@ -172,13 +172,15 @@ static int sigv4_normalize_path(buf *out, const char *path, size_t len) {
     int trailing = 0;
     size_t i = 0;
     while (i < len) {
-        while (i < len && path[i] == '/') i++;
+        while (i < len && path[i] == '/')
+            i++;
         if (i >= len) {
             trailing = 1;
             break;
         }
         size_t start = i;
-        while (i < len && path[i] != '/') i++;
+        while (i < len && path[i] != '/')
+            i++;
         size_t n = i - start;
         trailing = 0;
         if (n == 1 && path[start] == '.') {
@@ -210,15 +212,19 @@ static int sigv4_is_space(char c) {
  * folded values included) collapsed to one space, then a NUL. */
 static int sigv4_append_header_value(buf *arena, const char *v) {
     size_t n = strlen(v), i = 0;
-    while (n && sigv4_is_space(v[n - 1])) n--;
-    while (i < n && sigv4_is_space(v[i])) i++;
+    while (n && sigv4_is_space(v[n - 1]))
+        n--;
+    while (i < n && sigv4_is_space(v[i]))
+        i++;
     while (i < n) {
         if (sigv4_is_space(v[i])) {
-            while (sigv4_is_space(v[i])) i++;
+            while (sigv4_is_space(v[i]))
+                i++;
             if (buf_append(arena, " ", 1)) return -1;
         } else {
             size_t start = i;
-            while (i < n && !sigv4_is_space(v[i])) i++;
+            while (i < n && !sigv4_is_space(v[i]))
+                i++;
             if (buf_append(arena, v + start, i - start)) return -1;
         }
     }
@@ -364,8 +370,7 @@ static int sigv4_set_added(aws_sigv4_result *out, const char *name, const char *
 static int sigv4_nonempty(const char *s) { return s && *s; }
 
 /* Appends "name=value" (both encoded) to the presign parameters. */
-static int sigv4_add_param(buf *arena, sigv4_entry *params, size_t *np, const char *name,
-                           const char *value) {
+static int sigv4_add_param(buf *arena, sigv4_entry *params, size_t *np, const char *name, const char *value) {
     if (*np >= SIGV4_MAX_PARAMS) return -1;
     sigv4_entry *e = &params[*np];
     e->name = arena->len;
@@ -377,8 +382,8 @@ static int sigv4_add_param(buf *arena, sigv4_entry *params, size_t *np, const ch
     return 0;
 }
 
-int aws_sigv4_sign(const aws_sigv4_params *p, aws_sigv4_cache *cache, aws_sigv4_result *out,
-                   char *err, size_t errlen) {
+int aws_sigv4_sign(const aws_sigv4_params *p, aws_sigv4_cache *cache, aws_sigv4_result *out, char *err,
+                   size_t errlen) {
     int rc = -1;
     const char *what = "out of memory or over a size limit";
     unsigned char key[32], md[32];
@@ -520,7 +525,8 @@ int aws_sigv4_sign(const aws_sigv4_params *p, aws_sigv4_cache *cache, aws_sigv4_
     }
 
     /* Signed header names (needed by the presign parameters). */
-    for (size_t i = 0; i < nh; i++) headers[i].arena = arena.data;
+    for (size_t i = 0; i < nh; i++)
+        headers[i].arena = arena.data;
     qsort(headers, nh, sizeof *headers, sigv4_entry_cmp_name_order);
     for (size_t i = 0; i < nh; i++) {
         if (i && !strcmp(arena.data + headers[i].name, arena.data + headers[i - 1].name)) continue;
@@ -600,7 +606,8 @@ int aws_sigv4_sign(const aws_sigv4_params *p, aws_sigv4_cache *cache, aws_sigv4_
             sorted = malloc(ns * sizeof *sorted);
             if (!sorted) goto cleanup;
             memcpy(sorted, params, ns * sizeof *sorted);
-            for (size_t i = 0; i < ns; i++) sorted[i].arena = arena.data;
+            for (size_t i = 0; i < ns; i++)
+                sorted[i].arena = arena.data;
             qsort(sorted, ns, sizeof *sorted, sigv4_entry_cmp_name_value);
         }
         int bad = 0;
@@ -625,8 +632,8 @@ int aws_sigv4_sign(const aws_sigv4_params *p, aws_sigv4_cache *cache, aws_sigv4_
     /* String to sign and signature. */
     if (sigv4_sha256_raw(cr->data, cr->len, md)) goto cleanup;
     sigv4_hex(md, 32, cr_hash);
-    if (buf_appendf(&out->string_to_sign, "%s\n%s\n%s\n%s", SIGV4_ALGORITHM, amz_date,
-                    buf_str(&scope), cr_hash))
+    if (buf_appendf(&out->string_to_sign, "%s\n%s\n%s\n%s", SIGV4_ALGORITHM, amz_date, buf_str(&scope),
+                    cr_hash))
         goto cleanup;
     if (sigv4_signing_key(mac, p, date, cache, key) ||
         sigv4_hmac(mac, key, 32, out->string_to_sign.data, out->string_to_sign.len, md)) {
@@ -639,24 +646,21 @@ int aws_sigv4_sign(const aws_sigv4_params *p, aws_sigv4_cache *cache, aws_sigv4_
         /* The URL: origin, path as on the wire (encoded once), the URL's own
          * parameters in their order, then the authentication ones. */
         buf *url = &out->url;
-        if (buf_append(url, u.origin, u.origin_len) || buf_append(url, path.data, path.len))
-            goto cleanup;
+        if (buf_append(url, u.origin, u.origin_len) || buf_append(url, path.data, path.len)) goto cleanup;
         for (size_t i = 0; i < np; i++)
             if (buf_append(url, i ? "&" : "?", 1) || buf_appends(url, arena.data + params[i].name) ||
                 buf_append(url, "=", 1) || buf_appends(url, arena.data + params[i].value))
                 goto cleanup;
         if (buf_appendf(url, "&X-Amz-Signature=%s", out->signature)) goto cleanup;
         if (token && p->omit_session_token) {
-            if (buf_appends(url, "&X-Amz-Security-Token=") ||
-                aws_uri_encode(url, token, strlen(token), 0))
+            if (buf_appends(url, "&X-Amz-Security-Token=") || aws_uri_encode(url, token, strlen(token), 0))
                 goto cleanup;
         }
     } else {
         buf auth;
         buf_init(&auth, SIGV4_MAX_SMALL);
-        int bad = buf_appendf(&auth, "%s Credential=%s/%s, SignedHeaders=%s, Signature=%s",
-                              SIGV4_ALGORITHM, p->access_key_id, buf_str(&scope),
-                              buf_str(&signed_names), out->signature) ||
+        int bad = buf_appendf(&auth, "%s Credential=%s/%s, SignedHeaders=%s, Signature=%s", SIGV4_ALGORITHM,
+                              p->access_key_id, buf_str(&scope), buf_str(&signed_names), out->signature) ||
                   sigv4_set_added(out, "X-Amz-Date", amz_date) ||
                   (token && sigv4_set_added(out, "X-Amz-Security-Token", token)) ||
                   (p->sign_body && sigv4_set_added(out, "x-amz-content-sha256", payload_hex)) ||
@@ -701,8 +705,7 @@ int aws_sigv4_sign_string(const aws_sigv4_params *p, aws_sigv4_cache *cache, con
     }
     strftime(date, sizeof date, "%Y%m%d", &tm);
     if (!sigv4_algorithms_ready() || !(mac = EVP_MAC_CTX_dup(sigv4_hmac_template)) ||
-        sigv4_signing_key(mac, p, date, cache, key) ||
-        sigv4_hmac(mac, key, 32, string_to_sign, len, md)) {
+        sigv4_signing_key(mac, p, date, cache, key) || sigv4_hmac(mac, key, 32, string_to_sign, len, md)) {
         snprintf(err, errlen, "HMAC failed");
         goto cleanup;
     }

@@ -18,33 +18,33 @@ typedef struct aws_header {
 } aws_header;
 
 typedef struct aws_sigv4_params {
-    const char *method;            /* "GET", "PUT", … */
-    const char *url;               /* scheme://host[:port]/path[?query], as sent on the wire */
-    const aws_header *headers;     /* request headers in order, duplicates allowed; */
-    size_t nheaders;               /* host comes from here when present, else from url */
-    const void *body;              /* hashed with SHA-256 unless payload_hash is set */
+    const char *method;        /* "GET", "PUT", … */
+    const char *url;           /* scheme://host[:port]/path[?query], as sent on the wire */
+    const aws_header *headers; /* request headers in order, duplicates allowed; */
+    size_t nheaders;           /* host comes from here when present, else from url */
+    const void *body;          /* hashed with SHA-256 unless payload_hash is set */
     size_t body_len;
-    const char *payload_hash;      /* e.g. "UNSIGNED-PAYLOAD"; NULL = hash of body */
+    const char *payload_hash; /* e.g. "UNSIGNED-PAYLOAD"; NULL = hash of body */
     const char *region;
     const char *service;
-    int64_t time;                  /* Unix seconds */
+    int64_t time; /* Unix seconds */
     const char *access_key_id;
     const char *secret_access_key;
-    const char *session_token;     /* NULL or "" when none */
-    int presign;                   /* 1 = query-string form */
-    int64_t expires;               /* X-Amz-Expires, presign only */
-    int double_encode;             /* encode path segments twice (true except s3) */
-    int normalize;                 /* remove dot segments and duplicate slashes (true except s3) */
-    int sign_body;                 /* add and sign x-amz-content-sha256 */
-    int omit_session_token;        /* sign without X-Amz-Security-Token, add it afterwards */
+    const char *session_token; /* NULL or "" when none */
+    int presign;               /* 1 = query-string form */
+    int64_t expires;           /* X-Amz-Expires, presign only */
+    int double_encode;         /* encode path segments twice (true except s3) */
+    int normalize;             /* remove dot segments and duplicate slashes (true except s3) */
+    int sign_body;             /* add and sign x-amz-content-sha256 */
+    int omit_session_token;    /* sign without X-Amz-Security-Token, add it afterwards */
 } aws_sigv4_params;
 
 /* Signing keys cached per day, region and service. Owned by the caller (one
  * per Lua state), so no locking is needed. Zero-initialise before first use;
  * aws_sigv4_cache_wipe when done. */
 typedef struct aws_sigv4_cache {
-    char scope[128];               /* "yyyymmdd/region/service/<access key id>" */
-    unsigned char secret_digest[32];/* SHA-256 of the secret the key was made from */
+    char scope[128];                 /* "yyyymmdd/region/service/<access key id>" */
+    unsigned char secret_digest[32]; /* SHA-256 of the secret the key was made from */
     unsigned char key[32];
     int valid;
 } aws_sigv4_cache;
@@ -54,7 +54,7 @@ typedef struct aws_sigv4_cache {
 typedef struct aws_sigv4_result {
     buf canonical_request;
     buf string_to_sign;
-    char signature[65];            /* lowercase hex */
+    char signature[65]; /* lowercase hex */
     /* Header form: the headers to add to the request, in order
      * (X-Amz-Date, X-Amz-Security-Token, x-amz-content-sha256, Authorization). */
     char *added_name[AWS_SIGV4_MAX_ADDED];
@@ -66,8 +66,8 @@ typedef struct aws_sigv4_result {
 
 /* Signs. cache may be NULL. Returns 0, or -1 with a message in err. The
  * result must be released with aws_sigv4_result_free in both cases. */
-int aws_sigv4_sign(const aws_sigv4_params *p, aws_sigv4_cache *cache, aws_sigv4_result *out,
-                   char *err, size_t errlen);
+int aws_sigv4_sign(const aws_sigv4_params *p, aws_sigv4_cache *cache, aws_sigv4_result *out, char *err,
+                   size_t errlen);
 void aws_sigv4_result_free(aws_sigv4_result *r);
 
 /* Signs a caller-made string to sign (an S3 POST policy in base64, for
