@@ -3,7 +3,24 @@
  * Pure C, no Lua: time and credentials are inputs, never read inside. The
  * generic rules (paths URI-encoded twice and normalised) and the S3 rules
  * (encoded once, never normalised, UNSIGNED-PAYLOAD when presigning) are both
- * selected through the parameters. */
+ * selected through the parameters.
+ *
+ * Details the implementation settles:
+ * - url path: the wire form. With double_encode it is encoded once more as
+ *   written (an existing %XX becomes %25XX, a raw space %20); without, it is
+ *   signed as sent, raw bytes other than unreserved, '/' and valid %XX
+ *   encoded (so an encoded S3 key is signed exactly once).
+ * - query: each name and value is decoded (%XX only; '+' stays '+') and
+ *   re-encoded, then sorted by name, then value. A presigned URL keeps the
+ *   caller's parameters in their order, then X-Amz-Algorithm, -Credential,
+ *   -Date, -Expires, -SignedHeaders, -Security-Token, -Signature (botocore's
+ *   order); with omit_session_token the token comes after the signature.
+ * - headers: names lowercased, values trimmed with inner whitespace runs
+ *   (folded lines included) collapsed to one space, duplicates joined with
+ *   ',' in order. Authorization from the caller is never signed; in header
+ *   form the caller's X-Amz-Date, X-Amz-Security-Token and (with sign_body)
+ *   x-amz-content-sha256 are replaced by the signer's. At most 256 headers.
+ * - expires: 1 to 604800 seconds when presigning, else an error. */
 #ifndef IMGPIPE_AWS_SIGV4_H
 #define IMGPIPE_AWS_SIGV4_H
 
