@@ -19,9 +19,13 @@
  * What thumbnail makes: shrink-on-load (the JPEG, WebP, HEIF... decoders are
  * asked for a reduced size, never the full one when smaller is wanted), the
  * EXIF orientation applied (pixels upright, orientation tag removed),
- * colour-managed to sRGB (embedded ICC profile, CMYK), 8 bits per sample.
- * Grey stays grey: 1 band (2 with alpha), interpretation "b-w"; colour
- * images are 3 bands sRGB (4 with alpha). Alpha is kept.
+ * colour-managed to sRGB, 8 bits per sample. Colour management: an
+ * embedded ICC profile is applied (export to sRGB); CMYK without one goes
+ * through libvips' built-in CMYK profile; images without a profile are
+ * taken as sRGB already (no transform, which would double the cost).
+ * Grey stays grey: 1 band (2 with alpha), interpretation "b-w", 8 bits,
+ * colour-managed first when it has a profile. Colour images are 3 bands
+ * sRGB (4 with alpha). Alpha is kept.
  * Animations (GIF, WebP): the first frame by default; animated = true
  * keeps every frame (all of them count for the limits above). The result is
  * decoded into memory, so a decoding error shows here, not in a later save,
@@ -223,13 +227,12 @@ static const VipsInteresting load_crop_values[] = {
     VIPS_INTERESTING_NONE,      VIPS_INTERESTING_CENTRE, VIPS_INTERESTING_CENTRE, VIPS_INTERESTING_ENTROPY,
     VIPS_INTERESTING_ATTENTION, VIPS_INTERESTING_LOW,    VIPS_INTERESTING_HIGH,   VIPS_INTERESTING_ALL};
 
-/* 8 bits per sample, and sRGB unless the image is grey (which stays grey).
- * vips_thumbnail already did the colour management; this catches what it
- * leaves alone (16-bit input without a profile, odd interpretations). */
-static int load_normalise(VipsImage *in, VipsImage **out) {
+/* 8 bits per sample, sRGB, or b-w when the input was grey (grey in, grey
+ * out). vips_thumbnail did the colour management; this catches what it
+ * leaves alone (16 bits without a profile) and brings a colour-managed
+ * grey image back to one band. */
+static int load_normalise(VipsImage *in, int grey, VipsImage **out) {
     VipsInterpretation now = vips_image_get_interpretation(in);
-    int colour_bands = in->Bands - (vips_image_hasalpha(in) ? 1 : 0);
-    int grey = colour_bands == 1;
     VipsInterpretation want = grey ? VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB;
     if (now == want && in->BandFmt == VIPS_FORMAT_UCHAR) {
         g_object_ref(in);
@@ -284,11 +287,12 @@ int image_thumbnail(lua_State *L) {
     VipsImage **t = (VipsImage **)vips_object_local_array(ctx, 3);
     const char *code = NULL, *what = NULL;
     if (vips_thumbnail_buffer((void *)data, len, &t[0], width ? width : VIPS_MAX_COORD, "height",
-                              height ? height : VIPS_MAX_COORD, "size", size, "crop", crop, "option_string", loader_options, NULL)) {
+                              height ? height : VIPS_MAX_COORD, "size", size, "crop", crop, "option_string",
+                              loader_options, "export_profile", h.has_icc ? "srgb" : NULL, NULL)) {
         code = "InvalidImage", what = "cannot decode the image";
     } else if ((uint64_t)t[0]->Xsize * (uint64_t)t[0]->Ysize > (uint64_t)p.max_pixels) {
         code = "TooManyPixels", what = NULL; /* size = "up"/"force" asked for too much */
-    } else if (load_normalise(t[0], &t[1])) {
+    } else if (load_normalise(t[0], h.bands - (h.has_alpha ? 1 : 0) == 1, &t[1])) {
         code = "ImageError", what = "cannot convert to 8-bit sRGB";
     } else if (!(t[2] = vips_image_copy_memory(t[1]))) {
         code = "InvalidImage", what = "cannot decode the image";
