@@ -1,4 +1,540 @@
-/* Placeholder until the dynamodb binding lands: requiring it raises. */
+/* imgpipe.dynamodb: DynamoDB item calls with plain Lua tables as items.
+ *
+ *   attrs = dynamodb.put_item{table=, item=, [condition=], [names=], [values=], [return_values="ALL_OLD"]}
+ *   item  = dynamodb.get_item{table=, key=, [consistent=], [projection=], [names=]}    (nil when absent)
+ *   attrs = dynamodb.update_item{table=, key=, update=, [condition=], [names=], [values=], [return_values=]}
+ *   attrs = dynamodb.delete_item{table=, key=, [condition=], [names=], [values=], [return_values="ALL_OLD"]}
+ *   page  = dynamodb.query{table=, key_condition=, [index=], [names=], [values=], [filter=], [projection=],
+ *                          [limit=], [start_key=], [scan_forward=], [consistent=]}
+ *           -> {items={…}, last_key=key|nil, count=n}
+ *
+ * attrs is the Attributes DynamoDB returned ({} unless return_values asks
+ * for some). names maps "#n" to attribute names; values maps ":v" to Lua
+ * values. Marshalling rules (numbers, sets, binary, null, lists): see
+ * dynamodb_marshal.h; dynamodb.marshal(item) and dynamodb.unmarshal(json or
+ * decoded table) expose them (e.g. for DynamoDB Streams images).
+ *
+ * Failures return nil, err: err.code is DynamoDB's (ConditionalCheckFailedException,
+ * ValidationException, ResourceNotFoundException, ProvisionedThroughputExceededException…)
+ * or the client's (Timeout, NetworkError). Conditional failures are never
+ * retried. */
+#include <string.h>
+
+#include "aws/aws_config.h"
+#include "aws/aws_http.h"
+#include "dynamodb_marshal.h"
+#include "error.h"
 #include "modules.h"
 
-int luaopen_imgpipe_dynamodb(lua_State *L) { return luaL_error(L, "imgpipe.dynamodb is not built yet"); }
+#define DDB_MAX_ANSWER (32u << 20)
+#define DDB_SMALL_ANSWER (1u << 20)
+
+/* upvalue 1: decode function of a private lua-cjson instance */
+#define DECODE_UPVALUE lua_upvalueindex(1)
+
+static const char *const return_values_opts[] = {"NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW", NULL};
+
+/* ---- arguments ------------------------------------------------------------------ */
+
+static const char *opt_string(lua_State *L, const char *name) {
+    int t = lua_getfield(L, 1, name);
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    if (t != LUA_TSTRING) luaL_error(L, "bad argument #1 (field '%s' must be a string, got %s)", name, luaL_typename(L, -1));
+    const char *s = lua_tostring(L, -1); /* kept alive by the argument table */
+    lua_pop(L, 1);
+    return s;
+}
+
+static const char *req_string(lua_State *L, const char *name) {
+    const char *s = opt_string(L, name);
+    if (!s) luaL_error(L, "bad argument #1 (field '%s' is required)", name);
+    return s;
+}
+
+static const char *check_table_name(lua_State *L) {
+    const char *t = req_string(L, "table");
+    size_t n = strlen(t);
+    luaL_argcheck(L, n >= 3 && n <= 255, 1, "table names are 3 to 255 characters");
+    for (const char *p = t; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ||
+              *p == '-' || *p == '.'))
+            luaL_error(L, "bad argument #1 (invalid table name '%s')", t);
+    return t;
+}
+
+/* Pushes the field (a table) or nothing when absent; returns its index or 0. */
+static int opt_table(lua_State *L, const char *name, int required) {
+    int t = lua_getfield(L, 1, name);
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        if (required) luaL_error(L, "bad argument #1 (field '%s' is required)", name);
+        return 0;
+    }
+    if (t != LUA_TTABLE) luaL_error(L, "bad argument #1 (field '%s' must be a table)", name);
+    return lua_gettop(L);
+}
+
+static const char *opt_return_values(lua_State *L, const char *const *allowed) {
+    const char *v = opt_string(L, "return_values");
+    if (!v) return NULL;
+    for (int i = 0; allowed[i]; i++)
+        if (!strcmp(v, allowed[i])) return allowed[i];
+    luaL_error(L, "bad argument #1 (invalid return_values '%s')", v);
+    return NULL;
+}
+
+static int opt_boolean(lua_State *L, const char *name, int def) {
+    int t = lua_getfield(L, 1, name);
+    int v = def;
+    if (t != LUA_TNIL) {
+        if (t != LUA_TBOOLEAN) luaL_error(L, "bad argument #1 (field '%s' must be a boolean)", name);
+        v = lua_toboolean(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* ---- request JSON --------------------------------------------------------------------- */
+
+typedef struct ddb_writer {
+    lua_State *L;
+    buf *out;
+    int first;
+} ddb_writer;
+
+static void w_begin(ddb_writer *w, lua_State *L, buf *out) {
+    w->L = L;
+    w->out = out;
+    w->first = 1;
+    ddb_json_raw(L, out, "{");
+}
+
+static void w_key(ddb_writer *w, const char *name) {
+    if (!w->first) ddb_json_raw(w->L, w->out, ",");
+    w->first = 0;
+    ddb_json_raw(w->L, w->out, "\"");
+    ddb_json_raw(w->L, w->out, name);
+    ddb_json_raw(w->L, w->out, "\":");
+}
+
+static void w_string(ddb_writer *w, const char *name, const char *value) {
+    if (!value) return;
+    w_key(w, name);
+    ddb_json_string(w->L, w->out, value, strlen(value), name);
+}
+
+static void w_raw(ddb_writer *w, const char *name, const char *text) {
+    w_key(w, name);
+    ddb_json_raw(w->L, w->out, text);
+}
+
+static void w_end(ddb_writer *w) { ddb_json_raw(w->L, w->out, "}"); }
+
+/* ExpressionAttributeNames from the names field: {"#n": "name"}. */
+static void w_names(ddb_writer *w) {
+    lua_State *L = w->L;
+    int idx = opt_table(L, "names", 0);
+    if (!idx) return;
+    w_key(w, "ExpressionAttributeNames");
+    ddb_json_raw(L, w->out, "{");
+    int first = 1;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "bad argument #1 (names maps '#placeholder' strings to attribute name strings)");
+        if (!first) ddb_json_raw(L, w->out, ",");
+        first = 0;
+        size_t kn, vn;
+        const char *k = lua_tolstring(L, -2, &kn), *v = lua_tolstring(L, -1, &vn);
+        ddb_json_string(L, w->out, k, kn, "a names key");
+        ddb_json_raw(L, w->out, ":");
+        ddb_json_string(L, w->out, v, vn, "a names value");
+        lua_pop(L, 1);
+    }
+    ddb_json_raw(L, w->out, "}");
+    lua_pop(L, 1);
+}
+
+/* ExpressionAttributeValues from the values field: {":v": AttributeValue}. */
+static void w_values(ddb_writer *w) {
+    lua_State *L = w->L;
+    int idx = opt_table(L, "values", 0);
+    if (!idx) return;
+    w_key(w, "ExpressionAttributeValues");
+    ddb_marshal_map(L, idx, w->out, "values");
+    lua_pop(L, 1);
+}
+
+static void w_map_field(ddb_writer *w, const char *field, const char *name) {
+    int idx = opt_table(w->L, field, 1);
+    w_key(w, name);
+    ddb_marshal_map(w->L, idx, w->out, field);
+    lua_pop(w->L, 1);
+}
+
+/* ---- calling ----------------------------------------------------------------------------- */
+
+/* Sends the body in c->body as operation op. On success pushes the decoded
+ * answer and returns 1; otherwise pushes nil, err and returns 2. */
+static int ddb_call(lua_State *L, aws_http_client *c, const char *op) {
+    char err[256], target[64];
+    aws_endpoint ep;
+    const char *region = aws_region();
+    if (aws_endpoint_resolve("dynamodb", region, 0, &ep, err, sizeof err)) return luaL_error(L, "%s", err);
+    buf_reset(&c->url);
+    if (buf_appendf(&c->url, "%s/", ep.url)) return luaL_error(L, "endpoint URL too long");
+    snprintf(target, sizeof target, "DynamoDB_20120810.%s", op);
+    aws_header headers[2] = {{"Content-Type", "application/x-amz-json-1.0"}, {"X-Amz-Target", target}};
+    aws_http_request r;
+    memset(&r, 0, sizeof r);
+    r.method = "POST";
+    r.url = buf_str(&c->url);
+    r.headers = headers;
+    r.nheaders = 2;
+    r.body = buf_str(&c->body);
+    r.body_len = c->body.len;
+    r.service = "dynamodb";
+    r.region = region;
+    r.errors = AWS_ERRORS_JSON;
+    r.max_response = DDB_MAX_ANSWER;
+    aws_http_error e;
+    if (aws_http_send(L, c, &r, &e)) return aws_http_push_error(L, &e);
+    lua_pushvalue(L, DECODE_UPVALUE);
+    lua_pushlstring(L, buf_str(&c->resp_body), c->resp_body.len);
+    if (c->resp_body.cap > DDB_SMALL_ANSWER) buf_free(&c->resp_body);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_istable(L, -1)) {
+        const char *why = lua_tostring(L, -1);
+        return error_pushf(L, "InvalidResponse", c->resp_status, 0, "DynamoDB %s answer is not a JSON object: %s", op,
+                           why ? why : "?");
+    }
+    return 1;
+}
+
+/* Leaves the unmarshalled map in field name of the answer at idx, or an
+ * empty table. */
+static void push_attributes(lua_State *L, int answer, const char *name) {
+    if (lua_getfield(L, answer, name) == LUA_TTABLE) {
+        ddb_unmarshal_map(L, -1);
+        lua_remove(L, -2);
+    } else {
+        lua_pop(L, 1);
+        lua_newtable(L);
+    }
+}
+
+static int ddb_put_item(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const char *table = check_table_name(L);
+    const char *condition = opt_string(L, "condition");
+    static const char *const allowed[] = {"NONE", "ALL_OLD", NULL};
+    const char *rv = opt_return_values(L, allowed);
+    aws_http_client *c = aws_http_client_get(L);
+    ddb_writer w;
+    w_begin(&w, L, &c->body);
+    w_string(&w, "TableName", table);
+    w_map_field(&w, "item", "Item");
+    w_string(&w, "ConditionExpression", condition);
+    w_names(&w);
+    w_values(&w);
+    w_string(&w, "ReturnValues", rv);
+    w_end(&w);
+    int n = ddb_call(L, c, "PutItem");
+    if (n != 1) return n;
+    push_attributes(L, lua_gettop(L), "Attributes");
+    return 1;
+}
+
+static int ddb_get_item(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const char *table = check_table_name(L);
+    const char *projection = opt_string(L, "projection");
+    int consistent = opt_boolean(L, "consistent", 0);
+    aws_http_client *c = aws_http_client_get(L);
+    ddb_writer w;
+    w_begin(&w, L, &c->body);
+    w_string(&w, "TableName", table);
+    w_map_field(&w, "key", "Key");
+    if (consistent) w_raw(&w, "ConsistentRead", "true");
+    w_string(&w, "ProjectionExpression", projection);
+    w_names(&w);
+    w_end(&w);
+    int n = ddb_call(L, c, "GetItem");
+    if (n != 1) return n;
+    if (lua_getfield(L, -1, "Item") != LUA_TTABLE) {
+        lua_pushnil(L);
+        return 1;
+    }
+    ddb_unmarshal_map(L, -1);
+    return 1;
+}
+
+static int ddb_update_item(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const char *table = check_table_name(L);
+    const char *update = req_string(L, "update");
+    const char *condition = opt_string(L, "condition");
+    const char *rv = opt_return_values(L, return_values_opts);
+    aws_http_client *c = aws_http_client_get(L);
+    ddb_writer w;
+    w_begin(&w, L, &c->body);
+    w_string(&w, "TableName", table);
+    w_map_field(&w, "key", "Key");
+    w_string(&w, "UpdateExpression", update);
+    w_string(&w, "ConditionExpression", condition);
+    w_names(&w);
+    w_values(&w);
+    w_string(&w, "ReturnValues", rv);
+    w_end(&w);
+    int n = ddb_call(L, c, "UpdateItem");
+    if (n != 1) return n;
+    push_attributes(L, lua_gettop(L), "Attributes");
+    return 1;
+}
+
+static int ddb_delete_item(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const char *table = check_table_name(L);
+    const char *condition = opt_string(L, "condition");
+    static const char *const allowed[] = {"NONE", "ALL_OLD", NULL};
+    const char *rv = opt_return_values(L, allowed);
+    aws_http_client *c = aws_http_client_get(L);
+    ddb_writer w;
+    w_begin(&w, L, &c->body);
+    w_string(&w, "TableName", table);
+    w_map_field(&w, "key", "Key");
+    w_string(&w, "ConditionExpression", condition);
+    w_names(&w);
+    w_values(&w);
+    w_string(&w, "ReturnValues", rv);
+    w_end(&w);
+    int n = ddb_call(L, c, "DeleteItem");
+    if (n != 1) return n;
+    push_attributes(L, lua_gettop(L), "Attributes");
+    return 1;
+}
+
+static int ddb_query(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const char *table = check_table_name(L);
+    const char *index = opt_string(L, "index");
+    const char *key_condition = req_string(L, "key_condition");
+    const char *filter = opt_string(L, "filter");
+    const char *projection = opt_string(L, "projection");
+    int forward = opt_boolean(L, "scan_forward", 1);
+    int consistent = opt_boolean(L, "consistent", 0);
+    lua_Integer limit = 0;
+    if (lua_getfield(L, 1, "limit") != LUA_TNIL) {
+        int ok;
+        limit = lua_tointegerx(L, -1, &ok);
+        luaL_argcheck(L, ok && limit >= 1 && limit <= 1000000, 1, "limit must be a positive integer");
+    }
+    lua_pop(L, 1);
+    aws_http_client *c = aws_http_client_get(L);
+    ddb_writer w;
+    w_begin(&w, L, &c->body);
+    w_string(&w, "TableName", table);
+    w_string(&w, "IndexName", index);
+    w_string(&w, "KeyConditionExpression", key_condition);
+    w_string(&w, "FilterExpression", filter);
+    w_string(&w, "ProjectionExpression", projection);
+    w_names(&w);
+    w_values(&w);
+    if (limit) {
+        char num[32];
+        snprintf(num, sizeof num, "%lld", (long long)limit);
+        w_raw(&w, "Limit", num);
+    }
+    if (!forward) w_raw(&w, "ScanIndexForward", "false");
+    if (consistent) w_raw(&w, "ConsistentRead", "true");
+    if (opt_table(L, "start_key", 0)) {
+        w_key(&w, "ExclusiveStartKey");
+        ddb_marshal_map(L, -1, w.out, "start_key");
+        lua_pop(L, 1);
+    }
+    w_end(&w);
+    int n = ddb_call(L, c, "Query");
+    if (n != 1) return n;
+    int answer = lua_gettop(L);
+    lua_createtable(L, 0, 3);
+    int page = answer + 1;
+    lua_newtable(L);
+    lua_Integer count = 0;
+    if (lua_getfield(L, answer, "Items") == LUA_TTABLE) {
+        lua_Integer len = (lua_Integer)lua_rawlen(L, -1);
+        for (lua_Integer i = 1; i <= len; i++) {
+            lua_rawgeti(L, -1, i);
+            ddb_unmarshal_map(L, -1);
+            lua_rawseti(L, -4, ++count);
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    lua_setfield(L, page, "items");
+    lua_pushinteger(L, count);
+    lua_setfield(L, page, "count");
+    if (lua_getfield(L, answer, "LastEvaluatedKey") == LUA_TTABLE) {
+        ddb_unmarshal_map(L, -1);
+        lua_setfield(L, page, "last_key");
+    }
+    lua_settop(L, page);
+    return 1;
+}
+
+/* ---- values and helpers --------------------------------------------------------------------- */
+
+/* dynamodb.number("123…") or dynamodb.number(1.5) -> wrapper kept as N text. */
+static int ddb_number(lua_State *L) {
+    char text[32];
+    const char *s;
+    size_t n;
+    if (lua_type(L, 1) == LUA_TNUMBER) {
+        ddb_format_number(L, 1, text);
+        s = text;
+        n = strlen(text);
+    } else {
+        s = luaL_checklstring(L, 1, &n);
+        luaL_argcheck(L, ddb_is_number_text(s, n), 1, "not a number literal");
+    }
+    lua_createtable(L, 0, 1);
+    lua_pushlstring(L, s, n);
+    lua_setfield(L, -2, "value");
+    luaL_setmetatable(L, DDB_NUMBER_MT);
+    return 1;
+}
+
+static int ddb_binary(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TSTRING);
+    lua_createtable(L, 0, 1);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "value");
+    luaL_setmetatable(L, DDB_BINARY_MT);
+    return 1;
+}
+
+static int is_wrapper(lua_State *L, int idx, const char *mt) {
+    if (!lua_getmetatable(L, idx)) return 0;
+    luaL_getmetatable(L, mt);
+    int same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return same;
+}
+
+/* Element kind: 0 string, 1 number, 2 binary, -1 other. */
+static int element_kind(lua_State *L, int idx) {
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING: return 0;
+    case LUA_TNUMBER: return 1;
+    case LUA_TTABLE:
+        if (is_wrapper(L, idx, DDB_NUMBER_MT)) return 1;
+        if (is_wrapper(L, idx, DDB_BINARY_MT)) return 2;
+        return -1;
+    default: return -1;
+    }
+}
+
+static int make_set(lua_State *L, int kind) {
+    static const char *const mts[] = {DDB_STRING_SET_MT, DDB_NUMBER_SET_MT, DDB_BINARY_SET_MT};
+    static const char *const names[] = {"string_set", "number_set", "binary_set"};
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 1);
+    if (kind < 0) {
+        luaL_argcheck(L, n >= 1, 1, "cannot tell the type of an empty set: use string_set, number_set or binary_set");
+        lua_geti(L, 1, 1);
+        kind = element_kind(L, -1);
+        lua_pop(L, 1);
+        luaL_argcheck(L, kind >= 0, 1, "set elements must be strings, numbers or dynamodb.binary values");
+    }
+    lua_createtable(L, (int)n, 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, 1, i);
+        int k = element_kind(L, -1);
+        if (!(k == kind || (kind == 2 && k == 0)))
+            luaL_error(L, "bad argument #1 to '%s' (element %d is a %s)", names[kind], (int)i, luaL_typename(L, -1));
+        lua_rawseti(L, -2, i);
+    }
+    luaL_setmetatable(L, mts[kind]);
+    return 1;
+}
+
+static int ddb_set(lua_State *L) { return make_set(L, -1); }
+static int ddb_string_set(lua_State *L) { return make_set(L, 0); }
+static int ddb_number_set(lua_State *L) { return make_set(L, 1); }
+static int ddb_binary_set(lua_State *L) { return make_set(L, 2); }
+
+/* dynamodb.list{…}: marks a table as a list (L), so that {} can be an empty list. */
+static int ddb_list(lua_State *L) {
+    if (lua_isnoneornil(L, 1)) lua_newtable(L);
+    else luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    luaL_setmetatable(L, DDB_LIST_MT);
+    return 1;
+}
+
+/* dynamodb.marshal(item) -> the JSON text of its attribute map. */
+static int ddb_marshal(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    aws_http_client *c = aws_http_client_get(L);
+    ddb_marshal_map(L, 1, &c->scratch, "item");
+    lua_pushlstring(L, buf_str(&c->scratch), c->scratch.len);
+    buf_reset(&c->scratch);
+    return 1;
+}
+
+/* dynamodb.unmarshal(json text or decoded table of AttributeValues) -> item. */
+static int ddb_unmarshal(lua_State *L) {
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        lua_pushvalue(L, DECODE_UPVALUE);
+        lua_pushvalue(L, 1);
+        lua_call(L, 1, 1);
+        lua_replace(L, 1);
+    }
+    luaL_checktype(L, 1, LUA_TTABLE);
+    ddb_unmarshal_map(L, 1);
+    return 1;
+}
+
+static int ddb_last_call(lua_State *L) {
+    aws_http_push_last_call(L);
+    return 1;
+}
+
+static const luaL_Reg ddb_funcs[] = {
+    {"_last_call", ddb_last_call},
+    {"binary", ddb_binary},
+    {"binary_set", ddb_binary_set},
+    {"delete_item", ddb_delete_item},
+    {"get_item", ddb_get_item},
+    {"list", ddb_list},
+    {"marshal", ddb_marshal},
+    {"number", ddb_number},
+    {"number_set", ddb_number_set},
+    {"put_item", ddb_put_item},
+    {"query", ddb_query},
+    {"set", ddb_set},
+    {"string_set", ddb_string_set},
+    {"unmarshal", ddb_unmarshal},
+    {"update_item", ddb_update_item},
+    {NULL, NULL},
+};
+
+int luaopen_imgpipe_dynamodb(lua_State *L) {
+    ddb_marshal_init(L);
+    luaL_newlibtable(L, ddb_funcs);
+    /* A private cjson instance: scripts changing the shared one's settings
+     * cannot change how answers are read. */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "cjson");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "new");
+    lua_call(L, 0, 1);
+    lua_getfield(L, -1, "decode");
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    luaL_setfuncs(L, ddb_funcs, 1);
+    lua_pushlightuserdata(L, NULL);
+    lua_setfield(L, -2, "null");
+    return 1;
+}
