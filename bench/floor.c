@@ -1,0 +1,128 @@
+/* The floor of the resize benchmark: the libvips calls imgpipe makes for
+ *   image.thumbnail(bytes, {width = 800, height = 800}) ; img:save("jpeg", {quality = 80})
+ * in a bare C loop, with no Lua and no host, linked against the same libvips
+ * build (bench/run.sh compiles it with the Makefile's VIPS_CFLAGS/VIPS_LIBS
+ * and CFLAGS). Whatever imgpipe takes beyond this is the price of Lua and of
+ * the binding.
+ *
+ *   floor OUTDIR IN1 [IN2 ...]     writes OUTDIR/001.jpg, 002.jpg, ...
+ *
+ * Per image, as bindings/image_load.c and image_save.c do:
+ *   read the whole file into memory (the Lua script reads it into a string)
+ *   sniff: vips_foreign_find_load_buffer
+ *   header: vips_image_new_from_buffer(access=sequential), read the fields
+ *   vips_thumbnail_buffer(800, height=800, size=down, crop=none,
+ *                         option_string="fail_on=error")
+ *   to 8-bit sRGB when it is not already (vips_colourspace, vips_cast_uchar)
+ *   vips_image_copy_memory
+ *   vips_jpegsave_buffer(Q=80, keep=none)
+ *   write the bytes
+ * At start: vips_init, untrusted loaders blocked, operation cache off. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <vips/vips.h>
+
+#define FLOOR_SIZE 800
+#define FLOOR_QUALITY 80
+#define FLOOR_MAX_FILE ((size_t)256 << 20)
+
+static char *floor_read(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 20, n = 0, got;
+    char *data = malloc(cap);
+    while (data && (got = fread(data + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            char *bigger = cap < FLOOR_MAX_FILE ? realloc(data, cap * 2) : NULL;
+            if (!bigger) {
+                free(data);
+                data = NULL;
+                break;
+            }
+            data = bigger;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    *len = n;
+    return data;
+}
+
+static int floor_write(const char *path, const void *data, size_t len) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    int ok = fwrite(data, 1, len, f) == len;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+/* The header checks imgpipe makes before decoding (format allow list,
+ * pixel and frame limits): the same libvips calls. */
+static int floor_header(const char *data, size_t len) {
+    const char *loader = vips_foreign_find_load_buffer(data, len);
+    vips_error_clear();
+    if (!loader) return -1;
+    VipsImage *im = vips_image_new_from_buffer(data, len, "", "access", VIPS_ACCESS_SEQUENTIAL, NULL);
+    if (!im) return -1;
+    volatile int fields = im->Xsize + im->Ysize + im->Bands + vips_image_get_n_pages(im) +
+                          vips_image_hasalpha(im) + vips_image_get_orientation(im) +
+                          (vips_image_get_typeof(im, VIPS_META_ICC_NAME) != 0) +
+                          (vips_image_get_typeof(im, VIPS_META_EXIF_NAME) != 0);
+    (void)fields;
+    g_object_unref(im);
+    return 0;
+}
+
+static int floor_one(const char *in, const char *out) {
+    size_t len = 0, outlen = 0;
+    void *jpeg = NULL;
+    int status = -1;
+    char *data = floor_read(in, &len);
+    VipsObject *ctx = VIPS_OBJECT(vips_image_new());
+    VipsImage **t = (VipsImage **)vips_object_local_array(ctx, 4);
+    if (!data) goto cleanup;
+    if (floor_header(data, len)) goto cleanup;
+    if (vips_thumbnail_buffer(data, len, &t[0], FLOOR_SIZE, "height", FLOOR_SIZE, "size", VIPS_SIZE_DOWN, "crop",
+                              VIPS_INTERESTING_NONE, "option_string", "fail_on=error", NULL))
+        goto cleanup;
+    VipsImage *im = t[0];
+    if (vips_image_get_interpretation(im) != VIPS_INTERPRETATION_sRGB || im->BandFmt != VIPS_FORMAT_UCHAR) {
+        if (vips_colourspace(im, &t[1], VIPS_INTERPRETATION_sRGB, NULL) || vips_cast_uchar(t[1], &t[2], NULL))
+            goto cleanup;
+        im = t[2];
+    }
+    if (!(t[3] = vips_image_copy_memory(im))) goto cleanup;
+    if (vips_image_hasalpha(t[3])) goto cleanup; /* the inputs here are RGB; imgpipe would flatten */
+    if (vips_jpegsave_buffer(t[3], &jpeg, &outlen, "Q", FLOOR_QUALITY, "keep", VIPS_FOREIGN_KEEP_NONE, NULL))
+        goto cleanup;
+    status = floor_write(out, jpeg, outlen);
+cleanup:
+    if (status) fprintf(stderr, "floor: %s: %s\n", in, vips_error_buffer());
+    vips_error_clear();
+    g_free(jpeg);
+    g_object_unref(ctx);
+    free(data);
+    return status;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: floor OUTDIR IN1 [IN2 ...]\n");
+        return 2;
+    }
+    if (VIPS_INIT(argv[0])) vips_error_exit(NULL);
+    vips_block_untrusted_set(TRUE);
+    vips_cache_set_max(0);
+    vips_cache_set_max_mem(0);
+    vips_cache_set_max_files(0);
+    int failed = 0;
+    for (int i = 2; i < argc; i++) {
+        char out[4096];
+        snprintf(out, sizeof out, "%s/%03d.jpg", argv[1], i - 1);
+        if (floor_one(argv[i], out)) failed = 1;
+    }
+    vips_shutdown();
+    return failed;
+}

@@ -1,0 +1,36 @@
+-- Resize benchmark, imgpipe side: fit each input into 800x800 and write it
+-- as JPEG quality 80 with no metadata, one image after the other.
+--   imgpipe run bench/scripts/resize-batch.lua -- OUTDIR IN1 [IN2 ...]
+-- For each file: read the bytes, image.thumbnail (shrink-on-load, EXIF
+-- auto-rotation, sRGB; libvips' vips_thumbnail_buffer), img:save("jpeg")
+-- (vips_jpegsave_buffer, strip = true by default), write the bytes.
+local image = require "imgpipe.image"
+
+local SIZE, QUALITY = 800, 80
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local bytes = f:read "a"
+  f:close()
+  return bytes
+end
+
+local function write(path, bytes)
+  local f = assert(io.open(path, "wb"))
+  assert(f:write(bytes))
+  f:close()
+end
+
+local function handler()
+  local outdir = assert(arg and arg[1], "usage: resize-batch.lua -- OUTDIR IN1 [IN2 ...]")
+  local n, total = 0, 0
+  for i = 2, #arg do
+    local img <close> = assert(image.thumbnail(read(arg[i]), { width = SIZE, height = SIZE }))
+    local out = assert(img:save("jpeg", { quality = QUALITY }))
+    write(string.format("%s/%03d.jpg", outdir, i - 1), out)
+    n, total = n + 1, total + #out
+  end
+  return { images = n, bytes = total }
+end
+
+return { handler = handler }
