@@ -126,12 +126,14 @@ static const char *load_sniff_blocked(const char *data, size_t len) {
 
 /* Names the format of the bytes from the loader libvips picks for them
  * ("VipsForeignLoadJpegBuffer" -> nickname "jpegload_buffer" -> "jpeg").
- * Returns 0, or -1 when no loader recognises the bytes. */
-static int load_sniff(const char *data, size_t len, char *format, size_t size) {
+ * Returns 0, or -1 when no loader recognises the bytes; *blocked is set
+ * when the only loader that does is blocked. */
+static int load_sniff(const char *data, size_t len, char *format, size_t size, int *blocked) {
     const char *nick = NULL;
     const char *type_name = vips_foreign_find_load_buffer(data, len);
     if (type_name) nick = vips_nickname_find(g_type_from_name(type_name));
     if (!type_name) nick = load_sniff_blocked(data, len);
+    *blocked = !type_name && nick;
     vips_error_clear();
     if (!nick && !type_name) return -1;
     if (!nick) nick = type_name;
@@ -149,11 +151,13 @@ static int load_sniff(const char *data, size_t len, char *format, size_t size) {
  * nil, err and returns 2; on success returns 0. */
 static int load_header_read(lua_State *L, const char *data, size_t len, const load_policy *p, load_header *h) {
     memset(h, 0, sizeof *h);
-    if (load_sniff(data, len, h->format, sizeof h->format))
+    int blocked = 0;
+    if (load_sniff(data, len, h->format, sizeof h->format, &blocked))
         return error_push(L, "InvalidImage", "not an image in any format this build reads", 0, 0);
     int k = load_format_index(h->format);
-    if (k < 0 || !(p->allow & ((load_formats)1 << k))) {
-        error_pushf(L, "UnsupportedFormat", 0, 0, "%s images are not accepted here", h->format);
+    if (k < 0 || !(p->allow & ((load_formats)1 << k)) || blocked) {
+        error_pushf(L, "UnsupportedFormat", 0, 0, "%s images are not accepted here%s", h->format,
+                    blocked ? " (libvips blocks their loader as untrusted)" : "");
         lua_pushstring(L, h->format);
         lua_setfield(L, -2, "format");
         return 2;
