@@ -109,6 +109,7 @@ class Recorder:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fake-runtime-api/1"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes
 
     def log_message(self, *args):   # quiet: the spec reads /_recorded instead
         pass
