@@ -124,6 +124,17 @@ static const char *load_sniff_blocked(const char *data, size_t len) {
     return NULL;
 }
 
+/* Whether the loader class is blocked (untrusted, with blocking on): some
+ * libvips versions still pick it in vips_foreign_find_load_buffer. */
+static int load_type_blocked(const char *type_name) {
+    GType type = g_type_from_name(type_name);
+    if (!type) return 0;
+    gpointer klass = g_type_class_ref(type);
+    int blocked = (VIPS_OPERATION_CLASS(klass)->flags & VIPS_OPERATION_BLOCKED) != 0;
+    g_type_class_unref(klass);
+    return blocked;
+}
+
 /* Names the format of the bytes from the loader libvips picks for them
  * ("VipsForeignLoadJpegBuffer" -> nickname "jpegload_buffer" -> "jpeg").
  * Returns 0, or -1 when no loader recognises the bytes; *blocked is set
@@ -133,7 +144,7 @@ static int load_sniff(const char *data, size_t len, char *format, size_t size, i
     const char *type_name = vips_foreign_find_load_buffer(data, len);
     if (type_name) nick = vips_nickname_find(g_type_from_name(type_name));
     if (!type_name) nick = load_sniff_blocked(data, len);
-    *blocked = !type_name && nick;
+    *blocked = (!type_name && nick) || (type_name && load_type_blocked(type_name));
     vips_error_clear();
     if (!nick && !type_name) return -1;
     if (!nick) nick = type_name;
