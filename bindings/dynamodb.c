@@ -7,6 +7,7 @@
  *   page  = dynamodb.query{table=, key_condition=, [index=], [names=], [values=], [filter=], [projection=],
  *                          [limit=], [start_key=], [scan_forward=], [consistent=]}
  *           -> {items={…}, last_key=key|nil, count=n}
+ *   dynamodb.configure{[endpoint=], [region=], [credentials=]}   (this state's settings over the environment)
  *
  * attrs is the Attributes DynamoDB returned ({} unless return_values asks
  * for some). names maps "#n" to attribute names; values maps ":v" to Lua
@@ -182,8 +183,10 @@ static void w_map_field(ddb_writer *w, const char *field, const char *name) {
 static int ddb_call(lua_State *L, aws_http_client *c, const char *op) {
     char err[256], target[64];
     aws_endpoint ep;
-    const char *region = aws_region();
-    if (aws_endpoint_resolve("dynamodb", region, 0, &ep, err, sizeof err)) return luaL_error(L, "%s", err);
+    aws_credentials creds;
+    const char *region = aws_config_region(L, "dynamodb");
+    if (aws_config_endpoint(L, "dynamodb", region, &ep, err, sizeof err)) return luaL_error(L, "%s", err);
+    int has_creds = aws_config_credentials(L, "dynamodb", &creds);
     buf_reset(&c->url);
     if (buf_appendf(&c->url, "%s/", ep.url)) return luaL_error(L, "endpoint URL too long");
     snprintf(target, sizeof target, "DynamoDB_20120810.%s", op);
@@ -200,6 +203,7 @@ static int ddb_call(lua_State *L, aws_http_client *c, const char *op) {
     r.region = region;
     r.errors = AWS_ERRORS_JSON;
     r.max_response = DDB_MAX_ANSWER;
+    if (has_creds) r.credentials = &creds;
     aws_http_error e;
     if (aws_http_send(L, c, &r, &e)) return aws_http_push_error(L, &e);
     lua_pushvalue(L, DECODE_UPVALUE);
@@ -496,6 +500,12 @@ static int ddb_unmarshal(lua_State *L) {
     return 1;
 }
 
+/* dynamodb.configure{[endpoint=], [region=], [credentials=]}: as s3.configure. */
+static int ddb_configure(lua_State *L) {
+    aws_config_configure(L, "dynamodb", 1);
+    return 0;
+}
+
 static int ddb_last_call(lua_State *L) {
     aws_http_push_last_call(L);
     return 1;
@@ -505,6 +515,7 @@ static const luaL_Reg ddb_funcs[] = {
     {"_last_call", ddb_last_call},
     {"binary", ddb_binary},
     {"binary_set", ddb_binary_set},
+    {"configure", ddb_configure},
     {"delete_item", ddb_delete_item},
     {"get_item", ddb_get_item},
     {"list", ddb_list},

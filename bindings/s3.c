@@ -9,6 +9,7 @@
  *   {etag=, last_modified=}
  *              = s3.copy{bucket=, key=, source_bucket=, source_key=, [metadata=], [content_type=],
  *                        [cache_control=]}
+ *   s3.configure{[endpoint=], [region=], [credentials={access_key_id=, secret_access_key=, [session_token=]}]}
  *
  * info = {content_type, etag, content_length, last_modified, cache_control,
  * content_range, metadata={…}}. ETags keep S3's quotes; last_modified is ISO
@@ -152,12 +153,15 @@ static int add_metadata(lua_State *L, s3_headers *hs) {
 typedef struct s3_target {
     aws_endpoint ep;
     const char *region;
+    aws_credentials creds;     /* borrowed from s3.configure, when has_creds */
+    int has_creds;
 } s3_target;
 
 static int s3_target_resolve(lua_State *L, s3_target *t) {
     char err[256];
-    t->region = aws_region();
-    if (aws_endpoint_resolve("s3", t->region, 0, &t->ep, err, sizeof err)) luaL_error(L, "%s", err);
+    t->region = aws_config_region(L, "s3");
+    if (aws_config_endpoint(L, "s3", t->region, &t->ep, err, sizeof err)) luaL_error(L, "%s", err);
+    t->has_creds = aws_config_credentials(L, "s3", &t->creds);
     return 0;
 }
 
@@ -169,6 +173,7 @@ static void request_init(aws_http_request *r, const s3_target *t, const char *me
     r->region = t->region;
     r->s3_rules = 1;
     r->errors = AWS_ERRORS_XML;
+    if (t->has_creds) r->credentials = &t->creds;
 }
 
 static void set_field_lstring(lua_State *L, const char *field, const char *v, size_t n) {
@@ -494,6 +499,14 @@ static int s3_list(lua_State *L) {
     return 1;
 }
 
+/* s3.configure{[endpoint=], [region=], [credentials=]}: settings of this Lua
+ * state's S3 calls that take precedence over the environment; s3.configure{}
+ * goes back to the environment. */
+static int s3_configure(lua_State *L) {
+    aws_config_configure(L, "s3", 1);
+    return 0;
+}
+
 /* s3._last_call() -> {attempts=, delays_ms={…}}: what the last call did. */
 static int s3_last_call(lua_State *L) {
     aws_http_push_last_call(L);
@@ -501,8 +514,9 @@ static int s3_last_call(lua_State *L) {
 }
 
 static const luaL_Reg s3_funcs[] = {
-    {"_last_call", s3_last_call}, {"copy", s3_copy}, {"delete", s3_delete}, {"get", s3_get},
-    {"head", s3_head},            {"list", s3_list}, {"put", s3_put},       {NULL, NULL},
+    {"_last_call", s3_last_call}, {"configure", s3_configure}, {"copy", s3_copy}, {"delete", s3_delete},
+    {"get", s3_get},              {"head", s3_head},           {"list", s3_list}, {"put", s3_put},
+    {NULL, NULL},
 };
 
 int luaopen_imgpipe_s3(lua_State *L) {

@@ -262,6 +262,13 @@ async function main() {
   log('ready ' + JSON.stringify(ready));
 }
 
+// An emulator bug met by one request (s3rver lets some file system errors,
+// such as a key segment longer than a file name may be, escape as stream
+// errors) must not take the whole stack down for the rest of a test run.
+process.on('uncaughtException', err => {
+  try { log('uncaught: ' + (err.stack || err)); } catch (e) { /* the directory may be gone */ }
+});
+
 main().catch(err => {
   try { log('failed: ' + (err.stack || err)); } catch (e) { /* the directory may be gone */ }
   process.stderr.write('local-stack: ' + (err.stack || err) + '\n');

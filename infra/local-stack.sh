@@ -116,9 +116,11 @@ start_emulators() {
   local args=(--dir "$dir")
   [ -n "$notify_cmd" ] && args+=(--notify-cmd "$notify_cmd")
   # Its own session, so a Ctrl-C meant for the caller's foreground job does
-  # not reach it; stop ends it by pid.
+  # not reach it; stop ends it by pid. s3rver makes its ListObjectsV2
+  # continuation tokens with DES, which OpenSSL 3 only has in its legacy
+  # provider.
   UPLOAD_BUCKET=$upload PROCESSED_BUCKET=$processed TABLE_NAME=$table AWS_REGION=$region \
-    IMGPIPE_STACK_NOTIFY_CMD= setsid "$node" "$here/local-stack.js" "${args[@]}" \
+    IMGPIPE_STACK_NOTIFY_CMD= setsid "$node" --openssl-legacy-provider "$here/local-stack.js" "${args[@]}" \
     >>"$dir/stack.out" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$dir/stack.pid"

@@ -439,3 +439,104 @@ int aws_s3_object_url(const aws_endpoint *ep, const char *region, const char *bu
     }
     return aws_uri_encode(out, key, keylen, 1);
 }
+
+/* ---- per-state settings ------------------------------------------------------------ */
+
+static char settings_key; /* registry: {[service] = {endpoint=, region=, credentials={…}}} */
+
+/* Pushes the settings table of service, or nil. */
+static int push_settings(lua_State *L, const char *service) {
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &settings_key) != LUA_TTABLE) return 0;
+    int t = lua_getfield(L, -1, service);
+    lua_remove(L, -2);
+    if (t != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    return 1;
+}
+
+static const char *settings_string(lua_State *L, const char *service, const char *field) {
+    const char *v = NULL;
+    if (!push_settings(L, service)) return NULL;
+    if (lua_getfield(L, -1, field) == LUA_TSTRING) v = lua_tostring(L, -1); /* held by the registry */
+    lua_pop(L, 2);
+    return v;
+}
+
+void aws_config_configure(lua_State *L, const char *service, int idx) {
+    idx = lua_absindex(L, idx);
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_createtable(L, 0, 3);
+    int t = lua_gettop(L);
+    if (lua_getfield(L, idx, "endpoint") != LUA_TNIL) {
+        aws_endpoint ep;
+        char err[256];
+        const char *url = luaL_checkstring(L, -1);
+        if (set_url(&ep, url, 0, err, sizeof err)) luaL_argerror(L, idx, err);
+        lua_pushstring(L, ep.url);
+        lua_setfield(L, t, "endpoint");
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "region") != LUA_TNIL) {
+        size_t n;
+        (void)luaL_checklstring(L, -1, &n);
+        luaL_argcheck(L, n > 0 && n < 64, idx, "region must be 1 to 63 characters");
+        lua_setfield(L, t, "region");
+    } else {
+        lua_pop(L, 1);
+    }
+    if (lua_getfield(L, idx, "credentials") != LUA_TNIL) {
+        luaL_checktype(L, -1, LUA_TTABLE);
+        lua_createtable(L, 0, 3);
+        static const char *const fields[] = {"access_key_id", "secret_access_key", "session_token"};
+        for (int i = 0; i < 3; i++) {
+            int ty = lua_getfield(L, -2, fields[i]);
+            if (ty == LUA_TNIL && i < 2) luaL_error(L, "bad argument (credentials.%s is required)", fields[i]);
+            if (ty != LUA_TNIL && ty != LUA_TSTRING) luaL_error(L, "bad argument (credentials.%s must be a string)", fields[i]);
+            lua_setfield(L, -2, fields[i]);
+        }
+        lua_setfield(L, t, "credentials");
+    }
+    lua_pop(L, 1);
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &settings_key) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &settings_key);
+    }
+    lua_pushvalue(L, t);
+    lua_setfield(L, -2, service);
+    lua_settop(L, t - 1);
+}
+
+const char *aws_config_region(lua_State *L, const char *service) {
+    const char *r = settings_string(L, service, "region");
+    return r ? r : aws_region();
+}
+
+int aws_config_endpoint(lua_State *L, const char *service, const char *region, aws_endpoint *out, char *err,
+                        size_t errlen) {
+    const char *url = settings_string(L, service, "endpoint");
+    if (url) return set_url(out, url, 0, err, errlen);
+    return aws_endpoint_resolve(service, region, 0, out, err, errlen);
+}
+
+int aws_config_credentials(lua_State *L, const char *service, aws_credentials *out) {
+    memset(out, 0, sizeof *out);
+    if (!push_settings(L, service)) return 0;
+    int found = 0;
+    if (lua_getfield(L, -1, "credentials") == LUA_TTABLE) {
+        lua_getfield(L, -1, "access_key_id");
+        lua_getfield(L, -2, "secret_access_key");
+        lua_getfield(L, -3, "session_token");
+        /* The registry keeps the strings alive while the settings stand. */
+        out->access_key_id = (char *)lua_tostring(L, -3);
+        out->secret_access_key = (char *)lua_tostring(L, -2);
+        out->session_token = (char *)lua_tostring(L, -1);
+        lua_pop(L, 3);
+        found = out->access_key_id && out->secret_access_key;
+    }
+    lua_pop(L, 2);
+    return found;
+}

@@ -63,4 +63,22 @@ int aws_endpoint_resolve(const char *service, const char *region, int presign, a
 int aws_s3_object_url(const aws_endpoint *ep, const char *region, const char *bucket,
                       const char *key, size_t keylen, buf *out);
 
+/* Per-Lua-state settings of a service that take precedence over the
+ * environment: s3.configure{…} and dynamodb.configure{…}. */
+
+/* Replaces the settings of service from the table at idx: {[endpoint],
+ * [region], [credentials={access_key_id, secret_access_key, [session_token]}]};
+ * an empty table clears them. Raises on bad arguments. */
+void aws_config_configure(lua_State *L, const char *service, int idx);
+/* The region for service: the configured one, else aws_region(). The string
+ * stays valid while the settings are unchanged. */
+const char *aws_config_region(lua_State *L, const char *service);
+/* The endpoint for service: the configured one (a custom endpoint), else
+ * aws_endpoint_resolve. */
+int aws_config_endpoint(lua_State *L, const char *service, const char *region, aws_endpoint *out, char *err,
+                        size_t errlen);
+/* Fills out with the configured credentials of service (borrowed strings:
+ * do not free) and returns 1, or returns 0 when none are configured. */
+int aws_config_credentials(lua_State *L, const char *service, aws_credentials *out);
+
 #endif

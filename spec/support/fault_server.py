@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""A misbehaving AWS endpoint for the fault and credentials specs.
+
+Answers S3-style and DynamoDB-style requests from a plan of scripted
+answers, then with a default answer, and records every request.
+
+Scripted answers (POST /__control/plan, JSON):
+  {"plan": [step, ...], "default": step}
+  step = {"status": 503, "body": "...", "headers": {"Name": "value"}}
+       | {"drop": true}                       close the connection without answering
+       | {"delay": 1.5, ...}                  wait (at most 30 s) before answering
+       | {"size": N, ...}                     a body of N bytes of 'x' (at most 64 MiB)
+Steps are used one per request, in order, whatever the path; then default.
+
+Other routes:
+  GET  /creds               container credentials (POST /__control/creds sets the JSON;
+                            answers 401 unless Authorization matches the "token" field)
+  GET  /__control/log       {"requests": [{method, path, t, authorization, token, target,
+                            date, range}], "creds_hits": n}
+  POST /__control/reset     clears plan and log
+  POST /__control/quit      stops the server
+
+Usage: fault_server.py --port-file FILE [--lifetime SECONDS]
+Listens on 127.0.0.1 only, on a free port written to FILE. Bounded: body
+sizes, delays, log length, its own lifetime (default 600 s).
+"""
+import argparse
+import json
+import os
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MAX_BODY = 64 << 20
+MAX_LOG = 20000
+MAX_DELAY = 30.0
+
+lock = threading.Lock()
+state = {"plan": [], "default": {"status": 200, "body": ""}, "log": [], "creds": None, "creds_hits": 0}
+
+
+def next_step():
+    with lock:
+        if state["plan"]:
+            return state["plan"].pop(0)
+        return state["default"]
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):  # quiet
+        pass
+
+    def read_body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        if n > MAX_BODY:
+            raise ValueError("body too large")
+        return self.rfile.read(n) if n else b""
+
+    def answer(self, status, body=b"", headers=None):
+        if isinstance(body, str):
+            body = body.encode()
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def record(self, body):
+        entry = {
+            "method": self.command,
+            "path": self.path,
+            "t": time.time(),
+            "authorization": self.headers.get("Authorization"),
+            "token": self.headers.get("X-Amz-Security-Token"),
+            "target": self.headers.get("X-Amz-Target"),
+            "date": self.headers.get("X-Amz-Date"),
+            "range": self.headers.get("Range"),
+            "length": len(body),
+        }
+        with lock:
+            if len(state["log"]) < MAX_LOG:
+                state["log"].append(entry)
+
+    def control(self, body):
+        cmd = self.path[len("/__control/"):]
+        if cmd == "plan" and self.command == "POST":
+            spec = json.loads(body or b"{}")
+            with lock:
+                state["plan"] = list(spec.get("plan", []))
+                state["default"] = spec.get("default", {"status": 200, "body": ""})
+            return self.answer(204)
+        if cmd == "creds" and self.command == "POST":
+            with lock:
+                state["creds"] = json.loads(body)
+                state["creds_hits"] = 0
+            return self.answer(204)
+        if cmd == "log":
+            with lock:
+                out = json.dumps({"requests": state["log"], "creds_hits": state["creds_hits"]})
+            return self.answer(200, out, {"Content-Type": "application/json"})
+        if cmd == "reset" and self.command == "POST":
+            with lock:
+                state["plan"], state["log"] = [], []
+                state["default"] = {"status": 200, "body": ""}
+            return self.answer(204)
+        if cmd == "quit" and self.command == "POST":
+            self.answer(204)
+            threading.Thread(target=self.server.shutdown, daemon=True).start()
+            return None
+        return self.answer(404, "no such control")
+
+    def creds(self):
+        with lock:
+            c = state["creds"]
+            state["creds_hits"] += 1
+        if not c:
+            return self.answer(404, "no credentials configured")
+        want = c.get("token")
+        if want and self.headers.get("Authorization") != want:
+            return self.answer(401, "bad token")
+        doc = {k: v for k, v in c.items() if k != "token"}
+        return self.answer(200, json.dumps(doc), {"Content-Type": "application/json"})
+
+    def handle_any(self):
+        try:
+            body = self.read_body()
+        except ValueError:
+            self.close_connection = True
+            return self.answer(413, "too large")
+        if self.path.startswith("/__control/"):
+            return self.control(body)
+        if self.path.startswith("/creds"):
+            return self.creds()
+        self.record(body)
+        step = next_step()
+        delay = min(float(step.get("delay", 0)), MAX_DELAY)
+        if delay > 0:
+            time.sleep(delay)
+        if step.get("drop"):
+            self.close_connection = True
+            try:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return None
+        headers = dict(step.get("headers", {}))
+        if "size" in step:
+            payload = b"x" * min(int(step["size"]), MAX_BODY)
+        else:
+            payload = step.get("body", "")
+        return self.answer(int(step.get("status", 200)), payload, headers)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port-file", required=True)
+    ap.add_argument("--lifetime", type=float, default=600.0)
+    args = ap.parse_args()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    tmp = args.port_file + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("%d\n" % server.server_address[1])
+    os.replace(tmp, args.port_file)
+    timer = threading.Timer(min(args.lifetime, 3600.0), server.shutdown)
+    timer.daemon = True
+    timer.start()
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
