@@ -41,6 +41,16 @@ static size_t utf8_sequence(const unsigned char *s, size_t n) {
     return need;
 }
 
+int hostlog_is_utf8(const char *s, size_t len) {
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_sequence(p + i, len - i);
+        if (n == 0) return 0;
+        i += n;
+    }
+    return 1;
+}
+
 int hostlog_json_string(buf *b, const char *s, size_t len) {
     const unsigned char *p = (const unsigned char *)s;
     if (buf_append(b, "\"", 1)) return -1;

@@ -14,6 +14,9 @@ typedef enum hostlog_level { HOSTLOG_DEBUG, HOSTLOG_INFO, HOSTLOG_WARN, HOSTLOG_
  * UTF-8 become U+FFFD. -1 when b is full. */
 int hostlog_json_string(buf *b, const char *s, size_t len);
 
+/* True when the len bytes at s are valid UTF-8. */
+int hostlog_is_utf8(const char *s, size_t len);
+
 /* Writes one line. request_id may be NULL. After msg come key/value string
  * pairs ending with NULL; a key written as "=name" takes a value that is
  * already JSON (a number, true, an array…). NULL values are skipped. */

@@ -1,0 +1,158 @@
+#include "routes.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "apigw_event.h"
+
+#define ROUTES_MAX 1000
+#define ROUTES_SEGMENT_MAX 1024
+
+/* Moves *p past the next non-empty segment: its start and length, or 0. */
+static int routes_segment(const char **p, const char **seg, size_t *len) {
+    const char *s = *p;
+    while (*s == '/') s++;
+    if (!*s) return 0;
+    const char *e = strchr(s, '/');
+    if (!e) e = s + strlen(s);
+    *seg = s;
+    *len = (size_t)(e - s);
+    *p = e;
+    return 1;
+}
+
+/* "{name}" -> 1, "{name+}" -> 2, else 0; the name in *name, *nlen. */
+static int routes_param(const char *seg, size_t len, const char **name, size_t *nlen) {
+    if (len < 3 || seg[0] != '{' || seg[len - 1] != '}') return 0;
+    int greedy = seg[len - 2] == '+';
+    *name = seg + 1;
+    *nlen = len - 2 - (size_t)greedy;
+    return *nlen ? 1 + greedy : 0;
+}
+
+static int routes_valid_name(const char *s) {
+    if (!*s) return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' ||
+              *s == '-'))
+            return 0;
+    return 1;
+}
+
+void routes_check(lua_State *L, int idx) {
+    idx = lua_absindex(L, idx);
+    if (!lua_istable(L, idx)) luaL_error(L, "routes.lua must return a list of {method, path, pipeline}");
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+    if (n > ROUTES_MAX) luaL_error(L, "routes.lua: more than %d routes", ROUTES_MAX);
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (lua_rawgeti(L, idx, i) != LUA_TTABLE) luaL_error(L, "routes.lua: entry %I is not a table", i);
+        const char *fields[] = {"method", "path", "pipeline"};
+        for (int f = 0; f < 3; f++)
+            if (lua_getfield(L, -1 - f, fields[f]) != LUA_TSTRING)
+                luaL_error(L, "routes.lua: entry %I has no string '%s'", i, fields[f]);
+        const char *method = lua_tostring(L, -3), *path = lua_tostring(L, -2), *pipeline = lua_tostring(L, -1);
+        for (const char *m = method; *m; m++)
+            if (*m < 'A' || *m > 'Z') luaL_error(L, "routes.lua: entry %I: method '%s' is not upper case", i, method);
+        if (path[0] != '/') luaL_error(L, "routes.lua: entry %I: path '%s' must start with '/'", i, path);
+        if (!routes_valid_name(pipeline))
+            luaL_error(L, "routes.lua: entry %I: pipeline '%s' is not a plain name", i, pipeline);
+        const char *p = path, *seg, *name;
+        size_t len, nlen;
+        while (routes_segment(&p, &seg, &len)) {
+            int kind = routes_param(seg, len, &name, &nlen);
+            if (kind == 2 && *p && strspn(p, "/") != strlen(p))
+                luaL_error(L, "routes.lua: entry %I: a greedy {name+} must be the last segment", i);
+            if (!kind && memchr(seg, '{', len))
+                luaL_error(L, "routes.lua: entry %I: a parameter must be a whole segment", i);
+        }
+        lua_pop(L, 4);
+    }
+}
+
+/* Does raw_path match pattern? When params is non-zero, sets each captured
+ * parameter (decoded) in the table at that index. */
+static int routes_try(lua_State *L, const char *pattern, const char *raw_path, int params) {
+    const char *pp = pattern, *rp = raw_path, *pseg, *rseg, *name;
+    size_t plen, rlen, nlen;
+    char literal[ROUTES_SEGMENT_MAX];
+    while (routes_segment(&pp, &pseg, &plen)) {
+        if (!routes_segment(&rp, &rseg, &rlen)) return 0;
+        int kind = routes_param(pseg, plen, &name, &nlen);
+        if (kind == 2) {
+            size_t rest = strlen(rseg);
+            while (rest && rseg[rest - 1] == '/') rest--;
+            if (params) {
+                lua_pushlstring(L, name, nlen);
+                if (apigw_push_decoded(L, rseg, rest, 0)) return 0;
+                lua_rawset(L, params);
+            }
+            return 1;
+        }
+        if (kind == 1) {
+            if (params) {
+                lua_pushlstring(L, name, nlen);
+                if (apigw_push_decoded(L, rseg, rlen, 0)) return 0;
+                lua_rawset(L, params);
+            }
+            continue;
+        }
+        /* A literal segment: compare with the decoded path segment. */
+        if (rlen >= sizeof literal) return 0;
+        size_t o = 0;
+        for (size_t i = 0; i < rlen; i++) {
+            if (rseg[i] == '%' && i + 2 < rlen) { /* escapes were validated before */
+                char hex[3] = {rseg[i + 1], rseg[i + 2], 0};
+                literal[o++] = (char)strtol(hex, NULL, 16);
+                i += 2;
+            } else {
+                literal[o++] = rseg[i];
+            }
+        }
+        if (o != plen || memcmp(literal, pseg, plen)) return 0;
+    }
+    return !routes_segment(&rp, &rseg, &rlen);
+}
+
+int routes_match(lua_State *L, int idx, const char *method, const char *raw_path) {
+    idx = lua_absindex(L, idx);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+    int top = lua_gettop(L);
+    char allowed[256];
+    size_t used = 0;
+    allowed[0] = '\0';
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_settop(L, top);
+        lua_rawgeti(L, idx, i);          /* top+1: entry */
+        lua_getfield(L, top + 1, "path"); /* top+2 */
+        lua_getfield(L, top + 1, "method"); /* top+3 */
+        const char *pattern = lua_tostring(L, top + 2), *m = lua_tostring(L, top + 3);
+        if (!pattern || !m || !routes_try(L, pattern, raw_path, 0)) continue;
+        if (strcmp(m, method) && strcmp(m, "ANY")) {
+            if (!strstr(allowed, m) && used + strlen(m) + 3 < sizeof allowed) {
+                int w = snprintf(allowed + used, sizeof allowed - used, "%s%s", used ? ", " : "", m);
+                if (w > 0) used += (size_t)w;
+            }
+            continue;
+        }
+        lua_getfield(L, top + 1, "pipeline"); /* top+4 */
+        lua_pushvalue(L, top + 2);            /* top+5: resource */
+        if (strchr(pattern, '{')) {
+            lua_newtable(L);
+            routes_try(L, pattern, raw_path, lua_gettop(L)); /* matched above: cannot fail */
+        } else {
+            lua_pushnil(L);
+        }
+        /* Keep the last three (pipeline, resource, params). */
+        lua_rotate(L, top + 1, 3);
+        lua_settop(L, top + 3);
+        return ROUTES_FOUND;
+    }
+    lua_settop(L, top);
+    if (used) {
+        lua_pushstring(L, allowed);
+        return ROUTES_WRONG_METHOD;
+    }
+    return ROUTES_NOT_FOUND;
+}

@@ -1,0 +1,24 @@
+/* Routes for imgpipe serve, read from pipelines/routes.lua: a plain list
+ *   { {method = "POST", path = "/upload", pipeline = "upload"},
+ *     {method = "GET", path = "/download/{imageId}", pipeline = "download"}, ... }
+ * A path segment "{name}" matches one non-empty segment and becomes
+ * pathParameters.name; a last segment "{name+}" matches the rest of the
+ * path. Method "ANY" matches every method. Empty segments are ignored, so
+ * "/upload/" is "/upload". The first matching entry wins. */
+#ifndef IMGPIPE_ROUTES_H
+#define IMGPIPE_ROUTES_H
+
+#include <lua.h>
+
+enum { ROUTES_NOT_FOUND, ROUTES_FOUND, ROUTES_WRONG_METHOD };
+
+/* Raises, naming the entry, unless the value at idx is a valid route list. */
+void routes_check(lua_State *L, int idx);
+
+/* Matches method and raw (percent-encoded) path against the list at idx.
+ * ROUTES_FOUND: pushes pipeline, resource and pathParameters (a table, or
+ * nil when the pattern has none). ROUTES_WRONG_METHOD: pushes the allowed
+ * methods ("GET, POST"). ROUTES_NOT_FOUND: pushes nothing. Call protected. */
+int routes_match(lua_State *L, int idx, const char *method, const char *raw_path);
+
+#endif

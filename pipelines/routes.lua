@@ -1,0 +1,14 @@
+-- HTTP routes of the service, as plain data: imgpipe serve reads this list,
+-- and a spec compares it with the API Gateway routes of the SAM template.
+--
+--   method    an HTTP method in upper case, or "ANY"
+--   path      segments; "{name}" captures one segment into
+--             event.pathParameters.name, a last "{name+}" the rest of the path
+--   pipeline  the pipeline (NAME.lua in this folder) that handles the request
+--
+-- The first entry whose path and method match wins.
+return {
+  { method = "POST", path = "/upload", pipeline = "upload" },
+  { method = "POST", path = "/process", pipeline = "process" },
+  { method = "GET", path = "/download/{imageId}", pipeline = "download" },
+}
