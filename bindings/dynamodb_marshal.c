@@ -11,7 +11,7 @@
 
 /* DynamoDB nests documents at most 32 levels deep. */
 #define DDB_MAX_DEPTH 32
-#define DDB_MAX_NUMBER_TEXT 64
+#define DDB_MAX_NUMBER_TEXT 200 /* 38 digits written without an exponent reach ~170 characters */
 
 static const char *const set_mts[] = {DDB_STRING_SET_MT, DDB_NUMBER_SET_MT, DDB_BINARY_SET_MT};
 

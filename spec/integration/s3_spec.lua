@@ -105,7 +105,8 @@ describe("imgpipe.s3", function()
     local rows = {
       { "get", s3.get, { bucket = bucket, key = prefix .. "missing" }, "NoSuchKey", 404 },
       { "head", s3.head, { bucket = bucket, key = prefix .. "missing" }, "NoSuchKey", 404 },
-      { "copy", s3.copy, { bucket = other, key = prefix .. "c", source_bucket = bucket, source_key = prefix .. "missing" },
+      { "copy", s3.copy,
+        { bucket = other, key = prefix .. "c", source_bucket = bucket, source_key = prefix .. "missing" },
         "NoSuchKey", 404 },
       { "get (no bucket)", s3.get, { bucket = "imgpipe-no-such-bucket", key = "k" }, "NoSuchBucket", 404 },
       { "list (no bucket)", s3.list, { bucket = "imgpipe-no-such-bucket" }, "NoSuchBucket", 404 },
@@ -171,7 +172,8 @@ describe("imgpipe.s3", function()
       local page = assert(s3.list { bucket = bucket, prefix = many, max_keys = 100 })
       assert.equal(100, #page.keys)
       assert.is_true(page.truncated)
-      local second = assert(s3.list { bucket = bucket, prefix = many, max_keys = 100, continuation = page.continuation })
+      local second = assert(s3.list { bucket = bucket, prefix = many, max_keys = 100,
+        continuation = page.continuation })
       assert.equal(string.format("%s%05d", many, 101), second.keys[1].key)
     end)
 
