@@ -434,13 +434,19 @@ function Driver:http_request(event)
   if #qs > 0 then url = url .. "?" .. table.concat(qs, "&") end
 
   local args = { "curl -sS --noproxy '*' --max-time 60 -X " .. q(event.httpMethod or "GET") }
+  -- Framing headers are curl's business.
+  local skip = { ["content-length"] = true, host = true, ["transfer-encoding"] = true, connection = true }
   local hdrs = type(event.multiValueHeaders) == "table" and event.multiValueHeaders or nil
   if hdrs then
     for k, list in pairs(hdrs) do
-      for _, v in ipairs(list) do args[#args + 1] = "-H " .. q(k .. ": " .. v) end
+      for _, v in ipairs(list) do
+        if not skip[k:lower()] then args[#args + 1] = "-H " .. q(k .. ": " .. v) end
+      end
     end
   elseif type(event.headers) == "table" then
-    for k, v in pairs(event.headers) do args[#args + 1] = "-H " .. q(k .. ": " .. v) end
+    for k, v in pairs(event.headers) do
+      if not skip[k:lower()] then args[#args + 1] = "-H " .. q(k .. ": " .. v) end
+    end
   end
   local body_file
   if type(event.body) == "string" then
@@ -453,10 +459,19 @@ function Driver:http_request(event)
       args[#args + 1] = "-H 'Content-Type:'"
     end
   end
-  local head_file, out_file = self:tmp "head", self:tmp "out"
-  args[#args + 1] = "-D " .. q(head_file) .. " -o " .. q(out_file) .. " " .. q(url)
-  local _, err, code = paths.run(table.concat(args, " "))
+  local r = self:curl(table.concat(args, " ", 2), url, args[1])
   if body_file then os.remove(body_file) end
+  return r
+end
+
+-- Runs curl with raw arguments against the server (url: a path, or a full
+-- URL); returns { status, headers (lower-case names), body }.
+function Driver:curl(args, url, prefix)
+  if url:sub(1, 1) == "/" then url = self:start_http().base .. url end
+  local head_file, out_file = self:tmp "head", self:tmp "out"
+  local cmd = (prefix or "curl -sS --noproxy '*' --max-time 60") .. " " .. (args or "") ..
+    " -D " .. q(head_file) .. " -o " .. q(out_file) .. " " .. q(url)
+  local _, err, code = paths.run(cmd)
   assert(code == 0, "curl failed: " .. err)
   local head = read_or(head_file, "")
   local body = read_or(out_file, "")
@@ -470,7 +485,10 @@ function Driver:http_request(event)
     local k = name:lower()
     headers[k] = headers[k] and (headers[k] .. ", " .. value) or value
   end
-  return { status = status, headers = headers, body = body }
+  local r = { status = status, headers = headers, body = body }
+  local ok, v = pcall(json.decode, body)
+  if ok then r.json = v end
+  return r
 end
 
 -- Turns a handler's proxy result into the response shape of drv:request.
