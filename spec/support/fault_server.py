@@ -65,6 +65,11 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
+        # One request per connection: libcurl retries a request by itself
+        # when a reused connection turns out dead, which would blur the
+        # attempt counts the specs check.
+        self.send_header("Connection", "close")
+        self.close_connection = True
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":
