@@ -73,7 +73,8 @@ void image_take_error(char *buf, size_t size) {
     g_free(msg);
     /* One line: drop the final newline, join the others with "; ". */
     size_t n = strlen(buf);
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) buf[--n] = '\0';
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+        buf[--n] = '\0';
     for (char *p = buf; *p; p++)
         if (*p == '\n') *p = ';';
 }
@@ -99,8 +100,7 @@ lua_Integer image_opt_int(lua_State *L, int idx, const char *field, lua_Integer 
         int ok;
         v = lua_tointegerx(L, -1, &ok);
         if (!ok) luaL_error(L, "option '%s': integer expected, got %s", field, luaL_typename(L, -1));
-        if (v < min || v > max)
-            luaL_error(L, "option '%s': %I out of range %I..%I", field, v, min, max);
+        if (v < min || v > max) luaL_error(L, "option '%s': %I out of range %I..%I", field, v, min, max);
     }
     lua_pop(L, 1);
     return v;
@@ -148,7 +148,8 @@ int image_opt_colour(lua_State *L, int idx, const char *field, double out[4], do
     int n = 0;
     int t = lua_getfield(L, idx, field);
     if (t == LUA_TNIL) {
-        for (n = 0; n < def_n && n < 4; n++) out[n] = def;
+        for (n = 0; n < def_n && n < 4; n++)
+            out[n] = def;
     } else if (t == LUA_TNUMBER) {
         out[n++] = lua_tonumber(L, -1);
     } else if (t == LUA_TTABLE) {
@@ -162,10 +163,12 @@ int image_opt_colour(lua_State *L, int idx, const char *field, double out[4], do
             lua_pop(L, 1);
         }
     } else {
-        luaL_error(L, "option '%s': number or array of numbers expected, got %s", field, luaL_typename(L, -1));
+        luaL_error(L, "option '%s': number or array of numbers expected, got %s", field,
+                   luaL_typename(L, -1));
     }
     for (int i = 0; i < n; i++)
-        if (!(out[i] >= 0 && out[i] <= 65535)) luaL_error(L, "option '%s': value out of range 0..65535", field);
+        if (!(out[i] >= 0 && out[i] <= 65535))
+            luaL_error(L, "option '%s': value out of range 0..65535", field);
     lua_pop(L, 1);
     return n;
 }
@@ -228,8 +231,8 @@ static int image_tostring(lua_State *L) {
     if (!h->im)
         lua_pushliteral(L, "imgpipe.image (closed)");
     else
-        lua_pushfstring(L, "imgpipe.image (%dx%d, %d bands, %d pages, %s)", h->im->Xsize, image_frame_height(h->im),
-                        h->im->Bands, image_frames(h->im),
+        lua_pushfstring(L, "imgpipe.image (%dx%d, %d bands, %d pages, %s)", h->im->Xsize,
+                        image_frame_height(h->im), h->im->Bands, image_frames(h->im),
                         vips_enum_nick(VIPS_TYPE_INTERPRETATION, vips_image_get_interpretation(h->im)));
     return 1;
 }
@@ -276,7 +279,8 @@ static const luaL_Reg image_funcs[] = {
 
 int luaopen_imgpipe_image(lua_State *L) {
     pthread_once(&image_once, image_init_vips);
-    if (image_init_status) return luaL_error(L, "imgpipe.image: libvips failed to start: %s", vips_error_buffer());
+    if (image_init_status)
+        return luaL_error(L, "imgpipe.image: libvips failed to start: %s", vips_error_buffer());
 
     if (luaL_newmetatable(L, IMAGE_MT)) {
         luaL_setfuncs(L, image_meta, 0);

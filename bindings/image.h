@@ -20,7 +20,7 @@
 
 /* Defaults of the load policy (design.md: MAX_PIXELS, MAX_FRAMES). */
 #define IMAGE_DEFAULT_MAX_PIXELS 40000000
-#define IMAGE_DEFAULT_MAX_PAGES 100
+#define IMAGE_DEFAULT_MAX_PAGES  100
 
 /* Room for one libvips error message, copied out of its global buffer. */
 #define IMAGE_ERRMAX 512
@@ -51,9 +51,10 @@ IMAGE_INTERNAL int image_frames(VipsImage *im);
 
 /* Reads field of the options table at idx; absent or nil gives def.
  * Wrong types or values out of range raise, naming the field. */
-IMAGE_INTERNAL lua_Integer image_opt_int(lua_State *L, int idx, const char *field, lua_Integer def, lua_Integer min,
-                                         lua_Integer max);
-IMAGE_INTERNAL double image_opt_number(lua_State *L, int idx, const char *field, double def, double min, double max);
+IMAGE_INTERNAL lua_Integer image_opt_int(lua_State *L, int idx, const char *field, lua_Integer def,
+                                         lua_Integer min, lua_Integer max);
+IMAGE_INTERNAL double image_opt_number(lua_State *L, int idx, const char *field, double def, double min,
+                                       double max);
 IMAGE_INTERNAL int image_opt_bool(lua_State *L, int idx, const char *field, int def);
 IMAGE_INTERNAL int image_opt_option(lua_State *L, int idx, const char *field, const char *def,
                                     const char *const names[]);
@@ -61,16 +62,17 @@ IMAGE_INTERNAL int image_opt_option(lua_State *L, int idx, const char *field, co
 /* A colour option: a number (grey) or an array of 1 to 4 numbers 0..255
  * (or 0..65535). Writes the values into out, returns their count, or def_n
  * copies of def when the field is absent. */
-IMAGE_INTERNAL int image_opt_colour(lua_State *L, int idx, const char *field, double out[4], double def, int def_n);
+IMAGE_INTERNAL int image_opt_colour(lua_State *L, int idx, const char *field, double out[4], double def,
+                                    int def_n);
 
 /* Lua functions of the module, by file. */
-IMAGE_INTERNAL int image_probe(lua_State *L);       /* image_load.c */
-IMAGE_INTERNAL int image_thumbnail(lua_State *L);   /* image_load.c */
-IMAGE_INTERNAL int image_save(lua_State *L);        /* image_save.c */
-IMAGE_INTERNAL int image_test_card(lua_State *L);   /* image_make.c */
+IMAGE_INTERNAL int image_probe(lua_State *L);     /* image_load.c */
+IMAGE_INTERNAL int image_thumbnail(lua_State *L); /* image_load.c */
+IMAGE_INTERNAL int image_save(lua_State *L);      /* image_save.c */
+IMAGE_INTERNAL int image_test_card(lua_State *L); /* image_make.c */
 IMAGE_INTERNAL int image_new_from_memory(lua_State *L);
 IMAGE_INTERNAL int image_join_frames(lua_State *L);
-IMAGE_INTERNAL int image_crop(lua_State *L);        /* image_ops.c */
+IMAGE_INTERNAL int image_crop(lua_State *L); /* image_ops.c */
 IMAGE_INTERNAL int image_rotate(lua_State *L);
 IMAGE_INTERNAL int image_flip(lua_State *L);
 IMAGE_INTERNAL int image_flatten(lua_State *L);

@@ -38,8 +38,8 @@
 
 /* Format names scripts use (allow lists, probe().format). */
 static const char *const load_format_names[] = {
-    "jpeg", "png", "webp", "gif", "avif", "heic", "tiff", "svg", "pdf", "jp2k", "jxl",
-    "magick", "fits", "openexr", "vips", "ppm", "rad", "csv", "matrix", "analyze", "raw", NULL,
+    "jpeg",   "png",  "webp",    "gif",  "avif", "heic", "tiff", "svg",    "pdf",     "jp2k", "jxl",
+    "magick", "fits", "openexr", "vips", "ppm",  "rad",  "csv",  "matrix", "analyze", "raw",  NULL,
 };
 
 /* Bit i set: load_format_names[i] is allowed. */
@@ -116,7 +116,7 @@ static int load_is_avif(const unsigned char *d, size_t len) {
  * recent libvips), so bytes it does not know may still be such a format:
  * ask those loaders' signature checks, to name the format in the error. */
 static const char *load_sniff_blocked(const char *data, size_t len) {
-    static const char *const loaders[] = {"svgload_buffer", "pdfload_buffer", "tiffload_buffer",
+    static const char *const loaders[] = {"svgload_buffer", "pdfload_buffer",  "tiffload_buffer",
                                           "jxlload_buffer", "jp2kload_buffer", NULL};
     for (int i = 0; loaders[i]; i++)
         if (vips_type_find("VipsOperation", loaders[i]) && vips_foreign_is_a_buffer(loaders[i], data, len))
@@ -160,7 +160,8 @@ static int load_sniff(const char *data, size_t len, char *format, size_t size, i
 
 /* Sniffs, applies the allow list, reads the header. On failure pushes
  * nil, err and returns 2; on success returns 0. */
-static int load_header_read(lua_State *L, const char *data, size_t len, const load_policy *p, load_header *h) {
+static int load_header_read(lua_State *L, const char *data, size_t len, const load_policy *p,
+                            load_header *h) {
     memset(h, 0, sizeof *h);
     int blocked = 0;
     if (load_sniff(data, len, h->format, sizeof h->format, &blocked))
@@ -195,8 +196,9 @@ static int load_check_size(lua_State *L, const load_header *h, const load_policy
                            (long long)p->max_pages);
     uint64_t pixels = (uint64_t)h->width * (uint64_t)h->height * (uint64_t)h->pages;
     if (pixels > (uint64_t)p->max_pixels)
-        return error_pushf(L, "TooManyPixels", 0, 0, "%dx%d x %d pages = %llu pixels is over the limit of %lld",
-                           h->width, h->height, h->pages, (unsigned long long)pixels, (long long)p->max_pixels);
+        return error_pushf(L, "TooManyPixels", 0, 0,
+                           "%dx%d x %d pages = %llu pixels is over the limit of %lld", h->width, h->height,
+                           h->pages, (unsigned long long)pixels, (long long)p->max_pixels);
     return 0;
 }
 
@@ -217,8 +219,11 @@ int image_probe(lua_State *L) {
     const struct {
         const char *name;
         int value;
-    } ints[] = {{"width", h.width}, {"height", h.height}, {"pages", h.pages},
-                {"bands", h.bands}, {"orientation", h.orientation}};
+    } ints[] = {{"width", h.width},
+                {"height", h.height},
+                {"pages", h.pages},
+                {"bands", h.bands},
+                {"orientation", h.orientation}};
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         lua_pushinteger(L, ints[i].value);
         lua_setfield(L, -2, ints[i].name);
@@ -237,7 +242,7 @@ int image_probe(lua_State *L) {
 static const char *const load_size_names[] = {"both", "up", "down", "force", NULL};
 static const VipsSize load_size_values[] = {VIPS_SIZE_BOTH, VIPS_SIZE_UP, VIPS_SIZE_DOWN, VIPS_SIZE_FORCE};
 static const char *const load_crop_names[] = {"none", "centre", "center", "entropy", "attention",
-                                              "low", "high", "all", NULL};
+                                              "low",  "high",   "all",    NULL};
 static const VipsInteresting load_crop_values[] = {
     VIPS_INTERESTING_NONE,      VIPS_INTERESTING_CENTRE, VIPS_INTERESTING_CENTRE, VIPS_INTERESTING_ENTROPY,
     VIPS_INTERESTING_ATTENTION, VIPS_INTERESTING_LOW,    VIPS_INTERESTING_HIGH,   VIPS_INTERESTING_ALL};
@@ -281,7 +286,8 @@ int image_thumbnail(lua_State *L) {
     VipsInteresting crop = load_crop_values[image_opt_option(L, 2, "crop", "none", load_crop_names)];
     int animated = image_opt_bool(L, 2, "animated", 0);
     luaL_argcheck(L, width || height, 2, "width or height is required");
-    luaL_argcheck(L, crop == VIPS_INTERESTING_NONE || (width && height), 2, "crop needs both width and height");
+    luaL_argcheck(L, crop == VIPS_INTERESTING_NONE || (width && height), 2,
+                  "crop needs both width and height");
 
     image_handle *out = image_push_handle(L);
     lua_pushvalue(L, 1);

@@ -24,7 +24,8 @@
 
 /* Ends a constructor: result (NULL on failure, with the libvips error
  * pending) goes into the handle on the stack, ctx is dropped. */
-static int make_finish(lua_State *L, image_handle *out, VipsObject *ctx, VipsImage *result, const char *what) {
+static int make_finish(lua_State *L, image_handle *out, VipsObject *ctx, VipsImage *result,
+                       const char *what) {
     if (!result) {
         char msg[IMAGE_ERRMAX];
         image_take_error(msg, sizeof msg);
@@ -59,8 +60,10 @@ int image_test_card(lua_State *L) {
         !(t[5] = vips_image_new_from_memory_copy(bars, sizeof bars, 8, 1, 3, VIPS_FORMAT_UCHAR)) ||
         vips_maplut(t[4], &t[6], t[5], NULL) ||
         /* gradient: x and y scaled to 0..255 are red and green, blue = 255 - red */
-        vips_xyz(&t[7], (int)w, bottom, NULL) || vips_linear(t[7], &t[8], ramp, zero, 2, "uchar", TRUE, NULL) ||
-        vips_extract_band(t[8], &t[9], 0, NULL) || vips_linear1(t[9], &t[10], -1.0, 255.0, "uchar", TRUE, NULL) ||
+        vips_xyz(&t[7], (int)w, bottom, NULL) ||
+        vips_linear(t[7], &t[8], ramp, zero, 2, "uchar", TRUE, NULL) ||
+        vips_extract_band(t[8], &t[9], 0, NULL) ||
+        vips_linear1(t[9], &t[10], -1.0, 255.0, "uchar", TRUE, NULL) ||
         vips_bandjoin2(t[8], t[10], &t[11], NULL) ||
         vips_join(t[6], t[11], &t[12], VIPS_DIRECTION_VERTICAL, NULL) ||
         vips_copy(t[12], &t[13], "interpretation", VIPS_INTERPRETATION_sRGB, NULL) ||
@@ -84,13 +87,15 @@ int image_new_from_memory(lua_State *L) {
     luaL_argcheck(L, (uint64_t)w * (uint64_t)h * (uint64_t)bands * sizes[f] == len, 1,
                   "length is not width * height * bands * sample size");
     int grey = bands <= 2;
-    VipsInterpretation interpretation = f == 1 ? (grey ? VIPS_INTERPRETATION_GREY16 : VIPS_INTERPRETATION_RGB16)
-                                               : (grey ? VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB);
+    VipsInterpretation interpretation = f == 1
+                                            ? (grey ? VIPS_INTERPRETATION_GREY16 : VIPS_INTERPRETATION_RGB16)
+                                            : (grey ? VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB);
     image_handle *out = image_push_handle(L);
     VipsObject *ctx = VIPS_OBJECT(vips_image_new());
     VipsImage **t = (VipsImage **)vips_object_local_array(ctx, 2);
-    int failed = !(t[0] = vips_image_new_from_memory_copy(data, len, (int)w, (int)h, (int)bands, formats[f])) ||
-                 vips_copy(t[0], &t[1], "interpretation", interpretation, NULL);
+    int failed =
+        !(t[0] = vips_image_new_from_memory_copy(data, len, (int)w, (int)h, (int)bands, formats[f])) ||
+        vips_copy(t[0], &t[1], "interpretation", interpretation, NULL);
     return make_finish(L, out, ctx, failed ? NULL : t[1], "new_from_memory");
 }
 

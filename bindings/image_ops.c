@@ -40,7 +40,8 @@ int image_flatten_onto(VipsImage *in, VipsImage **out, const double *bg, int n) 
     int colour = in->Bands - 1;
     double v[4] = {255, 255, 255, 255};
     if (colour > 4) colour = 4;
-    for (int i = 0; i < colour; i++) v[i] = bg[i < n ? i : n - 1];
+    for (int i = 0; i < colour; i++)
+        v[i] = bg[i < n ? i : n - 1];
     if (colour == 1 && n >= 3) v[0] = 0.2126 * bg[0] + 0.7152 * bg[1] + 0.0722 * bg[2];
     double max_alpha = in->BandFmt == VIPS_FORMAT_USHORT ? 65535 : 255;
     VipsArrayDouble *background = vips_array_double_new(v, colour);
@@ -92,8 +93,10 @@ int image_rotate(lua_State *L) {
     lua_Integer angle = luaL_checkinteger(L, 2);
     luaL_argcheck(L, angle % 90 == 0, 2, "a multiple of 90 expected");
     angle = ((angle % 360) + 360) % 360;
-    VipsAngle turn = angle == 90 ? VIPS_ANGLE_D90 : angle == 180 ? VIPS_ANGLE_D180
-                   : angle == 270 ? VIPS_ANGLE_D270 : VIPS_ANGLE_D0;
+    VipsAngle turn = angle == 90    ? VIPS_ANGLE_D90
+                     : angle == 180 ? VIPS_ANGLE_D180
+                     : angle == 270 ? VIPS_ANGLE_D270
+                                    : VIPS_ANGLE_D0;
     image_handle *out = image_push_handle(L);
     VipsObject *ctx;
     VipsImage **t = ops_scratch(&ctx, 2);
@@ -134,12 +137,11 @@ int image_flatten(lua_State *L) {
     return ops_finish(L, out, ctx, failed ? NULL : result, "flatten");
 }
 
-static const char *const ops_blend_names[] = {"over", "multiply", "screen", "overlay", "darken",
-                                              "lighten", "difference", NULL};
-static const VipsBlendMode ops_blend_values[] = {VIPS_BLEND_MODE_OVER,     VIPS_BLEND_MODE_MULTIPLY,
-                                                 VIPS_BLEND_MODE_SCREEN,   VIPS_BLEND_MODE_OVERLAY,
-                                                 VIPS_BLEND_MODE_DARKEN,   VIPS_BLEND_MODE_LIGHTEN,
-                                                 VIPS_BLEND_MODE_DIFFERENCE};
+static const char *const ops_blend_names[] = {"over",   "multiply", "screen",     "overlay",
+                                              "darken", "lighten",  "difference", NULL};
+static const VipsBlendMode ops_blend_values[] = {
+    VIPS_BLEND_MODE_OVER,   VIPS_BLEND_MODE_MULTIPLY, VIPS_BLEND_MODE_SCREEN,    VIPS_BLEND_MODE_OVERLAY,
+    VIPS_BLEND_MODE_DARKEN, VIPS_BLEND_MODE_LIGHTEN,  VIPS_BLEND_MODE_DIFFERENCE};
 
 /* Multiplies the alpha of im (added if missing) by opacity. */
 static int ops_fade(VipsImage *im, VipsImage **t, double opacity, VipsImage **out) {
@@ -151,7 +153,8 @@ static int ops_fade(VipsImage *im, VipsImage **t, double opacity, VipsImage **ou
     }
     double a[16], b[16] = {0};
     int n = t[0]->Bands > 16 ? 16 : t[0]->Bands;
-    for (int i = 0; i < n; i++) a[i] = i == n - 1 ? opacity : 1.0;
+    for (int i = 0; i < n; i++)
+        a[i] = i == n - 1 ? opacity : 1.0;
     if (vips_linear(t[0], &t[1], a, b, n, NULL)) return -1;
     return vips_cast(t[1], out, t[0]->BandFmt, NULL);
 }
@@ -177,8 +180,7 @@ int image_composite(lua_State *L) {
         failed = ops_fade(t[1], &t[2], opacity, &t[4]);
         top = t[4];
     }
-    if (!failed)
-        failed = vips_composite2(t[0], top, &t[5], ops_blend_values[mode], "x", x, "y", y, NULL);
+    if (!failed) failed = vips_composite2(t[0], top, &t[5], ops_blend_values[mode], "x", x, "y", y, NULL);
     /* Back to the base's bands (no alpha added to an opaque base) and format. */
     VipsImage *result = t[5];
     if (!failed && !vips_image_hasalpha(t[0])) {
@@ -238,7 +240,8 @@ int image_extract_band(lua_State *L) {
     image_handle *out = image_push_handle(L);
     VipsObject *ctx;
     VipsImage **t = ops_scratch(&ctx, 2);
-    int failed = image_first_frame(in, &t[0]) || vips_extract_band(t[0], &t[1], (int)first, "n", (int)count, NULL);
+    int failed =
+        image_first_frame(in, &t[0]) || vips_extract_band(t[0], &t[1], (int)first, "n", (int)count, NULL);
     return ops_finish(L, out, ctx, failed ? NULL : t[1], "extract_band");
 }
 

@@ -85,19 +85,17 @@ static void save_read_options(lua_State *L, int idx, int fmt, save_options *o) {
 /* Writes im as fmt into *buf. Returns 0, or -1 with the libvips error pending. */
 static int save_encode(VipsImage *im, int fmt, const save_options *o, void **buf, size_t *len) {
     switch (fmt) {
-    case SAVE_JPEG:
-        return vips_jpegsave_buffer(im, buf, len, "Q", o->quality, SAVE_METADATA(o->strip), NULL);
+    case SAVE_JPEG: return vips_jpegsave_buffer(im, buf, len, "Q", o->quality, SAVE_METADATA(o->strip), NULL);
     case SAVE_PNG:
         return vips_pngsave_buffer(im, buf, len, "compression", o->effort, SAVE_METADATA(o->strip), NULL);
     case SAVE_WEBP:
-        return vips_webpsave_buffer(im, buf, len, "Q", o->quality, "lossless", o->lossless, "effort", o->effort,
-                                    SAVE_METADATA(o->strip), NULL);
+        return vips_webpsave_buffer(im, buf, len, "Q", o->quality, "lossless", o->lossless, "effort",
+                                    o->effort, SAVE_METADATA(o->strip), NULL);
     case SAVE_AVIF:
         return vips_heifsave_buffer(im, buf, len, "compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1, "Q",
                                     o->quality, "lossless", o->lossless, "effort", o->effort,
                                     SAVE_METADATA(o->strip), NULL);
-    default:
-        return vips_gifsave_buffer(im, buf, len, "effort", o->effort, SAVE_METADATA(o->strip), NULL);
+    default: return vips_gifsave_buffer(im, buf, len, "effort", o->effort, SAVE_METADATA(o->strip), NULL);
     }
 }
 
