@@ -23,7 +23,7 @@ http.cors_origin = cfg.cors_origin
 -- Failures that processing again cannot fix.
 local PERMANENT = {
   TooManyPixels = true, UnsupportedFormat = true, InvalidImage = true, TooLarge = true,
-  NoSuchKey = true, EmptyObject = true,
+  NoSuchKey = true, EmptyObject = true, ImageError = true,
 }
 
 -- A transient failure: raised (after releasing the claim) so the event is retried.

@@ -5,7 +5,7 @@ local image = require "imgpipe.image"
 
 local content_types = {
   jpeg = "image/jpeg", png = "image/png", webp = "image/webp", gif = "image/gif",
-  avif = "image/avif", heif = "image/heif", tiff = "image/tiff", svg = "image/svg+xml",
+  avif = "image/avif", heic = "image/heic", heif = "image/heif", tiff = "image/tiff", svg = "image/svg+xml",
 }
 
 local function handler(event)
