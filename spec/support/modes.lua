@@ -430,7 +430,6 @@ function Driver:http_request(event)
   elseif type(sq) == "table" then
     for k, v in pairs(sq) do qs[#qs + 1] = url_encode(k) .. "=" .. url_encode(v) end
   end
-  table.sort(qs)
   if #qs > 0 then url = url .. "?" .. table.concat(qs, "&") end
 
   local args = { "curl -sS --noproxy '*' --max-time 60 -X " .. q(event.httpMethod or "GET") }
