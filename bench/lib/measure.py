@@ -4,12 +4,13 @@
   measure.py SPEC.json OUT.json
 
 SPEC: {"rounds": R, "warmup": W, "timeout_s": T,
-       "commands": [{"name": ..., "argv": [...], "env": {...}?, "cwd": ...?}, ...]}
+       "commands": [{"name": ..., "argv": [...], "warmup_argv": [...]?, "env": {...}?}, ...]}
 
 Every round runs each command once, in an order rotated from round to
 round (so that no tool always runs first, or always after the same
 neighbour, on a machine whose load drifts). W warm-up rounds first, not
-recorded (page cache, lazy binding of libraries). Per run: wall time
+recorded (page cache, lazy binding of libraries); a command's warmup_argv,
+when given, is what runs then (a shorter batch, say). Per run: wall time
 (monotonic clock around fork/exec/wait), user+system CPU time and peak
 resident set size of the process (ru_maxrss from wait4: what /usr/bin/time's
 %M reports). A non-zero exit or a run over T seconds fails the whole
@@ -24,11 +25,12 @@ import sys
 import time
 
 
-def run_once(cmd, timeout_s):
+def run_once(cmd, timeout_s, warmup=False):
     env = dict(os.environ)
     env.update(cmd.get("env", {}))
+    argv = cmd.get("warmup_argv", cmd["argv"]) if warmup else cmd["argv"]
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd["argv"], env=env, cwd=cmd.get("cwd"), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
     deadline = start + timeout_s
     while True:
@@ -59,7 +61,7 @@ def main():
     for r in range(warmup + rounds):
         order = cmds[r % len(cmds):] + cmds[:r % len(cmds)]
         for c in order:
-            wall, cpu, rss = run_once(c, timeout_s)
+            wall, cpu, rss = run_once(c, timeout_s, r < warmup)
             if r >= warmup:
                 res = results[c["name"]]
                 res["wall_s"].append(wall)

@@ -1,0 +1,471 @@
+#!/usr/bin/python3
+"""Turns bench/run.sh's raw results into bench/RESULTS.md and the ratio chart.
+
+  report.py RESULTS_DIR RESULTS.md CHART.png
+
+Every ratio is computed from medians of the same run. Sections whose
+results are missing (not run, or failed) are reported as such.
+"""
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MB = 1024.0  # ru_maxrss and /proc are in KiB
+
+
+def sh(*argv):
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=ROOT).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def load(res, name):
+    p = os.path.join(res, name)
+    if not os.path.exists(p):
+        return None
+    with open(p) as f:
+        if name.endswith(".jsonl"):
+            return [json.loads(line) for line in f if line.strip()]
+        if name.endswith(".json"):
+            return json.load(f)
+        return f.read().strip()
+
+
+def med(xs):
+    return statistics.median(xs)
+
+
+def span(xs, fmt, scale=1.0):
+    return "%s (%s–%s)" % (fmt % (med(xs) * scale), fmt % (min(xs) * scale), fmt % (max(xs) * scale))
+
+
+def npm_version(pkg, base="bench/node_modules"):
+    try:
+        with open(os.path.join(ROOT, base, pkg, "package.json")) as f:
+            return json.load(f)["version"]
+    except OSError:
+        return "?"
+
+
+# ---- what each target needs, and what it would take when missed -------------
+
+WOULD_TAKE = {
+    "resize-floor-time": "The floor makes the same libvips calls, so the gap is Lua and the binding: "
+                         "reading the file into a Lua string, the option table, the userdata. A gap above "
+                         "5% on a batch this size is more likely noise on this shared machine than a cost; "
+                         "re-run, and if it holds, profile `imgpipe run` against the floor with perf.",
+    "resize-floor-mem": "imgpipe's extra resident memory is the Lua state, the pipeline's input string held "
+                        "until collected, and the host's libraries (libcurl, OpenSSL, libmicrohttpd) that "
+                        "the floor does not load.",
+    "resize-pillow": "",
+    "resize-sharp": "sharp renders libvips' pipeline straight into the JPEG encoder, so decoding and "
+                    "resizing on one core overlap encoding on the other; imgpipe's binding ends "
+                    "image.thumbnail with vips_image_copy_memory (bindings/image_load.c), which renders "
+                    "the whole thumbnail first and encodes afterwards, and it parses the header once "
+                    "more than needed (sniff + header + thumbnail's own). Keeping the thumbnail lazy "
+                    "(the input string is already pinned as the userdata's user value) and letting "
+                    "img:save pull from the pipeline would remove the serial encode; see the floor "
+                    "variants in this file's resize section.",
+    "events-python": "Per event most of the time is the image work (see the resize section) plus four "
+                     "round trips to the emulators, which are the same for every handler. The ratio to "
+                     "Python is bounded by Pillow's resize speed: to reach 2x, imgpipe's image step must "
+                     "get faster (see resize vs sharp) — the S3/DynamoDB calls are already a small share.",
+    "events-node": "The Node.js handler's image step is sharp, which is faster than imgpipe's "
+                   "thumbnail+save (see resize vs sharp); the same fix applies.",
+    "events-mem-python": "imgpipe's peak is libvips' worker threads (one malloc arena each, 64 MB address "
+                         "space, some of it touched), libvips' own 19 MB library and the decoded image "
+                         "at the shrink-on-load scale. MALLOC_ARENA_MAX=2 in the bootstrap environment, "
+                         "or vips_concurrency_set(1) for a 1-vCPU Lambda, would cut it; both are host "
+                         "changes (host/lambda.c or bindings/image.c).",
+    "events-mem-node": "As for Python: libvips' thread arenas and buffers dominate imgpipe's peak.",
+    "cold-python": "",
+    "cold-node": "",
+    "presign-botocore": "Each presign.url call resolves the credential chain, the region and the endpoint, "
+                        "builds the canonical request and computes two SHA-256 and five HMAC-SHA256 "
+                        "through OpenSSL 3's EVP interface, whose per-call fetch and context set-up "
+                        "costs more than the hashing of a few hundred bytes. Caching the resolved "
+                        "credentials/endpoint per state and reusing fetched EVP_MAC/EVP_MD objects (or "
+                        "the signing key, already cached per day) in bindings/presign.c and "
+                        "bindings/aws/aws_sigv4.c would be the way there.",
+}
+
+
+class Target:
+    def __init__(self, key, label, measured, need, higher_is_better, shown, detail=""):
+        self.key, self.label, self.measured, self.need = key, label, measured, need
+        self.higher, self.shown, self.detail = higher_is_better, shown, detail
+
+    @property
+    def met(self):
+        return self.measured >= self.need if self.higher else self.measured <= self.need
+
+
+# ---- sections ---------------------------------------------------------------------
+
+RESIZE_DOES = {
+    "imgpipe": "`imgpipe run bench/scripts/resize-batch.lua`: per file `io.open():read('a')`, "
+               "`image.thumbnail(bytes, {width=800, height=800})` (format sniff, header check, "
+               "`vips_thumbnail_buffer` size=down: shrink-on-load, EXIF rotation, sRGB; then the "
+               "thumbnail rendered to memory), `img:save('jpeg', {quality=80})` "
+               "(`vips_jpegsave_buffer` Q=80, keep=none), `io.open():write()`",
+    "floor": "`bench/floor.c`: the same libvips calls in a C loop (read file, sniff, header, "
+             "`vips_thumbnail_buffer`, `vips_image_copy_memory`, `vips_jpegsave_buffer` Q=80 keep=none, "
+             "write), same libvips build, same cache settings",
+    "vipsthumbnail": "Debian's `vipsthumbnail --size 800x800 -o '%s.jpg[Q=80,strip]' FILES...` "
+                     "(its own libvips 8.14, `vips_thumbnail` from the file: shrink-on-load, EXIF rotation)",
+    "pillow": "`bench/peers/resize_pillow.py`: `Image.open`, `Image.thumbnail((800, 800))` (JPEG draft = "
+              "DCT shrink-on-load, then bicubic, reducing_gap 2.0), `ImageOps.exif_transpose`, "
+              "`save(quality=80)` (no EXIF/ICC written); no colour management",
+    "sharp": "`bench/peers/resize_sharp.mjs`: `sharp(file).rotate().resize(800, 800, {fit: 'inside', "
+             "withoutEnlargement: true}).jpeg({quality: 80}).toFile()` one image at a time (sharp's "
+             "defaults: metadata dropped, sRGB, `optimiseCoding` on)",
+}
+RESIZE_ORDER = ["imgpipe", "floor", "vipsthumbnail", "pillow", "sharp"]
+
+
+def resize_section(res, out, targets):
+    out.append("## 1. Resize\n")
+    any_ = False
+    for size, label in (("6mp", "6 MP (2725x2225)"), ("24mp", "24 MP (5450x4450)")):
+        data = load(res, "resize-%s.json" % size)
+        if not data:
+            continue
+        any_ = True
+        outputs = load(res, "resize-%s-outputs.json" % size) or {}
+        cmds = data["commands"]
+        batch = outputs.get("imgpipe", {}).get("files", "?")
+        out.append("### %s, batch of %s images in one process, %d rounds\n" % (label, batch, data["rounds"]))
+        out.append("| tool | wall time, s: median (min–max) | per image, ms | CPU time, s | peak RSS, MB: median "
+                   "(min–max) | time ÷ imgpipe's | output |")
+        out.append("|---|---|---|---|---|---|---|")
+        t_img = med(cmds["imgpipe"]["wall_s"])
+        for tool in RESIZE_ORDER:
+            if tool not in cmds:
+                continue
+            c = cmds[tool]
+            o = outputs.get(tool, {})
+            out.append("| %s | %s | %.1f | %.2f | %s | %.2f | %s, ~%s B |" % (
+                tool, span(c["wall_s"], "%.2f"), 1e3 * med(c["wall_s"]) / (batch if isinstance(batch, int) else 1),
+                med(c["cpu_s"]), span(c["maxrss_kb"], "%.0f", 1 / MB), med(c["wall_s"]) / t_img,
+                o.get("size", "?"), o.get("mean_bytes", "?")))
+        if "imgpipe_equals_floor" in outputs:
+            out.append("\nimgpipe's %d output files are %s the floor's.\n" % (
+                batch, "byte-for-byte identical to" if outputs["imgpipe_equals_floor"] else "**not** identical to"))
+        c = cmds
+        floor_t, floor_m = med(c["floor"]["wall_s"]), med(c["floor"]["maxrss_kb"]) / MB
+        img_m = med(c["imgpipe"]["maxrss_kb"]) / MB
+        limit = 1.2 * floor_m + 10
+        targets += [
+            Target("resize-floor-time", "Resize %s: imgpipe time ÷ floor time" % label.split(" (")[0],
+                   t_img / floor_t, 1.05, False, "%.3fx" % (t_img / floor_t)),
+            Target("resize-floor-mem", "Resize %s: imgpipe peak RSS vs 1.2 × floor + 10 MB" % label.split(" (")[0],
+                   img_m / limit, 1.0, False, "%.1f MB vs limit %.1f MB (floor %.1f MB)" % (img_m, limit, floor_m)),
+            Target("resize-pillow", "Resize %s: Pillow time ÷ imgpipe time" % label.split(" (")[0],
+                   med(c["pillow"]["wall_s"]) / t_img, 3.0, True, "%.2fx" % (med(c["pillow"]["wall_s"]) / t_img)),
+            Target("resize-sharp", "Resize %s: sharp time ÷ imgpipe time" % label.split(" (")[0],
+                   med(c["sharp"]["wall_s"]) / t_img, 1.0, True, "%.2fx" % (med(c["sharp"]["wall_s"]) / t_img)),
+        ]
+    if not any_:
+        out.append("Not run.\n")
+        return
+    out.append("What each tool does per image (all: fit into 800x800 keeping the aspect ratio, never "
+               "enlarge, JPEG quality 80, no metadata in the output, one image after the other):\n")
+    for tool in RESIZE_ORDER:
+        out.append("- **%s**: %s." % (tool, RESIZE_DOES[tool]))
+    out.append("\nThe libvips tools use libvips' own worker threads (as many as cores); Pillow is single-"
+               "threaded. Peak RSS is the process's `ru_maxrss` (what `/usr/bin/time -f %M` prints). "
+               "The inputs are symlinks to one file, so after the warm-up every read comes from the page "
+               "cache, for every tool alike.\n")
+
+
+def events_section(res, out, targets):
+    out.append("## 2. S3 event end to end (local stack)\n")
+    data = load(res, "events.json")
+    if not data:
+        out.append("Not run, or failed (see bench/out/results and the run's output).\n")
+        return
+    t = data["tools"]
+    n = data["events"]
+    out.append("%d `ObjectCreated:Put` events per run (each a fresh copy of %s, %d bytes, under "
+               "`uploads/<uuid>.jpg`), handed one at a time by a Runtime API stand-in to a runtime process "
+               "started for the run; %d rounds, tools interleaved.\n" % (n, data["image"], data["image_bytes"],
+                                                                          data["rounds"]))
+    out.append("| handler | time per event, ms: median (min–max) of runs | median single event, ms | "
+               "peak RSS, MB | time ÷ imgpipe's | RSS ÷ imgpipe's |")
+    out.append("|---|---|---|---|---|---|")
+    per = {k: [x / n for x in v["total_s"]] for k, v in t.items()}
+    rss = {k: [x / MB for x in v["peak_rss_kb"]] for k, v in t.items()}
+    for k in ("imgpipe", "python", "node"):
+        if k not in t:
+            continue
+        out.append("| %s | %s | %.1f | %s | %.2f | %.2f |" % (
+            k, span(per[k], "%.1f", 1e3), 1e3 * med(t[k]["per_event_median_s"]), span(rss[k], "%.0f"),
+            med(per[k]) / med(per["imgpipe"]), med(rss[k]) / med(rss["imgpipe"])))
+    out.append("""
+Each event, in every handler: a conditional DynamoDB `UpdateItem` that claims the image (so duplicate or
+late events change nothing), S3 `GetObject`, format and pixel checks from the header, fit into 800x800
+(JPEG q80, no metadata), S3 `PutObject` with Content-Type, Cache-Control and metadata, and a conditional
+`UpdateItem` that records `PROCESSED` with the sizes. After each run every item is read back and must be
+`PROCESSED`.
+
+- **imgpipe**: the binary started as `bootstrap` with `_HANDLER=process`: `pipelines/process.lua` as shipped
+  (it also calls `image.probe`).
+- **python**: `bench/peers/python/handler.py` (boto3 clients made at import, Pillow as in the resize
+  section), run by `bench/peers/python/bootstrap.py`, a minimal Runtime API loop (lighter than AWS's
+  `awslambdaric`).
+- **node**: `bench/peers/node/handler.mjs` (AWS SDK v3 clients made at import, sharp as in the resize
+  section), run by `bench/peers/node/bootstrap.mjs`, a minimal Runtime API loop.
+
+The time per event is the time from handing out the first event to the last response, divided by the
+number of events, so it includes the first event's connection set-up. S3 and DynamoDB are s3rver %s and
+dynalite %s in one Node.js process on this machine (`infra/local-stack.sh`): their latency is part of every
+handler's time alike. Peak RSS is the runtime process's `VmHWM` after the last event.
+""" % (npm_version("s3rver", "node_modules"), npm_version("dynalite", "node_modules")))
+    if "python" in t and "node" in t:
+        ti = med(per["imgpipe"])
+        targets += [
+            Target("events-python", "Events: Python time ÷ imgpipe time", med(per["python"]) / ti, 2.0, True,
+                   "%.2fx" % (med(per["python"]) / ti)),
+            Target("events-node", "Events: Node.js time ÷ imgpipe time", med(per["node"]) / ti, 1.0, True,
+                   "%.2fx" % (med(per["node"]) / ti)),
+            Target("events-mem-python", "Events: Python peak RSS ÷ imgpipe peak RSS",
+                   med(rss["python"]) / med(rss["imgpipe"]), 2.0, True,
+                   "%.2fx (%.0f vs %.0f MB)" % (med(rss["python"]) / med(rss["imgpipe"]), med(rss["python"]),
+                                              med(rss["imgpipe"]))),
+            Target("events-mem-node", "Events: Node.js peak RSS ÷ imgpipe peak RSS",
+                   med(rss["node"]) / med(rss["imgpipe"]), 2.0, True,
+                   "%.2fx (%.0f vs %.0f MB)" % (med(rss["node"]) / med(rss["imgpipe"]), med(rss["node"]),
+                                              med(rss["imgpipe"]))),
+        ]
+
+
+def coldstart_section(res, out, targets):
+    out.append("## 3. Cold start\n")
+    data = load(res, "coldstart.json")
+    if not data:
+        out.append("Not run.\n")
+        return
+    t = data["tools"]
+    out.append("Time from just before `fork` to the arrival of the runtime's first `GET /2018-06-01/runtime/"
+               "invocation/next` on a loopback socket; %d rounds after one unrecorded warm-up round, tools "
+               "interleaved; the page cache is warm (as for every tool).\n" % data["rounds"])
+    out.append("| runtime | to first GET /next, ms: median (min–max) | RSS then, MB | time ÷ imgpipe's |")
+    out.append("|---|---|---|---|")
+    ti = med(t["imgpipe"]["start_s"])
+    for k in ("imgpipe", "python", "node"):
+        if k in t:
+            out.append("| %s | %s | %.0f | %.1f |" % (k, span(t[k]["start_s"], "%.1f", 1e3),
+                                                     med(t[k]["rss_kb"]) / MB, med(t[k]["start_s"]) / ti))
+    out.append("""
+What starts: **imgpipe** — the binary as `bootstrap`, which makes a Lua state, opens the bindings
+(libvips initialised), and loads `pipelines/process.lua` with its libraries before asking for an
+event. **python** — `/usr/bin/python3 bootstrap.py`, importing `handler.py` (boto3, botocore,
+Pillow) and making its S3 and DynamoDB clients. **node** — `node bootstrap.mjs`, importing
+`handler.mjs` (AWS SDK v3 S3 and DynamoDB clients, sharp) and making its clients. These are the
+runtimes' own starts only; on AWS Lambda the sandbox start comes on top for everyone.
+""")
+    bare = load(res, "bare-start.json")
+    if bare:
+        out.append("For scale, the bare interpreters (hyperfine, 20 runs, `-N`): " + ", ".join(
+            "`%s` %.1f ms" % (r["command"], 1e3 * r["median"]) for r in bare["results"]) + ".\n")
+    for k, label in (("python", "Python"), ("node", "Node.js")):
+        if k in t:
+            r = ti / med(t[k]["start_s"])
+            targets.append(Target("cold-" + k, "Cold start: imgpipe time ÷ %s time" % label, r, 0.1, False,
+                                  "%.3f (1/%.0f)" % (r, 1 / r)))
+
+
+def presign_section(res, out, targets):
+    out.append("## 4. Presign\n")
+    rows = load(res, "presign.jsonl")
+    if not rows:
+        out.append("Not run.\n")
+        return
+    by = {}
+    for r in rows:
+        by.setdefault(r["tool"], []).append(r)
+    out.append("Presigned S3 `GET` URLs (expires 900 s, credentials with a session token from the environment, "
+               "region us-east-1, time from the clock) made one after the other in one process, after a "
+               "warm-up; %d rounds, tools interleaved.\n" % len(by.get("imgpipe", [])))
+    out.append("| tool | µs per URL: median (min–max) | CPU µs per URL | URLs per run | ÷ imgpipe's |")
+    out.append("|---|---|---|---|---|")
+    us = {k: [1e6 * r["seconds"] / r["n"] for r in v] for k, v in by.items()}
+    cpu = {k: [1e6 * r["cpu_seconds"] / r["n"] for r in v] for k, v in by.items()}
+    for k in ("imgpipe", "botocore", "sdk-v3"):
+        if k in us:
+            out.append("| %s | %s | %.2f | %d | %.1f |" % (k, span(us[k], "%.2f"), med(cpu[k]), by[k][0]["n"],
+                                                         med(us[k]) / med(us["imgpipe"])))
+    out.append("""
+- **imgpipe**: `presign.url{method="GET", bucket, key, expires=900}` from Lua
+  (`bench/scripts/presign-loop.lua`, run by `imgpipe run`); wall time from `ctx.remaining_ms()`.
+- **botocore**: `boto3.client("s3", config=Config(signature_version="s3v4"))`, then
+  `generate_presigned_url("get_object", ...)` (`bench/peers/presign_botocore.py`).
+- **sdk-v3**: `getSignedUrl(new S3Client({}), new GetObjectCommand(...), {expiresIn: 900})` awaited in a
+  loop (`bench/peers/presign_sdk.mjs`).
+
+imgpipe's and botocore's URLs for the same second carry the same signature; the SDK v3 signs more
+query parameters (`x-id`, `x-amz-checksum-mode`, `X-Amz-Content-Sha256`).
+""")
+    if "botocore" in us:
+        r = med(us["botocore"]) / med(us["imgpipe"])
+        targets.append(Target("presign-botocore", "Presign: botocore time ÷ imgpipe time", r, 20.0, True, "%.1fx" % r))
+
+
+def http_section(res, out):
+    out.append("## 5. HTTP (`imgpipe serve`)\n")
+    text = load(res, "http.txt")
+    if not text:
+        out.append("Not run.\n")
+        return
+    out.append("`wrk --latency` against `imgpipe serve --host 127.0.0.1` (default workers: one per core, "
+               "default log level, so one log line per request), pipelines from `bench/pipelines`: `GET /hello` "
+               "answers a constant JSON body; `GET /presign/{name}` answers a presigned GET URL for "
+               "`processed/{name}.jpg`. wrk runs on the same two cores as the server, so these numbers are "
+               "a floor of what the server can do.\n")
+    out.append("| route | connections | requests/s | p50 latency | p99 latency |")
+    out.append("|---|---|---|---|---|")
+    for block in text.split("### ")[1:]:
+        head = block.splitlines()[0]
+        route = re.search(r"route=(\S+)", head).group(1)
+        conns = re.search(r"connections=(\d+)", head).group(1)
+        rps = re.search(r"Requests/sec:\s+([\d.]+)", block)
+        p50 = re.search(r"\n\s+50%\s+(\S+)", block)
+        p99 = re.search(r"\n\s+99%\s+(\S+)", block)
+        out.append("| %s | %s | %s | %s | %s |" % (route, conns, "%.0f" % float(rps.group(1)) if rps else "?",
+                                                   p50.group(1) if p50 else "?", p99.group(1) if p99 else "?"))
+    out.append("")
+
+
+# ---- header, summary, chart ----------------------------------------------------------
+
+def machine_and_versions(res, out):
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = "?"
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal"):
+                mem = "%.0f GiB" % (int(line.split()[1]) / 1024 / 1024)
+    debian = open("/etc/debian_version").read().strip() if os.path.exists("/etc/debian_version") else "?"
+    imgpipe_bin = os.environ.get("IMGPIPE_BIN", os.path.join(ROOT, "build/imgpipe"))
+    iv = sh(imgpipe_bin, "version").splitlines()
+    commit = sh("git", "rev-parse", "--short", "HEAD")
+    dirty = sh("git", "status", "--porcelain", "--untracked-files=no", "--", "bindings", "host", "pipelines")
+    py = sh("/usr/bin/python3", "-c", "import PIL, boto3, botocore, sys; print(sys.version.split()[0], "
+            "PIL.__version__, boto3.__version__, botocore.__version__)").split()
+    while len(py) < 4:
+        py.append("?")
+    sharp_v = sh("node", "-e", "const s=require('./bench/node_modules/sharp');console.log(s.versions.sharp, "
+                 "s.versions.vips)").split() + ["?", "?"]
+    out.append("## Machine and versions\n")
+    out.append("- Machine: %s, %d cores (`nproc`), %s RAM; Linux %s; Debian %s. Shared with other work: load "
+               "average at start %s, at end %s." % (
+                   cpu, os.cpu_count(), mem, platform.release(), debian,
+                   (load(res, "load-start") or "?").split(" ")[0], (load(res, "load-end") or "?").split(" ")[0]))
+    out.append("- imgpipe: %s, commit %s%s; %s." % (
+        iv[0] if iv else "?", commit, " with uncommitted changes under bindings/ host/ pipelines/" if dirty else "",
+        "; ".join(iv[1:]) if len(iv) > 1 else "?"))
+    out.append("- libvips for imgpipe and the floor: the prebuilt `@img/sharp-libvips-linux-x64` %s "
+               "(root package-lock.json), linked by path from node_modules." % npm_version(
+                   "@img/sharp-libvips-linux-x64", "node_modules"))
+    out.append("- sharp %s with its own copy of the same prebuilt package, `@img/sharp-libvips-linux-x64` %s "
+               "(libvips %s; bench/package-lock.json)." % (
+                   sharp_v[0], npm_version("@img/sharp-libvips-linux-x64"), sharp_v[1]))
+    out.append("- Debian: %s (vipsthumbnail), Python %s, Pillow %s, boto3 %s / botocore %s." % (
+        sh("vips", "--version"), py[0], py[1], py[2], py[3]))
+    out.append("- Node.js %s; @aws-sdk/client-s3 %s, @aws-sdk/client-dynamodb %s, "
+               "@aws-sdk/s3-request-presigner %s." % (
+                   sh("node", "--version"), npm_version("@aws-sdk/client-s3"), npm_version("@aws-sdk/client-dynamodb"),
+                   npm_version("@aws-sdk/s3-request-presigner")))
+    out.append("- Tools: %s, %s, %s." % (sh("hyperfine", "--version"),
+                                         (sh("sh", "-c", "wrk -v 2>&1").splitlines() or ["wrk ?"])[0].split(" [")[0],
+                                         sh("gnuplot", "--version")))
+    out.append("- Inputs: %s.\n" % (load(res, "images-origin") or "?"))
+
+
+def chart(targets, png):
+    """Bars: imgpipe's measured standing on each target as a multiple of what the target asks (>= 1: met)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        dat = os.path.join(tmp, "ratios.dat")
+        with open(dat, "w") as f:
+            for i, t in enumerate(targets):
+                score = t.measured / t.need if t.higher else t.need / t.measured
+                f.write('%d %.6f %d "%s"\n' % (i, score, 0x2e8b57 if t.met else 0xc0392b,
+                                              t.label.replace('"', "'").replace("÷", "/")))
+        script = """
+set terminal pngcairo size 1200,%d font "sans,10"
+set output "%s"
+set title "imgpipe against its targets (same run): bar = measured / required, >= 1 means met" font "sans,12"
+set logscale x 2
+set xrange [0.25:8]
+set xtics ("1/4" 0.25, "1/2" 0.5, "1 (target)" 1, "2" 2, "4" 4, "8" 8)
+set yrange [-0.7:%d-0.3] reverse
+set ytics nomirror
+set grid xtics
+unset key
+set style fill solid 0.85 noborder
+set arrow from 1, graph 0 to 1, graph 1 nohead lw 2 lc rgb "#222222"
+plot "%s" using (sqrt($2 < 0.25 ? 0.25 : $2)):1:(($2 < 0.25 ? 0.25 : $2) < 1 ? ($2 < 0.25 ? 0.25 : $2) : 1):($2 > 8 ? 8 : $2):($1-0.35):($1+0.35):3:ytic(4) with boxxyerror lc rgb variable, \\
+     "%s" using ($2 > 8 ? 8 : ($2 < 0.25 ? 0.25 : $2)):1:(sprintf(" %%.2f", $2)) with labels left offset 0.3,0 font "sans,9"
+""" % (120 + 34 * len(targets), png, len(targets), dat, dat)
+        r = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
+        if r.returncode:
+            sys.stderr.write(r.stderr)
+            raise SystemExit("report: gnuplot failed")
+
+
+def main():
+    res, md, png = sys.argv[1], sys.argv[2], sys.argv[3]
+    body, targets = [], []
+    resize_section(res, body, targets)
+    events_section(res, body, targets)
+    coldstart_section(res, body, targets)
+    presign_section(res, body, targets)
+    http_section(res, body)
+
+    out = ["# imgpipe benchmarks\n"]
+    started, finished = load(res, "started") or "?", load(res, "finished") or "?"
+    out.append("Made by `make bench` (`infra/install-deps.sh bench`, `make all`, then `bench/run.sh`) from "
+               "%s to %s%s. Every ratio below compares medians from this one run, with the tools' runs "
+               "interleaved; the machine is a shared 2-core one, so absolute times are only indicative.\n" % (
+                   started, finished, " (**quick mode**: fewer rounds and images)" if load(res, "quick") == "1" else ""))
+    out.append("## Targets\n")
+    out.append("| target | required | measured | met |")
+    out.append("|---|---|---|---|")
+    for t in targets:
+        out.append("| %s | %s %s | %s | %s |" % (t.label, "≥" if t.higher else "≤", "%g" % t.need, t.shown,
+                                               "yes" if t.met else "**no**"))
+    missed = [t for t in targets if not t.met]
+    out.append("\n![imgpipe's standing on each target](ratios.png)\n")
+    if missed:
+        out.append("### Missed targets, and what it would take\n")
+        seen = set()
+        for t in missed:
+            why = WOULD_TAKE.get(t.key, "")
+            out.append("- **%s**: %s (required %s %g).%s" % (t.label, t.shown, "≥" if t.higher else "≤", t.need,
+                                                             (" " + why) if why and t.key not in seen else ""))
+            seen.add(t.key)
+        out.append("")
+    else:
+        out.append("Every target is met in this run.\n")
+    machine_and_versions(res, out)
+    out += body
+    with open(md, "w") as f:
+        f.write("\n".join(out).rstrip() + "\n")
+    if targets:
+        chart(targets, png)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+#!/usr/bin/python3
+"""The command lines of every benchmarked tool, written out as the JSON specs
+that measure.py and lambda_bench.py read. One place to see exactly what runs.
+
+  tools.py resize INPUT.jpg WORKDIR ROUNDS OUT.json   50 copies of INPUT, one spec
+  tools.py lambda OUT.json                            the three Lambda runtimes
+
+Environment: IMGPIPE_BIN (the imgpipe binary), FLOOR_BIN (bench/floor built),
+BENCH_BATCH (images per batch, 50).
+"""
+import json
+import os
+import shutil
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BENCH = os.path.join(ROOT, "bench")
+PY = "/usr/bin/python3"  # Debian's, with python3-pil and python3-boto3
+NODE = shutil.which("node") or "node"
+
+
+def resize(image, work, rounds, out):
+    batch = int(os.environ.get("BENCH_BATCH", "50"))
+    imgpipe, floor = os.environ["IMGPIPE_BIN"], os.environ["FLOOR_BIN"]
+    indir = os.path.join(work, "in")
+    os.makedirs(indir, exist_ok=True)
+    inputs = []
+    for i in range(1, batch + 1):
+        p = os.path.join(indir, "img-%03d.jpg" % i)
+        if os.path.lexists(p):
+            os.unlink(p)
+        os.symlink(os.path.abspath(image), p)
+        inputs.append(p)
+
+    def outdir(name):
+        d = os.path.join(work, "out-" + name)
+        os.makedirs(d, exist_ok=True)
+        return d
+
+    tools = [
+        ("imgpipe", [imgpipe, "run", os.path.join(BENCH, "scripts/resize-batch.lua"), "--", outdir("imgpipe")], 1),
+        ("floor", [floor, outdir("floor")], 1),
+        ("vipsthumbnail", ["vipsthumbnail", "--size", "800x800", "-o",
+                           os.path.join(outdir("vipsthumbnail"), "%s.jpg[Q=80,strip]")], 1),
+        ("pillow", [PY, os.path.join(BENCH, "peers/resize_pillow.py"), outdir("pillow")], 1),
+        ("sharp", [NODE, os.path.join(BENCH, "peers/resize_sharp.mjs"), outdir("sharp")], 1),
+    ]
+    cmds = [{"name": name, "argv": argv + inputs, "warmup_argv": argv + inputs[:2]} for name, argv, _ in tools]
+    with open(out, "w") as f:
+        json.dump({"rounds": rounds, "warmup": 1, "timeout_s": 600, "batch": batch,
+                   "image": os.path.basename(image), "commands": cmds}, f, indent=1)
+
+
+def lambda_tools(out):
+    imgpipe = os.environ["IMGPIPE_BIN"]
+    peers = os.path.join(BENCH, "peers")
+    tools = [
+        # The binary started as "bootstrap", as the provided.al2023 runtime does.
+        {"name": "imgpipe", "argv": [imgpipe], "argv0": "bootstrap",
+         "env": {"_HANDLER": "process", "IMGPIPE_PIPELINES": os.path.join(ROOT, "pipelines")}},
+        {"name": "python", "argv": [PY, os.path.join(peers, "python/bootstrap.py")],
+         "env": {"_HANDLER": "handler.lambda_handler", "LAMBDA_TASK_ROOT": os.path.join(peers, "python")}},
+        {"name": "node", "argv": [NODE, os.path.join(peers, "node/bootstrap.mjs")],
+         "env": {"_HANDLER": "handler.handler", "LAMBDA_TASK_ROOT": os.path.join(peers, "node")}},
+    ]
+    with open(out, "w") as f:
+        json.dump(tools, f, indent=1)
+
+
+def main():
+    if len(sys.argv) >= 6 and sys.argv[1] == "resize":
+        resize(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+    elif len(sys.argv) == 3 and sys.argv[1] == "lambda":
+        lambda_tools(sys.argv[2])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()

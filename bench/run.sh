@@ -1,0 +1,194 @@
+#!/bin/bash
+# The benchmarks behind `make bench` (which first installs the Debian
+# packages with `infra/install-deps.sh bench` and builds build/imgpipe).
+# Writes bench/RESULTS.md and bench/ratios.png; raw numbers and logs go to
+# bench/out/ (not committed).
+#
+#   bench/run.sh                 everything, about 10 minutes on 2 cores
+#   BENCH_ONLY="resize presign" bench/run.sh   some sections only
+#   BENCH_QUICK=1 bench/run.sh   fewer rounds and events, for trying things
+#
+# Sections (see bench/RESULTS.md for what each measures and how):
+#   resize    50 images in one process: imgpipe, the floor (bench/floor.c),
+#             vipsthumbnail, Pillow, sharp; 6 MP and 24 MP inputs
+#   events    S3 ObjectCreated events end to end on the local stack: imgpipe
+#             (process pipeline, Lambda mode), Python (boto3 + Pillow),
+#             Node.js (AWS SDK v3 + sharp)
+#   coldstart process start to the first GET /next on a Runtime API stand-in
+#   presign   microseconds per presigned URL: imgpipe, botocore, SDK v3
+#   http      wrk against imgpipe serve: a trivial route, a presign route
+#
+# Environment: IMGPIPE_BIN (default build/imgpipe), BENCH_OUT (bench/out).
+# Every server it starts listens on 127.0.0.1 and is stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export IMGPIPE_BIN=${IMGPIPE_BIN:-$ROOT/build/imgpipe}
+OUT=${BENCH_OUT:-$ROOT/bench/out}
+SECTIONS=${BENCH_ONLY:-resize events coldstart presign http}
+QUICK=${BENCH_QUICK:-0}
+PY=/usr/bin/python3 # Debian's: python3-pil and python3-boto3 live there
+SHARED_IMAGE=$ROOT/../shared/test-images/2569067123_aca715a2ee_o.jpg
+
+if [ "$QUICK" = 1 ]; then
+  R_RESIZE6=2 R_RESIZE24=1 R_EVENTS=1 N_EVENTS=10 R_COLD=3 R_PRESIGN=1 HTTP_S=2
+  export BENCH_BATCH=10
+else
+  R_RESIZE6=5 R_RESIZE24=3 R_EVENTS=3 N_EVENTS=50 R_COLD=10 R_PRESIGN=3 HTTP_S=5
+  export BENCH_BATCH=50
+fi
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+want() { case " $SECTIONS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+die() { echo "bench: $*" >&2; exit 1; }
+
+[ -x "$IMGPIPE_BIN" ] || die "$IMGPIPE_BIN missing: run 'make bench' (or make all)"
+for t in node npm vipsthumbnail wrk hyperfine gnuplot /usr/bin/time; do
+  command -v "$t" >/dev/null || die "$t missing: run 'infra/install-deps.sh bench'"
+done
+$PY -c 'import PIL, boto3' 2>/dev/null || die "python3-pil / python3-boto3 missing: run 'infra/install-deps.sh bench'"
+
+stack_dir= server_pid=
+cleanup() {
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  if [ -n "$stack_dir" ]; then infra/local-stack.sh stop "$stack_dir" >/dev/null 2>&1 || true; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$OUT"
+rm -rf "$OUT/results" "$OUT/work"
+mkdir -p "$OUT/results" "$OUT/work"
+RES=$OUT/results
+date -u +%Y-%m-%dT%H:%M:%SZ >"$RES/started"
+cp /proc/loadavg "$RES/load-start"
+echo "$QUICK" >"$RES/quick"
+
+say "npm peers (bench/package-lock.json)"
+if [ ! -f bench/node_modules/.package-lock.json ] || ! cmp -s bench/package-lock.json bench/node_modules/.bench-lock; then
+  (cd bench && npm ci --no-audit --no-fund --loglevel=error)
+  cp bench/package-lock.json bench/node_modules/.bench-lock
+fi
+node -e 'const s = require("./bench/node_modules/sharp"); console.log("sharp " + s.versions.sharp + ", libvips " + s.versions.vips)'
+
+say "the floor (bench/floor.c, the Makefile's libvips flags)"
+# The Makefile's own VIPS_CFLAGS/VIPS_LIBS/CFLAGS, so that the floor links
+# the very libvips build imgpipe links (VIPS=prebuilt by default).
+mkvar() { make --no-print-directory -s -f Makefile -f - "print-$1" <<<'print-%: ; @echo $($*)'; }
+FLOOR_BIN=$OUT/floor
+# shellcheck disable=SC2046
+cc -std=gnu11 -Wall -Wextra $(mkvar CFLAGS) $(mkvar VIPS_CFLAGS) -o "$FLOOR_BIN" bench/floor.c $(mkvar VIPS_LIBS)
+export FLOOR_BIN
+ldd "$FLOOR_BIN" | grep -o 'libvips[^ ]* => [^ ]*'
+ldd "$IMGPIPE_BIN" | grep -o 'libvips[^ ]* => [^ ]*'
+
+say "inputs"
+if [ -f "$SHARED_IMAGE" ]; then
+  $PY bench/lib/make_images.py "$OUT/images" "$SHARED_IMAGE"
+else
+  $PY bench/lib/make_images.py "$OUT/images"
+fi
+cp "$OUT/images/ORIGIN" "$RES/images-origin"
+
+if want resize; then
+  for size in 6mp 24mp; do
+    rounds=$R_RESIZE6
+    [ $size = 24mp ] && rounds=$R_RESIZE24
+    say "resize: $BENCH_BATCH x $size, fit 800x800, JPEG q80 ($rounds rounds, interleaved)"
+    rm -rf "$OUT/work/resize-$size"
+    $PY bench/lib/tools.py resize "$OUT/images/photo-$size.jpg" "$OUT/work/resize-$size" "$rounds" \
+      "$OUT/work/resize-$size.spec.json"
+    $PY bench/lib/measure.py "$OUT/work/resize-$size.spec.json" "$RES/resize-$size.json"
+    $PY bench/lib/check_outputs.py "$OUT/work/resize-$size" "$BENCH_BATCH" "$RES/resize-$size-outputs.json"
+  done
+fi
+
+if want events || want coldstart; then
+  $PY bench/lib/tools.py lambda "$OUT/work/lambda-tools.json"
+fi
+
+if want events; then
+  say "events end to end: local stack"
+  stack_dir=$OUT/work/stack
+  mkdir -p "$stack_dir"
+  infra/local-stack.sh start "$stack_dir"
+  (
+    # shellcheck disable=SC1091
+    . "$stack_dir/stack.env"
+    export AWS_DEFAULT_REGION=$AWS_REGION # what Lambda sets too; Debian's botocore reads only this one
+    say "events end to end: $N_EVENTS S3 events per run, $R_EVENTS rounds"
+    $PY bench/lib/lambda_bench.py events "$OUT/work/lambda-tools.json" "$R_EVENTS" "$N_EVENTS" \
+      "$OUT/images/photo-6mp.jpg" "$RES/events.json"
+  )
+  infra/local-stack.sh stop "$stack_dir"
+  stack_dir=
+fi
+
+# Credentials for the runs that sign but send nothing: AWS's documented
+# example keys, with a session token as Lambda's environment has one.
+aws_example_env() {
+  env -u AWS_ENDPOINT_URL -u AWS_ENDPOINT_URL_S3 -u AWS_ENDPOINT_URL_DYNAMODB -u AWS_PROFILE \
+    AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY \
+    AWS_SESSION_TOKEN=IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKEN AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
+    UPLOAD_BUCKET=imgpipe-uploads PROCESSED_BUCKET=imgpipe-processed TABLE_NAME=imgpipe-images \
+    NODE_NO_WARNINGS=1 "$@"
+}
+
+if want coldstart; then
+  say "cold start: process start to the first GET /next ($R_COLD rounds)"
+  aws_example_env $PY bench/lib/lambda_bench.py coldstart "$OUT/work/lambda-tools.json" "$R_COLD" "$RES/coldstart.json"
+  say "bare runtime start, for scale (hyperfine)"
+  aws_example_env hyperfine -N --warmup 3 --runs 20 --style basic --export-json "$RES/bare-start.json" \
+    -n imgpipe-version "$IMGPIPE_BIN version" -n python3 "$PY -c pass" -n node "node -e 0"
+fi
+
+if want presign; then
+  say "presign: presigned GET URLs in a loop ($R_PRESIGN rounds, interleaved)"
+  : >"$RES/presign.jsonl"
+  for r in $(seq 1 "$R_PRESIGN"); do
+    aws_example_env "$IMGPIPE_BIN" run bench/scripts/presign-loop.lua --timeout 600 -- 100000 >>"$RES/presign.jsonl"
+    aws_example_env $PY bench/peers/presign_botocore.py 5000 >>"$RES/presign.jsonl"
+    aws_example_env node bench/peers/presign_sdk.mjs 3000 >>"$RES/presign.jsonl"
+    tail -n 3 "$RES/presign.jsonl" | $PY -c 'import json,sys
+for l in sys.stdin:
+    d = json.loads(l); print("  round %s %-9s %8.2f us/URL" % ('"$r"', d["tool"], 1e6 * d["seconds"] / d["n"]))'
+  done
+fi
+
+if want http; then
+  say "http: wrk against imgpipe serve (bench/pipelines), ${HTTP_S}s per run"
+  log=$OUT/work/serve.log
+  aws_example_env IMGPIPE_PIPELINES="$ROOT/bench/pipelines" "$IMGPIPE_BIN" serve --host 127.0.0.1 --port 0 >"$log" 2>&1 &
+  server_pid=$!
+  base=
+  for _ in $(seq 100); do
+    base=$(sed -n 's/.*listening on \(http:[^ "]*\).*/\1/p' "$log" | head -1)
+    [ -n "$base" ] && break
+    kill -0 "$server_pid" 2>/dev/null || { cat "$log"; die "imgpipe serve exited"; }
+    sleep 0.1
+  done
+  [ -n "$base" ] || die "imgpipe serve did not say where it listens"
+  base=${base%/}
+  curl -sf "$base/hello" >/dev/null && curl -sf "$base/presign/bench" | grep -q X-Amz-Signature ||
+    die "the bench routes do not answer as expected"
+  : >"$RES/http.txt"
+  for route in hello presign/0f8fad5b-d9cb-469f-a165-70867728950e; do
+    for c in 1 16 64; do
+      threads=2
+      [ "$c" = 1 ] && threads=1
+      echo "### route=/${route%%/*} connections=$c threads=$threads" >>"$RES/http.txt"
+      wrk -t"$threads" -c"$c" -d"${HTTP_S}s" --latency "$base/$route" >>"$RES/http.txt"
+      tail -n 3 "$RES/http.txt" | head -1 | sed "s#^#  /${route%%/*} c=$c: #"
+    done
+  done
+  kill "$server_pid"
+  wait "$server_pid" || true
+  server_pid=
+  grep -c '"msg":"request"' "$log" >"$RES/http-logged" || true
+fi
+
+date -u +%Y-%m-%dT%H:%M:%SZ >"$RES/finished"
+cp /proc/loadavg "$RES/load-end"
+say "report"
+$PY bench/lib/report.py "$RES" bench/RESULTS.md bench/ratios.png
+echo "wrote bench/RESULTS.md and bench/ratios.png"
