@@ -72,7 +72,8 @@ describe("credential chain", function()
   local rows = {
     { "environment", { AWS_ACCESS_KEY_ID = "AKENV", AWS_SECRET_ACCESS_KEY = "s" }, "AKENV", nil },
     { "environment with a session token",
-      { AWS_ACCESS_KEY_ID = "AKENV", AWS_SECRET_ACCESS_KEY = "s", AWS_SESSION_TOKEN = "envtoken" }, "AKENV", "envtoken" },
+      { AWS_ACCESS_KEY_ID = "AKENV", AWS_SECRET_ACCESS_KEY = "s", AWS_SESSION_TOKEN = "envtoken" },
+      "AKENV", "envtoken" },
     { "environment before the file",
       { AWS_ACCESS_KEY_ID = "AKENV", AWS_SECRET_ACCESS_KEY = "s", AWS_SHARED_CREDENTIALS_FILE = "@file" }, "AKENV" },
     { "file, default profile", { AWS_SHARED_CREDENTIALS_FILE = "@file" }, "AKFILEDEFAULT", nil },
@@ -120,7 +121,8 @@ describe("credential chain", function()
   it("caches container credentials until 5 minutes before they expire", function()
     srv:creds { AccessKeyId = "AKCONTAINER", SecretAccessKey = "cs", Token = "t", Expiration = far_future(),
       token = "secret-token" }
-    local env = expand { AWS_CONTAINER_CREDENTIALS_FULL_URI = "@creds", AWS_CONTAINER_AUTHORIZATION_TOKEN = "secret-token" }
+    local env = expand { AWS_CONTAINER_CREDENTIALS_FULL_URI = "@creds",
+      AWS_CONTAINER_AUTHORIZATION_TOKEN = "secret-token" }
     local res, log = run(env, 3)
     for i = 1, 3 do assert.is_true(res[i].ok) end
     assert.equal(1, log.creds_hits)

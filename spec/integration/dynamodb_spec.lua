@@ -52,7 +52,9 @@ describe("imgpipe.dynamodb", function()
       { "L empty", function() return ddb.list {} end,
         function(got) assert.same({}, got); assert.equal(getmetatable(ddb.list {}), getmetatable(got)) end },
       { "SS", function() return ddb.string_set { "a", "b", "c d" } end, same_set },
-      { "NS", function() return ddb.number_set { 1, 2.5, ddb.number "1e-130", ddb.number "12345678901234567890123" } end,
+      { "NS", function()
+        return ddb.number_set { 1, 2.5, ddb.number "1e-130", ddb.number "12345678901234567890123" }
+      end,
         same_set },
       { "BS", function() return ddb.binary_set { "\0\1", ddb.binary "\255" } end,
         function(got) same_set({ "\0\1", "\255" }, got) end },
