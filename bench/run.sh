@@ -178,7 +178,7 @@ if want http; then
       [ "$c" = 1 ] && threads=1
       echo "### route=/${route%%/*} connections=$c threads=$threads" >>"$RES/http.txt"
       wrk -t"$threads" -c"$c" -d"${HTTP_S}s" --latency "$base/$route" >>"$RES/http.txt"
-      tail -n 3 "$RES/http.txt" | head -1 | sed "s#^#  /${route%%/*} c=$c: #"
+      grep 'Requests/sec' "$RES/http.txt" | tail -n 1 | sed "s#^#  /${route%%/*} c=$c: #"
     done
   done
   kill "$server_pid"

@@ -98,9 +98,10 @@ WOULD_TAKE = {
 
 
 class Target:
-    def __init__(self, key, label, measured, need, higher_is_better, shown, detail=""):
+    def __init__(self, key, label, measured, need, higher_is_better, shown, note=None):
         self.key, self.label, self.measured, self.need = key, label, measured, need
-        self.higher, self.shown, self.detail = higher_is_better, shown, detail
+        self.higher, self.shown = higher_is_better, shown
+        self.note = note or "%s (need %s %g)" % (shown.split(" (")[0], "≥" if self.higher else "≤", need)
 
     @property
     def met(self):
@@ -166,7 +167,8 @@ def resize_section(res, out, targets):
             Target("resize-floor-time", "Resize %s: imgpipe time ÷ floor time" % label.split(" (")[0],
                    t_img / floor_t, 1.05, False, "%.3fx" % (t_img / floor_t)),
             Target("resize-floor-mem", "Resize %s: imgpipe peak RSS vs 1.2 × floor + 10 MB" % label.split(" (")[0],
-                   img_m / limit, 1.0, False, "%.1f MB vs limit %.1f MB (floor %.1f MB)" % (img_m, limit, floor_m)),
+                   img_m / limit, 1.0, False, "%.1f MB vs limit %.1f MB (floor %.1f MB)" % (img_m, limit, floor_m),
+                   "%.0f MB (need ≤ %.0f MB)" % (img_m, limit)),
             Target("resize-pillow", "Resize %s: Pillow time ÷ imgpipe time" % label.split(" (")[0],
                    med(c["pillow"]["wall_s"]) / t_img, 3.0, True, "%.2fx" % (med(c["pillow"]["wall_s"]) / t_img)),
             Target("resize-sharp", "Resize %s: sharp time ÷ imgpipe time" % label.split(" (")[0],
@@ -395,30 +397,37 @@ def machine_and_versions(res, out):
 
 
 def chart(targets, png):
-    """Bars: imgpipe's measured standing on each target as a multiple of what the target asks (>= 1: met)."""
+    """One bar per target: imgpipe's measured standing as a multiple of what the
+    target asks (>= 1: met), on a log scale; each bar is labelled with the
+    measured ratio itself and the requirement."""
+    lo, hi = 0.25, 8.0
     with tempfile.TemporaryDirectory() as tmp:
         dat = os.path.join(tmp, "ratios.dat")
         with open(dat, "w") as f:
             for i, t in enumerate(targets):
                 score = t.measured / t.need if t.higher else t.need / t.measured
-                f.write('%d %.6f %d "%s"\n' % (i, score, 0x2e8b57 if t.met else 0xc0392b,
-                                              t.label.replace('"', "'").replace("÷", "/")))
+                s = min(max(score, lo), hi)
+                note = t.note
+                f.write('%d %.6f %.6f %.6f %d "%s" "%s"\n' % (
+                    i, s, min(s, 1.0), max(s, 1.0), 0x2e8b57 if t.met else 0xc0392b,
+                    t.label.replace('"', "'"), note.replace('"', "'")))
+        n = len(targets)
         script = """
-set terminal pngcairo size 1200,%d font "sans,10"
+set terminal pngcairo size 1300,%d font "sans,10"
 set output "%s"
-set title "imgpipe against its targets (same run): bar = measured / required, >= 1 means met" font "sans,12"
+set title "imgpipe against its targets, same run: bar = how far past (green) or short of (red) the target" font "sans,12"
 set logscale x 2
-set xrange [0.25:8]
-set xtics ("1/4" 0.25, "1/2" 0.5, "1 (target)" 1, "2" 2, "4" 4, "8" 8)
-set yrange [-0.7:%d-0.3] reverse
+set xrange [%g:%g]
+set xtics ("1/4" 0.25, "1/2" 0.5, "target" 1, "2x" 2, "4x" 4, "8x" 8)
+set yrange [%d-0.4:-0.6]
 set ytics nomirror
 set grid xtics
 unset key
 set style fill solid 0.85 noborder
 set arrow from 1, graph 0 to 1, graph 1 nohead lw 2 lc rgb "#222222"
-plot "%s" using (sqrt($2 < 0.25 ? 0.25 : $2)):1:(($2 < 0.25 ? 0.25 : $2) < 1 ? ($2 < 0.25 ? 0.25 : $2) : 1):($2 > 8 ? 8 : $2):($1-0.35):($1+0.35):3:ytic(4) with boxxyerror lc rgb variable, \\
-     "%s" using ($2 > 8 ? 8 : ($2 < 0.25 ? 0.25 : $2)):1:(sprintf(" %%.2f", $2)) with labels left offset 0.3,0 font "sans,9"
-""" % (120 + 34 * len(targets), png, len(targets), dat, dat)
+plot "%s" using 2:1:3:4:($1-0.35):($1+0.35):5:ytic(6) with boxxyerror lc rgb variable, \\
+     "%s" using 4:1:7 with labels left offset 0.5,0 font "sans,9"
+""" % (120 + 34 * n, png, lo, hi, n, dat, dat)
         r = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
         if r.returncode:
             sys.stderr.write(r.stderr)
