@@ -276,6 +276,38 @@ describe("imgpipe serve", function()
       assert.equal('{"slept":100}', modes.read_or(work .. "/body" .. i, ""))
     end
   end)
+
+  it("stays flat in file descriptors and memory over 1000 requests", function()
+    local pid = drv:pid "http"
+    local function burst(n)
+      local cfg = paths.tmpdir() .. "/curl.cfg"
+      local lines = {}
+      for i = 1, n do
+        lines[#lines + 1] = ('url = "%s"\noutput = "/dev/null"'):format(drv:url("/items/" .. i .. "?q=" .. i))
+      end
+      paths.write(cfg, table.concat(lines, "\n") .. "\n")
+      local out, err, code = paths.run("curl -sS --noproxy '*' --max-time 300 -w '%{http_code}\\n' --config " ..
+        q(cfg))
+      assert.equal(0, code, err)
+      local ok = 0
+      for status in out:gmatch "%d+" do if status == "200" then ok = ok + 1 end end
+      assert.equal(n, ok)
+    end
+    local function sample()
+      local fds = 0
+      for _ in paths.run("ls -1 /proc/" .. pid .. "/fd"):gmatch "%d+" do fds = fds + 1 end
+      local status = modes.read_or("/proc/" .. pid .. "/status", "")
+      return fds, tonumber(status:match "VmRSS:%s*(%d+)")
+    end
+    burst(100)
+    local fds100, rss100 = sample()
+    burst(900)
+    local fds1000, rss1000 = sample()
+    io.stderr:write(("\n  serve x1000: fds %d -> %d, VmRSS %d -> %d kB\n"):format(fds100, fds1000, rss100, rss1000))
+    assert.equal(fds100, fds1000)
+    local slack_kb = modes.sanitized and 32 * 1024 or 4 * 1024
+    assert.is_true(rss1000 - rss100 < slack_kb, ("VmRSS grew %d kB"):format(rss1000 - rss100))
+  end)
 end)
 
 describe("imgpipe serve limits and shutdown", function()
