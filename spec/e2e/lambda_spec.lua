@@ -94,12 +94,7 @@ describe("imgpipe lambda", function()
   setup(function()
     dir = paths.tmpdir()
     for name, body in pairs(PIPELINES) do paths.write(dir .. "/" .. name, body) end
-    local env = {}
-    if modes.sanitized then
-      -- A small quarantine, so that freed memory shows as freed in VmRSS.
-      env.ASAN_OPTIONS = (os.getenv "ASAN_OPTIONS" or "") .. ":quarantine_size_mb=16:thread_local_quarantine_size_kb=64"
-    end
-    drv = modes.new { pipelines = dir, env = env }
+    drv = modes.new { pipelines = dir, env = modes.measured_env() }
   end)
 
   teardown(function()
@@ -244,7 +239,7 @@ describe("imgpipe lambda", function()
     assert.equal(1000, json.decode(rest.last.body).calls)
     local fds1000 = fd_count(pid)
     local rss1000, hwm1000 = proc_status(pid)
-    local slack_kb = modes.sanitized and 24 * 1024 or 4 * 1024
+    local slack_kb = modes.sanitized and 16 * 1024 or 4 * 1024
     io.stderr:write(string.format("\n  lambda x1000: fds %d -> %d, VmRSS %d -> %d kB, VmHWM %d -> %d kB",
       fds100, fds1000, rss100, rss1000, hwm100, hwm1000) .. "\n")
     assert.equal(fds100, fds1000)

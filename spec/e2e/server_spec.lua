@@ -100,7 +100,7 @@ describe("imgpipe serve", function()
   setup(function()
     dir = paths.tmpdir()
     write_tree(dir)
-    drv = modes.new { pipelines = dir, serve_args = "--workers 4 --max-body 4096" }
+    drv = modes.new { pipelines = dir, serve_args = "--workers 4 --max-body 4096", env = modes.measured_env() }
     drv:start_http()
   end)
 
@@ -305,7 +305,7 @@ describe("imgpipe serve", function()
     local fds1000, rss1000 = sample()
     io.stderr:write(("\n  serve x1000: fds %d -> %d, VmRSS %d -> %d kB\n"):format(fds100, fds1000, rss100, rss1000))
     assert.equal(fds100, fds1000)
-    local slack_kb = modes.sanitized and 32 * 1024 or 4 * 1024
+    local slack_kb = modes.sanitized and 16 * 1024 or 4 * 1024
     assert.is_true(rss1000 - rss100 < slack_kb, ("VmRSS grew %d kB"):format(rss1000 - rss100))
   end)
 end)
