@@ -20,6 +20,13 @@ local dynamodb = require "imgpipe.dynamodb"
 
 local UUID = "^%x+%-%x+%-4%x+%-%x+%-%x+$"
 
+-- Keys are unique per run, so the specs also pass on a stack that already
+-- holds the objects and records of an earlier run.
+local RUN = require("imgpipe.random").hex(4)
+local function key_for(name)
+  return (name:gsub("^uploads/", "uploads/" .. RUN .. "-"))
+end
+
 local function jpeg(w, h)
   local card <close> = image.test_card(w, h)
   return assert(card:save("jpeg", { quality = 85 }))
@@ -138,7 +145,7 @@ describe("the service", function()
       end)
 
       it("processes POST /process {bucket, key} and answers {original, processed}", function()
-        local key = "uploads/direct " .. mode .. ".jpg"
+        local key = key_for("uploads/direct " .. mode .. ".jpg")
         put_upload(key, jpeg(400, 300))
         local r = request("POST", "/process", { bucket = env.UPLOAD_BUCKET, key = key })
         assert.equal(200, r.status, r.body)
@@ -149,7 +156,7 @@ describe("the service", function()
       end)
 
       it("answers 422 with the reason for an image that failed", function()
-        local key = "uploads/not-an-image-" .. mode .. ".jpg"
+        local key = key_for("uploads/not-an-image-" .. mode .. ".jpg")
         put_upload(key, "this is text, not a JPEG")
         local r = request("POST", "/process", { bucket = env.UPLOAD_BUCKET, key = key })
         assert.equal(422, r.status, r.body)
@@ -170,7 +177,7 @@ describe("the service", function()
     end
 
     it("gives one output and one state change for the same event twice", function()
-      local key = "uploads/dup.jpg"
+      local key = key_for "uploads/dup.jpg"
       local info = put_upload(key, jpeg(900, 900))
       local event = service.s3_event(key, { size = info.content_length, sequencer = "00AA00000000000001" })
       local first = run(event)
@@ -184,7 +191,7 @@ describe("the service", function()
     end)
 
     it("gives one state change for the same event delivered concurrently", function()
-      local key = "uploads/concurrent.jpg"
+      local key = key_for "uploads/concurrent.jpg"
       local info = put_upload(key, jpeg(2000, 1500))
       local event = json.encode(service.s3_event(key, { size = info.content_length, sequencer = "00BB00000000000001" }))
       local dir = paths.tmpdir()
@@ -209,7 +216,7 @@ describe("the service", function()
     end)
 
     it("ignores an older event that arrives after a newer one", function()
-      local key = "uploads/late.jpg"
+      local key = key_for "uploads/late.jpg"
       local info = put_upload(key, jpeg(500, 500))
       local newer = run(service.s3_event(key, { size = info.content_length, sequencer = "00CC00000000000009" }))
       assert.equal("PROCESSED", newer.status)
@@ -220,8 +227,9 @@ describe("the service", function()
 
     local awkward = { "uploads/holiday photo.jpg", "uploads/a+b=c&d.jpg", "uploads/café 📷 über.jpg",
       "uploads/100% real.jpg", "uploads//double//slash.jpg", "uploads/../dots/../x.jpg" }
-    for _, key in ipairs(awkward) do
-      it("processes a key with awkward characters: " .. key, function()
+    for _, name in ipairs(awkward) do
+      it("processes a key with awkward characters: " .. name, function()
+        local key = key_for(name)
         local info = put_upload(key, jpeg(300, 200))
         local rec = run(service.s3_event(key, { size = info.content_length }))
         assert.equal("PROCESSED", rec.status, rec.reason)
@@ -244,7 +252,7 @@ describe("the service", function()
     end)
 
     it("raises (so Lambda retries) when DynamoDB is unreachable", function()
-      local key = "uploads/transient.jpg"
+      local key = key_for "uploads/transient.jpg"
       local info = put_upload(key, jpeg(100, 100))
       local d = modes.new { pipelines = paths.pipelines, env = { AWS_ENDPOINT_URL_DYNAMODB = "http://127.0.0.1:9" } }
       local out = d:invoke("lambda", "process", service.s3_event(key, { size = info.content_length }))
@@ -266,7 +274,7 @@ describe("the service", function()
       local name, code = row[1], row[2]
       local test = paths.test_images and it or pending
       test("marks " .. name .. " FAILED (" .. code .. ") and writes nothing", function()
-        local key = "uploads/hostile/" .. name
+        local key = key_for("uploads/hostile/" .. name)
         local info = put_upload(key, paths.read(paths.test_images .. "/" .. name), "application/octet-stream")
         local rec = run(service.s3_event(key, { size = info.content_length }))
         assert.equal("FAILED", rec.status)
@@ -280,7 +288,7 @@ describe("the service", function()
 
     it("fits the 6 MP sample photo into 800x800 as 800x653", function()
       if not paths.test_images then return pending "needs ../shared/test-images" end
-      local key = "uploads/sample photo.jpg"
+      local key = key_for "uploads/sample photo.jpg"
       local info = put_upload(key, paths.read(paths.test_images .. "/2569067123_aca715a2ee_o.jpg"))
       local rec = run(service.s3_event(key, { size = info.content_length }))
       assert.equal("PROCESSED", rec.status, rec.reason)
