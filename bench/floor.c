@@ -12,12 +12,18 @@
  *   sniff: vips_foreign_find_load_buffer
  *   header: vips_image_new_from_buffer(access=sequential), read the fields
  *   vips_thumbnail_buffer(800, height=800, size=down, crop=none,
- *                         option_string="fail_on=error")
+ *                         option_string="fail_on=error",
+ *                         export_profile="srgb" when the input has an ICC profile)
  *   to 8-bit sRGB when it is not already (vips_colourspace, vips_cast_uchar)
  *   vips_image_copy_memory
  *   vips_jpegsave_buffer(Q=80, keep=none)
  *   write the bytes
- * At start: vips_init, untrusted loaders blocked, operation cache off. */
+ * At start: vips_init, untrusted loaders blocked, operation cache off.
+ *
+ * Built with -DFLOOR_LAZY it skips vips_image_copy_memory, so that
+ * vips_jpegsave_buffer pulls pixels through the thumbnail pipeline (as sharp
+ * does) instead of encoding a finished copy: not what imgpipe does today,
+ * but what it would do without that copy; reported as "floor-lazy". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +66,7 @@ static int floor_write(const char *path, const void *data, size_t len) {
 
 /* The header checks imgpipe makes before decoding (format allow list,
  * pixel and frame limits): the same libvips calls. */
-static int floor_header(const char *data, size_t len) {
+static int floor_header(const char *data, size_t len, int *has_icc) {
     const char *loader = vips_foreign_find_load_buffer(data, len);
     vips_error_clear();
     if (!loader) return -1;
@@ -68,9 +74,9 @@ static int floor_header(const char *data, size_t len) {
     if (!im) return -1;
     volatile int fields = im->Xsize + im->Ysize + im->Bands + vips_image_get_n_pages(im) +
                           vips_image_hasalpha(im) + vips_image_get_orientation(im) +
-                          (vips_image_get_typeof(im, VIPS_META_ICC_NAME) != 0) +
                           (vips_image_get_typeof(im, VIPS_META_EXIF_NAME) != 0);
     (void)fields;
+    *has_icc = vips_image_get_typeof(im, VIPS_META_ICC_NAME) != 0;
     g_object_unref(im);
     return 0;
 }
@@ -78,14 +84,15 @@ static int floor_header(const char *data, size_t len) {
 static int floor_one(const char *in, const char *out) {
     size_t len = 0, outlen = 0;
     void *jpeg = NULL;
-    int status = -1;
+    int status = -1, has_icc = 0;
     char *data = floor_read(in, &len);
     VipsObject *ctx = VIPS_OBJECT(vips_image_new());
     VipsImage **t = (VipsImage **)vips_object_local_array(ctx, 4);
     if (!data) goto cleanup;
-    if (floor_header(data, len)) goto cleanup;
+    if (floor_header(data, len, &has_icc)) goto cleanup;
     if (vips_thumbnail_buffer(data, len, &t[0], FLOOR_SIZE, "height", FLOOR_SIZE, "size", VIPS_SIZE_DOWN, "crop",
-                              VIPS_INTERESTING_NONE, "option_string", "fail_on=error", NULL))
+                              VIPS_INTERESTING_NONE, "option_string", "fail_on=error", "export_profile",
+                              has_icc ? "srgb" : NULL, NULL))
         goto cleanup;
     VipsImage *im = t[0];
     if (vips_image_get_interpretation(im) != VIPS_INTERPRETATION_sRGB || im->BandFmt != VIPS_FORMAT_UCHAR) {
@@ -93,7 +100,13 @@ static int floor_one(const char *in, const char *out) {
             goto cleanup;
         im = t[2];
     }
+#ifdef FLOOR_LAZY
+    /* The variant: no render to memory, the encoder pulls from the pipeline. */
+    g_object_ref(im);
+    t[3] = im;
+#else
     if (!(t[3] = vips_image_copy_memory(im))) goto cleanup;
+#endif
     if (vips_image_hasalpha(t[3])) goto cleanup; /* the inputs here are RGB; imgpipe would flatten */
     if (vips_jpegsave_buffer(t[3], &jpeg, &outlen, "Q", FLOOR_QUALITY, "keep", VIPS_FOREIGN_KEEP_NONE, NULL))
         goto cleanup;

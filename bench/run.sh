@@ -43,7 +43,7 @@ want() { case " $SECTIONS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 die() { echo "bench: $*" >&2; exit 1; }
 
 [ -x "$IMGPIPE_BIN" ] || die "$IMGPIPE_BIN missing: run 'make bench' (or make all)"
-for t in node npm vipsthumbnail wrk hyperfine gnuplot /usr/bin/time; do
+for t in node npm cc curl vipsthumbnail wrk hyperfine gnuplot; do
   command -v "$t" >/dev/null || die "$t missing: run 'infra/install-deps.sh bench'"
 done
 $PY -c 'import PIL, boto3' 2>/dev/null || die "python3-pil / python3-boto3 missing: run 'infra/install-deps.sh bench'"
@@ -75,10 +75,13 @@ say "the floor (bench/floor.c, the Makefile's libvips flags)"
 # The Makefile's own VIPS_CFLAGS/VIPS_LIBS/CFLAGS, so that the floor links
 # the very libvips build imgpipe links (VIPS=prebuilt by default).
 mkvar() { make --no-print-directory -s -f Makefile -f - "print-$1" <<<'print-%: ; @echo $($*)'; }
-FLOOR_BIN=$OUT/floor
+FLOOR_BIN=$OUT/floor FLOOR_LAZY_BIN=$OUT/floor-lazy
 # shellcheck disable=SC2046
 cc -std=gnu11 -Wall -Wextra $(mkvar CFLAGS) $(mkvar VIPS_CFLAGS) -o "$FLOOR_BIN" bench/floor.c $(mkvar VIPS_LIBS)
-export FLOOR_BIN
+# shellcheck disable=SC2046
+cc -std=gnu11 -Wall -Wextra -DFLOOR_LAZY $(mkvar CFLAGS) $(mkvar VIPS_CFLAGS) -o "$FLOOR_LAZY_BIN" bench/floor.c \
+  $(mkvar VIPS_LIBS)
+export FLOOR_BIN FLOOR_LAZY_BIN
 ldd "$FLOOR_BIN" | grep -o 'libvips[^ ]* => [^ ]*'
 ldd "$IMGPIPE_BIN" | grep -o 'libvips[^ ]* => [^ ]*'
 

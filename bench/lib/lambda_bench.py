@@ -107,6 +107,7 @@ def cold_start_once(tool, log):
 
 
 def coldstart(tools, rounds, out_path):
+    tools = [t for t in tools if t.get("coldstart", True)]
     res = {t["name"]: {"start_s": [], "rss_kb": []} for t in tools}
     with open(out_path + ".log", "w") as log:
         for r in range(rounds + 1):  # round 0 warms the page cache and is not recorded

@@ -57,43 +57,49 @@ def npm_version(pkg, base="bench/node_modules"):
 # ---- what each target needs, and what it would take when missed -------------
 
 WOULD_TAKE = {
-    "resize-floor-time": "The floor makes the same libvips calls, so the gap is Lua and the binding: "
-                         "reading the file into a Lua string, the option table, the userdata. A gap above "
-                         "5% on a batch this size is more likely noise on this shared machine than a cost; "
-                         "re-run, and if it holds, profile `imgpipe run` against the floor with perf.",
-    "resize-floor-mem": "imgpipe's extra resident memory is the Lua state, the pipeline's input string held "
-                        "until collected, and the host's libraries (libcurl, OpenSSL, libmicrohttpd) that "
-                        "the floor does not load.",
-    "resize-pillow": "",
-    "resize-sharp": "sharp renders libvips' pipeline straight into the JPEG encoder, so decoding and "
-                    "resizing on one core overlap encoding on the other; imgpipe's binding ends "
-                    "image.thumbnail with vips_image_copy_memory (bindings/image_load.c), which renders "
-                    "the whole thumbnail first and encodes afterwards, and it parses the header once "
-                    "more than needed (sniff + header + thumbnail's own). Keeping the thumbnail lazy "
-                    "(the input string is already pinned as the userdata's user value) and letting "
-                    "img:save pull from the pipeline would remove the serial encode; see the floor "
-                    "variants in this file's resize section.",
-    "events-python": "Per event most of the time is the image work (see the resize section) plus four "
-                     "round trips to the emulators, which are the same for every handler. The ratio to "
-                     "Python is bounded by Pillow's resize speed: to reach 2x, imgpipe's image step must "
-                     "get faster (see resize vs sharp) — the S3/DynamoDB calls are already a small share.",
-    "events-node": "The Node.js handler's image step is sharp, which is faster than imgpipe's "
-                   "thumbnail+save (see resize vs sharp); the same fix applies.",
-    "events-mem-python": "imgpipe's peak is libvips' worker threads (one malloc arena each, 64 MB address "
-                         "space, some of it touched), libvips' own 19 MB library and the decoded image "
-                         "at the shrink-on-load scale. MALLOC_ARENA_MAX=2 in the bootstrap environment, "
-                         "or vips_concurrency_set(1) for a 1-vCPU Lambda, would cut it; both are host "
-                         "changes (host/lambda.c or bindings/image.c).",
-    "events-mem-node": "As for Python: libvips' thread arenas and buffers dominate imgpipe's peak.",
+    "resize-floor-time": "The floor makes the same libvips calls, so the gap is Lua and the binding: reading "
+                         "the file into a Lua string, the option tables, the userdata. It is a few ms per image "
+                         "at most; a larger gap in one run is noise on this shared machine (compare the min–max "
+                         "columns), and if it holds, `perf record` of `imgpipe run` against the floor shows it.",
+    "resize-floor-mem": "imgpipe's extra resident memory is the Lua state, the input strings held until the "
+                        "collector runs, and the host's own libraries (libcurl, OpenSSL, libmicrohttpd).",
+    "resize-pillow": "Pillow decodes with libjpeg-turbo's DCT scaling (draft) on one core, which is close to "
+                     "the best case for it; imgpipe's per-image work is bounded by the floor (same libvips "
+                     "calls), so the gap to 3x can only close through the libvips calls themselves: see "
+                     "the floor-lazy row — rendering the thumbnail straight into the encoder instead of "
+                     "into memory first.",
+    "resize-sharp": "sharp lets libvips render its pipeline straight into the JPEG encoder, so decode, "
+                    "resize and encode run together on libvips' worker threads; imgpipe's image.thumbnail "
+                    "ends with vips_image_copy_memory (bindings/image_load.c), so the thumbnail is rendered "
+                    "in full first and encoded afterwards by img:save. The floor-lazy row is the floor "
+                    "without that copy. Keeping the thumbnail lazy (the input string is already pinned as "
+                    "the handle's user value) and letting img:save pull from the pipeline would close the "
+                    "gap; the cost is that a decode error would then surface from img:save rather than "
+                    "from image.thumbnail (fail_on=error), which the binding's error contract would have "
+                    "to say.",
+    "events-python": "Per event most of the time is the image step (see the resize section: Pillow is "
+                     "about 3x slower than libvips there) plus four round trips to the emulators, the same "
+                     "for every handler. imgpipe's side of it shrinks with the resize fix above.",
+    "events-node": "The Node.js handler's image step is sharp, which beats imgpipe's thumbnail+save "
+                   "(resize section); the same fix — no render to memory before encoding — applies.",
+    "events-mem-python": "imgpipe's peak is mostly anonymous memory in glibc malloc arenas: libvips' worker "
+                         "threads each get their own arena, which keeps freed image buffers and grows with "
+                         "the number of events handled. The imgpipe-arena1 row is the same binary with "
+                         "MALLOC_ARENA_MAX=1: calling mallopt(M_ARENA_MAX, 1) (or 2) at start in Lambda mode "
+                         "(host/lambda.c), or malloc_trim(0) after each invocation, would get there without "
+                         "asking users for an environment variable.",
+    "events-mem-node": "As for Python: glibc's per-thread malloc arenas (see the imgpipe-arena1 row).",
     "cold-python": "",
     "cold-node": "",
-    "presign-botocore": "Each presign.url call resolves the credential chain, the region and the endpoint, "
-                        "builds the canonical request and computes two SHA-256 and five HMAC-SHA256 "
-                        "through OpenSSL 3's EVP interface, whose per-call fetch and context set-up "
-                        "costs more than the hashing of a few hundred bytes. Caching the resolved "
-                        "credentials/endpoint per state and reusing fetched EVP_MAC/EVP_MD objects (or "
-                        "the signing key, already cached per day) in bindings/presign.c and "
-                        "bindings/aws/aws_sigv4.c would be the way there.",
+    "presign-botocore": "perf on `imgpipe run bench/scripts/presign-loop.lua` puts about 70% of the time in "
+                        "aws_sigv4_sign, and most of that in building strings, not in cryptography: "
+                        "aws_uri_encode appends one byte at a time through buf_append/buf_reserve, "
+                        "parameters are formatted with vsnprintf (buf_appendf), and buffers are malloc'd "
+                        "and realloc'd on every call; SHA-256 and HMAC are about 10%. Encoding through a "
+                        "256-entry table into a buffer reserved once (3x the input), appending the fixed "
+                        "parts with memcpy instead of printf, and reusing one scratch buffer per Lua state "
+                        "(bindings/aws/aws_sigv4.c, bindings/buf.c, bindings/presign.c) should cut the "
+                        "per-URL time by more than half.",
 }
 
 
@@ -119,6 +125,9 @@ RESIZE_DOES = {
     "floor": "`bench/floor.c`: the same libvips calls in a C loop (read file, sniff, header, "
              "`vips_thumbnail_buffer`, `vips_image_copy_memory`, `vips_jpegsave_buffer` Q=80 keep=none, "
              "write), same libvips build, same cache settings",
+    "floor-lazy": "*informational, no target*: `bench/floor.c` built with `-DFLOOR_LAZY`, the floor without "
+                  "`vips_image_copy_memory`, so the encoder pulls pixels through the thumbnail pipeline "
+                  "(what sharp does)",
     "vipsthumbnail": "Debian's `vipsthumbnail --size 800x800 -o '%s.jpg[Q=80,strip]' FILES...` "
                      "(its own libvips 8.14, `vips_thumbnail` from the file: shrink-on-load, EXIF rotation)",
     "pillow": "`bench/peers/resize_pillow.py`: `Image.open`, `Image.thumbnail((800, 800))` (JPEG draft = "
@@ -128,7 +137,7 @@ RESIZE_DOES = {
              "withoutEnlargement: true}).jpeg({quality: 80}).toFile()` one image at a time (sharp's "
              "defaults: metadata dropped, sRGB, `optimiseCoding` on)",
 }
-RESIZE_ORDER = ["imgpipe", "floor", "vipsthumbnail", "pillow", "sharp"]
+RESIZE_ORDER = ["imgpipe", "floor", "floor-lazy", "vipsthumbnail", "pillow", "sharp"]
 
 
 def resize_section(res, out, targets):
@@ -204,7 +213,7 @@ def events_section(res, out, targets):
     out.append("|---|---|---|---|---|---|")
     per = {k: [x / n for x in v["total_s"]] for k, v in t.items()}
     rss = {k: [x / MB for x in v["peak_rss_kb"]] for k, v in t.items()}
-    for k in ("imgpipe", "python", "node"):
+    for k in ("imgpipe", "python", "node", "imgpipe-arena1"):
         if k not in t:
             continue
         out.append("| %s | %s | %.1f | %s | %.2f | %.2f |" % (
@@ -224,6 +233,8 @@ late events change nothing), S3 `GetObject`, format and pixel checks from the he
   `awslambdaric`).
 - **node**: `bench/peers/node/handler.mjs` (AWS SDK v3 clients made at import, sharp as in the resize
   section), run by `bench/peers/node/bootstrap.mjs`, a minimal Runtime API loop.
+- **imgpipe-arena1** (*informational, no target*): imgpipe exactly as above with `MALLOC_ARENA_MAX=1` in
+  its environment (glibc malloc with one arena instead of one per thread).
 
 The time per event is the time from handing out the first event to the last response, divided by the
 number of events, so it includes the first event's connection set-up. S3 and DynamoDB are s3rver %s and
