@@ -84,6 +84,12 @@ cc -std=gnu11 -Wall -Wextra -DFLOOR_LAZY $(mkvar CFLAGS) $(mkvar VIPS_CFLAGS) -o
 export FLOOR_BIN FLOOR_LAZY_BIN
 ldd "$FLOOR_BIN" | grep -o 'libvips[^ ]* => [^ ]*'
 ldd "$IMGPIPE_BIN" | grep -o 'libvips[^ ]* => [^ ]*'
+# sharp's own copy of the prebuilt libvips: the same file?
+ours=$(ldd "$IMGPIPE_BIN" | sed -n 's/.*libvips-cpp[^ ]* => \([^ ]*\).*/\1/p')
+theirs=$(ls bench/node_modules/@img/sharp-libvips-linux-x64/lib/libvips-cpp.so.* 2>/dev/null | head -1)
+if [ -n "$ours" ] && [ -n "$theirs" ] && cmp -s "$ours" "$theirs"; then same=yes; else same=no; fi
+echo "sharp's libvips ($theirs) identical to imgpipe's: $same"
+echo "$same" >"$RES/libvips-same"
 
 say "inputs"
 if [ -f "$SHARED_IMAGE" ]; then
@@ -193,5 +199,8 @@ fi
 date -u +%Y-%m-%dT%H:%M:%SZ >"$RES/finished"
 cp /proc/loadavg "$RES/load-end"
 say "report"
-$PY bench/lib/report.py "$RES" bench/RESULTS.md bench/ratios.png
-echo "wrote bench/RESULTS.md and bench/ratios.png"
+# Only a full run replaces the committed report; partial or quick runs write theirs under $OUT.
+report=bench
+if [ "$QUICK" = 1 ] || [ -n "${BENCH_ONLY:-}" ]; then report=$OUT; fi
+$PY bench/lib/report.py "$RES" "$report/RESULTS.md" "$report/ratios.png"
+echo "wrote $report/RESULTS.md and $report/ratios.png"

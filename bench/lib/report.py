@@ -392,9 +392,12 @@ def machine_and_versions(res, out):
     out.append("- libvips for imgpipe and the floor: the prebuilt `@img/sharp-libvips-linux-x64` %s "
                "(root package-lock.json), linked by path from node_modules." % npm_version(
                    "@img/sharp-libvips-linux-x64", "node_modules"))
-    out.append("- sharp %s with its own copy of the same prebuilt package, `@img/sharp-libvips-linux-x64` %s "
-               "(libvips %s; bench/package-lock.json)." % (
-                   sharp_v[0], npm_version("@img/sharp-libvips-linux-x64"), sharp_v[1]))
+    same = load(res, "libvips-same")
+    out.append("- sharp %s with its own copy of the prebuilt package, `@img/sharp-libvips-linux-x64` %s "
+               "(libvips %s; bench/package-lock.json)%s." % (
+                   sharp_v[0], npm_version("@img/sharp-libvips-linux-x64"), sharp_v[1],
+                   {"yes": ": its `libvips-cpp.so` is byte-for-byte the one imgpipe links",
+                    "no": ": **not** the same file as the one imgpipe links"}.get(same, "")))
     out.append("- Debian: %s (vipsthumbnail), Python %s, Pillow %s, boto3 %s / botocore %s." % (
         sh("vips", "--version"), py[0], py[1], py[2], py[3]))
     out.append("- Node.js %s; @aws-sdk/client-s3 %s, @aws-sdk/client-dynamodb %s, "
