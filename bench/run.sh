@@ -7,6 +7,7 @@
 #   bench/run.sh                 everything, about 10 minutes on 2 cores
 #   BENCH_ONLY="resize presign" bench/run.sh   some sections only
 #   BENCH_QUICK=1 bench/run.sh   fewer rounds and events, for trying things
+# Partial and quick runs write their report under bench/out instead.
 #
 # Sections (see bench/RESULTS.md for what each measures and how):
 #   resize    50 images in one process: imgpipe, the floor (bench/floor.c),
@@ -17,6 +18,8 @@
 #   coldstart process start to the first GET /next on a Runtime API stand-in
 #   presign   microseconds per presigned URL: imgpipe, botocore, SDK v3
 #   http      wrk against imgpipe serve: a trivial route, a presign route
+# Each section runs in its own process; one that fails is reported as such in
+# RESULTS.md and the others still run.
 #
 # Environment: IMGPIPE_BIN (default build/imgpipe), BENCH_OUT (bench/out).
 # Every server it starts listens on 127.0.0.1 and is stopped on exit.
@@ -24,7 +27,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export IMGPIPE_BIN=${IMGPIPE_BIN:-$ROOT/build/imgpipe}
-OUT=${BENCH_OUT:-$ROOT/bench/out}
+export OUT=${BENCH_OUT:-$ROOT/bench/out}
+export RES=$OUT/results
 SECTIONS=${BENCH_ONLY:-resize events coldstart presign http}
 QUICK=${BENCH_QUICK:-0}
 PY=/usr/bin/python3 # Debian's: python3-pil and python3-boto3 live there
@@ -39,99 +43,7 @@ else
 fi
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-want() { case " $SECTIONS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 die() { echo "bench: $*" >&2; exit 1; }
-
-[ -x "$IMGPIPE_BIN" ] || die "$IMGPIPE_BIN missing: run 'make bench' (or make all)"
-for t in node npm cc curl vipsthumbnail wrk hyperfine gnuplot; do
-  command -v "$t" >/dev/null || die "$t missing: run 'infra/install-deps.sh bench'"
-done
-$PY -c 'import PIL, boto3' 2>/dev/null || die "python3-pil / python3-boto3 missing: run 'infra/install-deps.sh bench'"
-
-stack_dir= server_pid=
-cleanup() {
-  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  if [ -n "$stack_dir" ]; then infra/local-stack.sh stop "$stack_dir" >/dev/null 2>&1 || true; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-mkdir -p "$OUT"
-rm -rf "$OUT/results" "$OUT/work"
-mkdir -p "$OUT/results" "$OUT/work"
-RES=$OUT/results
-date -u +%Y-%m-%dT%H:%M:%SZ >"$RES/started"
-cp /proc/loadavg "$RES/load-start"
-echo "$QUICK" >"$RES/quick"
-
-say "npm peers (bench/package-lock.json)"
-if [ ! -f bench/node_modules/.package-lock.json ] || ! cmp -s bench/package-lock.json bench/node_modules/.bench-lock; then
-  (cd bench && npm ci --no-audit --no-fund --loglevel=error)
-  cp bench/package-lock.json bench/node_modules/.bench-lock
-fi
-node -e 'const s = require("./bench/node_modules/sharp"); console.log("sharp " + s.versions.sharp + ", libvips " + s.versions.vips)'
-
-say "the floor (bench/floor.c, the Makefile's libvips flags)"
-# The Makefile's own VIPS_CFLAGS/VIPS_LIBS/CFLAGS, so that the floor links
-# the very libvips build imgpipe links (VIPS=prebuilt by default).
-mkvar() { make --no-print-directory -s -f Makefile -f - "print-$1" <<<'print-%: ; @echo $($*)'; }
-FLOOR_BIN=$OUT/floor FLOOR_LAZY_BIN=$OUT/floor-lazy
-# shellcheck disable=SC2046
-cc -std=gnu11 -Wall -Wextra $(mkvar CFLAGS) $(mkvar VIPS_CFLAGS) -o "$FLOOR_BIN" bench/floor.c $(mkvar VIPS_LIBS)
-# shellcheck disable=SC2046
-cc -std=gnu11 -Wall -Wextra -DFLOOR_LAZY $(mkvar CFLAGS) $(mkvar VIPS_CFLAGS) -o "$FLOOR_LAZY_BIN" bench/floor.c \
-  $(mkvar VIPS_LIBS)
-export FLOOR_BIN FLOOR_LAZY_BIN
-ldd "$FLOOR_BIN" | grep -o 'libvips[^ ]* => [^ ]*'
-ldd "$IMGPIPE_BIN" | grep -o 'libvips[^ ]* => [^ ]*'
-# sharp's own copy of the prebuilt libvips: the same file?
-ours=$(ldd "$IMGPIPE_BIN" | sed -n 's/.*libvips-cpp[^ ]* => \([^ ]*\).*/\1/p')
-theirs=$(ls bench/node_modules/@img/sharp-libvips-linux-x64/lib/libvips-cpp.so.* 2>/dev/null | head -1)
-if [ -n "$ours" ] && [ -n "$theirs" ] && cmp -s "$ours" "$theirs"; then same=yes; else same=no; fi
-echo "sharp's libvips ($theirs) identical to imgpipe's: $same"
-echo "$same" >"$RES/libvips-same"
-
-say "inputs"
-if [ -f "$SHARED_IMAGE" ]; then
-  $PY bench/lib/make_images.py "$OUT/images" "$SHARED_IMAGE"
-else
-  $PY bench/lib/make_images.py "$OUT/images"
-fi
-cp "$OUT/images/ORIGIN" "$RES/images-origin"
-
-if want resize; then
-  for size in 6mp 24mp; do
-    rounds=$R_RESIZE6
-    [ $size = 24mp ] && rounds=$R_RESIZE24
-    say "resize: $BENCH_BATCH x $size, fit 800x800, JPEG q80 ($rounds rounds, interleaved)"
-    rm -rf "$OUT/work/resize-$size"
-    $PY bench/lib/tools.py resize "$OUT/images/photo-$size.jpg" "$OUT/work/resize-$size" "$rounds" \
-      "$OUT/work/resize-$size.spec.json"
-    $PY bench/lib/measure.py "$OUT/work/resize-$size.spec.json" "$RES/resize-$size.json"
-    $PY bench/lib/check_outputs.py "$OUT/work/resize-$size" "$BENCH_BATCH" "$RES/resize-$size-outputs.json"
-  done
-fi
-
-if want events || want coldstart; then
-  $PY bench/lib/tools.py lambda "$OUT/work/lambda-tools.json"
-fi
-
-if want events; then
-  say "events end to end: local stack"
-  stack_dir=$OUT/work/stack
-  mkdir -p "$stack_dir"
-  infra/local-stack.sh start "$stack_dir"
-  (
-    # shellcheck disable=SC1091
-    . "$stack_dir/stack.env"
-    export AWS_DEFAULT_REGION=$AWS_REGION # what Lambda sets too; Debian's botocore reads only this one
-    say "events end to end: $N_EVENTS S3 events per run, $R_EVENTS rounds"
-    $PY bench/lib/lambda_bench.py events "$OUT/work/lambda-tools.json" "$R_EVENTS" "$N_EVENTS" \
-      "$OUT/images/photo-6mp.jpg" "$RES/events.json"
-  )
-  infra/local-stack.sh stop "$stack_dir"
-  stack_dir=
-fi
 
 # Credentials for the runs that sign but send nothing: AWS's documented
 # example keys, with a session token as Lambda's environment has one.
@@ -143,33 +55,69 @@ aws_example_env() {
     NODE_NO_WARNINGS=1 "$@"
 }
 
-if want coldstart; then
+# ---- sections (each runs as `bench/run.sh --section NAME`) ------------------
+
+section_resize() {
+  local size rounds
+  for size in 6mp 24mp; do
+    rounds=$R_RESIZE6
+    [ $size = 24mp ] && rounds=$R_RESIZE24
+    say "resize: $BENCH_BATCH x $size, fit 800x800, JPEG q80 ($rounds rounds, interleaved)"
+    rm -rf "$OUT/work/resize-$size"
+    $PY bench/lib/tools.py resize "$OUT/images/photo-$size.jpg" "$OUT/work/resize-$size" "$rounds" \
+      "$OUT/work/resize-$size.spec.json"
+    $PY bench/lib/measure.py "$OUT/work/resize-$size.spec.json" "$RES/resize-$size.json"
+    $PY bench/lib/check_outputs.py "$OUT/work/resize-$size" "$BENCH_BATCH" "$RES/resize-$size-outputs.json"
+  done
+}
+
+section_events() {
+  local stack_dir=$OUT/work/stack
+  say "events end to end: local stack"
+  mkdir -p "$stack_dir"
+  # shellcheck disable=SC2064
+  trap "infra/local-stack.sh stop '$stack_dir' >/dev/null 2>&1 || true" EXIT
+  infra/local-stack.sh start "$stack_dir"
+  # shellcheck disable=SC1091
+  . "$stack_dir/stack.env"
+  export AWS_DEFAULT_REGION=$AWS_REGION # Lambda sets both; Debian's botocore reads only this one
+  say "events end to end: $N_EVENTS S3 events per run, $R_EVENTS rounds"
+  $PY bench/lib/lambda_bench.py events "$OUT/work/lambda-tools.json" "$R_EVENTS" "$N_EVENTS" \
+    "$OUT/images/photo-6mp.jpg" "$RES/events.json"
+}
+
+section_coldstart() {
   say "cold start: process start to the first GET /next ($R_COLD rounds)"
-  aws_example_env $PY bench/lib/lambda_bench.py coldstart "$OUT/work/lambda-tools.json" "$R_COLD" "$RES/coldstart.json"
+  aws_example_env $PY bench/lib/lambda_bench.py coldstart "$OUT/work/lambda-tools.json" "$R_COLD" \
+    "$RES/coldstart.json"
   say "bare runtime start, for scale (hyperfine)"
   aws_example_env hyperfine -N --warmup 3 --runs 20 --style basic --export-json "$RES/bare-start.json" \
     -n imgpipe-version "$IMGPIPE_BIN version" -n python3 "$PY -c pass" -n node "node -e 0"
-fi
+}
 
-if want presign; then
+section_presign() {
+  local r
   say "presign: presigned GET URLs in a loop ($R_PRESIGN rounds, interleaved)"
   : >"$RES/presign.jsonl"
   for r in $(seq 1 "$R_PRESIGN"); do
     aws_example_env "$IMGPIPE_BIN" run bench/scripts/presign-loop.lua --timeout 600 -- 100000 >>"$RES/presign.jsonl"
     aws_example_env $PY bench/peers/presign_botocore.py 5000 >>"$RES/presign.jsonl"
     aws_example_env node bench/peers/presign_sdk.mjs 3000 >>"$RES/presign.jsonl"
-    tail -n 3 "$RES/presign.jsonl" | $PY -c 'import json,sys
-for l in sys.stdin:
-    d = json.loads(l); print("  round %s %-9s %8.2f us/URL" % ('"$r"', d["tool"], 1e6 * d["seconds"] / d["n"]))'
+    tail -n 3 "$RES/presign.jsonl" | $PY -c 'import json, sys
+for line in sys.stdin:
+    d = json.loads(line)
+    print("  round %s %-9s %8.2f us/URL" % (sys.argv[1], d["tool"], 1e6 * d["seconds"] / d["n"]))' "$r"
   done
-fi
+}
 
-if want http; then
+section_http() {
+  local log=$OUT/work/serve.log base= route c threads server_pid
   say "http: wrk against imgpipe serve (bench/pipelines), ${HTTP_S}s per run"
-  log=$OUT/work/serve.log
-  aws_example_env IMGPIPE_PIPELINES="$ROOT/bench/pipelines" "$IMGPIPE_BIN" serve --host 127.0.0.1 --port 0 >"$log" 2>&1 &
+  aws_example_env IMGPIPE_PIPELINES="$ROOT/bench/pipelines" "$IMGPIPE_BIN" serve --host 127.0.0.1 --port 0 \
+    >"$log" 2>&1 &
   server_pid=$!
-  base=
+  # shellcheck disable=SC2064
+  trap "kill $server_pid 2>/dev/null; wait $server_pid 2>/dev/null || true" EXIT
   for _ in $(seq 100); do
     base=$(sed -n 's/.*listening on \(http:[^ "]*\).*/\1/p' "$log" | head -1)
     [ -n "$base" ] && break
@@ -190,11 +138,73 @@ if want http; then
       grep 'Requests/sec' "$RES/http.txt" | tail -n 1 | sed "s#^#  /${route%%/*} c=$c: #"
     done
   done
-  kill "$server_pid"
-  wait "$server_pid" || true
-  server_pid=
-  grep -c '"msg":"request"' "$log" >"$RES/http-logged" || true
+}
+
+if [ "${1:-}" = --section ]; then
+  trap 'exit 130' INT TERM # so that a section's EXIT trap (stop the stack, the server) runs
+  "section_$2"
+  exit 0
 fi
+
+# ---- set-up, then each section ------------------------------------------------
+
+[ -x "$IMGPIPE_BIN" ] || die "$IMGPIPE_BIN missing: run 'make bench' (or make all)"
+for t in node npm cc curl vipsthumbnail wrk hyperfine gnuplot; do
+  command -v "$t" >/dev/null || die "$t missing: run 'infra/install-deps.sh bench'"
+done
+$PY -c 'import PIL, boto3' 2>/dev/null || die "python3-pil / python3-boto3 missing: run 'infra/install-deps.sh bench'"
+
+mkdir -p "$OUT"
+rm -rf "$RES" "$OUT/work"
+mkdir -p "$RES" "$OUT/work"
+date -u +%Y-%m-%dT%H:%M:%SZ >"$RES/started"
+cp /proc/loadavg "$RES/load-start"
+echo "$QUICK" >"$RES/quick"
+
+say "npm peers (bench/package-lock.json)"
+if [ ! -f bench/node_modules/.package-lock.json ] || ! cmp -s bench/package-lock.json bench/node_modules/.bench-lock; then
+  (cd bench && npm ci --no-audit --no-fund --loglevel=error)
+  cp bench/package-lock.json bench/node_modules/.bench-lock
+fi
+node -e 'const s = require("./bench/node_modules/sharp"); console.log("sharp " + s.versions.sharp + ", libvips " + s.versions.vips)'
+
+say "the floor (bench/floor.c, the Makefile's libvips flags)"
+# The Makefile's own VIPS_CFLAGS/VIPS_LIBS/CFLAGS, so that the floor links
+# the very libvips build imgpipe links (VIPS=prebuilt by default).
+mkvar() { make --no-print-directory -s -f Makefile -f - "print-$1" <<<'print-%: ; @echo $($*)'; }
+export FLOOR_BIN=$OUT/floor FLOOR_LAZY_BIN=$OUT/floor-lazy
+# shellcheck disable=SC2046
+cc -std=gnu11 -Wall -Wextra $(mkvar CFLAGS) $(mkvar VIPS_CFLAGS) -o "$FLOOR_BIN" bench/floor.c $(mkvar VIPS_LIBS)
+# shellcheck disable=SC2046
+cc -std=gnu11 -Wall -Wextra -DFLOOR_LAZY $(mkvar CFLAGS) $(mkvar VIPS_CFLAGS) -o "$FLOOR_LAZY_BIN" bench/floor.c \
+  $(mkvar VIPS_LIBS)
+ldd "$FLOOR_BIN" | grep -o 'libvips[^ ]* => [^ ]*' || true
+ldd "$IMGPIPE_BIN" | grep -o 'libvips[^ ]* => [^ ]*' || true
+# sharp's own copy of the prebuilt libvips: the same file?
+ours=$(ldd "$IMGPIPE_BIN" 2>/dev/null | sed -n 's/.*libvips-cpp[^ ]* => \([^ ]*\).*/\1/p' || true)
+theirs=$(ls bench/node_modules/@img/sharp-libvips-linux-x64/lib/libvips-cpp.so.* 2>/dev/null | head -1)
+if [ -n "$ours" ] && [ -n "$theirs" ] && cmp -s "$ours" "$theirs"; then same=yes; else same=no; fi
+echo "sharp's libvips ($theirs) identical to imgpipe's: $same"
+echo "$same" >"$RES/libvips-same"
+
+say "inputs"
+if [ -f "$SHARED_IMAGE" ]; then
+  $PY bench/lib/make_images.py "$OUT/images" "$SHARED_IMAGE"
+else
+  $PY bench/lib/make_images.py "$OUT/images"
+fi
+cp "$OUT/images/ORIGIN" "$RES/images-origin"
+$PY bench/lib/tools.py lambda "$OUT/work/lambda-tools.json"
+
+export PY QUICK R_RESIZE6 R_RESIZE24 R_EVENTS N_EVENTS R_COLD R_PRESIGN HTTP_S
+trap 'exit 130' INT TERM
+for s in $SECTIONS; do
+  case $s in resize | events | coldstart | presign | http) ;; *) die "unknown section '$s'" ;; esac
+  if ! "$BASH" "$ROOT/bench/run.sh" --section "$s" 2>&1 | tee "$RES/section-$s.log"; then
+    echo "$s" >>"$RES/failed"
+    echo "bench: section $s failed (log: $RES/section-$s.log); going on with the others" >&2
+  fi
+done
 
 date -u +%Y-%m-%dT%H:%M:%SZ >"$RES/finished"
 cp /proc/loadavg "$RES/load-end"
@@ -204,3 +214,4 @@ report=bench
 if [ "$QUICK" = 1 ] || [ -n "${BENCH_ONLY:-}" ]; then report=$OUT; fi
 $PY bench/lib/report.py "$RES" "$report/RESULTS.md" "$report/ratios.png"
 echo "wrote $report/RESULTS.md and $report/ratios.png"
+[ ! -s "$RES/failed" ] || { echo "bench: failed sections: $(tr '\n' ' ' <"$RES/failed")" >&2; exit 1; }

@@ -305,7 +305,12 @@ def events(tools, rounds, n, image, out_path):
                    "tools": res}, f, indent=1)
 
 
+def interrupted(signum, frame):
+    raise KeyboardInterrupt  # so that the finally blocks kill the runtimes (they have their own sessions)
+
+
 def main():
+    signal.signal(signal.SIGTERM, interrupted)
     if len(sys.argv) < 2 or sys.argv[1] not in ("coldstart", "events"):
         sys.exit(__doc__)
     with open(sys.argv[2]) as f:

@@ -33,15 +33,18 @@ def run_once(cmd, timeout_s, warmup=False):
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
     deadline = start + timeout_s
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.perf_counter() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            os.wait4(proc.pid, 0)
-            raise SystemExit("measure: %s took longer than %ss" % (cmd["name"], timeout_s))
-        time.sleep(0.002)
+    try:
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                raise SystemExit("measure: %s took longer than %ss" % (cmd["name"], timeout_s))
+            time.sleep(0.002)
+    except BaseException:  # the time limit, or Ctrl-C / SIGTERM: take the child down too
+        os.killpg(proc.pid, signal.SIGKILL)
+        os.wait4(proc.pid, 0)
+        raise
     wall = time.perf_counter() - start
     err = proc.stderr.read().decode(errors="replace")
     proc.stderr.close()
@@ -51,7 +54,12 @@ def run_once(cmd, timeout_s, warmup=False):
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
+def interrupted(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main():
+    signal.signal(signal.SIGTERM, interrupted)
     spec_path, out_path = sys.argv[1], sys.argv[2]
     with open(spec_path) as f:
         spec = json.load(f)

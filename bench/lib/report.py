@@ -482,6 +482,15 @@ def main():
         out.append("")
     else:
         out.append("Every target is met in this run.\n")
+    failed = (load(res, "failed") or "").split()
+    if failed:
+        out.append("### Sections that failed in this run\n")
+        for name in failed:
+            log = load(res, "section-%s.log" % name) or ""
+            tail = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in log.splitlines()[-12:]]
+            out.append("- **%s**: its results are missing above. The end of its output:\n" % name)
+            out.append("```\n%s\n```" % "\n".join(tail))
+        out.append("")
     machine_and_versions(res, out)
     out += body
     with open(md, "w") as f:
