@@ -47,13 +47,14 @@ die() { echo "bench: $*" >&2; exit 1; }
 
 # Credentials for the runs that sign but send nothing: AWS's documented
 # example keys, with a session token as Lambda's environment has one.
-aws_example_env() {
-  env -u AWS_ENDPOINT_URL -u AWS_ENDPOINT_URL_S3 -u AWS_ENDPOINT_URL_DYNAMODB -u AWS_PROFILE \
-    AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY \
-    AWS_SESSION_TOKEN=IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKEN AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
-    UPLOAD_BUCKET=imgpipe-uploads PROCESSED_BUCKET=imgpipe-processed TABLE_NAME=imgpipe-images \
-    NODE_NO_WARNINGS=1 "$@"
-}
+# (An array, not a function: a function run with & would leave the real
+# process a grandchild that a kill of $! does not reach.)
+AWS_EXAMPLE_ENV=(env -u AWS_ENDPOINT_URL -u AWS_ENDPOINT_URL_S3 -u AWS_ENDPOINT_URL_DYNAMODB -u AWS_PROFILE
+  AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY
+  AWS_SESSION_TOKEN=IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKEN AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+  UPLOAD_BUCKET=imgpipe-uploads PROCESSED_BUCKET=imgpipe-processed TABLE_NAME=imgpipe-images
+  NODE_NO_WARNINGS=1)
+aws_example_env() { "${AWS_EXAMPLE_ENV[@]}" "$@"; }
 
 # ---- sections (each runs as `bench/run.sh --section NAME`) ------------------
 
@@ -113,9 +114,9 @@ for line in sys.stdin:
 section_http() {
   local log=$OUT/work/serve.log base= route c threads server_pid
   say "http: wrk against imgpipe serve (bench/pipelines), ${HTTP_S}s per run"
-  aws_example_env IMGPIPE_PIPELINES="$ROOT/bench/pipelines" "$IMGPIPE_BIN" serve --host 127.0.0.1 --port 0 \
-    >"$log" 2>&1 &
-  server_pid=$!
+  "${AWS_EXAMPLE_ENV[@]}" IMGPIPE_PIPELINES="$ROOT/bench/pipelines" "$IMGPIPE_BIN" serve --host 127.0.0.1 \
+    --port 0 >"$log" 2>&1 &
+  server_pid=$! # env execs imgpipe: this is the server's pid
   # shellcheck disable=SC2064
   trap "kill $server_pid 2>/dev/null; wait $server_pid 2>/dev/null || true" EXIT
   for _ in $(seq 100); do
