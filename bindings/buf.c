@@ -36,14 +36,23 @@ int buf_append(buf *b, const void *data, size_t len) {
 int buf_appends(buf *b, const char *s) { return buf_append(b, s, strlen(s)); }
 
 int buf_vappendf(buf *b, const char *fmt, va_list ap) {
+    /* One pass when the text fits in the room already allocated; otherwise
+     * grow to the length that pass measured and format again. */
+    size_t room = b->cap > b->len ? b->cap - b->len : 0;
     va_list ap2;
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap2);
+    int n = vsnprintf(room ? b->data + b->len : NULL, room, fmt, ap2);
     va_end(ap2);
-    if (n < 0 || buf_reserve(b, (size_t)n)) return -1;
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    if (n < 0 || (size_t)n > b->max || b->len > b->max - (size_t)n) goto fail;
+    if ((size_t)n >= room) {
+        if (buf_reserve(b, (size_t)n)) goto fail;
+        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    }
     b->len += (size_t)n;
     return 0;
+fail:
+    if (b->data) b->data[b->len] = '\0'; /* undo a partial write */
+    return -1;
 }
 
 int buf_appendf(buf *b, const char *fmt, ...) {

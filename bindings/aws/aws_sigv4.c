@@ -110,14 +110,17 @@ static int sigv4_hexval(unsigned char c) {
 static const char sigv4_upper_hex[] = "0123456789ABCDEF";
 
 int aws_uri_encode(buf *out, const char *s, size_t len, int keep_slash) {
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (sigv4_unreserved(c) || (keep_slash && c == '/')) {
-            if (buf_append(out, &c, 1)) return -1;
-        } else {
-            char e[3] = {'%', sigv4_upper_hex[c >> 4], sigv4_upper_hex[c & 15]};
-            if (buf_append(out, e, 3)) return -1;
-        }
+    size_t i = 0;
+    while (i < len) {
+        /* A run of characters that stay as they are goes in one append. */
+        size_t run = i;
+        while (run < len && (sigv4_unreserved((unsigned char)s[run]) || (keep_slash && s[run] == '/'))) run++;
+        if (run > i && buf_append(out, s + i, run - i)) return -1;
+        if (run == len) break;
+        unsigned char c = (unsigned char)s[run];
+        char e[3] = {'%', sigv4_upper_hex[c >> 4], sigv4_upper_hex[c & 15]};
+        if (buf_append(out, e, 3)) return -1;
+        i = run + 1;
     }
     return 0;
 }
@@ -370,8 +373,9 @@ static int sigv4_set_added(aws_sigv4_result *out, const char *name, const char *
 static int sigv4_nonempty(const char *s) { return s && *s; }
 
 /* Appends "name=value" (both encoded) to the presign parameters. */
-static int sigv4_add_param(buf *arena, sigv4_entry *params, size_t *np, const char *name, const char *value) {
-    if (*np >= SIGV4_MAX_PARAMS) return -1;
+static int sigv4_add_param(buf *arena, sigv4_entry *params, size_t *np, size_t cap, const char *name,
+                           const char *value) {
+    if (*np >= cap) return -1;
     sigv4_entry *e = &params[*np];
     e->name = arena->len;
     if (aws_uri_encode(arena, name, strlen(name), 0) || buf_append(arena, "", 1)) return -1;
@@ -466,8 +470,15 @@ int aws_sigv4_sign(const aws_sigv4_params *p, aws_sigv4_cache *cache, aws_sigv4_
 
     /* Headers: the caller's (minus the ones the signer owns), host when the
      * caller gave none, then the signer's own (header form). */
-    headers = calloc(SIGV4_MAX_HEADERS + 4, sizeof *headers);
-    params = calloc(SIGV4_MAX_PARAMS, sizeof *params);
+    /* Sized to this request (every field is written before it is read, so
+     * no zeroing): the caller's headers plus the signer's, the URL's
+     * parameters plus the presign ones. */
+    size_t params_cap = 8;
+    for (size_t i = 0; i < u.query_len && params_cap < SIGV4_MAX_PARAMS; i++)
+        if (u.query[i] == '&') params_cap++;
+    params_cap = params_cap + 1 < SIGV4_MAX_PARAMS ? params_cap + 1 : SIGV4_MAX_PARAMS;
+    headers = malloc((p->nheaders + 4) * sizeof *headers);
+    params = malloc(params_cap * sizeof *params);
     if (!headers || !params) goto cleanup;
     int have_host = 0;
     for (size_t i = 0; i < p->nheaders; i++) {
@@ -542,7 +553,7 @@ int aws_sigv4_sign(const aws_sigv4_params *p, aws_sigv4_cache *cache, aws_sigv4_
             const char *amp = memchr(q, '&', (size_t)(end - q));
             const char *stop = amp ? amp : end;
             if (stop > q) {
-                if (np >= SIGV4_MAX_PARAMS) {
+                if (np >= params_cap) {
                     what = "too many query parameters";
                     goto cleanup;
                 }
@@ -565,13 +576,13 @@ int aws_sigv4_sign(const aws_sigv4_params *p, aws_sigv4_cache *cache, aws_sigv4_
         char expires[24];
         snprintf(expires, sizeof expires, "%lld", (long long)p->expires);
         if (buf_appendf(&credential, "%s/%s", p->access_key_id, buf_str(&scope))) goto cleanup;
-        if (sigv4_add_param(&arena, params, &np, "X-Amz-Algorithm", SIGV4_ALGORITHM) ||
-            sigv4_add_param(&arena, params, &np, "X-Amz-Credential", buf_str(&credential)) ||
-            sigv4_add_param(&arena, params, &np, "X-Amz-Date", amz_date) ||
-            sigv4_add_param(&arena, params, &np, "X-Amz-Expires", expires) ||
-            sigv4_add_param(&arena, params, &np, "X-Amz-SignedHeaders", buf_str(&signed_names)) ||
+        if (sigv4_add_param(&arena, params, &np, params_cap, "X-Amz-Algorithm", SIGV4_ALGORITHM) ||
+            sigv4_add_param(&arena, params, &np, params_cap, "X-Amz-Credential", buf_str(&credential)) ||
+            sigv4_add_param(&arena, params, &np, params_cap, "X-Amz-Date", amz_date) ||
+            sigv4_add_param(&arena, params, &np, params_cap, "X-Amz-Expires", expires) ||
+            sigv4_add_param(&arena, params, &np, params_cap, "X-Amz-SignedHeaders", buf_str(&signed_names)) ||
             (token && !p->omit_session_token &&
-             sigv4_add_param(&arena, params, &np, "X-Amz-Security-Token", token)))
+             sigv4_add_param(&arena, params, &np, params_cap, "X-Amz-Security-Token", token)))
             goto cleanup;
     }
 
