@@ -91,15 +91,14 @@ WOULD_TAKE = {
     "events-mem-node": "As for Python: glibc's per-thread malloc arenas (see the imgpipe-arena1 row).",
     "cold-python": "",
     "cold-node": "",
-    "presign-botocore": "perf on `imgpipe run bench/scripts/presign-loop.lua` puts about 70% of the time in "
-                        "aws_sigv4_sign, and most of that in building strings, not in cryptography: "
-                        "aws_uri_encode appends one byte at a time through buf_append/buf_reserve, "
-                        "parameters are formatted with vsnprintf (buf_appendf), and buffers are malloc'd "
-                        "and realloc'd on every call; SHA-256 and HMAC are about 10%. Encoding through a "
-                        "256-entry table into a buffer reserved once (3x the input), appending the fixed "
-                        "parts with memcpy instead of printf, and reusing one scratch buffer per Lua state "
-                        "(bindings/aws/aws_sigv4.c, bindings/buf.c, bindings/presign.c) would remove most "
-                        "of that string-building share; the hashing alone is a small part of a URL.",
+    "presign-botocore": "perf on `imgpipe run bench/scripts/presign-loop.lua` (at commit 4b2cf95) puts about "
+                        "60% of the time in aws_sigv4_sign, and there string building outweighs the "
+                        "cryptography: appends and buffer growth (buf_append, buf_reserve, realloc) about 20% "
+                        "of the total, printf formatting (buf_appendf -> vsnprintf) about 12%, SHA-256 and "
+                        "HMAC together about 14%; the Lua side (the argument table, the calls) about 20%. "
+                        "Writing the canonical request and the query into one buffer sized once per call, "
+                        "with memcpy for the fixed parts and no printf (bindings/aws/aws_sigv4.c, "
+                        "bindings/buf.c), is where the remaining factor is.",
 }
 
 
