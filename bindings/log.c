@@ -13,9 +13,10 @@
 #include <time.h>
 
 #include "invocation.h"
+#include "log.h"
 #include "modules.h"
 
-static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
+const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
 
 typedef struct log_config {
     int threshold;
@@ -25,12 +26,21 @@ static log_config *log_fetch_config(lua_State *L) {
     return (log_config *)lua_touserdata(L, lua_upvalueindex(1));
 }
 
-static int level_from_env(void) {
+int log_level_from_env(void) {
     const char *v = getenv("IMGPIPE_LOG_LEVEL");
     if (!v) return 1;
-    for (int i = 0; level_names[i]; i++)
-        if (!strcasecmp(v, level_names[i])) return i;
+    for (int i = 0; log_level_names[i]; i++)
+        if (!strcasecmp(v, log_level_names[i])) return i;
     return 1;
+}
+
+void log_timestamp(char out[32]) {
+    int64_t now = invocation_now_ms();
+    time_t secs = (time_t)(now / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 32 - n, ".%03dZ", (int)(now % 1000));
 }
 
 /* Replaces the value at the top of the stack with its JSON text; values
@@ -60,16 +70,11 @@ static int log_write(lua_State *L, int level) {
     if (level < cfg->threshold) return 0;
     lua_settop(L, 2);
 
-    char stamp[40];
-    int64_t now = invocation_now_ms();
-    time_t secs = (time_t)(now / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    size_t n = strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(stamp + n, sizeof stamp - n, ".%03dZ", (int)(now % 1000));
+    char stamp[32];
+    log_timestamp(stamp);
 
     lua_newtable(L); /* 3: parts */
-    lua_pushfstring(L, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":", stamp, level_names[level]);
+    lua_pushfstring(L, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":", stamp, log_level_names[level]);
     add_part(L, 3);
     luaL_tolstring(L, 1, NULL);
     to_json(L);
@@ -127,8 +132,8 @@ static int log_error(lua_State *L) { return log_write(L, 3); }
 /* log.level() -> current threshold name; log.level("debug") sets it. */
 static int log_level(lua_State *L) {
     log_config *cfg = log_fetch_config(L);
-    if (!lua_isnoneornil(L, 1)) cfg->threshold = luaL_checkoption(L, 1, NULL, level_names);
-    lua_pushstring(L, level_names[cfg->threshold]);
+    if (!lua_isnoneornil(L, 1)) cfg->threshold = luaL_checkoption(L, 1, NULL, log_level_names);
+    lua_pushstring(L, log_level_names[cfg->threshold]);
     return 1;
 }
 
@@ -140,7 +145,7 @@ static const luaL_Reg log_funcs[] = {
 int luaopen_imgpipe_log(lua_State *L) {
     luaL_newlibtable(L, log_funcs);
     log_config *cfg = (log_config *)lua_newuserdatauv(L, sizeof *cfg, 0);
-    cfg->threshold = level_from_env();
+    cfg->threshold = log_level_from_env();
     lua_getglobal(L, "require");
     lua_pushliteral(L, "cjson");
     lua_call(L, 1, 1);

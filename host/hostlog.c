@@ -5,22 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <time.h>
 
 #include "invocation.h"
+#include "log.h"
 
 #define HOSTLOG_MAX_LINE (256u << 10)
 
-static const char *const hostlog_names[] = {"debug", "info", "warn", "error"};
-
-static hostlog_level hostlog_threshold(void) {
-    const char *v = getenv("IMGPIPE_LOG_LEVEL");
-    if (v)
-        for (int i = 0; i < 4; i++)
-            if (!strcasecmp(v, hostlog_names[i])) return (hostlog_level)i;
-    return HOSTLOG_INFO;
-}
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
 static size_t utf8_sequence(const unsigned char *s, size_t n) {
@@ -89,19 +79,14 @@ int hostlog_json_string(buf *b, const char *s, size_t len) {
 }
 
 void hostlog(hostlog_level level, const char *request_id, const char *msg, ...) {
-    if (level < hostlog_threshold()) return;
+    if ((int)level < log_level_from_env()) return;
     buf line;
     buf_init(&line, HOSTLOG_MAX_LINE);
 
-    char stamp[40];
-    int64_t now = invocation_now_ms();
-    time_t secs = (time_t)(now / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    size_t n = strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(stamp + n, sizeof stamp - n, ".%03dZ", (int)(now % 1000));
+    char stamp[32];
+    log_timestamp(stamp);
 
-    int err = buf_appendf(&line, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":", stamp, hostlog_names[level]);
+    int err = buf_appendf(&line, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":", stamp, log_level_names[level]);
     err = err || hostlog_json_string(&line, msg, strlen(msg));
     if (request_id) {
         err = err || buf_appends(&line, ",\"requestId\":");
@@ -122,7 +107,7 @@ void hostlog(hostlog_level level, const char *request_id, const char *msg, ...) 
     if (err) { /* too long: say so rather than drop the event */
         buf_reset(&line);
         buf_appendf(&line, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"(log line too long)\"}\n", stamp,
-                    hostlog_names[level]);
+                    log_level_names[level]);
     }
     fwrite(line.data, 1, line.len, stderr);
     fflush(stderr);
