@@ -231,7 +231,8 @@ late events change nothing), S3 `GetObject`, format and pixel checks from the he
   section), run by `bench/peers/python/bootstrap.py`, a minimal Runtime API loop (lighter than AWS's
   `awslambdaric`).
 - **node**: `bench/peers/node/handler.mjs` (AWS SDK v3 clients made at import, sharp as in the resize
-  section), run by `bench/peers/node/bootstrap.mjs`, a minimal Runtime API loop.
+  section, with sharp's default settings, its operation cache included), run by
+  `bench/peers/node/bootstrap.mjs`, a minimal Runtime API loop.
 - **imgpipe-arena1** (*informational, no target*): imgpipe exactly as above with `MALLOC_ARENA_MAX=1` in
   its environment (glibc malloc with one arena instead of one per thread).
 
