@@ -63,31 +63,41 @@ WOULD_TAKE = {
                          "columns), and if it holds, `perf record` of `imgpipe run` against the floor shows it.",
     "resize-floor-mem": "imgpipe's extra resident memory is the Lua state, the input strings held until the "
                         "collector runs, and the host's own libraries (libcurl, OpenSSL, libmicrohttpd).",
-    "resize-pillow": "Pillow decodes with libjpeg-turbo's DCT scaling (draft) on one core, which is close to "
-                     "the best case for it; imgpipe's per-image work is bounded by the floor (same libvips "
-                     "calls), so the gap to 3x can only close through the libvips calls themselves: see "
-                     "the floor-lazy row — rendering the thumbnail straight into the encoder instead of "
-                     "into memory first.",
-    "resize-sharp": "sharp lets libvips render its pipeline straight into the JPEG encoder, so decode, "
-                    "resize and encode run together on libvips' worker threads; imgpipe's image.thumbnail "
-                    "ends with vips_image_copy_memory (bindings/image_load.c), so the thumbnail is rendered "
-                    "in full first and encoded afterwards by img:save. The floor-lazy row is the floor "
-                    "without that copy. Keeping the thumbnail lazy (the input string is already pinned as "
-                    "the handle's user value) and letting img:save pull from the pipeline would close the "
-                    "gap; the cost is that a decode error would then surface from img:save rather than "
-                    "from image.thumbnail (fail_on=error), which the binding's error contract would have "
-                    "to say.",
+    "resize-pillow": "The floor itself is at about the same ratio, so this is libvips' work, not imgpipe's: "
+                     "at 24 MP most of the time is the JPEG decode at 1/2 scale, which libvips (like "
+                     "Pillow) runs on one thread. The way to 3x is to decode less: vips_thumbnail leaves "
+                     "at least a factor of 2 for the final resize and so decodes at 1/2 scale here, where "
+                     "sharp's default (fastShrinkOnLoad) decodes at 1/4 (compare the sharp and "
+                     "sharp-exact rows). A `fast` option to image.thumbnail that picks the shrink-on-load "
+                     "factor as sharp does (bindings/image_load.c) would get there, at the price sharp "
+                     "documents: slightly more aliasing.",
+    "resize-sharp": "Two causes, both visible in this run's informational rows. (1) sharp's default "
+                    "shrink-on-load is more aggressive: vips_thumbnail (which imgpipe and the floor use) "
+                    "leaves at least a factor of 2 for the final resize, so it decodes the 6 MP JPEG at "
+                    "full size and the 24 MP one at 1/2, where sharp's fastShrinkOnLoad decodes at 1/2 "
+                    "and 1/4; the sharp-exact row is sharp with fastShrinkOnLoad: false, and it loses "
+                    "that lead. (2) image.thumbnail ends with vips_image_copy_memory "
+                    "(bindings/image_load.c): the thumbnail is rendered in full, then encoded by "
+                    "img:save, so decode/resize and encode do not overlap on the two cores; the "
+                    "floor-lazy row is the floor without that copy (no change in the output bytes). To "
+                    "be not slower than sharp, imgpipe needs both: a lazy thumbnail (the input string is "
+                    "already pinned as the handle's user value; decode errors would then surface from "
+                    "img:save, which the error contract would have to say) and sharp's shrink-on-load "
+                    "policy, as an option or as the default (a quality trade-off to decide, not a bug).",
     "events-python": "Per event most of the time is the image step (see the resize section: Pillow is "
                      "about 3x slower than libvips there) plus four round trips to the emulators, the same "
                      "for every handler. imgpipe's side of it shrinks with the resize fix above.",
-    "events-node": "The Node.js handler's image step is sharp, which beats imgpipe's thumbnail+save "
-                   "(resize section); the same fix — no render to memory before encoding — applies.",
+    "events-node": "It is the image step: the Node.js handler uses sharp, which decodes at half the "
+                   "resolution and overlaps encoding with decoding (see resize vs sharp); the S3 and "
+                   "DynamoDB calls cost about the same in both. The two resize changes above apply.",
     "events-mem-python": "imgpipe's peak is mostly anonymous memory in glibc malloc arenas: libvips' worker "
                          "threads each get their own arena, which keeps freed image buffers and grows with "
                          "the number of events handled. The imgpipe-arena1 row is the same binary with "
-                         "MALLOC_ARENA_MAX=1: calling mallopt(M_ARENA_MAX, 1) (or 2) at start in Lambda mode "
-                         "(host/lambda.c), or malloc_trim(0) after each invocation, would get there without "
-                         "asking users for an environment variable.",
+                         "MALLOC_ARENA_MAX=1, about half the peak; mallopt(M_ARENA_MAX, 1) at start in "
+                         "Lambda mode (host/lambda.c), or malloc_trim(0) after each invocation, would do "
+                         "that without asking users for an environment variable. To be safely under half "
+                         "of Python's, the lazy thumbnail (no full copy of the thumbnail before encoding) "
+                         "would take off a few MB more.",
     "events-mem-node": "As for Python: glibc's per-thread malloc arenas (see the imgpipe-arena1 row).",
     "cold-python": "",
     "cold-node": "",
@@ -134,9 +144,14 @@ RESIZE_DOES = {
               "`save(quality=80)` (no EXIF/ICC written); no colour management",
     "sharp": "`bench/peers/resize_sharp.mjs`: `sharp(file).rotate().resize(800, 800, {fit: 'inside', "
              "withoutEnlargement: true}).jpeg({quality: 80}).toFile()` one image at a time (sharp's "
-             "defaults: metadata dropped, sRGB, `optimiseCoding` on)",
+             "defaults: metadata dropped, sRGB, `optimiseCoding` on, and `fastShrinkOnLoad`: the JPEG "
+             "is decoded at the largest 1/2, 1/4 or 1/8 scale that stays above the target, i.e. at "
+             "1/2 for 6 MP and 1/4 for 24 MP, where vips_thumbnail keeps a factor of 2 in hand and "
+             "decodes at full size and 1/2)",
+    "sharp-exact": "*informational, not the peer*: the same script with `fastShrinkOnLoad: false`, "
+                   "so that sharp shrinks on load no further than vips_thumbnail",
 }
-RESIZE_ORDER = ["imgpipe", "floor", "floor-lazy", "vipsthumbnail", "pillow", "sharp"]
+RESIZE_ORDER = ["imgpipe", "floor", "floor-lazy", "vipsthumbnail", "pillow", "sharp", "sharp-exact"]
 
 
 def resize_section(res, out, targets):

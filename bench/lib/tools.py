@@ -49,6 +49,10 @@ def resize(image, work, rounds, out):
         ("sharp", [NODE, os.path.join(BENCH, "peers/resize_sharp.mjs"), outdir("sharp")], 1),
     ]
     cmds = [{"name": name, "argv": argv + inputs, "warmup_argv": argv + inputs[:2]} for name, argv, _ in tools]
+    # Informational: sharp told to shrink on load no further than vips_thumbnail does.
+    cmds.append({"name": "sharp-exact", "argv": cmds[-1]["argv"][:2] + [outdir("sharp-exact")] + inputs,
+                 "warmup_argv": cmds[-1]["argv"][:2] + [outdir("sharp-exact")] + inputs[:2],
+                 "env": {"SHARP_EXACT_SHRINK": "1"}})
     with open(out, "w") as f:
         json.dump({"rounds": rounds, "warmup": 1, "timeout_s": 600, "batch": batch,
                    "image": os.path.basename(image), "commands": cmds}, f, indent=1)
