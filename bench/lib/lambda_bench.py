@@ -116,11 +116,10 @@ def coldstart(tools, rounds, out_path):
                 if r:
                     res[t["name"]]["start_s"].append(s)
                     res[t["name"]]["rss_kb"].append(mem["VmRSS"])
-    for name, v in res.items():
-        v["start_s"].sort()
+    for name, v in res.items():  # the lists stay in round order: the report pairs them by round
+        s = sorted(v["start_s"])
         print("  %-16s median %.1f ms (%.1f..%.1f), RSS at first /next %d KB" % (
-            name, 1e3 * v["start_s"][len(v["start_s"]) // 2], 1e3 * v["start_s"][0], 1e3 * v["start_s"][-1],
-            sorted(v["rss_kb"])[len(v["rss_kb"]) // 2]))
+            name, 1e3 * s[len(s) // 2], 1e3 * s[0], 1e3 * s[-1], sorted(v["rss_kb"])[len(v["rss_kb"]) // 2]))
     with open(out_path, "w") as f:
         json.dump({"rounds": rounds, "tools": res}, f, indent=1)
 

@@ -42,6 +42,19 @@ def med(xs):
     return statistics.median(xs)
 
 
+def pratio(a, b):
+    """a ÷ b for two tools' per-round results of one interleaved run: the median of the
+    round-by-round ratios (each round runs both tools close together in time, so drift
+    in the machine's load cancels out), not the ratio of the medians."""
+    return med([x / y for x, y in zip(a, b)])
+
+
+def pspan(a, b, fmt="%.2f"):
+    """The per-round ratios' range, for the targets table."""
+    rs = [x / y for x, y in zip(a, b)]
+    return (" (rounds " + fmt + "–" + fmt + ")") % (min(rs), max(rs)) if len(rs) > 1 else ""
+
+
 def span(xs, fmt, scale=1.0):
     return "%s (%s–%s)" % (fmt % (med(xs) * scale), fmt % (min(xs) * scale), fmt % (max(xs) * scale))
 
@@ -169,7 +182,6 @@ def resize_section(res, out, targets):
         out.append("| tool | wall time, s: median (min–max) | per image, ms | CPU time, s | peak RSS, MB: median "
                    "(min–max) | time ÷ imgpipe's | output |")
         out.append("|---|---|---|---|---|---|---|")
-        t_img = med(cmds["imgpipe"]["wall_s"])
         for tool in RESIZE_ORDER:
             if tool not in cmds:
                 continue
@@ -177,25 +189,30 @@ def resize_section(res, out, targets):
             o = outputs.get(tool, {})
             out.append("| %s | %s | %.1f | %.2f | %s | %.2f | %s, ~%s B |" % (
                 tool, span(c["wall_s"], "%.2f"), 1e3 * med(c["wall_s"]) / (batch if isinstance(batch, int) else 1),
-                med(c["cpu_s"]), span(c["maxrss_kb"], "%.0f", 1 / MB), med(c["wall_s"]) / t_img,
+                med(c["cpu_s"]), span(c["maxrss_kb"], "%.0f", 1 / MB),
+                pratio(c["wall_s"], cmds["imgpipe"]["wall_s"]),
                 o.get("size", "?"), o.get("mean_bytes", "?")))
         if "imgpipe_equals_floor" in outputs:
             out.append("\nimgpipe's %d output files are %s the floor's.\n" % (
                 batch, "byte-for-byte identical to" if outputs["imgpipe_equals_floor"] else "**not** identical to"))
         c = cmds
-        floor_t, floor_m = med(c["floor"]["wall_s"]), med(c["floor"]["maxrss_kb"]) / MB
+        floor_m = med(c["floor"]["maxrss_kb"]) / MB
+        r_floor = pratio(c["imgpipe"]["wall_s"], c["floor"]["wall_s"])
+        r_pillow = pratio(c["pillow"]["wall_s"], c["imgpipe"]["wall_s"])
+        r_sharp = pratio(c["sharp"]["wall_s"], c["imgpipe"]["wall_s"])
         img_m = med(c["imgpipe"]["maxrss_kb"]) / MB
         limit = 1.2 * floor_m + 10
         targets += [
             Target("resize-floor-time", "Resize %s: imgpipe time ÷ floor time" % label.split(" (")[0],
-                   t_img / floor_t, 1.05, False, "%.3fx" % (t_img / floor_t)),
+                   r_floor, 1.05, False,
+                   "%.3fx" % r_floor + pspan(c["imgpipe"]["wall_s"], c["floor"]["wall_s"], "%.3f")),
             Target("resize-floor-mem", "Resize %s: imgpipe peak RSS vs 1.2 × floor + 10 MB" % label.split(" (")[0],
                    img_m / limit, 1.0, False, "%.1f MB vs limit %.1f MB (floor %.1f MB)" % (img_m, limit, floor_m),
                    "%.0f MB (need ≤ %.0f MB)" % (img_m, limit)),
             Target("resize-pillow", "Resize %s: Pillow time ÷ imgpipe time" % label.split(" (")[0],
-                   med(c["pillow"]["wall_s"]) / t_img, 3.0, True, "%.2fx" % (med(c["pillow"]["wall_s"]) / t_img)),
+                   r_pillow, 3.0, True, "%.2fx" % r_pillow + pspan(c["pillow"]["wall_s"], c["imgpipe"]["wall_s"])),
             Target("resize-sharp", "Resize %s: sharp time ÷ imgpipe time" % label.split(" (")[0],
-                   med(c["sharp"]["wall_s"]) / t_img, 1.0, True, "%.2fx" % (med(c["sharp"]["wall_s"]) / t_img)),
+                   r_sharp, 1.0, True, "%.2fx" % r_sharp + pspan(c["sharp"]["wall_s"], c["imgpipe"]["wall_s"])),
         ]
     if not any_:
         out.append("Not run.\n")
@@ -232,7 +249,7 @@ def events_section(res, out, targets):
             continue
         out.append("| %s | %s | %.1f | %s | %.2f | %.2f |" % (
             k, span(per[k], "%.1f", 1e3), 1e3 * med(t[k]["per_event_median_s"]), span(rss[k], "%.0f"),
-            med(per[k]) / med(per["imgpipe"]), med(rss[k]) / med(rss["imgpipe"])))
+            pratio(per[k], per["imgpipe"]), med(rss[k]) / med(rss["imgpipe"])))
     out.append("""
 Each event, in every handler: a conditional DynamoDB `UpdateItem` that claims the image (so duplicate or
 late events change nothing), S3 `GetObject`, format and pixel checks from the header, fit into 800x800
@@ -257,12 +274,12 @@ dynalite %s in one Node.js process on this machine (`infra/local-stack.sh`): the
 handler's time alike. Peak RSS is the runtime process's `VmHWM` after the last event.
 """ % (npm_version("s3rver", "node_modules"), npm_version("dynalite", "node_modules")))
     if "python" in t and "node" in t:
-        ti = med(per["imgpipe"])
+        r_py, r_node = pratio(per["python"], per["imgpipe"]), pratio(per["node"], per["imgpipe"])
         targets += [
-            Target("events-python", "Events: Python time ÷ imgpipe time", med(per["python"]) / ti, 2.0, True,
-                   "%.2fx" % (med(per["python"]) / ti)),
-            Target("events-node", "Events: Node.js time ÷ imgpipe time", med(per["node"]) / ti, 1.0, True,
-                   "%.2fx" % (med(per["node"]) / ti)),
+            Target("events-python", "Events: Python time ÷ imgpipe time", r_py, 2.0, True,
+                   "%.2fx" % r_py + pspan(per["python"], per["imgpipe"])),
+            Target("events-node", "Events: Node.js time ÷ imgpipe time", r_node, 1.0, True,
+                   "%.2fx" % r_node + pspan(per["node"], per["imgpipe"])),
             Target("events-mem-python", "Events: Python peak RSS ÷ imgpipe peak RSS",
                    med(rss["python"]) / med(rss["imgpipe"]), 2.0, True,
                    "%.2fx (%.0f vs %.0f MB)" % (med(rss["python"]) / med(rss["imgpipe"]), med(rss["python"]),
@@ -286,11 +303,11 @@ def coldstart_section(res, out, targets):
                "interleaved; the page cache is warm (as for every tool).\n" % data["rounds"])
     out.append("| runtime | to first GET /next, ms: median (min–max) | RSS then, MB | time ÷ imgpipe's |")
     out.append("|---|---|---|---|")
-    ti = med(t["imgpipe"]["start_s"])
     for k in ("imgpipe", "python", "node"):
         if k in t:
             out.append("| %s | %s | %.0f | %.1f |" % (k, span(t[k]["start_s"], "%.1f", 1e3),
-                                                     med(t[k]["rss_kb"]) / MB, med(t[k]["start_s"]) / ti))
+                                                     med(t[k]["rss_kb"]) / MB,
+                                                     pratio(t[k]["start_s"], t["imgpipe"]["start_s"])))
     out.append("""
 What starts: **imgpipe** — the binary as `bootstrap`, which makes a Lua state, opens the bindings
 (libvips initialised), and loads `pipelines/process.lua` with its libraries before asking for an
@@ -305,9 +322,9 @@ runtimes' own starts only; on AWS Lambda the sandbox start comes on top for ever
             "`%s` %.1f ms" % (r["command"], 1e3 * r["median"]) for r in bare["results"]) + ".\n")
     for k, label in (("python", "Python"), ("node", "Node.js")):
         if k in t:
-            r = ti / med(t[k]["start_s"])
+            r = pratio(t["imgpipe"]["start_s"], t[k]["start_s"])
             targets.append(Target("cold-" + k, "Cold start: imgpipe time ÷ %s time" % label, r, 0.1, False,
-                                  "%.3f (1/%.0f)" % (r, 1 / r)))
+                                  "%.3f (1/%.0f)" % (r, 1 / r) + pspan(t["imgpipe"]["start_s"], t[k]["start_s"], "%.3f")))
 
 
 def presign_section(res, out, targets):
@@ -329,7 +346,7 @@ def presign_section(res, out, targets):
     for k in ("imgpipe", "botocore", "sdk-v3"):
         if k in us:
             out.append("| %s | %s | %.2f | %d | %.1f |" % (k, span(us[k], "%.2f"), med(cpu[k]), by[k][0]["n"],
-                                                         med(us[k]) / med(us["imgpipe"])))
+                                                         pratio(us[k], us["imgpipe"])))
     out.append("""
 - **imgpipe**: `presign.url{method="GET", bucket, key, expires=900}` from Lua
   (`bench/scripts/presign-loop.lua`, run by `imgpipe run`); wall time from `ctx.remaining_ms()`.
@@ -342,8 +359,9 @@ imgpipe's and botocore's URLs for the same second carry the same signature; the 
 query parameters (`x-id`, `x-amz-checksum-mode`, `X-Amz-Content-Sha256`).
 """)
     if "botocore" in us:
-        r = med(us["botocore"]) / med(us["imgpipe"])
-        targets.append(Target("presign-botocore", "Presign: botocore time ÷ imgpipe time", r, 20.0, True, "%.1fx" % r))
+        r = pratio(us["botocore"], us["imgpipe"])
+        targets.append(Target("presign-botocore", "Presign: botocore time ÷ imgpipe time", r, 20.0, True,
+                              "%.1fx" % r + pspan(us["botocore"], us["imgpipe"], "%.1f")))
 
 
 def http_section(res, out):
@@ -475,8 +493,10 @@ def main():
     out = ["# imgpipe benchmarks\n"]
     started, finished = load(res, "started") or "?", load(res, "finished") or "?"
     out.append("Made by `make bench` (`infra/install-deps.sh bench`, `make all`, then `bench/run.sh`) from "
-               "%s to %s%s. Every ratio below compares medians from this one run, with the tools' runs "
-               "interleaved; the machine is a shared 2-core one, so absolute times are only indicative.\n" % (
+               "%s to %s%s. Every time ratio below comes from this one run, whose tools' runs are interleaved "
+               "round by round: it is the median of the per-round ratios (so a drift in the machine's load "
+               "during the run cancels out); memory ratios are ratios of medians. The machine is a shared "
+               "2-core one, so absolute times are only indicative.\n" % (
                    started, finished, " (**quick mode**: fewer rounds and images)" if load(res, "quick") == "1" else ""))
     out.append("## Targets\n")
     out.append("| target | required | measured | met |")
