@@ -161,6 +161,9 @@ mkdir -p "$RES" "$OUT/work"
 date -u +%Y-%m-%dT%H:%M:%SZ >"$RES/started"
 cp /proc/loadavg "$RES/load-start"
 echo "$QUICK" >"$RES/quick"
+# The code measured: the commit, and whether imgpipe's sources differ from it.
+git rev-parse --short HEAD >"$RES/commit" 2>/dev/null || echo unknown >"$RES/commit"
+git status --porcelain --untracked-files=no -- bindings host pipelines Makefile >"$RES/dirty" 2>/dev/null || true
 
 say "npm peers (bench/package-lock.json)"
 if [ ! -f bench/node_modules/.package-lock.json ] || ! cmp -s bench/package-lock.json bench/node_modules/.bench-lock; then

@@ -406,8 +406,8 @@ def machine_and_versions(res, out):
     debian = open("/etc/debian_version").read().strip() if os.path.exists("/etc/debian_version") else "?"
     imgpipe_bin = os.environ.get("IMGPIPE_BIN", os.path.join(ROOT, "build/imgpipe"))
     iv = sh(imgpipe_bin, "version").splitlines()
-    commit = sh("git", "rev-parse", "--short", "HEAD")
-    dirty = sh("git", "status", "--porcelain", "--untracked-files=no", "--", "bindings", "host", "pipelines")
+    commit = load(res, "commit") or sh("git", "rev-parse", "--short", "HEAD")
+    dirty = load(res, "dirty")
     py = sh("/usr/bin/python3", "-c", "import PIL, boto3, botocore, sys; print(sys.version.split()[0], "
             "PIL.__version__, boto3.__version__, botocore.__version__)").split()
     while len(py) < 4:
@@ -420,7 +420,7 @@ def machine_and_versions(res, out):
                    cpu, os.cpu_count(), mem, platform.release(), debian,
                    (load(res, "load-start") or "?").split(" ")[0], (load(res, "load-end") or "?").split(" ")[0]))
     out.append("- imgpipe: %s, commit %s%s; %s." % (
-        iv[0] if iv else "?", commit, " with uncommitted changes under bindings/ host/ pipelines/" if dirty else "",
+        iv[0] if iv else "?", commit, " with uncommitted changes to imgpipe's sources" if dirty else "",
         "; ".join(iv[1:]) if len(iv) > 1 else "?"))
     out.append("- libvips for imgpipe and the floor: the prebuilt `@img/sharp-libvips-linux-x64` %s "
                "(root package-lock.json), linked by path from node_modules." % npm_version(
