@@ -35,6 +35,25 @@
 #include "modules.h"
 
 #include "error.h"
+#include "log.h"
+
+/* libvips reports problems twice: as the error an operation returns (which
+ * the binding hands to the script) and as GLib warnings, one per failed
+ * tile. The warnings become JSON log lines at debug level and are dropped
+ * otherwise, so logs stay one JSON object per line. */
+static void image_log_warning(const gchar *domain, GLogLevelFlags level, const gchar *message, gpointer data) {
+    (void)level, (void)data;
+    if (log_level_from_env() > 0) return;
+    char stamp[32];
+    log_timestamp(stamp);
+    fprintf(stderr, "{\"time\":\"%s\",\"level\":\"debug\",\"msg\":\"%s: ", stamp, domain ? domain : "libvips");
+    for (const unsigned char *c = (const unsigned char *)message; c && *c; c++) {
+        if (*c == '"' || *c == '\\') fprintf(stderr, "\\%c", *c);
+        else if (*c < 0x20) fprintf(stderr, "\\u%04x", *c);
+        else fputc(*c, stderr);
+    }
+    fputs("\"}\n", stderr);
+}
 
 static pthread_once_t image_once = PTHREAD_ONCE_INIT;
 static int image_init_status; /* written once, inside pthread_once */
@@ -47,6 +66,7 @@ static void image_init_vips(void) {
     /* Loaders libvips marks untrusted (ImageMagick, MATLAB, FITS, ...) stay
      * off even when a script's allow list names their format. */
     vips_block_untrusted_set(TRUE);
+    g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO, image_log_warning, NULL);
     /* No operation cache: every pipeline call works on new bytes, and a
      * cache would keep old images (and their input buffers) alive. */
     vips_cache_set_max(0);
@@ -60,9 +80,38 @@ VipsImage *image_check(lua_State *L, int idx) {
     return h->im;
 }
 
+VipsImage *image_check_decoded(lua_State *L, int idx) {
+    image_handle *h = (image_handle *)luaL_checkudata(L, idx, IMAGE_MT);
+    if (!h->im) luaL_error(L, "attempt to use a closed image");
+    if (h->lazy == IMAGE_LAZY_SPENT)
+        luaL_error(L, "this lazy image was already saved and cannot be read again (use lazy = false to reuse it)");
+    if (h->lazy == IMAGE_LAZY) {
+        h->lazy = IMAGE_LAZY_SPENT;
+        VipsImage *mem = vips_image_copy_memory(h->im);
+        if (!mem) {
+            image_fail(L, "InvalidImage", "cannot decode the image");
+            return NULL;
+        }
+        g_object_unref(h->im);
+        h->im = mem;
+        h->lazy = IMAGE_EAGER;
+    }
+    return h->im;
+}
+
+int image_take_lazy(lua_State *L, int idx) {
+    image_handle *h = (image_handle *)luaL_checkudata(L, idx, IMAGE_MT);
+    if (h->lazy == IMAGE_LAZY_SPENT)
+        luaL_error(L, "this lazy image was already saved and cannot be read again (use lazy = false to reuse it)");
+    if (h->lazy == IMAGE_EAGER) return 0;
+    h->lazy = IMAGE_LAZY_SPENT;
+    return 1;
+}
+
 image_handle *image_push_handle(lua_State *L) {
     image_handle *h = (image_handle *)lua_newuserdatauv(L, sizeof *h, 1);
     h->im = NULL;
+    h->lazy = IMAGE_EAGER;
     luaL_setmetatable(L, IMAGE_MT);
     return h;
 }

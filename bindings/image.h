@@ -29,10 +29,24 @@
  * the image may read from, or nil). im is NULL once closed. */
 typedef struct image_handle {
     VipsImage *im;
+    int lazy; /* IMAGE_EAGER, or a lazy thumbnail: not yet read, or read once */
 } image_handle;
+
+enum { IMAGE_EAGER = 0, IMAGE_LAZY = 1, IMAGE_LAZY_SPENT = 2 };
 
 /* Returns the open image at idx; raises on a non-image or a closed one. */
 IMAGE_INTERNAL VipsImage *image_check(lua_State *L, int idx);
+
+/* The same, with the pixels computed: a lazy image (thumbnail with
+ * lazy = true) is decoded into memory first, so that images derived from it
+ * never read the input bytes, which only its own handle keeps alive. On a
+ * decoding failure pushes nil, err (InvalidImage) and returns NULL. */
+IMAGE_INTERNAL VipsImage *image_check_decoded(lua_State *L, int idx);
+
+/* For img:save: raises when the lazy image at idx was already read (its
+ * decoder reads the input once, from top to bottom); otherwise marks it read
+ * and returns whether it is lazy. */
+IMAGE_INTERNAL int image_take_lazy(lua_State *L, int idx);
 
 /* Pushes a new, empty handle (im = NULL) with the image metatable. Call it
  * before making the VipsImage, so that a memory error cannot leak it. */

@@ -271,9 +271,14 @@ static int load_normalise(VipsImage *in, int grey, VipsImage **out) {
 }
 
 /* image.thumbnail(bytes, {width, [height], [crop="none"], [size="down"],
- *   [max_pixels], [max_pages], [allow], [animated=false], [fail_on="error"]})
+ *   [max_pixels], [max_pages], [allow], [animated=false], [fail_on="error"], [lazy=false]})
  * -> image. Fits the image into width x height keeping its aspect ratio
- * (a missing side is unbounded); with crop, fills the box and crops. */
+ * (a missing side is unbounded); with crop, fills the box and crops.
+ * By default the pixels are computed here, so a corrupt or truncated image
+ * fails here. With lazy = true they are computed by img:save, which then
+ * overlaps decoding with encoding and never holds the whole thumbnail in
+ * memory; a decoding failure is then img:save's InvalidImage. Meant for an
+ * image saved once; other methods decode a lazy image into memory first. */
 int image_thumbnail(lua_State *L) {
     size_t len;
     const char *data = luaL_checklstring(L, 1, &len);
@@ -285,6 +290,7 @@ int image_thumbnail(lua_State *L) {
     VipsSize size = load_size_values[image_opt_option(L, 2, "size", "down", load_size_names)];
     VipsInteresting crop = load_crop_values[image_opt_option(L, 2, "crop", "none", load_crop_names)];
     int animated = image_opt_bool(L, 2, "animated", 0);
+    int lazy = image_opt_bool(L, 2, "lazy", 0);
     luaL_argcheck(L, width || height, 2, "width or height is required");
     luaL_argcheck(L, crop == VIPS_INTERESTING_NONE || (width && height), 2,
                   "crop needs both width and height");
@@ -315,6 +321,12 @@ int image_thumbnail(lua_State *L) {
         code = "TooManyPixels", what = NULL; /* size = "up"/"force" asked for too much */
     } else if (load_normalise(t[0], h.bands - (h.has_alpha ? 1 : 0) == 1, &t[1])) {
         code = "ImageError", what = "cannot convert to 8-bit sRGB";
+    } else if (lazy) {
+        /* The encoder will pull the pixels (decode, resize and encode then
+         * overlap); the handle's user value keeps the input bytes alive. */
+        t[2] = t[1];
+        g_object_ref(t[2]);
+        out->lazy = IMAGE_LAZY;
     } else if (!(t[2] = vips_image_copy_memory(t[1]))) {
         code = "InvalidImage", what = "cannot decode the image";
     }

@@ -111,7 +111,8 @@ int image_join_frames(lua_State *L) {
     int delays[MAKE_MAX_FRAMES];
     for (lua_Integer i = 0; i < n; i++) {
         lua_geti(L, 1, i + 1);
-        frames[i] = image_check(L, -1); /* still referenced by the table */
+        frames[i] = image_check_decoded(L, -1); /* still referenced by the table */
+        if (!frames[i]) return 2;
         lua_pop(L, 1);
         luaL_argcheck(L, image_frames(frames[i]) == 1, 1, "frames must be still images");
         luaL_argcheck(L, frames[i]->Xsize == frames[0]->Xsize && frames[i]->Ysize == frames[0]->Ysize, 1,

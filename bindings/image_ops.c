@@ -73,7 +73,8 @@ static int ops_finish(lua_State *L, image_handle *out, VipsObject *ctx, VipsImag
 }
 
 int image_crop(lua_State *L) {
-    VipsImage *in = image_check(L, 1);
+    VipsImage *in = image_check_decoded(L, 1);
+    if (!in) return 2;
     lua_Integer w = in->Xsize, h = image_frame_height(in);
     lua_Integer left = luaL_checkinteger(L, 2), top = luaL_checkinteger(L, 3);
     lua_Integer cw = luaL_checkinteger(L, 4), ch = luaL_checkinteger(L, 5);
@@ -89,7 +90,8 @@ int image_crop(lua_State *L) {
 }
 
 int image_rotate(lua_State *L) {
-    VipsImage *in = image_check(L, 1);
+    VipsImage *in = image_check_decoded(L, 1);
+    if (!in) return 2;
     lua_Integer angle = luaL_checkinteger(L, 2);
     luaL_argcheck(L, angle % 90 == 0, 2, "a multiple of 90 expected");
     angle = ((angle % 360) + 360) % 360;
@@ -106,7 +108,8 @@ int image_rotate(lua_State *L) {
 
 int image_flip(lua_State *L) {
     static const char *const names[] = {"horizontal", "vertical", NULL};
-    VipsImage *in = image_check(L, 1);
+    VipsImage *in = image_check_decoded(L, 1);
+    if (!in) return 2;
     int vertical = luaL_checkoption(L, 2, NULL, names);
     image_handle *out = image_push_handle(L);
     VipsObject *ctx;
@@ -117,7 +120,8 @@ int image_flip(lua_State *L) {
 }
 
 int image_flatten(lua_State *L) {
-    VipsImage *in = image_check(L, 1);
+    VipsImage *in = image_check_decoded(L, 1);
+    if (!in) return 2;
     double bg[4];
     int n = 1;
     bg[0] = 255;
@@ -160,8 +164,10 @@ static int ops_fade(VipsImage *im, VipsImage **t, double opacity, VipsImage **ou
 }
 
 int image_composite(lua_State *L) {
-    VipsImage *base = image_check(L, 1);
-    VipsImage *over = image_check(L, 2);
+    VipsImage *base = image_check_decoded(L, 1);
+    if (!base) return 2;
+    VipsImage *over = image_check_decoded(L, 2);
+    if (!over) return 2;
     int x = 0, y = 0, mode = 0;
     double opacity = 1;
     if (!lua_isnoneornil(L, 3)) {
@@ -195,7 +201,8 @@ int image_composite(lua_State *L) {
 }
 
 int image_set_orientation(lua_State *L) {
-    VipsImage *in = image_check(L, 1);
+    VipsImage *in = image_check_decoded(L, 1);
+    if (!in) return 2;
     lua_Integer n = luaL_checkinteger(L, 2);
     luaL_argcheck(L, n >= 1 && n <= 8, 2, "orientation 1..8 expected");
     image_handle *out = image_push_handle(L);
@@ -210,7 +217,8 @@ int image_colourspace(lua_State *L) {
     static const char *const names[] = {"srgb", "b-w", "rgb16", "grey16", NULL};
     static const VipsInterpretation values[] = {VIPS_INTERPRETATION_sRGB, VIPS_INTERPRETATION_B_W,
                                                 VIPS_INTERPRETATION_RGB16, VIPS_INTERPRETATION_GREY16};
-    VipsImage *in = image_check(L, 1);
+    VipsImage *in = image_check_decoded(L, 1);
+    if (!in) return 2;
     VipsInterpretation want = values[luaL_checkoption(L, 2, NULL, names)];
     image_handle *out = image_push_handle(L);
     VipsObject *ctx;
@@ -221,7 +229,8 @@ int image_colourspace(lua_State *L) {
 
 int image_icc_transform(lua_State *L) {
     static const char *const names[] = {"srgb", "cmyk", "p3", NULL};
-    VipsImage *in = image_check(L, 1);
+    VipsImage *in = image_check_decoded(L, 1);
+    if (!in) return 2;
     const char *profile = names[luaL_checkoption(L, 2, NULL, names)];
     image_handle *out = image_push_handle(L);
     VipsObject *ctx;
@@ -232,7 +241,8 @@ int image_icc_transform(lua_State *L) {
 }
 
 int image_extract_band(lua_State *L) {
-    VipsImage *in = image_check(L, 1);
+    VipsImage *in = image_check_decoded(L, 1);
+    if (!in) return 2;
     lua_Integer first = luaL_checkinteger(L, 2);
     lua_Integer count = luaL_optinteger(L, 3, 1);
     luaL_argcheck(L, first >= 0 && first < in->Bands, 2, "no such band");
@@ -246,8 +256,10 @@ int image_extract_band(lua_State *L) {
 }
 
 int image_bandjoin(lua_State *L) {
-    VipsImage *in = image_check(L, 1);
-    VipsImage *other = image_check(L, 2);
+    VipsImage *in = image_check_decoded(L, 1);
+    if (!in) return 2;
+    VipsImage *other = image_check_decoded(L, 2);
+    if (!other) return 2;
     image_handle *out = image_push_handle(L);
     VipsObject *ctx;
     VipsImage **t = ops_scratch(&ctx, 3);
@@ -257,7 +269,8 @@ int image_bandjoin(lua_State *L) {
 }
 
 int image_getpoint(lua_State *L) {
-    VipsImage *in = image_check(L, 1);
+    VipsImage *in = image_check_decoded(L, 1);
+    if (!in) return 2;
     lua_Integer x = luaL_checkinteger(L, 2), y = luaL_checkinteger(L, 3);
     luaL_argcheck(L, x >= 0 && x < in->Xsize, 2, "x is outside the image");
     luaL_argcheck(L, y >= 0 && y < in->Ysize, 3, "y is outside the image");

@@ -110,6 +110,7 @@ int image_save(lua_State *L) {
     if (!vips_type_find("VipsOperation", save_operations[fmt]))
         return error_pushf(L, "UnsupportedFormat", 0, 0, "this libvips build cannot write %s", name);
 
+    int lazy = image_take_lazy(L, 1);
     save_buffer *out = save_push_buffer(L);
     VipsObject *ctx = VIPS_OBJECT(vips_image_new());
     VipsImage **t = (VipsImage **)vips_object_local_array(ctx, 2);
@@ -129,6 +130,8 @@ int image_save(lua_State *L) {
         char msg[IMAGE_ERRMAX];
         image_take_error(msg, sizeof msg);
         g_object_unref(ctx);
+        /* A lazy image decodes here: a failure is the input's fault. */
+        if (lazy) return error_pushf(L, "InvalidImage", 0, 0, "cannot decode the image: %s", msg);
         return error_pushf(L, "ImageError", 0, 0, "cannot write %s: %s", name, msg);
     }
     g_object_unref(ctx);

@@ -1,4 +1,5 @@
 /* imgpipe: command line. */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,16 +48,29 @@ static int started_as_bootstrap(const char *argv0) {
     return !strcmp(base, "bootstrap");
 }
 
+/* Lambda and CLI runs handle one event at a time, but libvips' worker
+ * threads each get a glibc malloc arena by default, and every arena keeps
+ * the image buffers it freed. One arena halves peak memory over many events
+ * and is faster too (bench/RESULTS.md, the imgpipe-arena1 row). The server
+ * keeps glibc's default for its worker threads. MALLOC_ARENA_MAX, when set,
+ * wins. */
+static void limit_malloc_arenas(void) {
+    if (!getenv("MALLOC_ARENA_MAX")) mallopt(M_ARENA_MAX, 1);
+}
+
 int main(int argc, char **argv) {
-    if (started_as_bootstrap(argv[0]) || (argc == 1 && getenv("AWS_LAMBDA_RUNTIME_API")))
+    if (started_as_bootstrap(argv[0]) || (argc == 1 && getenv("AWS_LAMBDA_RUNTIME_API"))) {
+        limit_malloc_arenas();
         return lambda_main(argc, argv);
+    }
     if (argc < 2) {
         usage(stderr);
         return 2;
     }
     const char *cmd = argv[1];
-    if (!strcmp(cmd, "run")) return cli_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve")) return server_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "run") || !strcmp(cmd, "lambda")) limit_malloc_arenas();
+    if (!strcmp(cmd, "run")) return cli_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "lambda")) return lambda_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) return version();
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {

@@ -68,7 +68,7 @@ local function render(bytes)
   local probe, err = image.probe(bytes)
   if not probe then return nil, err end
   local img <close>, terr = image.thumbnail(bytes, {
-    width = cfg.max_dimension, height = cfg.max_dimension, size = "down",
+    width = cfg.max_dimension, height = cfg.max_dimension, size = "down", lazy = true,
     max_pixels = cfg.max_pixels, max_pages = cfg.max_frames,
   })
   if not img then return nil, terr end
