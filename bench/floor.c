@@ -1,5 +1,6 @@
 /* The floor of the resize benchmark: the libvips calls imgpipe makes for
- *   image.thumbnail(bytes, {width = 800, height = 800}) ; img:save("jpeg", {quality = 80})
+ *   image.thumbnail(bytes, {width = 800, height = 800, lazy = true})
+ *   img:save("jpeg", {quality = 80})
  * in a bare C loop, with no Lua and no host, linked against the same libvips
  * build (bench/run.sh compiles it with the Makefile's VIPS_CFLAGS/VIPS_LIBS
  * and CFLAGS). Whatever imgpipe takes beyond this is the price of Lua and of
@@ -15,15 +16,15 @@
  *                         option_string="fail_on=error",
  *                         export_profile="srgb" when the input has an ICC profile)
  *   to 8-bit sRGB when it is not already (vips_colourspace, vips_cast_uchar)
- *   vips_image_copy_memory
- *   vips_jpegsave_buffer(Q=80, keep=none)
+ *   vips_jpegsave_buffer(Q=80, keep=none), which pulls the pixels through
+ *   the pipeline (lazy = true: no vips_image_copy_memory in between)
  *   write the bytes
- * At start: vips_init, untrusted loaders blocked, operation cache off.
- *
- * Built with -DFLOOR_LAZY it skips vips_image_copy_memory, so that
- * vips_jpegsave_buffer pulls pixels through the thumbnail pipeline (as sharp
- * does) instead of encoding a finished copy: not what imgpipe does today,
- * but what it would do without that copy; reported as "floor-lazy". */
+ * At start: vips_init, untrusted loaders blocked, operation cache off, and
+ * glibc malloc limited to one arena unless MALLOC_ARENA_MAX is set, as
+ * imgpipe's host does in CLI and Lambda modes (host/main.c): with glibc's
+ * default of one arena per libvips worker thread the floor would be slower
+ * and bigger than imgpipe, and no floor. */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,13 +101,8 @@ static int floor_one(const char *in, const char *out) {
             goto cleanup;
         im = t[2];
     }
-#ifdef FLOOR_LAZY
-    /* The variant: no render to memory, the encoder pulls from the pipeline. */
     g_object_ref(im);
     t[3] = im;
-#else
-    if (!(t[3] = vips_image_copy_memory(im))) goto cleanup;
-#endif
     if (vips_image_hasalpha(t[3])) goto cleanup; /* the inputs here are RGB; imgpipe would flatten */
     if (vips_jpegsave_buffer(t[3], &jpeg, &outlen, "Q", FLOOR_QUALITY, "keep", VIPS_FOREIGN_KEEP_NONE, NULL))
         goto cleanup;
@@ -125,6 +121,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: floor OUTDIR IN1 [IN2 ...]\n");
         return 2;
     }
+    if (!getenv("MALLOC_ARENA_MAX")) mallopt(M_ARENA_MAX, 1);
     if (VIPS_INIT(argv[0])) vips_error_exit(NULL);
     vips_block_untrusted_set(TRUE);
     vips_cache_set_max(0);

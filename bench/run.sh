@@ -176,12 +176,9 @@ say "the floor (bench/floor.c, the Makefile's libvips flags)"
 # The Makefile's own VIPS_CFLAGS/VIPS_LIBS/CFLAGS, so that the floor links
 # the very libvips build imgpipe links (VIPS=prebuilt by default).
 mkvar() { make --no-print-directory -s -f Makefile -f - "print-$1" <<<'print-%: ; @echo $($*)'; }
-export FLOOR_BIN=$OUT/floor FLOOR_LAZY_BIN=$OUT/floor-lazy
+export FLOOR_BIN=$OUT/floor
 # shellcheck disable=SC2046
 cc -std=gnu11 -Wall -Wextra $(mkvar CFLAGS) $(mkvar VIPS_CFLAGS) -o "$FLOOR_BIN" bench/floor.c $(mkvar VIPS_LIBS)
-# shellcheck disable=SC2046
-cc -std=gnu11 -Wall -Wextra -DFLOOR_LAZY $(mkvar CFLAGS) $(mkvar VIPS_CFLAGS) -o "$FLOOR_LAZY_BIN" bench/floor.c \
-  $(mkvar VIPS_LIBS)
 ldd "$FLOOR_BIN" | grep -o 'libvips[^ ]* => [^ ]*' || true
 ldd "$IMGPIPE_BIN" | grep -o 'libvips[^ ]* => [^ ]*' || true
 # sharp's own copy of the prebuilt libvips: the same file?

@@ -140,16 +140,17 @@ class Target:
 
 RESIZE_DOES = {
     "imgpipe": "`imgpipe run bench/scripts/resize-batch.lua`: per file `io.open():read('a')`, "
-               "`image.thumbnail(bytes, {width=800, height=800})` (format sniff, header check, "
-               "`vips_thumbnail_buffer` size=down: shrink-on-load, EXIF rotation, sRGB; then the "
-               "thumbnail rendered to memory), `img:save('jpeg', {quality=80})` "
-               "(`vips_jpegsave_buffer` Q=80, keep=none), `io.open():write()`",
+               "`image.thumbnail(bytes, {width=800, height=800, lazy=true})` (format sniff, header check, "
+               "`vips_thumbnail_buffer` size=down: shrink-on-load, EXIF rotation, sRGB; `lazy` as "
+               "pipelines/process.lua uses it: the pixels are computed by the save), "
+               "`img:save('jpeg', {quality=80})` (`vips_jpegsave_buffer` Q=80, keep=none), "
+               "`io.open():write()`",
+    "imgpipe-eager": "*informational, no target*: the same script with the default `lazy=false`: the "
+                     "thumbnail is computed into memory (`vips_image_copy_memory`) before `img:save` encodes it",
     "floor": "`bench/floor.c`: the same libvips calls in a C loop (read file, sniff, header, "
-             "`vips_thumbnail_buffer`, `vips_image_copy_memory`, `vips_jpegsave_buffer` Q=80 keep=none, "
-             "write), same libvips build, same cache settings",
-    "floor-lazy": "*informational, no target*: `bench/floor.c` built with `-DFLOOR_LAZY`, the floor without "
-                  "`vips_image_copy_memory`, so the encoder pulls pixels through the thumbnail pipeline "
-                  "(what sharp does)",
+             "`vips_thumbnail_buffer`, `vips_jpegsave_buffer` Q=80 keep=none pulling from it, write), "
+             "same libvips build, same cache settings, glibc malloc limited to one arena as imgpipe's "
+             "host does",
     "vipsthumbnail": "Debian's `vipsthumbnail --size 800x800 -o '%s.jpg[Q=80,strip]' FILES...` "
                      "(its own libvips 8.14, `vips_thumbnail` from the file: shrink-on-load, EXIF rotation)",
     "pillow": "`bench/peers/resize_pillow.py`: `Image.open`, `Image.thumbnail((800, 800))` (JPEG draft = "
@@ -164,7 +165,7 @@ RESIZE_DOES = {
     "sharp-exact": "*informational, not the peer*: the same script with `fastShrinkOnLoad: false`, "
                    "so that sharp shrinks on load no further than vips_thumbnail",
 }
-RESIZE_ORDER = ["imgpipe", "floor", "floor-lazy", "vipsthumbnail", "pillow", "sharp", "sharp-exact"]
+RESIZE_ORDER = ["imgpipe", "imgpipe-eager", "floor", "vipsthumbnail", "pillow", "sharp", "sharp-exact"]
 
 
 def resize_section(res, out, targets):
@@ -244,7 +245,7 @@ def events_section(res, out, targets):
     out.append("|---|---|---|---|---|---|")
     per = {k: [x / n for x in v["total_s"]] for k, v in t.items()}
     rss = {k: [x / MB for x in v["peak_rss_kb"]] for k, v in t.items()}
-    for k in ("imgpipe", "python", "node", "imgpipe-arena1"):
+    for k in ("imgpipe", "python", "node"):
         if k not in t:
             continue
         out.append("| %s | %s | %.1f | %s | %.2f | %.2f |" % (
@@ -258,15 +259,14 @@ late events change nothing), S3 `GetObject`, format and pixel checks from the he
 `PROCESSED`.
 
 - **imgpipe**: the binary started as `bootstrap` with `_HANDLER=process`: `pipelines/process.lua` as shipped
-  (it also calls `image.probe`).
+  (it also calls `image.probe`, and uses a lazy thumbnail); the host limits glibc malloc to one arena in
+  Lambda mode.
 - **python**: `bench/peers/python/handler.py` (boto3 clients made at import, Pillow as in the resize
   section), run by `bench/peers/python/bootstrap.py`, a minimal Runtime API loop (lighter than AWS's
   `awslambdaric`).
 - **node**: `bench/peers/node/handler.mjs` (AWS SDK v3 clients made at import, sharp as in the resize
   section, with sharp's default settings, its operation cache included), run by
   `bench/peers/node/bootstrap.mjs`, a minimal Runtime API loop.
-- **imgpipe-arena1** (*informational, no target*): imgpipe exactly as above with `MALLOC_ARENA_MAX=1` in
-  its environment (glibc malloc with one arena instead of one per thread).
 
 The time per event is the time from handing out the first event to the last response, divided by the
 number of events, so it includes the first event's connection set-up. S3 and DynamoDB are s3rver %s and

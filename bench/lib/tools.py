@@ -5,8 +5,7 @@ that measure.py and lambda_bench.py read. One place to see exactly what runs.
   tools.py resize INPUT.jpg WORKDIR ROUNDS OUT.json   50 copies of INPUT, one spec
   tools.py lambda OUT.json                            the three Lambda runtimes
 
-Environment: IMGPIPE_BIN (the imgpipe binary), FLOOR_BIN and FLOOR_LAZY_BIN (bench/floor.c built
-without and with -DFLOOR_LAZY),
+Environment: IMGPIPE_BIN (the imgpipe binary), FLOOR_BIN (bench/floor.c built),
 BENCH_BATCH (images per batch, 50).
 """
 import json
@@ -41,14 +40,16 @@ def resize(image, work, rounds, out):
     tools = [
         ("imgpipe", [imgpipe, "run", os.path.join(BENCH, "scripts/resize-batch.lua"), "--", outdir("imgpipe")], 1),
         ("floor", [floor, outdir("floor")], 1),
-        # Informational: the floor without vips_image_copy_memory (see bench/floor.c).
-        ("floor-lazy", [os.environ["FLOOR_LAZY_BIN"], outdir("floor-lazy")], 1),
         ("vipsthumbnail", ["vipsthumbnail", "--size", "800x800", "-o",
                            os.path.join(outdir("vipsthumbnail"), "%s.jpg[Q=80,strip]")], 1),
         ("pillow", [PY, os.path.join(BENCH, "peers/resize_pillow.py"), outdir("pillow")], 1),
         ("sharp", [NODE, os.path.join(BENCH, "peers/resize_sharp.mjs"), outdir("sharp")], 1),
     ]
     cmds = [{"name": name, "argv": argv + inputs, "warmup_argv": argv + inputs[:2]} for name, argv, _ in tools]
+    # Informational: imgpipe with the default eager thumbnail (computed into memory before saving).
+    cmds.insert(1, {"name": "imgpipe-eager", "argv": cmds[0]["argv"][:4] + [outdir("imgpipe-eager")] + inputs,
+                    "warmup_argv": cmds[0]["argv"][:4] + [outdir("imgpipe-eager")] + inputs[:2],
+                    "env": {"IMGPIPE_BENCH_EAGER": "1"}})
     # Informational: sharp told to shrink on load no further than vips_thumbnail does.
     cmds.append({"name": "sharp-exact", "argv": cmds[-1]["argv"][:2] + [outdir("sharp-exact")] + inputs,
                  "warmup_argv": cmds[-1]["argv"][:2] + [outdir("sharp-exact")] + inputs[:2],
@@ -65,10 +66,6 @@ def lambda_tools(out):
         # The binary started as "bootstrap", as the provided.al2023 runtime does.
         {"name": "imgpipe", "argv": [imgpipe], "argv0": "bootstrap",
          "env": {"_HANDLER": "process", "IMGPIPE_PIPELINES": os.path.join(ROOT, "pipelines")}},
-        # Informational: the same with glibc malloc limited to one arena.
-        {"name": "imgpipe-arena1", "argv": [imgpipe], "argv0": "bootstrap", "coldstart": False,
-         "env": {"_HANDLER": "process", "IMGPIPE_PIPELINES": os.path.join(ROOT, "pipelines"),
-                 "MALLOC_ARENA_MAX": "1"}},
         {"name": "python", "argv": [PY, os.path.join(peers, "python/bootstrap.py")],
          "env": {"_HANDLER": "handler.lambda_handler", "LAMBDA_TASK_ROOT": os.path.join(peers, "python")}},
         {"name": "node", "argv": [NODE, os.path.join(peers, "node/bootstrap.mjs")],

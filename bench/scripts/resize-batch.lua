@@ -2,11 +2,16 @@
 -- as JPEG quality 80 with no metadata, one image after the other.
 --   imgpipe run bench/scripts/resize-batch.lua -- OUTDIR IN1 [IN2 ...]
 -- For each file: read the bytes, image.thumbnail (shrink-on-load, EXIF
--- auto-rotation, sRGB; libvips' vips_thumbnail_buffer), img:save("jpeg")
--- (vips_jpegsave_buffer, strip = true by default), write the bytes.
+-- auto-rotation, sRGB; libvips' vips_thumbnail_buffer) with lazy = true, as
+-- pipelines/process.lua does for an image it saves once (img:save then pulls
+-- the pixels through the pipeline), img:save("jpeg") (vips_jpegsave_buffer,
+-- strip = true by default), write the bytes.
+-- IMGPIPE_BENCH_EAGER=1 (the informational "imgpipe-eager" row) uses the
+-- default lazy = false instead: the thumbnail is computed into memory first.
 local image = require "imgpipe.image"
 
 local SIZE, QUALITY = 800, 80
+local LAZY = os.getenv "IMGPIPE_BENCH_EAGER" ~= "1"
 
 local function read(path)
   local f = assert(io.open(path, "rb"))
@@ -25,7 +30,7 @@ local function handler()
   local outdir = assert(arg and arg[1], "usage: resize-batch.lua -- OUTDIR IN1 [IN2 ...]")
   local n, total = 0, 0
   for i = 2, #arg do
-    local img <close> = assert(image.thumbnail(read(arg[i]), { width = SIZE, height = SIZE }))
+    local img <close> = assert(image.thumbnail(read(arg[i]), { width = SIZE, height = SIZE, lazy = LAZY }))
     local out = assert(img:save("jpeg", { quality = QUALITY }))
     write(string.format("%s/%03d.jpg", outdir, i - 1), out)
     n, total = n + 1, total + #out
