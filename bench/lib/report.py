@@ -75,43 +75,32 @@ WOULD_TAKE = {
                          "at most; a larger gap in one run is noise on this shared machine (compare the min–max "
                          "columns), and if it holds, `perf record` of `imgpipe run` against the floor shows it.",
     "resize-floor-mem": "imgpipe's extra resident memory is the Lua state, the input strings held until the "
-                        "collector runs, and the host's own libraries (libcurl, OpenSSL, libmicrohttpd).",
-    "resize-pillow": "The floor itself is at about the same ratio, so this is libvips' work, not imgpipe's: "
+                        "collector runs (a full collection after each image would bound it), and the host's "
+                        "own libraries (libcurl, OpenSSL, libmicrohttpd) that the floor does not load.",
+    "resize-pillow": "The floor is at about the same ratio, so this is libvips' work, not imgpipe's: "
                      "at 24 MP most of the time is the JPEG decode at 1/2 scale, which libvips (like "
-                     "Pillow) runs on one thread. The way to 3x is to decode less: vips_thumbnail leaves "
-                     "at least a factor of 2 for the final resize and so decodes at 1/2 scale here, where "
-                     "sharp's default (fastShrinkOnLoad) decodes at 1/4 (compare the sharp and "
-                     "sharp-exact rows). A `fast` option to image.thumbnail that picks the shrink-on-load "
-                     "factor as sharp does (bindings/image_load.c) would get there, at the price sharp "
-                     "documents: slightly more aliasing.",
-    "resize-sharp": "Two causes, both visible in this run's informational rows. (1) sharp's default "
-                    "shrink-on-load is more aggressive: vips_thumbnail (which imgpipe and the floor use) "
-                    "leaves at least a factor of 2 for the final resize, so it decodes the 6 MP JPEG at "
-                    "full size and the 24 MP one at 1/2, where sharp's fastShrinkOnLoad decodes at 1/2 "
-                    "and 1/4; the sharp-exact row is sharp with fastShrinkOnLoad: false, and it loses "
-                    "that lead. (2) image.thumbnail ends with vips_image_copy_memory "
-                    "(bindings/image_load.c): the thumbnail is rendered in full, then encoded by "
-                    "img:save, so decode/resize and encode do not overlap on the two cores; the "
-                    "floor-lazy row is the floor without that copy (no change in the output bytes). To "
-                    "be not slower than sharp, imgpipe needs both: a lazy thumbnail (the input string is "
-                    "already pinned as the handle's user value; decode errors would then surface from "
-                    "img:save, which the error contract would have to say) and sharp's shrink-on-load "
-                    "policy, as an option or as the default (a quality trade-off to decide, not a bug).",
+                     "Pillow) runs on one thread. The way to 3x is to decode less: sharp's shrink-on-load "
+                     "policy (see resize vs sharp) decodes at 1/4 here.",
+    "resize-sharp": "sharp's default shrink-on-load is more aggressive: vips_thumbnail (which imgpipe and "
+                    "the floor use) leaves at least a factor of 2 for the final resize, so it decodes the "
+                    "6 MP JPEG at full size and the 24 MP one at 1/2, where sharp's fastShrinkOnLoad "
+                    "decodes at 1/2 and 1/4. The sharp-exact row is sharp with fastShrinkOnLoad: false: "
+                    "compare it with imgpipe. The floor is at the same ratio, so Lua and the host are not "
+                    "the gap. What it would take is sharp's shrink-on-load policy in image.thumbnail "
+                    "(bindings/image_load.c: load the JPEG with shrink = the largest of 2, 4, 8 that keeps "
+                    "it above the target, then vips_resize), as an option or as the default — a quality "
+                    "trade-off to decide (sharp documents slight moiré), not a bug.",
     "events-python": "Per event most of the time is the image step (see the resize section: Pillow is "
                      "about 3x slower than libvips there) plus four round trips to the emulators, the same "
                      "for every handler. imgpipe's side of it shrinks with the resize fix above.",
-    "events-node": "It is the image step: the Node.js handler uses sharp, which decodes at half the "
-                   "resolution and overlaps encoding with decoding (see resize vs sharp); the S3 and "
-                   "DynamoDB calls cost about the same in both. The two resize changes above apply.",
-    "events-mem-python": "imgpipe's peak is mostly anonymous memory in glibc malloc arenas: libvips' worker "
-                         "threads each get their own arena, which keeps freed image buffers and grows with "
-                         "the number of events handled. The imgpipe-arena1 row is the same binary with "
-                         "MALLOC_ARENA_MAX=1, about half the peak; mallopt(M_ARENA_MAX, 1) at start in "
-                         "Lambda mode (host/lambda.c), or malloc_trim(0) after each invocation, would do "
-                         "that without asking users for an environment variable. To be safely under half "
-                         "of Python's, the lazy thumbnail (no full copy of the thumbnail before encoding) "
-                         "would take off a few MB more.",
-    "events-mem-node": "As for Python: glibc's per-thread malloc arenas (see the imgpipe-arena1 row).",
+    "events-node": "It is the image step: the Node.js handler uses sharp, which decodes the 6 MP upload at "
+                   "half the resolution (see resize vs sharp); the S3 and DynamoDB calls cost about the "
+                   "same in both. The shrink-on-load policy change above applies.",
+    "events-mem-python": "imgpipe's peak is the Lua state, libvips and its worker threads, the input and "
+                         "output strings until collected, and the host's libraries. A full Lua collection "
+                         "after each invocation (host/lambda.c) and malloc_trim(0) would bring the peak "
+                         "nearer the working set of one image.",
+    "events-mem-node": "As for Python.",
     "cold-python": "",
     "cold-node": "",
     "presign-botocore": "perf on `imgpipe run bench/scripts/presign-loop.lua` (at commit 4b2cf95) puts about "
