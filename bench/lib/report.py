@@ -77,16 +77,19 @@ WOULD_TAKE = {
     "resize-floor-mem": "imgpipe's extra resident memory is the Lua state, the input strings held until the "
                         "collector runs (a full collection after each image would bound it), and the host's "
                         "own libraries (libcurl, OpenSSL, libmicrohttpd) that the floor does not load.",
-    "resize-pillow": "The floor is at about the same ratio, so this is libvips' work, not imgpipe's: "
-                     "at 24 MP most of the time is the JPEG decode at 1/2 scale, which libvips (like "
-                     "Pillow) runs on one thread. The way to 3x is to decode less: sharp's shrink-on-load "
-                     "policy (see resize vs sharp) decodes at 1/4 here.",
-    "resize-sharp": "sharp's default shrink-on-load is more aggressive: vips_thumbnail (which imgpipe and "
-                    "the floor use) leaves at least a factor of 2 for the final resize, so it decodes the "
-                    "6 MP JPEG at full size and the 24 MP one at 1/2, where sharp's fastShrinkOnLoad "
-                    "decodes at 1/2 and 1/4. The sharp-exact row is sharp with fastShrinkOnLoad: false: "
-                    "compare it with imgpipe. The floor is at the same ratio, so Lua and the host are not "
-                    "the gap. What it would take is sharp's shrink-on-load policy in image.thumbnail "
+    "resize-pillow": "At 24 MP most of the time is the JPEG decode at 1/2 scale, which libvips, like "
+                     "Pillow, runs on one thread, so the floor itself is only about 3x Pillow and imgpipe's "
+                     "few percent over the floor (a longer process start, Lua reading each file into a "
+                     "string) decide the target. "
+                     "The way to a clear 3x is to decode less: sharp's shrink-on-load policy (see resize vs "
+                     "sharp) decodes at 1/4 here.",
+    "resize-sharp": "Lua and the host are not the gap (the floor, the same libvips calls in C, is about "
+                    "as far behind). sharp's default shrink-on-load is more aggressive: vips_thumbnail "
+                    "(which imgpipe and the floor use) leaves at least a factor of 2 for the final resize, "
+                    "so it decodes the 6 MP JPEG at full size and the 24 MP one at 1/2 (VIPS_INFO says "
+                    "\"loading with factor 1 / 2 pre-shrink\"), where sharp's fastShrinkOnLoad decodes at "
+                    "1/2 and 1/4; told not to (the sharp-exact row, fastShrinkOnLoad: false), sharp is "
+                    "slower than imgpipe. What it would take is that policy in image.thumbnail "
                     "(bindings/image_load.c: load the JPEG with shrink = the largest of 2, 4, 8 that keeps "
                     "it above the target, then vips_resize), as an option or as the default — a quality "
                     "trade-off to decide (sharp documents slight moiré), not a bug.",
@@ -115,8 +118,9 @@ WOULD_TAKE = {
 
 
 class Target:
-    def __init__(self, key, label, measured, need, higher_is_better, shown, note=None):
+    def __init__(self, key, label, measured, need, higher_is_better, shown, note=None, evidence=""):
         self.key, self.label, self.measured, self.need = key, label, measured, need
+        self.evidence = evidence
         self.higher, self.shown = higher_is_better, shown
         self.note = note or "%s (need %s %g)" % (shown.split(" (")[0], "≥" if self.higher else "≤", need)
 
@@ -200,9 +204,15 @@ def resize_section(res, out, targets):
                    img_m / limit, 1.0, False, "%.1f MB vs limit %.1f MB (floor %.1f MB)" % (img_m, limit, floor_m),
                    "%.0f MB (need ≤ %.0f MB)" % (img_m, limit)),
             Target("resize-pillow", "Resize %s: Pillow time ÷ imgpipe time" % label.split(" (")[0],
-                   r_pillow, 3.0, True, "%.2fx" % r_pillow + pspan(c["pillow"]["wall_s"], c["imgpipe"]["wall_s"])),
+                   r_pillow, 3.0, True, "%.2fx" % r_pillow + pspan(c["pillow"]["wall_s"], c["imgpipe"]["wall_s"]),
+                   evidence="In this run: Pillow ÷ floor %.2fx, imgpipe ÷ floor %.3fx." % (
+                       pratio(c["pillow"]["wall_s"], c["floor"]["wall_s"]), r_floor)),
             Target("resize-sharp", "Resize %s: sharp time ÷ imgpipe time" % label.split(" (")[0],
-                   r_sharp, 1.0, True, "%.2fx" % r_sharp + pspan(c["sharp"]["wall_s"], c["imgpipe"]["wall_s"])),
+                   r_sharp, 1.0, True, "%.2fx" % r_sharp + pspan(c["sharp"]["wall_s"], c["imgpipe"]["wall_s"]),
+                   evidence="In this run: sharp ÷ floor %.2fx%s." % (
+                       pratio(c["sharp"]["wall_s"], c["floor"]["wall_s"]),
+                       ", sharp-exact ÷ imgpipe %.2fx" % pratio(c["sharp-exact"]["wall_s"], c["imgpipe"]["wall_s"])
+                       if "sharp-exact" in c else "")),
         ]
     if not any_:
         out.append("Not run.\n")
@@ -499,9 +509,9 @@ def main():
         out.append("### Missed targets, and what it would take\n")
         seen = set()
         for t in missed:
-            why = WOULD_TAKE.get(t.key, "")
-            out.append("- **%s**: %s (required %s %g).%s" % (t.label, t.shown, "≥" if t.higher else "≤", t.need,
-                                                             (" " + why) if why and t.key not in seen else ""))
+            why = WOULD_TAKE.get(t.key, "") if t.key not in seen else "See above."
+            out.append("- **%s**: %s (required %s %g). %s%s" % (t.label, t.shown, "≥" if t.higher else "≤", t.need,
+                                                               t.evidence + " " if t.evidence else "", why))
             seen.add(t.key)
         out.append("")
     else:
