@@ -516,6 +516,11 @@ def main():
         out.append("")
     else:
         out.append("Every target is met in this run.\n")
+    close = [t for t in targets if t.met and (t.measured / t.need if t.higher else t.need / t.measured) < 1.05]
+    if close:
+        out.append("Met by less than 5%%, so they may go either way from run to run on this machine (see the "
+                   "per-round ranges): %s.\n" % "; ".join("%s, %s" % (t.label, t.shown.split(" (rounds")[0])
+                                                          for t in close))
     failed = (load(res, "failed") or "").split()
     if failed:
         out.append("### Sections that failed in this run\n")
