@@ -69,6 +69,7 @@ local function render(bytes)
   if not probe then return nil, err end
   local img <close>, terr = image.thumbnail(bytes, {
     width = cfg.max_dimension, height = cfg.max_dimension, size = "down", lazy = true,
+    fast_shrink = cfg.shrink_on_load == "fast",
     max_pixels = cfg.max_pixels, max_pages = cfg.max_frames,
   })
   if not img then return nil, terr end

@@ -62,6 +62,9 @@ function M.load()
     url_expires = integer("URL_EXPIRES", 900, 1, 604800),
     quality = integer("OUTPUT_QUALITY", 80, 1, 100),
     output_format = choice("OUTPUT_FORMAT", "auto", { "auto", "jpeg", "png", "webp", "avif" }),
+    -- "fast": JPEGs decode at the smallest scale covering the output (as
+    -- sharp does by default); "exact": libvips' own, gentler policy.
+    shrink_on_load = choice("SHRINK_ON_LOAD", "fast", { "fast", "exact" }),
     cache_control = os.getenv "OUTPUT_CACHE_CONTROL" or "public, max-age=31536000, immutable",
     claim_ttl_s = integer("CLAIM_TTL_SECONDS", 900, 1, 86400),
     min_remaining_ms = integer("MIN_REMAINING_MS", 3000, 0, 900000),

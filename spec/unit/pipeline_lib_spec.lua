@@ -139,8 +139,8 @@ describe("lib.config", function()
 
   it("has the documented defaults", function()
     local c = load(base)
-    assert.same({ 800, "uploads/", "processed/", 900, "auto" },
-      { c.max_dimension, c.upload_prefix, c.processed_prefix, c.url_expires, c.output_format })
+    assert.same({ 800, "uploads/", "processed/", 900, "auto", "fast" },
+      { c.max_dimension, c.upload_prefix, c.processed_prefix, c.url_expires, c.output_format, c.shrink_on_load })
   end)
 
   local error_rows = {
@@ -148,6 +148,7 @@ describe("lib.config", function()
     { "names a missing TABLE_NAME", "UPLOAD_BUCKET=u PROCESSED_BUCKET=p", "TABLE_NAME is not set" },
     { "refuses a bad MAX_DIMENSION", base .. "MAX_DIMENSION=huge", "MAX_DIMENSION must be" },
     { "refuses a bad OUTPUT_FORMAT", base .. "OUTPUT_FORMAT=bmp", "OUTPUT_FORMAT must be one of" },
+    { "refuses a bad SHRINK_ON_LOAD", base .. "SHRINK_ON_LOAD=turbo", "SHRINK_ON_LOAD must be one of" },
     { "refuses a prefix with ..", base .. "UPLOAD_PREFIX=../x/", "UPLOAD_PREFIX must be" },
     { "guards against recursion: same bucket, same prefix",
       "UPLOAD_BUCKET=b PROCESSED_BUCKET=b TABLE_NAME=t PROCESSED_PREFIX=uploads/", "would trigger processing" },
