@@ -1,10 +1,10 @@
 /* The floor of the resize benchmark: the libvips calls imgpipe makes for
- *   image.thumbnail(bytes, {width = 800, height = 800, lazy = true})
+ *   image.thumbnail(bytes, {width = 800, height = 800, lazy = true, fast_shrink = true})
  *   img:save("jpeg", {quality = 80})
- * in a bare C loop, with no Lua and no host, linked against the same libvips
- * build (bench/run.sh compiles it with the Makefile's VIPS_CFLAGS/VIPS_LIBS
- * and CFLAGS). Whatever imgpipe takes beyond this is the price of Lua and of
- * the binding.
+ * (the options pipelines/process.lua uses) in a bare C loop, with no Lua and
+ * no host, linked against the same libvips build (bench/run.sh compiles it
+ * with the Makefile's VIPS_CFLAGS/VIPS_LIBS and CFLAGS). Whatever imgpipe
+ * takes beyond this is the price of Lua and of the binding.
  *
  *   floor OUTDIR IN1 [IN2 ...]     writes OUTDIR/001.jpg, 002.jpg, ...
  *
@@ -12,9 +12,14 @@
  *   read the whole file into memory (the Lua script reads it into a string)
  *   sniff: vips_foreign_find_load_buffer
  *   header: vips_image_new_from_buffer(access=sequential), read the fields
- *   vips_thumbnail_buffer(800, height=800, size=down, crop=none,
- *                         option_string="fail_on=error",
- *                         export_profile="srgb" when the input has an ICC profile)
+ *   a JPEG whose fast shrink factor (the largest of 8, 4, 2 that still
+ *   decodes at least 800x800 of the upright image) is above 1:
+ *     vips_jpegload_buffer(shrink, fail_on=error, access=sequential)
+ *     vips_thumbnail_image(800, height=800, size=down, crop=none,
+ *                          export_profile="srgb" when the input has an ICC profile)
+ *   anything else:
+ *     vips_thumbnail_buffer(800, height=800, size=down, crop=none,
+ *                           option_string="fail_on=error", export_profile as above)
  *   to 8-bit sRGB when it is not already (vips_colourspace, vips_cast_uchar)
  *   vips_jpegsave_buffer(Q=80, keep=none), which pulls the pixels through
  *   the pipeline (lazy = true: no vips_image_copy_memory in between)
@@ -67,34 +72,62 @@ static int floor_write(const char *path, const void *data, size_t len) {
 
 /* The header checks imgpipe makes before decoding (format allow list,
  * pixel and frame limits): the same libvips calls. */
-static int floor_header(const char *data, size_t len, int *has_icc) {
+typedef struct floor_header_info {
+    int width, height, orientation, has_icc, jpeg;
+} floor_header_info;
+
+static int floor_header(const char *data, size_t len, floor_header_info *h) {
     const char *loader = vips_foreign_find_load_buffer(data, len);
     vips_error_clear();
     if (!loader) return -1;
+    h->jpeg = strstr(loader, "Jpeg") != NULL;
     VipsImage *im = vips_image_new_from_buffer(data, len, "", "access", VIPS_ACCESS_SEQUENTIAL, NULL);
     if (!im) return -1;
     volatile int fields = im->Xsize + im->Ysize + im->Bands + vips_image_get_n_pages(im) +
                           vips_image_hasalpha(im) + vips_image_get_orientation(im) +
                           (vips_image_get_typeof(im, VIPS_META_EXIF_NAME) != 0);
     (void)fields;
-    *has_icc = vips_image_get_typeof(im, VIPS_META_ICC_NAME) != 0;
+    h->width = im->Xsize;
+    h->height = im->Ysize;
+    h->orientation = vips_image_get_orientation(im);
+    h->has_icc = vips_image_get_typeof(im, VIPS_META_ICC_NAME) != 0;
     g_object_unref(im);
     return 0;
+}
+
+/* fast_shrink's factor, as load_fast_shrink in bindings/image_load.c. */
+static int floor_fast_shrink(const floor_header_info *h) {
+    int swap = h->orientation >= 5 && h->orientation <= 8;
+    double fw = (double)(swap ? h->height : h->width) / FLOOR_SIZE;
+    double fh = (double)(swap ? h->width : h->height) / FLOOR_SIZE;
+    double factor = fw > fh ? fw : fh;
+    for (int s = 8; s >= 2; s /= 2)
+        if (factor >= s) return s;
+    return 1;
 }
 
 static int floor_one(const char *in, const char *out) {
     size_t len = 0, outlen = 0;
     void *jpeg = NULL;
-    int status = -1, has_icc = 0;
+    int status = -1, shrink = 1;
+    floor_header_info h = {0};
     char *data = floor_read(in, &len);
     VipsObject *ctx = VIPS_OBJECT(vips_image_new());
-    VipsImage **t = (VipsImage **)vips_object_local_array(ctx, 4);
+    VipsImage **t = (VipsImage **)vips_object_local_array(ctx, 5);
     if (!data) goto cleanup;
-    if (floor_header(data, len, &has_icc)) goto cleanup;
-    if (vips_thumbnail_buffer(data, len, &t[0], FLOOR_SIZE, "height", FLOOR_SIZE, "size", VIPS_SIZE_DOWN, "crop",
-                              VIPS_INTERESTING_NONE, "option_string", "fail_on=error", "export_profile",
-                              has_icc ? "srgb" : NULL, NULL))
+    if (floor_header(data, len, &h)) goto cleanup;
+    if (h.jpeg) shrink = floor_fast_shrink(&h);
+    if (shrink > 1) {
+        if (vips_jpegload_buffer(data, len, &t[4], "shrink", shrink, "fail_on", VIPS_FAIL_ON_ERROR, "access",
+                                 VIPS_ACCESS_SEQUENTIAL, NULL) ||
+            vips_thumbnail_image(t[4], &t[0], FLOOR_SIZE, "height", FLOOR_SIZE, "size", VIPS_SIZE_DOWN, "crop",
+                                 VIPS_INTERESTING_NONE, "export_profile", h.has_icc ? "srgb" : NULL, NULL))
+            goto cleanup;
+    } else if (vips_thumbnail_buffer(data, len, &t[0], FLOOR_SIZE, "height", FLOOR_SIZE, "size", VIPS_SIZE_DOWN,
+                                     "crop", VIPS_INTERESTING_NONE, "option_string", "fail_on=error",
+                                     "export_profile", h.has_icc ? "srgb" : NULL, NULL)) {
         goto cleanup;
+    }
     VipsImage *im = t[0];
     if (vips_image_get_interpretation(im) != VIPS_INTERPRETATION_sRGB || im->BandFmt != VIPS_FORMAT_UCHAR) {
         if (vips_colourspace(im, &t[1], VIPS_INTERPRETATION_sRGB, NULL) || vips_cast_uchar(t[1], &t[2], NULL))

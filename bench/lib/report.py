@@ -77,28 +77,21 @@ WOULD_TAKE = {
     "resize-floor-mem": "imgpipe's extra resident memory is the Lua state, the input strings held until the "
                         "collector runs (a full collection after each image would bound it), and the host's "
                         "own libraries (libcurl, OpenSSL, libmicrohttpd) that the floor does not load.",
-    "resize-pillow": "At 24 MP most of the time is the JPEG decode at 1/2 scale, which libvips, like "
-                     "Pillow, runs on one thread, so the floor itself is only about 3x Pillow and imgpipe's "
-                     "few percent over the floor (a longer process start, Lua reading each file into a "
-                     "string) decide the target. "
-                     "The way to a clear 3x is to decode less: sharp's shrink-on-load policy (see resize vs "
-                     "sharp) decodes at 1/4 here.",
-    "resize-sharp": "Lua and the host are not the gap (the floor, the same libvips calls in C, is about "
-                    "as far behind). sharp's default shrink-on-load is more aggressive: vips_thumbnail "
-                    "(which imgpipe and the floor use) leaves at least a factor of 2 for the final resize, "
-                    "so it decodes the 6 MP JPEG at full size and the 24 MP one at 1/2 (VIPS_INFO says "
-                    "\"loading with factor 1 / 2 pre-shrink\"), where sharp's fastShrinkOnLoad decodes at "
-                    "1/2 and 1/4; told not to (the sharp-exact row, fastShrinkOnLoad: false), sharp is "
-                    "slower than imgpipe. What it would take is that policy in image.thumbnail "
-                    "(bindings/image_load.c: load the JPEG with shrink = the largest of 2, 4, 8 that keeps "
-                    "it above the target, then vips_resize), as an option or as the default — a quality "
-                    "trade-off to decide (sharp documents slight moiré), not a bug.",
+    "resize-pillow": "At 24 MP most of the time is the JPEG decode, which libvips, like Pillow, runs on one "
+                     "thread; imgpipe already decodes at 1/4 scale there (fast_shrink) where Pillow's draft "
+                     "stops at 1/2. Compare the floor's ratio: what is left is Lua and the host.",
+    "resize-sharp": "imgpipe and sharp now decode the JPEG at the same scale (fast_shrink, sharp's "
+                    "fastShrinkOnLoad) and both let the encoder pull from the pipeline. What differs: the "
+                    "header is parsed three times per image in imgpipe (sniff, the header check, the "
+                    "loader) and once in sharp, imgpipe reads each file into a Lua string where sharp "
+                    "hands libvips a file name, and the process start (Lua state, the host's libraries). "
+                    "The floor's ratio tells how much of the gap is libvips calls rather than Lua and the "
+                    "host; `perf record` of both on this batch would say which of these dominates.",
     "events-python": "Per event most of the time is the image step (see the resize section: Pillow is "
                      "about 3x slower than libvips there) plus four round trips to the emulators, the same "
                      "for every handler. imgpipe's side of it shrinks with the resize fix above.",
-    "events-node": "It is the image step: the Node.js handler uses sharp, which decodes the 6 MP upload at "
-                   "half the resolution (see resize vs sharp); the S3 and DynamoDB calls cost about the "
-                   "same in both. The shrink-on-load policy change above applies.",
+    "events-node": "It is the image step and the client libraries: compare the resize section (imgpipe vs "
+                   "sharp) and the per-event numbers; the S3 and DynamoDB calls go to the same emulators.",
     "events-mem-python": "imgpipe's peak is the Lua state, libvips and its worker threads, the input and "
                          "output strings until collected, and the host's libraries. A full Lua collection "
                          "after each invocation (host/lambda.c) and malloc_trim(0) would bring the peak "
@@ -133,17 +126,18 @@ class Target:
 
 RESIZE_DOES = {
     "imgpipe": "`imgpipe run bench/scripts/resize-batch.lua`: per file `io.open():read('a')`, "
-               "`image.thumbnail(bytes, {width=800, height=800, lazy=true})` (format sniff, header check, "
-               "`vips_thumbnail_buffer` size=down: shrink-on-load, EXIF rotation, sRGB; `lazy` as "
-               "pipelines/process.lua uses it: the pixels are computed by the save), "
-               "`img:save('jpeg', {quality=80})` (`vips_jpegsave_buffer` Q=80, keep=none), "
-               "`io.open():write()`",
-    "imgpipe-eager": "*informational, no target*: the same script with the default `lazy=false`: the "
-                     "thumbnail is computed into memory (`vips_image_copy_memory`) before `img:save` encodes it",
+               "`image.thumbnail(bytes, {width=800, height=800, lazy=true, fast_shrink=true})` — the options "
+               "pipelines/process.lua uses: format sniff, header check, then for a JPEG `vips_jpegload_buffer` "
+               "at the largest 1/2, 1/4, 1/8 scale that still covers 800x800 (1/2 for 6 MP, 1/4 for 24 MP) and "
+               "`vips_thumbnail_image` (EXIF rotation, sRGB, resize), the pixels computed by the save — "
+               "`img:save('jpeg', {quality=80})` (`vips_jpegsave_buffer` Q=80, keep=none), `io.open():write()`",
+    "imgpipe-exact": "*informational, no target*: the same script with `fast_shrink=false` (process.lua with "
+                     "`SHRINK_ON_LOAD=exact`): `vips_thumbnail_buffer` and libvips' own shrink-on-load policy, "
+                     "which keeps a factor of 2 for the final resize (full size for 6 MP, 1/2 for 24 MP)",
     "floor": "`bench/floor.c`: the same libvips calls in a C loop (read file, sniff, header, "
-             "`vips_thumbnail_buffer`, `vips_jpegsave_buffer` Q=80 keep=none pulling from it, write), "
-             "same libvips build, same cache settings, glibc malloc limited to one arena as imgpipe's "
-             "host does",
+             "`vips_jpegload_buffer` with the same shrink + `vips_thumbnail_image`, `vips_jpegsave_buffer` "
+             "Q=80 keep=none pulling from it, write), same libvips build, same cache settings, glibc malloc "
+             "limited to one arena as imgpipe's host does",
     "vipsthumbnail": "Debian's `vipsthumbnail --size 800x800 -o '%s.jpg[Q=80,strip]' FILES...` "
                      "(its own libvips 8.14, `vips_thumbnail` from the file: shrink-on-load, EXIF rotation)",
     "pillow": "`bench/peers/resize_pillow.py`: `Image.open`, `Image.thumbnail((800, 800))` (JPEG draft = "
@@ -153,12 +147,11 @@ RESIZE_DOES = {
              "withoutEnlargement: true}).jpeg({quality: 80}).toFile()` one image at a time (sharp's "
              "defaults: metadata dropped, sRGB, `optimiseCoding` on, and `fastShrinkOnLoad`: the JPEG "
              "is decoded at the largest 1/2, 1/4 or 1/8 scale that stays above the target, i.e. at "
-             "1/2 for 6 MP and 1/4 for 24 MP, where vips_thumbnail keeps a factor of 2 in hand and "
-             "decodes at full size and 1/2)",
+             "1/2 for 6 MP and 1/4 for 24 MP, like imgpipe's fast_shrink)",
     "sharp-exact": "*informational, not the peer*: the same script with `fastShrinkOnLoad: false`, "
-                   "so that sharp shrinks on load no further than vips_thumbnail",
+                   "so that sharp shrinks on load no further than vips_thumbnail (compare imgpipe-exact)",
 }
-RESIZE_ORDER = ["imgpipe", "imgpipe-eager", "floor", "vipsthumbnail", "pillow", "sharp", "sharp-exact"]
+RESIZE_ORDER = ["imgpipe", "imgpipe-exact", "floor", "vipsthumbnail", "pillow", "sharp", "sharp-exact"]
 
 
 def resize_section(res, out, targets):
