@@ -321,8 +321,10 @@ static const luaL_Reg image_funcs[] = {
     {"join_frames", image_join_frames},
     {"new_from_memory", image_new_from_memory},
     {"probe", image_probe},
+    {"probe_file", image_probe_file},
     {"test_card", image_test_card},
     {"thumbnail", image_thumbnail},
+    {"thumbnail_file", image_thumbnail_file},
     {NULL, NULL},
 };
 

@@ -82,6 +82,11 @@ IMAGE_INTERNAL int image_opt_colour(lua_State *L, int idx, const char *field, do
 /* Lua functions of the module, by file. */
 IMAGE_INTERNAL int image_probe(lua_State *L);     /* image_load.c */
 IMAGE_INTERNAL int image_thumbnail(lua_State *L); /* image_load.c */
+/* The same on bytes kept alive by the value at index 1 (options at 2). */
+IMAGE_INTERNAL int image_probe_bytes(lua_State *L, const char *data, size_t len);
+IMAGE_INTERNAL int image_thumbnail_bytes(lua_State *L, const char *data, size_t len);
+IMAGE_INTERNAL int image_probe_file(lua_State *L);     /* image_file.c */
+IMAGE_INTERNAL int image_thumbnail_file(lua_State *L); /* image_file.c */
 IMAGE_INTERNAL int image_save(lua_State *L);      /* image_save.c */
 IMAGE_INTERNAL int image_test_card(lua_State *L); /* image_make.c */
 IMAGE_INTERNAL int image_new_from_memory(lua_State *L);

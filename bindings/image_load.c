@@ -208,6 +208,10 @@ static int load_check_size(lua_State *L, const load_header *h, const load_policy
 int image_probe(lua_State *L) {
     size_t len;
     const char *data = luaL_checklstring(L, 1, &len);
+    return image_probe_bytes(L, data, len);
+}
+
+int image_probe_bytes(lua_State *L, const char *data, size_t len) {
     if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
     load_policy p;
     load_read_policy(L, lua_istable(L, 2) ? 2 : 0, &p);
@@ -301,6 +305,10 @@ static int load_fast_shrink(const load_header *h, int width, int height, int fil
 int image_thumbnail(lua_State *L) {
     size_t len;
     const char *data = luaL_checklstring(L, 1, &len);
+    return image_thumbnail_bytes(L, data, len);
+}
+
+int image_thumbnail_bytes(lua_State *L, const char *data, size_t len) {
     luaL_checktype(L, 2, LUA_TTABLE);
     load_policy p;
     load_read_policy(L, 2, &p);
@@ -317,7 +325,7 @@ int image_thumbnail(lua_State *L) {
 
     image_handle *out = image_push_handle(L);
     lua_pushvalue(L, 1);
-    lua_setiuservalue(L, -2, 1); /* libvips reads the Lua string in place */
+    lua_setiuservalue(L, -2, 1); /* libvips reads the bytes (string or file userdata) in place */
 
     load_header h;
     if (load_header_read(L, data, len, &p, &h)) return 2;

@@ -24,17 +24,15 @@ local function fail(what, err)
   error(what .. ": " .. tostring(err), 0)
 end
 
-local function read_input(path)
-  if not path then
-    -- No input: a test card, encoded the way an upload would arrive.
-    local card = assert(image.test_card(1600, 1200))
-    return assert(card:save("png", { effort = 1 }))
-  end
-  local f, err = io.open(path, "rb")
-  if not f then fail("cannot read the input", err) end
-  local bytes = f:read "a"
-  f:close()
-  return bytes
+-- The input fitted into width x height, saved once (so lazy: decoding and
+-- encoding overlap). A file is read by libvips' side directly
+-- (image.thumbnail_file), with no Lua string of its bytes.
+local function thumbnail(path, width, height)
+  local options = { width = width, height = height, lazy = true }
+  if path then return image.thumbnail_file(path, options) end
+  -- No input: a test card, encoded the way an upload would arrive.
+  local card = assert(image.test_card(1600, 1200))
+  return image.thumbnail(assert(card:save("png", { effort = 1 })), options)
 end
 
 local function output_format(path)
@@ -60,7 +58,8 @@ local function handler(event)
   local height = math.tointeger(event.height or width)
   if not width or not height then error("width and height must be whole numbers", 0) end
 
-  local img <close>, err = image.thumbnail(read_input(event.input), { width = width, height = height })
+  local img <close>, err = thumbnail(event.input, width, height)
+  if not img and (err.code == "NotFound" or err.code == "FileError") then fail("cannot read the input", err) end
   if not img then fail("cannot resize " .. (event.input or "the test card"), err) end
 
   local bytes, serr = img:save(format, { quality = event.quality and math.tointeger(event.quality) })
