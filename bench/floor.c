@@ -1,5 +1,5 @@
 /* The floor of the resize benchmark: the libvips calls imgpipe makes for
- *   image.thumbnail(bytes, {width = 800, height = 800, lazy = true, fast_shrink = true})
+ *   image.thumbnail_file(path, {width = 800, height = 800, lazy = true, fast_shrink = true})
  *   img:save("jpeg", {quality = 80})
  * (the options pipelines/process.lua uses) in a bare C loop, with no Lua and
  * no host, linked against the same libvips build (bench/run.sh compiles it
@@ -9,7 +9,7 @@
  *   floor OUTDIR IN1 [IN2 ...]     writes OUTDIR/001.jpg, 002.jpg, ...
  *
  * Per image, as bindings/image_load.c and image_save.c do:
- *   read the whole file into memory (the Lua script reads it into a string)
+ *   read the whole file into memory, one read(2) at its size (image_file.c)
  *   sniff: vips_foreign_find_load_buffer
  *   header: vips_image_new_from_buffer(access=sequential), read the fields
  *   a JPEG whose fast shrink factor (the largest of 8, 4, 2 that still
@@ -29,10 +29,14 @@
  * imgpipe's host does in CLI and Lambda modes (host/main.c): with glibc's
  * default of one arena per libvips worker thread the floor would be slower
  * and bigger than imgpipe, and no floor. */
+#include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <vips/vips.h>
 
@@ -40,26 +44,26 @@
 #define FLOOR_QUALITY 80
 #define FLOOR_MAX_FILE ((size_t)256 << 20)
 
+/* The whole file in one read(2) at its size, as image.thumbnail_file does
+ * (bindings/image_file.c). */
 static char *floor_read(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 20, n = 0, got;
-    char *data = malloc(cap);
-    while (data && (got = fread(data + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *bigger = cap < FLOOR_MAX_FILE ? realloc(data, cap * 2) : NULL;
-            if (!bigger) {
-                free(data);
-                data = NULL;
-                break;
-            }
-            data = bigger;
-            cap *= 2;
-        }
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (size_t)st.st_size > FLOOR_MAX_FILE) {
+        close(fd);
+        return NULL;
     }
-    fclose(f);
-    *len = n;
+    size_t size = (size_t)st.st_size, got = 0;
+    char *data = malloc(size ? size : 1);
+    while (data && got < size) {
+        ssize_t n = read(fd, data + got, size - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += (size_t)n;
+    }
+    close(fd);
+    *len = got;
     return data;
 }
 

@@ -70,23 +70,17 @@ def npm_version(pkg, base="bench/node_modules"):
 # ---- what each target needs, and what it would take when missed -------------
 
 WOULD_TAKE = {
-    "resize-floor-time": "The floor makes the same libvips calls (its output is byte-for-byte imgpipe's), so "
-                         "the gap is what surrounds them, and it is reading the files: the same script reading "
-                         "one 24 MP file once and thumbnailing those bytes 30 times ran as fast as the floor "
-                         "(1.29 s against 1.30 s; the script as benchmarked, 1.41 s). perf (commit 49b8cfb) "
-                         "shows where: memmove about 6% of samples against the floor's 1.4%, kernel page "
-                         "faults about 18% against 12%, in Lua's f:read('a') of each 2.4 MB file (read_all "
-                         "grows its buffer by doubling, then copies it into a new string) and in touching "
-                         "fresh pages for those strings; f:read(n) with the size known, or a full collection "
-                         "after each image, changes little. What it would take: a C helper that reads a file "
-                         "straight into a Lua string of the right size (say image.read_file(path)), or "
-                         "image.thumbnail taking a path as vips_thumbnail does. In the service the bytes "
-                         "come from s3.get in C, so this is a cost of CLI batches over local files.",
-    "resize-floor-mem": "imgpipe starts at about 17 MB resident against the floor's 11 MB (the Lua state, "
-                        "libcurl, OpenSSL, libmicrohttpd); the rest is the input strings and the pages they "
-                        "leave behind: reading the file once (see the time note) brings the peak to 34 MB, "
-                        "under this limit; a full collection after each image does not. The same fix, the "
-                        "file read once into a string of the right size from C, is what it would take.",
+    "resize-floor-time": "The floor makes the same libvips calls and reads each file the same way (one "
+                         "read(2) at its size, as image.thumbnail_file does), and its output is byte-for-byte "
+                         "imgpipe's. What remains is imgpipe's longer process start (about 10 ms: the Lua "
+                         "state and the host's libraries) and the Lua side of each call, about 1% of a batch "
+                         "of 50; a larger gap in one run is load on this shared machine (see the per-round "
+                         "range). Before image.thumbnail_file (f505ec1) the script read files with "
+                         "io.open():read('a'), whose buffer doubling and copies cost 7-9% here.",
+    "resize-floor-mem": "imgpipe starts at about 17 MB resident against the floor's 11 MB: the Lua state "
+                        "and libcurl, OpenSSL and libmicrohttpd, which the host links whatever the script "
+                        "uses. Loading the AWS and HTTP-server libraries only when a script first needs them "
+                        "(dlopen) would be what it takes to close most of that fixed difference.",
     "resize-pillow": "At 24 MP most of the time is the JPEG decode, which libvips, like Pillow, runs on one "
                      "thread; imgpipe already decodes at 1/4 scale there (fast_shrink) where Pillow's draft "
                      "stops at 1/2. Compare the floor's ratio: what is left is Lua and the host.",
@@ -135,8 +129,9 @@ class Target:
 # ---- sections ---------------------------------------------------------------------
 
 RESIZE_DOES = {
-    "imgpipe": "`imgpipe run bench/scripts/resize-batch.lua`: per file `io.open():read('a')`, "
-               "`image.thumbnail(bytes, {width=800, height=800, lazy=true, fast_shrink=true})` — the options "
+    "imgpipe": "`imgpipe run bench/scripts/resize-batch.lua`: per file "
+               "`image.thumbnail_file(path, {width=800, height=800, lazy=true, fast_shrink=true})` — the file "
+               "read in one read(2) into memory the image pins (no Lua string), and the options "
                "pipelines/process.lua uses: format sniff, header check, then for a JPEG `vips_jpegload_buffer` "
                "at the largest 1/2, 1/4, 1/8 scale that still covers 800x800 (1/2 for 6 MP, 1/4 for 24 MP) and "
                "`vips_thumbnail_image` (EXIF rotation, sRGB, resize), the pixels computed by the save — "
@@ -144,7 +139,7 @@ RESIZE_DOES = {
     "imgpipe-exact": "*informational, no target*: the same script with `fast_shrink=false` (process.lua with "
                      "`SHRINK_ON_LOAD=exact`): `vips_thumbnail_buffer` and libvips' own shrink-on-load policy, "
                      "which keeps a factor of 2 for the final resize (full size for 6 MP, 1/2 for 24 MP)",
-    "floor": "`bench/floor.c`: the same libvips calls in a C loop (read file, sniff, header, "
+    "floor": "`bench/floor.c`: the same libvips calls in a C loop (read the file in one read(2), sniff, header, "
              "`vips_jpegload_buffer` with the same shrink + `vips_thumbnail_image`, `vips_jpegsave_buffer` "
              "Q=80 keep=none pulling from it, write), same libvips build, same cache settings, glibc malloc "
              "limited to one arena as imgpipe's host does",

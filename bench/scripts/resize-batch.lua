@@ -3,8 +3,8 @@
 --   imgpipe run bench/scripts/resize-batch.lua -- OUTDIR IN1 [IN2 ...]
 -- For each file: image.thumbnail_file (the file read once into memory
 -- libvips uses, no Lua string; then shrink-on-load, EXIF auto-rotation,
--- sRGB, as image.thumbnail on the bytes) with the options pipelines/process.lua uses by
--- default: lazy = true (img:save pulls the pixels through the pipeline) and
+-- sRGB, as image.thumbnail on the bytes) with the options
+-- pipelines/process.lua uses by default: lazy = true (img:save pulls the pixels through the pipeline) and
 -- fast_shrink = true (a JPEG decodes at the smallest DCT scale that covers
 -- 800x800, as sharp does by default); then img:save("jpeg")
 -- (vips_jpegsave_buffer, strip = true by default), and write the bytes.
