@@ -35,6 +35,21 @@ int buf_append(buf *b, const void *data, size_t len) {
 
 int buf_appends(buf *b, const char *s) { return buf_append(b, s, strlen(s)); }
 
+int buf_concat(buf *b, ...) {
+    va_list ap;
+    va_start(ap, b);
+    size_t start = b->len;
+    int r = 0;
+    for (const char *s = va_arg(ap, const char *); s && !r; s = va_arg(ap, const char *))
+        r = buf_append(b, s, strlen(s));
+    va_end(ap);
+    if (r) { /* all or nothing */
+        b->len = start;
+        if (b->data) b->data[start] = '\0';
+    }
+    return r;
+}
+
 int buf_vappendf(buf *b, const char *fmt, va_list ap) {
     /* One pass when the text fits in the room already allocated; otherwise
      * grow to the length that pass measured and format again. */

@@ -17,6 +17,9 @@ void buf_init(buf *b, size_t max);
 /* 0 on success, -1 when out of memory or over the maximum (b unchanged). */
 int buf_append(buf *b, const void *data, size_t len);
 int buf_appends(buf *b, const char *s);
+/* Appends each string argument in turn, up to a NULL: a join without
+ * printf's per-character work. */
+int buf_concat(buf *b, ...) __attribute__((sentinel));
 int buf_appendf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int buf_vappendf(buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Empties the buffer, keeping its memory. */

@@ -431,9 +431,9 @@ int aws_s3_object_url(const aws_endpoint *ep, const char *region, const char *bu
     (void)region;
     if (ep->is_aws && bucket_is_virtual_host_ok(bucket)) {
         const char *host = strstr(ep->url, "://") + 3;
-        if (buf_appendf(out, "https://%s.%s/", bucket, host)) return -1;
+        if (buf_concat(out, "https://", bucket, ".", host, "/", NULL)) return -1;
     } else {
-        if (buf_appendf(out, "%s/", ep->url) || aws_uri_encode(out, bucket, strlen(bucket), 0) ||
+        if (buf_concat(out, ep->url, "/", NULL) || aws_uri_encode(out, bucket, strlen(bucket), 0) ||
             buf_appends(out, "/"))
             return -1;
     }

@@ -454,7 +454,7 @@ int aws_sigv4_sign(const aws_sigv4_params *p, aws_sigv4_cache *cache, aws_sigv4_
         memcpy(date, amz_date, 8);
         date[8] = '\0';
     }
-    if (buf_appendf(&scope, "%s/%s/%s/aws4_request", date, p->region, p->service)) goto cleanup;
+    if (buf_concat(&scope, date, "/", p->region, "/", p->service, "/aws4_request", NULL)) goto cleanup;
 
     /* Payload. */
     if (p->payload_hash) {
@@ -575,7 +575,7 @@ int aws_sigv4_sign(const aws_sigv4_params *p, aws_sigv4_cache *cache, aws_sigv4_
     if (p->presign) {
         char expires[24];
         snprintf(expires, sizeof expires, "%lld", (long long)p->expires);
-        if (buf_appendf(&credential, "%s/%s", p->access_key_id, buf_str(&scope))) goto cleanup;
+        if (buf_concat(&credential, p->access_key_id, "/", buf_str(&scope), NULL)) goto cleanup;
         if (sigv4_add_param(&arena, params, &np, params_cap, "X-Amz-Algorithm", SIGV4_ALGORITHM) ||
             sigv4_add_param(&arena, params, &np, params_cap, "X-Amz-Credential", buf_str(&credential)) ||
             sigv4_add_param(&arena, params, &np, params_cap, "X-Amz-Date", amz_date) ||
@@ -638,13 +638,13 @@ int aws_sigv4_sign(const aws_sigv4_params *p, aws_sigv4_cache *cache, aws_sigv4_
         }
         if (buf_appends(cr, arena.data + headers[i].value)) goto cleanup;
     }
-    if (buf_appendf(cr, "\n\n%s\n%s", buf_str(&signed_names), payload_hex)) goto cleanup;
+    if (buf_concat(cr, "\n\n", buf_str(&signed_names), "\n", payload_hex, NULL)) goto cleanup;
 
     /* String to sign and signature. */
     if (sigv4_sha256_raw(cr->data, cr->len, md)) goto cleanup;
     sigv4_hex(md, 32, cr_hash);
-    if (buf_appendf(&out->string_to_sign, "%s\n%s\n%s\n%s", SIGV4_ALGORITHM, amz_date, buf_str(&scope),
-                    cr_hash))
+    if (buf_concat(&out->string_to_sign, SIGV4_ALGORITHM, "\n", amz_date, "\n", buf_str(&scope), "\n", cr_hash,
+                   NULL))
         goto cleanup;
     if (sigv4_signing_key(mac, p, date, cache, key) ||
         sigv4_hmac(mac, key, 32, out->string_to_sign.data, out->string_to_sign.len, md)) {
@@ -662,7 +662,7 @@ int aws_sigv4_sign(const aws_sigv4_params *p, aws_sigv4_cache *cache, aws_sigv4_
             if (buf_append(url, i ? "&" : "?", 1) || buf_appends(url, arena.data + params[i].name) ||
                 buf_append(url, "=", 1) || buf_appends(url, arena.data + params[i].value))
                 goto cleanup;
-        if (buf_appendf(url, "&X-Amz-Signature=%s", out->signature)) goto cleanup;
+        if (buf_concat(url, "&X-Amz-Signature=", out->signature, NULL)) goto cleanup;
         if (token && p->omit_session_token) {
             if (buf_appends(url, "&X-Amz-Security-Token=") || aws_uri_encode(url, token, strlen(token), 0))
                 goto cleanup;
