@@ -128,6 +128,19 @@ void image_take_error(char *buf, size_t size) {
         if (*p == '\n') *p = ';';
 }
 
+int image_finish(lua_State *L, image_handle *out, VipsObject *ctx, VipsImage *result, const char *what) {
+    if (!result) {
+        char msg[IMAGE_ERRMAX];
+        image_take_error(msg, sizeof msg);
+        g_object_unref(ctx);
+        return error_pushf(L, "ImageError", 0, 0, "%s: %s", what, msg);
+    }
+    g_object_ref(result);
+    out->im = result;
+    g_object_unref(ctx);
+    return 1;
+}
+
 int image_fail(lua_State *L, const char *code, const char *what) {
     char msg[IMAGE_ERRMAX];
     image_take_error(msg, sizeof msg);

@@ -55,6 +55,12 @@ IMAGE_INTERNAL image_handle *image_push_handle(lua_State *L);
 /* Copies the pending libvips error into buf (one line) and clears it. */
 IMAGE_INTERNAL void image_take_error(char *buf, size_t size);
 
+/* Ends an operation that made `result` (NULL on failure, the libvips error
+ * pending) for the handle `out` on the stack: stores it, drops ctx, and
+ * returns 1 (the handle), or nil, {code = "ImageError"} naming `what`. */
+IMAGE_INTERNAL int image_finish(lua_State *L, image_handle *out, VipsObject *ctx, VipsImage *result,
+                                const char *what);
+
 /* Returns nil, {code, message = what .. ": " .. libvips error}. */
 IMAGE_INTERNAL int image_fail(lua_State *L, const char *code, const char *what);
 

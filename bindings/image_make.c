@@ -22,22 +22,6 @@
 
 #define MAKE_MAX_FRAMES 1000
 
-/* Ends a constructor: result (NULL on failure, with the libvips error
- * pending) goes into the handle on the stack, ctx is dropped. */
-static int make_finish(lua_State *L, image_handle *out, VipsObject *ctx, VipsImage *result,
-                       const char *what) {
-    if (!result) {
-        char msg[IMAGE_ERRMAX];
-        image_take_error(msg, sizeof msg);
-        g_object_unref(ctx);
-        return error_pushf(L, "ImageError", 0, 0, "%s: %s", what, msg);
-    }
-    g_object_ref(result);
-    out->im = result;
-    g_object_unref(ctx);
-    return 1;
-}
-
 int image_test_card(lua_State *L) {
     lua_Integer w = luaL_checkinteger(L, 1), h = luaL_checkinteger(L, 2);
     luaL_argcheck(L, w >= 8 && w <= 16384, 1, "width 8..16384 expected");
@@ -70,7 +54,7 @@ int image_test_card(lua_State *L) {
         !(t[14] = vips_image_copy_memory(t[13])) ||
         vips_draw_circle(t[14], dark, 3, cx, cy, r, "fill", TRUE, NULL) ||
         vips_draw_circle(t[14], white, 3, cx, cy, r / 2, "fill", TRUE, NULL);
-    return make_finish(L, out, ctx, failed ? NULL : t[14], "test_card");
+    return image_finish(L, out, ctx, failed ? NULL : t[14], "test_card");
 }
 
 int image_new_from_memory(lua_State *L) {
@@ -96,7 +80,7 @@ int image_new_from_memory(lua_State *L) {
     int failed =
         !(t[0] = vips_image_new_from_memory_copy(data, len, (int)w, (int)h, (int)bands, formats[f])) ||
         vips_copy(t[0], &t[1], "interpretation", interpretation, NULL);
-    return make_finish(L, out, ctx, failed ? NULL : t[1], "new_from_memory");
+    return image_finish(L, out, ctx, failed ? NULL : t[1], "new_from_memory");
 }
 
 int image_join_frames(lua_State *L) {
@@ -129,5 +113,5 @@ int image_join_frames(lua_State *L) {
         vips_image_set_array_int(t[1], "delay", delays, (int)n);
         vips_image_set_int(t[1], "loop", loop);
     }
-    return make_finish(L, out, ctx, failed ? NULL : t[1], "join_frames");
+    return image_finish(L, out, ctx, failed ? NULL : t[1], "join_frames");
 }

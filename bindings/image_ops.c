@@ -57,21 +57,6 @@ static VipsImage **ops_scratch(VipsObject **ctx, int n) {
     return (VipsImage **)vips_object_local_array(*ctx, n);
 }
 
-/* Ends an operation: result (NULL on failure, the libvips error pending)
- * goes into the handle, ctx is dropped, and the method returns. */
-static int ops_finish(lua_State *L, image_handle *out, VipsObject *ctx, VipsImage *result, const char *what) {
-    if (!result) {
-        char msg[IMAGE_ERRMAX];
-        image_take_error(msg, sizeof msg);
-        g_object_unref(ctx);
-        return error_pushf(L, "ImageError", 0, 0, "%s: %s", what, msg);
-    }
-    g_object_ref(result);
-    out->im = result;
-    g_object_unref(ctx);
-    return 1;
-}
-
 int image_crop(lua_State *L) {
     VipsImage *in = image_check_decoded(L, 1);
     if (!in) return 2;
@@ -86,7 +71,7 @@ int image_crop(lua_State *L) {
     VipsObject *ctx;
     VipsImage **t = ops_scratch(&ctx, 2);
     int failed = image_first_frame(in, &t[0]) || vips_extract_area(t[0], &t[1], left, top, cw, ch, NULL);
-    return ops_finish(L, out, ctx, failed ? NULL : t[1], "crop");
+    return image_finish(L, out, ctx, failed ? NULL : t[1], "crop");
 }
 
 int image_rotate(lua_State *L) {
@@ -103,7 +88,7 @@ int image_rotate(lua_State *L) {
     VipsObject *ctx;
     VipsImage **t = ops_scratch(&ctx, 2);
     int failed = image_first_frame(in, &t[0]) || vips_rot(t[0], &t[1], turn, NULL);
-    return ops_finish(L, out, ctx, failed ? NULL : t[1], "rotate");
+    return image_finish(L, out, ctx, failed ? NULL : t[1], "rotate");
 }
 
 int image_flip(lua_State *L) {
@@ -116,7 +101,7 @@ int image_flip(lua_State *L) {
     VipsImage **t = ops_scratch(&ctx, 2);
     int failed = image_first_frame(in, &t[0]) ||
                  vips_flip(t[0], &t[1], vertical ? VIPS_DIRECTION_VERTICAL : VIPS_DIRECTION_HORIZONTAL, NULL);
-    return ops_finish(L, out, ctx, failed ? NULL : t[1], "flip");
+    return image_finish(L, out, ctx, failed ? NULL : t[1], "flip");
 }
 
 int image_flatten(lua_State *L) {
@@ -138,7 +123,7 @@ int image_flatten(lua_State *L) {
         failed = image_flatten_onto(t[0], &t[1], bg, n);
         result = t[1];
     }
-    return ops_finish(L, out, ctx, failed ? NULL : result, "flatten");
+    return image_finish(L, out, ctx, failed ? NULL : result, "flatten");
 }
 
 static const char *const ops_blend_names[] = {"over",   "multiply", "screen",     "overlay",
@@ -197,7 +182,7 @@ int image_composite(lua_State *L) {
         failed = vips_cast(result, &t[7], t[0]->BandFmt, NULL);
         result = t[7];
     }
-    return ops_finish(L, out, ctx, failed ? NULL : result, "composite");
+    return image_finish(L, out, ctx, failed ? NULL : result, "composite");
 }
 
 int image_set_orientation(lua_State *L) {
@@ -210,7 +195,7 @@ int image_set_orientation(lua_State *L) {
     VipsImage **t = ops_scratch(&ctx, 1);
     int failed = vips_copy(in, &t[0], NULL);
     if (!failed) vips_image_set_int(t[0], VIPS_META_ORIENTATION, (int)n);
-    return ops_finish(L, out, ctx, failed ? NULL : t[0], "set_orientation");
+    return image_finish(L, out, ctx, failed ? NULL : t[0], "set_orientation");
 }
 
 int image_colourspace(lua_State *L) {
@@ -224,7 +209,7 @@ int image_colourspace(lua_State *L) {
     VipsObject *ctx;
     VipsImage **t = ops_scratch(&ctx, 2);
     int failed = image_first_frame(in, &t[0]) || vips_colourspace(t[0], &t[1], want, NULL);
-    return ops_finish(L, out, ctx, failed ? NULL : t[1], "colourspace");
+    return image_finish(L, out, ctx, failed ? NULL : t[1], "colourspace");
 }
 
 int image_icc_transform(lua_State *L) {
@@ -237,7 +222,7 @@ int image_icc_transform(lua_State *L) {
     VipsImage **t = ops_scratch(&ctx, 2);
     int failed = image_first_frame(in, &t[0]) ||
                  vips_icc_transform(t[0], &t[1], profile, "input_profile", "srgb", "embedded", TRUE, NULL);
-    return ops_finish(L, out, ctx, failed ? NULL : t[1], "icc_transform");
+    return image_finish(L, out, ctx, failed ? NULL : t[1], "icc_transform");
 }
 
 int image_extract_band(lua_State *L) {
@@ -252,7 +237,7 @@ int image_extract_band(lua_State *L) {
     VipsImage **t = ops_scratch(&ctx, 2);
     int failed =
         image_first_frame(in, &t[0]) || vips_extract_band(t[0], &t[1], (int)first, "n", (int)count, NULL);
-    return ops_finish(L, out, ctx, failed ? NULL : t[1], "extract_band");
+    return image_finish(L, out, ctx, failed ? NULL : t[1], "extract_band");
 }
 
 int image_bandjoin(lua_State *L) {
@@ -265,7 +250,7 @@ int image_bandjoin(lua_State *L) {
     VipsImage **t = ops_scratch(&ctx, 3);
     int failed = image_first_frame(in, &t[0]) || image_first_frame(other, &t[1]) ||
                  vips_bandjoin2(t[0], t[1], &t[2], NULL);
-    return ops_finish(L, out, ctx, failed ? NULL : t[2], "bandjoin");
+    return image_finish(L, out, ctx, failed ? NULL : t[2], "bandjoin");
 }
 
 int image_getpoint(lua_State *L) {
