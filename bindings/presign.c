@@ -221,6 +221,23 @@ static int presign_identity(lua_State *L, const presign_common *c, presign_box *
     return 0;
 }
 
+/* What url and post both start with: the identity and time (presign_identity),
+ * the region, and the endpoint. Returns 0, or releases the box, pushes
+ * nil, err and returns 2. */
+static int presign_prepare(lua_State *L, const presign_common *c, presign_box *box, aws_sigv4_params *p,
+                           aws_endpoint *ep, const char **region) {
+    memset(p, 0, sizeof *p);
+    int pushed = presign_identity(L, c, box, p);
+    if (pushed) return pushed;
+    char err[256];
+    *region = c->region ? c->region : aws_region();
+    if (presign_endpoint(c, *region, ep, err, sizeof err)) {
+        presign_box_release(box);
+        return error_push(L, "InvalidEndpoint", err, 0, 0);
+    }
+    return 0;
+}
+
 /* ---- presign.url ---- */
 
 static const char *const presign_methods[] = {"DELETE", "GET", "HEAD", "PUT", NULL};
@@ -261,17 +278,11 @@ static int presign_url(lua_State *L) {
 
     presign_box *box = presign_new_box(L);
     aws_sigv4_params p;
-    memset(&p, 0, sizeof p);
-    int pushed = presign_identity(L, &c, box, &p);
-    if (pushed) return pushed;
-
-    char err[256];
     aws_endpoint ep;
-    const char *region = c.region ? c.region : aws_region();
-    if (presign_endpoint(&c, region, &ep, err, sizeof err)) {
-        presign_box_release(box);
-        return error_push(L, "InvalidEndpoint", err, 0, 0);
-    }
+    const char *region;
+    int pushed = presign_prepare(L, &c, box, &p, &ep, &region);
+    if (pushed) return pushed;
+    char err[256];
     int bad = aws_s3_object_url(&ep, region, c.bucket, c.key, c.key_len, &box->url);
     char sep = '?';
     for (size_t i = 0; i < PRESIGN_NOVERRIDES && !bad; i++) {
@@ -442,17 +453,11 @@ static int presign_post(lua_State *L) {
 
     presign_box *box = presign_new_box(L);
     aws_sigv4_params p;
-    memset(&p, 0, sizeof p);
-    int pushed = presign_identity(L, &c, box, &p);
-    if (pushed) return pushed;
-
-    char err[256];
     aws_endpoint ep;
-    const char *region = c.region ? c.region : aws_region();
-    if (presign_endpoint(&c, region, &ep, err, sizeof err)) {
-        presign_box_release(box);
-        return error_push(L, "InvalidEndpoint", err, 0, 0);
-    }
+    const char *region;
+    int pushed = presign_prepare(L, &c, box, &p, &ep, &region);
+    if (pushed) return pushed;
+    char err[256];
     /* The form goes to the bucket: "https://bucket.host/" or "endpoint/bucket". */
     if (aws_s3_object_url(&ep, region, c.bucket, "", 0, &box->url)) {
         presign_box_release(box);
