@@ -247,10 +247,17 @@ static void release_big_answer(aws_http_client *c) {
     if (c->resp_body.cap > S3_SMALL_ANSWER) buf_free(&c->resp_body);
 }
 
-static void object_url(lua_State *L, aws_http_client *c, const s3_target *t, const char *bucket, const char *key,
-                       size_t keylen) {
+/* The common start of an object call: where it goes (t), the state's
+ * client, the object's URL in c->url, and r set up for method. t must
+ * outlive r (r points at its credentials). */
+static aws_http_client *object_request(lua_State *L, s3_target *t, aws_http_request *r, const char *method,
+                                       const char *bucket, const char *key, size_t keylen) {
+    s3_target_resolve(L, t);
+    aws_http_client *c = aws_http_client_get(L);
     buf_reset(&c->url);
     if (aws_s3_object_url(&t->ep, t->region, bucket, key, keylen, &c->url)) luaL_error(L, "object URL too long");
+    request_init(r, t, method, buf_str(&c->url));
+    return c;
 }
 
 /* ---- calls ------------------------------------------------------------------------- */
@@ -267,13 +274,10 @@ static int s3_get(lua_State *L) {
     }
     lua_Integer max = opt_field_integer(L, "max_bytes", S3_DEFAULT_GET_MAX, 1, (lua_Integer)1 << 32);
     s3_target t;
-    s3_target_resolve(L, &t);
-    aws_http_client *c = aws_http_client_get(L);
-    object_url(L, c, &t, bucket, key, keylen);
+    aws_http_request r;
+    aws_http_client *c = object_request(L, &t, &r, "GET", bucket, key, keylen);
     s3_headers hs = {.n = 0};
     if (range) add_header(&hs, "Range", range);
-    aws_http_request r;
-    request_init(&r, &t, "GET", buf_str(&c->url));
     r.headers = hs.h;
     r.nheaders = hs.n;
     r.max_response = (size_t)max;
@@ -294,11 +298,8 @@ static int s3_head(lua_State *L) {
     const char *bucket = check_bucket(L, "bucket");
     const char *key = check_key(L, "key", &keylen);
     s3_target t;
-    s3_target_resolve(L, &t);
-    aws_http_client *c = aws_http_client_get(L);
-    object_url(L, c, &t, bucket, key, keylen);
     aws_http_request r;
-    request_init(&r, &t, "HEAD", buf_str(&c->url));
+    aws_http_client *c = object_request(L, &t, &r, "HEAD", bucket, key, keylen);
     r.not_found_code = "NoSuchKey";
     aws_http_error e;
     if (aws_http_send(L, c, &r, &e)) return aws_http_push_error(L, &e);
@@ -321,11 +322,8 @@ static int s3_put(lua_State *L) {
     if (cache) add_header(&hs, "Cache-Control", cache);
     add_metadata(L, &hs);
     s3_target t;
-    s3_target_resolve(L, &t);
-    aws_http_client *c = aws_http_client_get(L);
-    object_url(L, c, &t, bucket, key, keylen);
     aws_http_request r;
-    request_init(&r, &t, "PUT", buf_str(&c->url));
+    aws_http_client *c = object_request(L, &t, &r, "PUT", bucket, key, keylen);
     r.headers = hs.h;
     r.nheaders = hs.n;
     r.body = body;
@@ -344,11 +342,8 @@ static int s3_delete(lua_State *L) {
     const char *bucket = check_bucket(L, "bucket");
     const char *key = check_key(L, "key", &keylen);
     s3_target t;
-    s3_target_resolve(L, &t);
-    aws_http_client *c = aws_http_client_get(L);
-    object_url(L, c, &t, bucket, key, keylen);
     aws_http_request r;
-    request_init(&r, &t, "DELETE", buf_str(&c->url));
+    aws_http_client *c = object_request(L, &t, &r, "DELETE", bucket, key, keylen);
     aws_http_error e;
     if (aws_http_send(L, c, &r, &e)) return aws_http_push_error(L, &e);
     lua_pushboolean(L, 1);
@@ -375,15 +370,12 @@ static int s3_copy(lua_State *L) {
     lua_pop(L, 1);
     if (replace) add_header(&hs, "x-amz-metadata-directive", "REPLACE");
     s3_target t;
-    s3_target_resolve(L, &t);
-    aws_http_client *c = aws_http_client_get(L);
+    aws_http_request r;
+    aws_http_client *c = object_request(L, &t, &r, "PUT", bucket, key, keylen);
     /* x-amz-copy-source: /bucket/key, the key URL-encoded ('/' kept). */
     if (buf_appendf(&c->scratch, "/%s/", sbucket) || aws_uri_encode(&c->scratch, skey, skeylen, 1))
         return luaL_error(L, "source key too long");
     add_header(&hs, "x-amz-copy-source", buf_str(&c->scratch));
-    object_url(L, c, &t, bucket, key, keylen);
-    aws_http_request r;
-    request_init(&r, &t, "PUT", buf_str(&c->url));
     r.headers = hs.h;
     r.nheaders = hs.n;
     r.error_in_200 = 1;

@@ -113,26 +113,28 @@ aws_http_client *aws_http_client_get(lua_State *L) {
 
 /* ---- answer collection -------------------------------------------------- */
 
-typedef struct transfer {
-    aws_http_client *c;
+/* Where curl writes an answer's body: a bounded buffer; too_large is set
+ * (and the transfer stopped) when the answer would go past its maximum. */
+typedef struct body_sink {
+    buf *b;
     int too_large;
-} transfer;
+} body_sink;
 
 static size_t on_body(char *data, size_t size, size_t n, void *ud) {
-    transfer *t = ud;
-    if (buf_append(&t->c->resp_body, data, size * n)) {
-        t->too_large = 1;
+    body_sink *s = ud;
+    if (buf_append(s->b, data, size * n)) {
+        s->too_large = 1;
         return 0;
     }
     return size * n;
 }
 
 static size_t on_header(char *data, size_t size, size_t n, void *ud) {
-    transfer *t = ud;
+    aws_http_client *c = ud;
     size_t len = size * n;
     /* A new status line starts a new answer (after 100 Continue). */
-    if (len >= 5 && !memcmp(data, "HTTP/", 5)) buf_reset(&t->c->resp_headers);
-    else (void)buf_append(&t->c->resp_headers, data, len); /* past the cap: dropped */
+    if (len >= 5 && !memcmp(data, "HTTP/", 5)) buf_reset(&c->resp_headers);
+    else (void)buf_append(&c->resp_headers, data, len); /* past the cap: dropped */
     return len;
 }
 
@@ -404,14 +406,14 @@ static int attempt_once(aws_http_client *c, const aws_http_request *r, const aws
     buf_reset(&c->resp_headers);
     c->resp_body.max = r->max_response ? r->max_response : DEFAULT_MAX_RESPONSE;
     c->resp_status = 0;
-    transfer t = {c, 0};
+    body_sink sink = {&c->resp_body, 0};
     common_options(h, r->url, (long)c->connect_timeout_ms, (long)timeout_ms, c->ca_file[0] ? c->ca_file : NULL);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, &t);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
     if (!strcmp(r->method, "HEAD")) {
         curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
     } else if (!strcmp(r->method, "PUT") || !strcmp(r->method, "POST")) {
@@ -424,7 +426,7 @@ static int attempt_once(aws_http_client *c, const aws_http_request *r, const aws
 
     CURLcode cc = curl_easy_perform(h);
     if (cc != CURLE_OK) {
-        transport_error(cc, t.too_large, c->resp_body.max, errbuf, err);
+        transport_error(cc, sink.too_large, c->resp_body.max, errbuf, err);
         goto cleanup;
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &c->resp_status);
@@ -553,20 +555,6 @@ void aws_http_push_last_call(lua_State *L) {
 
 /* ---- unsigned one-shot GET ------------------------------------------------- */
 
-typedef struct simple_sink {
-    buf *b;
-    int too_large;
-} simple_sink;
-
-static size_t on_simple_body(char *data, size_t size, size_t n, void *ud) {
-    simple_sink *s = ud;
-    if (buf_append(s->b, data, size * n)) {
-        s->too_large = 1;
-        return 0;
-    }
-    return size * n;
-}
-
 int aws_http_simple_get(const char *url, const aws_header *headers, size_t nheaders, size_t max,
                         long timeout_ms, buf *body, long *status, char *err, size_t errlen) {
     CURL *h = NULL;
@@ -591,11 +579,11 @@ int aws_http_simple_get(const char *url, const aws_header *headers, size_t nhead
         snprintf(err, errlen, "out of memory");
         goto cleanup;
     }
-    simple_sink sink = {body, 0};
+    body_sink sink = {body, 0};
     common_options(h, url, timeout_ms < 2000 ? timeout_ms : 2000, timeout_ms, aws_http_ca_file());
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     if (list) curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_simple_body);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
     CURLcode cc = curl_easy_perform(h);
     if (cc != CURLE_OK) {
