@@ -6,6 +6,7 @@
 
 #define REQUEST_ID_KEY "imgpipe.request_id"
 #define DEADLINE_KEY "imgpipe.deadline_ms"
+#define CANCEL_KEY "imgpipe.cancel_flag"
 
 int64_t invocation_now_ms(void) {
     struct timespec ts;
@@ -38,4 +39,25 @@ int64_t invocation_deadline_ms(lua_State *L) {
     int64_t d = (int64_t)lua_tointeger(L, -1);
     lua_pop(L, 1);
     return d;
+}
+
+void invocation_set_cancel_flag(lua_State *L, const atomic_int *flag) {
+    if (flag)
+        lua_pushlightuserdata(L, (void *)flag);
+    else
+        lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, CANCEL_KEY);
+}
+
+const atomic_int *invocation_cancel_flag(lua_State *L) {
+    lua_getfield(L, LUA_REGISTRYINDEX, CANCEL_KEY);
+    const atomic_int *flag = (const atomic_int *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return flag;
+}
+
+int invocation_stop_reason(int64_t deadline_ms, const atomic_int *flag) {
+    if (flag && atomic_load(flag)) return INVOCATION_CANCELLED;
+    if (deadline_ms && invocation_now_ms() >= deadline_ms) return INVOCATION_DEADLINE;
+    return INVOCATION_RUN;
 }
