@@ -38,6 +38,9 @@ local function read_request(event)
   if filename ~= nil and (type(filename) ~= "string" or #filename > MAX_FILENAME) then
     return nil, http.error(400, "InvalidRequest", "filename must be a string of at most 255 bytes")
   end
+  if filename ~= nil and not utf8.len(filename) then
+    return nil, http.error(400, "InvalidFilename", "filename must be valid UTF-8")
+  end
   local method = body.method or "PUT"
   if method ~= "PUT" and method ~= "POST" then
     return nil, http.error(400, "InvalidRequest", "method must be \"PUT\" or \"POST\"")

@@ -66,6 +66,10 @@ function M.load()
     -- sharp does by default); "exact": libvips' own, gentler policy.
     shrink_on_load = choice("SHRINK_ON_LOAD", "fast", { "fast", "exact" }),
     cache_control = os.getenv "OUTPUT_CACHE_CONTROL" or "public, max-age=31536000, immutable",
+    -- Leases (docs/states.md): an invocation's claim on an image ends this
+    -- long after its deadline; without a deadline (the CLI without
+    -- --timeout) it lasts CLAIM_TTL_SECONDS.
+    claim_grace_ms = integer("CLAIM_GRACE_MS", 5000, 0, 600000),
     claim_ttl_s = integer("CLAIM_TTL_SECONDS", 900, 1, 86400),
     min_remaining_ms = integer("MIN_REMAINING_MS", 3000, 0, 900000),
     public_base_url = os.getenv "PUBLIC_BASE_URL", -- e.g. the CloudFront domain serving the processed bucket
@@ -75,6 +79,15 @@ function M.load()
   if c.cors_origin == "" then c.cors_origin = nil end
   if c.public_base_url and not c.public_base_url:find("^https?://[^/]+") then
     error("PUBLIC_BASE_URL must start with https:// (for example https://d111111abcdef8.cloudfront.net)", 0)
+  end
+  -- Presigned URLs never live longer than IMGPIPE_PRESIGN_MAX_EXPIRES
+  -- (the presign module cuts them to it): a longer URL_EXPIRES would make
+  -- the answers promise a lifetime the URLs do not have.
+  local max_expires = require("imgpipe.presign").max_expires
+  if max_expires and c.url_expires > max_expires then
+    error(string.format("URL_EXPIRES is %d but IMGPIPE_PRESIGN_MAX_EXPIRES is %d: presigned URLs would expire " ..
+      "after %d s; lower URL_EXPIRES or raise IMGPIPE_PRESIGN_MAX_EXPIRES", c.url_expires, max_expires,
+      max_expires), 0)
   end
   -- The recursion guard, checked once at load: processing an upload must
   -- never produce an object that triggers processing again.

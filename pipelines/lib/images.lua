@@ -1,25 +1,47 @@
 -- The images table: one item per image, keyed by imageId.
 --
---   status            PENDING -> PROCESSED | FAILED
+--   status            PENDING -> PROCESSED | FAILED   (docs/states.md)
 --   originalKey, contentType, uploadTimestamp, filename        (upload)
 --   processedKey, bytes, width, height, outWidth, outHeight,
 --   outContentType, outBytes, processedAt, etag, sequencer     (process)
 --   reason, failedAt                                           (failure)
---   claimToken, claimSequencer, claimedAt                      (while processing)
+--   lastFailure, lastFailedAt       (a later attempt failed; PROCESSED kept)
+--   claimToken, leaseUntil, claimSequencer, claimedAt          (while processing)
 --
--- At-least-once delivery: an event must first claim the item. The claim
--- succeeds only when the item has not already been settled by this or a
--- newer event (sequencer) and nobody else holds a live claim; settling
--- (PROCESSED or FAILED) is conditional on still holding the claim. So the
--- same event twice, or concurrently, gives one state change, and an older
--- event arriving late changes nothing.
+-- At-least-once delivery: an invocation must first claim the item. A claim
+-- is a lease: it ends at leaseUntil (Unix milliseconds), a little after the
+-- claiming invocation's own deadline, so an invocation that dies holding it
+-- blocks the image only until then. The claim succeeds only when
+--   * the item belongs to this object (originalKey is this key, or unset),
+--   * nobody holds a live lease,
+--   * the item was not settled by this or a newer S3 event (sequencer),
+--   * the item was not settled from these very bytes (etag), unless forced.
+-- Settling (PROCESSED or FAILED) is conditional on still holding the lease,
+-- and a failure never turns PROCESSED back into FAILED. So the same event
+-- twice, or concurrently, gives one state change, an older event arriving
+-- late changes nothing, and nobody can downgrade a finished image.
 local dynamodb = require "imgpipe.dynamodb"
 local random = require "imgpipe.random"
 
 local M = {}
 
+local CLAIM_FIELDS = { "claimToken", "leaseUntil", "claimSequencer", "claimedAt" }
+
 local function iso_now()
   return os.date "!%Y-%m-%dT%H:%M:%SZ"
+end
+
+-- Now in Unix milliseconds (to the second; leases are seconds apart).
+function M.now_ms()
+  return os.time() * 1000
+end
+
+-- When a lease taken now by the invocation of ctx ends: its deadline (or,
+-- without one, CLAIM_TTL_SECONDS from now) plus CLAIM_GRACE_MS.
+function M.lease_until(cfg, ctx)
+  local deadline = ctx.deadline_ms
+  if type(deadline) ~= "number" then deadline = M.now_ms() + cfg.claim_ttl_s * 1000 end
+  return math.tointeger(deadline) + cfg.claim_grace_ms
 end
 
 -- Creates the PENDING item of an upload; fails if the id exists.
@@ -37,71 +59,91 @@ function M.get(cfg, image_id, consistent)
   return dynamodb.get_item { table = cfg.table, key = { imageId = image_id }, consistent = consistent }
 end
 
--- Tries to claim the item for one event. Returns a claim table, or nil and
--- why: "duplicate" (settled by this or a newer event, or claimed for this
--- same event), "busy" (an older event is being processed: retry later), or
+-- Why a claim was refused, from the item as it is now.
+local function refusal(item, rec, source, force)
+  if not item then return "busy" end -- gone meanwhile: try again
+  if item.originalKey and item.originalKey ~= rec.key then return "mismatch" end
+  if rec.sequencer and item.sequencer and item.sequencer >= rec.sequencer then return "duplicate" end
+  if not force and source.etag and item.etag == source.etag
+    and (item.status == "PROCESSED" or item.status == "FAILED") then
+    return "done"
+  end
+  return "busy"
+end
+
+-- Tries to claim the item of one object for one invocation.
+--   rec     {bucket, key, sequencer?}
+--   source  {etag?}: what HEAD says of the object now
+--   opts    {lease_until (ms), force?}
+-- Returns a claim {image_id, token, sequencer, etag, previous_status}, or
+-- nil, why, item. why is "mismatch" (the item belongs to another key),
+-- "duplicate" (settled by this or a newer event), "done" (settled from the
+-- same bytes already), "busy" (someone holds a live lease: retry later), or
 -- the DynamoDB error.
-function M.claim(cfg, image_id, rec)
-  local now = os.time()
-  local claim = { image_id = image_id, token = random.uuid(), sequencer = rec.sequencer }
+function M.claim(cfg, image_id, rec, source, opts)
+  local claim = { image_id = image_id, token = random.uuid(), sequencer = rec.sequencer, etag = source.etag }
   local values = {
     [":token"] = claim.token,
-    [":now"] = now,
-    [":stale"] = now - cfg.claim_ttl_s,
+    [":lease"] = opts.lease_until,
+    [":now"] = M.now_ms(),
     [":key"] = rec.key,
     [":pending"] = "PENDING",
     [":iso"] = iso_now(),
   }
-  local names = { ["#status"] = "status" }
-  local set = "SET claimToken = :token, claimedAt = :now, originalKey = if_not_exists(originalKey, :key), " ..
-    "uploadTimestamp = if_not_exists(uploadTimestamp, :iso), #status = if_not_exists(#status, :pending)"
-  local condition = "(attribute_not_exists(claimToken) OR claimedAt < :stale)"
+  local sets = { "claimToken = :token", "leaseUntil = :lease", "claimedAt = :iso",
+    "originalKey = if_not_exists(originalKey, :key)", "uploadTimestamp = if_not_exists(uploadTimestamp, :iso)",
+    "#status = if_not_exists(#status, :pending)" }
+  local conditions = { "(attribute_not_exists(originalKey) OR originalKey = :key)",
+    "(attribute_not_exists(leaseUntil) OR leaseUntil < :now)" }
   if rec.sequencer then
     values[":seq"] = rec.sequencer
-    set = set .. ", claimSequencer = :seq"
-    condition = condition .. " AND (attribute_not_exists(sequencer) OR sequencer < :seq)"
+    sets[#sets + 1] = "claimSequencer = :seq"
+    conditions[#conditions + 1] = "(attribute_not_exists(sequencer) OR sequencer < :seq)"
   end
-  local _, err = dynamodb.update_item {
-    table = cfg.table, key = { imageId = image_id }, update = set, condition = condition,
-    names = names, values = values,
+  if source.etag and not opts.force then
+    values[":etag"] = source.etag
+    values[":processed"] = "PROCESSED"
+    values[":failed"] = "FAILED"
+    conditions[#conditions + 1] = "NOT (#status IN (:processed, :failed) AND etag = :etag)"
+  end
+  local old, err = dynamodb.update_item {
+    table = cfg.table, key = { imageId = image_id },
+    update = "SET " .. table.concat(sets, ", "), condition = table.concat(conditions, " AND "),
+    names = { ["#status"] = "status" }, values = values, return_values = "ALL_OLD",
   }
-  if not err then return claim end
+  if not err then
+    claim.previous_status = old and old.status
+    return claim
+  end
   if err.code ~= "ConditionalCheckFailedException" then return nil, err end
-
-  -- Why did it fail? Read the item to tell a duplicate from a busy one.
   local item, gerr = M.get(cfg, image_id, true)
   if gerr then return nil, gerr end
-  if item and rec.sequencer then
-    if item.sequencer and item.sequencer >= rec.sequencer then return nil, "duplicate" end
-    if item.claimToken and item.claimSequencer and item.claimSequencer >= rec.sequencer then
-      return nil, "duplicate"
-    end
-  end
-  return nil, "busy"
+  return nil, refusal(item, rec, source, opts.force), item
 end
 
 -- Settles a claim: SET the given assignments, REMOVE the claim (and any
--- extra attributes), on condition that the claim is still ours.
-local function settle(cfg, claim, sets, values, removes)
+-- extra attributes), on condition that the lease is still ours (and any
+-- extra condition).
+local function settle(cfg, claim, sets, values, removes, condition)
   values[":token"] = claim.token
   if claim.sequencer then
     values[":seq"] = claim.sequencer
     sets[#sets + 1] = "sequencer = :seq"
   end
-  local remove = { "claimToken", "claimedAt", "claimSequencer" }
+  local remove = { table.unpack(CLAIM_FIELDS) }
   for _, r in ipairs(removes or {}) do remove[#remove + 1] = r end
   return dynamodb.update_item {
     table = cfg.table,
     key = { imageId = claim.image_id },
     update = "SET " .. table.concat(sets, ", ") .. " REMOVE " .. table.concat(remove, ", "),
-    condition = "claimToken = :token",
+    condition = "claimToken = :token" .. (condition and (" AND " .. condition) or ""),
     names = { ["#status"] = "status" },
     values = values,
   }
 end
 
 local OUTPUT_FIELDS = { "processedKey", "width", "height", "outWidth", "outHeight", "bytes", "outBytes",
-  "outContentType", "etag", "contentType" }
+  "outContentType", "contentType" }
 
 -- Records PROCESSED with what was made (the fields of OUTPUT_FIELDS found
 -- in `out`). Returns true, or false and the error.
@@ -114,24 +156,71 @@ function M.processed(cfg, claim, out)
       sets[#sets + 1] = field .. " = :" .. field
     end
   end
-  local _, err = settle(cfg, claim, sets, values, { "reason", "failedAt" })
+  local removes = { "reason", "failedAt", "lastFailure", "lastFailedAt" }
+  if claim.etag then
+    values[":etag"] = claim.etag
+    sets[#sets + 1] = "etag = :etag"
+  else
+    removes[#removes + 1] = "etag"
+  end
+  local _, err = settle(cfg, claim, sets, values, removes)
   return err == nil, err
 end
 
--- Records FAILED with a reason ("TooManyPixels: ...").
+-- Records a permanent failure ("TooManyPixels: ..."). An item that was
+-- PROCESSED when claimed stays PROCESSED, its output untouched: the failure
+-- goes to lastFailure. Returns true and the status the item now has, or
+-- false and the error.
 function M.failed(cfg, claim, reason)
-  local values = { [":failed"] = "FAILED", [":reason"] = reason, [":at"] = iso_now() }
-  local _, err = settle(cfg, claim, { "#status = :failed", "reason = :reason", "failedAt = :at" }, values)
-  return err == nil, err
+  local values = { [":reason"] = reason, [":at"] = iso_now(), [":processed"] = "PROCESSED" }
+  if claim.previous_status == "PROCESSED" then
+    local _, err = settle(cfg, claim, { "lastFailure = :reason", "lastFailedAt = :at" }, values, nil,
+      "#status = :processed")
+    if err then return false, err end
+    return true, "PROCESSED"
+  end
+  values[":failed"] = "FAILED"
+  local sets = { "#status = :failed", "reason = :reason", "failedAt = :at" }
+  if claim.etag then
+    values[":etag"] = claim.etag
+    sets[#sets + 1] = "etag = :etag"
+  end
+  local _, err = settle(cfg, claim, sets, values, nil, "#status <> :processed")
+  if err then return false, err end
+  return true, "FAILED"
 end
 
--- Gives the claim back (before raising a transient error), so a retry of
--- the same event can claim again at once. Best effort.
+-- Settles, without a claim, the PENDING item of an object that no longer
+-- exists (an S3 event for an object deleted before it was processed), so
+-- the client stops waiting. Never creates an item and never touches one
+-- that is settled, leased, or belongs to another key. Best effort: returns
+-- true when it settled the item.
+function M.failed_missing(cfg, image_id, rec, reason)
+  local values = { [":key"] = rec.key, [":pending"] = "PENDING", [":failed"] = "FAILED", [":reason"] = reason,
+    [":at"] = iso_now(), [":now"] = M.now_ms() }
+  local sets = { "#status = :failed", "reason = :reason", "failedAt = :at" }
+  local condition = "originalKey = :key AND #status = :pending" ..
+    " AND (attribute_not_exists(leaseUntil) OR leaseUntil < :now)"
+  if rec.sequencer then
+    values[":seq"] = rec.sequencer
+    sets[#sets + 1] = "sequencer = :seq"
+    condition = condition .. " AND (attribute_not_exists(sequencer) OR sequencer < :seq)"
+  end
+  local _, err = dynamodb.update_item {
+    table = cfg.table, key = { imageId = image_id }, update = "SET " .. table.concat(sets, ", "),
+    condition = condition, names = { ["#status"] = "status" }, values = values,
+  }
+  return err == nil
+end
+
+-- Gives the lease back (before raising a transient error), so a retry can
+-- claim at once. Best effort: when it fails (DynamoDB down, no time left)
+-- the lease simply lapses at leaseUntil.
 function M.release(cfg, claim)
   return dynamodb.update_item {
     table = cfg.table,
     key = { imageId = claim.image_id },
-    update = "REMOVE claimToken, claimedAt, claimSequencer",
+    update = "REMOVE " .. table.concat(CLAIM_FIELDS, ", "),
     condition = "claimToken = :token",
     values = { [":token"] = claim.token },
   }

@@ -25,6 +25,19 @@ function M.image_id_for(cfg, bucket, key)
   return "obj-" .. digest.sha256_hex(bucket .. "/" .. key):sub(1, 32)
 end
 
+-- S3 keys are 1 to 1024 bytes of UTF-8. Returns nil for a usable key, or
+-- the reason it cannot be one (checked before the key reaches S3 or
+-- DynamoDB, whose bindings refuse such keys as programming errors).
+M.MAX_KEY_BYTES = 1024
+function M.key_problem(key)
+  if type(key) ~= "string" or key == "" then return "the key must be a non-empty string" end
+  if #key > M.MAX_KEY_BYTES then
+    return string.format("the key is %d bytes; S3 keys are at most %d", #key, M.MAX_KEY_BYTES)
+  end
+  if not utf8.len(key) then return "the key is not valid UTF-8" end
+  return nil
+end
+
 -- Ids are UUIDs or obj-<32 hex>; anything else is refused before it
 -- reaches DynamoDB.
 function M.valid_image_id(id)
