@@ -10,7 +10,12 @@ Scripted answers (POST /__control/plan, JSON):
        | {"drop": true}                       close the connection without answering
        | {"delay": 1.5, ...}                  wait (at most 30 s) before answering
        | {"size": N, ...}                     a body of N bytes of 'x' (at most 64 MiB)
-Steps are used one per request, in order, whatever the path; then default.
+       | {"proxy": "http://127.0.0.1:PORT"}   forward the request there (loopback only)
+                                              and answer what it answers
+A step may also carry "method" and/or "path" (a regular expression searched
+in the path): it then only answers requests that match, and the others take
+the next step that does, or the default. Steps are used one per request, in
+order; then default.
 
 Other routes:
   GET  /creds               container credentials (POST /__control/creds sets the JSON;
@@ -25,8 +30,10 @@ Listens on 127.0.0.1 only, on a free port written to FILE. Bounded: body
 sizes, delays, log length, its own lifetime (default 600 s).
 """
 import argparse
+import http.client
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -40,11 +47,23 @@ lock = threading.Lock()
 state = {"plan": [], "default": {"status": 200, "body": ""}, "log": [], "creds": None, "creds_hits": 0}
 
 
-def next_step():
+def matches(step, method, path):
+    if "method" in step and step["method"] != method:
+        return False
+    if "path" in step and not re.search(step["path"], path):
+        return False
+    return True
+
+
+def next_step(method, path):
     with lock:
-        if state["plan"]:
-            return state["plan"].pop(0)
+        for i, step in enumerate(state["plan"]):
+            if matches(step, method, path):
+                return state["plan"].pop(i)
         return state["default"]
+
+
+HOP_BY_HOP = {"host", "connection", "content-length", "transfer-encoding", "keep-alive", "expect"}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -59,7 +78,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ValueError("body too large")
         return self.rfile.read(n) if n else b""
 
-    def answer(self, status, body=b"", headers=None):
+    def answer(self, status, body=b"", headers=None, length=None):
         if isinstance(body, str):
             body = body.encode()
         self.send_response(status)
@@ -70,7 +89,7 @@ class Handler(BaseHTTPRequestHandler):
         # attempt counts the specs check.
         self.send_header("Connection", "close")
         self.close_connection = True
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(len(body) if length is None else length))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -119,6 +138,23 @@ class Handler(BaseHTTPRequestHandler):
             return None
         return self.answer(404, "no such control")
 
+    def proxy(self, target, body):
+        url = target.rstrip("/")
+        m = re.match(r"^http://(127\.0\.0\.1|localhost):(\d+)$", url)
+        if not m:
+            return self.answer(500, "proxy targets are http://127.0.0.1:PORT only")
+        conn = http.client.HTTPConnection(m.group(1), int(m.group(2)), timeout=30)
+        try:
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+            conn.request(self.command, self.path, body=body if body else None, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read(MAX_BODY + 1)[:MAX_BODY]
+            out = {k: v for k, v in resp.getheaders() if k.lower() not in HOP_BY_HOP}
+            length = resp.getheader("Content-Length") if self.command == "HEAD" else None
+            return self.answer(resp.status, data, out, length)
+        finally:
+            conn.close()
+
     def creds(self):
         with lock:
             c = state["creds"]
@@ -142,7 +178,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/creds"):
             return self.creds()
         self.record(body)
-        step = next_step()
+        step = next_step(self.command, self.path)
         delay = min(float(step.get("delay", 0)), MAX_DELAY)
         if delay > 0:
             time.sleep(delay)
@@ -154,6 +190,8 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return None
+        if step.get("proxy"):
+            return self.proxy(step["proxy"], body)
         headers = dict(step.get("headers", {}))
         if "size" in step:
             payload = b"x" * min(int(step["size"]), MAX_BODY)

@@ -82,6 +82,29 @@ describe("lib.keys", function()
     end
   end)
 
+  local key_rows = {
+    { "a plain key", "uploads/cat.jpg", nil },
+    { "UTF-8 beyond ASCII", "uploads/café 📷.jpg", nil },
+    { "1024 bytes", "uploads/" .. string.rep("k", 1016), nil },
+    { "1025 bytes", "uploads/" .. string.rep("k", 1017), "1025 bytes" },
+    { "an empty key", "", "non-empty" },
+    { "a stray continuation byte", "uploads/\x80.jpg", "UTF-8" },
+    { "a truncated sequence", "uploads/\xc3.jpg", "UTF-8" },
+    { "an overlong encoding of '/'", "uploads/\xc0\xaf.jpg", "UTF-8" },
+    { "a UTF-16 surrogate", "uploads/\xed\xa0\x80.jpg", "UTF-8" },
+  }
+  for _, row in ipairs(key_rows) do
+    it("checks an object key: " .. row[1], function()
+      local problem = keys.key_problem(row[2])
+      if row[3] then
+        assert.is_string(problem)
+        assert.matches(row[3], problem, 1, true)
+      else
+        assert.is_nil(problem)
+      end
+    end)
+  end
+
   local id_rows = {
     { id, true }, { id:upper(), true }, { "obj-" .. string.rep("a", 32), true },
     { "../etc", false }, { "", false }, { string.rep("a", 36), false }, { id .. "x", false },
@@ -150,6 +173,11 @@ describe("lib.config", function()
     { "refuses a bad OUTPUT_FORMAT", base .. "OUTPUT_FORMAT=bmp", "OUTPUT_FORMAT must be one of" },
     { "refuses a bad SHRINK_ON_LOAD", base .. "SHRINK_ON_LOAD=turbo", "SHRINK_ON_LOAD must be one of" },
     { "refuses a prefix with ..", base .. "UPLOAD_PREFIX=../x/", "UPLOAD_PREFIX must be" },
+    { "refuses URL_EXPIRES longer than presigned URLs may live", base .. "URL_EXPIRES=7200",
+      "URL_EXPIRES is 7200 but IMGPIPE_PRESIGN_MAX_EXPIRES is 3600" },
+    { "refuses URL_EXPIRES over a lowered IMGPIPE_PRESIGN_MAX_EXPIRES",
+      base .. "URL_EXPIRES=900 IMGPIPE_PRESIGN_MAX_EXPIRES=600", "IMGPIPE_PRESIGN_MAX_EXPIRES is 600" },
+    { "refuses a bad CLAIM_GRACE_MS", base .. "CLAIM_GRACE_MS=-1", "CLAIM_GRACE_MS must be" },
     { "guards against recursion: same bucket, same prefix",
       "UPLOAD_BUCKET=b PROCESSED_BUCKET=b TABLE_NAME=t PROCESSED_PREFIX=uploads/", "would trigger processing" },
     { "guards against recursion: same bucket, nested prefix",
@@ -162,6 +190,12 @@ describe("lib.config", function()
       assert.matches(row[3], c.error, 1, true)
     end)
   end
+
+  it("accepts URL_EXPIRES up to IMGPIPE_PRESIGN_MAX_EXPIRES", function()
+    local c = load(base .. "URL_EXPIRES=7200 IMGPIPE_PRESIGN_MAX_EXPIRES=7200")
+    assert.is_nil(c.error)
+    assert.equal(7200, c.url_expires)
+  end)
 
   it("accepts one bucket with separate prefixes", function()
     local c = load "UPLOAD_BUCKET=b PROCESSED_BUCKET=b TABLE_NAME=t"
