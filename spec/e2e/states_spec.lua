@@ -395,6 +395,39 @@ describe("image states", function()
     end
   end)
 
+  describe("imgpipe serve", function()
+    it("shut down during a request leaves a lease that a retry takes over after it ends", function()
+      local key = key_for "shutdown.jpg"
+      put_upload(key, jpeg(400, 300))
+      local d, f, stop = faulty(function(fs) return { AWS_ENDPOINT_URL_S3 = fs.url } end, "--timeout 3")
+      finally(stop)
+      f:plan({ { method = "GET", path = "^/" .. env.UPLOAD_BUCKET .. "/uploads/", delay = 8, proxy = S3_URL } },
+        { proxy = S3_URL })
+      local body = cli_dir or paths.tmpdir()
+      paths.write(body .. "/shutdown.json", json.encode { bucket = env.UPLOAD_BUCKET, key = key })
+      os.execute("curl -s -m 20 -o /dev/null -X POST --data-binary @" .. paths.q(body .. "/shutdown.json") .. " " ..
+        paths.q(d:url "/process") .. " >/dev/null 2>&1 &")
+      local lease
+      for _ = 1, 50 do
+        local it_ = get_item(image_id(key))
+        lease = it_ and it_.leaseUntil
+        if lease then break end
+        os.execute "sleep 0.1"
+      end
+      assert.is_number(lease, "the request never claimed the image")
+      modes.stop_process(d.http) -- SIGTERM while the request waits for S3
+      local it_ = get_item(image_id(key))
+      assert.equal("PENDING", it_.status)
+      assert.is_true(it_.leaseUntil == nil or it_.leaseUntil <= now_ms() + 3000 + GRACE_MS)
+
+      sleep_until_ms(lease)
+      local r = drv:request("http", modes.apigw { method = "POST", path = "/process",
+        body = json.encode { bucket = env.UPLOAD_BUCKET, key = key } })
+      assert.equal(200, r.status, r.body)
+      assert.equal("PROCESSED", get_item(image_id(key)).status)
+    end)
+  end)
+
   describe("operators", function()
     it("force re-processing from the CLI only", function()
       local key = key_for "operator.jpg"
