@@ -120,8 +120,9 @@ local function store(rec, image_id, source, made)
   return key
 end
 
--- The output already written from these very bytes (by an invocation whose
--- final write was lost), as the fields to record; nil when there is none.
+-- The output already written from these very bytes (by an earlier attempt
+-- whose final write was lost), as the fields to record; nil when there is
+-- none. Looked for on retries only.
 local function existing_output(image_id, source)
   if not source.etag then return nil end
   local listing = s3.list { bucket = cfg.processed_bucket, prefix = cfg.processed_prefix .. image_id .. "." }
@@ -185,7 +186,7 @@ local function process_claimed(rec, claim, source, ctx, force)
     return { imageId = claim.image_id, status = "FAILED", reason = reason, itemStatus = status }
   end
 
-  if not force then
+  if claim.retry and not force then
     local out = existing_output(claim.image_id, source)
     if out then return record_processed(rec, claim, out, ctx, true) end
   end

@@ -7,6 +7,7 @@
 --   reason, failedAt                                           (failure)
 --   lastFailure, lastFailedAt       (a later attempt failed; PROCESSED kept)
 --   claimToken, leaseUntil, claimSequencer, claimedAt          (while processing)
+--   attempts            claims since the item was last settled (a retry sees > 0)
 --
 -- At-least-once delivery: an invocation must first claim the item. A claim
 -- is a lease: it ends at leaseUntil (Unix milliseconds), a little after the
@@ -41,7 +42,7 @@ end
 function M.lease_until(cfg, ctx)
   local deadline = ctx.deadline_ms
   if type(deadline) ~= "number" then deadline = M.now_ms() + cfg.claim_ttl_s * 1000 end
-  return math.tointeger(deadline) + cfg.claim_grace_ms
+  return math.floor(deadline) + cfg.claim_grace_ms
 end
 
 -- Creates the PENDING item of an upload; fails if the id exists.
@@ -75,7 +76,8 @@ end
 --   rec     {bucket, key, sequencer?}
 --   source  {etag?}: what HEAD says of the object now
 --   opts    {lease_until (ms), force?}
--- Returns a claim {image_id, token, sequencer, etag, previous_status}, or
+-- Returns a claim {image_id, token, sequencer, etag, previous_status,
+-- retry (an earlier claim since the last settling did not settle)}, or
 -- nil, why, item. why is "mismatch" (the item belongs to another key),
 -- "duplicate" (settled by this or a newer event), "done" (settled from the
 -- same bytes already), "busy" (someone holds a live lease: retry later), or
@@ -89,8 +91,11 @@ function M.claim(cfg, image_id, rec, source, opts)
     [":key"] = rec.key,
     [":pending"] = "PENDING",
     [":iso"] = iso_now(),
+    [":zero"] = 0,
+    [":one"] = 1,
   }
   local sets = { "claimToken = :token", "leaseUntil = :lease", "claimedAt = :iso",
+    "attempts = if_not_exists(attempts, :zero) + :one",
     "originalKey = if_not_exists(originalKey, :key)", "uploadTimestamp = if_not_exists(uploadTimestamp, :iso)",
     "#status = if_not_exists(#status, :pending)" }
   local conditions = { "(attribute_not_exists(originalKey) OR originalKey = :key)",
@@ -113,6 +118,7 @@ function M.claim(cfg, image_id, rec, source, opts)
   }
   if not err then
     claim.previous_status = old and old.status
+    claim.retry = (old and old.attempts or 0) > 0
     return claim
   end
   if err.code ~= "ConditionalCheckFailedException" then return nil, err end
@@ -130,7 +136,7 @@ local function settle(cfg, claim, sets, values, removes, condition)
     values[":seq"] = claim.sequencer
     sets[#sets + 1] = "sequencer = :seq"
   end
-  local remove = { table.unpack(CLAIM_FIELDS) }
+  local remove = { "attempts", table.unpack(CLAIM_FIELDS) }
   for _, r in ipairs(removes or {}) do remove[#remove + 1] = r end
   return dynamodb.update_item {
     table = cfg.table,
