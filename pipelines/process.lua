@@ -132,7 +132,7 @@ local function existing_output(image_id, source)
     if meta["image-id"] == image_id and meta["source-etag"] == keys.metadata_safe(source.etag) then
       return {
         processedKey = obj.key, bytes = source.size, outBytes = info.content_length,
-        outContentType = info.content_type, etag = source.etag,
+        outContentType = info.content_type,
         width = math.tointeger(tonumber(meta["source-width"])),
         height = math.tointeger(tonumber(meta["source-height"])),
         outWidth = math.tointeger(tonumber(meta["out-width"])),
