@@ -13,7 +13,8 @@
  *   size      points, 72 dpi by default, so points are pixels. 16.
  *   dpi       resolution the size is taken at, 1..2400. 72.
  *   width     wrap lines at this many pixels (default: one line per line).
- *   height    with width: choose the size that fills width x height.
+ *   height    with width: the size (and dpi) is chosen to fill width x
+ *             height as closely as possible.
  *   align     "left", "centre" (or "center"), "right". "left".
  *   justify   stretch lines to the width. false.
  *   spacing   line spacing in pixels (0: the font's own). 0.
@@ -83,20 +84,33 @@ static void text_read_options(lua_State *L, int o, text_options *t) {
 }
 
 /* The glyph coverage (one band, 0..255) of the text, or -1 with the libvips
- * error pending. */
+ * error pending. The operation is built property by property: libvips
+ * fits the text to width x height only when dpi is left unset. */
 static int text_render(const char *markup, const text_options *o, VipsImage **out) {
     char font[TEXT_MAX_FONT + 32];
     snprintf(font, sizeof font, "%s %g", o->font, o->size);
-    VipsAlign align = text_align_values[o->align];
+    VipsOperation *op = vips_operation_new("text");
+    if (!op) return -1;
+    VipsObject *obj = VIPS_OBJECT(op);
+    vips_object_set(obj, "text", markup, "font", font, "align", text_align_values[o->align], "justify",
+                    o->justify, NULL);
+    if (o->fontfile) vips_object_set(obj, "fontfile", o->fontfile, NULL);
+    if (o->width) vips_object_set(obj, "width", o->width, NULL);
+    if (o->height) vips_object_set(obj, "height", o->height, NULL);
+    else vips_object_set(obj, "dpi", o->dpi, NULL);
+    if (o->spacing) vips_object_set(obj, "spacing", o->spacing, NULL);
 #if TEXT_HAS_WRAP
-    return vips_text(out, markup, "font", font, "fontfile", o->fontfile, "width", o->width ? o->width : 0,
-                     "height", o->height, "align", align, "justify", o->justify, "dpi", o->dpi, "spacing",
-                     o->spacing, "wrap", (VipsTextWrap)o->wrap, NULL);
-#else
-    return vips_text(out, markup, "font", font, "fontfile", o->fontfile, "width", o->width ? o->width : 0,
-                     "height", o->height, "align", align, "justify", o->justify, "dpi", o->dpi, "spacing",
-                     o->spacing, NULL);
+    vips_object_set(obj, "wrap", (VipsTextWrap)o->wrap, NULL);
 #endif
+    if (vips_cache_operation_buildp(&op)) {
+        vips_object_unref_outputs(VIPS_OBJECT(op));
+        g_object_unref(op);
+        return -1;
+    }
+    g_object_get(op, "out", out, NULL); /* a new reference */
+    vips_object_unref_outputs(VIPS_OBJECT(op));
+    g_object_unref(op);
+    return 0;
 }
 
 /* Pushes text with the five characters markup gives a meaning to escaped. */
