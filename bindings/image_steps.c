@@ -17,7 +17,8 @@
  *       (letterbox); gravity says where the image sits.
  *   img:embed{width, height, gravity = "centre" | x, y, background?}
  *       places the image unscaled on a width x height canvas (a smaller
- *       canvas cuts it).
+ *       canvas cuts it). Unlike the others, it keeps an animation: every
+ *       frame is placed alike.
  *   img:smartcrop{width, height, interesting = "attention"}
  *       cuts width x height out of the image, where "attention" (features
  *       people look at: skin, saturation, edges), "entropy" (the most
@@ -225,10 +226,29 @@ int image_embed(lua_State *L) {
     VipsCompassDirection gravity = image_field_gravity(L, o, "gravity", "centre");
     double bg[4];
     int bg_n = image_field_colour(L, o, "background", bg, 255);
+    int frames = image_frames(in), fh = image_frame_height(in);
     image_handle *out = image_push_handle(L);
     VipsObject *ctx;
-    VipsImage **t = steps_scratch(&ctx, 3), *result = NULL;
-    int failed = image_first_frame(in, &t[0]) || steps_place(t[0], &t[1], bg, bg_n, w, h, x, y, gravity, &result);
+    VipsImage **t = steps_scratch(&ctx, 4 * frames + 2), *result = NULL;
+    if (frames == 1) {
+        int failed = steps_place(in, &t[0], bg, bg_n, w, h, x, y, gravity, &result);
+        return image_finish(L, out, ctx, failed ? NULL : result, "embed");
+    }
+    /* An animation: every frame placed alike, then stacked again. */
+    VipsImage **placed = t + 3 * frames;
+    int failed = 0;
+    for (int i = 0; i < frames && !failed; i++) {
+        failed = vips_extract_area(in, &t[3 * i], 0, i * fh, in->Xsize, fh, NULL) ||
+                 steps_place(t[3 * i], &t[3 * i + 1], bg, bg_n, w, h, x, y, gravity, &placed[i]);
+        if (!failed) g_object_ref(placed[i]); /* its own slot's reference */
+    }
+    failed = failed || vips_arrayjoin(placed, &t[4 * frames], frames, "across", 1, NULL) ||
+             vips_copy(t[4 * frames], &t[4 * frames + 1], NULL);
+    if (!failed) {
+        result = t[4 * frames + 1];
+        vips_image_set_int(result, VIPS_META_PAGE_HEIGHT, h);
+        vips_image_set_int(result, VIPS_META_N_PAGES, frames);
+    }
     return image_finish(L, out, ctx, failed ? NULL : result, "embed");
 }
 

@@ -27,8 +27,8 @@
 --   quality, effort, lossless   encoder options (img:save)
 --   strip           true (default): no metadata in the output
 --   keep_animation  false (default): an animated GIF/WebP keeps its frames
---                   (fit inside or cover, gravity centre/attention/entropy,
---                   format auto, gif or webp, no steps)
+--                   (fit inside or cover, a compass gravity, format auto,
+--                   gif or webp, no steps)
 --   steps           applied in order after the fit, each a one-key table:
 --                   {watermark = {text = "..." or image = bytes-or-image,
 --                     gravity = "south-east", margin = 16, opacity = 1,
@@ -247,8 +247,8 @@ local function check_one(index, r, names)
     if n.fit ~= "inside" and n.fit ~= "cover" then
       c.fail("keep_animation", "an animation can be fit 'inside' or 'cover' only")
     end
-    if n.fit == "cover" and n.gravity ~= "centre" and not SMART[n.gravity] then
-      c.fail("gravity", "an animation is cut at the centre, attention or entropy only")
+    if SMART[n.gravity] then
+      c.fail("gravity", "an animation is cut by a compass gravity only (no smart crop)")
     end
     if n.format ~= "auto" and n.format ~= "gif" and n.format ~= "webp" then
       c.fail("format", "an animation is kept in gif or webp (or auto)")
@@ -395,6 +395,21 @@ local function thumbnail_for(bytes, r, limits, extra)
   return image.thumbnail(bytes, o)
 end
 
+-- A kept animation: every frame decoded at its size, then (cover) every
+-- frame cut alike by gravity.
+local function animation_for(bytes, r, limits, W, H)
+  if r.fit ~= "cover" then return thumbnail_for(bytes, r, limits, { animated = true, lazy = true }) end
+  local sw, sh = fit_size(W, H, r.width, r.height, "outside", r.enlarge)
+  local img, err = image.thumbnail(bytes, load_options(limits, {
+    width = sw, height = sh, size = r.enlarge and "both" or "down", animated = true,
+  }))
+  if not img then return nil, err end
+  local cut, cerr = img:embed { width = math.min(r.width, img:width()), height = math.min(r.height, img:height()),
+    gravity = r.gravity }
+  img:close()
+  return cut, cerr
+end
+
 -- One rendition from the shared decode `master` (a W x H source).
 local function derive(master, r, W, H)
   local img, err
@@ -453,7 +468,7 @@ function M.make(bytes, list, limits)
   local out, still = {}, {}
   for i, r in ipairs(decls) do
     if r.keep_animation and animated then
-      local img, err = thumbnail_for(bytes, r, limits, { animated = true, lazy = true })
+      local img, err = animation_for(bytes, r, limits, W, H)
       if not img then return tag(err, r) end
       local made, serr = encode(r, img, probe.format)
       img:close()
