@@ -25,7 +25,8 @@ lua_Integer image_field_int(lua_State *L, int arg, const char *field, lua_Intege
         v = lua_tointegerx(L, -1, &ok);
         if (!ok) fields_fail(L, arg, field, "integer");
         if (v < min || v > max)
-            luaL_argerror(L, arg, lua_pushfstring(L, "field '%s': %I is out of range %I..%I", field, v, min, max));
+            luaL_argerror(L, arg,
+                          lua_pushfstring(L, "field '%s': %I is out of range %I..%I", field, v, min, max));
     }
     lua_pop(L, 1);
     return v;
@@ -64,8 +65,9 @@ const char *image_field_string(lua_State *L, int arg, const char *field, const c
         size_t len;
         v = lua_tolstring(L, -1, &len);
         if (len == 0 || len > max_len || strlen(v) != len)
-            luaL_argerror(L, arg, lua_pushfstring(L, "field '%s': 1 to %d bytes without NUL expected", field,
-                                                  (int)max_len));
+            luaL_argerror(
+                L, arg,
+                lua_pushfstring(L, "field '%s': 1 to %d bytes without NUL expected", field, (int)max_len));
     } else if (t != LUA_TNIL) {
         fields_fail(L, arg, field, "string");
     }
@@ -93,8 +95,8 @@ int image_field_option(lua_State *L, int arg, const char *field, const char *def
     }
     luaL_pushresult(&b);
     return luaL_argerror(L, arg,
-                         lua_pushfstring(L, "field '%s': invalid value '%s' (one of %s expected)", field, name,
-                                         lua_tostring(L, -1)));
+                         lua_pushfstring(L, "field '%s': invalid value '%s' (one of %s expected)", field,
+                                         name, lua_tostring(L, -1)));
 }
 
 int image_field_colour(lua_State *L, int arg, const char *field, double out[4], double max) {
@@ -108,12 +110,15 @@ int image_field_colour(lua_State *L, int arg, const char *field, double out[4], 
         out[n++] = lua_tonumber(L, -1);
     } else if (t == LUA_TTABLE) {
         lua_Integer len = luaL_len(L, -1);
-        if (len < 1 || len > 4) luaL_argerror(L, arg, lua_pushfstring(L, "field '%s': 1 to 4 numbers expected", field));
+        if (len < 1 || len > 4)
+            luaL_argerror(L, arg, lua_pushfstring(L, "field '%s': 1 to 4 numbers expected", field));
         for (n = 0; n < (int)len; n++) {
             lua_geti(L, -1, n + 1);
             int ok;
             out[n] = lua_tonumberx(L, -1, &ok);
-            if (!ok) luaL_argerror(L, arg, lua_pushfstring(L, "field '%s': item %d is not a number", field, n + 1));
+            if (!ok)
+                luaL_argerror(L, arg,
+                              lua_pushfstring(L, "field '%s': item %d is not a number", field, n + 1));
             lua_pop(L, 1);
         }
     } else {
@@ -127,9 +132,9 @@ int image_field_colour(lua_State *L, int arg, const char *field, double out[4], 
 }
 
 /* Where a smaller thing goes inside a larger one. */
-const char *const image_gravity_names[] = {"centre",     "center",     "north",      "south",      "east",
-                                           "west",       "north-east", "north-west", "south-east", "south-west",
-                                           NULL};
+const char *const image_gravity_names[] = {"centre",     "center",     "north",      "south",
+                                           "east",       "west",       "north-east", "north-west",
+                                           "south-east", "south-west", NULL};
 
 static const VipsCompassDirection fields_gravity_values[] = {
     VIPS_COMPASS_DIRECTION_CENTRE,     VIPS_COMPASS_DIRECTION_CENTRE,     VIPS_COMPASS_DIRECTION_NORTH,

@@ -79,7 +79,8 @@ static int steps_scale_to(VipsImage *in, VipsImage **t, int w, int h, VipsKernel
         *out = t[0];
         return 0;
     }
-    if (vips_premultiply(in, &t[0], NULL) || vips_resize(t[0], &t[1], hs, "vscale", vs, "kernel", kernel, NULL) ||
+    if (vips_premultiply(in, &t[0], NULL) ||
+        vips_resize(t[0], &t[1], hs, "vscale", vs, "kernel", kernel, NULL) ||
         vips_unpremultiply(t[1], &t[2], NULL) || vips_cast(t[2], &t[3], in->BandFmt, NULL))
         return -1;
     *out = t[3];
@@ -99,8 +100,10 @@ static void steps_fit(int W, int H, int w, int h, int fit, int enlarge, int *ow,
     }
     double f;
     int by_width;
-    if (w && h) by_width = fit == FIT_INSIDE ? fx <= fy : fx >= fy;
-    else by_width = w != 0;
+    if (w && h)
+        by_width = fit == FIT_INSIDE ? fx <= fy : fx >= fy;
+    else
+        by_width = w != 0;
     f = by_width ? fx : fy;
     if (!enlarge && f > 1) {
         *ow = W, *oh = H;
@@ -167,7 +170,8 @@ int image_resize(lua_State *L) {
     double scale = image_field_number(L, o, "scale", 0, 1e-4, 1e4);
     int fit = image_field_option(L, o, "fit", "inside", steps_fit_names);
     int enlarge = image_field_bool(L, o, "enlarge", 1);
-    VipsKernel kernel = steps_kernel_values[image_field_option(L, o, "kernel", "lanczos3", steps_kernel_names)];
+    VipsKernel kernel =
+        steps_kernel_values[image_field_option(L, o, "kernel", "lanczos3", steps_kernel_names)];
     luaL_argcheck(L, (w || h) != (scale > 0), 2, "field 'width' or 'height', or field 'scale', expected");
     int W = in->Xsize, H = image_frame_height(in), ow, oh;
     if (scale > 0) {
@@ -194,7 +198,8 @@ int image_contain(lua_State *L) {
     int bg_n = image_field_colour(L, o, "background", bg, 255);
     VipsCompassDirection gravity = image_field_gravity(L, o, "gravity", "centre");
     int enlarge = image_field_bool(L, o, "enlarge", 0);
-    VipsKernel kernel = steps_kernel_values[image_field_option(L, o, "kernel", "lanczos3", steps_kernel_names)];
+    VipsKernel kernel =
+        steps_kernel_values[image_field_option(L, o, "kernel", "lanczos3", steps_kernel_names)];
     int ow, oh;
     steps_fit(in->Xsize, image_frame_height(in), w, h, FIT_INSIDE, enlarge, &ow, &oh);
     image_handle *out = image_push_handle(L);
@@ -268,8 +273,8 @@ int image_smartcrop(lua_State *L) {
     image_handle *out = image_push_handle(L);
     VipsObject *ctx;
     VipsImage **t = steps_scratch(&ctx, 2);
-    int failed = image_first_frame(in, &t[0]) ||
-                 vips_smartcrop(t[0], &t[1], w, h, "interesting", interesting, NULL);
+    int failed =
+        image_first_frame(in, &t[0]) || vips_smartcrop(t[0], &t[1], w, h, "interesting", interesting, NULL);
     return image_finish(L, out, ctx, failed ? NULL : t[1], "smartcrop");
 }
 
@@ -289,10 +294,10 @@ int image_sharpen(lua_State *L) {
     image_handle *out = image_push_handle(L);
     VipsObject *ctx;
     VipsImage **t = steps_scratch(&ctx, 3);
-    int failed = image_first_frame(in, &t[0]) ||
-                 vips_sharpen(t[0], &t[1], "sigma", sigma, "x1", x1, "y2", y2, "y3", y3, "m1", m1, "m2", m2,
-                              NULL) ||
-                 vips_cast(t[1], &t[2], t[0]->BandFmt, NULL);
+    int failed =
+        image_first_frame(in, &t[0]) ||
+        vips_sharpen(t[0], &t[1], "sigma", sigma, "x1", x1, "y2", y2, "y3", y3, "m1", m1, "m2", m2, NULL) ||
+        vips_cast(t[1], &t[2], t[0]->BandFmt, NULL);
     return image_finish(L, out, ctx, failed ? NULL : t[2], "sharpen");
 }
 

@@ -33,9 +33,9 @@
 #include "error.h"
 #include "image.h"
 
-#define TEXT_MAX_BYTES   65536
-#define TEXT_MAX_FONT    200
-#define TEXT_DEFAULT     "DejaVu Sans"
+#define TEXT_MAX_BYTES 65536
+#define TEXT_MAX_FONT  200
+#define TEXT_DEFAULT   "DejaVu Sans"
 #ifdef VIPS_TYPE_TEXT_WRAP /* libvips 8.16 and newer */
 #define TEXT_HAS_WRAP 1
 #else
@@ -96,8 +96,10 @@ static int text_render(const char *markup, const text_options *o, VipsImage **ou
                     o->justify, NULL);
     if (o->fontfile) vips_object_set(obj, "fontfile", o->fontfile, NULL);
     if (o->width) vips_object_set(obj, "width", o->width, NULL);
-    if (o->height) vips_object_set(obj, "height", o->height, NULL);
-    else vips_object_set(obj, "dpi", o->dpi, NULL);
+    if (o->height)
+        vips_object_set(obj, "height", o->height, NULL);
+    else
+        vips_object_set(obj, "dpi", o->dpi, NULL);
     if (o->spacing) vips_object_set(obj, "spacing", o->spacing, NULL);
 #if TEXT_HAS_WRAP
     vips_object_set(obj, "wrap", (VipsTextWrap)o->wrap, NULL);
@@ -142,8 +144,9 @@ int image_text(lua_State *L) {
     text_read_options(L, lua_istable(L, 2) ? 2 : 0, &o);
 #if !TEXT_HAS_WRAP
     if (o.wrap != 0)
-        return error_pushf(L, "UnsupportedFormat", 0, 0, "wrap = '%s' needs libvips 8.16 or newer (this is %s)",
-                           text_wrap_names[o.wrap], vips_version_string());
+        return error_pushf(L, "UnsupportedFormat", 0, 0,
+                           "wrap = '%s' needs libvips 8.16 or newer (this is %s)", text_wrap_names[o.wrap],
+                           vips_version_string());
 #endif
     if (o.fontfile && !g_file_test(o.fontfile, G_FILE_TEST_IS_REGULAR))
         return error_pushf(L, "FontNotFound", 0, 0, "no font file at %s", o.fontfile);
