@@ -65,9 +65,10 @@ static int steps_round(double v) {
 }
 
 /* Resamples in to exactly w x h, with alpha premultiplied so transparent
- * pixels do not bleed their colour. Uses t[0..3]. */
+ * pixels do not bleed their colour. Uses t[0..4]. */
 static int steps_scale_to(VipsImage *in, VipsImage **t, int w, int h, VipsKernel kernel, VipsImage **out) {
     double hs = (double)w / in->Xsize, vs = (double)h / in->Ysize;
+    VipsImage *scaled;
     if (w == in->Xsize && h == in->Ysize) {
         g_object_ref(in);
         t[0] = in;
@@ -76,14 +77,21 @@ static int steps_scale_to(VipsImage *in, VipsImage **t, int w, int h, VipsKernel
     }
     if (!vips_image_hasalpha(in)) {
         if (vips_resize(in, &t[0], hs, "vscale", vs, "kernel", kernel, NULL)) return -1;
-        *out = t[0];
-        return 0;
+        scaled = t[0];
+    } else {
+        if (vips_premultiply(in, &t[0], NULL) ||
+            vips_resize(t[0], &t[1], hs, "vscale", vs, "kernel", kernel, NULL) ||
+            vips_unpremultiply(t[1], &t[2], NULL) || vips_cast(t[2], &t[3], in->BandFmt, NULL))
+            return -1;
+        scaled = t[3];
     }
-    if (vips_premultiply(in, &t[0], NULL) ||
-        vips_resize(t[0], &t[1], hs, "vscale", vs, "kernel", kernel, NULL) ||
-        vips_unpremultiply(t[1], &t[2], NULL) || vips_cast(t[2], &t[3], in->BandFmt, NULL))
-        return -1;
-    *out = t[3];
+    /* libvips rounds its own way: make the size exactly the one asked for
+     * (at most a pixel to cut or to repeat). */
+    if (scaled->Xsize != w || scaled->Ysize != h) {
+        if (vips_embed(scaled, &t[4], 0, 0, w, h, "extend", VIPS_EXTEND_COPY, NULL)) return -1;
+        scaled = t[4];
+    }
+    *out = scaled;
     return 0;
 }
 
@@ -123,6 +131,7 @@ static VipsImage *steps_background(VipsImage *in, const double *c, int n, VipsIm
     int has_alpha = vips_image_hasalpha(in);
     double grey = 0, rgb[3] = {0, 0, 0}, alpha = has_alpha ? 0 : 255;
     if (n == 1 || n == 2) grey = rgb[0] = rgb[1] = rgb[2] = c[0];
+    if (n == 1) alpha = 255; /* a colour given without alpha is opaque */
     if (n == 2) alpha = c[1];
     if (n >= 3) {
         memcpy(rgb, c, sizeof rgb);
@@ -183,7 +192,7 @@ int image_resize(lua_State *L) {
     luaL_argcheck(L, ow <= IMAGE_MAX_SIDE && oh <= IMAGE_MAX_SIDE, 2, "the result would be too large");
     image_handle *out = image_push_handle(L);
     VipsObject *ctx;
-    VipsImage **t = steps_scratch(&ctx, 5), *result = NULL;
+    VipsImage **t = steps_scratch(&ctx, 6), *result = NULL;
     int failed = image_first_frame(in, &t[0]) || steps_scale_to(t[0], &t[1], ow, oh, kernel, &result);
     return image_finish(L, out, ctx, failed ? NULL : result, "resize");
 }
@@ -204,9 +213,9 @@ int image_contain(lua_State *L) {
     steps_fit(in->Xsize, image_frame_height(in), w, h, FIT_INSIDE, enlarge, &ow, &oh);
     image_handle *out = image_push_handle(L);
     VipsObject *ctx;
-    VipsImage **t = steps_scratch(&ctx, 8), *scaled = NULL, *result = NULL;
+    VipsImage **t = steps_scratch(&ctx, 9), *scaled = NULL, *result = NULL;
     int failed = image_first_frame(in, &t[0]) || steps_scale_to(t[0], &t[1], ow, oh, kernel, &scaled) ||
-                 steps_place(scaled, &t[5], bg, bg_n, w, h, -1, -1, gravity, &result);
+                 steps_place(scaled, &t[6], bg, bg_n, w, h, -1, -1, gravity, &result);
     return image_finish(L, out, ctx, failed ? NULL : result, "contain");
 }
 
