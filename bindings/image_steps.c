@@ -59,7 +59,10 @@ static int steps_options(lua_State *L, int required) {
     return lua_istable(L, 2) ? 2 : 0;
 }
 
+/* A side from a scaled one: at least 1; anything over IMAGE_MAX_SIDE comes
+ * out as IMAGE_MAX_SIDE + 1, for the caller's range check to refuse. */
 static int steps_round(double v) {
+    if (!(v < IMAGE_MAX_SIDE + 1)) return IMAGE_MAX_SIDE + 1;
     int n = (int)lround(v);
     return n < 1 ? 1 : n;
 }
