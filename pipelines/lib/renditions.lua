@@ -349,6 +349,7 @@ local function apply_steps(img, steps)
   for _, step in ipairs(steps) do
     local kind, value = next(step)
     local out, err = STEPS[kind](img, value)
+    img:close() -- each step makes a new image; the one before is done with
     if not out then return nil, err end
     img = out
   end
