@@ -12,7 +12,9 @@
  *             runtime points at the font it ships (infra/fonts/fonts.conf).
  *   size      points, 72 dpi by default, so points are pixels. 16.
  *   dpi       resolution the size is taken at, 1..2400. 72.
- *   width     wrap lines at this many pixels (default: one line per line).
+ *             (size * dpi / 72, the pixels of a letter, is at most 2000.)
+ *   width     wrap lines at this many pixels, 1..16384 (default: no
+ *             wrapping).
  *   height    with width: the size (and dpi) is chosen to fill width x
  *             height as closely as possible.
  *   align     "left", "centre" (or "center"), "right". "left".
@@ -36,7 +38,9 @@
 #define TEXT_MAX_BYTES 65536
 #define TEXT_MAX_FONT  200
 #define TEXT_DEFAULT   "DejaVu Sans"
-#ifdef VIPS_TYPE_TEXT_WRAP /* libvips 8.16 and newer */
+#define TEXT_MAX_SIDE  16384 /* width and height of a text box */
+#define TEXT_MAX_EM    2000  /* pixels a letter: size * dpi / 72 */
+#ifdef VIPS_TYPE_TEXT_WRAP   /* libvips 8.16 and newer */
 #define TEXT_HAS_WRAP 1
 #else
 #define TEXT_HAS_WRAP 0
@@ -66,10 +70,10 @@ static void text_read_options(lua_State *L, int o, text_options *t) {
     if (!o) return;
     t->font = image_field_string(L, o, "font", TEXT_DEFAULT, TEXT_MAX_FONT);
     t->fontfile = image_field_string(L, o, "fontfile", NULL, 4096);
-    t->size = image_field_number(L, o, "size", 16, 1, 10000);
+    t->size = image_field_number(L, o, "size", 16, 1, TEXT_MAX_EM);
     t->dpi = (int)image_field_int(L, o, "dpi", 72, 1, 2400);
-    t->width = (int)image_field_int(L, o, "width", 0, 1, IMAGE_MAX_SIDE);
-    t->height = (int)image_field_int(L, o, "height", 0, 1, IMAGE_MAX_SIDE);
+    t->width = (int)image_field_int(L, o, "width", 0, 1, TEXT_MAX_SIDE);
+    t->height = (int)image_field_int(L, o, "height", 0, 1, TEXT_MAX_SIDE);
     t->align = image_field_option(L, o, "align", "left", text_align_names);
     t->justify = image_field_bool(L, o, "justify", 0);
     t->spacing = (int)image_field_int(L, o, "spacing", 0, 0, IMAGE_MAX_SIDE);
@@ -81,6 +85,8 @@ static void text_read_options(lua_State *L, int o, text_options *t) {
     if (n == 2) t->colour[3] = c[1];
     if (n >= 3) memcpy(t->colour, c, sizeof(double) * (size_t)n);
     if (t->height) luaL_argcheck(L, t->width, o, "field 'height' needs field 'width'");
+    luaL_argcheck(L, t->size * t->dpi / 72 <= TEXT_MAX_EM, o,
+                  "fields 'size' and 'dpi': over 2000 pixels a letter");
 }
 
 /* The glyph coverage (one band, 0..255) of the text, or -1 with the libvips
@@ -155,7 +161,7 @@ int image_text(lua_State *L) {
     const char *markup = o.markup ? text : text_escape(L, text, len);
     image_handle *out = image_push_handle(L);
     VipsObject *ctx = VIPS_OBJECT(vips_image_new());
-    VipsImage **t = (VipsImage **)vips_object_local_array(ctx, 5);
+    VipsImage **t = (VipsImage **)vips_object_local_array(ctx, 6);
     int failed = text_render(markup, &o, &t[0]);
     /* A constant image of the colour, the coverage (times the colour's own
      * alpha) as its alpha band. */
@@ -163,6 +169,8 @@ int image_text(lua_State *L) {
     failed = failed || !(t[1] = vips_image_new_from_image(t[0], o.colour, 3)) ||
              vips_linear1(t[0], &t[2], alpha, 0.0, "uchar", TRUE, NULL) ||
              vips_bandjoin2(t[1], t[2], &t[3], NULL) ||
-             vips_copy(t[3], &t[4], "interpretation", VIPS_INTERPRETATION_sRGB, NULL);
-    return image_finish(L, out, ctx, failed ? NULL : t[4], "text");
+             vips_copy(t[3], &t[4], "interpretation", VIPS_INTERPRETATION_sRGB, NULL) ||
+             /* small: computed now, so reading it back (getpoint) is cheap */
+             !(t[5] = vips_image_copy_memory(t[4]));
+    return image_finish(L, out, ctx, failed ? NULL : t[5], "text");
 }

@@ -186,6 +186,8 @@ describe("image.text", function()
       { "\xff\xfe", nil, "UTF%-8" },
       { "x", { width = "wide" }, "bad argument #2 to '.-text' %(field 'width': integer expected, got string%)" },
       { "x", { size = 0 }, "field 'size': .* out of range" },
+      { "x", { size = 500, dpi = 300 }, "fields 'size' and 'dpi': over 2000 pixels a letter" },
+      { "x", { width = 20000 }, "field 'width': 20000 is out of range 1..16384" },
       { "x", { align = "middle" }, "field 'align': invalid value 'middle'" },
       { "x", { height = 40 }, "field 'height' needs field 'width'" },
       { "x", { colour = { 1, 2, 3, 4, 5 } }, "field 'colour': 1 to 4 numbers" },
