@@ -116,4 +116,34 @@ IMAGE_INTERNAL int image_flatten_onto(VipsImage *in, VipsImage **out, const doub
 /* The first frame of an animation, or a new reference to im (image_ops.c). */
 IMAGE_INTERNAL int image_first_frame(VipsImage *in, VipsImage **out);
 
+/* Fields of an options table in the luaL_argerror style (image_fields.c):
+ * "bad argument #2 to 'text' (field 'width': integer expected, got string)".
+ * IMAGE_FIELD_REQUIRED (integers) or NAN (numbers) as the default makes the
+ * field required; image_field_option with def NULL likewise. */
+#define IMAGE_FIELD_REQUIRED LUA_MININTEGER
+IMAGE_INTERNAL lua_Integer image_field_int(lua_State *L, int arg, const char *field, lua_Integer def,
+                                           lua_Integer min, lua_Integer max);
+IMAGE_INTERNAL double image_field_number(lua_State *L, int arg, const char *field, double def, double min,
+                                         double max);
+IMAGE_INTERNAL int image_field_bool(lua_State *L, int arg, const char *field, int def);
+IMAGE_INTERNAL const char *image_field_string(lua_State *L, int arg, const char *field, const char *def,
+                                              size_t max_len);
+IMAGE_INTERNAL int image_field_option(lua_State *L, int arg, const char *field, const char *def,
+                                      const char *const names[]);
+/* Returns the count of values (0 when absent), each checked to be 0..max. */
+IMAGE_INTERNAL int image_field_colour(lua_State *L, int arg, const char *field, double out[4], double max);
+IMAGE_INTERNAL extern const char *const image_gravity_names[];
+IMAGE_INTERNAL VipsCompassDirection image_field_gravity(lua_State *L, int arg, const char *field,
+                                                        const char *def);
+
+/* The toolkit: image.text (image_text.c); sharpen, blur, smartcrop, embed,
+ * contain, resize (image_steps.c). */
+IMAGE_INTERNAL int image_text(lua_State *L);
+IMAGE_INTERNAL int image_sharpen(lua_State *L);
+IMAGE_INTERNAL int image_blur(lua_State *L);
+IMAGE_INTERNAL int image_smartcrop(lua_State *L);
+IMAGE_INTERNAL int image_embed(lua_State *L);
+IMAGE_INTERNAL int image_contain(lua_State *L);
+IMAGE_INTERNAL int image_resize(lua_State *L);
+
 #endif
