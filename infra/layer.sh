@@ -80,10 +80,10 @@ stage_runtime() { # DIR
   for f in $EXTRA_LIBS; do cp -L "$f" "$dir/lib/"; done
   while read -r line; do
     case $line in
-      *"not found"*) rm -f "$list"; die "the build machine cannot find a library: $line" ;;
+      *"=> not found"*) rm -f "$list"; die "the build machine cannot find a library: $line" ;;
       *" => /"*) name=${line%% =>*} path=${line#* => } path=${path%% (*} ;;
-      /*) path=${line%% (*} name=$(basename "$path") ;; # the loader itself
-      *) continue ;;                                      # linux-vdso, not a file
+      /*" (0x"*) path=${line%% (*} name=$(basename "$path") ;; # the loader itself
+      *) continue ;; # linux-vdso (not a file); version errors (check-package reports them)
     esac
     [ -e "$dir/lib/$name" ] || cp -L "$path" "$dir/lib/$name"
   done <"$list"
@@ -124,15 +124,26 @@ unpacked_bytes() { # ZIP
   unzip -Zt "$1" | awk '{ print $3 }'
 }
 
+human() { # BYTES
+  awk -v n="$1" 'BEGIN { if (n >= 1048576) printf "%.1f MB", n / 1048576; else printf "%.1f KB", n / 1024 }'
+}
+
 total=0
 report() { # ZIP
   local z=$1 packed unpacked
   packed=$(stat -c %s "$z")
   unpacked=$(unpacked_bytes "$z")
   total=$((total + unpacked))
-  printf 'layer: %-28s %6.1f MB zipped, %6.1f MB unpacked\n' "$(basename "$z")" \
-    "$(echo "$packed" | awk '{ print $1 / 1048576 }')" "$(echo "$unpacked" | awk '{ print $1 / 1048576 }')"
+  printf 'layer: %s: %s zipped, %s unpacked (%s bytes)\n' "$z" "$(human "$packed")" "$(human "$unpacked")" \
+    "$unpacked"
 }
+
+# A failed build must not leave an older artifact behind for a deploy to pick up.
+if [ "$PACKAGE" = layers ]; then
+  rm -f "$out/runtime-$ARCH.zip" "$out/pipelines.zip"
+else
+  rm -f "$out/function-$ARCH.zip"
+fi
 
 if [ "$PACKAGE" = layers ]; then
   stage_runtime "$out/runtime-$ARCH"
@@ -149,6 +160,5 @@ else
   report "$out/function-$ARCH.zip"
   what="function code"
 fi
-printf 'layer: %s together: %.1f MB unpacked of Lambda'"'"'s 250 MB\n' "$what" \
-  "$(echo "$total" | awk '{ print $1 / 1048576 }')"
+echo "layer: $what together: $(human "$total") unpacked of Lambda's 250 MB (function and layers)"
 [ "$total" -le "$LIMIT" ] || die "over Lambda's limit of 250 MB unpacked"
