@@ -190,7 +190,14 @@ function M.invoke(root, opts)
   local cmd = "timeout -k 5 " .. (opts.timeout or 90) .. " python3 " .. q(M.chroot_exec) .. " " ..
     q(root.dir) .. " " .. q(work .. "/env.json") .. " " .. q(root.bootstrap)
   local _, stderr, code = paths.run(cmd)
-  modes.stop_process(fake) -- writes the recording
+  -- The fake writes its recording when it stops (it stops by itself once
+  -- drained, but not after an init error).
+  os.execute("curl -s --noproxy '*' --max-time 5 -X POST http://127.0.0.1:" .. port .. "/_shutdown >/dev/null 2>&1")
+  for _ = 1, 250 do
+    if modes.read_or(fake.prefix .. ".rc", nil) then break end
+    os.execute "sleep 0.02"
+  end
+  modes.stop_process(fake)
   local rec = read_json(work .. "/rec.json") or { responses = {}, errors = {}, init_errors = {} }
 
   local by_id = {}
