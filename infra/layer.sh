@@ -58,7 +58,7 @@ out=$(cd "$LAYER_OUT" && pwd)
 
 # ---- the runtime tree --------------------------------------------------------
 stage_runtime() { # DIR
-  local dir=$1 list line name path f
+  local dir=$1 list line name path f missing=
   rm -rf "$dir"
   mkdir -p "$dir/bin" "$dir/lib" "$dir/certs"
   cp "$src/bootstrap" "$dir/bootstrap"
@@ -80,7 +80,7 @@ stage_runtime() { # DIR
   for f in $EXTRA_LIBS; do cp -L "$f" "$dir/lib/"; done
   while read -r line; do
     case $line in
-      *"=> not found"*) rm -f "$list"; die "the build machine cannot find a library: $line" ;;
+      *"=> not found"*) missing=$line; break ;;
       *" => /"*) name=${line%% =>*} path=${line#* => } path=${path%% (*} ;;
       /*" (0x"*) path=${line%% (*} name=$(basename "$path") ;; # the loader itself
       *) continue ;; # linux-vdso (not a file); version errors (check-package reports them)
@@ -88,6 +88,7 @@ stage_runtime() { # DIR
     [ -e "$dir/lib/$name" ] || cp -L "$path" "$dir/lib/$name"
   done <"$list"
   rm -f "$list"
+  [ -z "$missing" ] || die "the build machine cannot find a library: $missing"
   # glibc opens libgcc_s itself (thread cancellation, backtraces): ship it
   # even if nothing names it.
   if [ ! -e "$dir/lib/libgcc_s.so.1" ]; then

@@ -162,6 +162,16 @@ describe("make layer", function()
       "function zip: both (%d entries)"):format(#runtime, #scripts, #fn))
   end)
 
+  it("has a bootstrap that says what is missing from an incomplete package", function()
+    local dir = paths.tmpdir()
+    assert(os.execute("cd " .. q(dir) .. " && unzip -q " .. q(zips.runtime_zip) .. " bootstrap"))
+    local _, err, code = paths.run(q(dir .. "/bootstrap"))
+    assert.equal(127, code)
+    assert.matches("bootstrap: cannot start the packaged loader: " .. dir:gsub("%p", "%%%0") ..
+      "/lib/ld%-linux%-[%w%-]+%.so%.%d: No such file or directory", err)
+    proved("a bootstrap without its lib/ exits 127: " .. err:match "[^\n]+")
+  end)
+
   -- Each row plants one shared library into the package that needs what the
   -- package does not hold: through `make layer EXTRA_LIBS=...` (which must
   -- refuse and write no zip), and into a copy of the real package handed to

@@ -32,8 +32,8 @@ case $root in *..*) die "ROOT must not contain '..'" ;; esac
 cleanup() {
   [ -d "$root" ] || return 0
   [ -f "$root/.imgpipe-emptyroot" ] || die "$root was not made by emptyroot.sh: not removing it"
-  local i
-  for i in 1 2 3 4 5; do
+  local _
+  for _ in 1 2 3 4 5; do
     mountpoint -q "$root/proc" || break
     umount "$root/proc" 2>/dev/null || umount -l "$root/proc" 2>/dev/null || true
     sleep 0.2
