@@ -3,7 +3,7 @@
 # (spec/support/emptyroot.lua, bench/run.sh). Needs root (mount, chroot).
 #
 #   emptyroot.sh prepare ROOT [--runtime ZIP] [--pipelines ZIP] [--function ZIP]
-#                             [--ca PEM] [--hostile] [--stub-libs DIR]
+#                             [--ca PEM] [--hostile]
 #   emptyroot.sh cleanup ROOT
 #
 # prepare: ROOT must be a new, empty folder under /tmp. It gets only
@@ -13,10 +13,13 @@
 #   /tmp        mode 1777
 #   /etc/pki/tls/certs/ca-bundle.crt  with --ca: where Lambda's Amazon Linux
 #               offers the system CA bundle
-#   /lib64, /usr/lib64   with --hostile: a stub under the name of every library
-#               the package holds (glibc's loader included) that, if anything
-#               loads it, prints "HOSTILE LIBRARY LOADED" and exits 66. The
-#               stub is built from --stub-libs DIR/stub.c when DIR is given.
+#   /lib64, /usr/lib64, /usr/lib   with --hostile: a stub under the name of
+#               every library the package holds (glibc's loader included)
+#               that, if anything loads it, prints "HOSTILE LIBRARY LOADED"
+#               and exits 66. /lib64 and /usr/lib64 are where Amazon Linux
+#               keeps its libraries (and lead Lambda's LD_LIBRARY_PATH);
+#               /usr/lib is the last place the packaged loader looks by
+#               itself.
 # No /dev, /etc/passwd, /bin or /usr/bin: the runtime needs none of them.
 # cleanup: unmounts ROOT/proc and removes ROOT (only a folder under /tmp that
 #   this script prepared: it holds the marker file .imgpipe-emptyroot).
@@ -43,7 +46,7 @@ cleanup() {
 }
 
 prepare() {
-  local runtime='' pipelines='' function='' ca='' hostile=0 stubdir=''
+  local runtime='' pipelines='' function='' ca='' hostile=0
   while [ $# -gt 0 ]; do
     case $1 in
       --runtime) runtime=$2; shift 2 ;;
@@ -51,7 +54,6 @@ prepare() {
       --function) function=$2; shift 2 ;;
       --ca) ca=$2; shift 2 ;;
       --hostile) hostile=1; shift ;;
-      --stub-libs) stubdir=$2; shift 2 ;;
       *) die "unknown option '$1'" ;;
     esac
   done
@@ -82,23 +84,19 @@ prepare() {
   fi
 
   if [ $hostile = 1 ]; then
-    local stub=$root/.stub.so src d name
-    src=${stubdir:+$stubdir/stub.c}
-    if [ -z "$src" ]; then
-      src=$root/.stub.c
-      cat >"$src" <<'C'
+    local stub=$root/.stub.so src=$root/.stub.c d name
+    cat >"$src" <<'C'
 #include <unistd.h>
 /* Stands in for a library of the host: being loaded at all is the failure. */
 __attribute__((constructor)) static void hostile_library(void) {
-    static const char msg[] = "HOSTILE LIBRARY LOADED from the host's /lib64 or /usr/lib64\n";
+    static const char msg[] = "HOSTILE LIBRARY LOADED from the host's library folders\n";
     (void)!write(2, msg, sizeof msg - 1);
     _exit(66);
 }
 int hostile_marker(void) { return 66; }
 C
-    fi
     cc -shared -fPIC -O1 -o "$stub" "$src"
-    for d in lib64 usr/lib64; do
+    for d in lib64 usr/lib64 usr/lib; do
       mkdir -p "$root/$d"
       for name in "$home"/lib/*; do cp "$stub" "$root/$d/$(basename "$name")"; done
     done
