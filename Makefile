@@ -121,7 +121,7 @@ $(BUILD)/package/imgpipe: $(HOST_OBJ) $(BINDING_OBJ)
 
 $(BUILD)/package/bootstrap: infra/bootstrap.c
 	@mkdir -p $(dir $@)
-	$(CC) -static -std=gnu11 -O2 $(WARN) -D_GNU_SOURCE -o $@ $<
+	$(CC) -static -s -std=gnu11 -O2 $(WARN) -D_GNU_SOURCE -o $@ $<
 
 layer: $(BUILD)/package/imgpipe $(BUILD)/package/bootstrap
 	@PACKAGE='$(PACKAGE)' ARCH='$(ARCH)' LAYER_OUT='$(LAYER_OUT)' EXTRA_LIBS='$(EXTRA_LIBS)' LAYER_LIB_PATH='$(VIPS_LIB_DIR)' \
