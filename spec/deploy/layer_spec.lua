@@ -320,6 +320,15 @@ describe("empty root", function()
       ", the stub was refused (" .. refusal .. "); SSL_CERT_FILE set by the user wins")
     emptyroot.cleanup(root)
   end)
+  it("runs without /proc: the bootstrap finds its folder from argv[0]", function()
+    local root = emptyroot.prepare { runtime_zip = zips.runtime_zip, pipelines_zip = zips.pipelines_zip,
+      ca = tls.ca, proc = false, files = spec_pipelines "/opt" }
+    assert.equal("", (paths.run("ls -A " .. q(root.dir .. "/proc"))))
+    local _, echo, img = run_all(root)
+    proved(("no /proc mounted: echo (pipelines %s), image (%dx%d WebP) and HTTPS pass"):format(
+      echo.pipelines, img.width, img.height))
+    emptyroot.cleanup(root)
+  end)
 end)
 
 describe("hostile root", function()

@@ -17,6 +17,7 @@
 --                             /usr/lib64 that abort if loaded
 --               ca=PATH       a PEM file offered as Amazon Linux does, at
 --                             /etc/pki/tls/certs/ca-bundle.crt
+--               proc=false    /proc left unmounted (empty)
 --               files={["/opt/pipelines/echo.lua"]=TEXT, ...}   planted after
 --                             unpacking (paths inside the root)
 --     root = {dir = host path of the root, home = "/opt" | "/var/task",
@@ -129,6 +130,7 @@ function M.prepare(opts)
   end
   if opts.ca then args[#args + 1] = "--ca " .. q(opts.ca) end
   if opts.hostile then args[#args + 1] = "--hostile" end
+  if opts.proc == false then args[#args + 1] = "--no-proc" end
   local root = { dir = dir, home = home, bootstrap = home .. "/bootstrap", base = base }
   roots[#roots + 1] = root
   local out, err, code = paths.run(table.concat(args, " "))

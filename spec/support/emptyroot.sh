@@ -3,13 +3,14 @@
 # (spec/support/emptyroot.lua, bench/run.sh). Needs root (mount, chroot).
 #
 #   emptyroot.sh prepare ROOT [--runtime ZIP] [--pipelines ZIP] [--function ZIP]
-#                             [--ca PEM] [--hostile]
+#                             [--ca PEM] [--hostile] [--no-proc]
 #   emptyroot.sh cleanup ROOT
 #
 # prepare: ROOT must be a new, empty folder under /tmp. It gets only
 #   /opt        the runtime and pipelines zips unpacked (the layers), or
 #   /var/task   the function zip unpacked (runtime and scripts as function code)
-#   /proc       procfs, mounted (the bootstrap reads /proc/self/exe)
+#   /proc       procfs, mounted (the bootstrap reads /proc/self/exe); with
+#               --no-proc an empty folder (the bootstrap falls back on argv[0])
 #   /tmp        mode 1777
 #   /etc/pki/tls/certs/ca-bundle.crt  with --ca: where Lambda's Amazon Linux
 #               offers the system CA bundle
@@ -46,7 +47,7 @@ cleanup() {
 }
 
 prepare() {
-  local runtime='' pipelines='' function='' ca='' hostile=0
+  local runtime='' pipelines='' function='' ca='' hostile=0 proc=1
   while [ $# -gt 0 ]; do
     case $1 in
       --runtime) runtime=$2; shift 2 ;;
@@ -54,6 +55,7 @@ prepare() {
       --function) function=$2; shift 2 ;;
       --ca) ca=$2; shift 2 ;;
       --hostile) hostile=1; shift ;;
+      --no-proc) proc=0; shift ;;
       *) die "unknown option '$1'" ;;
     esac
   done
@@ -103,7 +105,7 @@ C
     rm -f "$stub" "$root/.stub.c"
   fi
 
-  mount -t proc proc "$root/proc"
+  if [ $proc = 1 ]; then mount -t proc proc "$root/proc"; fi
 }
 
 case $cmd in
