@@ -5,8 +5,11 @@
 #   make test         deps + build + luacheck + busted + sanitizer and system-libvips runs
 #   make demo         the main job end to end on the local stack
 #   make bench        benchmarks against peers, writes bench/RESULTS.md
+#   make layer        the Lambda artifacts in build/layers (see docs/deploy-runtime.md):
+#                     runtime-$(ARCH).zip and pipelines.zip, or with PACKAGE=function
+#                     function-$(ARCH).zip (runtime and pipelines as function code)
 #
-# Switches: VIPS=prebuilt|system  SANITIZE=1  BUILD=dir
+# Switches: VIPS=prebuilt|system  SANITIZE=1  BUILD=dir  PACKAGE=layers|function
 
 VIPS     ?= prebuilt
 BUILD    ?= build
@@ -15,6 +18,11 @@ CC       ?= cc
 OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g
 PKGS      = lua5.4 libcurl libcrypto expat libmicrohttpd
+
+PACKAGE  ?= layers
+ARCH     ?= $(shell uname -m)
+LAYER_OUT ?= build/layers
+EXTRA_LIBS ?=
 
 VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
@@ -102,8 +110,22 @@ bench:
 	@$(MAKE) --no-print-directory all
 	@bench/run.sh
 
-layer: all
-	@infra/layer.sh $(BUILD)
+# The packaged binary: the same objects linked without RUNPATH (the
+# bootstrap hands the package's lib/ to the packaged loader), and the static
+# bootstrap. infra/layer.sh assembles and checks the package; EXTRA_LIBS are
+# more shared libraries to ship in lib/ (the specs plant a bad one this way).
+comma := ,
+$(BUILD)/package/imgpipe: $(HOST_OBJ) $(BINDING_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Wl,-E -o $@ $^ $(filter-out -Wl$(comma)-rpath$(comma)%,$(HOST_LIBS))
+
+$(BUILD)/package/bootstrap: infra/bootstrap.c
+	@mkdir -p $(dir $@)
+	$(CC) -static -s -std=gnu11 -O2 $(WARN) -D_GNU_SOURCE -o $@ $<
+
+layer: $(BUILD)/package/imgpipe $(BUILD)/package/bootstrap
+	@PACKAGE='$(PACKAGE)' ARCH='$(ARCH)' LAYER_OUT='$(LAYER_OUT)' EXTRA_LIBS='$(EXTRA_LIBS)' LAYER_LIB_PATH='$(VIPS_LIB_DIR)' \
+	  infra/layer.sh $(BUILD)/package
 
 format:
 	clang-format -i host/*.c host/*.h bindings/*.c bindings/*.h bindings/aws/*.c bindings/aws/*.h

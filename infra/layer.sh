@@ -1,54 +1,165 @@
 #!/bin/bash
-# Packages imgpipe for Lambda (provided.al2023, x86_64):
-#   build/layer/layer/     the layer: /opt/bootstrap, /opt/lib/*.so*, /opt/pipelines/*.lua
-#   build/layer/function/  the (empty) function code the template points at
-#   build/layer/imgpipe-layer.zip when zip is installed
-# Every shared library the binary needs, except glibc's and the C++ runtime, goes into lib/,
-# so the layer does not depend on what Amazon Linux ships beyond glibc 2.34.
-#   infra/layer.sh [BUILD_DIR]    (default build)
+# Packages imgpipe for AWS Lambda (make layer; see docs/deploy-runtime.md).
+#
+#   infra/layer.sh PACKAGE_BUILD_DIR
+#     PACKAGE_BUILD_DIR holds imgpipe (linked without RUNPATH) and the static
+#     bootstrap: make builds them in $(BUILD)/package.
+#   Environment (the Makefile passes its variables of the same names):
+#     PACKAGE=layers    (default) $LAYER_OUT/runtime-$ARCH.zip: bootstrap, bin/,
+#                       lib/, certs/ (no scripts), unpacked by Lambda in /opt;
+#                       and $LAYER_OUT/pipelines.zip: pipelines/ (-> /opt/pipelines)
+#     PACKAGE=function  $LAYER_OUT/function-$ARCH.zip: the runtime and pipelines/
+#                       together as function code (-> /var/task), for LocalStack's
+#                       free tier, which does not apply layers
+#     ARCH              x86_64 or arm64 (default: this machine's); the package
+#                       must be built on that architecture
+#     LAYER_OUT         where the artifacts go (default build/layers)
+#     LAYER_LIB_PATH    folders where the build finds libraries that are not in
+#                       the system's (the prebuilt libvips)
+#     EXTRA_LIBS        more shared libraries to ship in lib/ (space separated)
+#
+# The runtime carries every library bin/imgpipe loads, glibc's libc and
+# dynamic loader included, the C++ runtime, and a CA bundle; the bootstrap
+# (infra/bootstrap.c) starts the packaged loader on the packaged libraries
+# only. infra/check-package.sh then refuses the package (exit 1) when any
+# file in it needs a library or symbol version the package does not hold.
+# Sizes are printed; above Lambda's 250 MB unpacked the build fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build=${1:-build}
-bin=$build/imgpipe
-[ -x "$bin" ] || { echo "layer: $bin is missing: run make first" >&2; exit 1; }
 
-out=build/layer
-rm -rf "$out"
-mkdir -p "$out/layer/lib" "$out/function"
-cp "$bin" "$out/layer/bootstrap"
-strip --strip-unneeded "$out/layer/bootstrap" 2>/dev/null || true
-cp -r pipelines "$out/layer/pipelines"
+die() { echo "layer: $*" >&2; exit 1; }
+[ $# -eq 1 ] || die "usage: infra/layer.sh PACKAGE_BUILD_DIR (run 'make layer')"
+src=$1
+PACKAGE=${PACKAGE:-layers}
+ARCH=${ARCH:-$(uname -m)}
+LAYER_OUT=${LAYER_OUT:-build/layers}
+LAYER_LIB_PATH=${LAYER_LIB_PATH:-}
+EXTRA_LIBS=${EXTRA_LIBS:-}
+LIMIT=$((250 * 1024 * 1024)) # Lambda: function and all its layers, unpacked
 
-# glibc's libraries and the C++ runtime come from the system on Lambda
-# (Amazon Linux 2023: glibc 2.34, libstdc++ up to GLIBCXX_3.4.29, which is
-# all libvips needs); everything else ships.
-glibc='^(linux-vdso|libc|libm|libdl|libpthread|librt|libresolv|ld-linux-x86-64|libstdc\+\+|libgcc_s)\.so'
-ldd "$bin" | awk '/=> \// {print $1, $3}' | while read -r name path; do
-  if [[ ! $name =~ $glibc ]]; then cp -L "$path" "$out/layer/lib/$name"; fi
+case $ARCH in
+  x86_64 | amd64) ARCH=x86_64 machine=x86_64 loader=ld-linux-x86-64.so.2 ;;
+  arm64 | aarch64) ARCH=arm64 machine=aarch64 loader=ld-linux-aarch64.so.1 ;;
+  *) die "ARCH must be x86_64 or arm64, not '$ARCH'" ;;
+esac
+[ "$(uname -m)" = "$machine" ] ||
+  die "ARCH=$ARCH but this machine is $(uname -m): build the package on an $ARCH machine"
+case $PACKAGE in layers | function) ;; *) die "PACKAGE must be layers or function, not '$PACKAGE'" ;; esac
+for tool in zip unzip objdump strip; do
+  command -v $tool >/dev/null || die "$tool is missing (apt-get install zip unzip binutils)"
 done
+[ -x "$src/imgpipe" ] || die "$src/imgpipe is missing: run 'make layer'"
+[ -x "$src/bootstrap" ] || die "$src/bootstrap is missing: run 'make layer'"
+ca=/etc/ssl/certs/ca-certificates.crt
+[ -r "$ca" ] || die "$ca is missing (apt-get install ca-certificates)"
 
-# Amazon Linux 2023 has glibc 2.34: nothing may need a newer one.
-newest=$(for f in "$out/layer/bootstrap" "$out"/layer/lib/*; do objdump -T "$f" 2>/dev/null; done |
-  grep -o 'GLIBC_2\.[0-9]*' | sort -uV | tail -1)
-echo "layer: newest glibc symbol needed: $newest (Amazon Linux 2023 has GLIBC_2.34)"
-if [ "$(printf '%s\nGLIBC_2.34\n' "$newest" | sort -V | tail -1)" != GLIBC_2.34 ]; then
-  echo "layer: WARNING: $newest is newer than Amazon Linux 2023's glibc" >&2
+mkdir -p "$LAYER_OUT"
+out=$(cd "$LAYER_OUT" && pwd)
+
+# ---- the runtime tree --------------------------------------------------------
+stage_runtime() { # DIR
+  local dir=$1 list line name path f missing=
+  rm -rf "$dir"
+  mkdir -p "$dir/bin" "$dir/lib" "$dir/certs"
+  cp "$src/bootstrap" "$dir/bootstrap"
+  cp "$src/imgpipe" "$dir/bin/imgpipe"
+  strip --strip-unneeded "$dir/bin/imgpipe"
+  cp "$ca" "$dir/certs/ca-bundle.crt"
+
+  # Every library the binary (and any extra library) loads, as the build
+  # machine resolves it, under the name it is asked for.
+  list=$(mktemp /tmp/imgpipe-layer.XXXXXX)
+  for f in "$src/imgpipe" $EXTRA_LIBS; do
+    [ -f "$f" ] || die "no such library: $f"
+    if ! LD_LIBRARY_PATH=$LAYER_LIB_PATH ldd "$f" >>"$list" 2>&1; then
+      cat "$list" >&2
+      rm -f "$list"
+      die "ldd cannot resolve $f"
+    fi
+  done
+  for f in $EXTRA_LIBS; do cp -L "$f" "$dir/lib/"; done
+  while read -r line; do
+    case $line in
+      *"=> not found"*) missing=$line; break ;;
+      *" => /"*) name=${line%% =>*} path=${line#* => } path=${path%% (*} ;;
+      /*" (0x"*) path=${line%% (*} name=$(basename "$path") ;; # the loader itself
+      *) continue ;; # linux-vdso (not a file); version errors (check-package reports them)
+    esac
+    [ -e "$dir/lib/$name" ] || cp -L "$path" "$dir/lib/$name"
+  done <"$list"
+  rm -f "$list"
+  [ -z "$missing" ] || die "the build machine cannot find a library: $missing"
+  # glibc opens libgcc_s itself (thread cancellation, backtraces): ship it
+  # even if nothing names it.
+  if [ ! -e "$dir/lib/libgcc_s.so.1" ]; then
+    path=$(gcc -print-file-name=libgcc_s.so.1)
+    [ -f "$path" ] || die "libgcc_s.so.1 not found"
+    cp -L "$path" "$dir/lib/libgcc_s.so.1"
+  fi
+  [ -f "$dir/lib/$loader" ] || die "ldd did not report the dynamic loader $loader"
+  chmod 755 "$dir/bootstrap" "$dir/bin/imgpipe" "$dir/lib/$loader"
+  chmod 644 "$dir/certs/ca-bundle.crt"
+  find "$dir/lib" -type f ! -name "$loader" -exec chmod 644 {} +
+
+  infra/check-package.sh "$dir" "$loader" || die "the package is not self-contained (see above): not packaged"
+}
+
+stage_pipelines() { # DIR: DIR/pipelines is the scripts tree
+  rm -rf "$1/pipelines"
+  mkdir -p "$1"
+  cp -r pipelines "$1/pipelines"
+  find "$1/pipelines" -type d -exec chmod 755 {} +
+  find "$1/pipelines" -type f -exec chmod 644 {} +
+}
+
+# Zips DIR's contents into ZIP with fixed dates and order, so that the same
+# files make the same archive (a layer version changes only when its files do).
+zip_tree() { # DIR ZIP
+  local dir=$1 zipfile=$2
+  rm -f "$zipfile"
+  find "$dir" -exec touch -h -d '2020-01-01 00:00:00 UTC' {} +
+  (cd "$dir" && find . -mindepth 1 -printf '%P\n' | LC_ALL=C sort | zip -qX -9 -@ "$zipfile")
+}
+
+unpacked_bytes() { # ZIP
+  unzip -Zt "$1" | awk '{ print $3 }'
+}
+
+human() { # BYTES
+  awk -v n="$1" 'BEGIN { if (n >= 1048576) printf "%.1f MB", n / 1048576; else printf "%.1f KB", n / 1024 }'
+}
+
+total=0
+report() { # ZIP
+  local z=$1 packed unpacked
+  packed=$(stat -c %s "$z")
+  unpacked=$(unpacked_bytes "$z")
+  total=$((total + unpacked))
+  printf 'layer: %s: %s zipped, %s unpacked (%s bytes)\n' "$z" "$(human "$packed")" "$(human "$unpacked")" \
+    "$unpacked"
+}
+
+# A failed build must not leave an older artifact behind for a deploy to pick up.
+if [ "$PACKAGE" = layers ]; then
+  rm -f "$out/runtime-$ARCH.zip" "$out/pipelines.zip"
+else
+  rm -f "$out/function-$ARCH.zip"
 fi
 
-newest_cxx=$(for f in "$out/layer/bootstrap" "$out"/layer/lib/*; do objdump -T "$f" 2>/dev/null; done |
-  grep -o 'GLIBCXX_3\.4\.[0-9]*' | sort -uV | tail -1)
-echo "layer: newest libstdc++ symbol needed: ${newest_cxx:-none} (Amazon Linux 2023 has GLIBCXX_3.4.29)"
-if [ -n "$newest_cxx" ] && [ "$(printf '%s\nGLIBCXX_3.4.29\n' "$newest_cxx" | sort -V | tail -1)" != GLIBCXX_3.4.29 ]; then
-  echo "layer: WARNING: $newest_cxx is newer than Amazon Linux 2023's libstdc++" >&2
+if [ "$PACKAGE" = layers ]; then
+  stage_runtime "$out/runtime-$ARCH"
+  zip_tree "$out/runtime-$ARCH" "$out/runtime-$ARCH.zip"
+  stage_pipelines "$out/pipelines"
+  zip_tree "$out/pipelines" "$out/pipelines.zip"
+  report "$out/runtime-$ARCH.zip"
+  report "$out/pipelines.zip"
+  what="runtime and pipelines layers"
+else
+  stage_runtime "$out/function-$ARCH"
+  stage_pipelines "$out/function-$ARCH"
+  zip_tree "$out/function-$ARCH" "$out/function-$ARCH.zip"
+  report "$out/function-$ARCH.zip"
+  what="function code"
 fi
-
-cat >"$out/function/README.txt" <<'TXT'
-imgpipe functions have no code of their own: the runtime (bootstrap) and the
-Lua pipelines come from the imgpipe layer; _HANDLER names the pipeline.
-TXT
-
-if command -v zip >/dev/null; then
-  (cd "$out/layer" && zip -qr9 ../imgpipe-layer.zip .)
-  echo "layer: $out/imgpipe-layer.zip ($(du -h "$out/imgpipe-layer.zip" | cut -f1))"
-fi
-echo "layer: $out/layer ($(du -sh "$out/layer" | cut -f1), $(ls "$out/layer/lib" | wc -l) libraries)"
+echo "layer: $what together: $(human "$total") unpacked of Lambda's 250 MB (function and layers)"
+[ "$total" -le "$LIMIT" ] || die "over Lambda's limit of 250 MB unpacked"

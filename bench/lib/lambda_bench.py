@@ -288,6 +288,7 @@ def events_once(tool, s3, ddb, body, n, seq0, log):
 
 
 def events(tools, rounds, n, image, out_path):
+    tools = [t for t in tools if t.get("events", True)]
     s3, ddb = clients()
     with open(image, "rb") as f:
         body = f.read()

@@ -242,7 +242,7 @@ def events_section(res, out, targets):
     out.append("|---|---|---|---|---|---|")
     per = {k: [x / n for x in v["total_s"]] for k, v in t.items()}
     rss = {k: [x / MB for x in v["peak_rss_kb"]] for k, v in t.items()}
-    for k in ("imgpipe", "python", "node"):
+    for k in ("imgpipe", "imgpipe-packaged", "python", "node"):
         if k not in t:
             continue
         out.append("| %s | %s | %.1f | %s | %.2f | %.2f |" % (
@@ -302,7 +302,7 @@ def coldstart_section(res, out, targets):
                "interleaved; the page cache is warm (as for every tool).\n" % data["rounds"])
     out.append("| runtime | to first GET /next, ms: median (min–max) | RSS then, MB | time ÷ imgpipe's |")
     out.append("|---|---|---|---|")
-    for k in ("imgpipe", "python", "node"):
+    for k in ("imgpipe", "imgpipe-packaged", "python", "node"):
         if k in t:
             out.append("| %s | %s | %.0f | %.1f |" % (k, span(t[k]["start_s"], "%.1f", 1e3),
                                                      med(t[k]["rss_kb"]) / MB,
@@ -315,6 +315,17 @@ Pillow) and making its S3 and DynamoDB clients. **node** — `node bootstrap.mjs
 `handler.mjs` (AWS SDK v3 S3 and DynamoDB clients, sharp) and making its clients. These are the
 runtimes' own starts only; on AWS Lambda the sandbox start comes on top for everyone.
 """)
+    if "imgpipe-packaged" in t:
+        out.append("**imgpipe-packaged** — the runtime layer as Lambda runs it (`make layer`): "
+                   "`chroot ROOT /opt/bootstrap` in an empty root holding only the runtime and pipelines "
+                   "layers in /opt and /proc, /tmp; the static bootstrap execs the packaged glibc loader "
+                   "with `--library-path /opt/lib`, which loads the packaged libraries (Lambda's "
+                   "LD_LIBRARY_PATH set and ignored). Same pipeline as imgpipe; the difference is the price "
+                   "of the self-contained package.\n")
+    else:
+        skipped = load(res, "coldstart-packaged-skipped")
+        out.append("The packaged runtime (imgpipe-packaged) was not measured%s.\n" % (
+            ": " + skipped if skipped else ""))
     bare = load(res, "bare-start.json")
     if bare:
         out.append("For scale, the bare interpreters (hyperfine, 20 runs, `-N`): " + ", ".join(

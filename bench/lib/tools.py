@@ -3,7 +3,11 @@
 that measure.py and lambda_bench.py read. One place to see exactly what runs.
 
   tools.py resize INPUT.jpg WORKDIR ROUNDS OUT.json   50 copies of INPUT, one spec
-  tools.py lambda OUT.json                            the three Lambda runtimes
+  tools.py lambda OUT.json [PACKAGED_ROOT]            the three Lambda runtimes; with an
+                                                      empty root holding the runtime and
+                                                      pipelines layers in /opt (see
+                                                      spec/support/emptyroot.sh), also the
+                                                      packaged bootstrap chrooted there
 
 Environment: IMGPIPE_BIN (the imgpipe binary), FLOOR_BIN (bench/floor.c built),
 BENCH_BATCH (images per batch, 50).
@@ -59,7 +63,12 @@ def resize(image, work, rounds, out):
                    "image": os.path.basename(image), "commands": cmds}, f, indent=1)
 
 
-def lambda_tools(out):
+# What provided.al2023 sets; the packaged runtime must ignore it.
+LAMBDA_LD_LIBRARY_PATH = ("/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:"
+                          "/var/task:/var/task/lib:/opt/lib")
+
+
+def lambda_tools(out, packaged_root=None):
     imgpipe = os.environ["IMGPIPE_BIN"]
     peers = os.path.join(BENCH, "peers")
     tools = [
@@ -71,6 +80,15 @@ def lambda_tools(out):
         {"name": "node", "argv": [NODE, os.path.join(peers, "node/bootstrap.mjs")],
          "env": {"_HANDLER": "handler.handler", "LAMBDA_TASK_ROOT": os.path.join(peers, "node")}},
     ]
+    if packaged_root:
+        # The layer as Lambda runs it: /opt/bootstrap (static) execs the
+        # packaged loader on the packaged libraries, in a root with nothing
+        # else. chroot(8) execs it, so the pid measured is the runtime's.
+        # Cold start only (the events section runs the unpackaged binary).
+        tools.append({"name": "imgpipe-packaged", "argv": ["/usr/sbin/chroot", packaged_root, "/opt/bootstrap"],
+                      "events": False,
+                      "env": {"_HANDLER": "process", "IMGPIPE_PIPELINES": "", "LAMBDA_TASK_ROOT": "/var/task",
+                              "LD_LIBRARY_PATH": LAMBDA_LD_LIBRARY_PATH}})
     with open(out, "w") as f:
         json.dump(tools, f, indent=1)
 
@@ -78,8 +96,8 @@ def lambda_tools(out):
 def main():
     if len(sys.argv) >= 6 and sys.argv[1] == "resize":
         resize(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
-    elif len(sys.argv) == 3 and sys.argv[1] == "lambda":
-        lambda_tools(sys.argv[2])
+    elif len(sys.argv) in (3, 4) and sys.argv[1] == "lambda":
+        lambda_tools(sys.argv[2], sys.argv[3] if len(sys.argv) == 4 else None)
     else:
         sys.exit(__doc__)
 

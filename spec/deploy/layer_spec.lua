@@ -1,0 +1,407 @@
+-- The Lambda runtime package (make layer, infra/layer.sh, infra/bootstrap.c)
+-- proven offline:
+--   - `make layer` passes on the real package and prints every artifact's
+--     sizes; it fails, naming the culprit, when a file in the package needs a
+--     symbol version or library the package does not hold (planted here);
+--   - empty root: the runtime and pipelines zips unpacked into a root that
+--     has only /opt, /proc and /tmp; /opt/bootstrap runs chrooted against the
+--     fake Runtime API: an echo pipeline, an image pipeline (thumbnail, WebP)
+--     and an HTTPS call to a loopback TLS stub whose CA is offered only where
+--     Amazon Linux offers it (/etc/pki/tls/certs/ca-bundle.crt);
+--   - hostile root: the same with aborting stubs of every packaged library in
+--     /lib64, /usr/lib64 (and /usr/lib) and Lambda's LD_LIBRARY_PATH: LD_DEBUG=libs shows
+--     every object loaded from /opt/lib;
+--   - function code: runtime and pipelines from one zip in /var/task.
+-- Needs root (mount, chroot): elsewhere one pending test says why. The
+-- sanitizer stage of spec/run.sh skips it (the package holds the plain build).
+local json = require "cjson"
+local paths = require "support.paths"
+local modes = require "support.modes"
+local emptyroot = require "support.emptyroot"
+
+local q = paths.q
+
+local available, why = emptyroot.available()
+if available and modes.sanitized then
+  available, why = false, "the sanitizer stage: the package holds the plain build, proven in the busted stage"
+end
+if not available then
+  describe("runtime package", function()
+    pending("skipped: " .. why)
+  end)
+  return
+end
+
+local function proved(text)
+  io.write("# proved: ", text, "\n")
+  io.flush()
+end
+
+local function has(list, value)
+  for _, v in ipairs(list) do if v == value then return true end end
+  return false
+end
+
+local function zip_names(zip)
+  local out, err, code = paths.run("unzip -Z1 " .. q(zip))
+  assert(code == 0, err)
+  local names = {}
+  for line in out:gmatch "[^\n]+" do names[#names + 1] = line end
+  return names
+end
+
+-- Spec-only pipelines, planted into the root next to the packaged ones.
+local ECHO = [[
+local json = require "cjson"
+return {handler = function(event, ctx)
+  return {event = event, mode = ctx.mode, request_id = ctx.request_id,
+          ssl_cert_file = os.getenv "SSL_CERT_FILE", pipelines = os.getenv "IMGPIPE_PIPELINES",
+          ld_library_path = os.getenv "LD_LIBRARY_PATH",
+          json_ok = json.encode({1}) == "[1]"}
+end}
+]]
+
+local IMAGE = [[
+local image = require "imgpipe.image"
+return {handler = function(event)
+  local card = assert(image.test_card(event.width, event.height))
+  local jpeg = assert(card:save("jpeg", {quality = 85}))
+  local thumb = assert(image.thumbnail(jpeg, {width = event.thumb}))
+  local webp = assert(thumb:save("webp", {quality = 75}))
+  local out = image.probe(webp)
+  return {input = image.probe(jpeg).format, format = out.format, width = out.width,
+          height = out.height, bytes = #webp, riff = webp:sub(1, 4), webp = webp:sub(9, 12)}
+end}
+]]
+
+local HTTPS = [[
+local s3 = require "imgpipe.s3"
+return {handler = function(event)
+  s3.configure{endpoint = event.endpoint, region = "us-east-1",
+               credentials = {access_key_id = "AKIDEXAMPLE", secret_access_key = "secret"}}
+  local body, err = s3.get{bucket = "stub", key = "hello.txt"}
+  if not body then return {ok = false, code = err.code, message = err.message} end
+  return {ok = true, body = body, ssl_cert_file = os.getenv "SSL_CERT_FILE"}
+end}
+]]
+
+local function spec_pipelines(home)
+  local dir = home .. "/pipelines/"
+  return { [dir .. "echo.lua"] = ECHO, [dir .. "image.lua"] = IMAGE, [dir .. "https.lua"] = HTTPS }
+end
+
+-- A throwaway CA and a certificate for 127.0.0.1 signed by it; a loopback
+-- HTTPS stub serving it.
+local tls = {}
+local function start_tls_stub()
+  local dir = paths.tmpdir()
+  local ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+  local steps = {
+    "openssl req -x509 " .. ec .. " -keyout ca.key -out ca.crt -days 2 -subj /CN=imgpipe-spec-ca",
+    "openssl req " .. ec .. " -keyout server.key -out server.csr -subj /CN=127.0.0.1",
+    "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\n' >ext.cnf",
+    "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2" ..
+      " -extfile ext.cnf",
+  }
+  for _, step in ipairs(steps) do
+    local out, err, code = paths.run("cd " .. q(dir) .. " && " .. step)
+    assert(code == 0, step .. ":\n" .. out .. err)
+  end
+  tls.ca = dir .. "/ca.crt"
+  tls.body = "hello from the loopback TLS stub " .. os.time()
+  tls.proc = { prefix = dir .. "/stub" }
+  tls.proc.pid = modes.spawn("exec python3 " .. q(paths.root .. "/spec/support/tls_stub.py") .. " " ..
+    q(dir .. "/server.crt") .. " " .. q(dir .. "/server.key") .. " " .. q(tls.body) .. " --lifetime 600",
+    tls.proc.prefix)
+  tls.port = modes.wait_for_line(tls.proc.prefix, "listening on 127%.0%.0%.1:(%d+)", "TLS stub")
+  tls.endpoint = "https://127.0.0.1:" .. tls.port
+end
+
+local zips
+
+setup(function()
+  zips = emptyroot.artifacts()
+  start_tls_stub()
+end)
+
+teardown(function()
+  if tls.proc then modes.stop_process(tls.proc) end
+  emptyroot.cleanup_all()
+  paths.cleanup()
+end)
+
+describe("make layer", function()
+  it("passes on the real package, prints each artifact's sizes, and splits runtime from scripts", function()
+    local out = zips.output
+    assert.matches("every library and symbol version they need is in the package", out, 1, true)
+    for _, zip in ipairs { zips.runtime_zip, zips.pipelines_zip, zips.function_zip } do
+      local line = out:match("layer: " .. zip:gsub("%p", "%%%0") .. ": ([^\n]+)")
+      assert.is_truthy(line, "no size line for " .. zip .. " in:\n" .. out)
+      assert.matches("zipped, .* unpacked %(%d+ bytes%)", line)
+      proved(zip:match "[^/]+$" .. ": " .. line)
+    end
+    assert.matches("of Lambda's 250 MB", out, 1, true)
+
+    local runtime = zip_names(zips.runtime_zip)
+    for _, name in ipairs { "bootstrap", "bin/imgpipe", "lib/ld-linux-x86-64.so.2", "lib/libc.so.6",
+      "lib/libstdc++.so.6", "lib/libgcc_s.so.1", "lib/libcurl.so.4", "lib/libexpat.so.1", "lib/libz.so.1",
+      "certs/ca-bundle.crt" } do
+      if name:find "x86%-64" and not zips.runtime_zip:find "x86_64" then name = "lib/ld-linux-aarch64.so.1" end
+      assert.is_true(has(runtime, name), "the runtime zip lacks " .. name)
+    end
+    for _, name in ipairs(runtime) do
+      assert.is_nil(name:match "%.lua$", "a script in the runtime zip: " .. name)
+      assert.is_nil(name:match "^pipelines", "scripts in the runtime zip: " .. name)
+    end
+    local scripts = zip_names(zips.pipelines_zip)
+    for _, name in ipairs(scripts) do assert.matches("^pipelines/", name) end
+    assert.is_true(has(scripts, "pipelines/process.lua") and has(scripts, "pipelines/lib/config.lua"))
+    local fn = zip_names(zips.function_zip)
+    assert.is_true(has(fn, "bootstrap") and has(fn, "lib/libc.so.6") and has(fn, "pipelines/process.lua"))
+    proved(("runtime zip: %d entries, no scripts; pipelines zip: %d entries under pipelines/; " ..
+      "function zip: both (%d entries)"):format(#runtime, #scripts, #fn))
+  end)
+
+  it("ships a bootstrap that says what is missing from an incomplete package", function()
+    local dir = paths.tmpdir()
+    assert(os.execute("cd " .. q(dir) .. " && unzip -q " .. q(zips.runtime_zip) .. " bootstrap"))
+    local _, err, code = paths.run(q(dir .. "/bootstrap"))
+    assert.equal(127, code)
+    assert.matches("bootstrap: cannot start the packaged loader: " .. dir:gsub("%p", "%%%0") ..
+      "/lib/ld%-linux%-[%w%-]+%.so%.%d: No such file or directory", err)
+    proved("a bootstrap without its lib/ exits 127: " .. err:match "[^\n]+")
+  end)
+
+  -- Each row plants one shared library into the package that needs what the
+  -- package does not hold: through `make layer EXTRA_LIBS=...` (which must
+  -- refuse and write no zip), and into a copy of the real package handed to
+  -- infra/check-package.sh (which must name the culprit).
+  local rows = {
+    { what = "a glibc symbol version newer than the packaged glibc",
+      provider = "libc.so.6", version = "GLIBC_2.99",
+      make = "lib/libplanted.so needs GLIBC_2.99 from libc.so.6", also = "it has up to GLIBC_2.",
+      check = "lib/libplanted.so needs GLIBC_2.99 from libc.so.6" },
+    { what = "a libstdc++ symbol version the packaged libstdc++ lacks",
+      provider = "libstdc++.so.6", version = "GLIBCXX_3.4.99",
+      make = "lib/libplanted.so needs GLIBCXX_3.4.99 from libstdc++.so.6", also = "it has up to GLIBCXX_3.4.",
+      check = "lib/libplanted.so needs GLIBCXX_3.4.99 from libstdc++.so.6" },
+    { what = "a library the package does not hold",
+      provider = "libimgpipe-absent.so.1", version = "ABSENT_1.0",
+      make = "cannot find a library: libimgpipe-absent.so.1 => not found",
+      check = "lib/libplanted.so needs libimgpipe-absent.so.1, which the package does not hold" },
+  }
+  for _, row in ipairs(rows) do
+    it("fails on a package that needs " .. row.what, function()
+      local dir = paths.tmpdir()
+      local sh = table.concat({
+        "cd " .. q(dir),
+        "mkdir -p provider out",
+        "echo 'int imgpipe_planted_call(void) { return 1; }' >provider.c",
+        "printf '%s { global: imgpipe_planted_call; local: *; };\\n' " .. q(row.version) .. " >provider.map",
+        "cc -shared -fPIC -nostdlib -Wl,-soname," .. row.provider .. " -Wl,--version-script=provider.map" ..
+          " -o provider/" .. row.provider .. " provider.c",
+        "printf 'int imgpipe_planted_call(void);\\nint planted(void) { return imgpipe_planted_call(); }\\n'" ..
+          " >planted.c",
+        "cc -shared -fPIC -nostdlib -o libplanted.so planted.c provider/" .. row.provider,
+      }, " && ")
+      local o, e, code = paths.run(sh)
+      assert(code == 0, o .. e)
+      -- The planted library really carries the requirement.
+      local p = paths.run("objdump -p " .. q(dir .. "/libplanted.so"))
+      assert.matches(row.version, p, 1, true)
+      assert.matches("NEEDED%s+" .. row.provider:gsub("%p", "%%%0"), p)
+
+      local out, err
+      out, err, code = paths.run("make -s -C " .. q(paths.root) .. " layer LAYER_OUT=" .. q(dir .. "/out") ..
+        " EXTRA_LIBS=" .. q(dir .. "/libplanted.so"))
+      local text = out .. err
+      assert.is_not.equal(0, code, "make layer accepted it:\n" .. text)
+      assert.matches(row.make, text, 1, true)
+      if row.also then assert.matches(row.also, text, 1, true) end
+      local leftovers = paths.run("ls " .. q(dir .. "/out"))
+      assert.is_nil(leftovers:match "%.zip", "a zip was written anyway: " .. leftovers)
+      local said = text:match("([^\n]*" .. row.make:gsub("%p", "%%%0") .. "[^\n]*)")
+      proved(("make layer refused (exit %d): %s"):format(code, said:match "^%s*(.-)$"))
+
+      local copy = dir .. "/package"
+      assert(os.execute("mkdir -p " .. q(copy) .. " && cd " .. q(copy) .. " && unzip -q " ..
+        q(zips.runtime_zip) .. " && cp " .. q(dir .. "/libplanted.so") .. " lib/"))
+      out, err, code = paths.run("bash " .. q(paths.root .. "/infra/check-package.sh") .. " " .. q(copy))
+      assert.equal(1, code, out .. err)
+      assert.matches(row.check, out .. err, 1, true)
+      -- The same copy without the planted file passes.
+      os.remove(copy .. "/lib/libplanted.so")
+      out, err, code = paths.run("bash " .. q(paths.root .. "/infra/check-package.sh") .. " " .. q(copy))
+      assert.equal(0, code, out .. err)
+    end)
+  end
+end)
+
+-- The three invocations every root must pass; returns what they answered.
+local function run_all(root, opts)
+  opts = opts or {}
+  local env = opts.env or {}
+  local res = {}
+  res.echo = emptyroot.invoke(root, { handler = "echo", events = { { hello = "empty root", n = 1 } }, env = env,
+    ld_debug = opts.ld_debug })
+  res.image = emptyroot.invoke(root, { handler = "image", events = { { width = 1600, height = 1200, thumb = 200 } },
+    env = env })
+  res.https = emptyroot.invoke(root, { handler = "https", events = { { endpoint = tls.endpoint } }, env = env })
+  for name, r in pairs(res) do
+    local o = r.outcomes[1]
+    assert.equal("response", o.kind, name .. ": " .. o.kind .. " " .. tostring(o.body) .. "\n" ..
+      emptyroot.log_lines(r.stderr))
+    assert.same({}, r.init_errors, name .. " init error")
+  end
+  local echo = res.echo.outcomes[1].value
+  assert.same({ hello = "empty root", n = 1 }, echo.event)
+  assert.equal("lambda", echo.mode)
+  assert.equal("emptyroot-1", echo.request_id)
+  assert.is_true(echo.json_ok)
+  assert.equal(root.home .. "/pipelines", echo.pipelines)
+
+  local img = res.image.outcomes[1].value
+  assert.equal("jpeg", img.input)
+  assert.equal("webp", img.format)
+  assert.equal(200, img.width)
+  assert.equal(150, img.height)
+  assert.equal("RIFF", img.riff)
+  assert.equal("WEBP", img.webp)
+
+  local https = res.https.outcomes[1].value
+  assert.is_true(https.ok, "HTTPS through the stub failed: " .. json.encode(https))
+  assert.equal(tls.body, https.body)
+  return res, echo, img, https
+end
+
+describe("empty root", function()
+  it("runs echo, image and HTTPS pipelines from the runtime and pipelines layers in /opt", function()
+    local root = emptyroot.prepare { runtime_zip = zips.runtime_zip, pipelines_zip = zips.pipelines_zip,
+      ca = tls.ca, files = spec_pipelines "/opt" }
+    local top = paths.run("ls -A " .. q(root.dir))
+    local listing = {}
+    for name in top:gmatch "%S+" do if name ~= ".imgpipe-emptyroot" then listing[#listing + 1] = name end end
+    table.sort(listing)
+    -- etc/ holds only the CA bundle, where Amazon Linux keeps it.
+    assert.same({ "etc", "opt", "proc", "tmp" }, listing)
+    local _, echo, img, https = run_all(root)
+    -- The system bundle exists, so the bootstrap left SSL_CERT_FILE alone and
+    -- imgpipe took /etc/pki/tls/certs/ca-bundle.crt: the only file that
+    -- trusts the stub (the packaged bundle is Mozilla's).
+    assert.is_nil(echo.ssl_cert_file)
+    assert.is_nil(https.ssl_cert_file)
+    proved("empty root (/opt /proc /tmp + the CA at /etc/pki/tls/certs/ca-bundle.crt, no /dev, no /lib64): " ..
+      "/opt/bootstrap answered echo (mode lambda, pipelines " .. echo.pipelines .. ")")
+    proved(("image: 1600x1200 JPEG -> thumbnail %dx%d WebP (%d bytes) with the packaged libvips"):format(
+      img.width, img.height, img.bytes))
+    proved("HTTPS GET to " .. tls.endpoint .. " verified with the CA Lambda's way offered and nothing else")
+    emptyroot.cleanup(root)
+  end)
+
+  it("verifies TLS for real: without the system CA the stub is refused, and the packaged bundle is used", function()
+    local root = emptyroot.prepare { runtime_zip = zips.runtime_zip, pipelines_zip = zips.pipelines_zip,
+      files = spec_pipelines "/opt" }
+    local echo = emptyroot.invoke(root, { handler = "echo", events = { {} } }).outcomes[1].value
+    assert.equal("/opt/certs/ca-bundle.crt", echo.ssl_cert_file)
+    local r = emptyroot.invoke(root, { handler = "https", events = { { endpoint = tls.endpoint } } })
+    local v = r.outcomes[1].value
+    assert.equal("response", r.outcomes[1].kind)
+    assert.is_false(v.ok, "the stub's throwaway CA must not be trusted: " .. json.encode(v))
+    local refusal = tostring(v.code) .. ": " .. tostring(v.message)
+    assert.matches("certificate", refusal:lower(), 1, true)
+    -- SSL_CERT_FILE, when set, wins over both.
+    paths.write(root.dir .. "/tmp/spec-ca.pem", paths.read(tls.ca))
+    r = emptyroot.invoke(root, { handler = "https", events = { { endpoint = tls.endpoint } },
+      env = { SSL_CERT_FILE = "/tmp/spec-ca.pem" } })
+    v = r.outcomes[1].value
+    assert.is_true(v.ok, json.encode(v))
+    assert.equal("/tmp/spec-ca.pem", v.ssl_cert_file)
+    proved("no system CA: the bootstrap set SSL_CERT_FILE=" .. echo.ssl_cert_file ..
+      ", the stub was refused (" .. refusal .. "); SSL_CERT_FILE set by the user wins")
+    emptyroot.cleanup(root)
+  end)
+  it("runs without /proc: the bootstrap finds its folder from argv[0]", function()
+    local root = emptyroot.prepare { runtime_zip = zips.runtime_zip, pipelines_zip = zips.pipelines_zip,
+      ca = tls.ca, proc = false, files = spec_pipelines "/opt" }
+    assert.equal("", (paths.run("ls -A " .. q(root.dir .. "/proc"))))
+    local _, echo, img = run_all(root)
+    proved(("no /proc mounted: echo (pipelines %s), image (%dx%d WebP) and HTTPS pass"):format(
+      echo.pipelines, img.width, img.height))
+    emptyroot.cleanup(root)
+  end)
+end)
+
+describe("hostile root", function()
+  it("loads every library from /opt/lib, whatever /lib64, /usr/lib64, /usr/lib and LD_LIBRARY_PATH hold", function()
+    local root = emptyroot.prepare { runtime_zip = zips.runtime_zip, pipelines_zip = zips.pipelines_zip,
+      ca = tls.ca, hostile = true, files = spec_pipelines "/opt" }
+    -- The stubs are there under the packaged names, and they do abort when loaded.
+    local stubs = paths.run("ls " .. q(root.dir .. "/lib64") .. " " .. q(root.dir .. "/usr/lib64"))
+    local nstubs = 0
+    for _, d in ipairs { "/lib64", "/usr/lib64", "/usr/lib" } do
+      nstubs = nstubs + select(2, paths.run("ls " .. q(root.dir .. d)):gsub("[^\n]+", ""))
+    end
+    assert.is_true(nstubs >= 60, nstubs .. " stubs")
+    assert.matches("libc.so.6", stubs, 1, true)
+    assert.matches("libcurl.so.4", stubs, 1, true)
+    assert.matches("libz.so.1", stubs, 1, true)
+    assert.matches("libexpat.so.1", stubs, 1, true)
+    local _, err, code = paths.run("python3 -c " .. q("import ctypes, sys; ctypes.CDLL(sys.argv[1])") .. " " ..
+      q(root.dir .. "/lib64/libz.so.1"))
+    assert.equal(66, code)
+    assert.matches("HOSTILE LIBRARY LOADED", err, 1, true)
+
+    local res = run_all(root, { ld_debug = true })
+    local r = res.echo
+    -- Lambda's LD_LIBRARY_PATH reached the runtime (the loader was told to ignore it).
+    assert.equal(emptyroot.LAMBDA_LD_LIBRARY_PATH, r.outcomes[1].value.ld_library_path)
+    assert.is_nil(r.stderr:match "HOSTILE LIBRARY LOADED", r.stderr)
+    assert.is_true(#r.libs >= 20, "LD_DEBUG=libs showed " .. #r.libs .. " objects:\n" .. r.stderr:sub(1, 3000))
+    for _, lib in ipairs(r.libs) do
+      assert.is_truthy(lib:match "^/opt/lib/", "loaded from outside the package: " .. lib)
+    end
+    assert.is_true(#r.searched > 0, "LD_DEBUG=libs showed no file tried")
+    for _, tried in ipairs(r.searched) do
+      assert.is_truthy(tried:match "^/opt/lib/", "the loader looked outside the package: " .. tried)
+    end
+    -- The loader was told where to look: --library-path, not the environment.
+    assert.matches("search path=/opt/lib%s+%(%-%-library%-path%)", r.stderr)
+    assert.is_nil(r.stderr:match "%(LD_LIBRARY_PATH%)", "the loader used LD_LIBRARY_PATH")
+    local names = {}
+    for _, lib in ipairs(r.libs) do names[#names + 1] = lib:match "[^/]+$" end
+    table.sort(names)
+    proved(("hostile root: /lib64, /usr/lib64 and /usr/lib hold %d aborting stubs, LD_LIBRARY_PATH=%s; " ..
+      "LD_DEBUG=libs: %d objects initialised, all from /opt/lib (%s), %d files tried, all in /opt/lib; " ..
+      "echo, image, HTTPS pass"):format(nstubs, emptyroot.LAMBDA_LD_LIBRARY_PATH, #r.libs,
+      table.concat(names, " "), #r.searched))
+    emptyroot.cleanup(root)
+  end)
+end)
+
+describe("function code", function()
+  it("runs from /var/task with no /opt: runtime and pipelines from one zip", function()
+    local root = emptyroot.prepare { function_zip = zips.function_zip, ca = tls.ca, hostile = true,
+      files = spec_pipelines "/var/task" }
+    local top = paths.run("ls -A " .. q(root.dir))
+    assert.is_nil(top:match "opt", "the function-code root has an /opt")
+    local res, echo = run_all(root, { ld_debug = true })
+    assert.equal("/var/task/pipelines", echo.pipelines)
+    assert.is_true(#res.echo.libs >= 20)
+    for _, lib in ipairs(res.echo.libs) do
+      assert.is_truthy(lib:match "^/var/task/lib/", "loaded from outside the package: " .. lib)
+    end
+    -- The packaged pipelines are found there too: process.lua itself refuses
+    -- to load without its configuration, and loads and answers with it.
+    local r = emptyroot.invoke(root, { handler = "process", events = { {} } })
+    assert.equal(1, #r.init_errors)
+    assert.matches("UPLOAD_BUCKET is not set", r.init_errors[1].body, 1, true)
+    r = emptyroot.invoke(root, { handler = "process", events = { {} }, env = { UPLOAD_BUCKET = "up",
+      PROCESSED_BUCKET = "down", TABLE_NAME = "images", AWS_ACCESS_KEY_ID = "AKIDEXAMPLE",
+      AWS_SECRET_ACCESS_KEY = "secret" } })
+    assert.same({}, r.init_errors, "process did not load: " .. emptyroot.log_lines(r.stderr))
+    assert.is_not.equal("missing", r.outcomes[1].kind)
+    proved("function code: /var/task/bootstrap ran echo, image and HTTPS with IMGPIPE_PIPELINES=" ..
+      echo.pipelines .. ", " .. #res.echo.libs .. " objects all from /var/task/lib; the packaged process.lua loads")
+    emptyroot.cleanup(root)
+  end)
+end)

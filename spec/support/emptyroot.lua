@@ -1,0 +1,241 @@
+-- The packaged runtime in an otherwise empty root, for specs.
+--
+--   local emptyroot = require "support.emptyroot"
+--
+--   ok, why = emptyroot.available()
+--     true, or false and the reason (not root, no chroot/mount/unzip/cc, no
+--     python3): specs mark themselves pending with it.
+--
+--   zips = emptyroot.artifacts()
+--     runs `make layer` and `make layer PACKAGE=function` once per process
+--     into a temporary LAYER_OUT and returns {runtime_zip=, pipelines_zip=,
+--     function_zip=, dir=, output=} (output: what make printed).
+--
+--   root = emptyroot.prepare{runtime_zip=, pipelines_zip=}   (layers in /opt)
+--   root = emptyroot.prepare{function_zip=}                  (function code in /var/task)
+--     optional: hostile=true  stubs of every packaged library in /lib64 and
+--                             /usr/lib64 that abort if loaded
+--               ca=PATH       a PEM file offered as Amazon Linux does, at
+--                             /etc/pki/tls/certs/ca-bundle.crt
+--               proc=false    /proc left unmounted (empty)
+--               files={["/opt/pipelines/echo.lua"]=TEXT, ...}   planted after
+--                             unpacking (paths inside the root)
+--     root = {dir = host path of the root, home = "/opt" | "/var/task",
+--             bootstrap = "/opt/bootstrap" | "/var/task/bootstrap"}
+--     (spec/support/emptyroot.sh does the work; see it for the exact layout.)
+--
+--   res = emptyroot.invoke(root, {handler=, events={EVENT, ...}, env={...},
+--                                 ld_debug=bool, timeout=S})
+--     starts spec/support/fake_runtime_api.py on loopback with the events
+--     queued, runs the root's bootstrap chrooted with exactly Lambda's
+--     variables (AWS_LAMBDA_RUNTIME_API, _HANDLER, LAMBDA_TASK_ROOT=/var/task,
+--     Lambda's LD_LIBRARY_PATH, TZ=:UTC, AWS_REGION=us-east-1) plus env, until
+--     the queue is drained; the runtime then finds the API gone and exits.
+--     res = {
+--       outcomes = {{kind = "response"|"error"|"missing", body = TEXT,
+--                    value = decoded JSON or nil, error_type = ...}, ...}  (one per event, in order)
+--       init_errors = {...}, stderr = TEXT (the runtime's), exit = N,
+--       libs = {host-side path of every object the loader initialised, ...}  (ld_debug)
+--       searched = {every "trying file=" path}                            (ld_debug)
+--     }
+--
+--   emptyroot.cleanup(root)    unmounts /proc and removes the root
+--   emptyroot.cleanup_all()    every root this process prepared
+local json = require "cjson"
+local paths = require "support.paths"
+local modes = require "support.modes"
+
+local q = paths.q
+local M = {}
+
+M.script = paths.root .. "/spec/support/emptyroot.sh"
+M.chroot_exec = paths.root .. "/spec/support/chroot_exec.py"
+-- What provided.al2023 sets (aws-lambda-base-images, Dockerfile.provided.al2023).
+M.LAMBDA_LD_LIBRARY_PATH = "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:" ..
+  "/var/task:/var/task/lib:/opt/lib"
+
+local function sh_ok(cmd)
+  local ok = os.execute(cmd .. " >/dev/null 2>&1")
+  return ok == true
+end
+
+local availability
+function M.available()
+  if availability == nil then
+    local uid = paths.run("id -u"):match "%d+"
+    if uid ~= "0" then
+      availability = "needs root (mount -t proc and chroot); running as uid " .. tostring(uid)
+    else
+      for _, tool in ipairs { "chroot", "mount", "unzip", "zip", "cc", "python3", "objdump", "openssl" } do
+        if not sh_ok("command -v " .. tool) then
+          availability = tool .. " is not installed"
+          break
+        end
+      end
+    end
+    if not availability then
+      local probe = paths.tmpdir()
+      if not sh_ok("mkdir " .. q(probe .. "/p") .. " && mount -t proc proc " .. q(probe .. "/p") ..
+          " && umount " .. q(probe .. "/p")) then
+        availability = "cannot mount procfs here (no CAP_SYS_ADMIN?)"
+      end
+      os.execute("rm -rf " .. q(probe))
+    end
+    availability = availability or true
+  end
+  if availability == true then return true end
+  return false, availability
+end
+
+local built
+function M.artifacts()
+  if built then return built end
+  local dir = paths.tmpdir()
+  local out = {}
+  for _, package in ipairs { "layers", "function" } do
+    local o, e, code = paths.run("make -s -C " .. q(paths.root) .. " layer PACKAGE=" .. package ..
+      " LAYER_OUT=" .. q(dir))
+    out[#out + 1] = o .. e
+    if code ~= 0 then error("make layer PACKAGE=" .. package .. " failed:\n" .. o .. e) end
+  end
+  local arch = paths.run("uname -m"):match "%S+"
+  if arch == "aarch64" then arch = "arm64" end
+  built = {
+    dir = dir,
+    runtime_zip = dir .. "/runtime-" .. arch .. ".zip",
+    pipelines_zip = dir .. "/pipelines.zip",
+    function_zip = dir .. "/function-" .. arch .. ".zip",
+    output = table.concat(out),
+  }
+  return built
+end
+
+local roots = {}
+
+function M.prepare(opts)
+  -- Not a paths.tmpdir(): paths.cleanup() must never rm -rf a root whose
+  -- /proc is still mounted.
+  local base = assert(io.popen "mktemp -d /tmp/imgpipe-root.XXXXXX"):read "l"
+  local dir = base .. "/root"
+  local args = { "bash", q(M.script), "prepare", q(dir) }
+  local home
+  if opts.function_zip then
+    args[#args + 1] = "--function " .. q(opts.function_zip)
+    home = "/var/task"
+  else
+    assert(opts.runtime_zip, "emptyroot.prepare: runtime_zip or function_zip")
+    args[#args + 1] = "--runtime " .. q(opts.runtime_zip)
+    if opts.pipelines_zip then args[#args + 1] = "--pipelines " .. q(opts.pipelines_zip) end
+    home = "/opt"
+  end
+  if opts.ca then args[#args + 1] = "--ca " .. q(opts.ca) end
+  if opts.hostile then args[#args + 1] = "--hostile" end
+  if opts.proc == false then args[#args + 1] = "--no-proc" end
+  local root = { dir = dir, home = home, bootstrap = home .. "/bootstrap", base = base }
+  roots[#roots + 1] = root
+  local out, err, code = paths.run(table.concat(args, " "))
+  if code ~= 0 then error("emptyroot.sh prepare failed:\n" .. out .. err) end
+  for path, text in pairs(opts.files or {}) do
+    assert(path:sub(1, 1) == "/" and not path:find("..", 1, true), "files: absolute paths inside the root")
+    os.execute("mkdir -p " .. q(dir .. path:match "^(.*)/"))
+    paths.write(dir .. path, text)
+  end
+  return root
+end
+
+function M.cleanup(root)
+  if root.cleaned then return end
+  local out, err, code = paths.run("bash " .. q(M.script) .. " cleanup " .. q(root.dir))
+  if code ~= 0 then error("emptyroot.sh cleanup failed:\n" .. out .. err) end
+  os.execute("rmdir " .. q(root.base))
+  root.cleaned = true
+end
+
+function M.cleanup_all()
+  for _, root in ipairs(roots) do pcall(M.cleanup, root) end
+  roots = {}
+end
+
+local function read_json(path)
+  local text = modes.read_or(path, "")
+  if text == "" then return nil end
+  return json.decode(text)
+end
+
+function M.invoke(root, opts)
+  assert(opts.handler, "emptyroot.invoke: handler")
+  local work = paths.tmpdir()
+  local queued = {}
+  for i, event in ipairs(opts.events or {}) do
+    queued[i] = { event = event, request_id = "emptyroot-" .. i, timeout_ms = 60000 }
+  end
+  paths.write(work .. "/events.json", json.encode(queued))
+  local fake = { prefix = work .. "/fake" }
+  fake.pid = modes.spawn("exec python3 " .. q(modes.fake_runtime) .. " --lifetime 180 --exit-when-drained" ..
+    " --events " .. q(work .. "/events.json") .. " --record " .. q(work .. "/rec.json"), fake.prefix)
+  local port = modes.wait_for_line(fake.prefix, "listening on 127%.0%.0%.1:(%d+)", "fake Runtime API")
+
+  local env = {
+    AWS_LAMBDA_RUNTIME_API = "127.0.0.1:" .. port,
+    _HANDLER = opts.handler,
+    LAMBDA_TASK_ROOT = "/var/task",
+    LD_LIBRARY_PATH = M.LAMBDA_LD_LIBRARY_PATH,
+    TZ = ":UTC",
+    AWS_REGION = "us-east-1",
+    AWS_LAMBDA_FUNCTION_NAME = "imgpipe-emptyroot",
+    AWS_LAMBDA_FUNCTION_MEMORY_SIZE = "1024",
+  }
+  if opts.ld_debug then env.LD_DEBUG = "libs" end
+  for k, v in pairs(opts.env or {}) do env[k] = v end
+  paths.write(work .. "/env.json", json.encode(env))
+
+  local cmd = "timeout -k 5 " .. (opts.timeout or 90) .. " python3 " .. q(M.chroot_exec) .. " " ..
+    q(root.dir) .. " " .. q(work .. "/env.json") .. " " .. q(root.bootstrap)
+  local _, stderr, code = paths.run(cmd)
+  -- The fake writes its recording when it stops (it stops by itself once
+  -- drained, but not after an init error).
+  os.execute("curl -s --noproxy '*' --max-time 5 -X POST http://127.0.0.1:" .. port .. "/_shutdown >/dev/null 2>&1")
+  for _ = 1, 250 do
+    if modes.read_or(fake.prefix .. ".rc", nil) then break end
+    os.execute "sleep 0.02"
+  end
+  modes.stop_process(fake)
+  local rec = read_json(work .. "/rec.json") or { responses = {}, errors = {}, init_errors = {} }
+
+  local by_id = {}
+  for _, r in ipairs(rec.responses or {}) do by_id[r.request_id] = { kind = "response", body = r.body } end
+  for _, r in ipairs(rec.errors or {}) do
+    by_id[r.request_id] = { kind = "error", body = r.body, error_type = r.error_type }
+  end
+  local res = { outcomes = {}, init_errors = rec.init_errors or {}, stderr = stderr, exit = code,
+    libs = {}, searched = {} }
+  for i, inv in ipairs(queued) do
+    local o = by_id[inv.request_id] or { kind = "missing", body = "" }
+    local ok, value = pcall(json.decode, o.body)
+    o.value = ok and value or nil
+    res.outcomes[i] = o
+  end
+  if opts.ld_debug then
+    local seen = {}
+    for path in stderr:gmatch "calling init: (%S+)" do
+      if not seen[path] then
+        seen[path] = true
+        res.libs[#res.libs + 1] = path
+      end
+    end
+    for path in stderr:gmatch "trying file=(%S+)" do res.searched[#res.searched + 1] = path end
+  end
+  os.execute("rm -rf " .. q(work))
+  return res
+end
+
+-- The runtime's stderr without the loader's LD_DEBUG lines ("  PID:\t...").
+function M.log_lines(stderr)
+  local kept = {}
+  for line in stderr:gmatch "[^\n]+" do
+    if not line:match "^%s*%d+:" then kept[#kept + 1] = line end
+  end
+  return table.concat(kept, "\n")
+end
+
+return M

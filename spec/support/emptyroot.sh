@@ -1,0 +1,115 @@
+#!/bin/bash
+# Makes and removes the "empty roots" the packaged runtime is tried in
+# (spec/support/emptyroot.lua, bench/run.sh). Needs root (mount, chroot).
+#
+#   emptyroot.sh prepare ROOT [--runtime ZIP] [--pipelines ZIP] [--function ZIP]
+#                             [--ca PEM] [--hostile] [--no-proc]
+#   emptyroot.sh cleanup ROOT
+#
+# prepare: ROOT must be a new, empty folder under /tmp. It gets only
+#   /opt        the runtime and pipelines zips unpacked (the layers), or
+#   /var/task   the function zip unpacked (runtime and scripts as function code)
+#   /proc       procfs, mounted (the bootstrap reads /proc/self/exe); with
+#               --no-proc an empty folder (the bootstrap falls back on argv[0])
+#   /tmp        mode 1777
+#   /etc/pki/tls/certs/ca-bundle.crt  with --ca: where Lambda's Amazon Linux
+#               offers the system CA bundle
+#   /lib64, /usr/lib64, /usr/lib   with --hostile: a stub under the name of
+#               every library the package holds (glibc's loader included)
+#               that, if anything loads it, prints "HOSTILE LIBRARY LOADED"
+#               and exits 66. /lib64 and /usr/lib64 are where Amazon Linux
+#               keeps its libraries (and lead Lambda's LD_LIBRARY_PATH);
+#               /usr/lib is the last place the packaged loader looks by
+#               itself.
+# No /dev, /etc/passwd, /bin or /usr/bin: the runtime needs none of them.
+# cleanup: unmounts ROOT/proc and removes ROOT (only a folder under /tmp that
+#   this script prepared: it holds the marker file .imgpipe-emptyroot).
+set -euo pipefail
+
+die() { echo "emptyroot: $*" >&2; exit 1; }
+[ $# -ge 2 ] || die "usage: emptyroot.sh prepare|cleanup ROOT [options]"
+cmd=$1 root=$2
+shift 2
+case $root in /tmp/?*) ;; *) die "ROOT must be a folder under /tmp, not '$root'" ;; esac
+case $root in *..*) die "ROOT must not contain '..'" ;; esac
+
+cleanup() {
+  [ -d "$root" ] || return 0
+  [ -f "$root/.imgpipe-emptyroot" ] || die "$root was not made by emptyroot.sh: not removing it"
+  local _
+  for _ in 1 2 3 4 5; do
+    mountpoint -q "$root/proc" || break
+    umount "$root/proc" 2>/dev/null || umount -l "$root/proc" 2>/dev/null || true
+    sleep 0.2
+  done
+  mountpoint -q "$root/proc" && die "cannot unmount $root/proc"
+  rm -rf --one-file-system "$root"
+}
+
+prepare() {
+  local runtime='' pipelines='' function='' ca='' hostile=0 proc=1
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --runtime) runtime=$2; shift 2 ;;
+      --pipelines) pipelines=$2; shift 2 ;;
+      --function) function=$2; shift 2 ;;
+      --ca) ca=$2; shift 2 ;;
+      --hostile) hostile=1; shift ;;
+      --no-proc) proc=0; shift ;;
+      *) die "unknown option '$1'" ;;
+    esac
+  done
+  [ "$(id -u)" = 0 ] || die "needs root (mount, chroot)"
+  [ -n "$runtime$function" ] || die "give --runtime ZIP (with --pipelines ZIP) or --function ZIP"
+  mkdir -p "$root"
+  [ -z "$(ls -A "$root")" ] || die "$root is not empty"
+  touch "$root/.imgpipe-emptyroot"
+  mkdir -m 755 "$root/proc"
+  mkdir -m 1777 "$root/tmp"
+
+  local home
+  if [ -n "$function" ]; then
+    home=$root/var/task
+    mkdir -p "$home"
+    unzip -q "$function" -d "$home"
+  else
+    home=$root/opt
+    mkdir -p "$home"
+    unzip -q "$runtime" -d "$home"
+    if [ -n "$pipelines" ]; then unzip -q "$pipelines" -d "$home"; fi
+  fi
+  [ -x "$home/bootstrap" ] || die "no executable bootstrap in the package"
+
+  if [ -n "$ca" ]; then
+    mkdir -p "$root/etc/pki/tls/certs"
+    cp "$ca" "$root/etc/pki/tls/certs/ca-bundle.crt"
+  fi
+
+  if [ $hostile = 1 ]; then
+    local stub=$root/.stub.so src=$root/.stub.c d name
+    cat >"$src" <<'C'
+#include <unistd.h>
+/* Stands in for a library of the host: being loaded at all is the failure. */
+__attribute__((constructor)) static void hostile_library(void) {
+    static const char msg[] = "HOSTILE LIBRARY LOADED from the host's library folders\n";
+    (void)!write(2, msg, sizeof msg - 1);
+    _exit(66);
+}
+int hostile_marker(void) { return 66; }
+C
+    cc -shared -fPIC -O1 -o "$stub" "$src"
+    for d in lib64 usr/lib64 usr/lib; do
+      mkdir -p "$root/$d"
+      for name in "$home"/lib/*; do cp "$stub" "$root/$d/$(basename "$name")"; done
+    done
+    rm -f "$stub" "$root/.stub.c"
+  fi
+
+  if [ $proc = 1 ]; then mount -t proc proc "$root/proc"; fi
+}
+
+case $cmd in
+  prepare) prepare "$@" ;;
+  cleanup) cleanup ;;
+  *) die "unknown command '$cmd' (prepare or cleanup)" ;;
+esac
