@@ -23,6 +23,9 @@
  *                      a folder (runtime and scripts packaged together as
  *                      function code); else unset, and imgpipe uses
  *                      /opt/pipelines (the pipelines layer).
+ *   FONTCONFIG_FILE    left alone when set; else DIR/fonts/fonts.conf when
+ *                      the package has it (the font image.text renders
+ *                      with: Lambda's image has no fonts and no /etc/fonts).
  *
  * Exit status 127 with a message on stderr when the package is incomplete. */
 #include <errno.h>
@@ -105,6 +108,14 @@ static void bootstrap_pipelines(const char *dir) {
         setenv("IMGPIPE_PIPELINES", own, 1);
 }
 
+static void bootstrap_fonts(const char *dir) {
+    const char *set = getenv("FONTCONFIG_FILE");
+    if (set && *set) return;
+    char conf[PATH_MAX];
+    if (bootstrap_join(conf, sizeof conf, dir, "fonts/fonts.conf") == 0 && bootstrap_readable(conf))
+        setenv("FONTCONFIG_FILE", conf, 1);
+}
+
 int main(int argc, char **argv) {
     char dir[PATH_MAX], loader[PATH_MAX], libdir[PATH_MAX], program[PATH_MAX], name[PATH_MAX];
     if (bootstrap_home(argc > 0 ? argv[0] : NULL, dir)) return 127;
@@ -118,6 +129,7 @@ int main(int argc, char **argv) {
     }
     bootstrap_ca(dir);
     bootstrap_pipelines(dir);
+    bootstrap_fonts(dir);
 
     char **args = calloc((size_t)(argc > 0 ? argc : 1) + BOOTSTRAP_LOADER_ARGS, sizeof *args);
     if (!args) {

@@ -52,6 +52,11 @@ done
 [ -x "$src/bootstrap" ] || die "$src/bootstrap is missing: run 'make layer'"
 ca=/etc/ssl/certs/ca-certificates.crt
 [ -r "$ca" ] || die "$ca is missing (apt-get install ca-certificates)"
+# The one font text renders with (image.text), its licence and the fontconfig
+# setup that finds it without /etc/fonts (infra/fonts/fonts.conf).
+font=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
+font_licence=/usr/share/doc/fonts-dejavu-core/copyright
+[ -r "$font" ] && [ -r "$font_licence" ] || die "$font is missing (apt-get install fonts-dejavu-core)"
 
 mkdir -p "$LAYER_OUT"
 out=$(cd "$LAYER_OUT" && pwd)
@@ -60,8 +65,12 @@ out=$(cd "$LAYER_OUT" && pwd)
 stage_runtime() { # DIR
   local dir=$1 list line name path f missing=
   rm -rf "$dir"
-  mkdir -p "$dir/bin" "$dir/lib" "$dir/certs"
+  mkdir -p "$dir/bin" "$dir/lib" "$dir/certs" "$dir/fonts"
   cp "$src/bootstrap" "$dir/bootstrap"
+  cp infra/fonts/fonts.conf "$dir/fonts/fonts.conf"
+  cp "$font" "$dir/fonts/DejaVuSans.ttf"
+  cp "$font_licence" "$dir/fonts/LICENSE"
+  chmod 644 "$dir/fonts/"*
   cp "$src/imgpipe" "$dir/bin/imgpipe"
   strip --strip-unneeded "$dir/bin/imgpipe"
   cp "$ca" "$dir/certs/ca-bundle.crt"

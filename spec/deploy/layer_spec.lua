@@ -85,9 +85,32 @@ return {handler = function(event)
 end}
 ]]
 
+-- Text rendered with the runtime's one font: its size and the alpha of each
+-- column, so that two renderings can be compared pixel for pixel.
+local TEXT = [[
+local image = require "imgpipe.image"
+return {handler = function(event)
+  local t = assert(image.text(event.text, {size = event.size}))
+  local columns, total = {}, 0
+  for x = 0, t:width() - 1 do
+    local c = 0
+    for y = 0, t:height() - 1 do
+      local p = {t:getpoint(x, y)}
+      if type(p[1]) == "table" then p = p[1] end
+      c = c + p[#p]
+    end
+    columns[#columns + 1] = c
+    total = total + c
+  end
+  return {width = t:width(), height = t:height(), columns = columns, total = total,
+          fontconfig = os.getenv "FONTCONFIG_FILE"}
+end}
+]]
+
 local function spec_pipelines(home)
   local dir = home .. "/pipelines/"
-  return { [dir .. "echo.lua"] = ECHO, [dir .. "image.lua"] = IMAGE, [dir .. "https.lua"] = HTTPS }
+  return { [dir .. "echo.lua"] = ECHO, [dir .. "image.lua"] = IMAGE, [dir .. "https.lua"] = HTTPS,
+    [dir .. "text.lua"] = TEXT }
 end
 
 -- A throwaway CA and a certificate for 127.0.0.1 signed by it; a loopback
@@ -295,6 +318,36 @@ describe("empty root", function()
     proved(("image: 1600x1200 JPEG -> thumbnail %dx%d WebP (%d bytes) with the packaged libvips"):format(
       img.width, img.height, img.bytes))
     proved("HTTPS GET to " .. tls.endpoint .. " verified with the CA Lambda's way offered and nothing else")
+    emptyroot.cleanup(root)
+  end)
+
+  it("renders text with the packaged font as the build machine does (no /etc/fonts in the root)", function()
+    local root = emptyroot.prepare { runtime_zip = zips.runtime_zip, pipelines_zip = zips.pipelines_zip,
+      ca = tls.ca, files = spec_pipelines "/opt" }
+    local event = { text = "imgpipe Wg 0123 ÄÉ", size = 24 }
+    local r = emptyroot.invoke(root, { handler = "text", events = { event } })
+    local o = r.outcomes[1]
+    assert.equal("response", o.kind, tostring(o.body) .. "\n" .. emptyroot.log_lines(r.stderr))
+    local packaged = o.value
+    assert.equal("/opt/fonts/fonts.conf", packaged.fontconfig)
+    -- The same pipeline on the build machine, with its own fontconfig.
+    local dir = paths.tmpdir()
+    paths.write(dir .. "/text.lua", TEXT)
+    paths.write(dir .. "/event.json", json.encode(event))
+    local out, err, code = paths.run("env -u FONTCONFIG_FILE " .. q(paths.bin) .. " run " .. q(dir .. "/text.lua") ..
+      " --event " .. q(dir .. "/event.json"))
+    assert.equal(0, code, err)
+    local here = json.decode(out)
+    assert.equal(here.width, packaged.width)
+    assert.equal(here.height, packaged.height)
+    assert.is_true(packaged.total > 0, "the text has no ink")
+    local diff = 0
+    for i, c in ipairs(here.columns) do diff = diff + math.abs(c - packaged.columns[i]) end
+    assert.is_true(diff <= 0.01 * here.total,
+      ("column alpha differs by %d of %d"):format(diff, here.total))
+    proved(("text %dx%d rendered in the empty root with /opt/fonts (FONTCONFIG_FILE set by the bootstrap); " ..
+      "column alpha within %d of %d of the build machine's"):format(packaged.width, packaged.height, diff,
+      here.total))
     emptyroot.cleanup(root)
   end)
 
