@@ -5,6 +5,7 @@
 #   make test         deps + build + luacheck + busted + sanitizer and system-libvips runs
 #   make demo         the main job end to end on the local stack
 #   make bench        benchmarks against peers, writes bench/RESULTS.md
+#   make deploy-pipelines STACK=name   publish only a new pipelines layer to a deployed stack
 #
 # Switches: VIPS=prebuilt|system  SANITIZE=1  BUILD=dir
 
@@ -51,7 +52,7 @@ HOST_LIBS   = /usr/lib/x86_64-linux-gnu/liblua5.4.a /usr/lib/x86_64-linux-gnu/li
               $(VIPS_LIBS) $(PKG_LIBS) -lm -ldl -lpthread
 MODULE_LIBS = $(VIPS_LIBS) $(PKG_LIBS) -lm -lpthread
 
-.PHONY: all deps deps-test deps-system-vips test test-fast demo bench lint clean layer format
+.PHONY: all deps deps-test deps-system-vips test test-fast demo bench lint clean layer format deploy-pipelines
 
 all: $(BUILD)/imgpipe $(BUILD)/lua/imgpipe.so
 
@@ -104,6 +105,13 @@ bench:
 
 layer: all
 	@infra/layer.sh $(BUILD)
+
+# Only the Lua pipelines: a new pipelines layer version, the runtime untouched.
+STACK ?=
+PIPELINES ?= pipelines
+deploy-pipelines:
+	@test -n "$(STACK)" || { echo "usage: make deploy-pipelines STACK=<stack name> [PIPELINES=<folder>]" >&2; exit 2; }
+	@infra/deploy-pipelines.sh --stack "$(STACK)" --pipelines "$(PIPELINES)"
 
 format:
 	clang-format -i host/*.c host/*.h bindings/*.c bindings/*.h bindings/aws/*.c bindings/aws/*.h

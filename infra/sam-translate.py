@@ -8,11 +8,14 @@ implementations that do not run the SAM transform (moto_server); on AWS the
 transform runs in CloudFormation and this is not needed. The specs use it to
 check what the template really creates.
 
-  sam-translate.py IN OUT [--param Name=Value ...] [--stub-code-uris]
+  sam-translate.py IN OUT [--param Name=Value ...] [--stub-code-uris] [--omit-type TYPE ...]
 
 IN is YAML or JSON (a packaged template has s3:// code locations);
 --stub-code-uris replaces local CodeUri/ContentUri paths by s3://stub/<name>
-so an unpackaged template can be translated. OUT is JSON ('-' for stdout).
+so an unpackaged template can be translated. --omit-type leaves out the
+resources of a type an emulator cannot create (moto's CloudFormation makes a
+REST API but not its methods, so it cannot make AWS::ApiGateway::Deployment);
+what still refers to them is an error. OUT is JSON ('-' for stdout).
 """
 import argparse
 import json
@@ -55,12 +58,61 @@ def stub_code_uris(template):
         function_globals["CodeUri"] = "s3://stub/" + uri.rsplit("/", 1)[-1]
 
 
+def refers_to(node, names):
+    """The first of names that node refers to (Ref, GetAtt, Sub), or None."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "Ref" and v in names:
+                return v
+            if k == "Fn::GetAtt":
+                target = v[0] if isinstance(v, list) else v.split(".")[0]
+                if target in names:
+                    return target
+            if k == "Fn::Sub":
+                text = v[0] if isinstance(v, list) else v
+                for name in names:
+                    if "${" + name + "}" in text or "${" + name + "." in text:
+                        return name
+            found = refers_to(v, names)
+            if found:
+                return found
+    elif isinstance(node, list):
+        for v in node:
+            found = refers_to(v, names)
+            if found:
+                return found
+    return None
+
+
+def omit_types(template, types):
+    resources = template["Resources"]
+    gone = {name for name, r in resources.items() if r["Type"] in types}
+    for name in gone:
+        del resources[name]
+    for name, r in resources.items():
+        deps = r.get("DependsOn")
+        if deps is not None:
+            deps = [d for d in ([deps] if isinstance(deps, str) else deps) if d not in gone]
+            if deps:
+                r["DependsOn"] = deps
+            else:
+                del r["DependsOn"]
+        target = refers_to(r, gone)
+        if target:
+            raise SystemExit("sam-translate: %s still refers to %s, which --omit-type left out" % (name, target))
+    target = refers_to(template.get("Outputs", {}), gone)
+    if target:
+        raise SystemExit("sam-translate: an output refers to %s, which --omit-type left out" % target)
+    return sorted(gone)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("input")
     ap.add_argument("output")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--stub-code-uris", action="store_true")
+    ap.add_argument("--omit-type", action="append", default=[], metavar="TYPE")
     args = ap.parse_args()
 
     with open(args.input, encoding="utf-8") as f:
@@ -83,7 +135,11 @@ def main():
         for cause in e.causes:
             sys.stderr.write("sam-translate: %s\n" % cause.message)
         sys.exit(1)
-    text = json.dumps(out, indent=1, sort_keys=True) + "\n"
+    if args.omit_type:
+        for name in omit_types(out, set(args.omit_type)):
+            sys.stderr.write("sam-translate: left out %s\n" % name)
+    # compact: CloudFormation takes a template body of up to 51,200 bytes
+    text = json.dumps(out, separators=(",", ":"), sort_keys=True) + "\n"
     if args.output == "-":
         sys.stdout.write(text)
     else:
