@@ -133,8 +133,8 @@ end
 -- Turns moto's IAM enforcement on (count 0) or off (inf): moto's
 -- /moto-api/reset-auth sets how many requests go unauthenticated.
 function M.moto_auth(server, on)
-  local _, err, code = paths.run("curl -sf -X POST --data " .. (on and "0" or "inf") .. " " ..
-    server.url .. "/moto-api/reset-auth")
+  local _, err, code = paths.run("curl -sSf -X POST -H 'Content-Type: text/plain' --data-binary " ..
+    (on and "0" or "inf") .. " " .. server.url .. "/moto-api/reset-auth")
   assert(code == 0, "reset-auth failed: " .. err)
 end
 
