@@ -44,7 +44,7 @@ bucket_name_problem() {
 # <stack>-uploads-<account> and <stack>-processed-<account>.
 check_stack_name() {
   local stack=$1 account=$2 problem name
-  [[ $stack =~ ^[A-Za-z][A-Za-z0-9-]*$ ]] || die "stack name '$stack': CloudFormation allows letters, digits and '-', starting with a letter"
+  [[ $stack =~ ^[A-Za-z][A-Za-z0-9-]*$ ]] || die "stack name '$stack' cannot be used: CloudFormation allows letters, digits and '-', starting with a letter"
   for name in "$stack-uploads-$account" "$stack-processed-$account"; do
     problem=$(bucket_name_problem "$name")
     if [ -n "$problem" ]; then

@@ -138,10 +138,13 @@ function M.moto_auth(server, on)
   assert(code == 0, "reset-auth failed: " .. err)
 end
 
--- Environment prefix for the pyenv AWS CLI against a moto server.
+-- Environment prefix for the pyenv AWS CLI against a moto server. The
+-- service-specific endpoints of the local stack (spec/run.sh exports them)
+-- would win over AWS_ENDPOINT_URL, so they are removed.
 function M.aws_env(server, keys)
   keys = keys or { id = "testing", secret = "testing" }
-  return "AWS_ENDPOINT_URL=" .. server.url .. " AWS_ACCESS_KEY_ID=" .. keys.id ..
+  return "env -u AWS_ENDPOINT_URL_S3 -u AWS_ENDPOINT_URL_DYNAMODB -u AWS_PROFILE -u AWS_SESSION_TOKEN " ..
+    "AWS_ENDPOINT_URL=" .. server.url .. " AWS_ACCESS_KEY_ID=" .. keys.id ..
     " AWS_SECRET_ACCESS_KEY=" .. paths.q(keys.secret) .. " AWS_DEFAULT_REGION=" .. M.region ..
     " AWS_REGION=" .. M.region .. " AWS_PAGER= "
 end
