@@ -20,12 +20,13 @@
 #
 # Uses the AWS CLI's usual credentials and region; AWS_ENDPOINT_URL, when
 # set, sends every call (packaging uploads included) to that endpoint
-# instead of AWS. AWS_CLI names the CLI to use (default: aws).
+# instead of AWS. AWS_CLI names the CLI to use (default: aws); LAYERS_DIR
+# the folder of the built zips (default build/layers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . infra/deploy-common.sh
 
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-2}"; }
 
 stack='' artifacts='' arch=x86_64 packaging=layers build=1 offline=0
 params=() omit=()

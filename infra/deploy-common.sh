@@ -59,9 +59,10 @@ caller_account() {
 }
 
 # Stages the artifacts the template points at (build/deploy/runtime.zip,
-# pipelines.zip, function.zip) from build/layers/ for ARCH and PACKAGING.
+# pipelines.zip, function.zip) from build/layers/ (or $LAYERS_DIR) for ARCH
+# and PACKAGING.
 stage_artifacts() {
-  local arch=$1 packaging=$2 layers=build/layers deploy=build/deploy
+  local arch=$1 packaging=$2 layers=${LAYERS_DIR:-build/layers} deploy=build/deploy
   rm -rf "$deploy"
   mkdir -p "$deploy"
   [ -f "$layers/runtime-$arch.zip" ] || die "$layers/runtime-$arch.zip is missing: run 'make layer' (or drop --skip-build)"

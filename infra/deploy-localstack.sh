@@ -2,13 +2,14 @@
 # Deploys the same template to a running LocalStack, through
 # infra/deploy-aws.sh with AWS_ENDPOINT_URL pointing at it.
 #
-#   infra/deploy-localstack.sh [--stack NAME] [--packaging function|layers] [--param Name=Value ...]
+#   infra/deploy-localstack.sh [--stack NAME] [--packaging function|layers] [--skip-build] [--param Name=Value ...]
 #
 #   --stack NAME        default imgpipe
 #   --packaging function|layers
 #                       function (default): runtime and pipelines inside the function code,
 #                       as LocalStack's free tier does not apply layers; layers: needs a paid plan
 #   --param Name=Value  a template parameter (repeatable); UseCloudFront=false is always set
+#   --skip-build        use build/layers/ as it is instead of running make layer
 #
 # Environment: LOCALSTACK_AUTH_TOKEN (required: LocalStack's image needs it
 # since March 2026; the running LocalStack must have been started with it),
@@ -21,15 +22,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . infra/deploy-common.sh
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-2}"; }
 
 stack=imgpipe packaging=function
-params=()
+params=() skip=()
 while [ $# -gt 0 ]; do
   case $1 in
     --stack) stack=${2:?--stack needs a name}; shift 2 ;;
     --packaging) packaging=${2:?--packaging needs function or layers}; shift 2 ;;
     --param) [[ ${2:-} == *=* ]] || die "--param needs Name=Value"; params+=(--param "$2"); shift 2 ;;
+    --skip-build) skip=(--skip-build); shift ;;
     -h | --help) usage 0 ;;
     *) echo "deploy-localstack.sh: unknown argument '$1'" >&2; usage ;;
   esac
@@ -58,7 +60,7 @@ problem=$(bucket_name_problem "$artifacts")
 [ -z "$problem" ] || die "stack name '$stack' cannot be used: the artifact bucket name $problem"
 "$AWS_CLI" s3api head-bucket --bucket "$artifacts" 2>/dev/null || "$AWS_CLI" s3 mb "s3://$artifacts"
 
-infra/deploy-aws.sh --stack "$stack" --artifact-bucket "$artifacts" --packaging "$packaging" \
+infra/deploy-aws.sh --stack "$stack" --artifact-bucket "$artifacts" --packaging "$packaging" "${skip[@]+"${skip[@]}"}" \
   --param UseCloudFront=false --param "PresignEndpointUrl=${PRESIGN_ENDPOINT:-$endpoint}" \
   "${params[@]+"${params[@]}"}"
 
