@@ -195,9 +195,14 @@ describe("deploy: the SAM template", function()
       for logical, fn in pairs(f.functions) do assert.same({}, fn.layers, logical) end
     end)
 
-    it("protects POST /process with IAM auth, answers CORS preflights, reserves concurrency on request", function()
+    it("protects POST /process with IAM auth, /upload with a key on request, answers CORS preflights", function()
       for _, r in ipairs(facts.routes) do
         if r.path == "/process" then assert.same({ "AWS_IAM" }, r.auth) else assert.same({}, r.auth) end
+      end
+      local keyed = load { UploadApiKeyRequired = "true" }
+      for _, r in ipairs(keyed.routes) do
+        local want = ({ ["/process"] = { "AWS_IAM" }, ["/upload"] = { "api_key" } })[r.path] or {}
+        assert.same(want, r.auth, r.path)
       end
       local cors = sorted(facts.cors)
       local want = {}

@@ -223,7 +223,7 @@ def main():
                         if integration.get("type") == "mock":
                             facts["cors"].append(path)
                         continue
-                    security = [k for s in op.get("security", []) for k in s]
+                    security = [k for s in r.value(op.get("security", [])) for k in s]
                     facts["routes"].append({"method": method.upper(), "path": path,
                                             "function": integration_function(integration),
                                             "auth": security})
