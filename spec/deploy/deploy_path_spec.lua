@@ -46,7 +46,7 @@ end
 -- merged: when `make layer` does not make build/layers/*.zip (the old
 -- build/layer/ layout), the zips are made from that layout here.
 local function ensure_layers()
-  if exists(RUNTIME_ZIP) and exists(PIPELINES_ZIP) then return "build/layers (make layer)" end
+  if exists(RUNTIME_ZIP) and exists(PIPELINES_ZIP) then return "build/layers/ as already built" end
   local _, err, code = paths.run("make --no-print-directory -C " .. paths.q(paths.root) .. " layer")
   assert(code == 0, "make layer failed: " .. err)
   if exists(RUNTIME_ZIP) and exists(PIPELINES_ZIP) then return "build/layers (make layer)" end
@@ -134,6 +134,9 @@ describe("deploy: the deploy path on moto_server", function()
 
   setup(function()
     layers_from = ensure_layers()
+    local cli = (paths.run("command -v " .. deploy.aws)):match "%S+"
+    print("# AWS CLI: " .. tostring(cli) .. " (" .. (paths.run(deploy.aws .. " --version")):match "%S+" ..
+      "), set by IMGPIPE_AWS_CLI; moto_server: " .. (paths.run "command -v moto_server"):match "%S+")
     server = deploy.moto_start {}
     aws("s3 mb s3://" .. ARTIFACTS)
   end)
@@ -156,6 +159,7 @@ describe("deploy: the deploy path on moto_server", function()
   end)
 
   it("deploys the stack with infra/deploy-aws.sh", function()
+    local started = os.time()
     local out, err, code = paths.run(deploy.aws_env(server) .. "AWS_CLI=" .. deploy.aws .. " " ..
       paths.q(paths.root .. "/infra/deploy-aws.sh") .. " --stack " .. STACK .. " --artifact-bucket " .. ARTIFACTS ..
       " --skip-build --offline-transform --omit-type AWS::ApiGateway::Deployment --omit-type AWS::ApiGateway::Stage" ..
@@ -175,7 +179,7 @@ describe("deploy: the deploy path on moto_server", function()
     assert.are.equal(1, types["AWS::DynamoDB::Table"])
     assert.are.equal(1, types["AWS::SQS::Queue"])
     assert.are.equal(3, types["AWS::Logs::LogGroup"])
-    print("# layers: " .. layers_from)
+    print("# layers: " .. layers_from .. "; deploy-aws.sh took " .. os.time() - started .. " s")
     print("# proved: infra/deploy-aws.sh created stack " .. STACK .. " on moto (3 functions, 2 layer versions, " ..
       "2 buckets, table, queue, 3 roles, 3 log groups; moto skips EventInvokeConfig and Alarm)")
   end)
