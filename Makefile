@@ -8,6 +8,7 @@
 #   make layer        the Lambda artifacts in build/layers (see docs/deploy-runtime.md):
 #                     runtime-$(ARCH).zip and pipelines.zip, or with PACKAGE=function
 #                     function-$(ARCH).zip (runtime and pipelines as function code)
+#   make deploy-pipelines STACK=name   publish only a new pipelines layer to a deployed stack
 #
 # Switches: VIPS=prebuilt|system  SANITIZE=1  BUILD=dir  PACKAGE=layers|function
 
@@ -59,7 +60,7 @@ HOST_LIBS   = /usr/lib/x86_64-linux-gnu/liblua5.4.a /usr/lib/x86_64-linux-gnu/li
               $(VIPS_LIBS) $(PKG_LIBS) -lm -ldl -lpthread
 MODULE_LIBS = $(VIPS_LIBS) $(PKG_LIBS) -lm -lpthread
 
-.PHONY: all deps deps-test deps-system-vips test test-fast demo bench lint clean layer format
+.PHONY: all deps deps-test deps-system-vips test test-fast demo bench lint clean layer format deploy-pipelines
 
 all: $(BUILD)/imgpipe $(BUILD)/lua/imgpipe.so
 
@@ -126,6 +127,13 @@ $(BUILD)/package/bootstrap: infra/bootstrap.c
 layer: $(BUILD)/package/imgpipe $(BUILD)/package/bootstrap
 	@PACKAGE='$(PACKAGE)' ARCH='$(ARCH)' LAYER_OUT='$(LAYER_OUT)' EXTRA_LIBS='$(EXTRA_LIBS)' LAYER_LIB_PATH='$(VIPS_LIB_DIR)' \
 	  infra/layer.sh $(BUILD)/package
+
+# Only the Lua pipelines: a new pipelines layer version, the runtime untouched.
+STACK ?=
+PIPELINES ?= pipelines
+deploy-pipelines:
+	@test -n "$(STACK)" || { echo "usage: make deploy-pipelines STACK=<stack name> [PIPELINES=<folder>]" >&2; exit 2; }
+	@infra/deploy-pipelines.sh --stack "$(STACK)" --pipelines "$(PIPELINES)"
 
 format:
 	clang-format -i host/*.c host/*.h bindings/*.c bindings/*.h bindings/aws/*.c bindings/aws/*.h

@@ -1,0 +1,256 @@
+-- The SAM template, proven offline: cfn-lint, then the template translated
+-- by aws-sam-translator (what CloudFormation's SAM transform makes of it)
+-- and checked against the pipelines it deploys: routes, handlers,
+-- environment, S3 trigger, and each function's IAM statements against what
+-- its pipeline calls (support/pipeline_needs.lua reads that from the code).
+local deploy = require "support.deploy"
+local needs = require "support.pipeline_needs"
+local paths = require "support.paths"
+
+local TEMPLATE = paths.root .. "/infra/template.yaml"
+local D = {
+  stack = "imgpipe-spec", table = "imgpipe-spec-ImagesTable-1A2B", queue = "imgpipe-spec-ProcessFailureQueue-3C4D",
+}
+
+-- What the runtime itself needs besides the pipeline's calls: writing to its
+-- own log group, and (process) sending failed S3 events to the failure queue.
+local function runtime_grants(fn, facts_stack)
+  local group = "arn:aws:logs:" .. deploy.region .. ":" .. deploy.account .. ":log-group:/imgpipe/" ..
+    facts_stack .. "/" .. fn .. ":*"
+  local out = { "logs:CreateLogStream " .. group, "logs:PutLogEvents " .. group }
+  if fn == "process" then
+    out[#out + 1] = "sqs:SendMessage arn:aws:sqs:" .. deploy.region .. ":" .. deploy.account .. ":" .. D.queue
+  end
+  return out
+end
+
+local function sorted(t)
+  table.sort(t)
+  return t
+end
+
+local function set_of(list)
+  local s = {}
+  for _, v in ipairs(list) do s[v] = true end
+  return s
+end
+
+describe("deploy: the SAM template", function()
+  after_each(paths.cleanup)
+
+  describe("cfn-lint", function()
+    local missing = deploy.missing "cfn-lint"
+    if missing then
+      it("lints the template", function() pending("SKIPPED: " .. missing) end)
+      return
+    end
+
+    it("passes with no warning", function()
+      local out, err, code = paths.run("cfn-lint " .. paths.q(TEMPLATE))
+      assert.are.equal("", out .. err)
+      assert.are.equal(0, code)
+      local version = (paths.run "cfn-lint --version"):match "[%d.]+"
+      print("# proved: cfn-lint " .. version .. " finds nothing in infra/template.yaml")
+    end)
+
+    it("would report a broken template (the check above can fail)", function()
+      local dir = paths.tmpdir()
+      local text = paths.read(TEMPLATE):gsub("Runtime: provided%.al2023", "Runtime: provided.al2099", 1)
+      paths.write(dir .. "/t.yaml", text)
+      local out, _, code = paths.run("cfn-lint " .. paths.q(dir .. "/t.yaml"))
+      assert.are_not.equal(0, code)
+      assert.matches("provided.al2099", out)
+    end)
+
+    it("has a reason written beside every check the template switches off", function()
+      local lines, in_ignores, previous = {}, false, ""
+      for line in (paths.read(TEMPLATE) .. "\n"):gmatch "([^\n]*)\n" do lines[#lines + 1] = line end
+      for _, line in ipairs(lines) do
+        if line:find "ignore_checks:" then
+          in_ignores = true
+        elseif in_ignores and line:find "^%s*%- [EWI]%d+" then
+          assert.matches("^%s*#", previous, "no reason above " .. line)
+        elseif in_ignores and not line:find "^%s*#" then
+          in_ignores = false
+        end
+        previous = line
+      end
+    end)
+  end)
+
+  describe("translated by aws-sam-translator", function()
+    local missing = deploy.missing "samtranslator"
+    if missing then
+      it("checks the translated template", function() pending("SKIPPED: " .. missing) end)
+      return
+    end
+
+    local facts
+    local function load(params)
+      local dir = paths.tmpdir()
+      return deploy.facts(deploy.translate(TEMPLATE, params, dir), D, params)
+    end
+    before_each(function() facts = facts or load {} end)
+
+    local function functions_by_handler(f)
+      local out = {}
+      for logical, fn in pairs(f.functions) do out[fn.handler] = { logical = logical, fn = fn } end
+      return out
+    end
+
+    it("declares the routes of pipelines/routes.lua, each to the function of its pipeline", function()
+      local want = {}
+      for _, r in ipairs(dofile(paths.pipelines .. "/routes.lua")) do
+        want[#want + 1] = r.method .. " " .. r.path .. " -> " .. r.pipeline
+      end
+      local got = {}
+      for _, r in ipairs(facts.routes) do
+        got[#got + 1] = r.method .. " " .. r.path .. " -> " .. tostring(facts.functions[r["function"]].handler)
+      end
+      assert.same(sorted(want), sorted(got))
+      print("# proved: API routes = pipelines/routes.lua (" .. #got .. " routes)")
+    end)
+
+    it("names an existing pipeline in every Handler, on provided.al2023 and the chosen architecture", function()
+      local n = 0
+      for logical, fn in pairs(facts.functions) do
+        local f = io.open(paths.pipelines .. "/" .. tostring(fn.handler) .. ".lua")
+        assert.is_truthy(f, logical .. " names pipeline " .. tostring(fn.handler))
+        f:close()
+        assert.are.equal("provided.al2023", fn.runtime)
+        assert.same({ "x86_64" }, fn.architectures)
+        n = n + 1
+      end
+      assert.are.equal(3, n)
+      local arm = load { Architecture = "arm64" }
+      for _, fn in pairs(arm.functions) do assert.same({ "arm64" }, fn.architectures) end
+    end)
+
+    it("sets, in every function, each environment variable a pipeline reads", function()
+      local vars = needs.env_vars()
+      assert.is_true(#vars >= 10, "the scan found only " .. #vars .. " variables")
+      for logical, fn in pairs(facts.functions) do
+        for _, v in ipairs(vars) do
+          assert.is_not_nil(fn.env[v], logical .. " does not set " .. v)
+        end
+      end
+      print("# proved: all " .. #vars .. " variables the pipelines read are set: " .. table.concat(vars, " "))
+    end)
+
+    it("filters the S3 trigger on the same upload prefix the pipelines get", function()
+      for _, prefix in ipairs { "uploads/", "incoming/raw/" } do
+        local f = prefix == "uploads/" and facts or load { UploadPrefix = prefix }
+        assert.are.equal(1, #f.notifications)
+        local n = f.notifications[1]
+        assert.are.equal(prefix, n.prefix)
+        assert.are.equal("ProcessFunction", n["function"])
+        assert.are.equal(deploy.buckets(D.stack), n.bucket)
+        for _, fn in pairs(f.functions) do assert.are.equal(prefix, fn.env.UPLOAD_PREFIX) end
+      end
+    end)
+
+    it("gives each function exactly the IAM grants its pipeline's calls need, no more", function()
+      local upload, processed = deploy.buckets(D.stack)
+      local d = {
+        upload_bucket = upload, processed_bucket = processed, upload_prefix = "uploads/",
+        processed_prefix = "processed/",
+        table_arn = "arn:aws:dynamodb:" .. deploy.region .. ":" .. deploy.account .. ":table/" .. D.table,
+      }
+      local by = functions_by_handler(facts)
+      for _, pipeline in ipairs { "upload", "process", "download" } do
+        local want = needs.grants(pipeline, d)
+        for _, g in ipairs(runtime_grants(pipeline, D.stack)) do want[#want + 1] = g end
+        table.sort(want)
+        local got = needs.statement_grants(by[pipeline].fn.statements)
+        assert.same(want, got)
+        print("# proved: " .. pipeline .. " may do exactly: " .. table.concat(got, "; "))
+      end
+    end)
+
+    it("derives those grants from the code (the comparison above can fail)", function()
+      local d = { upload_bucket = "u", processed_bucket = "p", upload_prefix = "in/", processed_prefix = "out/",
+        table_arn = "t" }
+      -- the pipelines as they are: upload never reads, download never writes
+      local up, down = set_of(needs.grants("upload", d)), set_of(needs.grants("download", d))
+      assert.is_nil(up["s3:GetObject arn:aws:s3:::p/out/*"])
+      assert.is_nil(down["s3:PutObject arn:aws:s3:::p/out/*"])
+      assert.is_true(up["dynamodb:PutItem t"])
+      assert.is_true(down["dynamodb:GetItem t"])
+      -- a table entry is used: dropping process's s3.put from the map is an error
+      local saved = needs.ACTIONS["s3.put"]
+      needs.ACTIONS["s3.put"] = nil
+      local ok, err = pcall(needs.grants, "process", d)
+      needs.ACTIONS["s3.put"] = saved
+      assert.is_false(ok)
+      assert.matches("s3.put", err)
+    end)
+
+    it("attaches the runtime and pipelines layers to every function, or none with Packaging=function", function()
+      for logical, fn in pairs(facts.functions) do
+        assert.are.equal(2, #fn.layers, logical)
+        assert.matches(":layer:RuntimeLayer", fn.layers[1])
+        assert.matches(":layer:PipelinesLayer", fn.layers[2])
+      end
+      local f = load { Packaging = "function" }
+      for logical, fn in pairs(f.functions) do assert.same({}, fn.layers, logical) end
+    end)
+
+    it("protects POST /process with IAM auth, /upload with a key on request, answers CORS preflights", function()
+      for _, r in ipairs(facts.routes) do
+        if r.path == "/process" then assert.same({ "AWS_IAM" }, r.auth) else assert.same({}, r.auth) end
+      end
+      local keyed = load { UploadApiKeyRequired = "true" }
+      for _, r in ipairs(keyed.routes) do
+        local want = ({ ["/process"] = { "AWS_IAM" }, ["/upload"] = { "api_key" } })[r.path] or {}
+        assert.same(want, r.auth, r.path)
+      end
+      local cors = sorted(facts.cors)
+      local want = {}
+      for _, r in ipairs(facts.routes) do want[#want + 1] = r.path end
+      assert.same(sorted(want), cors)
+      assert.is_nil(functions_by_handler(facts).process.fn.reserved_concurrency)
+      local f = load { ProcessReservedConcurrency = "7" }
+      assert.are.equal("7", tostring(functions_by_handler(f).process.fn.reserved_concurrency))
+    end)
+  end)
+
+  describe("hardening present in the template", function()
+    local text = paths.read(TEMPLATE)
+    local function resource(name)
+      local body = text:match("\n  " .. name .. ":\n(.-)\n  %w+:\n") or text:match("\n  " .. name .. ":\n(.*)")
+      assert.is_truthy(body, name .. " not found")
+      return body
+    end
+
+    it("keeps the table and both buckets on stack deletion and replacement", function()
+      for _, name in ipairs { "UploadBucket", "ProcessedBucket", "ImagesTable" } do
+        local body = resource(name)
+        assert.matches("DeletionPolicy: Retain", body, nil, true)
+        assert.matches("UpdateReplacePolicy: Retain", body, nil, true)
+      end
+    end)
+
+    it("expires items through the expiresAt TTL attribute", function()
+      assert.matches("TimeToLiveSpecification:%s+AttributeName: expiresAt%s+Enabled: true", resource "ImagesTable")
+    end)
+
+    it("sends failed S3 events to a queue after bounded retries, with alarms and log retention", function()
+      local p = resource "ProcessFunction"
+      assert.matches("MaximumRetryAttempts: !Ref ProcessMaximumRetryAttempts", p, nil, true)
+      assert.matches("MaximumEventAgeInSeconds: !Ref ProcessMaximumEventAgeInSeconds", p, nil, true)
+      assert.matches("Type: SQS%s+Destination: !GetAtt ProcessFailureQueue.Arn", p)
+      for _, a in ipairs { "UploadErrorsAlarm", "ProcessErrorsAlarm", "DownloadErrorsAlarm", "FailureQueueAlarm" } do
+        assert.matches("Type: AWS::CloudWatch::Alarm", resource(a), nil, true)
+      end
+      for _, g in ipairs { "UploadLogGroup", "ProcessLogGroup", "DownloadLogGroup" } do
+        assert.matches("RetentionInDays: !Ref LogRetentionInDays", resource(g), nil, true)
+      end
+    end)
+
+    it("builds outputs with ${AWS::URLSuffix}, never a hard-coded amazonaws.com", function()
+      local outputs = text:match "\nOutputs:\n(.*)$"
+      assert.matches("${AWS::URLSuffix}", outputs, nil, true)
+      assert.is_nil(outputs:find("amazonaws.com", 1, true))
+    end)
+  end)
+end)
