@@ -38,9 +38,9 @@ PKG_LIBS   := $(shell pkg-config --libs libcurl libcrypto expat libmicrohttpd 2>
 ifneq ($(SANITIZE),)
   SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 endif
-ALL_CFLAGS = -std=gnu11 -fPIC $(WARN) $(DEFS) $(CFLAGS) $(SAN_FLAGS) -Ibindings -Ihost $(VIPS_CFLAGS) $(PKG_CFLAGS)
+ALL_CFLAGS = -std=gnu11 -fPIC $(WARN) $(DEFS) $(CFLAGS) $(SAN_FLAGS) -Ibindings -Ibindings/core -Ihost $(VIPS_CFLAGS) $(PKG_CFLAGS)
 
-BINDING_SRC = $(sort $(wildcard bindings/*.c bindings/aws/*.c))
+BINDING_SRC = $(sort $(wildcard bindings/*.c bindings/core/*.c bindings/aws/*.c))
 HOST_SRC    = $(sort $(wildcard host/*.c))
 BINDING_OBJ = $(BINDING_SRC:%.c=$(BUILD)/obj/%.o)
 HOST_OBJ    = $(HOST_SRC:%.c=$(BUILD)/obj/%.o)
@@ -55,7 +55,7 @@ MODULE_LIBS = $(VIPS_LIBS) $(PKG_LIBS) -lm -lpthread
 
 all: $(BUILD)/imgpipe $(BUILD)/lua/imgpipe.so
 
-$(BUILD)/obj/%.o: %.c $(wildcard bindings/*.h bindings/aws/*.h host/*.h) | deps-build-check
+$(BUILD)/obj/%.o: %.c $(wildcard bindings/*.h bindings/core/*.h bindings/aws/*.h host/*.h) | deps-build-check
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -106,7 +106,7 @@ layer: all
 	@infra/layer.sh $(BUILD)
 
 format:
-	clang-format -i host/*.c host/*.h bindings/*.c bindings/*.h bindings/aws/*.c bindings/aws/*.h
+	clang-format -i host/*.c host/*.h bindings/*.c bindings/*.h bindings/core/*.c bindings/core/*.h bindings/aws/*.c bindings/aws/*.h
 
 clean:
 	rm -rf build

@@ -31,11 +31,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#include <openssl/evp.h>
+#include <time.h>
 
 #include "aws/aws_config.h"
 #include "aws/aws_sigv4.h"
+#include "codec.h"
 #include "error.h"
 #include "invocation.h"
 #include "modules.h"
@@ -318,61 +318,11 @@ static int presign_url(lua_State *L) {
 
 /* ---- presign.post ---- */
 
-/* Appends s as a JSON string the way Python's json.dumps does by default:
- * '"' '\\' and \b \f \n \r \t escaped by name, other characters outside
- * ' '..'~' as \uXXXX (lowercase hex, UTF-16 surrogate pairs above U+FFFF).
- * -1 on invalid UTF-8 or a full buffer. */
+/* Appends s as a JSON string the way Python's json.dumps does by default
+ * (everything outside ' '..'~' as \uXXXX). -1 on invalid UTF-8 or a full
+ * buffer. */
 static int presign_json_string(buf *b, const char *s, size_t len) {
-    if (buf_append(b, "\"", 1)) return -1;
-    for (size_t i = 0; i < len;) {
-        unsigned char c = (unsigned char)s[i];
-        const char *named = c == '"'    ? "\\\""
-                            : c == '\\' ? "\\\\"
-                            : c == '\b' ? "\\b"
-                            : c == '\f' ? "\\f"
-                            : c == '\n' ? "\\n"
-                            : c == '\r' ? "\\r"
-                            : c == '\t' ? "\\t"
-                                        : NULL;
-        if (named) {
-            if (buf_appends(b, named)) return -1;
-            i++;
-            continue;
-        }
-        if (c >= 0x20 && c < 0x7f) {
-            if (buf_append(b, &c, 1)) return -1;
-            i++;
-            continue;
-        }
-        uint32_t cp;
-        size_t n;
-        if (c < 0x80)
-            cp = c, n = 1;
-        else if ((c & 0xe0) == 0xc0)
-            cp = c & 0x1f, n = 2;
-        else if ((c & 0xf0) == 0xe0)
-            cp = c & 0x0f, n = 3;
-        else if ((c & 0xf8) == 0xf0)
-            cp = c & 0x07, n = 4;
-        else
-            return -1;
-        if (i + n > len) return -1;
-        for (size_t k = 1; k < n; k++) {
-            unsigned char cc = (unsigned char)s[i + k];
-            if ((cc & 0xc0) != 0x80) return -1;
-            cp = (cp << 6) | (cc & 0x3f);
-        }
-        static const uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
-        if (cp < min_cp[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return -1;
-        if (cp >= 0x10000) {
-            uint32_t v = cp - 0x10000;
-            if (buf_appendf(b, "\\u%04x\\u%04x", 0xd800 + (v >> 10), 0xdc00 + (v & 0x3ff))) return -1;
-        } else if (buf_appendf(b, "\\u%04x", cp)) {
-            return -1;
-        }
-        i += n;
-    }
-    return buf_append(b, "\"", 1);
+    return codec_json_string(b, s, len, CODEC_JSON_ASCII) ? -1 : 0;
 }
 
 /* Appends {"name": "value"} to the conditions (", " first unless first). */
@@ -513,14 +463,7 @@ static int presign_post(lua_State *L) {
         presign_box_release(box);
         return luaL_error(L, "bad argument #1 to 'post' (a value is not valid UTF-8, or too long)");
     }
-    /* base64 without line breaks, 48 input bytes (64 output) at a time */
-    for (size_t off = 0; off < pol->len && !bad; off += 48) {
-        unsigned char chunk[65];
-        size_t take = pol->len - off < 48 ? pol->len - off : 48;
-        int m = EVP_EncodeBlock(chunk, (const unsigned char *)pol->data + off, (int)take);
-        bad = m < 0 || buf_append(&box->policy_b64, chunk, (size_t)m);
-    }
-    if (bad) {
+    if (codec_base64_append(&box->policy_b64, pol->data, pol->len)) {
         presign_box_release(box);
         return luaL_error(L, "bad argument #1 to 'post' (policy too long)");
     }

@@ -1,11 +1,12 @@
 #include "routes.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
 
 #include "apigw_event.h"
+#include "codec.h"
+#include "names.h"
 
 #define ROUTES_MAX 1000
 #define ROUTES_SEGMENT_MAX 1024
@@ -32,15 +33,6 @@ static int routes_param(const char *seg, size_t len, const char **name, size_t *
     return *nlen ? 1 + greedy : 0;
 }
 
-static int routes_valid_name(const char *s) {
-    if (!*s) return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' ||
-              *s == '-'))
-            return 0;
-    return 1;
-}
-
 void routes_check(lua_State *L, int idx) {
     idx = lua_absindex(L, idx);
     if (!lua_istable(L, idx)) luaL_error(L, "routes.lua must return a list of {method, path, pipeline}");
@@ -56,7 +48,7 @@ void routes_check(lua_State *L, int idx) {
         for (const char *m = method; *m; m++)
             if (*m < 'A' || *m > 'Z') luaL_error(L, "routes.lua: entry %I: method '%s' is not upper case", i, method);
         if (path[0] != '/') luaL_error(L, "routes.lua: entry %I: path '%s' must start with '/'", i, path);
-        if (!routes_valid_name(pipeline))
+        if (!names_pipeline_ok(pipeline, strlen(pipeline)))
             luaL_error(L, "routes.lua: entry %I: pipeline '%s' is not a plain name", i, pipeline);
         const char *p = path, *seg, *name;
         size_t len, nlen;
@@ -100,17 +92,8 @@ static int routes_try(lua_State *L, const char *pattern, const char *raw_path, i
         }
         /* A literal segment: compare with the decoded path segment. */
         if (rlen >= sizeof literal) return 0;
-        size_t o = 0;
-        for (size_t i = 0; i < rlen; i++) {
-            if (rseg[i] == '%' && i + 2 < rlen) { /* escapes were validated before */
-                char hex[3] = {rseg[i + 1], rseg[i + 2], 0};
-                literal[o++] = (char)strtol(hex, NULL, 16);
-                i += 2;
-            } else {
-                literal[o++] = rseg[i];
-            }
-        }
-        if (o != plen || memcmp(literal, pseg, plen)) return 0;
+        long o = codec_percent_decode(rseg, rlen, CODEC_PCT_LENIENT, literal);
+        if (o < 0 || (size_t)o != plen || memcmp(literal, pseg, plen)) return 0;
     }
     return !routes_segment(&rp, &rseg, &rlen);
 }
