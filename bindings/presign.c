@@ -288,7 +288,7 @@ static int presign_url(lua_State *L) {
     for (size_t i = 0; i < PRESIGN_NOVERRIDES && !bad; i++) {
         if (!overrides[i]) continue;
         bad = buf_appendf(&box->url, "%c%s=", sep, presign_overrides[i][1]) ||
-              aws_uri_encode(&box->url, overrides[i], strlen(overrides[i]), 0);
+              codec_uri_encode(&box->url, overrides[i], strlen(overrides[i]), 0);
         sep = '&';
     }
     if (bad) {

@@ -27,6 +27,7 @@
 #include "aws/aws_config.h"
 #include "aws/aws_http.h"
 #include "aws/aws_xml.h"
+#include "codec.h"
 #include "error.h"
 #include "modules.h"
 
@@ -373,7 +374,7 @@ static int s3_copy(lua_State *L) {
     aws_http_request r;
     aws_http_client *c = object_request(L, &t, &r, "PUT", bucket, key, keylen);
     /* x-amz-copy-source: /bucket/key, the key URL-encoded ('/' kept). */
-    if (buf_appendf(&c->scratch, "/%s/", sbucket) || aws_uri_encode(&c->scratch, skey, skeylen, 1))
+    if (buf_appendf(&c->scratch, "/%s/", sbucket) || codec_uri_encode(&c->scratch, skey, skeylen, 1))
         return luaL_error(L, "source key too long");
     add_header(&hs, "x-amz-copy-source", buf_str(&c->scratch));
     r.headers = hs.h;
@@ -396,7 +397,7 @@ static int s3_copy(lua_State *L) {
 
 static void add_query(lua_State *L, buf *url, int *first, const char *name, const char *value, size_t len) {
     if (buf_appends(url, *first ? "?" : "&") || buf_appends(url, name) || buf_appends(url, "=") ||
-        aws_uri_encode(url, value, len, 0))
+        codec_uri_encode(url, value, len, 0))
         luaL_error(L, "list URL too long");
     *first = 0;
 }

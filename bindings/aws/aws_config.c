@@ -14,6 +14,7 @@
 #include <openssl/crypto.h>
 
 #include "aws_http.h"
+#include "codec.h"
 #include "aws_json.h"
 #include "aws_sigv4.h"
 #include "invocation.h"
@@ -433,11 +434,11 @@ int aws_s3_object_url(const aws_endpoint *ep, const char *region, const char *bu
         const char *host = strstr(ep->url, "://") + 3;
         if (buf_concat(out, "https://", bucket, ".", host, "/", NULL)) return -1;
     } else {
-        if (buf_concat(out, ep->url, "/", NULL) || aws_uri_encode(out, bucket, strlen(bucket), 0) ||
+        if (buf_concat(out, ep->url, "/", NULL) || codec_uri_encode(out, bucket, strlen(bucket), 0) ||
             buf_appends(out, "/"))
             return -1;
     }
-    return aws_uri_encode(out, key, keylen, 1);
+    return codec_uri_encode(out, key, keylen, 1);
 }
 
 /* ---- per-state settings ------------------------------------------------------------ */
