@@ -51,7 +51,7 @@ HOST_LIBS   = /usr/lib/x86_64-linux-gnu/liblua5.4.a /usr/lib/x86_64-linux-gnu/li
               $(VIPS_LIBS) $(PKG_LIBS) -lm -ldl -lpthread
 MODULE_LIBS = $(VIPS_LIBS) $(PKG_LIBS) -lm -lpthread
 
-.PHONY: all deps deps-test deps-system-vips test test-fast demo bench lint clean layer format
+.PHONY: all deps deps-test deps-system-vips test test-fast demo bench lint clean layer format format-check print-cflags
 
 all: $(BUILD)/imgpipe $(BUILD)/lua/imgpipe.so
 
@@ -107,6 +107,14 @@ layer: all
 
 format:
 	clang-format -i host/*.c host/*.h bindings/*.c bindings/*.h bindings/core/*.c bindings/core/*.h bindings/aws/*.c bindings/aws/*.h
+
+# Fails when a C file differs from .clang-format (see spec/support/style-pending.txt).
+format-check:
+	@spec/support/format-check.sh
+
+# The compiler flags of the build, for tools that parse the sources (clang-tidy).
+print-cflags:
+	@echo $(ALL_CFLAGS)
 
 clean:
 	rm -rf build

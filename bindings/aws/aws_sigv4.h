@@ -35,12 +35,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "aws_header.h"
 #include "buf.h"
-
-typedef struct aws_header {
-    const char *name;
-    const char *value;
-} aws_header;
 
 typedef struct aws_sigv4_params {
     const char *method;        /* "GET", "PUT", … */

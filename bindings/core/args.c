@@ -38,13 +38,18 @@ const char *args_opt_string(lua_State *L, int arg, const char *field, size_t *le
     return s;
 }
 
-const char *args_string(lua_State *L, int arg, const char *field, size_t *len) {
-    size_t n;
-    const char *s = args_opt_string(L, arg, field, &n);
+const char *args_bytes(lua_State *L, int arg, const char *field, size_t *len) {
+    const char *s = args_opt_string(L, arg, field, len);
     if (!s) {
         lua_pushnil(L);
         args_type_error(L, arg, field, "string");
     }
+    return s;
+}
+
+const char *args_string(lua_State *L, int arg, const char *field, size_t *len) {
+    size_t n;
+    const char *s = args_bytes(L, arg, field, &n);
     if (n == 0) args_field_error(L, arg, field, "must not be empty");
     if (len) *len = n;
     return s;

@@ -21,6 +21,8 @@ __attribute__((noreturn)) void args_field_error(lua_State *L, int arg, const cha
 /* String fields; len may be NULL. args_string refuses an empty string too. */
 const char *args_string(lua_State *L, int arg, const char *field, size_t *len);
 const char *args_opt_string(lua_State *L, int arg, const char *field, size_t *len);
+/* A required string that may be empty (a body, bytes). */
+const char *args_bytes(lua_State *L, int arg, const char *field, size_t *len);
 
 /* An integer field from lo to hi, def when absent. */
 lua_Integer args_opt_integer(lua_State *L, int arg, const char *field, lua_Integer def, lua_Integer lo,
