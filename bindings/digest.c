@@ -24,20 +24,23 @@ static void push_hex(lua_State *L, const unsigned char *d, size_t n) {
     luaL_pushresultsize(&b, 2 * n);
 }
 
-static int digest_sha256(lua_State *L) {
+/* The SHA-256 of argument 1 into d. */
+static void digest_of_arg(lua_State *L, unsigned char d[SHA256_DIGEST_LENGTH]) {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
-    unsigned char d[SHA256_DIGEST_LENGTH];
     SHA256((const unsigned char *)s, n, d);
+}
+
+static int digest_sha256(lua_State *L) {
+    unsigned char d[SHA256_DIGEST_LENGTH];
+    digest_of_arg(L, d);
     lua_pushlstring(L, (const char *)d, sizeof d);
     return 1;
 }
 
 static int digest_sha256_hex(lua_State *L) {
-    size_t n;
-    const char *s = luaL_checklstring(L, 1, &n);
     unsigned char d[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)s, n, d);
+    digest_of_arg(L, d);
     push_hex(L, d, sizeof d);
     return 1;
 }

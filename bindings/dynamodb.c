@@ -30,7 +30,7 @@
 #include "modules.h"
 #include "names.h"
 
-#define DDB_MAX_ANSWER (32u << 20)
+#define DDB_MAX_ANSWER   (32u << 20)
 #define DDB_SMALL_ANSWER (1u << 20)
 
 /* upvalue 1: decode function of a private lua-cjson instance */
@@ -42,7 +42,8 @@ static const char *check_table_name(lua_State *L, const char *field) {
     size_t n;
     const char *t = args_bytes(L, 1, field, &n);
     if (!names_table_ok(t, n))
-        args_field_error(L, 1, field, "table names are 3 to 255 letters, digits, '_', '-' and '.', not '%s'", t);
+        args_field_error(L, 1, field, "table names are 3 to 255 letters, digits, '_', '-' and '.', not '%s'",
+                         t);
     return t;
 }
 
@@ -157,8 +158,8 @@ static int ddb_call(lua_State *L, aws_http_client *c, const char *op) {
     if (c->resp_body.cap > DDB_SMALL_ANSWER) buf_free(&c->resp_body);
     if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_istable(L, -1)) {
         const char *why = lua_tostring(L, -1);
-        return error_host(L, ERROR_INVALID_RESPONSE, "DynamoDB %s answer is not a JSON object: %s", op,
-                          why ? why : "?");
+        return error_pushf(L, error_code_name(ERROR_INVALID_RESPONSE), c->resp_status, 0,
+                           "DynamoDB %s answer is not a JSON object: %s", op, why ? why : "?");
     }
     return 1;
 }
@@ -370,7 +371,8 @@ static int make_set(lua_State *L, int kind) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_Integer n = luaL_len(L, 1);
     if (kind < 0) {
-        luaL_argcheck(L, n >= 1, 1, "cannot tell the type of an empty set: use string_set, number_set or binary_set");
+        luaL_argcheck(L, n >= 1, 1,
+                      "cannot tell the type of an empty set: use string_set, number_set or binary_set");
         lua_geti(L, 1, 1);
         kind = element_kind(L, -1);
         lua_pop(L, 1);
@@ -381,7 +383,8 @@ static int make_set(lua_State *L, int kind) {
         lua_geti(L, 1, i);
         int k = element_kind(L, -1);
         if (!(k == kind || (kind == 2 && k == 0)))
-            luaL_argerror(L, 1, lua_pushfstring(L, "%s element %d is a %s", names[kind], (int)i, luaL_typename(L, -1)));
+            luaL_argerror(
+                L, 1, lua_pushfstring(L, "%s element %d is a %s", names[kind], (int)i, luaL_typename(L, -1)));
         lua_rawseti(L, -2, i);
     }
     luaL_setmetatable(L, mts[kind]);
@@ -395,8 +398,10 @@ static int ddb_binary_set(lua_State *L) { return make_set(L, 2); }
 
 /* dynamodb.list{…}: marks a table as a list (L), so that {} can be an empty list. */
 static int ddb_list(lua_State *L) {
-    if (lua_isnoneornil(L, 1)) lua_newtable(L);
-    else luaL_checktype(L, 1, LUA_TTABLE);
+    if (lua_isnoneornil(L, 1))
+        lua_newtable(L);
+    else
+        luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     luaL_setmetatable(L, DDB_LIST_MT);
     return 1;

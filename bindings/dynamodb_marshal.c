@@ -11,7 +11,7 @@
 #include "codec.h"
 
 /* DynamoDB nests documents at most 32 levels deep. */
-#define DDB_MAX_DEPTH 32
+#define DDB_MAX_DEPTH       32
 #define DDB_MAX_NUMBER_TEXT 200 /* 38 digits written without an exponent reach ~170 characters */
 
 static const char *const set_mts[] = {DDB_STRING_SET_MT, DDB_NUMBER_SET_MT, DDB_BINARY_SET_MT};
@@ -52,7 +52,8 @@ void ddb_marshal_init(lua_State *L) {
     new_mt(L, DDB_NUMBER_MT, number_tostring, wrapper_eq);
     new_mt(L, DDB_BINARY_MT, binary_tostring, wrapper_eq);
     new_mt(L, DDB_LIST_MT, NULL, NULL);
-    for (int i = 0; i < 3; i++) new_mt(L, set_mts[i], NULL, NULL);
+    for (int i = 0; i < 3; i++)
+        new_mt(L, set_mts[i], NULL, NULL);
 }
 
 /* 1 when the value at idx has the metatable registered as name. */
@@ -86,17 +87,20 @@ int ddb_is_number_text(const char *s, size_t len) {
     size_t i = 0, digits = 0;
     if (len == 0 || len > DDB_MAX_NUMBER_TEXT) return 0;
     if (s[i] == '-' || s[i] == '+') i++;
-    while (i < len && s[i] >= '0' && s[i] <= '9') i++, digits++;
+    while (i < len && s[i] >= '0' && s[i] <= '9')
+        i++, digits++;
     if (i < len && s[i] == '.') {
         i++;
-        while (i < len && s[i] >= '0' && s[i] <= '9') i++, digits++;
+        while (i < len && s[i] >= '0' && s[i] <= '9')
+            i++, digits++;
     }
     if (!digits) return 0;
     if (i < len && (s[i] == 'e' || s[i] == 'E')) {
         i++;
         if (i < len && (s[i] == '-' || s[i] == '+')) i++;
         size_t e = 0;
-        while (i < len && s[i] >= '0' && s[i] <= '9') i++, e++;
+        while (i < len && s[i] >= '0' && s[i] <= '9')
+            i++, e++;
         if (!e) return 0;
     }
     return i == len;
@@ -160,7 +164,8 @@ static void decimal_parse(const char *s, decimal *d) {
     }
     if (point < 0) point = seen;
     long e = (*s == 'e' || *s == 'E') ? decimal_exponent(s + 1) : 0;
-    while (d->ndigits && d->digits[d->ndigits - 1] == '0') d->ndigits--;
+    while (d->ndigits && d->digits[d->ndigits - 1] == '0')
+        d->ndigits--;
     d->digits[d->ndigits] = '\0';
     if (!d->ndigits) {
         d->negative = 0; /* all zeros are the same zero */
@@ -216,7 +221,8 @@ static void push_number(lua_State *L, const char *s, size_t len) {
 
 static void base64_append(lua_State *L, buf *out, const char *s, size_t len) {
     json_append(L, out, "\"", 1);
-    if (codec_base64_append(out, s, len)) luaL_error(L, "DynamoDB request larger than %d bytes", (int)out->max);
+    if (codec_base64_append(out, s, len))
+        luaL_error(L, "DynamoDB request larger than %d bytes", (int)out->max);
     json_append(L, out, "\"", 1);
 }
 
@@ -347,7 +353,8 @@ static void marshal_map_body(lua_State *L, int idx, buf *out, int pathidx, int d
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         int val = lua_gettop(L), key = val - 1;
-        if (lua_type(L, key) != LUA_TSTRING) raise_at(L, pathidx, "%s: %s", "attribute names must be strings");
+        if (lua_type(L, key) != LUA_TSTRING)
+            raise_at(L, pathidx, "%s: %s", "attribute names must be strings");
         if (!first) json_append(L, out, ",", 1);
         first = 0;
         size_t klen;
@@ -419,10 +426,10 @@ static void marshal_value_at(lua_State *L, int idx, buf *out, int pathidx, int d
         marshal_map_body(L, idx, out, pathidx, depth);
         json_append(L, out, "}", 1);
         return;
-    default:
-        break;
+    default: break;
     }
-    raise_at(L, pathidx, "%s: %s", lua_pushfstring(L, "a %s cannot be stored in DynamoDB", luaL_typename(L, idx)));
+    raise_at(L, pathidx, "%s: %s",
+             lua_pushfstring(L, "a %s cannot be stored in DynamoDB", luaL_typename(L, idx)));
 }
 
 void ddb_marshal_map(lua_State *L, int idx, buf *out, const char *path) {
@@ -480,9 +487,12 @@ static void unmarshal_set_at(lua_State *L, int idx, int kind) {
         size_t len;
         const char *s = lua_tolstring(L, -1, &len);
         if (!s) luaL_error(L, "DynamoDB answer: set element is not a string");
-        if (kind == 1) push_number(L, s, len);
-        else if (kind == 2) push_base64_decoded(L, s, len);
-        else lua_pushvalue(L, -1);
+        if (kind == 1)
+            push_number(L, s, len);
+        else if (kind == 2)
+            push_base64_decoded(L, s, len);
+        else
+            lua_pushvalue(L, -1);
         lua_rawseti(L, -3, i);
         lua_pop(L, 1);
     }
@@ -501,22 +511,32 @@ static void unmarshal_at(lua_State *L, int idx, int depth) {
     if (!type || lua_type(L, val - 1) != LUA_TSTRING) luaL_error(L, "DynamoDB answer: bad AttributeValue");
     size_t len = 0;
     const char *s = lua_type(L, val) == LUA_TSTRING ? lua_tolstring(L, val, &len) : NULL;
-    if (!strcmp(type, "S") && s) lua_pushvalue(L, val);
-    else if (!strcmp(type, "N") && s) push_number(L, s, len);
+    if (!strcmp(type, "S") && s)
+        lua_pushvalue(L, val);
+    else if (!strcmp(type, "N") && s)
+        push_number(L, s, len);
     else if (!strcmp(type, "B") && s) {
         push_base64_decoded(L, s, len);
         lua_createtable(L, 0, 1);
         lua_insert(L, -2);
         lua_setfield(L, -2, "value");
         luaL_setmetatable(L, DDB_BINARY_MT);
-    } else if (!strcmp(type, "BOOL")) lua_pushboolean(L, lua_toboolean(L, val));
-    else if (!strcmp(type, "NULL")) lua_pushlightuserdata(L, NULL);
-    else if (!strcmp(type, "M")) unmarshal_map_at(L, val, depth);
-    else if (!strcmp(type, "L")) unmarshal_list_at(L, val, depth);
-    else if (!strcmp(type, "SS")) unmarshal_set_at(L, val, 0);
-    else if (!strcmp(type, "NS")) unmarshal_set_at(L, val, 1);
-    else if (!strcmp(type, "BS")) unmarshal_set_at(L, val, 2);
-    else luaL_error(L, "DynamoDB answer: unknown AttributeValue type '%s'", type);
+    } else if (!strcmp(type, "BOOL"))
+        lua_pushboolean(L, lua_toboolean(L, val));
+    else if (!strcmp(type, "NULL"))
+        lua_pushlightuserdata(L, NULL);
+    else if (!strcmp(type, "M"))
+        unmarshal_map_at(L, val, depth);
+    else if (!strcmp(type, "L"))
+        unmarshal_list_at(L, val, depth);
+    else if (!strcmp(type, "SS"))
+        unmarshal_set_at(L, val, 0);
+    else if (!strcmp(type, "NS"))
+        unmarshal_set_at(L, val, 1);
+    else if (!strcmp(type, "BS"))
+        unmarshal_set_at(L, val, 2);
+    else
+        luaL_error(L, "DynamoDB answer: unknown AttributeValue type '%s'", type);
     /* drop key and value, keep the result */
     lua_replace(L, val - 1);
     lua_settop(L, val - 1);

@@ -30,9 +30,9 @@
 
 #include "buf.h"
 
-#define DDB_NUMBER_MT "imgpipe.dynamodb.number"
-#define DDB_BINARY_MT "imgpipe.dynamodb.binary"
-#define DDB_LIST_MT "imgpipe.dynamodb.list"
+#define DDB_NUMBER_MT     "imgpipe.dynamodb.number"
+#define DDB_BINARY_MT     "imgpipe.dynamodb.binary"
+#define DDB_LIST_MT       "imgpipe.dynamodb.list"
 #define DDB_STRING_SET_MT "imgpipe.dynamodb.string_set"
 #define DDB_NUMBER_SET_MT "imgpipe.dynamodb.number_set"
 #define DDB_BINARY_SET_MT "imgpipe.dynamodb.binary_set"

@@ -108,7 +108,8 @@ static void presign_check_common(lua_State *L, presign_config *cfg, presign_comm
     c->key = args_string(L, 1, "key", &c->key_len);
     int64_t expires = args_opt_integer(L, 1, "expires", PRESIGN_DEFAULT_EXPIRES, 1, INT64_MAX);
     c->expires = expires > cfg->max_expires ? cfg->max_expires : expires;
-    c->time = args_opt_integer(L, 1, "time", -1, 0, (int64_t)253402300799 - PRESIGN_SIGV4_MAX); /* < year 10000 */
+    c->time =
+        args_opt_integer(L, 1, "time", -1, 0, (int64_t)253402300799 - PRESIGN_SIGV4_MAX); /* < year 10000 */
     c->region = args_opt_string(L, 1, "region", NULL);
     if (c->region && !aws_region_ok(c->region))
         args_field_error(L, 1, "region", "1 to 63 characters without spaces, control characters or '/'");
@@ -191,7 +192,8 @@ static int presign_url(lua_State *L) {
     int reading = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     for (size_t i = 0; i < PRESIGN_NOVERRIDES; i++) {
         overrides[i] = args_opt_string(L, 1, presign_overrides[i][0], NULL);
-        if (overrides[i] && !reading) args_field_error(L, 1, presign_overrides[i][0], "applies to GET and HEAD only");
+        if (overrides[i] && !reading)
+            args_field_error(L, 1, presign_overrides[i][0], "applies to GET and HEAD only");
     }
     aws_sigv4_params p;
     aws_endpoint ep;
@@ -236,10 +238,17 @@ static int presign_fieldname_cmp(const void *a, const void *b) {
 
 /* Field names the module sets itself (compared case-insensitively). */
 static int presign_reserved_field(const char *name) {
-    static const char *const reserved[] = {"bucket",           "content-type",     "file",
-                                           "key",              "policy",           "x-amz-algorithm",
-                                           "x-amz-credential", "x-amz-date",       "x-amz-security-token",
-                                           "x-amz-signature",  NULL};
+    static const char *const reserved[] = {"bucket",
+                                           "content-type",
+                                           "file",
+                                           "key",
+                                           "policy",
+                                           "x-amz-algorithm",
+                                           "x-amz-credential",
+                                           "x-amz-date",
+                                           "x-amz-security-token",
+                                           "x-amz-signature",
+                                           NULL};
     for (int i = 0; reserved[i]; i++)
         if (!strcasecmp(name, reserved[i])) return 1;
     return 0;
@@ -280,7 +289,8 @@ static void presign_check_form(lua_State *L, presign_form *f) {
         const char *name = lua_tostring(L, -2);
         if (!*name || presign_reserved_field(name))
             args_field_error(L, 1, "fields", "'%s' is set by presign.post", name);
-        if (f->nextra == PRESIGN_MAX_FIELDS) args_field_error(L, 1, "fields", "at most %d", PRESIGN_MAX_FIELDS);
+        if (f->nextra == PRESIGN_MAX_FIELDS)
+            args_field_error(L, 1, "fields", "at most %d", PRESIGN_MAX_FIELDS);
         f->extra[f->nextra++] = name;
         lua_pop(L, 1);
     }
@@ -302,7 +312,8 @@ static int presign_policy(lua_State *L, const presign_common *c, const presign_f
     int first = 1;
     const char *cred = buf_str(f->credential);
     int bad = buf_appends(pol, "{\"expiration\": ") ||
-              presign_json_string(pol, f->expiration, strlen(f->expiration)) || buf_appends(pol, ", \"conditions\": [");
+              presign_json_string(pol, f->expiration, strlen(f->expiration)) ||
+              buf_appends(pol, ", \"conditions\": [");
     if (!bad && f->content_type)
         bad = presign_condition(pol, &first, "Content-Type", f->content_type, strlen(f->content_type));
     if (!bad && f->has_range) {
@@ -376,8 +387,8 @@ static int presign_post(lua_State *L) {
         return luaL_argerror(L, 1, "a value is not valid UTF-8, or too long");
     if (codec_base64_append(&box->policy_b64, box->policy.data, box->policy.len))
         return luaL_argerror(L, 1, "the policy is too long");
-    int status = aws_sigv4_sign_string(&p, &cfg->cache, box->policy_b64.data, box->policy_b64.len, signature, err,
-                                       sizeof err);
+    int status = aws_sigv4_sign_string(&p, &cfg->cache, box->policy_b64.data, box->policy_b64.len, signature,
+                                       err, sizeof err);
     if (status) return presign_sign_failed(L, status, err);
     presign_push_form(L, &c, &f, box, token, signature);
     return 1;
@@ -402,7 +413,8 @@ int luaopen_imgpipe_presign(lua_State *L) {
     }
     handle_register(L, PRESIGN_BOX_MT, presign_box_close, NULL);
     luaL_newlibtable(L, presign_funcs);
-    presign_config *cfg = (presign_config *)handle_new(L, sizeof *cfg, PRESIGN_CONFIG_MT, presign_config_close);
+    presign_config *cfg =
+        (presign_config *)handle_new(L, sizeof *cfg, PRESIGN_CONFIG_MT, presign_config_close);
     cfg->max_expires = max;
     luaL_setfuncs(L, presign_funcs, 1);
     lua_pushinteger(L, (lua_Integer)max);

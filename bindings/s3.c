@@ -9,7 +9,8 @@
  *   {etag=, last_modified=}
  *              = s3.copy{bucket=, key=, source_bucket=, source_key=, [metadata=], [content_type=],
  *                        [cache_control=]}
- *   s3.configure{[endpoint=], [region=], [credentials={access_key_id=, secret_access_key=, [session_token=]}]}
+ *   s3.configure{[endpoint=], [region=], [credentials={access_key_id=, secret_access_key=,
+ * [session_token=]}]}
  *
  * info = {content_type, etag, content_length, last_modified, cache_control,
  * content_range, metadata={…}}. ETags keep S3's quotes; last_modified is ISO
@@ -33,11 +34,11 @@
 #include "modules.h"
 #include "names.h"
 
-#define S3_MAX_METADATA 64
-#define S3_MAX_HEADERS (S3_MAX_METADATA + 8)
+#define S3_MAX_METADATA    64
+#define S3_MAX_HEADERS     (S3_MAX_METADATA + 8)
 #define S3_DEFAULT_GET_MAX (64u << 20)
 #define S3_LIST_MAX_ANSWER (16u << 20)
-#define S3_SMALL_ANSWER (1u << 20)
+#define S3_SMALL_ANSWER    (1u << 20)
 
 /* ---- arguments --------------------------------------------------------------- */
 
@@ -45,7 +46,8 @@ static const char *check_bucket(lua_State *L, const char *field) {
     size_t n;
     const char *b = args_string(L, 1, field, &n);
     if (!names_bucket_ok(b, n))
-        args_field_error(L, 1, field, "invalid character in '%s' (1 to 255 letters, digits, '.', '-', '_')", b);
+        args_field_error(L, 1, field, "invalid character in '%s' (1 to 255 letters, digits, '.', '-', '_')",
+                         b);
     return b;
 }
 
@@ -79,11 +81,13 @@ static const char *push_metadata_name(lua_State *L, int idx) {
     size_t kn;
     const char *k = lua_tolstring(L, idx, &kn);
     if (!names_metadata_ok(k, kn))
-        args_field_error(L, 1, "metadata", "name '%s': 1 to 128 letters, digits, '-', '_' and '.' expected", k);
+        args_field_error(L, 1, "metadata", "name '%s': 1 to 128 letters, digits, '-', '_' and '.' expected",
+                         k);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     luaL_addstring(&b, "x-amz-meta-");
-    for (size_t i = 0; i < kn; i++) luaL_addchar(&b, (char)(k[i] >= 'A' && k[i] <= 'Z' ? k[i] + 32 : k[i]));
+    for (size_t i = 0; i < kn; i++)
+        luaL_addchar(&b, (char)(k[i] >= 'A' && k[i] <= 'Z' ? k[i] + 32 : k[i]));
     luaL_pushresult(&b);
     return lua_tostring(L, -1);
 }
@@ -98,7 +102,8 @@ static int add_metadata(lua_State *L, s3_headers *hs) {
     while (lua_next(L, meta)) {
         if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
             args_field_error(L, 1, "metadata", "string keys and values expected");
-        if (++count > S3_MAX_METADATA) args_field_error(L, 1, "metadata", "more than %d entries", S3_MAX_METADATA);
+        if (++count > S3_MAX_METADATA)
+            args_field_error(L, 1, "metadata", "more than %d entries", S3_MAX_METADATA);
         size_t vn;
         const char *v = lua_tolstring(L, -1, &vn);
         args_check_header_value(L, 1, "metadata", v, vn);
@@ -115,7 +120,8 @@ static int add_metadata(lua_State *L, s3_headers *hs) {
 /* ---- shared plumbing ------------------------------------------------------------ */
 
 /* The request of an object call to t; t must outlive it. */
-static void request_init(lua_State *L, aws_http_request *r, const aws_target *t, const char *method, const char *url) {
+static void request_init(lua_State *L, aws_http_request *r, const aws_target *t, const char *method,
+                         const char *url) {
     memset(r, 0, sizeof *r);
     r->method = method;
     r->url = url;
@@ -155,9 +161,12 @@ static void push_http_date_iso(lua_State *L, const char *v, size_t n) {
 /* Pushes the info table of a GET or HEAD answer. */
 static void push_object_info(lua_State *L, const aws_http_client *c) {
     lua_createtable(L, 0, 8);
-    static const struct { const char *header, *field; } plain[] = {
-        {"Content-Type", "content_type"}, {"ETag", "etag"}, {"Cache-Control", "cache_control"},
-        {"Content-Range", "content_range"}, {"Content-Encoding", "content_encoding"},
+    static const struct {
+        const char *header, *field;
+    } plain[] = {
+        {"Content-Type", "content_type"},         {"ETag", "etag"},
+        {"Cache-Control", "cache_control"},       {"Content-Range", "content_range"},
+        {"Content-Encoding", "content_encoding"},
     };
     for (size_t i = 0; i < sizeof plain / sizeof *plain; i++) {
         size_t n;
@@ -187,7 +196,8 @@ static void push_object_info(lua_State *L, const aws_http_client *c) {
         if (nl > 11 && !strncasecmp(name, "x-amz-meta-", 11)) {
             luaL_Buffer b;
             luaL_buffinit(L, &b);
-            for (size_t i = 11; i < nl; i++) luaL_addchar(&b, (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]));
+            for (size_t i = 11; i < nl; i++)
+                luaL_addchar(&b, (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]));
             luaL_pushresult(&b);
             lua_pushlstring(L, value, vl);
             lua_rawset(L, -3);
@@ -201,63 +211,76 @@ static void release_big_answer(aws_http_client *c) {
     if (c->resp_body.cap > S3_SMALL_ANSWER) buf_free(&c->resp_body);
 }
 
-/* The common start of an object call: where it goes and as whom (t), the
- * state's client, the object's URL in c->url, and r set up for method.
- * Returns the client, or NULL after pushing nil, err (no credentials). */
-static aws_http_client *object_request(lua_State *L, aws_target *t, aws_http_request *r, const char *method,
-                                       const char *bucket, const char *key, size_t keylen) {
-    if (aws_target_resolve(L, "s3", t)) return NULL;
-    aws_http_client *c = aws_http_client_get(L);
-    if (aws_s3_object_url(&t->ep, bucket, key, keylen, &c->url)) args_field_error(L, 1, "key", "object URL too long");
-    request_init(L, r, t, method, buf_str(&c->url));
-    return c;
+/* The object a call names: bucket and key, checked first. */
+typedef struct s3_object {
+    const char *bucket, *key;
+    size_t keylen;
+} s3_object;
+
+static void check_object(lua_State *L, s3_object *o) {
+    o->bucket = check_bucket(L, "bucket");
+    o->key = check_key(L, "key", &o->keylen);
+}
+
+/* One call: where it goes and as whom (t must outlive r, which borrows its
+ * credentials), the state's client, the request. */
+typedef struct s3_call {
+    aws_target t;
+    aws_http_request r;
+    aws_http_client *c;
+} s3_call;
+
+/* The common start of an object call: target, client, the object's URL in
+ * c->url and the request for method. 0, or pushes nil, err and returns 2
+ * (no credentials). */
+static int object_call(lua_State *L, s3_call *k, const char *method, const s3_object *o) {
+    if (aws_target_resolve(L, "s3", &k->t)) return 2;
+    k->c = aws_http_client_get(L);
+    if (aws_s3_object_url(&k->t.ep, o->bucket, o->key, o->keylen, &k->c->url))
+        args_field_error(L, 1, "key", "object URL too long");
+    request_init(L, &k->r, &k->t, method, buf_str(&k->c->url));
+    return 0;
+}
+
+/* Sends the call's request, or pushes nil, err and returns 2. */
+static int send_or_fail(lua_State *L, s3_call *k) {
+    aws_http_error e;
+    if (!aws_http_send(L, k->c, &k->r, &e)) return 0;
+    release_big_answer(k->c);
+    return aws_http_push_error(L, &e);
 }
 
 /* ---- calls ------------------------------------------------------------------------- */
 
-/* Sends r, or pushes nil, err and returns 2. */
-static int send_or_fail(lua_State *L, aws_http_client *c, const aws_http_request *r) {
-    aws_http_error e;
-    if (!aws_http_send(L, c, r, &e)) return 0;
-    release_big_answer(c);
-    return aws_http_push_error(L, &e);
-}
-
 static int s3_get(lua_State *L) {
-    size_t keylen, rangelen;
-    const char *bucket = check_bucket(L, "bucket");
-    const char *key = check_key(L, "key", &keylen);
+    s3_object o;
+    s3_call k;
+    check_object(L, &o);
     const char *range = opt_header_value(L, "range");
-    if (range && ((rangelen = strlen(range)) <= 6 || strncmp(range, "bytes=", 6)))
+    if (range && (strlen(range) <= 6 || strncmp(range, "bytes=", 6)))
         args_field_error(L, 1, "range", "'bytes=first-last' expected");
     lua_Integer max = args_opt_integer(L, 1, "max_bytes", S3_DEFAULT_GET_MAX, 1, (lua_Integer)1 << 32);
-    aws_target t;
-    aws_http_request r;
-    aws_http_client *c = object_request(L, &t, &r, "GET", bucket, key, keylen);
-    if (!c) return 2;
+    if (object_call(L, &k, "GET", &o)) return 2;
     s3_headers hs = {.n = 0};
     if (range) add_header(&hs, "Range", range);
-    r.headers = hs.h;
-    r.nheaders = hs.n;
-    r.max_response = (size_t)max;
-    if (send_or_fail(L, c, &r)) return 2;
-    lua_pushlstring(L, buf_str(&c->resp_body), c->resp_body.len);
-    release_big_answer(c);
-    push_object_info(L, c);
+    k.r.headers = hs.h;
+    k.r.nheaders = hs.n;
+    k.r.max_response = (size_t)max;
+    if (send_or_fail(L, &k)) return 2;
+    lua_pushlstring(L, buf_str(&k.c->resp_body), k.c->resp_body.len);
+    release_big_answer(k.c);
+    push_object_info(L, k.c);
     return 2;
 }
 
 static int s3_head(lua_State *L) {
-    size_t keylen;
-    const char *bucket = check_bucket(L, "bucket");
-    const char *key = check_key(L, "key", &keylen);
-    aws_target t;
-    aws_http_request r;
-    aws_http_client *c = object_request(L, &t, &r, "HEAD", bucket, key, keylen);
-    if (!c) return 2;
-    r.not_found_code = "NoSuchKey";
-    if (send_or_fail(L, c, &r)) return 2;
-    push_object_info(L, c);
+    s3_object o;
+    s3_call k;
+    check_object(L, &o);
+    if (object_call(L, &k, "HEAD", &o)) return 2;
+    k.r.not_found_code = "NoSuchKey";
+    if (send_or_fail(L, &k)) return 2;
+    push_object_info(L, k.c);
     return 1;
 }
 
@@ -272,36 +295,30 @@ static int content_headers(lua_State *L, s3_headers *hs) {
 }
 
 static int s3_put(lua_State *L) {
-    size_t keylen, bodylen, n;
-    const char *bucket = check_bucket(L, "bucket");
-    const char *key = check_key(L, "key", &keylen);
+    s3_object o;
+    s3_call k;
+    size_t bodylen, n;
+    check_object(L, &o);
     const char *body = args_bytes(L, 1, "body", &bodylen);
     s3_headers hs = {.n = 0};
     content_headers(L, &hs);
-    aws_target t;
-    aws_http_request r;
-    aws_http_client *c = object_request(L, &t, &r, "PUT", bucket, key, keylen);
-    if (!c) return 2;
-    r.headers = hs.h;
-    r.nheaders = hs.n;
-    r.body = body;
-    r.body_len = bodylen;
-    if (send_or_fail(L, c, &r)) return 2;
+    if (object_call(L, &k, "PUT", &o)) return 2;
+    k.r.headers = hs.h;
+    k.r.nheaders = hs.n;
+    k.r.body = body;
+    k.r.body_len = bodylen;
+    if (send_or_fail(L, &k)) return 2;
     lua_createtable(L, 0, 1);
-    const char *etag = aws_http_header(c, "ETag", &n);
+    const char *etag = aws_http_header(k.c, "ETag", &n);
     if (etag) set_field_lstring(L, "etag", etag, n);
     return 1;
 }
 
 static int s3_delete(lua_State *L) {
-    size_t keylen;
-    const char *bucket = check_bucket(L, "bucket");
-    const char *key = check_key(L, "key", &keylen);
-    aws_target t;
-    aws_http_request r;
-    aws_http_client *c = object_request(L, &t, &r, "DELETE", bucket, key, keylen);
-    if (!c) return 2;
-    if (send_or_fail(L, c, &r)) return 2;
+    s3_object o;
+    s3_call k;
+    check_object(L, &o);
+    if (object_call(L, &k, "DELETE", &o) || send_or_fail(L, &k)) return 2;
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -321,26 +338,24 @@ static void push_copy_result(lua_State *L, aws_http_client *c) {
 }
 
 static int s3_copy(lua_State *L) {
-    size_t keylen, skeylen;
-    const char *bucket = check_bucket(L, "bucket");
-    const char *key = check_key(L, "key", &keylen);
-    const char *sbucket = check_bucket(L, "source_bucket");
-    const char *skey = check_key(L, "source_key", &skeylen);
+    s3_object o, src;
+    s3_call k;
+    check_object(L, &o);
+    src.bucket = check_bucket(L, "source_bucket");
+    src.key = check_key(L, "source_key", &src.keylen);
     s3_headers hs = {.n = 0};
     if (content_headers(L, &hs)) add_header(&hs, "x-amz-metadata-directive", "REPLACE");
-    aws_target t;
-    aws_http_request r;
-    aws_http_client *c = object_request(L, &t, &r, "PUT", bucket, key, keylen);
-    if (!c) return 2;
+    if (object_call(L, &k, "PUT", &o)) return 2;
     /* x-amz-copy-source: /bucket/key, the key URL-encoded ('/' kept). */
-    if (buf_concat(&c->scratch, "/", sbucket, "/", NULL) || codec_uri_encode(&c->scratch, skey, skeylen, 1))
+    buf *source = &k.c->scratch;
+    if (buf_concat(source, "/", src.bucket, "/", NULL) || codec_uri_encode(source, src.key, src.keylen, 1))
         args_field_error(L, 1, "source_key", "too long");
-    add_header(&hs, "x-amz-copy-source", buf_str(&c->scratch));
-    r.headers = hs.h;
-    r.nheaders = hs.n;
-    r.error_in_200 = 1;
-    if (send_or_fail(L, c, &r)) return 2;
-    push_copy_result(L, c);
+    add_header(&hs, "x-amz-copy-source", buf_str(source));
+    k.r.headers = hs.h;
+    k.r.nheaders = hs.n;
+    k.r.error_in_200 = 1;
+    if (send_or_fail(L, &k)) return 2;
+    push_copy_result(L, k.c);
     return 1;
 }
 
@@ -361,7 +376,8 @@ static void list_url(lua_State *L, const aws_target *t, const char *bucket, buf 
     char mk[24];
     int first = 1;
     snprintf(mk, sizeof mk, "%lld", (long long)max_keys);
-    if (aws_s3_object_url(&t->ep, bucket, "", 0, url)) args_field_error(L, 1, "bucket", "the URL is too long");
+    if (aws_s3_object_url(&t->ep, bucket, "", 0, url))
+        args_field_error(L, 1, "bucket", "the URL is too long");
     if (token && clen) add_query(L, url, &first, "continuation-token", token, clen);
     if (delim && dlen) add_query(L, url, &first, "delimiter", delim, dlen);
     add_query(L, url, &first, "list-type", "2", 1);
@@ -371,8 +387,10 @@ static void list_url(lua_State *L, const aws_target *t, const char *bucket, buf 
 
 /* One leaf of a Contents element into the key table at the top. */
 static void list_key_field(lua_State *L, const char *leaf, const aws_xml_event *ev) {
-    static const char *const fields[][2] = {
-        {"Key", "key"}, {"ETag", "etag"}, {"LastModified", "last_modified"}, {"StorageClass", "storage_class"}};
+    static const char *const fields[][2] = {{"Key", "key"},
+                                            {"ETag", "etag"},
+                                            {"LastModified", "last_modified"},
+                                            {"StorageClass", "storage_class"}};
     for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
         if (!strcmp(leaf, fields[i][0])) {
             set_field_lstring(L, fields[i][1], ev->text, ev->text_len);
@@ -400,7 +418,8 @@ static int list_walk(lua_State *L, const buf *events, int page, int keys, int pr
                 lua_createtable(L, 0, 4);
                 lua_rawseti(L, keys, ++nkeys);
             }
-        } else if (nkeys && ev.path_len > sizeof contents - 1 && !memcmp(ev.path, contents, sizeof contents - 1)) {
+        } else if (nkeys && ev.path_len > sizeof contents - 1 &&
+                   !memcmp(ev.path, contents, sizeof contents - 1)) {
             lua_rawgeti(L, keys, nkeys);
             list_key_field(L, ev.path + sizeof contents - 1, &ev);
             lua_pop(L, 1);
@@ -421,26 +440,28 @@ static int list_walk(lua_State *L, const buf *events, int page, int keys, int pr
 static int s3_list(lua_State *L) {
     const char *bucket = check_bucket(L, "bucket");
     char perr[128];
-    aws_target t;
-    aws_http_request r;
-    if (aws_target_resolve(L, "s3", &t)) return 2;
-    aws_http_client *c = aws_http_client_get(L);
-    list_url(L, &t, bucket, &c->url);
-    request_init(L, &r, &t, "GET", buf_str(&c->url));
-    r.max_response = S3_LIST_MAX_ANSWER;
-    if (send_or_fail(L, c, &r)) return 2;
+    s3_call k;
+    if (aws_target_resolve(L, "s3", &k.t)) return 2;
+    aws_http_client *c = k.c = aws_http_client_get(L);
+    list_url(L, &k.t, bucket, &c->url);
+    request_init(L, &k.r, &k.t, "GET", buf_str(&c->url));
+    k.r.max_response = S3_LIST_MAX_ANSWER;
+    if (send_or_fail(L, &k)) return 2;
     c->scratch.max = 4 * S3_LIST_MAX_ANSWER;
     buf_reset(&c->scratch);
     int bad = aws_xml_flatten(buf_str(&c->resp_body), c->resp_body.len, &c->scratch, perr, sizeof perr);
     release_big_answer(c);
-    if (bad) return error_host(L, ERROR_INVALID_RESPONSE, "ListObjectsV2 answer: %s", perr);
+    if (bad)
+        return error_pushf(L, error_code_name(ERROR_INVALID_RESPONSE), c->resp_status, 0,
+                           "ListObjectsV2 answer: %s", perr);
     lua_settop(L, 1);
     lua_createtable(L, 0, 4); /* 2: page */
     lua_newtable(L);          /* 3: keys */
     lua_newtable(L);          /* 4: prefixes */
     int truncated = list_walk(L, &c->scratch, 2, 3, 4);
     if (truncated < 0)
-        return error_host(L, ERROR_INVALID_RESPONSE, "a truncated listing without NextContinuationToken");
+        return error_push(L, error_code_name(ERROR_INVALID_RESPONSE),
+                          "a truncated listing without NextContinuationToken", c->resp_status, 0);
     lua_setfield(L, 2, "prefixes");
     lua_setfield(L, 2, "keys");
     lua_pushboolean(L, truncated);
@@ -463,8 +484,14 @@ static int s3_last_call(lua_State *L) {
 }
 
 static const luaL_Reg s3_funcs[] = {
-    {"_last_call", s3_last_call}, {"configure", s3_configure}, {"copy", s3_copy}, {"delete", s3_delete},
-    {"get", s3_get},              {"head", s3_head},           {"list", s3_list}, {"put", s3_put},
+    {"_last_call", s3_last_call},
+    {"configure", s3_configure},
+    {"copy", s3_copy},
+    {"delete", s3_delete},
+    {"get", s3_get},
+    {"head", s3_head},
+    {"list", s3_list},
+    {"put", s3_put},
     {NULL, NULL},
 };
 

@@ -35,7 +35,8 @@ int apigw_validate(const char *raw_path, const char *raw_query, const char **why
     return 0;
 }
 
-int apigw_is_text(const char *content_type, const char *body, size_t len) {
+/* True when a body of this Content-Type (may be NULL) is passed as text. */
+static int apigw_is_text(const char *content_type, const char *body, size_t len) {
     if (!content_type || !*content_type) return codec_is_utf8(body, len);
     char type[128];
     size_t n = 0;
@@ -43,11 +44,13 @@ int apigw_is_text(const char *content_type, const char *body, size_t len) {
         type[n] = (char)tolower((unsigned char)content_type[n]);
         n++;
     }
-    while (n && type[n - 1] == ' ') n--;
+    while (n && type[n - 1] == ' ')
+        n--;
     type[n] = '\0';
     if (!strncmp(type, "text/", 5)) return 1;
-    static const char *const exact[] = {"application/json", "application/xml", "application/javascript",
-                                        "application/x-www-form-urlencoded", "application/graphql", NULL};
+    static const char *const exact[] = {"application/json",       "application/xml",
+                                        "application/javascript", "application/x-www-form-urlencoded",
+                                        "application/graphql",    NULL};
     for (int i = 0; exact[i]; i++)
         if (!strcmp(type, exact[i])) return 1;
     if (n > 5 && (!strcmp(type + n - 5, "+json") || !strcmp(type + n - 4, "+xml"))) return 1;
@@ -238,7 +241,8 @@ int apigw_push_event(lua_State *L) {
 /* A header value from the result: strings and numbers (as API Gateway takes
  * them), booleans as text; no line breaks. */
 static void apigw_check_header(lua_State *L, int name, int value) {
-    if (lua_type(L, name) != LUA_TSTRING) luaL_error(L, "malformed proxy response: a header name is not a string");
+    if (lua_type(L, name) != LUA_TSTRING)
+        luaL_error(L, "malformed proxy response: a header name is not a string");
     size_t n;
     const char *k = lua_tolstring(L, name, &n);
     if (n == 0 || strpbrk(k, "\r\n: \t") || strlen(k) != n)
@@ -267,7 +271,8 @@ static void apigw_add_pair(lua_State *L, int pairs, int name, int value) {
 int apigw_read_response(lua_State *L) {
     lua_settop(L, 1);
     if (!lua_istable(L, 1))
-        return luaL_error(L, "malformed proxy response: the handler returned a %s, not a table", luaL_typename(L, 1));
+        return luaL_error(L, "malformed proxy response: the handler returned a %s, not a table",
+                          luaL_typename(L, 1));
 
     lua_getfield(L, 1, "statusCode"); /* 2 */
     lua_Integer status = 200;
@@ -277,7 +282,7 @@ int apigw_read_response(lua_State *L) {
         if (!ok || status < 100 || status > 599)
             return luaL_error(L, "malformed proxy response: statusCode must be an integer from 100 to 599");
     }
-    lua_newtable(L); /* 3: pairs */
+    lua_newtable(L);               /* 3: pairs */
     lua_getfield(L, 1, "headers"); /* 4 */
     if (lua_istable(L, 4)) {
         lua_pushnil(L);
@@ -293,7 +298,8 @@ int apigw_read_response(lua_State *L) {
     if (lua_istable(L, 5)) {
         lua_pushnil(L);
         while (lua_next(L, 5)) {
-            if (!lua_istable(L, -1)) return luaL_error(L, "malformed proxy response: multiValueHeaders values are lists");
+            if (!lua_istable(L, -1))
+                return luaL_error(L, "malformed proxy response: multiValueHeaders values are lists");
             lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
             for (lua_Integer i = 1; i <= n; i++) {
                 lua_rawgeti(L, -1, i);
@@ -314,11 +320,13 @@ int apigw_read_response(lua_State *L) {
     if (apigw_is_null(L, 7)) {
         lua_pushliteral(L, "");
     } else if (lua_type(L, 7) != LUA_TSTRING) {
-        return luaL_error(L, "malformed proxy response: body must be a string, not a %s", luaL_typename(L, 7));
+        return luaL_error(L, "malformed proxy response: body must be a string, not a %s",
+                          luaL_typename(L, 7));
     } else if (b64) {
         size_t n;
         const char *s = lua_tolstring(L, 7, &n);
-        if (apigw_push_unbase64(L, s, n)) return luaL_error(L, "malformed proxy response: body is not valid base64");
+        if (apigw_push_unbase64(L, s, n))
+            return luaL_error(L, "malformed proxy response: body is not valid base64");
     } else {
         lua_pushvalue(L, 7);
     }

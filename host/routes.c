@@ -8,13 +8,14 @@
 #include "codec.h"
 #include "names.h"
 
-#define ROUTES_MAX 1000
+#define ROUTES_MAX         1000
 #define ROUTES_SEGMENT_MAX 1024
 
 /* Moves *p past the next non-empty segment: its start and length, or 0. */
 static int routes_segment(const char **p, const char **seg, size_t *len) {
     const char *s = *p;
-    while (*s == '/') s++;
+    while (*s == '/')
+        s++;
     if (!*s) return 0;
     const char *e = strchr(s, '/');
     if (!e) e = s + strlen(s);
@@ -44,9 +45,11 @@ void routes_check(lua_State *L, int idx) {
         for (int f = 0; f < 3; f++)
             if (lua_getfield(L, -1 - f, fields[f]) != LUA_TSTRING)
                 luaL_error(L, "routes.lua: entry %I has no string '%s'", i, fields[f]);
-        const char *method = lua_tostring(L, -3), *path = lua_tostring(L, -2), *pipeline = lua_tostring(L, -1);
+        const char *method = lua_tostring(L, -3), *path = lua_tostring(L, -2),
+                   *pipeline = lua_tostring(L, -1);
         for (const char *m = method; *m; m++)
-            if (*m < 'A' || *m > 'Z') luaL_error(L, "routes.lua: entry %I: method '%s' is not upper case", i, method);
+            if (*m < 'A' || *m > 'Z')
+                luaL_error(L, "routes.lua: entry %I: method '%s' is not upper case", i, method);
         if (path[0] != '/') luaL_error(L, "routes.lua: entry %I: path '%s' must start with '/'", i, path);
         if (!names_pipeline_ok(pipeline, strlen(pipeline)))
             luaL_error(L, "routes.lua: entry %I: pipeline '%s' is not a plain name", i, pipeline);
@@ -63,6 +66,20 @@ void routes_check(lua_State *L, int idx) {
     }
 }
 
+/* Sets params[name] to the decoded segment (when params is non-zero).
+ * 0 when the segment does not decode. */
+static int routes_capture(lua_State *L, int params, const char *name, size_t nlen, const char *seg,
+                          size_t len) {
+    if (!params) return 1;
+    lua_pushlstring(L, name, nlen);
+    if (apigw_push_decoded(L, seg, len, 0)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_rawset(L, params);
+    return 1;
+}
+
 /* Does raw_path match pattern? When params is non-zero, sets each captured
  * parameter (decoded) in the table at that index. */
 static int routes_try(lua_State *L, const char *pattern, const char *raw_path, int params) {
@@ -72,22 +89,14 @@ static int routes_try(lua_State *L, const char *pattern, const char *raw_path, i
     while (routes_segment(&pp, &pseg, &plen)) {
         if (!routes_segment(&rp, &rseg, &rlen)) return 0;
         int kind = routes_param(pseg, plen, &name, &nlen);
-        if (kind == 2) {
+        if (kind == 2) { /* the rest of the path, without trailing slashes */
             size_t rest = strlen(rseg);
-            while (rest && rseg[rest - 1] == '/') rest--;
-            if (params) {
-                lua_pushlstring(L, name, nlen);
-                if (apigw_push_decoded(L, rseg, rest, 0)) return 0;
-                lua_rawset(L, params);
-            }
-            return 1;
+            while (rest && rseg[rest - 1] == '/')
+                rest--;
+            return routes_capture(L, params, name, nlen, rseg, rest);
         }
         if (kind == 1) {
-            if (params) {
-                lua_pushlstring(L, name, nlen);
-                if (apigw_push_decoded(L, rseg, rlen, 0)) return 0;
-                lua_rawset(L, params);
-            }
+            if (!routes_capture(L, params, name, nlen, rseg, rlen)) return 0;
             continue;
         }
         /* A literal segment: compare with the decoded path segment. */
@@ -107,8 +116,8 @@ int routes_match(lua_State *L, int idx, const char *method, const char *raw_path
     allowed[0] = '\0';
     for (lua_Integer i = 1; i <= n; i++) {
         lua_settop(L, top);
-        lua_rawgeti(L, idx, i);          /* top+1: entry */
-        lua_getfield(L, top + 1, "path"); /* top+2 */
+        lua_rawgeti(L, idx, i);             /* top+1: entry */
+        lua_getfield(L, top + 1, "path");   /* top+2 */
         lua_getfield(L, top + 1, "method"); /* top+3 */
         const char *pattern = lua_tostring(L, top + 2), *m = lua_tostring(L, top + 3);
         if (!pattern || !m || !routes_try(L, pattern, raw_path, 0)) continue;

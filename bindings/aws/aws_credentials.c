@@ -26,9 +26,18 @@
 
 static char cache_key; /* registry key (its address) of the per-state cache */
 
+/* Credentials with their own copies of the strings. */
+typedef struct aws_credentials {
+    char *access_key_id;
+    char *secret_access_key;
+    char *session_token; /* NULL when none */
+    int64_t expires_ms;  /* 0 = does not expire */
+} aws_credentials;
+
 static char *dup_or_null(const char *s) { return (s && *s) ? strdup(s) : NULL; }
 
-void aws_credentials_free(aws_credentials *c) {
+/* Wipes and frees the strings. */
+static void aws_credentials_free(aws_credentials *c) {
     char **fields[] = {&c->access_key_id, &c->secret_access_key, &c->session_token};
     for (size_t i = 0; i < 3; i++) {
         if (*fields[i]) {
@@ -40,7 +49,7 @@ void aws_credentials_free(aws_credentials *c) {
     c->expires_ms = 0;
 }
 
-aws_credentials_ref aws_credentials_borrow(const aws_credentials *c) {
+static aws_credentials_ref aws_credentials_borrow(const aws_credentials *c) {
     aws_credentials_ref r = {c->access_key_id, c->secret_access_key, c->session_token};
     return r;
 }
@@ -83,7 +92,8 @@ static aws_credentials *cache_get(lua_State *L) {
 }
 
 static int cache_fresh(const aws_credentials *c) {
-    return c->access_key_id && (c->expires_ms == 0 || c->expires_ms - REFRESH_MARGIN_MS > invocation_now_ms());
+    return c->access_key_id &&
+           (c->expires_ms == 0 || c->expires_ms - REFRESH_MARGIN_MS > invocation_now_ms());
 }
 
 void aws_credentials_invalidate(lua_State *L) {
@@ -95,9 +105,11 @@ void aws_credentials_invalidate(lua_State *L) {
 /* ---- shared credentials file (INI) ---------------------------------------------- */
 
 static char *trim(char *s) {
-    while (*s == ' ' || *s == '\t') s++;
+    while (*s == ' ' || *s == '\t')
+        s++;
     size_t n = strlen(s);
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n')) s[--n] = '\0';
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
+        s[--n] = '\0';
     return s;
 }
 
@@ -124,9 +136,12 @@ static int ini_assignment(ini_state *s, char *line) {
     char *key = trim(line), *value = trim(eq + 1);
     char *dst = NULL;
     size_t cap = 0;
-    if (!strcasecmp(key, "aws_access_key_id")) dst = s->id, cap = sizeof s->id;
-    else if (!strcasecmp(key, "aws_secret_access_key")) dst = s->secret, cap = sizeof s->secret;
-    else if (!strcasecmp(key, "aws_session_token")) dst = s->token, cap = sizeof s->token;
+    if (!strcasecmp(key, "aws_access_key_id"))
+        dst = s->id, cap = sizeof s->id;
+    else if (!strcasecmp(key, "aws_secret_access_key"))
+        dst = s->secret, cap = sizeof s->secret;
+    else if (!strcasecmp(key, "aws_session_token"))
+        dst = s->token, cap = sizeof s->token;
     if (!dst) return 0;
     if (strlen(value) >= cap) return ini_fail(s, "value too long");
     memcpy(dst, value, strlen(value) + 1);
@@ -163,8 +178,12 @@ static int ini_read(FILE *f, const char *path, char **text, size_t *len, char *e
     return 0;
 }
 
-int aws_credentials_from_file(const char *path, const char *profile, aws_credentials *out, char *err,
-                              size_t errlen) {
+/* Reads aws_access_key_id, aws_secret_access_key and aws_session_token of
+ * profile from the shared credentials file at path. Returns 1 when found
+ * (out filled), 0 when the file or profile is absent or incomplete, -1 on
+ * errors (message in err). */
+static int aws_credentials_from_file(const char *path, const char *profile, aws_credentials *out, char *err,
+                                     size_t errlen) {
     char *text = NULL;
     size_t len = 0;
     ini_state s;
@@ -200,9 +219,12 @@ cleanup:
 static int from_shared_file(aws_credentials *out, char *err, size_t errlen) {
     char path[1024];
     const char *file = getenv("AWS_SHARED_CREDENTIALS_FILE"), *home = getenv("HOME");
-    if (file && *file) snprintf(path, sizeof path, "%s", file);
-    else if (home && *home) snprintf(path, sizeof path, "%s/.aws/credentials", home);
-    else return 0;
+    if (file && *file)
+        snprintf(path, sizeof path, "%s", file);
+    else if (home && *home)
+        snprintf(path, sizeof path, "%s/.aws/credentials", home);
+    else
+        return 0;
     const char *profile = getenv("AWS_PROFILE");
     if (!profile || !*profile) profile = "default";
     return aws_credentials_from_file(path, profile, out, err, errlen);
@@ -216,7 +238,7 @@ static int container_host_allowed(const char *url) {
     if (!strncmp(url, "https://", 8)) return 1;
     if (strncmp(url, "http://", 7)) return 0;
     const char *h = url + 7;
-    static const char *const hosts[] = {"127.0.0.1", "localhost",      "[::1]", "169.254.170.2",
+    static const char *const hosts[] = {"127.0.0.1",      "localhost",      "[::1]", "169.254.170.2",
                                         "169.254.170.23", "[fd00:ec2::23]", NULL};
     for (int i = 0; hosts[i]; i++) {
         size_t n = strlen(hosts[i]);
@@ -252,7 +274,8 @@ static int read_token_file(const char *path, buf *out, char *err, size_t errlen)
         }
     OPENSSL_cleanse(chunk, sizeof chunk);
     fclose(f);
-    while (rc == 0 && out->len && strchr("\r\n ", out->data[out->len - 1])) out->data[--out->len] = '\0';
+    while (rc == 0 && out->len && strchr("\r\n ", out->data[out->len - 1]))
+        out->data[--out->len] = '\0';
     return rc;
 }
 
@@ -266,8 +289,9 @@ static int container_url(char *url, size_t cap, char *err, size_t errlen) {
     }
     if (!full || !*full) return 0;
     if (!container_host_allowed(full)) {
-        snprintf(err, errlen, "AWS_CONTAINER_CREDENTIALS_FULL_URI: plain http only to loopback or the "
-                              "ECS/EKS addresses");
+        snprintf(err, errlen,
+                 "AWS_CONTAINER_CREDENTIALS_FULL_URI: plain http only to loopback or the "
+                 "ECS/EKS addresses");
         return -1;
     }
     snprintf(url, cap, "%s", full);
@@ -309,10 +333,12 @@ static int container_answer(const buf *body, aws_credentials *out, char *err, si
     aws_json_string_member(b, body->len, "Token", &session);
     if (aws_json_string_member(b, body->len, "Expiration", &expiration) == 1 &&
         !(expires = parse_iso8601_ms(buf_str(&expiration)))) {
-        snprintf(err, errlen, "container credentials endpoint: unreadable Expiration '%s'", buf_str(&expiration));
+        snprintf(err, errlen, "container credentials endpoint: unreadable Expiration '%s'",
+                 buf_str(&expiration));
         goto cleanup;
     }
-    rc = credentials_set(out, buf_str(&id), buf_str(&secret), buf_str(&session), expires, err, errlen) ? -1 : 1;
+    rc = credentials_set(out, buf_str(&id), buf_str(&secret), buf_str(&session), expires, err, errlen) ? -1
+                                                                                                       : 1;
 cleanup:
     buf_wipe(&id);
     buf_wipe(&secret);
@@ -332,8 +358,8 @@ static int from_container(aws_credentials *out, char *err, size_t errlen) {
     r = -1;
     if (container_token(&token, err, errlen)) goto cleanup;
     aws_header auth = {"Authorization", buf_str(&token)};
-    if (aws_fetch_get(url, &auth, token.len ? 1 : 0, CONTAINER_ANSWER_MAX, CONTAINER_TIMEOUT_MS, &body, &status,
-                      gerr, sizeof gerr))
+    if (aws_fetch_get(url, &auth, token.len ? 1 : 0, CONTAINER_ANSWER_MAX, CONTAINER_TIMEOUT_MS, &body,
+                      &status, gerr, sizeof gerr))
         snprintf(err, errlen, "container credentials endpoint: %s", gerr);
     else if (status != 200)
         snprintf(err, errlen, "container credentials endpoint answered HTTP %ld", status);
@@ -365,10 +391,11 @@ int aws_credentials_resolve(lua_State *L, aws_credentials_ref *out, char *err, s
         if (r < 0) return -1;
         if (r == 0) {
             const char *profile = getenv("AWS_PROFILE");
-            snprintf(err, errlen,
-                     "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile%s%s%s in the "
-                     "shared credentials file, or AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                     profile ? " ('" : "", profile ? profile : "", profile ? "')" : "");
+            snprintf(
+                err, errlen,
+                "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile%s%s%s in the "
+                "shared credentials file, or AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                profile ? " ('" : "", profile ? profile : "", profile ? "')" : "");
             return -1;
         }
     }

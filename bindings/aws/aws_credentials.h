@@ -8,9 +8,11 @@
  * endpoint (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or _FULL_URI). What the
  * chain finds goes into the cache.
  *
- * Two types: aws_credentials owns its strings (malloc'd, wiped when freed);
- * aws_credentials_ref borrows them from their owner (the cache, a
- * configure{} table, a call's arguments) and is valid only as long as it. */
+ * Owned and borrowed credentials are different types: the cache owns its
+ * copies (aws_credentials in aws_credentials.c, malloc'd, wiped when
+ * freed); everything else holds an aws_credentials_ref, which borrows from
+ * its owner (the cache, a configure{} table, a call's arguments) and is
+ * valid only as long as it. */
 #ifndef IMGPIPE_AWS_CREDENTIALS_H
 #define IMGPIPE_AWS_CREDENTIALS_H
 
@@ -18,13 +20,6 @@
 #include <stdint.h>
 
 #include <lua.h>
-
-typedef struct aws_credentials {
-    char *access_key_id;
-    char *secret_access_key;
-    char *session_token; /* NULL when none */
-    int64_t expires_ms;  /* 0 = does not expire */
-} aws_credentials;
 
 typedef struct aws_credentials_ref {
     const char *access_key_id;
@@ -40,18 +35,5 @@ int aws_credentials_resolve(lua_State *L, aws_credentials_ref *out, char *err, s
 
 /* Forgets the cached credentials (after an ExpiredToken answer). */
 void aws_credentials_invalidate(lua_State *L);
-
-/* Wipes and frees the strings. */
-void aws_credentials_free(aws_credentials *c);
-
-/* A borrowed view of c. */
-aws_credentials_ref aws_credentials_borrow(const aws_credentials *c);
-
-/* Reads aws_access_key_id, aws_secret_access_key and aws_session_token of
- * profile from the shared credentials file at path. Returns 1 when found
- * (out filled, owned), 0 when the file or profile is absent or incomplete,
- * -1 on errors (message in err). */
-int aws_credentials_from_file(const char *path, const char *profile, aws_credentials *out, char *err,
-                              size_t errlen);
 
 #endif

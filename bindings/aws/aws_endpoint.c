@@ -67,7 +67,8 @@ static const char *endpoint_variable(const char *service, int presign, char var[
         return v;
     }
     size_t k = (size_t)snprintf(var, 64, "AWS_ENDPOINT_URL_");
-    for (const char *s = service; *s && k < 63; s++) var[k++] = (char)toupper((unsigned char)*s);
+    for (const char *s = service; *s && k < 63; s++)
+        var[k++] = (char)toupper((unsigned char)*s);
     var[k] = '\0';
     if ((v = getenv(var)) && *v) return v;
     snprintf(var, 64, "AWS_ENDPOINT_URL");

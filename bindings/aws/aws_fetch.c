@@ -26,8 +26,8 @@ void aws_fetch_common_options(CURL *h, const char *url, long connect_ms, long to
     if (ca) curl_easy_setopt(h, CURLOPT_CAINFO, ca);
 }
 
-struct curl_slist *aws_fetch_add_header(struct curl_slist *list, buf *line, const char *name, const char *value,
-                                        int *failed) {
+struct curl_slist *aws_fetch_add_header(struct curl_slist *list, buf *line, const char *name,
+                                        const char *value, int *failed) {
     if (*failed) return list;
     buf_reset(line);
     /* "Name;" is curl's way of sending a header with an empty value. */
@@ -53,8 +53,8 @@ const char *aws_fetch_ca_file(void) {
     return NULL;
 }
 
-int aws_fetch_get(const char *url, const aws_header *headers, size_t nheaders, size_t max, long timeout_ms, buf *body,
-                  long *status, char *err, size_t errlen) {
+int aws_fetch_get(const char *url, const aws_header *headers, size_t nheaders, size_t max, long timeout_ms,
+                  buf *body, long *status, char *err, size_t errlen) {
     CURL *h = NULL;
     struct curl_slist *list = NULL;
     char errbuf[CURL_ERROR_SIZE] = "";
@@ -86,7 +86,9 @@ int aws_fetch_get(const char *url, const aws_header *headers, size_t nheaders, s
     CURLcode cc = curl_easy_perform(h);
     if (cc != CURLE_OK) {
         snprintf(err, errlen, "%s",
-                 sink.too_large ? "answer too large" : errbuf[0] ? errbuf : curl_easy_strerror(cc));
+                 sink.too_large ? "answer too large"
+                 : errbuf[0]    ? errbuf
+                                : curl_easy_strerror(cc));
         goto cleanup;
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);

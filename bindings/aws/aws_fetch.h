@@ -28,8 +28,8 @@ void aws_fetch_common_options(CURL *h, const char *url, long connect_ms, long to
 
 /* Appends "name: value" (or "name;" for an empty value) to list using line
  * as scratch; on failure sets *failed and returns list unchanged. */
-struct curl_slist *aws_fetch_add_header(struct curl_slist *list, buf *line, const char *name, const char *value,
-                                        int *failed);
+struct curl_slist *aws_fetch_add_header(struct curl_slist *list, buf *line, const char *name,
+                                        const char *value, int *failed);
 
 /* The CA bundle to use: SSL_CERT_FILE, else the first that exists of
  * Debian's and Amazon Linux 2023's bundles; NULL = libcurl's default. */
@@ -38,7 +38,7 @@ const char *aws_fetch_ca_file(void);
 /* An unsigned GET: at most one attempt, bounded by timeout_ms and max
  * bytes. headers may be NULL. Returns 0 with *status and body set, or -1
  * with err. */
-int aws_fetch_get(const char *url, const aws_header *headers, size_t nheaders, size_t max, long timeout_ms, buf *body,
-                  long *status, char *err, size_t errlen);
+int aws_fetch_get(const char *url, const aws_header *headers, size_t nheaders, size_t max, long timeout_ms,
+                  buf *body, long *status, char *err, size_t errlen);
 
 #endif

@@ -17,10 +17,10 @@
 #include "handle.h"
 #include "invocation.h"
 
-#define CLIENT_MT "imgpipe.aws_http_client"
-#define MAX_HEADER_BYTES (64 * 1024)
+#define CLIENT_MT            "imgpipe.aws_http_client"
+#define MAX_HEADER_BYTES     (64 * 1024)
 #define DEFAULT_MAX_RESPONSE (1u << 20)
-#define MAX_ERROR_BODY (64 * 1024)
+#define MAX_ERROR_BODY       (64 * 1024)
 /* An attempt needs at least this much time before the deadline to be worth
  * starting. */
 #define MIN_ATTEMPT_MS 100
@@ -106,8 +106,10 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud) {
     aws_http_client *c = ud;
     size_t len = size * n;
     /* A new status line starts a new answer (after 100 Continue). */
-    if (len >= 5 && !memcmp(data, "HTTP/", 5)) buf_reset(&c->resp_headers);
-    else (void)buf_append(&c->resp_headers, data, len); /* past the cap: dropped */
+    if (len >= 5 && !memcmp(data, "HTTP/", 5))
+        buf_reset(&c->resp_headers);
+    else
+        (void)buf_append(&c->resp_headers, data, len); /* past the cap: dropped */
     return len;
 }
 
@@ -122,8 +124,10 @@ int aws_http_header_next(const aws_http_client *c, size_t *pos, const char **nam
         const char *colon = memchr(line, ':', (size_t)(eol - line));
         if (!colon) continue;
         const char *v = colon + 1, *ve = eol;
-        while (v < ve && (*v == ' ' || *v == '\t')) v++;
-        while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+        while (v < ve && (*v == ' ' || *v == '\t'))
+            v++;
+        while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+            ve--;
         *name = line;
         *nlen = (size_t)(colon - line);
         *value = v;
@@ -146,15 +150,31 @@ const char *aws_http_header(const aws_http_client *c, const char *name, size_t *
 
 /* ---- errors --------------------------------------------------------------- */
 
-int aws_http_code_is_retryable(const char *code) {
+/* Whether an AWS error code is one AWS documents as worth retrying. */
+static int aws_http_code_is_retryable(const char *code) {
     static const char *const codes[] = {
-        "BandwidthLimitExceeded", "EC2ThrottledException", "InternalError", "InternalFailure",
-        "InternalServerError", "LimitExceededException", "PriorRequestNotComplete",
-        "ProvisionedThroughputExceeded", "ProvisionedThroughputExceededException",
-        "RequestLimitExceeded", "RequestThrottled", "RequestThrottledException", "RequestTimeout",
-        "RequestTimeoutException", "ServiceUnavailable", "SlowDown", "ThrottledException",
-        "Throttling", "ThrottlingException", "TooManyRequestsException",
-        "TransactionInProgressException", NULL,
+        "BandwidthLimitExceeded",
+        "EC2ThrottledException",
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "LimitExceededException",
+        "PriorRequestNotComplete",
+        "ProvisionedThroughputExceeded",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "ServiceUnavailable",
+        "SlowDown",
+        "ThrottledException",
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequestsException",
+        "TransactionInProgressException",
+        NULL,
     };
     for (int i = 0; codes[i]; i++)
         if (!strcmp(code, codes[i])) return 1;
@@ -252,10 +272,11 @@ static int parse_error_body(aws_http_client *c, const aws_http_request *r, aws_h
         }
     }
     if (!found) snprintf(e->code, sizeof e->code, "%s", status_code_name(c->resp_status, r->not_found_code));
-    if (!e->message[0]) snprintf(e->message, sizeof e->message, "HTTP %ld from %s", c->resp_status, r->service);
+    if (!e->message[0])
+        snprintf(e->message, sizeof e->message, "HTTP %ld from %s", c->resp_status, r->service);
     e->status = c->resp_status;
-    e->retryable = aws_http_code_is_retryable(e->code) ||
-                   (c->resp_status >= 500 && c->resp_status != 501) || c->resp_status == 429;
+    e->retryable = aws_http_code_is_retryable(e->code) || (c->resp_status >= 500 && c->resp_status != 501) ||
+                   c->resp_status == 429;
     return found;
 }
 
@@ -287,8 +308,8 @@ static void transport_error(CURLcode rc, const aws_fetch_sink *sink, const stop_
                             aws_http_error *e) {
     const char *detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
     if (sink->too_large) {
-        set_error(e, error_code_name(ERROR_RESPONSE_TOO_LARGE), 0, 0, "the answer is larger than the %zu-byte limit",
-                  sink->b->max);
+        set_error(e, error_code_name(ERROR_RESPONSE_TOO_LARGE), 0, 0,
+                  "the answer is larger than the %zu-byte limit", sink->b->max);
         return;
     }
     if (rc == CURLE_ABORTED_BY_CALLBACK && w->reason != INVOCATION_RUN) {
@@ -348,7 +369,8 @@ static int sign_request(aws_http_client *c, const aws_http_request *r, const aws
 }
 
 /* The request's headers and the signer's, for curl. NULL with err on failure. */
-static struct curl_slist *header_list(const aws_http_request *r, const aws_sigv4_result *sig, aws_http_error *err) {
+static struct curl_slist *header_list(const aws_http_request *r, const aws_sigv4_result *sig,
+                                      aws_http_error *err) {
     struct curl_slist *list = NULL;
     buf line;
     int failed = 0;
@@ -360,7 +382,8 @@ static struct curl_slist *header_list(const aws_http_request *r, const aws_sigv4
     buf_wipe(&line);
     /* No "Expect: 100-continue" round trip, and no made-up Content-Type. */
     if (!failed && !(list = curl_slist_append(list, "Expect:"))) failed = 1;
-    if (!failed && !has_header(r, "Content-Type") && !(list = curl_slist_append(list, "Content-Type:"))) failed = 1;
+    if (!failed && !has_header(r, "Content-Type") && !(list = curl_slist_append(list, "Content-Type:")))
+        failed = 1;
     if (!failed) return list;
     curl_slist_free_all(list);
     set_error(err, error_code_name(ERROR_OUT_OF_MEMORY), 0, 0, "cannot build the request headers");
@@ -457,13 +480,15 @@ static int sleep_ms(int64_t ms, const stop_watch *w) {
         if (reason != INVOCATION_RUN) return reason;
         int64_t slice = left < SLEEP_SLICE_MS ? left : SLEEP_SLICE_MS;
         struct timespec ts = {(time_t)(slice / 1000), (long)(slice % 1000) * 1000000L};
-        while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {}
+        while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+        }
     }
     return INVOCATION_RUN;
 }
 
 static int is_expired_token(const char *code) {
-    return !strcmp(code, "ExpiredToken") || !strcmp(code, "ExpiredTokenException") || !strcmp(code, "RequestExpired");
+    return !strcmp(code, "ExpiredToken") || !strcmp(code, "ExpiredTokenException") ||
+           !strcmp(code, "RequestExpired");
 }
 
 static void note_deadline(aws_http_error *err) {
@@ -481,7 +506,8 @@ static int64_t attempt_budget(aws_http_client *c, const stop_watch *w, int attem
     int64_t left = w->deadline_ms ? w->deadline_ms - invocation_now_ms() : c->timeout_ms;
     if (left >= MIN_ATTEMPT_MS) return left < c->timeout_ms ? left : c->timeout_ms;
     if (attempt == 1)
-        set_error(err, error_code_name(ERROR_TIMEOUT), 0, 1, "the invocation deadline leaves no time for the call");
+        set_error(err, error_code_name(ERROR_TIMEOUT), 0, 1,
+                  "the invocation deadline leaves no time for the call");
     else
         note_deadline(err);
     return -1;
@@ -491,7 +517,8 @@ static int64_t attempt_budget(aws_http_client *c, const stop_watch *w, int attem
  * deadline or the cancel flag says to stop (err updated). */
 static int backoff(aws_http_client *c, const stop_watch *w, int attempt, aws_http_error *err) {
     int64_t ceiling = c->base_ms;
-    for (int i = 1; i < attempt && ceiling < c->cap_ms; i++) ceiling *= 2;
+    for (int i = 1; i < attempt && ceiling < c->cap_ms; i++)
+        ceiling *= 2;
     if (ceiling > c->cap_ms) ceiling = c->cap_ms;
     int64_t delay = (int64_t)(next_random(c) % (uint64_t)(ceiling + 1));
     if (w->deadline_ms && invocation_now_ms() + delay + MIN_ATTEMPT_MS >= w->deadline_ms) {
@@ -547,4 +574,3 @@ void aws_http_push_last_call(lua_State *L) {
     lua_pushinteger(L, c->base_ms);
     lua_setfield(L, -2, "base_ms");
 }
-

@@ -38,8 +38,8 @@
 #define AWS_HTTP_MAX_DELAYS 16
 
 typedef enum aws_error_style {
-    AWS_ERRORS_XML,            /* S3: <Error><Code>…</Code><Message>…</Message></Error> */
-    AWS_ERRORS_JSON,           /* DynamoDB: {"__type":"…#Code","message":"…"} */
+    AWS_ERRORS_XML,  /* S3: <Error><Code>…</Code><Message>…</Message></Error> */
+    AWS_ERRORS_JSON, /* DynamoDB: {"__type":"…#Code","message":"…"} */
 } aws_error_style;
 
 /* Fresh credentials after an ExpiredToken answer: 0 with creds replaced,
@@ -53,33 +53,33 @@ typedef struct aws_http_request {
     size_t nheaders;
     const void *body;
     size_t body_len;
-    const char *service;       /* signing name: "s3", "dynamodb" */
+    const char *service; /* signing name: "s3", "dynamodb" */
     const char *region;
-    int s3_signing;            /* path signed as sent (no second encoding, no normalising), body hash header */
+    int s3_signing; /* path signed as sent (no second encoding, no normalising), body hash header */
     aws_error_style errors;
-    size_t max_response;       /* cap on the answer body; 0 = default (1 MiB) */
-    const char *not_found_code;/* code for a 404 without a body (HEAD); NULL = "NotFound" */
-    int error_in_200;          /* a 200 whose body is an <Error> document is a failure (CopyObject) */
-    aws_credentials_ref credentials;  /* as whom (the binding resolved them) */
-    aws_http_refresh_fn refresh;      /* NULL: an expired token is a plain failure */
+    size_t max_response;             /* cap on the answer body; 0 = default (1 MiB) */
+    const char *not_found_code;      /* code for a 404 without a body (HEAD); NULL = "NotFound" */
+    int error_in_200;                /* a 200 whose body is an <Error> document is a failure (CopyObject) */
+    aws_credentials_ref credentials; /* as whom (the binding resolved them) */
+    aws_http_refresh_fn refresh;     /* NULL: an expired token is a plain failure */
     void *refresh_ud;
 } aws_http_request;
 
 typedef struct aws_http_error {
     char code[96];
     char message[512];
-    long status;               /* 0 when no HTTP answer */
+    long status; /* 0 when no HTTP answer */
     int retryable;
 } aws_http_error;
 
 typedef struct aws_http_client {
-    void *curl;                /* CURL *, NULL once closed */
+    void *curl; /* CURL *, NULL once closed */
     aws_sigv4_cache sigcache;
-    buf url;                   /* scratch for the binding: the request URL */
-    buf body;                  /* scratch for the binding: the request body */
-    buf scratch;               /* scratch for the binding: anything else */
-    buf resp_body;             /* the last answer */
-    buf resp_headers;          /* "name: value\r\n" lines of the last answer */
+    buf url;          /* scratch for the binding: the request URL */
+    buf body;         /* scratch for the binding: the request body */
+    buf scratch;      /* scratch for the binding: anything else */
+    buf resp_body;    /* the last answer */
+    buf resp_headers; /* "name: value\r\n" lines of the last answer */
     long resp_status;
     /* Settings. */
     int max_attempts;
@@ -113,8 +113,5 @@ int aws_http_header_next(const aws_http_client *c, size_t *pos, const char **nam
 
 /* Pushes the last call's record {attempts=, delays_ms={…}} (tests). */
 void aws_http_push_last_call(lua_State *L);
-
-/* Whether an AWS error code is one AWS documents as worth retrying. */
-int aws_http_code_is_retryable(const char *code);
 
 #endif

@@ -70,7 +70,8 @@ const char *aws_settings_region(lua_State *L, const char *service) {
     const char *var = NULL, *r = settings_string(L, service, "region");
     if (r) return r;
     if (!(r = aws_region(&var)))
-        luaL_error(L, "%s must be a region name (1 to 63 characters without spaces, control characters or '/')",
+        luaL_error(L,
+                   "%s must be a region name (1 to 63 characters without spaces, control characters or '/')",
                    var);
     return r;
 }
@@ -105,7 +106,8 @@ static int settings_credentials(lua_State *L, const char *service, aws_credentia
 int aws_target_chain_credentials(lua_State *L, aws_target *t) {
     char err[512];
     t->from_chain = 1;
-    if (aws_credentials_resolve(L, &t->creds, err, sizeof err)) return error_host(L, ERROR_CREDENTIALS, "%s", err);
+    if (aws_credentials_resolve(L, &t->creds, err, sizeof err))
+        return error_host(L, ERROR_CREDENTIALS, "%s", err);
     return 0;
 }
 

@@ -325,7 +325,7 @@ typedef struct sigv4_state {
     sigv4_entry *headers, *params;
     size_t nh, np, params_cap;
     EVP_MAC_CTX *mac;
-    int status;       /* what a failed step returns */
+    int status; /* what a failed step returns */
     char *err;
     size_t errlen;
 } sigv4_state;
@@ -337,7 +337,9 @@ static int sigv4_fail(sigv4_state *st, int status, const char *what) {
     return -1;
 }
 
-static int sigv4_full(sigv4_state *st) { return sigv4_fail(st, AWS_SIGV4_BAD_INPUT, "out of memory or over a size limit"); }
+static int sigv4_full(sigv4_state *st) {
+    return sigv4_fail(st, AWS_SIGV4_BAD_INPUT, "out of memory or over a size limit");
+}
 
 static int sigv4_has_control(const char *s) {
     for (; *s; s++)
@@ -348,7 +350,8 @@ static int sigv4_has_control(const char *s) {
 static int sigv4_check_inputs(sigv4_state *st) {
     const aws_sigv4_params *p = st->p;
     if (!sigv4_nonempty(p->method) || !sigv4_nonempty(p->url) || !sigv4_nonempty(p->region) ||
-        !sigv4_nonempty(p->service) || !sigv4_nonempty(p->access_key_id) || !sigv4_nonempty(p->secret_access_key))
+        !sigv4_nonempty(p->service) || !sigv4_nonempty(p->access_key_id) ||
+        !sigv4_nonempty(p->secret_access_key))
         return sigv4_fail(st, AWS_SIGV4_BAD_INPUT,
                           "method, url, region, service, access_key_id and secret_access_key are required");
     if (strchr(p->region, '/') || strchr(p->service, '/') || sigv4_has_control(p->region) ||
@@ -359,7 +362,8 @@ static int sigv4_check_inputs(sigv4_state *st) {
     if (p->nheaders > SIGV4_MAX_HEADERS || (p->nheaders && !p->headers))
         return sigv4_fail(st, AWS_SIGV4_BAD_INPUT, "too many headers");
     if (!p->body && p->body_len) return sigv4_fail(st, AWS_SIGV4_BAD_INPUT, "body_len without body");
-    if (sigv4_parse_url(p->url, &st->u, st->err, st->errlen)) return sigv4_fail(st, AWS_SIGV4_BAD_INPUT, "bad url");
+    if (sigv4_parse_url(p->url, &st->u, st->err, st->errlen))
+        return sigv4_fail(st, AWS_SIGV4_BAD_INPUT, "bad url");
     if (aws_sigv4_dates(p->time, st->amz_date, st->date))
         return sigv4_fail(st, AWS_SIGV4_BAD_INPUT, "time out of range");
     if (!sigv4_algorithms_ready() || !(st->mac = EVP_MAC_CTX_dup(sigv4_hmac_template)))
@@ -460,11 +464,13 @@ static int sigv4_own_headers(sigv4_state *st, int have_host) {
 /* Sorts the headers by name (stable) and writes the signed header names. */
 static int sigv4_signed_headers(sigv4_state *st) {
     const char *a = st->arena.data;
-    for (size_t i = 0; i < st->nh; i++) st->headers[i].arena = a;
+    for (size_t i = 0; i < st->nh; i++)
+        st->headers[i].arena = a;
     qsort(st->headers, st->nh, sizeof *st->headers, sigv4_entry_cmp_name_order);
     for (size_t i = 0; i < st->nh; i++) {
         if (i && !strcmp(a + st->headers[i].name, a + st->headers[i - 1].name)) continue;
-        if ((i && buf_append(&st->signed_names, ";", 1)) || buf_appends(&st->signed_names, a + st->headers[i].name))
+        if ((i && buf_append(&st->signed_names, ";", 1)) ||
+            buf_appends(&st->signed_names, a + st->headers[i].name))
             return sigv4_full(st);
     }
     return 0;
@@ -477,7 +483,8 @@ static int sigv4_url_params(sigv4_state *st) {
         const char *amp = memchr(q, '&', (size_t)(end - q));
         const char *stop = amp ? amp : end;
         if (stop > q) {
-            if (st->np >= st->params_cap) return sigv4_fail(st, AWS_SIGV4_BAD_INPUT, "too many query parameters");
+            if (st->np >= st->params_cap)
+                return sigv4_fail(st, AWS_SIGV4_BAD_INPUT, "too many query parameters");
             const char *eq = memchr(q, '=', (size_t)(stop - q));
             sigv4_entry *e = &st->params[st->np];
             e->name = st->arena.len;
@@ -517,7 +524,8 @@ static int sigv4_presign_params(sigv4_state *st) {
     int bad = aws_sigv4_scope(&credential, p->access_key_id, st->date, p->region, p->service) ||
               sigv4_add_param(st, "X-Amz-Algorithm", SIGV4_ALGORITHM) ||
               sigv4_add_param(st, "X-Amz-Credential", buf_str(&credential)) ||
-              sigv4_add_param(st, "X-Amz-Date", st->amz_date) || sigv4_add_param(st, "X-Amz-Expires", expires) ||
+              sigv4_add_param(st, "X-Amz-Date", st->amz_date) ||
+              sigv4_add_param(st, "X-Amz-Expires", expires) ||
               sigv4_add_param(st, "X-Amz-SignedHeaders", buf_str(&st->signed_names)) ||
               (st->token && !p->omit_session_token && sigv4_add_param(st, "X-Amz-Security-Token", st->token));
     buf_free(&credential);
@@ -539,7 +547,9 @@ static int sigv4_canonical_path(sigv4_state *st, buf *cr) {
     buf tmp;
     buf_init(&tmp, SIGV4_MAX_URL);
     int bad = p->normalize ? sigv4_normalize_path(&tmp, src, srclen) : buf_append(&tmp, src, srclen);
-    if (!bad) bad = p->double_encode ? codec_uri_encode(cr, tmp.data, tmp.len, 1) : buf_append(cr, tmp.data, tmp.len);
+    if (!bad)
+        bad =
+            p->double_encode ? codec_uri_encode(cr, tmp.data, tmp.len, 1) : buf_append(cr, tmp.data, tmp.len);
     buf_free(&tmp);
     return bad || buf_append(cr, "\n", 1) ? sigv4_full(st) : 0;
 }
@@ -552,12 +562,14 @@ static int sigv4_canonical_query(sigv4_state *st, buf *cr) {
     if (st->np) {
         if (!(sorted = malloc(st->np * sizeof *sorted))) return sigv4_full(st);
         memcpy(sorted, st->params, st->np * sizeof *sorted);
-        for (size_t i = 0; i < st->np; i++) sorted[i].arena = a;
+        for (size_t i = 0; i < st->np; i++)
+            sorted[i].arena = a;
         qsort(sorted, st->np, sizeof *sorted, sigv4_entry_cmp_name_value);
     }
     int bad = 0;
     for (size_t i = 0; i < st->np && !bad; i++)
-        bad = (i && buf_append(cr, "&", 1)) || buf_concat(cr, a + sorted[i].name, "=", a + sorted[i].value, NULL);
+        bad = (i && buf_append(cr, "&", 1)) ||
+              buf_concat(cr, a + sorted[i].name, "=", a + sorted[i].value, NULL);
     free(sorted);
     return bad || buf_append(cr, "\n", 1) ? sigv4_full(st) : 0;
 }
@@ -581,7 +593,9 @@ static int sigv4_canonical_headers(sigv4_state *st, buf *cr) {
 
 static int sigv4_canonical_request(sigv4_state *st, buf *cr) {
     if (buf_appends(cr, st->p->method) || buf_append(cr, "\n", 1)) return sigv4_full(st);
-    return sigv4_canonical_path(st, cr) || sigv4_canonical_query(st, cr) || sigv4_canonical_headers(st, cr) ? -1 : 0;
+    return sigv4_canonical_path(st, cr) || sigv4_canonical_query(st, cr) || sigv4_canonical_headers(st, cr)
+               ? -1
+               : 0;
 }
 
 /* "AWS4-HMAC-SHA256\n<amz date>\n<scope>\n<hex sha256 of the canonical request>" */
@@ -617,7 +631,8 @@ static int sigv4_presigned_url(sigv4_state *st, aws_sigv4_result *out) {
         bad = buf_concat(url, i ? "&" : "?", a + st->params[i].name, "=", a + st->params[i].value, NULL);
     bad = bad || buf_concat(url, "&X-Amz-Signature=", out->signature, NULL);
     if (!bad && st->token && st->p->omit_session_token)
-        bad = buf_appends(url, "&X-Amz-Security-Token=") || codec_uri_encode(url, st->token, strlen(st->token), 0);
+        bad = buf_appends(url, "&X-Amz-Security-Token=") ||
+              codec_uri_encode(url, st->token, strlen(st->token), 0);
     return bad ? sigv4_full(st) : 0;
 }
 
@@ -639,12 +654,13 @@ static int sigv4_set_added(aws_sigv4_result *out, const char *name, const char *
 static int sigv4_authorization(sigv4_state *st, aws_sigv4_result *out) {
     buf auth;
     buf_init(&auth, SIGV4_MAX_SMALL);
-    int bad = buf_concat(&auth, SIGV4_ALGORITHM " Credential=", st->p->access_key_id, "/", buf_str(&st->scope),
-                         ", SignedHeaders=", buf_str(&st->signed_names), ", Signature=", out->signature, NULL) ||
-              sigv4_set_added(out, "X-Amz-Date", st->amz_date) ||
-              (st->token && sigv4_set_added(out, "X-Amz-Security-Token", st->token)) ||
-              (st->p->sign_body && sigv4_set_added(out, "x-amz-content-sha256", st->payload_hex)) ||
-              sigv4_set_added(out, "Authorization", buf_str(&auth));
+    int bad =
+        buf_concat(&auth, SIGV4_ALGORITHM " Credential=", st->p->access_key_id, "/", buf_str(&st->scope),
+                   ", SignedHeaders=", buf_str(&st->signed_names), ", Signature=", out->signature, NULL) ||
+        sigv4_set_added(out, "X-Amz-Date", st->amz_date) ||
+        (st->token && sigv4_set_added(out, "X-Amz-Security-Token", st->token)) ||
+        (st->p->sign_body && sigv4_set_added(out, "x-amz-content-sha256", st->payload_hex)) ||
+        sigv4_set_added(out, "Authorization", buf_str(&auth));
     buf_free(&auth);
     return bad ? sigv4_full(st) : 0;
 }
@@ -682,7 +698,8 @@ int aws_sigv4_sign(const aws_sigv4_params *p, aws_sigv4_cache *cache, aws_sigv4_
     buf_init(&out->url, SIGV4_MAX_URL);
     int failed = sigv4_check_inputs(&st) || sigv4_payload(&st) || sigv4_allocate(&st) ||
                  sigv4_caller_headers(&st, &have_host) || sigv4_own_headers(&st, have_host) ||
-                 sigv4_signed_headers(&st) || sigv4_url_params(&st) || (p->presign && sigv4_presign_params(&st)) ||
+                 sigv4_signed_headers(&st) || sigv4_url_params(&st) ||
+                 (p->presign && sigv4_presign_params(&st)) ||
                  sigv4_canonical_request(&st, &out->canonical_request) ||
                  sigv4_string_to_sign(&st, &out->canonical_request, &out->string_to_sign);
     failed = failed || sigv4_signature(&st, cache, &out->string_to_sign, out->signature) ||
@@ -709,7 +726,8 @@ int aws_sigv4_sign_string(const aws_sigv4_params *p, aws_sigv4_cache *cache, con
         return AWS_SIGV4_BAD_INPUT;
     }
     int bad = !sigv4_algorithms_ready() || !(mac = EVP_MAC_CTX_dup(sigv4_hmac_template)) ||
-              sigv4_signing_key(mac, p, date, cache, key) || sigv4_hmac(mac, key, 32, string_to_sign, len, md);
+              sigv4_signing_key(mac, p, date, cache, key) ||
+              sigv4_hmac(mac, key, 32, string_to_sign, len, md);
     EVP_MAC_CTX_free(mac);
     OPENSSL_cleanse(key, sizeof key);
     if (bad) {

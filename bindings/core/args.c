@@ -21,7 +21,8 @@ static int args_get(lua_State *L, int arg, const char *field) {
     return lua_getfield(L, arg, field);
 }
 
-__attribute__((noreturn)) static void args_type_error(lua_State *L, int arg, const char *field, const char *expected) {
+__attribute__((noreturn)) static void args_type_error(lua_State *L, int arg, const char *field,
+                                                      const char *expected) {
     args_field_error(L, arg, field, "%s expected, got %s", expected, luaL_typename(L, -1));
 }
 
@@ -55,7 +56,8 @@ const char *args_string(lua_State *L, int arg, const char *field, size_t *len) {
     return s;
 }
 
-static lua_Integer args_checked_integer(lua_State *L, int arg, const char *field, lua_Integer lo, lua_Integer hi) {
+static lua_Integer args_checked_integer(lua_State *L, int arg, const char *field, lua_Integer lo,
+                                        lua_Integer hi) {
     int ok = 0;
     lua_Integer v = lua_tointegerx(L, -1, &ok);
     if (lua_type(L, -1) != LUA_TNUMBER || !ok) args_type_error(L, arg, field, "integer");
@@ -112,7 +114,8 @@ int args_opt_option(lua_State *L, int arg, const char *field, int def, const cha
 void args_check_header_value(lua_State *L, int arg, const char *field, const char *s, size_t len) {
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if ((c < 0x20 && c != '\t') || c == 0x7f) args_field_error(L, arg, field, "holds a control character");
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            args_field_error(L, arg, field, "holds a control character");
     }
 }
 
@@ -124,8 +127,10 @@ int args_opt_credentials(lua_State *L, int arg, const char *field, args_credenti
     if (!t) return 0;
     for (int i = 0; i < 3; i++) {
         int ty = lua_getfield(L, t, names[i]);
-        if ((ty == LUA_TNIL && i < 2) || (ty != LUA_TNIL && ty != LUA_TSTRING) || (i < 2 && !lua_rawlen(L, -1)))
-            args_field_error(L, arg, field, "%s: non-empty string expected, got %s", names[i], luaL_typename(L, -1));
+        if ((ty == LUA_TNIL && i < 2) || (ty != LUA_TNIL && ty != LUA_TSTRING) ||
+            (i < 2 && !lua_rawlen(L, -1)))
+            args_field_error(L, arg, field, "%s: non-empty string expected, got %s", names[i],
+                             luaL_typename(L, -1));
         vals[i] = lua_tostring(L, -1); /* anchored in the credentials table */
         lua_pop(L, 1);
     }

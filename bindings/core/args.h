@@ -16,7 +16,8 @@
 
 /* Raises "bad argument #arg to 'fn' (field 'name': <text>)"; fmt is
  * lua_pushfstring's (%s %d %I %f %c %%). */
-__attribute__((noreturn)) void args_field_error(lua_State *L, int arg, const char *field, const char *fmt, ...);
+__attribute__((noreturn)) void args_field_error(lua_State *L, int arg, const char *field, const char *fmt,
+                                                ...);
 
 /* String fields; len may be NULL. args_string refuses an empty string too. */
 const char *args_string(lua_State *L, int arg, const char *field, size_t *len);

@@ -17,7 +17,8 @@ void codec_hex(const unsigned char *in, size_t n, char *out) {
     out[2 * n] = '\0';
 }
 
-int codec_hexval(int c) {
+/* The value of one hex digit, or -1. */
+static int codec_hexval(int c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
     if (c >= 'A' && c <= 'F') return c - 'A' + 10;
@@ -62,7 +63,8 @@ static int codec_b64_value(unsigned char c) {
 
 long codec_base64_decode(const char *in, size_t n, unsigned char *out, size_t *bad) {
     const unsigned char *s = (const unsigned char *)in;
-    while (n > 0 && s[n - 1] == '=') n--;
+    while (n > 0 && s[n - 1] == '=')
+        n--;
     if (n % 4 == 1) {
         *bad = n - 1;
         return -1;
@@ -89,8 +91,8 @@ long codec_base64_decode(const char *in, size_t n, unsigned char *out, size_t *b
 /* ---- percent-encoding ---- */
 
 int codec_unreserved(unsigned char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-           c == '.' || c == '~';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.' || c == '~';
 }
 
 int codec_uri_encode(buf *out, const char *s, size_t len, int keep_slash) {
@@ -98,7 +100,8 @@ int codec_uri_encode(buf *out, const char *s, size_t len, int keep_slash) {
     while (i < len) {
         /* A run of characters that stay as they are goes in one append. */
         size_t run = i;
-        while (run < len && (codec_unreserved((unsigned char)s[run]) || (keep_slash && s[run] == '/'))) run++;
+        while (run < len && (codec_unreserved((unsigned char)s[run]) || (keep_slash && s[run] == '/')))
+            run++;
         if (run > i && buf_append(out, s + i, run - i)) return -1;
         if (run == len) break;
         unsigned char c = (unsigned char)s[run];
@@ -140,7 +143,9 @@ long codec_percent_decode(const char *s, size_t n, unsigned flags, char *out) {
 
 /* ---- UTF-8 ---- */
 
-size_t codec_utf8_next(const unsigned char *s, size_t n, uint32_t *cp) {
+/* The length (1 to 4) of the well-formed UTF-8 sequence at s (at most n
+ * bytes; n >= 1) with its code point in *cp, or 0 when it is not one. */
+static size_t codec_utf8_next(const unsigned char *s, size_t n, uint32_t *cp) {
     size_t len;
     uint32_t v;
     unsigned char c = s[0];
@@ -148,16 +153,21 @@ size_t codec_utf8_next(const unsigned char *s, size_t n, uint32_t *cp) {
         *cp = c;
         return 1;
     }
-    if (c >= 0xc2 && c <= 0xdf) len = 2, v = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef) len = 3, v = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4) len = 4, v = c & 0x07;
-    else return 0;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, v = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, v = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, v = c & 0x07;
+    else
+        return 0;
     if (n < len) return 0;
     for (size_t i = 1; i < len; i++) {
         if ((s[i] & 0xc0) != 0x80) return 0;
         v = (v << 6) | (s[i] & 0x3f);
     }
-    if ((len == 3 && (v < 0x800 || (v >= 0xd800 && v <= 0xdfff))) || (len == 4 && (v < 0x10000 || v > 0x10ffff)))
+    if ((len == 3 && (v < 0x800 || (v >= 0xd800 && v <= 0xdfff))) ||
+        (len == 4 && (v < 0x10000 || v > 0x10ffff)))
         return 0;
     *cp = v;
     return len;
@@ -168,7 +178,8 @@ int codec_is_utf8(const char *s, size_t n) {
     uint32_t cp;
     for (size_t i = 0; i < n;) {
         /* ASCII runs first: most text is. */
-        while (i < n && p[i] < 0x80) i++;
+        while (i < n && p[i] < 0x80)
+            i++;
         if (i == n) break;
         size_t k = codec_utf8_next(p + i, n - i, &cp);
         if (!k) return 0;
@@ -194,8 +205,12 @@ static const char *codec_json_named(unsigned char c) {
 }
 
 static int codec_json_u(buf *b, uint32_t v) {
-    char e[6] = {'\\', 'u', codec_lower_hex[(v >> 12) & 15], codec_lower_hex[(v >> 8) & 15],
-                 codec_lower_hex[(v >> 4) & 15], codec_lower_hex[v & 15]};
+    char e[6] = {'\\',
+                 'u',
+                 codec_lower_hex[(v >> 12) & 15],
+                 codec_lower_hex[(v >> 8) & 15],
+                 codec_lower_hex[(v >> 4) & 15],
+                 codec_lower_hex[v & 15]};
     return buf_append(b, e, 6);
 }
 
@@ -214,18 +229,24 @@ int codec_json_string(buf *b, const char *s, size_t len, unsigned flags) {
     if (buf_append(b, "\"", 1)) return CODEC_FULL;
     for (size_t i = 0; i < len;) {
         size_t run = i;
-        while (run < len && p[run] >= 0x20 && p[run] < top && p[run] != '"' && p[run] != '\\') run++;
+        while (run < len && p[run] >= 0x20 && p[run] < top && p[run] != '"' && p[run] != '\\')
+            run++;
         if (run > i && buf_append(b, s + i, run - i)) return CODEC_FULL;
         if ((i = run) == len) break;
         const char *named = codec_json_named(p[i]);
         uint32_t cp = p[i];
         size_t n = 1;
         int r;
-        if (named) r = buf_append(b, named, 2);
-        else if (p[i] < 0x80) r = codec_json_u(b, p[i]);
-        else if ((n = codec_utf8_next(p + i, len - i, &cp)) != 0) r = codec_json_code_point(b, s + i, n, cp, flags);
-        else if (!(flags & CODEC_JSON_REPLACE)) return CODEC_NOT_UTF8;
-        else n = 1, r = codec_json_code_point(b, "\xef\xbf\xbd", 3, 0xfffd, flags);
+        if (named)
+            r = buf_append(b, named, 2);
+        else if (p[i] < 0x80)
+            r = codec_json_u(b, p[i]);
+        else if ((n = codec_utf8_next(p + i, len - i, &cp)) != 0)
+            r = codec_json_code_point(b, s + i, n, cp, flags);
+        else if (!(flags & CODEC_JSON_REPLACE))
+            return CODEC_NOT_UTF8;
+        else
+            n = 1, r = codec_json_code_point(b, "\xef\xbf\xbd", 3, 0xfffd, flags);
         if (r) return CODEC_FULL;
         i += n;
     }

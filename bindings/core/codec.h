@@ -14,8 +14,6 @@
 
 /* Writes 2n lowercase hex digits and a NUL into out (2n + 1 bytes). */
 void codec_hex(const unsigned char *in, size_t n, char *out);
-/* The value of one hex digit, or -1. */
-int codec_hexval(int c);
 
 /* ---- base64 (standard alphabet, with padding) ---- */
 
@@ -51,11 +49,8 @@ long codec_percent_decode(const char *s, size_t n, unsigned flags, char *out);
 
 /* ---- UTF-8 ---- */
 
-/* The length (1 to 4) of the well-formed UTF-8 sequence at s (at most n
- * bytes; n >= 1) with its code point in *cp, or 0 when it is not one
- * (overlong forms, surrogates and values past U+10FFFF are not). */
-size_t codec_utf8_next(const unsigned char *s, size_t n, uint32_t *cp);
-/* 1 when all n bytes are well-formed UTF-8. */
+/* 1 when all n bytes are well-formed UTF-8 (no overlong forms, no
+ * surrogates, nothing past U+10FFFF). */
 int codec_is_utf8(const char *s, size_t n);
 
 /* ---- JSON strings ---- */

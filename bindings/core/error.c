@@ -30,9 +30,13 @@ static const struct {
     [ERROR_TOO_LARGE] = {"TooLarge", 0},
 };
 
-const char *error_code_name(error_code code) { return code < ERROR_NCODES ? error_codes[code].name : "Error"; }
+const char *error_code_name(error_code code) {
+    return code < ERROR_NCODES ? error_codes[code].name : "Error";
+}
 
-int error_code_retryable(error_code code) { return code < ERROR_NCODES && error_codes[code].retryable; }
+static int error_code_retryable(error_code code) {
+    return code < ERROR_NCODES && error_codes[code].retryable;
+}
 
 static int error_tostring(lua_State *L) {
     lua_getfield(L, 1, "code");
@@ -72,7 +76,8 @@ int error_push(lua_State *L, const char *code, const char *message, long status,
     return 2;
 }
 
-static int error_vpush(lua_State *L, const char *code, long status, int retryable, const char *fmt, va_list ap) {
+static int error_vpush(lua_State *L, const char *code, long status, int retryable, const char *fmt,
+                       va_list ap) {
     char msg[1024];
     vsnprintf(msg, sizeof msg, fmt, ap);
     return error_push(L, code, msg, status, retryable);

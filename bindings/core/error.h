@@ -38,9 +38,8 @@ typedef enum error_code {
     ERROR_NCODES
 } error_code;
 
-/* The code's text ("Timeout") and whether it is retryable. */
+/* The code's text ("Timeout"). */
 const char *error_code_name(error_code code);
-int error_code_retryable(error_code code);
 
 /* Pushes nil and the error table; returns 2, so a binding can
  * `return error_push(L, "NoSuchKey", "…", 404, 0);`. status 0 = no status

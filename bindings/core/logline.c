@@ -37,10 +37,12 @@ int logline_begin(buf *b, int level, const char *msg, size_t msg_len, const char
     char stamp[32];
     log_timestamp(stamp);
     buf_reset(b);
-    if (buf_concat(b, "{\"time\":\"", stamp, "\",\"level\":\"", log_level_names[level], "\",\"msg\":", NULL) ||
+    if (buf_concat(b, "{\"time\":\"", stamp, "\",\"level\":\"", log_level_names[level],
+                   "\",\"msg\":", NULL) ||
         logline_string(b, msg, msg_len))
         return -1;
-    if (request_id && (buf_appends(b, ",\"requestId\":") || logline_string(b, request_id, strlen(request_id))))
+    if (request_id &&
+        (buf_appends(b, ",\"requestId\":") || logline_string(b, request_id, strlen(request_id))))
         return -1;
     return 0;
 }

@@ -2,7 +2,9 @@
 
 #include <string.h>
 
-static int names_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
+static int names_alnum(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
 
 /* len within lo..hi and every byte alphanumeric or in extra. */
 static int names_check(const char *s, size_t len, size_t lo, size_t hi, const char *extra) {

@@ -13,7 +13,7 @@ found=$(for f in $(style_files | grep '\.c$'); do
     --config="{CheckOptions: [{key: readability-function-size.LineThreshold, value: 80}]}" \
     "$f" -- $flags 2>/dev/null |
     sed -n "s/^\([^:]*\):[0-9]*:[0-9]*: warning: function '\([^']*\)' exceeds.*/\1:\2/p"
-done | sort -u)
+done | sed "s|^$PWD/||" | sort -u)
 status=0
 for entry in $found; do
   if ! echo "$pending" | grep -qx "$entry"; then echo "over 80 lines: $entry"; status=1; fi
