@@ -29,6 +29,17 @@ const char *aws_region(const char **var) {
     return "us-east-1";
 }
 
+/* out = scheme + the hlen bytes of host; -1 when too long. */
+static int endpoint_set(aws_endpoint *out, const char *scheme, const char *host, size_t hlen, int is_aws) {
+    size_t slen = strlen(scheme);
+    if (slen + hlen >= sizeof out->url) return -1;
+    memcpy(out->url, scheme, slen);
+    memcpy(out->url + slen, host, hlen);
+    out->url[slen + hlen] = '\0';
+    out->is_aws = is_aws;
+    return 0;
+}
+
 int aws_endpoint_parse(const char *url, aws_endpoint *out, char *err, size_t errlen) {
     int https = !strncmp(url, "https://", 8);
     if (!https && strncmp(url, "http://", 7)) {
@@ -48,47 +59,50 @@ int aws_endpoint_parse(const char *url, aws_endpoint *out, char *err, size_t err
         }
     static const char suffix[] = ".amazonaws.com";
     size_t slen = sizeof suffix - 1;
-    out->is_aws = hlen > slen && !memcmp(host + hlen - slen, suffix, slen);
+    int is_aws = hlen > slen && !memcmp(host + hlen - slen, suffix, slen);
     /* real AWS endpoints always get https */
-    int n = snprintf(out->url, sizeof out->url, "%s%.*s", (https || out->is_aws) ? "https://" : "http://",
-                     (int)hlen, host);
-    if (n < 0 || (size_t)n >= sizeof out->url) {
-        snprintf(err, errlen, "endpoint '%s': too long", url);
-        return -1;
-    }
-    return 0;
+    if (!endpoint_set(out, (https || is_aws) ? "https://" : "http://", host, hlen, is_aws)) return 0;
+    snprintf(err, errlen, "endpoint '%s': too long", url);
+    return -1;
 }
 
 /* The first variable of the endpoint chain that is set, or NULL; its name in *var. */
 static const char *endpoint_variable(const char *service, int presign, char var[64]) {
+    static const char presign_var[] = "IMGPIPE_PRESIGN_ENDPOINT_URL", generic[] = "AWS_ENDPOINT_URL";
     const char *v = NULL;
-    if (presign && (v = getenv("IMGPIPE_PRESIGN_ENDPOINT_URL")) && *v) {
-        snprintf(var, 64, "IMGPIPE_PRESIGN_ENDPOINT_URL");
+    if (presign && (v = getenv(presign_var)) && *v) {
+        memcpy(var, presign_var, sizeof presign_var);
         return v;
     }
-    size_t k = (size_t)snprintf(var, 64, "AWS_ENDPOINT_URL_");
+    size_t k = sizeof generic - 1;
+    memcpy(var, generic, k);
+    var[k++] = '_';
     for (const char *s = service; *s && k < 63; s++)
         var[k++] = (char)toupper((unsigned char)*s);
     var[k] = '\0';
     if ((v = getenv(var)) && *v) return v;
-    snprintf(var, 64, "AWS_ENDPOINT_URL");
+    memcpy(var, generic, sizeof generic);
     return (v = getenv(var)) && *v ? v : NULL;
 }
 
 int aws_endpoint_resolve(const char *service, const char *region, int presign, aws_endpoint *out, char *err,
                          size_t errlen) {
-    char var[64], url[256], why[256];
+    char var[64], why[256], host[192];
     const char *v = endpoint_variable(service, presign, var);
     if (v) {
         if (!aws_endpoint_parse(v, out, why, sizeof why)) return 0;
         snprintf(err, errlen, "%s: %s", var, why);
         return -1;
     }
-    if (!strcmp(service, "s3") && !strcmp(region, "us-east-1"))
-        snprintf(url, sizeof url, "https://s3.amazonaws.com");
-    else
-        snprintf(url, sizeof url, "https://%s.%s.amazonaws.com", service, region);
-    return aws_endpoint_parse(url, out, err, errlen);
+    /* The public endpoint: s3.amazonaws.com, or service.region.amazonaws.com. */
+    int n = !strcmp(service, "s3") && !strcmp(region, "us-east-1")
+                ? snprintf(host, sizeof host, "s3.amazonaws.com")
+                : snprintf(host, sizeof host, "%s.%s.amazonaws.com", service, region);
+    if (n < 0 || (size_t)n >= sizeof host || endpoint_set(out, "https://", host, (size_t)n, 1)) {
+        snprintf(err, errlen, "no endpoint for service '%s' in region '%s'", service, region);
+        return -1;
+    }
+    return 0;
 }
 
 /* Bucket names that can be a DNS label under s3.<region>.amazonaws.com over

@@ -568,8 +568,8 @@ static int sigv4_canonical_query(sigv4_state *st, buf *cr) {
     }
     int bad = 0;
     for (size_t i = 0; i < st->np && !bad; i++)
-        bad = (i && buf_append(cr, "&", 1)) ||
-              buf_concat(cr, a + sorted[i].name, "=", a + sorted[i].value, NULL);
+        bad = (i && buf_append(cr, "&", 1)) || buf_appends(cr, a + sorted[i].name) ||
+              buf_append(cr, "=", 1) || buf_appends(cr, a + sorted[i].value);
     free(sorted);
     return bad || buf_append(cr, "\n", 1) ? sigv4_full(st) : 0;
 }
@@ -584,7 +584,7 @@ static int sigv4_canonical_headers(sigv4_state *st, buf *cr) {
         if (i && !strcmp(a + h->name, a + st->headers[i - 1].name))
             bad = buf_append(cr, ",", 1);
         else
-            bad = (i && buf_append(cr, "\n", 1)) || buf_concat(cr, a + h->name, ":", NULL);
+            bad = (i && buf_append(cr, "\n", 1)) || buf_appends(cr, a + h->name) || buf_append(cr, ":", 1);
         bad = bad || buf_appends(cr, a + h->value);
     }
     bad = bad || buf_concat(cr, "\n\n", buf_str(&st->signed_names), "\n", st->payload_hex, NULL);
@@ -628,7 +628,8 @@ static int sigv4_presigned_url(sigv4_state *st, aws_sigv4_result *out) {
     const char *a = st->arena.data;
     int bad = buf_append(url, st->u.origin, st->u.origin_len) || buf_append(url, st->path.data, st->path.len);
     for (size_t i = 0; i < st->np && !bad; i++)
-        bad = buf_concat(url, i ? "&" : "?", a + st->params[i].name, "=", a + st->params[i].value, NULL);
+        bad = buf_append(url, i ? "&" : "?", 1) || buf_appends(url, a + st->params[i].name) ||
+              buf_append(url, "=", 1) || buf_appends(url, a + st->params[i].value);
     bad = bad || buf_concat(url, "&X-Amz-Signature=", out->signature, NULL);
     if (!bad && st->token && st->p->omit_session_token)
         bad = buf_appends(url, "&X-Amz-Security-Token=") ||

@@ -90,10 +90,16 @@ long codec_base64_decode(const char *in, size_t n, unsigned char *out, size_t *b
 
 /* ---- percent-encoding ---- */
 
-int codec_unreserved(unsigned char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '_' || c == '.' || c == '~';
-}
+#define U1(c)  [c] = 1
+#define U5(c)  U1(c), U1(c + 1), U1(c + 2), U1(c + 3), U1(c + 4)
+#define U10(c) U5(c), U5(c + 5)
+const unsigned char codec_unreserved_table[256] = {
+    U10('0'),     U10('A'), U10('A' + 10), U5('A' + 20), U1('Z'), U10('a'), U10('a' + 10),
+    U5('a' + 20), U1('z'),  U1('-'),       U1('_'),      U1('.'), U1('~'),
+};
+#undef U10
+#undef U5
+#undef U1
 
 int codec_uri_encode(buf *out, const char *s, size_t len, int keep_slash) {
     size_t i = 0;
