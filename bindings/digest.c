@@ -13,34 +13,34 @@
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
 
+#include "codec.h"
 #include "error.h"
 #include "modules.h"
 
 static void push_hex(lua_State *L, const unsigned char *d, size_t n) {
-    static const char digits[] = "0123456789abcdef";
     luaL_Buffer b;
-    char *p = luaL_buffinitsize(L, &b, 2 * n);
-    for (size_t i = 0; i < n; i++) {
-        p[2 * i] = digits[d[i] >> 4];
-        p[2 * i + 1] = digits[d[i] & 15];
-    }
+    char *p = luaL_buffinitsize(L, &b, 2 * n + 1);
+    codec_hex(d, n, p);
     luaL_pushresultsize(&b, 2 * n);
 }
 
-static int digest_sha256(lua_State *L) {
+/* The SHA-256 of argument 1 into d. */
+static void digest_of_arg(lua_State *L, unsigned char d[SHA256_DIGEST_LENGTH]) {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
-    unsigned char d[SHA256_DIGEST_LENGTH];
     SHA256((const unsigned char *)s, n, d);
+}
+
+static int digest_sha256(lua_State *L) {
+    unsigned char d[SHA256_DIGEST_LENGTH];
+    digest_of_arg(L, d);
     lua_pushlstring(L, (const char *)d, sizeof d);
     return 1;
 }
 
 static int digest_sha256_hex(lua_State *L) {
-    size_t n;
-    const char *s = luaL_checklstring(L, 1, &n);
     unsigned char d[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)s, n, d);
+    digest_of_arg(L, d);
     push_hex(L, d, sizeof d);
     return 1;
 }
@@ -53,7 +53,7 @@ static int digest_hmac_sha256(lua_State *L) {
     unsigned char d[EVP_MAX_MD_SIZE];
     unsigned int dlen = 0;
     if (!HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)s, n, d, &dlen))
-        return luaL_error(L, "HMAC failed");
+        return luaL_error(L, "HMAC-SHA256 failed inside OpenSSL");
     lua_pushlstring(L, (const char *)d, dlen);
     return 1;
 }
@@ -68,52 +68,24 @@ static int digest_hex(lua_State *L) {
 static int digest_base64(lua_State *L) {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
-    luaL_argcheck(L, n <= (size_t)0x7fffffff / 4 * 3 - 3, 1, "too long");
-    size_t out = 4 * ((n + 2) / 3);
+    luaL_argcheck(L, n <= ((size_t)-1 - 4) / 4 * 3, 1, "too long");
     luaL_Buffer b;
-    unsigned char *p = (unsigned char *)luaL_buffinitsize(L, &b, out + 1);
-    int w = EVP_EncodeBlock(p, (const unsigned char *)s, (int)n);
-    luaL_pushresultsize(&b, (size_t)w);
+    char *p = luaL_buffinitsize(L, &b, CODEC_BASE64_LEN(n));
+    luaL_pushresultsize(&b, codec_base64_encode((const unsigned char *)s, n, p));
     return 1;
-}
-
-static int b64_value(unsigned char c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
 }
 
 /* Strict decoder: standard alphabet, padding optional, no whitespace. */
 static int digest_unbase64(lua_State *L) {
-    size_t n;
-    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
-    while (n > 0 && s[n - 1] == '=') n--;
-    if (n % 4 == 1) return error_push(L, "InvalidBase64", "base64 text has an impossible length", 0, 0);
+    size_t n, bad;
+    const char *s = luaL_checklstring(L, 1, &n);
     luaL_Buffer b;
     unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, n / 4 * 3 + 3);
-    size_t o = 0;
-    unsigned int acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64_value(s[i]);
-        if (v < 0) {
-            luaL_pushresultsize(&b, 0);
-            lua_pop(L, 1);
-            return error_pushf(L, "InvalidBase64", 0, 0, "invalid base64 character at offset %zu", i);
-        }
-        acc = (acc << 6) | (unsigned int)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    luaL_pushresultsize(&b, o);
-    return 1;
+    long len = codec_base64_decode(s, n, out, &bad);
+    luaL_pushresultsize(&b, len < 0 ? 0 : (size_t)len);
+    if (len >= 0) return 1;
+    lua_pop(L, 1);
+    return error_host(L, ERROR_INVALID_BASE64, "invalid base64 at offset %zu", bad);
 }
 
 static const luaL_Reg digest_funcs[] = {

@@ -19,83 +19,32 @@
  * ValidationException, ResourceNotFoundException, ProvisionedThroughputExceededException…)
  * or the client's (Timeout, NetworkError). Conditional failures are never
  * retried. */
+#include <stdio.h>
 #include <string.h>
 
-#include "aws/aws_config.h"
+#include "args.h"
 #include "aws/aws_http.h"
+#include "aws/aws_settings.h"
 #include "dynamodb_marshal.h"
 #include "error.h"
 #include "modules.h"
+#include "names.h"
 
-#define DDB_MAX_ANSWER (32u << 20)
+#define DDB_MAX_ANSWER   (32u << 20)
 #define DDB_SMALL_ANSWER (1u << 20)
 
 /* upvalue 1: decode function of a private lua-cjson instance */
 #define DECODE_UPVALUE lua_upvalueindex(1)
 
-static const char *const return_values_opts[] = {"NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW", NULL};
-
 /* ---- arguments ------------------------------------------------------------------ */
 
-static const char *opt_string(lua_State *L, const char *name) {
-    int t = lua_getfield(L, 1, name);
-    if (t == LUA_TNIL) {
-        lua_pop(L, 1);
-        return NULL;
-    }
-    if (t != LUA_TSTRING) luaL_error(L, "bad argument #1 (field '%s' must be a string, got %s)", name, luaL_typename(L, -1));
-    const char *s = lua_tostring(L, -1); /* kept alive by the argument table */
-    lua_pop(L, 1);
-    return s;
-}
-
-static const char *req_string(lua_State *L, const char *name) {
-    const char *s = opt_string(L, name);
-    if (!s) luaL_error(L, "bad argument #1 (field '%s' is required)", name);
-    return s;
-}
-
-static const char *check_table_name(lua_State *L) {
-    const char *t = req_string(L, "table");
-    size_t n = strlen(t);
-    luaL_argcheck(L, n >= 3 && n <= 255, 1, "table names are 3 to 255 characters");
-    for (const char *p = t; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ||
-              *p == '-' || *p == '.'))
-            luaL_error(L, "bad argument #1 (invalid table name '%s')", t);
+static const char *check_table_name(lua_State *L, const char *field) {
+    size_t n;
+    const char *t = args_bytes(L, 1, field, &n);
+    if (!names_table_ok(t, n))
+        args_field_error(L, 1, field, "table names are 3 to 255 letters, digits, '_', '-' and '.', not '%s'",
+                         t);
     return t;
-}
-
-/* Pushes the field (a table) or nothing when absent; returns its index or 0. */
-static int opt_table(lua_State *L, const char *name, int required) {
-    int t = lua_getfield(L, 1, name);
-    if (t == LUA_TNIL) {
-        lua_pop(L, 1);
-        if (required) luaL_error(L, "bad argument #1 (field '%s' is required)", name);
-        return 0;
-    }
-    if (t != LUA_TTABLE) luaL_error(L, "bad argument #1 (field '%s' must be a table)", name);
-    return lua_gettop(L);
-}
-
-static const char *opt_return_values(lua_State *L, const char *const *allowed) {
-    const char *v = opt_string(L, "return_values");
-    if (!v) return NULL;
-    for (int i = 0; allowed[i]; i++)
-        if (!strcmp(v, allowed[i])) return allowed[i];
-    luaL_error(L, "bad argument #1 (invalid return_values '%s')", v);
-    return NULL;
-}
-
-static int opt_boolean(lua_State *L, const char *name, int def) {
-    int t = lua_getfield(L, 1, name);
-    int v = def;
-    if (t != LUA_TNIL) {
-        if (t != LUA_TBOOLEAN) luaL_error(L, "bad argument #1 (field '%s' must be a boolean)", name);
-        v = lua_toboolean(L, -1);
-    }
-    lua_pop(L, 1);
-    return v;
 }
 
 /* ---- request JSON --------------------------------------------------------------------- */
@@ -137,7 +86,7 @@ static void w_end(ddb_writer *w) { ddb_json_raw(w->L, w->out, "}"); }
 /* ExpressionAttributeNames from the names field: {"#n": "name"}. */
 static void w_names(ddb_writer *w) {
     lua_State *L = w->L;
-    int idx = opt_table(L, "names", 0);
+    int idx = args_opt_table(L, 1, "names");
     if (!idx) return;
     w_key(w, "ExpressionAttributeNames");
     ddb_json_raw(L, w->out, "{");
@@ -145,7 +94,7 @@ static void w_names(ddb_writer *w) {
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "bad argument #1 (names maps '#placeholder' strings to attribute name strings)");
+            args_field_error(L, 1, "names", "'#placeholder' strings to attribute name strings expected");
         if (!first) ddb_json_raw(L, w->out, ",");
         first = 0;
         size_t kn, vn;
@@ -162,7 +111,7 @@ static void w_names(ddb_writer *w) {
 /* ExpressionAttributeValues from the values field: {":v": AttributeValue}. */
 static void w_values(ddb_writer *w) {
     lua_State *L = w->L;
-    int idx = opt_table(L, "values", 0);
+    int idx = args_opt_table(L, 1, "values");
     if (!idx) return;
     w_key(w, "ExpressionAttributeValues");
     ddb_marshal_map(L, idx, w->out, "values");
@@ -170,7 +119,7 @@ static void w_values(ddb_writer *w) {
 }
 
 static void w_map_field(ddb_writer *w, const char *field, const char *name) {
-    int idx = opt_table(w->L, field, 1);
+    int idx = args_table(w->L, 1, field);
     w_key(w, name);
     ddb_marshal_map(w->L, idx, w->out, field);
     lua_pop(w->L, 1);
@@ -181,14 +130,11 @@ static void w_map_field(ddb_writer *w, const char *field, const char *name) {
 /* Sends the body in c->body as operation op. On success pushes the decoded
  * answer and returns 1; otherwise pushes nil, err and returns 2. */
 static int ddb_call(lua_State *L, aws_http_client *c, const char *op) {
-    char err[256], target[64];
-    aws_endpoint ep;
-    aws_credentials creds;
-    const char *region = aws_config_region(L, "dynamodb");
-    if (aws_config_endpoint(L, "dynamodb", region, &ep, err, sizeof err)) return luaL_error(L, "%s", err);
-    int has_creds = aws_config_credentials(L, "dynamodb", &creds);
+    char target[64];
+    aws_target t;
+    if (aws_target_resolve(L, "dynamodb", &t)) return 2;
     buf_reset(&c->url);
-    if (buf_appendf(&c->url, "%s/", ep.url)) return luaL_error(L, "endpoint URL too long");
+    if (buf_concat(&c->url, t.ep.url, "/", NULL)) return luaL_error(L, "endpoint URL too long");
     snprintf(target, sizeof target, "DynamoDB_20120810.%s", op);
     aws_header headers[2] = {{"Content-Type", "application/x-amz-json-1.0"}, {"X-Amz-Target", target}};
     aws_http_request r;
@@ -200,10 +146,11 @@ static int ddb_call(lua_State *L, aws_http_client *c, const char *op) {
     r.body = buf_str(&c->body);
     r.body_len = c->body.len;
     r.service = "dynamodb";
-    r.region = region;
+    r.region = t.region;
     r.errors = AWS_ERRORS_JSON;
     r.max_response = DDB_MAX_ANSWER;
-    if (has_creds) r.credentials = &creds;
+    r.credentials = t.creds;
+    if (t.from_chain) r.refresh = aws_settings_refresh, r.refresh_ud = L;
     aws_http_error e;
     if (aws_http_send(L, c, &r, &e)) return aws_http_push_error(L, &e);
     lua_pushvalue(L, DECODE_UPVALUE);
@@ -211,8 +158,8 @@ static int ddb_call(lua_State *L, aws_http_client *c, const char *op) {
     if (c->resp_body.cap > DDB_SMALL_ANSWER) buf_free(&c->resp_body);
     if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_istable(L, -1)) {
         const char *why = lua_tostring(L, -1);
-        return error_pushf(L, "InvalidResponse", c->resp_status, 0, "DynamoDB %s answer is not a JSON object: %s", op,
-                           why ? why : "?");
+        return error_pushf(L, error_code_name(ERROR_INVALID_RESPONSE), c->resp_status, 0,
+                           "DynamoDB %s answer is not a JSON object: %s", op, why ? why : "?");
     }
     return 1;
 }
@@ -229,33 +176,58 @@ static void push_attributes(lua_State *L, int answer, const char *name) {
     }
 }
 
-static int ddb_put_item(lua_State *L) {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    const char *table = check_table_name(L);
-    const char *condition = opt_string(L, "condition");
-    static const char *const allowed[] = {"NONE", "ALL_OLD", NULL};
-    const char *rv = opt_return_values(L, allowed);
+/* put_item, update_item and delete_item: one request shape. */
+typedef struct ddb_change {
+    const char *op;                  /* "PutItem" */
+    const char *map_field, *map_key; /* "item" -> "Item", "key" -> "Key" */
+    int has_update;                  /* update -> UpdateExpression */
+    const char *const *return_values;
+} ddb_change;
+
+static const char *const rv_old[] = {"NONE", "ALL_OLD", NULL};
+static const char *const rv_all[] = {"NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW", NULL};
+
+static int ddb_change_item(lua_State *L, const ddb_change *ch) {
+    const char *table = check_table_name(L, "table");
+    const char *update = ch->has_update ? args_string(L, 1, "update", NULL) : NULL;
+    const char *condition = args_opt_string(L, 1, "condition", NULL);
+    int rv = args_opt_option(L, 1, "return_values", 0, ch->return_values);
     aws_http_client *c = aws_http_client_get(L);
     ddb_writer w;
     w_begin(&w, L, &c->body);
     w_string(&w, "TableName", table);
-    w_map_field(&w, "item", "Item");
+    w_map_field(&w, ch->map_field, ch->map_key);
+    w_string(&w, "UpdateExpression", update);
     w_string(&w, "ConditionExpression", condition);
     w_names(&w);
     w_values(&w);
-    w_string(&w, "ReturnValues", rv);
+    if (rv) w_string(&w, "ReturnValues", ch->return_values[rv]);
     w_end(&w);
-    int n = ddb_call(L, c, "PutItem");
+    int n = ddb_call(L, c, ch->op);
     if (n != 1) return n;
     push_attributes(L, lua_gettop(L), "Attributes");
     return 1;
 }
 
+static int ddb_put_item(lua_State *L) {
+    static const ddb_change put = {"PutItem", "item", "Item", 0, rv_old};
+    return ddb_change_item(L, &put);
+}
+
+static int ddb_update_item(lua_State *L) {
+    static const ddb_change update = {"UpdateItem", "key", "Key", 1, rv_all};
+    return ddb_change_item(L, &update);
+}
+
+static int ddb_delete_item(lua_State *L) {
+    static const ddb_change del = {"DeleteItem", "key", "Key", 0, rv_old};
+    return ddb_change_item(L, &del);
+}
+
 static int ddb_get_item(lua_State *L) {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    const char *table = check_table_name(L);
-    const char *projection = opt_string(L, "projection");
-    int consistent = opt_boolean(L, "consistent", 0);
+    const char *table = check_table_name(L, "table");
+    const char *projection = args_opt_string(L, 1, "projection", NULL);
+    int consistent = args_opt_boolean(L, 1, "consistent", 0);
     aws_http_client *c = aws_http_client_get(L);
     ddb_writer w;
     w_begin(&w, L, &c->body);
@@ -275,89 +247,43 @@ static int ddb_get_item(lua_State *L) {
     return 1;
 }
 
-static int ddb_update_item(lua_State *L) {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    const char *table = check_table_name(L);
-    const char *update = req_string(L, "update");
-    const char *condition = opt_string(L, "condition");
-    const char *rv = opt_return_values(L, return_values_opts);
-    aws_http_client *c = aws_http_client_get(L);
-    ddb_writer w;
-    w_begin(&w, L, &c->body);
-    w_string(&w, "TableName", table);
-    w_map_field(&w, "key", "Key");
-    w_string(&w, "UpdateExpression", update);
-    w_string(&w, "ConditionExpression", condition);
-    w_names(&w);
-    w_values(&w);
-    w_string(&w, "ReturnValues", rv);
-    w_end(&w);
-    int n = ddb_call(L, c, "UpdateItem");
-    if (n != 1) return n;
-    push_attributes(L, lua_gettop(L), "Attributes");
-    return 1;
-}
-
-static int ddb_delete_item(lua_State *L) {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    const char *table = check_table_name(L);
-    const char *condition = opt_string(L, "condition");
-    static const char *const allowed[] = {"NONE", "ALL_OLD", NULL};
-    const char *rv = opt_return_values(L, allowed);
-    aws_http_client *c = aws_http_client_get(L);
-    ddb_writer w;
-    w_begin(&w, L, &c->body);
-    w_string(&w, "TableName", table);
-    w_map_field(&w, "key", "Key");
-    w_string(&w, "ConditionExpression", condition);
-    w_names(&w);
-    w_values(&w);
-    w_string(&w, "ReturnValues", rv);
-    w_end(&w);
-    int n = ddb_call(L, c, "DeleteItem");
-    if (n != 1) return n;
-    push_attributes(L, lua_gettop(L), "Attributes");
-    return 1;
+/* The body of a Query. */
+static void write_query(lua_State *L, ddb_writer *w) {
+    const char *table = check_table_name(L, "table");
+    const char *index = args_opt_string(L, 1, "index", NULL);
+    const char *key_condition = args_string(L, 1, "key_condition", NULL);
+    const char *filter = args_opt_string(L, 1, "filter", NULL);
+    const char *projection = args_opt_string(L, 1, "projection", NULL);
+    int forward = args_opt_boolean(L, 1, "scan_forward", 1);
+    int consistent = args_opt_boolean(L, 1, "consistent", 0);
+    lua_Integer limit = args_opt_integer(L, 1, "limit", 0, 1, 1000000);
+    w_string(w, "TableName", table);
+    w_string(w, "IndexName", index);
+    w_string(w, "KeyConditionExpression", key_condition);
+    w_string(w, "FilterExpression", filter);
+    w_string(w, "ProjectionExpression", projection);
+    w_names(w);
+    w_values(w);
+    if (limit) {
+        char num[32];
+        snprintf(num, sizeof num, "%lld", (long long)limit);
+        w_raw(w, "Limit", num);
+    }
+    if (!forward) w_raw(w, "ScanIndexForward", "false");
+    if (consistent) w_raw(w, "ConsistentRead", "true");
+    if (args_opt_table(L, 1, "start_key")) {
+        w_key(w, "ExclusiveStartKey");
+        ddb_marshal_map(L, -1, w->out, "start_key");
+        lua_pop(L, 1);
+    }
 }
 
 static int ddb_query(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
-    const char *table = check_table_name(L);
-    const char *index = opt_string(L, "index");
-    const char *key_condition = req_string(L, "key_condition");
-    const char *filter = opt_string(L, "filter");
-    const char *projection = opt_string(L, "projection");
-    int forward = opt_boolean(L, "scan_forward", 1);
-    int consistent = opt_boolean(L, "consistent", 0);
-    lua_Integer limit = 0;
-    if (lua_getfield(L, 1, "limit") != LUA_TNIL) {
-        int ok;
-        limit = lua_tointegerx(L, -1, &ok);
-        luaL_argcheck(L, ok && limit >= 1 && limit <= 1000000, 1, "limit must be a positive integer");
-    }
-    lua_pop(L, 1);
     aws_http_client *c = aws_http_client_get(L);
     ddb_writer w;
     w_begin(&w, L, &c->body);
-    w_string(&w, "TableName", table);
-    w_string(&w, "IndexName", index);
-    w_string(&w, "KeyConditionExpression", key_condition);
-    w_string(&w, "FilterExpression", filter);
-    w_string(&w, "ProjectionExpression", projection);
-    w_names(&w);
-    w_values(&w);
-    if (limit) {
-        char num[32];
-        snprintf(num, sizeof num, "%lld", (long long)limit);
-        w_raw(&w, "Limit", num);
-    }
-    if (!forward) w_raw(&w, "ScanIndexForward", "false");
-    if (consistent) w_raw(&w, "ConsistentRead", "true");
-    if (opt_table(L, "start_key", 0)) {
-        w_key(&w, "ExclusiveStartKey");
-        ddb_marshal_map(L, -1, w.out, "start_key");
-        lua_pop(L, 1);
-    }
+    write_query(L, &w);
     w_end(&w);
     int n = ddb_call(L, c, "Query");
     if (n != 1) return n;
@@ -445,7 +371,8 @@ static int make_set(lua_State *L, int kind) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_Integer n = luaL_len(L, 1);
     if (kind < 0) {
-        luaL_argcheck(L, n >= 1, 1, "cannot tell the type of an empty set: use string_set, number_set or binary_set");
+        luaL_argcheck(L, n >= 1, 1,
+                      "cannot tell the type of an empty set: use string_set, number_set or binary_set");
         lua_geti(L, 1, 1);
         kind = element_kind(L, -1);
         lua_pop(L, 1);
@@ -456,7 +383,8 @@ static int make_set(lua_State *L, int kind) {
         lua_geti(L, 1, i);
         int k = element_kind(L, -1);
         if (!(k == kind || (kind == 2 && k == 0)))
-            luaL_error(L, "bad argument #1 to '%s' (element %d is a %s)", names[kind], (int)i, luaL_typename(L, -1));
+            luaL_argerror(
+                L, 1, lua_pushfstring(L, "%s element %d is a %s", names[kind], (int)i, luaL_typename(L, -1)));
         lua_rawseti(L, -2, i);
     }
     luaL_setmetatable(L, mts[kind]);
@@ -470,8 +398,10 @@ static int ddb_binary_set(lua_State *L) { return make_set(L, 2); }
 
 /* dynamodb.list{…}: marks a table as a list (L), so that {} can be an empty list. */
 static int ddb_list(lua_State *L) {
-    if (lua_isnoneornil(L, 1)) lua_newtable(L);
-    else luaL_checktype(L, 1, LUA_TTABLE);
+    if (lua_isnoneornil(L, 1))
+        lua_newtable(L);
+    else
+        luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     luaL_setmetatable(L, DDB_LIST_MT);
     return 1;
@@ -502,7 +432,7 @@ static int ddb_unmarshal(lua_State *L) {
 
 /* dynamodb.configure{[endpoint=], [region=], [credentials=]}: as s3.configure. */
 static int ddb_configure(lua_State *L) {
-    aws_config_configure(L, "dynamodb", 1);
+    aws_settings_configure(L, "dynamodb", 1);
     return 0;
 }
 

@@ -7,10 +7,11 @@
 #include <string.h>
 
 #include <lauxlib.h>
-#include <openssl/evp.h>
+
+#include "codec.h"
 
 /* DynamoDB nests documents at most 32 levels deep. */
-#define DDB_MAX_DEPTH 32
+#define DDB_MAX_DEPTH       32
 #define DDB_MAX_NUMBER_TEXT 200 /* 38 digits written without an exponent reach ~170 characters */
 
 static const char *const set_mts[] = {DDB_STRING_SET_MT, DDB_NUMBER_SET_MT, DDB_BINARY_SET_MT};
@@ -51,7 +52,8 @@ void ddb_marshal_init(lua_State *L) {
     new_mt(L, DDB_NUMBER_MT, number_tostring, wrapper_eq);
     new_mt(L, DDB_BINARY_MT, binary_tostring, wrapper_eq);
     new_mt(L, DDB_LIST_MT, NULL, NULL);
-    for (int i = 0; i < 3; i++) new_mt(L, set_mts[i], NULL, NULL);
+    for (int i = 0; i < 3; i++)
+        new_mt(L, set_mts[i], NULL, NULL);
 }
 
 /* 1 when the value at idx has the metatable registered as name. */
@@ -73,54 +75,10 @@ static void json_append(lua_State *L, buf *out, const char *s, size_t n) {
     if (buf_append(out, s, n)) luaL_error(L, "DynamoDB request larger than %d bytes", (int)out->max);
 }
 
-/* Length of the UTF-8 sequence at s (at most n bytes), 0 when invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-    unsigned char c = s[0];
-    size_t len;
-    unsigned cp;
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
-    else return 0;
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-        return 0;
-    return len;
-}
-
 void ddb_json_string(lua_State *L, buf *out, const char *s, size_t len, const char *what) {
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)s;
-    json_append(L, out, "\"", 1);
-    size_t i = 0;
-    while (i < len) {
-        size_t run = i;
-        while (run < len && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' && p[run] != '\\') run++;
-        if (run > i) json_append(L, out, s + i, run - i);
-        i = run;
-        if (i >= len) break;
-        unsigned char c = p[i];
-        if (c == '"' || c == '\\') {
-            char e[2] = {'\\', (char)c};
-            json_append(L, out, e, 2);
-            i++;
-        } else if (c < 0x20) {
-            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            json_append(L, out, e, 6);
-            i++;
-        } else {
-            size_t n = utf8_len(p + i, len - i);
-            if (!n) luaL_error(L, "%s is not valid UTF-8 (store bytes with dynamodb.binary)", what);
-            json_append(L, out, s + i, n);
-            i += n;
-        }
-    }
-    json_append(L, out, "\"", 1);
+    int r = codec_json_string(out, s, len, 0);
+    if (r == CODEC_NOT_UTF8) luaL_error(L, "%s is not valid UTF-8 (store bytes with dynamodb.binary)", what);
+    if (r) luaL_error(L, "DynamoDB request larger than %d bytes", (int)out->max);
 }
 
 /* ---- numbers ------------------------------------------------------------------------ */
@@ -129,17 +87,20 @@ int ddb_is_number_text(const char *s, size_t len) {
     size_t i = 0, digits = 0;
     if (len == 0 || len > DDB_MAX_NUMBER_TEXT) return 0;
     if (s[i] == '-' || s[i] == '+') i++;
-    while (i < len && s[i] >= '0' && s[i] <= '9') i++, digits++;
+    while (i < len && s[i] >= '0' && s[i] <= '9')
+        i++, digits++;
     if (i < len && s[i] == '.') {
         i++;
-        while (i < len && s[i] >= '0' && s[i] <= '9') i++, digits++;
+        while (i < len && s[i] >= '0' && s[i] <= '9')
+            i++, digits++;
     }
     if (!digits) return 0;
     if (i < len && (s[i] == 'e' || s[i] == 'E')) {
         i++;
         if (i < len && (s[i] == '-' || s[i] == '+')) i++;
         size_t e = 0;
-        while (i < len && s[i] >= '0' && s[i] <= '9') i++, e++;
+        while (i < len && s[i] >= '0' && s[i] <= '9')
+            i++, e++;
         if (!e) return 0;
     }
     return i == len;
@@ -167,6 +128,22 @@ typedef struct decimal {
     long exponent;
 } decimal;
 
+/* The exponent after 'e', saturated at +-DDB_MAX_EXPONENT: far past any
+ * number DynamoDB or a double holds, and small enough that adding the
+ * position of the point (at most DDB_MAX_NUMBER_TEXT) cannot overflow. A
+ * text like "0.01e-9223372036854775808" is then compared as a number too
+ * small for a double, and kept as its digits. */
+#define DDB_MAX_EXPONENT 100000L
+static long decimal_exponent(const char *s) {
+    int negative = *s == '-';
+    if (*s == '-' || *s == '+') s++;
+    long e = 0;
+    for (; *s >= '0' && *s <= '9'; s++)
+        if (e < DDB_MAX_EXPONENT) e = e * 10 + (*s - '0');
+    if (e > DDB_MAX_EXPONENT) e = DDB_MAX_EXPONENT;
+    return negative ? -e : e;
+}
+
 static void decimal_parse(const char *s, decimal *d) {
     memset(d, 0, sizeof *d);
     if (*s == '-' || *s == '+') d->negative = *s++ == '-';
@@ -186,8 +163,9 @@ static void decimal_parse(const char *s, decimal *d) {
         if (d->ndigits < DDB_MAX_NUMBER_TEXT) d->digits[d->ndigits++] = *s;
     }
     if (point < 0) point = seen;
-    long e = (*s == 'e' || *s == 'E') ? strtol(s + 1, NULL, 10) : 0;
-    while (d->ndigits && d->digits[d->ndigits - 1] == '0') d->ndigits--;
+    long e = (*s == 'e' || *s == 'E') ? decimal_exponent(s + 1) : 0;
+    while (d->ndigits && d->digits[d->ndigits - 1] == '0')
+        d->ndigits--;
     d->digits[d->ndigits] = '\0';
     if (!d->ndigits) {
         d->negative = 0; /* all zeros are the same zero */
@@ -242,33 +220,20 @@ static void push_number(lua_State *L, const char *s, size_t len) {
 /* ---- base64 ------------------------------------------------------------------------ */
 
 static void base64_append(lua_State *L, buf *out, const char *s, size_t len) {
-    unsigned char chunk[4 * 256 + 1];
     json_append(L, out, "\"", 1);
-    for (size_t i = 0; i < len; i += 3 * 256) {
-        size_t n = len - i < 3 * 256 ? len - i : 3 * 256;
-        int k = EVP_EncodeBlock(chunk, (const unsigned char *)s + i, (int)n);
-        json_append(L, out, (const char *)chunk, (size_t)k);
-    }
+    if (codec_base64_append(out, s, len))
+        luaL_error(L, "DynamoDB request larger than %d bytes", (int)out->max);
     json_append(L, out, "\"", 1);
 }
 
 /* Pushes the bytes of base64 text s; raises when it is not base64. */
 static void push_base64_decoded(lua_State *L, const char *s, size_t len) {
-    if (len % 4) luaL_error(L, "DynamoDB answer: binary value is not base64");
-    size_t pad = 0;
-    if (len && s[len - 1] == '=') pad++;
-    if (len > 1 && s[len - 2] == '=') pad++;
     luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    for (size_t i = 0; i < len; i += 4 * 256) {
-        size_t n = len - i < 4 * 256 ? len - i : 4 * 256;
-        unsigned char *dst = (unsigned char *)luaL_prepbuffsize(&b, n / 4 * 3 + 1);
-        int k = EVP_DecodeBlock(dst, (const unsigned char *)s + i, (int)n);
-        if (k < 0) luaL_error(L, "DynamoDB answer: binary value is not base64");
-        if (i + n == len) k -= (int)pad;
-        luaL_addsize(&b, (size_t)k);
-    }
-    luaL_pushresult(&b);
+    size_t bad;
+    unsigned char *dst = (unsigned char *)luaL_buffinitsize(L, &b, len / 4 * 3 + 3);
+    long n = codec_base64_decode(s, len, dst, &bad);
+    if (n < 0) luaL_error(L, "DynamoDB answer: binary value is not base64");
+    luaL_pushresultsize(&b, (size_t)n);
 }
 
 /* ---- Lua -> AttributeValue ---------------------------------------------------------- */
@@ -388,7 +353,8 @@ static void marshal_map_body(lua_State *L, int idx, buf *out, int pathidx, int d
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         int val = lua_gettop(L), key = val - 1;
-        if (lua_type(L, key) != LUA_TSTRING) raise_at(L, pathidx, "%s: %s", "attribute names must be strings");
+        if (lua_type(L, key) != LUA_TSTRING)
+            raise_at(L, pathidx, "%s: %s", "attribute names must be strings");
         if (!first) json_append(L, out, ",", 1);
         first = 0;
         size_t klen;
@@ -460,17 +426,10 @@ static void marshal_value_at(lua_State *L, int idx, buf *out, int pathidx, int d
         marshal_map_body(L, idx, out, pathidx, depth);
         json_append(L, out, "}", 1);
         return;
-    default:
-        break;
+    default: break;
     }
-    raise_at(L, pathidx, "%s: %s", lua_pushfstring(L, "a %s cannot be stored in DynamoDB", luaL_typename(L, idx)));
-}
-
-void ddb_marshal_value(lua_State *L, int idx, buf *out, const char *path) {
-    idx = lua_absindex(L, idx);
-    lua_pushstring(L, path_text(L, path));
-    marshal_value_at(L, idx, out, lua_gettop(L), 1);
-    lua_pop(L, 1);
+    raise_at(L, pathidx, "%s: %s",
+             lua_pushfstring(L, "a %s cannot be stored in DynamoDB", luaL_typename(L, idx)));
 }
 
 void ddb_marshal_map(lua_State *L, int idx, buf *out, const char *path) {
@@ -528,9 +487,12 @@ static void unmarshal_set_at(lua_State *L, int idx, int kind) {
         size_t len;
         const char *s = lua_tolstring(L, -1, &len);
         if (!s) luaL_error(L, "DynamoDB answer: set element is not a string");
-        if (kind == 1) push_number(L, s, len);
-        else if (kind == 2) push_base64_decoded(L, s, len);
-        else lua_pushvalue(L, -1);
+        if (kind == 1)
+            push_number(L, s, len);
+        else if (kind == 2)
+            push_base64_decoded(L, s, len);
+        else
+            lua_pushvalue(L, -1);
         lua_rawseti(L, -3, i);
         lua_pop(L, 1);
     }
@@ -549,27 +511,35 @@ static void unmarshal_at(lua_State *L, int idx, int depth) {
     if (!type || lua_type(L, val - 1) != LUA_TSTRING) luaL_error(L, "DynamoDB answer: bad AttributeValue");
     size_t len = 0;
     const char *s = lua_type(L, val) == LUA_TSTRING ? lua_tolstring(L, val, &len) : NULL;
-    if (!strcmp(type, "S") && s) lua_pushvalue(L, val);
-    else if (!strcmp(type, "N") && s) push_number(L, s, len);
+    if (!strcmp(type, "S") && s)
+        lua_pushvalue(L, val);
+    else if (!strcmp(type, "N") && s)
+        push_number(L, s, len);
     else if (!strcmp(type, "B") && s) {
         push_base64_decoded(L, s, len);
         lua_createtable(L, 0, 1);
         lua_insert(L, -2);
         lua_setfield(L, -2, "value");
         luaL_setmetatable(L, DDB_BINARY_MT);
-    } else if (!strcmp(type, "BOOL")) lua_pushboolean(L, lua_toboolean(L, val));
-    else if (!strcmp(type, "NULL")) lua_pushlightuserdata(L, NULL);
-    else if (!strcmp(type, "M")) unmarshal_map_at(L, val, depth);
-    else if (!strcmp(type, "L")) unmarshal_list_at(L, val, depth);
-    else if (!strcmp(type, "SS")) unmarshal_set_at(L, val, 0);
-    else if (!strcmp(type, "NS")) unmarshal_set_at(L, val, 1);
-    else if (!strcmp(type, "BS")) unmarshal_set_at(L, val, 2);
-    else luaL_error(L, "DynamoDB answer: unknown AttributeValue type '%s'", type);
+    } else if (!strcmp(type, "BOOL"))
+        lua_pushboolean(L, lua_toboolean(L, val));
+    else if (!strcmp(type, "NULL"))
+        lua_pushlightuserdata(L, NULL);
+    else if (!strcmp(type, "M"))
+        unmarshal_map_at(L, val, depth);
+    else if (!strcmp(type, "L"))
+        unmarshal_list_at(L, val, depth);
+    else if (!strcmp(type, "SS"))
+        unmarshal_set_at(L, val, 0);
+    else if (!strcmp(type, "NS"))
+        unmarshal_set_at(L, val, 1);
+    else if (!strcmp(type, "BS"))
+        unmarshal_set_at(L, val, 2);
+    else
+        luaL_error(L, "DynamoDB answer: unknown AttributeValue type '%s'", type);
     /* drop key and value, keep the result */
     lua_replace(L, val - 1);
     lua_settop(L, val - 1);
 }
-
-void ddb_unmarshal_value(lua_State *L, int idx) { unmarshal_at(L, lua_absindex(L, idx), 1); }
 
 void ddb_unmarshal_map(lua_State *L, int idx) { unmarshal_map_at(L, lua_absindex(L, idx), 0); }

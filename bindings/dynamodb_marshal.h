@@ -30,9 +30,9 @@
 
 #include "buf.h"
 
-#define DDB_NUMBER_MT "imgpipe.dynamodb.number"
-#define DDB_BINARY_MT "imgpipe.dynamodb.binary"
-#define DDB_LIST_MT "imgpipe.dynamodb.list"
+#define DDB_NUMBER_MT     "imgpipe.dynamodb.number"
+#define DDB_BINARY_MT     "imgpipe.dynamodb.binary"
+#define DDB_LIST_MT       "imgpipe.dynamodb.list"
 #define DDB_STRING_SET_MT "imgpipe.dynamodb.string_set"
 #define DDB_NUMBER_SET_MT "imgpipe.dynamodb.number_set"
 #define DDB_BINARY_SET_MT "imgpipe.dynamodb.binary_set"
@@ -45,14 +45,11 @@ void ddb_json_string(lua_State *L, buf *out, const char *s, size_t len, const ch
 /* Appends raw text; raises when the request grows past out's maximum. */
 void ddb_json_raw(lua_State *L, buf *out, const char *s);
 
-/* Appends the AttributeValue of the value at idx: {"S":"…"} and so on.
- * Raises (naming path) for values DynamoDB cannot hold. */
-void ddb_marshal_value(lua_State *L, int idx, buf *out, const char *path);
-/* Appends the attribute map of the table at idx: {"name":{…},…}. */
+/* Appends the attribute map of the table at idx: {"name":{…},…}, each
+ * value as its AttributeValue ({"S":"…"} and so on). Raises (naming path)
+ * for values DynamoDB cannot hold. */
 void ddb_marshal_map(lua_State *L, int idx, buf *out, const char *path);
 
-/* Pushes the Lua value of the decoded AttributeValue table at idx. */
-void ddb_unmarshal_value(lua_State *L, int idx);
 /* Pushes a plain table from the decoded attribute map at idx. */
 void ddb_unmarshal_map(lua_State *L, int idx);
 

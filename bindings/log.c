@@ -5,62 +5,53 @@
  *
  * Levels: debug < info < warn < error; IMGPIPE_LOG_LEVEL (default info) sets
  * the threshold. The current request id (see invocation.h) is added to every
- * line, so ctx.log and this module are the same logger. */
+ * line, and the line is written by the same code as the host's own lines
+ * (core/logline.h), so ctx.log, this module and the host are one logger. */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <time.h>
 
+#include "handle.h"
 #include "invocation.h"
-#include "log.h"
+#include "logline.h"
 #include "modules.h"
 
-const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
+#define LOG_CONFIG_MT "imgpipe.log.config"
+#define LOG_MAX_LINE  (256u << 10)
 
+/* upvalue 1: the config userdata; upvalue 2: the cjson module */
 typedef struct log_config {
     int threshold;
+    buf line; /* owned here, so a raise while a line is built cannot leak it */
 } log_config;
+
+static int log_config_close(lua_State *L) {
+    log_config *cfg = (log_config *)luaL_checkudata(L, 1, LOG_CONFIG_MT);
+    buf_free(&cfg->line);
+    return 0;
+}
 
 static log_config *log_fetch_config(lua_State *L) {
     return (log_config *)lua_touserdata(L, lua_upvalueindex(1));
 }
 
-int log_level_from_env(void) {
-    const char *v = getenv("IMGPIPE_LOG_LEVEL");
-    if (!v) return 1;
-    for (int i = 0; log_level_names[i]; i++)
-        if (!strcasecmp(v, log_level_names[i])) return i;
-    return 1;
-}
-
-void log_timestamp(char out[32]) {
-    int64_t now = invocation_now_ms();
-    time_t secs = (time_t)(now / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, 32 - n, ".%03dZ", (int)(now % 1000));
-}
-
-/* Replaces the value at the top of the stack with its JSON text; values
- * cjson cannot encode (functions, userdata, cycles) are logged as text. */
-static void to_json(lua_State *L) {
-    lua_getfield(L, lua_upvalueindex(2), "encode");
-    lua_pushvalue(L, -2);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-        lua_pop(L, 1);
-        luaL_tolstring(L, -1, NULL);
-        lua_getfield(L, lua_upvalueindex(2), "encode");
-        lua_insert(L, -2);
-        lua_call(L, 1, 1);
+/* Pushes the JSON text of the value at idx: strings are quoted here, other
+ * values go through cjson; what cjson refuses (functions, cycles) is logged
+ * as its tostring text. Returns 1 when the pushed text is already JSON. */
+static int log_push_json(lua_State *L, int idx) {
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        lua_pushvalue(L, idx);
+        return 0;
     }
-    lua_remove(L, -2);
+    lua_getfield(L, lua_upvalueindex(2), "encode");
+    lua_pushvalue(L, idx);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK) return 1;
+    lua_pop(L, 1);
+    luaL_tolstring(L, idx, NULL);
+    return 0;
 }
 
-/* Appends the string at the top of the stack to the parts table at idx. */
-static void add_part(lua_State *L, int parts) {
-    lua_seti(L, parts, (lua_Integer)luaL_len(L, parts) + 1);
+static int log_reserved(const char *k) {
+    return !strcmp(k, "time") || !strcmp(k, "level") || !strcmp(k, "msg") || !strcmp(k, "requestId");
 }
 
 static int log_write(lua_State *L, int level) {
@@ -69,58 +60,25 @@ static int log_write(lua_State *L, int level) {
     if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
     if (level < cfg->threshold) return 0;
     lua_settop(L, 2);
-
-    char stamp[32];
-    log_timestamp(stamp);
-
-    lua_newtable(L); /* 3: parts */
-    lua_pushfstring(L, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":", stamp, log_level_names[level]);
-    add_part(L, 3);
-    luaL_tolstring(L, 1, NULL);
-    to_json(L);
-    add_part(L, 3);
-    const char *rid = invocation_request_id(L);
-    if (rid) {
-        lua_pushliteral(L, ",\"requestId\":");
-        add_part(L, 3);
-        lua_pushstring(L, rid);
-        to_json(L);
-        add_part(L, 3);
-    }
+    size_t len;
+    const char *msg = luaL_tolstring(L, 1, &len);
+    int failed = logline_begin(&cfg->line, level, msg, len, invocation_request_id(L));
     if (lua_istable(L, 2)) {
         lua_pushnil(L);
         while (lua_next(L, 2)) {
-            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-            if (k && strcmp(k, "time") && strcmp(k, "level") && strcmp(k, "msg") && strcmp(k, "requestId")) {
-                lua_pushliteral(L, ",");
-                add_part(L, 3);
-                lua_pushvalue(L, -2);
-                to_json(L);
-                add_part(L, 3);
-                lua_pushliteral(L, ":");
-                add_part(L, 3);
-                lua_pushvalue(L, -1);
-                to_json(L);
-                add_part(L, 3);
+            size_t klen, vlen;
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &klen) : NULL;
+            if (k && !log_reserved(k)) {
+                int raw = log_push_json(L, lua_gettop(L));
+                const char *v = lua_tolstring(L, -1, &vlen);
+                failed = failed || logline_field(&cfg->line, k, klen, v, vlen, raw);
+                lua_pop(L, 1);
             }
             lua_pop(L, 1);
         }
     }
-    lua_pushliteral(L, "}\n");
-    add_part(L, 3);
-
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    lua_Integer count = luaL_len(L, 3);
-    for (lua_Integer i = 1; i <= count; i++) {
-        lua_geti(L, 3, i);
-        luaL_addvalue(&b);
-    }
-    luaL_pushresult(&b);
-    size_t len;
-    const char *line = lua_tolstring(L, -1, &len);
-    fwrite(line, 1, len, stderr);
-    fflush(stderr);
+    logline_write(&cfg->line, level, failed);
+    buf_reset(&cfg->line);
     return 0;
 }
 
@@ -144,8 +102,9 @@ static const luaL_Reg log_funcs[] = {
 
 int luaopen_imgpipe_log(lua_State *L) {
     luaL_newlibtable(L, log_funcs);
-    log_config *cfg = (log_config *)lua_newuserdatauv(L, sizeof *cfg, 0);
+    log_config *cfg = (log_config *)handle_new(L, sizeof *cfg, LOG_CONFIG_MT, log_config_close);
     cfg->threshold = log_level_from_env();
+    buf_init(&cfg->line, LOG_MAX_LINE);
     lua_getglobal(L, "require");
     lua_pushliteral(L, "cjson");
     lua_call(L, 1, 1);

@@ -20,7 +20,9 @@
  * use when it differs from the one the host reaches S3 by). AWS endpoints get
  * https and virtual-hosted URLs when the bucket name allows them
  * (aws_s3_object_url). Without credentials, the host's chain; without time,
- * the clock. No credentials: nil, {code = "CredentialsNotFound", …}.
+ * the clock. No credentials: nil, {code = "CredentialsError", …}. A bad
+ * endpoint or region raises: as an argument, or naming the variable when it
+ * comes from the environment.
  *
  * The POST policy (S3 "browser-based uploads using POST") holds the
  * expiration and the conditions: content-type and content-length-range when
@@ -31,12 +33,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
-#include <openssl/evp.h>
-
-#include "aws/aws_config.h"
+#include "args.h"
+#include "aws/aws_settings.h"
 #include "aws/aws_sigv4.h"
+#include "codec.h"
 #include "error.h"
+#include "handle.h"
 #include "invocation.h"
 #include "modules.h"
 
@@ -55,75 +59,39 @@ typedef struct presign_config {
 
 /* Everything a call mallocs, owned by a userdata so a raise cannot leak it. */
 typedef struct presign_box {
-    aws_credentials creds;
-    int has_creds;
     aws_sigv4_result result;
-    int has_result;
     buf url;
+    buf credential;
     buf policy;
     buf policy_b64;
 } presign_box;
 
-static void presign_box_release(presign_box *b) {
-    if (b->has_creds) aws_credentials_free(&b->creds);
-    b->has_creds = 0;
-    if (b->has_result) aws_sigv4_result_free(&b->result);
-    b->has_result = 0;
+static int presign_box_close(lua_State *L) {
+    presign_box *b = (presign_box *)luaL_checkudata(L, 1, PRESIGN_BOX_MT);
+    aws_sigv4_result_free(&b->result);
     buf_free(&b->url);
+    buf_free(&b->credential);
     buf_wipe(&b->policy); /* may hold the session token */
     buf_wipe(&b->policy_b64);
-}
-
-static int presign_box_gc(lua_State *L) {
-    presign_box_release((presign_box *)luaL_checkudata(L, 1, PRESIGN_BOX_MT));
     return 0;
 }
 
-static int presign_config_gc(lua_State *L) {
+static int presign_config_close(lua_State *L) {
     presign_config *cfg = (presign_config *)luaL_checkudata(L, 1, PRESIGN_CONFIG_MT);
     aws_sigv4_cache_wipe(&cfg->cache);
     return 0;
 }
 
 static presign_box *presign_new_box(lua_State *L) {
-    presign_box *b = (presign_box *)lua_newuserdatauv(L, sizeof *b, 0);
-    memset(b, 0, sizeof *b);
+    presign_box *b = (presign_box *)handle_new(L, sizeof *b, PRESIGN_BOX_MT, presign_box_close);
     buf_init(&b->url, 1 << 16);
+    buf_init(&b->credential, 1024);
     buf_init(&b->policy, 1 << 16);
     buf_init(&b->policy_b64, 1 << 17);
-    luaL_setmetatable(L, PRESIGN_BOX_MT);
     return b;
 }
 
 /* ---- arguments ---- */
-
-/* t[k] as a string; NULL when absent and optional. The value stays on the
- * stack, which keeps the pointer valid. */
-static const char *presign_string(lua_State *L, const char *fn, const char *k, int required) {
-    int ty = lua_getfield(L, 1, k);
-    if (ty == LUA_TNIL && !required) return NULL;
-    if (ty != LUA_TSTRING)
-        luaL_error(L, "bad argument #1 to '%s' (field '%s': string expected, got %s)", fn, k,
-                   luaL_typename(L, -1));
-    if (required && lua_rawlen(L, -1) == 0)
-        luaL_error(L, "bad argument #1 to '%s' (field '%s' must not be empty)", fn, k);
-    return lua_tostring(L, -1);
-}
-
-static int64_t presign_integer(lua_State *L, const char *fn, const char *k, int64_t dflt, int64_t lo,
-                               int64_t hi) {
-    int ty = lua_getfield(L, 1, k);
-    int isint = 0;
-    lua_Integer v = lua_tointegerx(L, -1, &isint);
-    lua_pop(L, 1);
-    if (ty == LUA_TNIL) return dflt;
-    if (ty != LUA_TNUMBER || !isint)
-        luaL_error(L, "bad argument #1 to '%s' (field '%s': integer expected)", fn, k);
-    if (v < lo || v > hi)
-        luaL_error(L, "bad argument #1 to '%s' (field '%s' out of range %I..%I)", fn, k, (lua_Integer)lo,
-                   (lua_Integer)hi);
-    return (int64_t)v;
-}
 
 /* The arguments url and post share. */
 typedef struct presign_common {
@@ -131,111 +99,56 @@ typedef struct presign_common {
     size_t key_len;
     int64_t expires, time;
     const char *region, *endpoint;
-    const char *access_key_id, *secret_access_key, *session_token; /* NULL: the chain */
+    args_credentials creds; /* access_key_id NULL: the chain */
 } presign_common;
 
-static void presign_check_common(lua_State *L, const char *fn, presign_config *cfg, presign_common *c) {
+static void presign_check_common(lua_State *L, presign_config *cfg, presign_common *c) {
     memset(c, 0, sizeof *c);
-    c->bucket = presign_string(L, fn, "bucket", 1);
-    c->key = presign_string(L, fn, "key", 1);
-    c->key_len = lua_rawlen(L, -1);
-    int64_t expires = presign_integer(L, fn, "expires", PRESIGN_DEFAULT_EXPIRES, 1, INT64_MAX);
+    c->bucket = args_string(L, 1, "bucket", NULL);
+    c->key = args_string(L, 1, "key", &c->key_len);
+    int64_t expires = args_opt_integer(L, 1, "expires", PRESIGN_DEFAULT_EXPIRES, 1, INT64_MAX);
     c->expires = expires > cfg->max_expires ? cfg->max_expires : expires;
     c->time =
-        presign_integer(L, fn, "time", -1, 0, (int64_t)253402300799 - PRESIGN_SIGV4_MAX); /* < year 10000 */
-    c->region = presign_string(L, fn, "region", 0);
-    if (c->region && !*c->region) luaL_error(L, "bad argument #1 to '%s' (field 'region' is empty)", fn);
-    c->endpoint = presign_string(L, fn, "endpoint", 0);
-    int ty = lua_getfield(L, 1, "credentials");
-    if (ty == LUA_TTABLE) {
-        int t = lua_gettop(L);
-        const char *names[] = {"access_key_id", "secret_access_key", "session_token"};
-        const char *vals[3];
-        for (int i = 0; i < 3; i++) {
-            int vt = lua_getfield(L, t, names[i]);
-            if (vt == LUA_TNIL && i == 2) {
-                vals[i] = NULL;
-                continue;
-            }
-            if (vt != LUA_TSTRING || (i < 2 && lua_rawlen(L, -1) == 0))
-                luaL_error(L, "bad argument #1 to '%s' (credentials.%s: non-empty string expected)", fn,
-                           names[i]);
-            vals[i] = lua_tostring(L, -1);
-        }
-        c->access_key_id = vals[0];
-        c->secret_access_key = vals[1];
-        c->session_token = vals[2];
-    } else if (ty != LUA_TNIL) {
-        luaL_error(L, "bad argument #1 to '%s' (field 'credentials': table expected)", fn);
-    }
+        args_opt_integer(L, 1, "time", -1, 0, (int64_t)253402300799 - PRESIGN_SIGV4_MAX); /* < year 10000 */
+    c->region = args_opt_string(L, 1, "region", NULL);
+    if (c->region && !aws_region_ok(c->region))
+        args_field_error(L, 1, "region", "1 to 63 characters without spaces, control characters or '/'");
+    c->endpoint = args_opt_string(L, 1, "endpoint", NULL);
+    args_opt_credentials(L, 1, "credentials", &c->creds);
 }
 
-/* ---- the outside world: credentials, time, endpoint ---- */
+/* ---- the outside world: credentials, time, region, endpoint ---- */
 
-static int presign_endpoint(const presign_common *c, const char *region, aws_endpoint *ep, char *err,
-                            size_t errlen) {
-    if (!c->endpoint) return aws_endpoint_resolve("s3", region, 1, ep, err, errlen);
-    const char *url = c->endpoint;
-    int https = !strncmp(url, "https://", 8);
-    if (!https && strncmp(url, "http://", 7)) {
-        snprintf(err, errlen, "endpoint '%s': expected http(s)://host[:port]", url);
-        return -1;
-    }
-    const char *host = url + (https ? 8 : 7);
-    size_t hlen = strcspn(host, "/?#");
-    if (hlen == 0 || host[hlen] == '?' || host[hlen] == '#' ||
-        strspn(host + hlen, "/") != strlen(host + hlen)) {
-        snprintf(err, errlen, "endpoint '%s': expected http(s)://host[:port] without a path", url);
-        return -1;
-    }
-    const char *suffix = ".amazonaws.com";
-    size_t slen = strlen(suffix);
-    ep->is_aws = hlen > slen && !memcmp(host + hlen - slen, suffix, slen);
-    /* real AWS endpoints always get https */
-    int n = snprintf(ep->url, sizeof ep->url, "%s%.*s", (https || ep->is_aws) ? "https://" : "http://",
-                     (int)hlen, host);
-    if (n < 0 || (size_t)n >= sizeof ep->url) {
-        snprintf(err, errlen, "endpoint too long");
-        return -1;
-    }
-    return 0;
-}
-
-/* Fills the signer's identity and time from c, or the chain and the clock.
- * Returns 0, or pushes nil, err and returns 2. */
-static int presign_identity(lua_State *L, const presign_common *c, presign_box *box, aws_sigv4_params *p) {
+/* What url and post both start with: the identity and time (the call's or
+ * the chain's and the clock), the region and the endpoint. Returns 0, or
+ * pushes nil, err and returns 2 (no credentials); raises on a bad endpoint
+ * or region. */
+static int presign_prepare(lua_State *L, const presign_common *c, aws_sigv4_params *p, aws_endpoint *ep) {
     char err[256];
-    p->time = c->time >= 0 ? c->time : invocation_now_ms() / 1000;
-    if (c->access_key_id) {
-        p->access_key_id = c->access_key_id;
-        p->secret_access_key = c->secret_access_key;
-        p->session_token = c->session_token;
-        return 0;
-    }
-    if (aws_credentials_resolve(L, &box->creds, err, sizeof err))
-        return error_push(L, "CredentialsNotFound", err, 0, 0);
-    box->has_creds = 1;
-    p->access_key_id = box->creds.access_key_id;
-    p->secret_access_key = box->creds.secret_access_key;
-    p->session_token = box->creds.session_token;
-    return 0;
-}
-
-/* What url and post both start with: the identity and time (presign_identity),
- * the region, and the endpoint. Returns 0, or releases the box, pushes
- * nil, err and returns 2. */
-static int presign_prepare(lua_State *L, const presign_common *c, presign_box *box, aws_sigv4_params *p,
-                           aws_endpoint *ep, const char **region) {
     memset(p, 0, sizeof *p);
-    int pushed = presign_identity(L, c, box, p);
-    if (pushed) return pushed;
-    char err[256];
-    *region = c->region ? c->region : aws_region();
-    if (presign_endpoint(c, *region, ep, err, sizeof err)) {
-        presign_box_release(box);
-        return error_push(L, "InvalidEndpoint", err, 0, 0);
-    }
+    p->time = c->time >= 0 ? c->time : invocation_now_ms() / 1000;
+    p->region = c->region ? c->region : aws_settings_region(L, NULL);
+    p->service = "s3";
+    if (c->endpoint && aws_endpoint_parse(c->endpoint, ep, err, sizeof err))
+        args_field_error(L, 1, "endpoint", "%s", err);
+    if (!c->endpoint) aws_settings_endpoint(L, "s3", p->region, 1, ep);
+    aws_target t;
+    memset(&t, 0, sizeof t);
+    t.creds.access_key_id = c->creds.access_key_id;
+    t.creds.secret_access_key = c->creds.secret_access_key;
+    t.creds.session_token = c->creds.session_token;
+    if (!t.creds.access_key_id && aws_target_chain_credentials(L, &t)) return 2;
+    p->access_key_id = t.creds.access_key_id;
+    p->secret_access_key = t.creds.secret_access_key;
+    p->session_token = t.creds.session_token;
     return 0;
+}
+
+/* A signer failure: bad input raises as an argument, a failure inside
+ * OpenSSL is nil, err (SigningError). */
+static int presign_sign_failed(lua_State *L, int status, const char *err) {
+    if (status == AWS_SIGV4_CRYPTO) return error_host(L, ERROR_SIGNING, "%s", err);
+    return luaL_argerror(L, 1, err);
 }
 
 /* ---- presign.url ---- */
@@ -254,125 +167,61 @@ static const char *const presign_overrides[][2] = {
 };
 #define PRESIGN_NOVERRIDES (sizeof presign_overrides / sizeof presign_overrides[0])
 
+/* The object URL with the response overrides as its query. */
+static void presign_object_url(lua_State *L, const presign_common *c, const aws_endpoint *ep,
+                               const char *const overrides[], buf *url) {
+    int bad = aws_s3_object_url(ep, c->bucket, c->key, c->key_len, url);
+    const char *sep = "?";
+    for (size_t i = 0; i < PRESIGN_NOVERRIDES && !bad; i++) {
+        if (!overrides[i]) continue;
+        bad = buf_concat(url, sep, presign_overrides[i][1], "=", NULL) ||
+              codec_uri_encode(url, overrides[i], strlen(overrides[i]), 0);
+        sep = "&";
+    }
+    if (bad) args_field_error(L, 1, "key", "the URL is too long");
+}
+
 static int presign_url(lua_State *L) {
     presign_config *cfg = (presign_config *)lua_touserdata(L, lua_upvalueindex(1));
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
-    luaL_checkstack(L, 40, NULL);
-
-    lua_getfield(L, 1, "method");
-    const char *method = presign_methods[luaL_checkoption(L, -1, "GET", presign_methods)];
+    const char *method = presign_methods[args_opt_option(L, 1, "method", 1, presign_methods)];
     presign_common c;
-    presign_check_common(L, "url", cfg, &c);
-    const char *content_type = presign_string(L, "url", "content_type", 0);
-    if (content_type && strcmp(method, "PUT"))
-        luaL_error(L, "bad argument #1 to 'url' (field 'content_type' applies to PUT only)");
+    presign_check_common(L, cfg, &c);
+    const char *content_type = args_opt_string(L, 1, "content_type", NULL);
+    if (content_type && strcmp(method, "PUT")) args_field_error(L, 1, "content_type", "applies to PUT only");
     const char *overrides[PRESIGN_NOVERRIDES];
     int reading = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     for (size_t i = 0; i < PRESIGN_NOVERRIDES; i++) {
-        overrides[i] = presign_string(L, "url", presign_overrides[i][0], 0);
+        overrides[i] = args_opt_string(L, 1, presign_overrides[i][0], NULL);
         if (overrides[i] && !reading)
-            luaL_error(L, "bad argument #1 to 'url' (field '%s' applies to GET and HEAD only)",
-                       presign_overrides[i][0]);
+            args_field_error(L, 1, presign_overrides[i][0], "applies to GET and HEAD only");
     }
-
-    presign_box *box = presign_new_box(L);
     aws_sigv4_params p;
     aws_endpoint ep;
-    const char *region;
-    int pushed = presign_prepare(L, &c, box, &p, &ep, &region);
-    if (pushed) return pushed;
-    char err[256];
-    int bad = aws_s3_object_url(&ep, region, c.bucket, c.key, c.key_len, &box->url);
-    char sep = '?';
-    for (size_t i = 0; i < PRESIGN_NOVERRIDES && !bad; i++) {
-        if (!overrides[i]) continue;
-        bad = buf_appendf(&box->url, "%c%s=", sep, presign_overrides[i][1]) ||
-              aws_uri_encode(&box->url, overrides[i], strlen(overrides[i]), 0);
-        sep = '&';
-    }
-    if (bad) {
-        presign_box_release(box);
-        return luaL_error(L, "bad argument #1 to 'url' (bucket or key too long)");
-    }
-
+    if (presign_prepare(L, &c, &p, &ep)) return 2;
+    presign_box *box = presign_new_box(L);
+    presign_object_url(L, &c, &ep, overrides, &box->url);
     aws_header ct = {"Content-Type", content_type};
+    char err[256];
     p.method = method;
     p.url = buf_str(&box->url);
     p.headers = content_type ? &ct : NULL;
     p.nheaders = content_type ? 1 : 0;
     p.payload_hash = "UNSIGNED-PAYLOAD";
-    p.region = region;
-    p.service = "s3";
     p.presign = 1;
     p.expires = c.expires;
-    box->has_result = 1;
-    if (aws_sigv4_sign(&p, &cfg->cache, &box->result, err, sizeof err)) {
-        presign_box_release(box);
-        return luaL_error(L, "bad argument #1 to 'url' (%s)", err);
-    }
+    int status = aws_sigv4_sign(&p, &cfg->cache, &box->result, err, sizeof err);
+    if (status) return presign_sign_failed(L, status, err);
     lua_pushlstring(L, box->result.url.data, box->result.url.len);
-    presign_box_release(box);
     return 1;
 }
 
 /* ---- presign.post ---- */
 
-/* Appends s as a JSON string the way Python's json.dumps does by default:
- * '"' '\\' and \b \f \n \r \t escaped by name, other characters outside
- * ' '..'~' as \uXXXX (lowercase hex, UTF-16 surrogate pairs above U+FFFF).
- * -1 on invalid UTF-8 or a full buffer. */
+/* Appends s as a JSON string the way Python's json.dumps does by default
+ * (everything outside ' '..'~' as \uXXXX). -1 on invalid UTF-8 or a full
+ * buffer. */
 static int presign_json_string(buf *b, const char *s, size_t len) {
-    if (buf_append(b, "\"", 1)) return -1;
-    for (size_t i = 0; i < len;) {
-        unsigned char c = (unsigned char)s[i];
-        const char *named = c == '"'    ? "\\\""
-                            : c == '\\' ? "\\\\"
-                            : c == '\b' ? "\\b"
-                            : c == '\f' ? "\\f"
-                            : c == '\n' ? "\\n"
-                            : c == '\r' ? "\\r"
-                            : c == '\t' ? "\\t"
-                                        : NULL;
-        if (named) {
-            if (buf_appends(b, named)) return -1;
-            i++;
-            continue;
-        }
-        if (c >= 0x20 && c < 0x7f) {
-            if (buf_append(b, &c, 1)) return -1;
-            i++;
-            continue;
-        }
-        uint32_t cp;
-        size_t n;
-        if (c < 0x80)
-            cp = c, n = 1;
-        else if ((c & 0xe0) == 0xc0)
-            cp = c & 0x1f, n = 2;
-        else if ((c & 0xf0) == 0xe0)
-            cp = c & 0x0f, n = 3;
-        else if ((c & 0xf8) == 0xf0)
-            cp = c & 0x07, n = 4;
-        else
-            return -1;
-        if (i + n > len) return -1;
-        for (size_t k = 1; k < n; k++) {
-            unsigned char cc = (unsigned char)s[i + k];
-            if ((cc & 0xc0) != 0x80) return -1;
-            cp = (cp << 6) | (cc & 0x3f);
-        }
-        static const uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
-        if (cp < min_cp[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return -1;
-        if (cp >= 0x10000) {
-            uint32_t v = cp - 0x10000;
-            if (buf_appendf(b, "\\u%04x\\u%04x", 0xd800 + (v >> 10), 0xdc00 + (v & 0x3ff))) return -1;
-        } else if (buf_appendf(b, "\\u%04x", cp)) {
-            return -1;
-        }
-        i += n;
-    }
-    return buf_append(b, "\"", 1);
+    return codec_json_string(b, s, len, CODEC_JSON_ASCII) ? -1 : 0;
 }
 
 /* Appends {"name": "value"} to the conditions (", " first unless first). */
@@ -410,145 +259,138 @@ static void presign_setfield(lua_State *L, const char *name, const char *value, 
     lua_setfield(L, -2, name);
 }
 
-static int presign_post(lua_State *L) {
-    presign_config *cfg = (presign_config *)lua_touserdata(L, lua_upvalueindex(1));
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
-    luaL_checkstack(L, 40, NULL);
+/* What presign.post reads beyond the common arguments. The extra field
+ * names are sorted so the policy does not depend on table order; names and
+ * values stay alive in the fields table (at fields_idx). */
+typedef struct presign_form {
+    const char *content_type;
+    int has_range;
+    int64_t min_bytes, max_bytes;
+    const char *extra[PRESIGN_MAX_FIELDS];
+    size_t nextra;
+    int fields_idx;
+    char amz_date[17], date[9], expiration[21];
+    buf *credential; /* the box's */
+} presign_form;
 
-    presign_common c;
-    presign_check_common(L, "post", cfg, &c);
-    const char *content_type = presign_string(L, "post", "content_type", 0);
-    int has_min = lua_getfield(L, 1, "min_bytes") != LUA_TNIL;
-    int has_max = lua_getfield(L, 1, "max_bytes") != LUA_TNIL;
-    lua_pop(L, 2);
-    int64_t min_bytes = presign_integer(L, "post", "min_bytes", 0, 0, PRESIGN_MAX_OBJECT);
-    int64_t max_bytes = presign_integer(L, "post", "max_bytes", PRESIGN_MAX_OBJECT, 0, PRESIGN_MAX_OBJECT);
-    luaL_argcheck(L, min_bytes <= max_bytes, 1, "min_bytes is larger than max_bytes");
-
-    /* Extra form fields, sorted by name so the policy does not depend on
-     * table order. Names and values stay alive in the fields table. */
-    const char *extra_names[PRESIGN_MAX_FIELDS];
-    size_t nextra = 0;
-    int fields_idx = 0;
-    int ty = lua_getfield(L, 1, "fields");
-    if (ty == LUA_TTABLE) {
-        fields_idx = lua_gettop(L);
-        lua_pushnil(L);
-        while (lua_next(L, fields_idx)) {
-            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
-                luaL_error(L, "bad argument #1 to 'post' (fields: string names and values expected)");
-            const char *name = lua_tostring(L, -2);
-            if (!*name || presign_reserved_field(name))
-                luaL_error(L, "bad argument #1 to 'post' (fields: '%s' is set by presign.post)", name);
-            if (nextra == PRESIGN_MAX_FIELDS)
-                luaL_error(L, "bad argument #1 to 'post' (fields: at most %d)", PRESIGN_MAX_FIELDS);
-            extra_names[nextra++] = name;
-            lua_pop(L, 1);
-        }
-        qsort(extra_names, nextra, sizeof extra_names[0], presign_fieldname_cmp);
-    } else if (ty != LUA_TNIL) {
-        luaL_error(L, "bad argument #1 to 'post' (field 'fields': table expected)");
-    }
-
-    presign_box *box = presign_new_box(L);
-    aws_sigv4_params p;
-    aws_endpoint ep;
-    const char *region;
-    int pushed = presign_prepare(L, &c, box, &p, &ep, &region);
-    if (pushed) return pushed;
-    char err[256];
-    /* The form goes to the bucket: "https://bucket.host/" or "endpoint/bucket". */
-    if (aws_s3_object_url(&ep, region, c.bucket, "", 0, &box->url)) {
-        presign_box_release(box);
-        return luaL_error(L, "bad argument #1 to 'post' (bucket too long)");
-    }
-    const char *after_scheme = strstr(buf_str(&box->url), "://") + 3;
-    const char *first_slash = strchr(after_scheme, '/');
-    if (first_slash && first_slash[1] && box->url.data[box->url.len - 1] == '/')
-        box->url.data[--box->url.len] = '\0';
-
-    p.region = region;
-    p.service = "s3";
-    char amz_date[17], date[9], expiration[21], credential[256];
-    {
-        time_t t = (time_t)p.time, e = (time_t)(p.time + c.expires);
-        struct tm tm, te;
-        gmtime_r(&t, &tm);
-        gmtime_r(&e, &te);
-        strftime(amz_date, sizeof amz_date, "%Y%m%dT%H%M%SZ", &tm);
-        strftime(date, sizeof date, "%Y%m%d", &tm);
-        strftime(expiration, sizeof expiration, "%Y-%m-%dT%H:%M:%SZ", &te);
-    }
-    int n =
-        snprintf(credential, sizeof credential, "%s/%s/%s/s3/aws4_request", p.access_key_id, date, region);
-    const char *token = p.session_token && *p.session_token ? p.session_token : NULL;
-
-    buf *pol = &box->policy;
-    int first = 1, bad = n < 0 || (size_t)n >= sizeof credential;
-    bad = bad || buf_appends(pol, "{\"expiration\": ") ||
-          presign_json_string(pol, expiration, strlen(expiration)) || buf_appends(pol, ", \"conditions\": [");
-    if (!bad && content_type)
-        bad = presign_condition(pol, &first, "Content-Type", content_type, strlen(content_type));
-    if (!bad && (has_min || has_max)) {
-        bad = buf_appendf(pol, "%s[\"content-length-range\", %lld, %lld]", first ? "" : ", ",
-                          (long long)min_bytes, (long long)max_bytes);
-        first = 0;
-    }
-    for (size_t i = 0; i < nextra && !bad; i++) {
-        lua_getfield(L, fields_idx, extra_names[i]); /* a string: cannot raise */
-        size_t vlen;
-        const char *v = lua_tolstring(L, -1, &vlen);
-        bad = presign_condition(pol, &first, extra_names[i], v, vlen);
+static void presign_check_form(lua_State *L, presign_form *f) {
+    f->content_type = args_opt_string(L, 1, "content_type", NULL);
+    f->min_bytes = args_opt_integer(L, 1, "min_bytes", -1, 0, PRESIGN_MAX_OBJECT);
+    f->max_bytes = args_opt_integer(L, 1, "max_bytes", -1, 0, PRESIGN_MAX_OBJECT);
+    f->has_range = f->min_bytes >= 0 || f->max_bytes >= 0;
+    if (f->min_bytes < 0) f->min_bytes = 0;
+    if (f->max_bytes < 0) f->max_bytes = PRESIGN_MAX_OBJECT;
+    luaL_argcheck(L, f->min_bytes <= f->max_bytes, 1, "min_bytes is larger than max_bytes");
+    if (!(f->fields_idx = args_opt_table(L, 1, "fields"))) return;
+    lua_pushnil(L);
+    while (lua_next(L, f->fields_idx)) {
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+            args_field_error(L, 1, "fields", "string names and values expected");
+        const char *name = lua_tostring(L, -2);
+        if (!*name || presign_reserved_field(name))
+            args_field_error(L, 1, "fields", "'%s' is set by presign.post", name);
+        if (f->nextra == PRESIGN_MAX_FIELDS)
+            args_field_error(L, 1, "fields", "at most %d", PRESIGN_MAX_FIELDS);
+        f->extra[f->nextra++] = name;
         lua_pop(L, 1);
     }
-    bad = bad || presign_condition(pol, &first, "bucket", c.bucket, strlen(c.bucket)) ||
-          presign_condition(pol, &first, "key", c.key, c.key_len) ||
-          presign_condition(pol, &first, "x-amz-algorithm", "AWS4-HMAC-SHA256", 16) ||
-          presign_condition(pol, &first, "x-amz-credential", credential, strlen(credential)) ||
-          presign_condition(pol, &first, "x-amz-date", amz_date, strlen(amz_date)) ||
-          (token && presign_condition(pol, &first, "x-amz-security-token", token, strlen(token))) ||
-          buf_appends(pol, "]}");
-    if (bad) {
-        presign_box_release(box);
-        return luaL_error(L, "bad argument #1 to 'post' (a value is not valid UTF-8, or too long)");
-    }
-    /* base64 without line breaks, 48 input bytes (64 output) at a time */
-    for (size_t off = 0; off < pol->len && !bad; off += 48) {
-        unsigned char chunk[65];
-        size_t take = pol->len - off < 48 ? pol->len - off : 48;
-        int m = EVP_EncodeBlock(chunk, (const unsigned char *)pol->data + off, (int)take);
-        bad = m < 0 || buf_append(&box->policy_b64, chunk, (size_t)m);
-    }
-    if (bad) {
-        presign_box_release(box);
-        return luaL_error(L, "bad argument #1 to 'post' (policy too long)");
-    }
-    char signature[65];
-    if (aws_sigv4_sign_string(&p, &cfg->cache, box->policy_b64.data, box->policy_b64.len, signature, err,
-                              sizeof err)) {
-        presign_box_release(box);
-        return luaL_error(L, "bad argument #1 to 'post' (%s)", err);
-    }
+    qsort(f->extra, f->nextra, sizeof f->extra[0], presign_fieldname_cmp);
+}
 
-    lua_createtable(L, 0, 2);
-    lua_pushlstring(L, box->url.data, box->url.len);
-    lua_setfield(L, -2, "url");
-    lua_createtable(L, 0, 8 + (int)nextra);
-    for (size_t i = 0; i < nextra; i++) {
-        lua_getfield(L, fields_idx, extra_names[i]);
-        lua_setfield(L, -2, extra_names[i]);
+/* The dates and the credential of the form. */
+static int presign_form_dates(presign_form *f, const aws_sigv4_params *p, int64_t expires) {
+    time_t e = (time_t)(p->time + expires);
+    struct tm te;
+    if (aws_sigv4_dates(p->time, f->amz_date, f->date) || !gmtime_r(&e, &te)) return -1;
+    strftime(f->expiration, sizeof f->expiration, "%Y-%m-%dT%H:%M:%SZ", &te);
+    return aws_sigv4_scope(f->credential, p->access_key_id, f->date, p->region, "s3");
+}
+
+/* The policy document: expiration, then the conditions in botocore's order. */
+static int presign_policy(lua_State *L, const presign_common *c, const presign_form *f, const char *token,
+                          buf *pol) {
+    int first = 1;
+    const char *cred = buf_str(f->credential);
+    int bad = buf_appends(pol, "{\"expiration\": ") ||
+              presign_json_string(pol, f->expiration, strlen(f->expiration)) ||
+              buf_appends(pol, ", \"conditions\": [");
+    if (!bad && f->content_type)
+        bad = presign_condition(pol, &first, "Content-Type", f->content_type, strlen(f->content_type));
+    if (!bad && f->has_range) {
+        bad = buf_appendf(pol, "%s[\"content-length-range\", %lld, %lld]", first ? "" : ", ",
+                          (long long)f->min_bytes, (long long)f->max_bytes);
+        first = 0;
     }
-    presign_setfield(L, "key", c.key, c.key_len);
-    if (content_type) presign_setfield(L, "Content-Type", content_type, strlen(content_type));
+    for (size_t i = 0; i < f->nextra && !bad; i++) {
+        lua_getfield(L, f->fields_idx, f->extra[i]); /* a string: cannot raise */
+        size_t vlen;
+        const char *v = lua_tolstring(L, -1, &vlen);
+        bad = presign_condition(pol, &first, f->extra[i], v, vlen);
+        lua_pop(L, 1);
+    }
+    return bad || presign_condition(pol, &first, "bucket", c->bucket, strlen(c->bucket)) ||
+           presign_condition(pol, &first, "key", c->key, c->key_len) ||
+           presign_condition(pol, &first, "x-amz-algorithm", "AWS4-HMAC-SHA256", 16) ||
+           presign_condition(pol, &first, "x-amz-credential", cred, strlen(cred)) ||
+           presign_condition(pol, &first, "x-amz-date", f->amz_date, strlen(f->amz_date)) ||
+           (token && presign_condition(pol, &first, "x-amz-security-token", token, strlen(token))) ||
+           buf_appends(pol, "]}");
+}
+
+/* The form goes to the bucket: "https://bucket.host" or "endpoint/bucket". */
+static void presign_form_url(lua_State *L, const presign_common *c, const aws_endpoint *ep, buf *url) {
+    if (aws_s3_object_url(ep, c->bucket, "", 0, url)) args_field_error(L, 1, "bucket", "the URL is too long");
+    const char *after_scheme = strstr(buf_str(url), "://") + 3;
+    const char *first_slash = strchr(after_scheme, '/');
+    if (first_slash && first_slash[1] && url->data[url->len - 1] == '/') url->data[--url->len] = '\0';
+}
+
+/* Pushes {url = …, fields = {…}}. */
+static void presign_push_form(lua_State *L, const presign_common *c, const presign_form *f, presign_box *box,
+                              const char *token, const char *signature) {
+    const char *cred = buf_str(f->credential);
+    lua_createtable(L, 0, 2);
+    presign_setfield(L, "url", box->url.data, box->url.len);
+    lua_createtable(L, 0, 8 + (int)f->nextra);
+    for (size_t i = 0; i < f->nextra; i++) {
+        lua_getfield(L, f->fields_idx, f->extra[i]);
+        lua_setfield(L, -2, f->extra[i]);
+    }
+    presign_setfield(L, "key", c->key, c->key_len);
+    if (f->content_type) presign_setfield(L, "Content-Type", f->content_type, strlen(f->content_type));
     presign_setfield(L, "x-amz-algorithm", "AWS4-HMAC-SHA256", 16);
-    presign_setfield(L, "x-amz-credential", credential, strlen(credential));
-    presign_setfield(L, "x-amz-date", amz_date, strlen(amz_date));
+    presign_setfield(L, "x-amz-credential", cred, strlen(cred));
+    presign_setfield(L, "x-amz-date", f->amz_date, strlen(f->amz_date));
     if (token) presign_setfield(L, "x-amz-security-token", token, strlen(token));
     presign_setfield(L, "policy", box->policy_b64.data, box->policy_b64.len);
     presign_setfield(L, "x-amz-signature", signature, 64);
     lua_setfield(L, -2, "fields");
-    presign_box_release(box);
+}
+
+static int presign_post(lua_State *L) {
+    presign_config *cfg = (presign_config *)lua_touserdata(L, lua_upvalueindex(1));
+    presign_common c;
+    presign_form f;
+    aws_sigv4_params p;
+    aws_endpoint ep;
+    char err[256], signature[65];
+    luaL_checktype(L, 1, LUA_TTABLE);
+    memset(&f, 0, sizeof f);
+    presign_check_common(L, cfg, &c);
+    presign_check_form(L, &f);
+    if (presign_prepare(L, &c, &p, &ep)) return 2;
+    presign_box *box = presign_new_box(L);
+    presign_form_url(L, &c, &ep, &box->url);
+    const char *token = p.session_token && *p.session_token ? p.session_token : NULL;
+    f.credential = &box->credential;
+    if (presign_form_dates(&f, &p, c.expires) || presign_policy(L, &c, &f, token, &box->policy))
+        return luaL_argerror(L, 1, "a value is not valid UTF-8, or too long");
+    if (codec_base64_append(&box->policy_b64, box->policy.data, box->policy.len))
+        return luaL_argerror(L, 1, "the policy is too long");
+    int status = aws_sigv4_sign_string(&p, &cfg->cache, box->policy_b64.data, box->policy_b64.len, signature,
+                                       err, sizeof err);
+    if (status) return presign_sign_failed(L, status, err);
+    presign_push_form(L, &c, &f, box, token, signature);
     return 1;
 }
 
@@ -569,20 +411,11 @@ int luaopen_imgpipe_presign(lua_State *L) {
                               PRESIGN_SIGV4_MAX, env);
         max = v;
     }
-    if (luaL_newmetatable(L, PRESIGN_BOX_MT)) {
-        lua_pushcfunction(L, presign_box_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_pop(L, 1);
+    handle_register(L, PRESIGN_BOX_MT, presign_box_close, NULL);
     luaL_newlibtable(L, presign_funcs);
-    presign_config *cfg = (presign_config *)lua_newuserdatauv(L, sizeof *cfg, 0);
-    memset(cfg, 0, sizeof *cfg);
+    presign_config *cfg =
+        (presign_config *)handle_new(L, sizeof *cfg, PRESIGN_CONFIG_MT, presign_config_close);
     cfg->max_expires = max;
-    if (luaL_newmetatable(L, PRESIGN_CONFIG_MT)) {
-        lua_pushcfunction(L, presign_config_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_setmetatable(L, -2);
     luaL_setfuncs(L, presign_funcs, 1);
     lua_pushinteger(L, (lua_Integer)max);
     lua_setfield(L, -2, "max_expires");

@@ -5,10 +5,9 @@
  *   random.hex(n)   -> 2n lowercase hex digits from n random bytes */
 #include "random.h"
 
-#include <stdio.h>
-
 #include <openssl/rand.h>
 
+#include "codec.h"
 #include "modules.h"
 
 int random_uuid(char out[37]) {
@@ -17,8 +16,15 @@ int random_uuid(char out[37]) {
     if (RAND_bytes(b, sizeof b) != 1) return -1;
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+    /* 8-4-4-4-12 hex digits: the groups are 4, 2, 2, 2 and 6 bytes. */
+    static const size_t groups[] = {4, 2, 2, 2, 6};
+    size_t in = 0, o = 0;
+    for (size_t g = 0; g < 5; g++) {
+        if (g) out[o++] = '-';
+        codec_hex(b + in, groups[g], out + o);
+        in += groups[g];
+        o += 2 * groups[g];
+    }
     return 0;
 }
 
@@ -47,9 +53,9 @@ static int random_hex(lua_State *L) {
     lua_Integer n = luaL_checkinteger(L, 1);
     luaL_argcheck(L, n >= 0 && n <= 2048, 1, "between 0 and 2048");
     unsigned char b[2048];
-    char h[4097];
+    char h[2 * 2048 + 1];
     random_fill(L, b, n);
-    for (lua_Integer i = 0; i < n; i++) snprintf(h + 2 * i, 3, "%02x", b[i]);
+    codec_hex(b, (size_t)n, h);
     lua_pushlstring(L, h, (size_t)(2 * n));
     return 1;
 }

@@ -9,7 +9,8 @@
  *   {etag=, last_modified=}
  *              = s3.copy{bucket=, key=, source_bucket=, source_key=, [metadata=], [content_type=],
  *                        [cache_control=]}
- *   s3.configure{[endpoint=], [region=], [credentials={access_key_id=, secret_access_key=, [session_token=]}]}
+ *   s3.configure{[endpoint=], [region=], [credentials={access_key_id=, secret_access_key=,
+ * [session_token=]}]}
  *
  * info = {content_type, etag, content_length, last_modified, cache_control,
  * content_range, metadata={…}}. ETags keep S3's quotes; last_modified is ISO
@@ -24,78 +25,44 @@
 #include <strings.h>
 #include <time.h>
 
-#include "aws/aws_config.h"
+#include "args.h"
 #include "aws/aws_http.h"
+#include "aws/aws_settings.h"
 #include "aws/aws_xml.h"
+#include "codec.h"
 #include "error.h"
 #include "modules.h"
+#include "names.h"
 
-#define S3_MAX_METADATA 64
-#define S3_MAX_HEADERS (S3_MAX_METADATA + 8)
+#define S3_MAX_METADATA    64
+#define S3_MAX_HEADERS     (S3_MAX_METADATA + 8)
 #define S3_DEFAULT_GET_MAX (64u << 20)
 #define S3_LIST_MAX_ANSWER (16u << 20)
-#define S3_SMALL_ANSWER (1u << 20)
+#define S3_SMALL_ANSWER    (1u << 20)
 
 /* ---- arguments --------------------------------------------------------------- */
 
-static const char *opt_field_string(lua_State *L, const char *name, size_t *len) {
-    int t = lua_getfield(L, 1, name);
-    if (t == LUA_TNIL) {
-        lua_pop(L, 1);
-        return NULL;
-    }
-    if (t != LUA_TSTRING) luaL_error(L, "bad argument #1 (field '%s' must be a string, got %s)", name, luaL_typename(L, -1));
-    /* The string stays referenced by the argument table, so it outlives the pop. */
-    const char *s = lua_tolstring(L, -1, len);
-    lua_pop(L, 1);
-    return s;
-}
-
-static const char *field_string(lua_State *L, const char *name, size_t *len) {
-    const char *s = opt_field_string(L, name, len);
-    if (!s) luaL_error(L, "bad argument #1 (field '%s' is required)", name);
-    return s;
-}
-
-static lua_Integer opt_field_integer(lua_State *L, const char *name, lua_Integer def, lua_Integer lo, lua_Integer hi) {
-    int t = lua_getfield(L, 1, name);
-    lua_Integer v = def;
-    if (t != LUA_TNIL) {
-        int ok;
-        v = lua_tointegerx(L, -1, &ok);
-        if (!ok || t != LUA_TNUMBER) luaL_error(L, "bad argument #1 (field '%s' must be an integer)", name);
-        if (v < lo || v > hi) luaL_error(L, "bad argument #1 (field '%s' out of range %I..%I)", name, lo, hi);
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
-static void check_header_value(lua_State *L, const char *what, const char *v, size_t len) {
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)v[i];
-        if ((ch < 0x20 && ch != '\t') || ch == 0x7f) luaL_error(L, "bad argument #1 (%s holds a control character)", what);
-    }
-}
-
-/* Bucket names: 1..255 of letters, digits, '.', '-', '_' (S3's rules are
- * stricter; the service says which). */
 static const char *check_bucket(lua_State *L, const char *field) {
     size_t n;
-    const char *b = field_string(L, field, &n);
-    luaL_argcheck(L, n > 0 && n <= 255, 1, "bucket name must be 1 to 255 characters");
-    for (size_t i = 0; i < n; i++) {
-        char ch = b[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
-              ch == '-' || ch == '_'))
-            luaL_error(L, "bad argument #1 (invalid character in %s '%s')", field, b);
-    }
+    const char *b = args_string(L, 1, field, &n);
+    if (!names_bucket_ok(b, n))
+        args_field_error(L, 1, field, "invalid character in '%s' (1 to 255 letters, digits, '.', '-', '_')",
+                         b);
     return b;
 }
 
 static const char *check_key(lua_State *L, const char *field, size_t *len) {
-    const char *k = field_string(L, field, len);
-    luaL_argcheck(L, *len > 0 && *len <= 1024, 1, "object keys are 1 to 1024 bytes");
+    const char *k = args_bytes(L, 1, field, len);
+    if (*len < 1 || *len > 1024) args_field_error(L, 1, field, "object keys are 1 to 1024 bytes");
     return k;
+}
+
+/* An optional string that goes into a header. */
+static const char *opt_header_value(lua_State *L, const char *field) {
+    size_t n;
+    const char *v = args_opt_string(L, 1, field, &n);
+    if (v) args_check_header_value(L, 1, field, v, n);
+    return v;
 }
 
 typedef struct s3_headers {
@@ -109,36 +76,38 @@ static void add_header(s3_headers *hs, const char *name, const char *value) {
     hs->n++;
 }
 
+/* Pushes "x-amz-meta-<name lowercased>" for the metadata key at idx. */
+static const char *push_metadata_name(lua_State *L, int idx) {
+    size_t kn;
+    const char *k = lua_tolstring(L, idx, &kn);
+    if (!names_metadata_ok(k, kn))
+        args_field_error(L, 1, "metadata", "name '%s': 1 to 128 letters, digits, '-', '_' and '.' expected",
+                         k);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "x-amz-meta-");
+    for (size_t i = 0; i < kn; i++)
+        luaL_addchar(&b, (char)(k[i] >= 'A' && k[i] <= 'Z' ? k[i] + 32 : k[i]));
+    luaL_pushresult(&b);
+    return lua_tostring(L, -1);
+}
+
 /* Adds x-amz-meta-<name> headers from the metadata field; the names are
- * pushed on the Lua stack (so Lua owns them for the call). */
+ * pushed on the Lua stack (so Lua owns them for the call). Returns how many,
+ * or -1 when there is no metadata field. */
 static int add_metadata(lua_State *L, s3_headers *hs) {
-    if (lua_getfield(L, 1, "metadata") == LUA_TNIL) {
-        lua_pop(L, 1);
-        return 0;
-    }
-    luaL_argcheck(L, lua_istable(L, -1), 1, "field 'metadata' must be a table of strings");
-    int meta = lua_gettop(L), count = 0;
+    int meta = args_opt_table(L, 1, "metadata"), count = 0;
+    if (!meta) return -1;
     lua_pushnil(L);
     while (lua_next(L, meta)) {
         if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "bad argument #1 (metadata keys and values must be strings)");
-        if (++count > S3_MAX_METADATA) luaL_error(L, "bad argument #1 (more than %d metadata entries)", S3_MAX_METADATA);
-        size_t kn, vn;
-        const char *k = lua_tolstring(L, -2, &kn), *v = lua_tolstring(L, -1, &vn);
-        luaL_argcheck(L, kn > 0 && kn <= 128, 1, "metadata names are 1 to 128 characters");
-        for (size_t i = 0; i < kn; i++) {
-            char ch = k[i];
-            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
-                  ch == '_' || ch == '.'))
-                luaL_error(L, "bad argument #1 (metadata name '%s': letters, digits, '-', '_' and '.' only)", k);
-        }
-        check_header_value(L, "a metadata value", v, vn);
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        luaL_addstring(&b, "x-amz-meta-");
-        for (size_t i = 0; i < kn; i++) luaL_addchar(&b, (char)(k[i] >= 'A' && k[i] <= 'Z' ? k[i] + 32 : k[i]));
-        luaL_pushresult(&b);
-        const char *name = lua_tostring(L, -1);
+            args_field_error(L, 1, "metadata", "string keys and values expected");
+        if (++count > S3_MAX_METADATA)
+            args_field_error(L, 1, "metadata", "more than %d entries", S3_MAX_METADATA);
+        size_t vn;
+        const char *v = lua_tolstring(L, -1, &vn);
+        args_check_header_value(L, 1, "metadata", v, vn);
+        const char *name = push_metadata_name(L, -2);
         lua_insert(L, meta); /* keep the name below the table, out of lua_next's way */
         meta++;
         add_header(hs, name, v);
@@ -150,30 +119,21 @@ static int add_metadata(lua_State *L, s3_headers *hs) {
 
 /* ---- shared plumbing ------------------------------------------------------------ */
 
-typedef struct s3_target {
-    aws_endpoint ep;
-    const char *region;
-    aws_credentials creds;     /* borrowed from s3.configure, when has_creds */
-    int has_creds;
-} s3_target;
-
-static int s3_target_resolve(lua_State *L, s3_target *t) {
-    char err[256];
-    t->region = aws_config_region(L, "s3");
-    if (aws_config_endpoint(L, "s3", t->region, &t->ep, err, sizeof err)) luaL_error(L, "%s", err);
-    t->has_creds = aws_config_credentials(L, "s3", &t->creds);
-    return 0;
-}
-
-static void request_init(aws_http_request *r, const s3_target *t, const char *method, const char *url) {
+/* The request of an object call to t; t must outlive it. */
+static void request_init(lua_State *L, aws_http_request *r, const aws_target *t, const char *method,
+                         const char *url) {
     memset(r, 0, sizeof *r);
     r->method = method;
     r->url = url;
     r->service = "s3";
     r->region = t->region;
-    r->s3_rules = 1;
+    r->s3_signing = 1;
     r->errors = AWS_ERRORS_XML;
-    if (t->has_creds) r->credentials = &t->creds;
+    r->credentials = t->creds;
+    if (t->from_chain) {
+        r->refresh = aws_settings_refresh;
+        r->refresh_ud = L;
+    }
 }
 
 static void set_field_lstring(lua_State *L, const char *field, const char *v, size_t n) {
@@ -201,9 +161,12 @@ static void push_http_date_iso(lua_State *L, const char *v, size_t n) {
 /* Pushes the info table of a GET or HEAD answer. */
 static void push_object_info(lua_State *L, const aws_http_client *c) {
     lua_createtable(L, 0, 8);
-    static const struct { const char *header, *field; } plain[] = {
-        {"Content-Type", "content_type"}, {"ETag", "etag"}, {"Cache-Control", "cache_control"},
-        {"Content-Range", "content_range"}, {"Content-Encoding", "content_encoding"},
+    static const struct {
+        const char *header, *field;
+    } plain[] = {
+        {"Content-Type", "content_type"},         {"ETag", "etag"},
+        {"Cache-Control", "cache_control"},       {"Content-Range", "content_range"},
+        {"Content-Encoding", "content_encoding"},
     };
     for (size_t i = 0; i < sizeof plain / sizeof *plain; i++) {
         size_t n;
@@ -233,7 +196,8 @@ static void push_object_info(lua_State *L, const aws_http_client *c) {
         if (nl > 11 && !strncasecmp(name, "x-amz-meta-", 11)) {
             luaL_Buffer b;
             luaL_buffinit(L, &b);
-            for (size_t i = 11; i < nl; i++) luaL_addchar(&b, (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]));
+            for (size_t i = 11; i < nl; i++)
+                luaL_addchar(&b, (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]));
             luaL_pushresult(&b);
             lua_pushlstring(L, value, vl);
             lua_rawset(L, -3);
@@ -247,247 +211,261 @@ static void release_big_answer(aws_http_client *c) {
     if (c->resp_body.cap > S3_SMALL_ANSWER) buf_free(&c->resp_body);
 }
 
-/* The common start of an object call: where it goes (t), the state's
- * client, the object's URL in c->url, and r set up for method. t must
- * outlive r (r points at its credentials). */
-static aws_http_client *object_request(lua_State *L, s3_target *t, aws_http_request *r, const char *method,
-                                       const char *bucket, const char *key, size_t keylen) {
-    s3_target_resolve(L, t);
-    aws_http_client *c = aws_http_client_get(L);
-    buf_reset(&c->url);
-    if (aws_s3_object_url(&t->ep, t->region, bucket, key, keylen, &c->url)) luaL_error(L, "object URL too long");
-    request_init(r, t, method, buf_str(&c->url));
-    return c;
+/* The object a call names: bucket and key, checked first. */
+typedef struct s3_object {
+    const char *bucket, *key;
+    size_t keylen;
+} s3_object;
+
+static void check_object(lua_State *L, s3_object *o) {
+    o->bucket = check_bucket(L, "bucket");
+    o->key = check_key(L, "key", &o->keylen);
+}
+
+/* One call: where it goes and as whom (t must outlive r, which borrows its
+ * credentials), the state's client, the request. */
+typedef struct s3_call {
+    aws_target t;
+    aws_http_request r;
+    aws_http_client *c;
+} s3_call;
+
+/* The common start of an object call: target, client, the object's URL in
+ * c->url and the request for method. 0, or pushes nil, err and returns 2
+ * (no credentials). */
+static int object_call(lua_State *L, s3_call *k, const char *method, const s3_object *o) {
+    if (aws_target_resolve(L, "s3", &k->t)) return 2;
+    k->c = aws_http_client_get(L);
+    if (aws_s3_object_url(&k->t.ep, o->bucket, o->key, o->keylen, &k->c->url))
+        args_field_error(L, 1, "key", "object URL too long");
+    request_init(L, &k->r, &k->t, method, buf_str(&k->c->url));
+    return 0;
+}
+
+/* Sends the call's request, or pushes nil, err and returns 2. */
+static int send_or_fail(lua_State *L, s3_call *k) {
+    aws_http_error e;
+    if (!aws_http_send(L, k->c, &k->r, &e)) return 0;
+    release_big_answer(k->c);
+    return aws_http_push_error(L, &e);
 }
 
 /* ---- calls ------------------------------------------------------------------------- */
 
 static int s3_get(lua_State *L) {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    size_t keylen, rangelen = 0;
-    const char *bucket = check_bucket(L, "bucket");
-    const char *key = check_key(L, "key", &keylen);
-    const char *range = opt_field_string(L, "range", &rangelen);
-    if (range) {
-        luaL_argcheck(L, rangelen > 6 && !strncmp(range, "bytes=", 6), 1, "range must look like 'bytes=0-99'");
-        check_header_value(L, "range", range, rangelen);
-    }
-    lua_Integer max = opt_field_integer(L, "max_bytes", S3_DEFAULT_GET_MAX, 1, (lua_Integer)1 << 32);
-    s3_target t;
-    aws_http_request r;
-    aws_http_client *c = object_request(L, &t, &r, "GET", bucket, key, keylen);
+    s3_object o;
+    s3_call k;
+    check_object(L, &o);
+    const char *range = opt_header_value(L, "range");
+    if (range && (strlen(range) <= 6 || strncmp(range, "bytes=", 6)))
+        args_field_error(L, 1, "range", "'bytes=first-last' expected");
+    lua_Integer max = args_opt_integer(L, 1, "max_bytes", S3_DEFAULT_GET_MAX, 1, (lua_Integer)1 << 32);
+    if (object_call(L, &k, "GET", &o)) return 2;
     s3_headers hs = {.n = 0};
     if (range) add_header(&hs, "Range", range);
-    r.headers = hs.h;
-    r.nheaders = hs.n;
-    r.max_response = (size_t)max;
-    aws_http_error e;
-    if (aws_http_send(L, c, &r, &e)) {
-        release_big_answer(c);
-        return aws_http_push_error(L, &e);
-    }
-    lua_pushlstring(L, buf_str(&c->resp_body), c->resp_body.len);
-    release_big_answer(c);
-    push_object_info(L, c);
+    k.r.headers = hs.h;
+    k.r.nheaders = hs.n;
+    k.r.max_response = (size_t)max;
+    if (send_or_fail(L, &k)) return 2;
+    lua_pushlstring(L, buf_str(&k.c->resp_body), k.c->resp_body.len);
+    release_big_answer(k.c);
+    push_object_info(L, k.c);
     return 2;
 }
 
 static int s3_head(lua_State *L) {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    size_t keylen;
-    const char *bucket = check_bucket(L, "bucket");
-    const char *key = check_key(L, "key", &keylen);
-    s3_target t;
-    aws_http_request r;
-    aws_http_client *c = object_request(L, &t, &r, "HEAD", bucket, key, keylen);
-    r.not_found_code = "NoSuchKey";
-    aws_http_error e;
-    if (aws_http_send(L, c, &r, &e)) return aws_http_push_error(L, &e);
-    push_object_info(L, c);
+    s3_object o;
+    s3_call k;
+    check_object(L, &o);
+    if (object_call(L, &k, "HEAD", &o)) return 2;
+    k.r.not_found_code = "NoSuchKey";
+    if (send_or_fail(L, &k)) return 2;
+    push_object_info(L, k.c);
     return 1;
 }
 
+/* Content-Type, Cache-Control and metadata headers of put and copy; returns
+ * 1 when any of them is there (copy then replaces the metadata). */
+static int content_headers(lua_State *L, s3_headers *hs) {
+    const char *ctype = opt_header_value(L, "content_type");
+    const char *cache = opt_header_value(L, "cache_control");
+    if (ctype) add_header(hs, "Content-Type", ctype);
+    if (cache) add_header(hs, "Cache-Control", cache);
+    return add_metadata(L, hs) >= 0 || ctype || cache; /* an empty metadata table replaces with nothing */
+}
+
 static int s3_put(lua_State *L) {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    size_t keylen, bodylen, n;
-    const char *bucket = check_bucket(L, "bucket");
-    const char *key = check_key(L, "key", &keylen);
-    const char *body = field_string(L, "body", &bodylen);
-    const char *ctype = opt_field_string(L, "content_type", &n);
-    if (ctype) check_header_value(L, "content_type", ctype, n);
-    const char *cache = opt_field_string(L, "cache_control", &n);
-    if (cache) check_header_value(L, "cache_control", cache, n);
+    s3_object o;
+    s3_call k;
+    size_t bodylen, n;
+    check_object(L, &o);
+    const char *body = args_bytes(L, 1, "body", &bodylen);
     s3_headers hs = {.n = 0};
-    if (ctype) add_header(&hs, "Content-Type", ctype);
-    if (cache) add_header(&hs, "Cache-Control", cache);
-    add_metadata(L, &hs);
-    s3_target t;
-    aws_http_request r;
-    aws_http_client *c = object_request(L, &t, &r, "PUT", bucket, key, keylen);
-    r.headers = hs.h;
-    r.nheaders = hs.n;
-    r.body = body;
-    r.body_len = bodylen;
-    aws_http_error e;
-    if (aws_http_send(L, c, &r, &e)) return aws_http_push_error(L, &e);
+    content_headers(L, &hs);
+    if (object_call(L, &k, "PUT", &o)) return 2;
+    k.r.headers = hs.h;
+    k.r.nheaders = hs.n;
+    k.r.body = body;
+    k.r.body_len = bodylen;
+    if (send_or_fail(L, &k)) return 2;
     lua_createtable(L, 0, 1);
-    const char *etag = aws_http_header(c, "ETag", &n);
+    const char *etag = aws_http_header(k.c, "ETag", &n);
     if (etag) set_field_lstring(L, "etag", etag, n);
     return 1;
 }
 
 static int s3_delete(lua_State *L) {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    size_t keylen;
-    const char *bucket = check_bucket(L, "bucket");
-    const char *key = check_key(L, "key", &keylen);
-    s3_target t;
-    aws_http_request r;
-    aws_http_client *c = object_request(L, &t, &r, "DELETE", bucket, key, keylen);
-    aws_http_error e;
-    if (aws_http_send(L, c, &r, &e)) return aws_http_push_error(L, &e);
+    s3_object o;
+    s3_call k;
+    check_object(L, &o);
+    if (object_call(L, &k, "DELETE", &o) || send_or_fail(L, &k)) return 2;
     lua_pushboolean(L, 1);
     return 1;
 }
 
-static int s3_copy(lua_State *L) {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    size_t keylen, skeylen, n;
-    const char *bucket = check_bucket(L, "bucket");
-    const char *key = check_key(L, "key", &keylen);
-    const char *sbucket = check_bucket(L, "source_bucket");
-    const char *skey = check_key(L, "source_key", &skeylen);
-    const char *ctype = opt_field_string(L, "content_type", &n);
-    if (ctype) check_header_value(L, "content_type", ctype, n);
-    const char *cache = opt_field_string(L, "cache_control", &n);
-    if (cache) check_header_value(L, "cache_control", cache, n);
-    s3_headers hs = {.n = 0};
-    if (ctype) add_header(&hs, "Content-Type", ctype);
-    if (cache) add_header(&hs, "Cache-Control", cache);
-    int replace = add_metadata(L, &hs) > 0 || ctype || cache;
-    lua_getfield(L, 1, "metadata");
-    if (lua_istable(L, -1)) replace = 1; /* an empty table replaces with nothing */
-    lua_pop(L, 1);
-    if (replace) add_header(&hs, "x-amz-metadata-directive", "REPLACE");
-    s3_target t;
-    aws_http_request r;
-    aws_http_client *c = object_request(L, &t, &r, "PUT", bucket, key, keylen);
-    /* x-amz-copy-source: /bucket/key, the key URL-encoded ('/' kept). */
-    if (buf_appendf(&c->scratch, "/%s/", sbucket) || aws_uri_encode(&c->scratch, skey, skeylen, 1))
-        return luaL_error(L, "source key too long");
-    add_header(&hs, "x-amz-copy-source", buf_str(&c->scratch));
-    r.headers = hs.h;
-    r.nheaders = hs.n;
-    r.error_in_200 = 1;
-    aws_http_error e;
-    if (aws_http_send(L, c, &r, &e)) return aws_http_push_error(L, &e);
+/* Pushes {etag, last_modified} read from a CopyObjectResult answer. */
+static void push_copy_result(lua_State *L, aws_http_client *c) {
     char perr[128];
+    size_t n;
     c->scratch.max = S3_LIST_MAX_ANSWER;
     buf_reset(&c->scratch);
     lua_createtable(L, 0, 2);
-    if (aws_xml_flatten(buf_str(&c->resp_body), c->resp_body.len, &c->scratch, perr, sizeof perr) == 0) {
-        const char *v = aws_xml_find(&c->scratch, "CopyObjectResult/ETag", &n);
-        if (v) set_field_lstring(L, "etag", v, n);
-        v = aws_xml_find(&c->scratch, "CopyObjectResult/LastModified", &n);
-        if (v) set_field_lstring(L, "last_modified", v, n);
-    }
+    if (aws_xml_flatten(buf_str(&c->resp_body), c->resp_body.len, &c->scratch, perr, sizeof perr)) return;
+    const char *v = aws_xml_find(&c->scratch, "CopyObjectResult/ETag", &n);
+    if (v) set_field_lstring(L, "etag", v, n);
+    v = aws_xml_find(&c->scratch, "CopyObjectResult/LastModified", &n);
+    if (v) set_field_lstring(L, "last_modified", v, n);
+}
+
+static int s3_copy(lua_State *L) {
+    s3_object o, src;
+    s3_call k;
+    check_object(L, &o);
+    src.bucket = check_bucket(L, "source_bucket");
+    src.key = check_key(L, "source_key", &src.keylen);
+    s3_headers hs = {.n = 0};
+    if (content_headers(L, &hs)) add_header(&hs, "x-amz-metadata-directive", "REPLACE");
+    if (object_call(L, &k, "PUT", &o)) return 2;
+    /* x-amz-copy-source: /bucket/key, the key URL-encoded ('/' kept). */
+    buf *source = &k.c->scratch;
+    if (buf_concat(source, "/", src.bucket, "/", NULL) || codec_uri_encode(source, src.key, src.keylen, 1))
+        args_field_error(L, 1, "source_key", "too long");
+    add_header(&hs, "x-amz-copy-source", buf_str(source));
+    k.r.headers = hs.h;
+    k.r.nheaders = hs.n;
+    k.r.error_in_200 = 1;
+    if (send_or_fail(L, &k)) return 2;
+    push_copy_result(L, k.c);
     return 1;
 }
 
 static void add_query(lua_State *L, buf *url, int *first, const char *name, const char *value, size_t len) {
-    if (buf_appends(url, *first ? "?" : "&") || buf_appends(url, name) || buf_appends(url, "=") ||
-        aws_uri_encode(url, value, len, 0))
-        luaL_error(L, "list URL too long");
+    if (buf_concat(url, *first ? "?" : "&", name, "=", NULL) || codec_uri_encode(url, value, len, 0))
+        args_field_error(L, 1, name, "the list URL is too long");
     *first = 0;
 }
 
-static int s3_list(lua_State *L) {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    size_t plen = 0, clen = 0, dlen = 0, n;
-    const char *bucket = check_bucket(L, "bucket");
-    const char *prefix = opt_field_string(L, "prefix", &plen);
-    const char *token = opt_field_string(L, "continuation", &clen);
-    const char *delim = opt_field_string(L, "delimiter", &dlen);
-    lua_Integer max_keys = opt_field_integer(L, "max_keys", 1000, 1, 1000);
-    s3_target t;
-    s3_target_resolve(L, &t);
-    aws_http_client *c = aws_http_client_get(L);
-    /* The bucket URL: the object URL of an empty key. */
-    if (aws_s3_object_url(&t.ep, t.region, bucket, "", 0, &c->url)) return luaL_error(L, "bucket URL too long");
-    /* Query parameters in sorted order (the signer sorts them anyway). */
-    int first = 1;
+/* The bucket URL (the object URL of an empty key) with the list query, its
+ * parameters in sorted order (the signer sorts them anyway). */
+static void list_url(lua_State *L, const aws_target *t, const char *bucket, buf *url) {
+    size_t plen, clen, dlen;
+    const char *prefix = args_opt_string(L, 1, "prefix", &plen);
+    const char *token = args_opt_string(L, 1, "continuation", &clen);
+    const char *delim = args_opt_string(L, 1, "delimiter", &dlen);
+    lua_Integer max_keys = args_opt_integer(L, 1, "max_keys", 1000, 1, 1000);
     char mk[24];
+    int first = 1;
     snprintf(mk, sizeof mk, "%lld", (long long)max_keys);
-    if (token && clen) add_query(L, &c->url, &first, "continuation-token", token, clen);
-    if (delim && dlen) add_query(L, &c->url, &first, "delimiter", delim, dlen);
-    add_query(L, &c->url, &first, "list-type", "2", 1);
-    add_query(L, &c->url, &first, "max-keys", mk, strlen(mk));
-    if (prefix && plen) add_query(L, &c->url, &first, "prefix", prefix, plen);
-    aws_http_request r;
-    request_init(&r, &t, "GET", buf_str(&c->url));
-    r.max_response = S3_LIST_MAX_ANSWER;
-    aws_http_error e;
-    if (aws_http_send(L, c, &r, &e)) return aws_http_push_error(L, &e);
-    char perr[128];
-    c->scratch.max = 4 * S3_LIST_MAX_ANSWER;
-    buf_reset(&c->scratch);
-    if (aws_xml_flatten(buf_str(&c->resp_body), c->resp_body.len, &c->scratch, perr, sizeof perr)) {
-        release_big_answer(c);
-        return error_pushf(L, "InvalidResponse", c->resp_status, 0, "ListObjectsV2 answer: %s", perr);
+    if (aws_s3_object_url(&t->ep, bucket, "", 0, url))
+        args_field_error(L, 1, "bucket", "the URL is too long");
+    if (token && clen) add_query(L, url, &first, "continuation-token", token, clen);
+    if (delim && dlen) add_query(L, url, &first, "delimiter", delim, dlen);
+    add_query(L, url, &first, "list-type", "2", 1);
+    add_query(L, url, &first, "max-keys", mk, strlen(mk));
+    if (prefix && plen) add_query(L, url, &first, "prefix", prefix, plen);
+}
+
+/* One leaf of a Contents element into the key table at the top. */
+static void list_key_field(lua_State *L, const char *leaf, const aws_xml_event *ev) {
+    static const char *const fields[][2] = {{"Key", "key"},
+                                            {"ETag", "etag"},
+                                            {"LastModified", "last_modified"},
+                                            {"StorageClass", "storage_class"}};
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
+        if (!strcmp(leaf, fields[i][0])) {
+            set_field_lstring(L, fields[i][1], ev->text, ev->text_len);
+            return;
+        }
+    if (!strcmp(leaf, "Size")) {
+        lua_pushinteger(L, (lua_Integer)strtoll(ev->text, NULL, 10));
+        lua_setfield(L, -2, "size");
     }
-    release_big_answer(c);
-    lua_createtable(L, 0, 4);
-    lua_newtable(L);
-    int keys = lua_gettop(L);
-    lua_newtable(L);
-    int prefixes = lua_gettop(L);
+}
+
+/* Fills the page table at page (keys, prefixes, continuation) from the
+ * flattened answer; returns 1 when the listing says it is truncated, or -1
+ * when it is truncated without a continuation token. */
+static int list_walk(lua_State *L, const buf *events, int page, int keys, int prefixes) {
+    static const char contents[] = "ListBucketResult/Contents/";
     lua_Integer nkeys = 0, nprefixes = 0;
     int truncated = 0, have_next = 0;
     aws_xml_iter it;
     aws_xml_event ev;
-    aws_xml_iter_init(&it, &c->scratch);
+    aws_xml_iter_init(&it, events);
     while (aws_xml_next(&it, &ev)) {
         if (ev.kind == AWS_XML_START) {
             if (aws_xml_path_is(&ev, "ListBucketResult/Contents")) {
                 lua_createtable(L, 0, 4);
                 lua_rawseti(L, keys, ++nkeys);
             }
-            continue;
-        }
-        static const char contents[] = "ListBucketResult/Contents/";
-        if (nkeys && ev.path_len > sizeof contents - 1 && !memcmp(ev.path, contents, sizeof contents - 1)) {
-            const char *leaf = ev.path + sizeof contents - 1;
+        } else if (nkeys && ev.path_len > sizeof contents - 1 &&
+                   !memcmp(ev.path, contents, sizeof contents - 1)) {
             lua_rawgeti(L, keys, nkeys);
-            if (!strcmp(leaf, "Key")) set_field_lstring(L, "key", ev.text, ev.text_len);
-            else if (!strcmp(leaf, "ETag")) set_field_lstring(L, "etag", ev.text, ev.text_len);
-            else if (!strcmp(leaf, "LastModified")) set_field_lstring(L, "last_modified", ev.text, ev.text_len);
-            else if (!strcmp(leaf, "StorageClass")) set_field_lstring(L, "storage_class", ev.text, ev.text_len);
-            else if (!strcmp(leaf, "Size")) {
-                lua_pushinteger(L, (lua_Integer)strtoll(ev.text, NULL, 10));
-                lua_setfield(L, -2, "size");
-            }
+            list_key_field(L, ev.path + sizeof contents - 1, &ev);
             lua_pop(L, 1);
         } else if (aws_xml_path_is(&ev, "ListBucketResult/CommonPrefixes/Prefix")) {
             lua_pushlstring(L, ev.text, ev.text_len);
             lua_rawseti(L, prefixes, ++nprefixes);
         } else if (aws_xml_path_is(&ev, "ListBucketResult/NextContinuationToken") && ev.text_len) {
             lua_pushlstring(L, ev.text, ev.text_len);
-            lua_setfield(L, keys - 1, "continuation");
+            lua_setfield(L, page, "continuation");
             have_next = 1;
         } else if (aws_xml_path_is(&ev, "ListBucketResult/IsTruncated")) {
             truncated = ev.text_len == 4 && !memcmp(ev.text, "true", 4);
         }
     }
-    (void)n;
-    if (truncated && !have_next)
-        return error_push(L, "InvalidResponse", "a truncated listing without NextContinuationToken", c->resp_status, 0);
-    lua_pushvalue(L, prefixes);
-    lua_setfield(L, keys - 1, "prefixes");
-    lua_pushvalue(L, keys);
-    lua_setfield(L, keys - 1, "keys");
+    return truncated && !have_next ? -1 : truncated;
+}
+
+static int s3_list(lua_State *L) {
+    const char *bucket = check_bucket(L, "bucket");
+    char perr[128];
+    s3_call k;
+    if (aws_target_resolve(L, "s3", &k.t)) return 2;
+    aws_http_client *c = k.c = aws_http_client_get(L);
+    list_url(L, &k.t, bucket, &c->url);
+    request_init(L, &k.r, &k.t, "GET", buf_str(&c->url));
+    k.r.max_response = S3_LIST_MAX_ANSWER;
+    if (send_or_fail(L, &k)) return 2;
+    c->scratch.max = 4 * S3_LIST_MAX_ANSWER;
+    buf_reset(&c->scratch);
+    int bad = aws_xml_flatten(buf_str(&c->resp_body), c->resp_body.len, &c->scratch, perr, sizeof perr);
+    release_big_answer(c);
+    if (bad)
+        return error_pushf(L, error_code_name(ERROR_INVALID_RESPONSE), c->resp_status, 0,
+                           "ListObjectsV2 answer: %s", perr);
+    lua_settop(L, 1);
+    lua_createtable(L, 0, 4); /* 2: page */
+    lua_newtable(L);          /* 3: keys */
+    lua_newtable(L);          /* 4: prefixes */
+    int truncated = list_walk(L, &c->scratch, 2, 3, 4);
+    if (truncated < 0)
+        return error_push(L, error_code_name(ERROR_INVALID_RESPONSE),
+                          "a truncated listing without NextContinuationToken", c->resp_status, 0);
+    lua_setfield(L, 2, "prefixes");
+    lua_setfield(L, 2, "keys");
     lua_pushboolean(L, truncated);
-    lua_setfield(L, keys - 1, "truncated");
-    lua_settop(L, keys - 1);
+    lua_setfield(L, 2, "truncated");
     return 1;
 }
 
@@ -495,7 +473,7 @@ static int s3_list(lua_State *L) {
  * state's S3 calls that take precedence over the environment; s3.configure{}
  * goes back to the environment. */
 static int s3_configure(lua_State *L) {
-    aws_config_configure(L, "s3", 1);
+    aws_settings_configure(L, "s3", 1);
     return 0;
 }
 
@@ -506,8 +484,14 @@ static int s3_last_call(lua_State *L) {
 }
 
 static const luaL_Reg s3_funcs[] = {
-    {"_last_call", s3_last_call}, {"configure", s3_configure}, {"copy", s3_copy}, {"delete", s3_delete},
-    {"get", s3_get},              {"head", s3_head},           {"list", s3_list}, {"put", s3_put},
+    {"_last_call", s3_last_call},
+    {"configure", s3_configure},
+    {"copy", s3_copy},
+    {"delete", s3_delete},
+    {"get", s3_get},
+    {"head", s3_head},
+    {"list", s3_list},
+    {"put", s3_put},
     {NULL, NULL},
 };
 

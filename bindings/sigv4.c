@@ -13,11 +13,15 @@
  * sign x-amz-content-sha256), omit_session_token (sign without the token,
  * add it afterwards), payload_hash (a literal such as "UNSIGNED-PAYLOAD";
  * presigned S3 requests without a body use UNSIGNED-PAYLOAD by default).
- * Any bad argument raises. */
+ * Any bad argument raises; a failure inside OpenSSL returns nil, err
+ * (SigningError). */
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "aws/aws_sigv4.h"
+#include "error.h"
+#include "handle.h"
 #include "modules.h"
 
 #define SIGV4_RESULT_MT "imgpipe.sigv4.result"
@@ -25,158 +29,110 @@
 
 /* The signer's result, owned by a userdata so that a raising push cannot
  * leak it. */
-typedef struct sigv4_box {
-    aws_sigv4_result r;
-    int live;
-} sigv4_box;
-
-static int sigv4_box_gc(lua_State *L) {
-    sigv4_box *b = (sigv4_box *)luaL_checkudata(L, 1, SIGV4_RESULT_MT);
-    if (b->live) aws_sigv4_result_free(&b->r);
-    b->live = 0;
+static int sigv4_result_close(lua_State *L) {
+    aws_sigv4_result_free((aws_sigv4_result *)luaL_checkudata(L, 1, SIGV4_RESULT_MT));
     return 0;
 }
 
-static int sigv4_cache_gc(lua_State *L) {
+static int sigv4_cache_close(lua_State *L) {
     aws_sigv4_cache_wipe((aws_sigv4_cache *)luaL_checkudata(L, 1, SIGV4_CACHE_MT));
     return 0;
 }
 
-/* t[k] as a string (required, or NULL when optional and absent); the value
- * stays on the stack so the pointer stays valid. */
-static const char *sigv4_field_string(lua_State *L, int t, const char *k, int required) {
-    int ty = lua_getfield(L, t, k);
-    if (ty == LUA_TNIL && !required) return NULL;
-    if (ty != LUA_TSTRING)
-        luaL_error(L, "bad argument #1 to 'sign' (field '%s': string expected, got %s)", k,
-                   luaL_typename(L, -1));
-    return lua_tostring(L, -1);
+/* headers: an array of {name, value} pairs, into a userdata array (the
+ * pair tables, still referenced by headers, keep the strings alive). */
+static void sigv4_check_headers(lua_State *L, aws_sigv4_params *p) {
+    int h = args_opt_table(L, 1, "headers");
+    if (!h) return;
+    lua_Integer n = luaL_len(L, h);
+    if (n < 0 || n > 256) args_field_error(L, 1, "headers", "at most 256 headers");
+    aws_header *hs = (aws_header *)lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *hs, 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        int pair = lua_geti(L, h, i) == LUA_TTABLE;
+        if (pair) {
+            lua_geti(L, -1, 1);
+            lua_geti(L, -2, 2);
+        }
+        if (!pair || lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+            args_field_error(L, 1, "headers", "entry %d: {name, value} strings expected", (int)i);
+        hs[i - 1].name = lua_tostring(L, -2);
+        hs[i - 1].value = lua_tostring(L, -1);
+        lua_pop(L, 3);
+    }
+    p->headers = hs;
+    p->nheaders = (size_t)n;
 }
 
-static int sigv4_field_bool(lua_State *L, int t, const char *k, int dflt) {
-    int ty = lua_getfield(L, t, k);
-    int v = dflt;
-    if (ty == LUA_TBOOLEAN)
-        v = lua_toboolean(L, -1);
-    else if (ty != LUA_TNIL)
-        luaL_error(L, "bad argument #1 to 'sign' (field '%s': boolean expected, got %s)", k,
-                   luaL_typename(L, -1));
-    lua_pop(L, 1);
-    return v;
+/* Everything sign reads from its argument table into p. */
+static void sigv4_check_args(lua_State *L, aws_sigv4_params *p) {
+    args_credentials creds;
+    size_t body_len = 0;
+    memset(p, 0, sizeof *p);
+    p->method = args_string(L, 1, "method", NULL);
+    p->url = args_string(L, 1, "url", NULL);
+    p->region = args_string(L, 1, "region", NULL);
+    p->service = args_string(L, 1, "service", NULL);
+    p->body = args_opt_string(L, 1, "body", &body_len);
+    p->body_len = body_len;
+    p->payload_hash = args_opt_string(L, 1, "payload_hash", NULL);
+    p->time = (int64_t)args_integer(L, 1, "time", 0, LUA_MAXINTEGER);
+    p->presign = args_opt_boolean(L, 1, "presign", 0);
+    p->expires = (int64_t)args_opt_integer(L, 1, "expires", 900, p->presign ? 1 : LUA_MININTEGER,
+                                           p->presign ? 604800 : LUA_MAXINTEGER);
+    int s3 = !strcmp(p->service, "s3");
+    p->double_encode = args_opt_boolean(L, 1, "double_encode", !s3);
+    p->normalize = args_opt_boolean(L, 1, "normalize", !s3);
+    p->sign_body = args_opt_boolean(L, 1, "sign_body", 0);
+    p->omit_session_token = args_opt_boolean(L, 1, "omit_session_token", 0);
+    if (!p->payload_hash && s3 && p->presign && !p->body) p->payload_hash = "UNSIGNED-PAYLOAD";
+    if (!args_opt_credentials(L, 1, "credentials", &creds)) {
+        lua_pushnil(L);
+        args_field_error(L, 1, "credentials", "table expected, got nil");
+    }
+    p->access_key_id = creds.access_key_id;
+    p->secret_access_key = creds.secret_access_key;
+    p->session_token = creds.session_token;
+    sigv4_check_headers(L, p);
 }
 
-static lua_Integer sigv4_field_integer(lua_State *L, int t, const char *k, int required, lua_Integer dflt) {
-    int ty = lua_getfield(L, t, k);
-    int isint = 0;
-    lua_Integer v = lua_tointegerx(L, -1, &isint);
-    if (ty == LUA_TNIL && !required)
-        v = dflt;
-    else if (ty != LUA_TNUMBER || !isint)
-        luaL_error(L, "bad argument #1 to 'sign' (field '%s': integer expected, got %s)", k,
-                   luaL_typename(L, -1));
-    lua_pop(L, 1);
-    return v;
+static void sigv4_push_result(lua_State *L, const aws_sigv4_result *r, int presign) {
+    lua_createtable(L, 0, 5);
+    lua_pushlstring(L, r->canonical_request.data, r->canonical_request.len);
+    lua_setfield(L, -2, "canonical_request");
+    lua_pushlstring(L, r->string_to_sign.data, r->string_to_sign.len);
+    lua_setfield(L, -2, "string_to_sign");
+    lua_pushstring(L, r->signature);
+    lua_setfield(L, -2, "signature");
+    if (presign) {
+        lua_pushlstring(L, r->url.data, r->url.len);
+        lua_setfield(L, -2, "url");
+        return;
+    }
+    lua_createtable(L, (int)r->nadded, 0);
+    for (size_t i = 0; i < r->nadded; i++) {
+        lua_createtable(L, 2, 0);
+        lua_pushstring(L, r->added_name[i]);
+        lua_rawseti(L, -2, 1);
+        lua_pushstring(L, r->added_value[i]);
+        lua_rawseti(L, -2, 2);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "headers");
 }
 
 static int sigv4_sign(lua_State *L) {
     aws_sigv4_params p;
-    memset(&p, 0, sizeof p);
+    char err[256];
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    luaL_checkstack(L, 40, NULL);
-
-    p.method = sigv4_field_string(L, 1, "method", 1);
-    p.url = sigv4_field_string(L, 1, "url", 1);
-    p.region = sigv4_field_string(L, 1, "region", 1);
-    p.service = sigv4_field_string(L, 1, "service", 1);
-    size_t body_len = 0;
-    if (lua_getfield(L, 1, "body") != LUA_TNIL) {
-        luaL_argexpected(L, lua_type(L, -1) == LUA_TSTRING, 1, "string for field 'body'");
-        p.body = lua_tolstring(L, -1, &body_len);
-        p.body_len = body_len;
-    }
-    p.payload_hash = sigv4_field_string(L, 1, "payload_hash", 0);
-    p.time = (int64_t)sigv4_field_integer(L, 1, "time", 1, 0);
-    luaL_argcheck(L, p.time >= 0, 1, "field 'time' must be Unix seconds (>= 0)");
-    p.presign = sigv4_field_bool(L, 1, "presign", 0);
-    p.expires = (int64_t)sigv4_field_integer(L, 1, "expires", 0, 900);
-    luaL_argcheck(L, !p.presign || (p.expires >= 1 && p.expires <= 604800), 1,
-                  "field 'expires' must be between 1 and 604800 seconds");
-    int s3 = !strcmp(p.service, "s3");
-    p.double_encode = sigv4_field_bool(L, 1, "double_encode", !s3);
-    p.normalize = sigv4_field_bool(L, 1, "normalize", !s3);
-    p.sign_body = sigv4_field_bool(L, 1, "sign_body", 0);
-    p.omit_session_token = sigv4_field_bool(L, 1, "omit_session_token", 0);
-    if (!p.payload_hash && s3 && p.presign && !p.body) p.payload_hash = "UNSIGNED-PAYLOAD";
-
-    if (lua_getfield(L, 1, "credentials") != LUA_TTABLE)
-        luaL_error(L, "bad argument #1 to 'sign' (field 'credentials': table expected, got %s)",
-                   luaL_typename(L, -1));
-    int creds = lua_gettop(L);
-    p.access_key_id = sigv4_field_string(L, creds, "access_key_id", 1);
-    p.secret_access_key = sigv4_field_string(L, creds, "secret_access_key", 1);
-    p.session_token = sigv4_field_string(L, creds, "session_token", 0);
-
-    int ty = lua_getfield(L, 1, "headers");
-    if (ty != LUA_TNIL) {
-        luaL_argexpected(L, ty == LUA_TTABLE, 1, "table for field 'headers'");
-        int h = lua_gettop(L);
-        lua_Integer n = luaL_len(L, h);
-        luaL_argcheck(L, n >= 0 && n <= 256, 1, "field 'headers': at most 256 headers");
-        aws_header *hs = (aws_header *)lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *hs, 0);
-        for (lua_Integer i = 1; i <= n; i++) {
-            if (lua_geti(L, h, i) != LUA_TTABLE)
-                luaL_error(L, "bad argument #1 to 'sign' (headers[%d]: {name, value} expected)", (int)i);
-            lua_geti(L, -1, 1);
-            lua_geti(L, -2, 2);
-            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
-                luaL_error(L, "bad argument #1 to 'sign' (headers[%d]: {name, value} strings expected)",
-                           (int)i);
-            hs[i - 1].name = lua_tostring(L, -2);
-            hs[i - 1].value = lua_tostring(L, -1);
-            /* the pair table (still referenced by headers) keeps both alive */
-            lua_pop(L, 3);
-        }
-        p.headers = hs;
-        p.nheaders = (size_t)n;
-    }
-
+    sigv4_check_args(L, &p);
     aws_sigv4_cache *cache = (aws_sigv4_cache *)lua_touserdata(L, lua_upvalueindex(1));
-    sigv4_box *box = (sigv4_box *)lua_newuserdatauv(L, sizeof *box, 0);
-    memset(box, 0, sizeof *box);
-    luaL_setmetatable(L, SIGV4_RESULT_MT);
-    box->live = 1;
-    char err[256];
-    if (aws_sigv4_sign(&p, cache, &box->r, err, sizeof err)) {
-        aws_sigv4_result_free(&box->r);
-        box->live = 0;
-        return luaL_error(L, "bad argument #1 to 'sign' (%s)", err);
-    }
-
-    lua_createtable(L, 0, 5);
-    lua_pushlstring(L, box->r.canonical_request.data, box->r.canonical_request.len);
-    lua_setfield(L, -2, "canonical_request");
-    lua_pushlstring(L, box->r.string_to_sign.data, box->r.string_to_sign.len);
-    lua_setfield(L, -2, "string_to_sign");
-    lua_pushstring(L, box->r.signature);
-    lua_setfield(L, -2, "signature");
-    if (p.presign) {
-        lua_pushlstring(L, box->r.url.data, box->r.url.len);
-        lua_setfield(L, -2, "url");
-    } else {
-        lua_createtable(L, (int)box->r.nadded, 0);
-        for (size_t i = 0; i < box->r.nadded; i++) {
-            lua_createtable(L, 2, 0);
-            lua_pushstring(L, box->r.added_name[i]);
-            lua_rawseti(L, -2, 1);
-            lua_pushstring(L, box->r.added_value[i]);
-            lua_rawseti(L, -2, 2);
-            lua_rawseti(L, -2, (lua_Integer)i + 1);
-        }
-        lua_setfield(L, -2, "headers");
-    }
-    aws_sigv4_result_free(&box->r);
-    box->live = 0;
+    aws_sigv4_result *r = (aws_sigv4_result *)handle_new(L, sizeof *r, SIGV4_RESULT_MT, sigv4_result_close);
+    int status = aws_sigv4_sign(&p, cache, r, err, sizeof err);
+    if (status == AWS_SIGV4_CRYPTO) return error_host(L, ERROR_SIGNING, "%s", err);
+    if (status) return luaL_argerror(L, 1, err);
+    sigv4_push_result(L, r, p.presign);
+    aws_sigv4_result_free(r);
     return 1;
 }
 
@@ -186,19 +142,8 @@ static const luaL_Reg sigv4_funcs[] = {
 };
 
 int luaopen_imgpipe_sigv4(lua_State *L) {
-    if (luaL_newmetatable(L, SIGV4_RESULT_MT)) {
-        lua_pushcfunction(L, sigv4_box_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_pop(L, 1);
     luaL_newlibtable(L, sigv4_funcs);
-    aws_sigv4_cache *cache = (aws_sigv4_cache *)lua_newuserdatauv(L, sizeof *cache, 0);
-    memset(cache, 0, sizeof *cache);
-    if (luaL_newmetatable(L, SIGV4_CACHE_MT)) {
-        lua_pushcfunction(L, sigv4_cache_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_setmetatable(L, -2);
+    handle_new(L, sizeof(aws_sigv4_cache), SIGV4_CACHE_MT, sigv4_cache_close);
     luaL_setfuncs(L, sigv4_funcs, 1);
     return 1;
 }

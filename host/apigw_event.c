@@ -6,43 +6,15 @@
 
 #include <lauxlib.h>
 
-#include "hostlog.h"
+#include "codec.h"
 
-static int apigw_hex(int c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* Decodes into out (at least n bytes); returns the length or -1. */
-static long apigw_decode(const char *s, size_t n, int plus_is_space, char *out) {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '%') {
-            if (i + 2 >= n) return -1;
-            int hi;
-            hi = apigw_hex((unsigned char)s[i + 1]);
-            int lo = apigw_hex((unsigned char)s[i + 2]);
-            if (hi < 0 || lo < 0) return -1;
-            c = (char)(hi * 16 + lo);
-            i += 2;
-        } else if (c == '+' && plus_is_space) {
-            c = ' ';
-        }
-        if (c == '\0') return -1;
-        if (out) out[o] = c;
-        o++;
-    }
-    return (long)o;
-}
+static unsigned apigw_pct_flags(int plus_is_space) { return plus_is_space ? CODEC_PCT_PLUS : 0; }
 
 int apigw_push_decoded(lua_State *L, const char *s, size_t n, int plus_is_space) {
-    if (apigw_decode(s, n, plus_is_space, NULL) < 0) return -1;
+    if (codec_percent_decode(s, n, apigw_pct_flags(plus_is_space), NULL) < 0) return -1;
     luaL_Buffer b;
     char *out = luaL_buffinitsize(L, &b, n + 1);
-    long len = apigw_decode(s, n, plus_is_space, out);
+    long len = codec_percent_decode(s, n, apigw_pct_flags(plus_is_space), out);
     luaL_pushresultsize(&b, (size_t)len);
     return 0;
 }
@@ -52,80 +24,56 @@ int apigw_validate(const char *raw_path, const char *raw_query, const char **why
         *why = "the request target must be a path starting with '/'";
         return -1;
     }
-    if (apigw_decode(raw_path, strlen(raw_path), 0, NULL) < 0) {
+    if (codec_percent_decode(raw_path, strlen(raw_path), 0, NULL) < 0) {
         *why = "the path has a malformed percent-escape";
         return -1;
     }
-    if (raw_query && apigw_decode(raw_query, strlen(raw_query), 1, NULL) < 0) {
+    if (raw_query && codec_percent_decode(raw_query, strlen(raw_query), CODEC_PCT_PLUS, NULL) < 0) {
         *why = "the query string has a malformed percent-escape";
         return -1;
     }
     return 0;
 }
 
-int apigw_is_text(const char *content_type, const char *body, size_t len) {
-    if (!content_type || !*content_type) return hostlog_is_utf8(body, len);
+/* True when a body of this Content-Type (may be NULL) is passed as text. */
+static int apigw_is_text(const char *content_type, const char *body, size_t len) {
+    if (!content_type || !*content_type) return codec_is_utf8(body, len);
     char type[128];
     size_t n = 0;
     while (content_type[n] && content_type[n] != ';' && n < sizeof type - 1) {
         type[n] = (char)tolower((unsigned char)content_type[n]);
         n++;
     }
-    while (n && type[n - 1] == ' ') n--;
+    while (n && type[n - 1] == ' ')
+        n--;
     type[n] = '\0';
     if (!strncmp(type, "text/", 5)) return 1;
-    static const char *const exact[] = {"application/json", "application/xml", "application/javascript",
-                                        "application/x-www-form-urlencoded", "application/graphql", NULL};
+    static const char *const exact[] = {"application/json",       "application/xml",
+                                        "application/javascript", "application/x-www-form-urlencoded",
+                                        "application/graphql",    NULL};
     for (int i = 0; exact[i]; i++)
         if (!strcmp(type, exact[i])) return 1;
     if (n > 5 && (!strcmp(type + n - 5, "+json") || !strcmp(type + n - 4, "+xml"))) return 1;
     return 0;
 }
 
-static const char apigw_b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 static void apigw_push_base64(lua_State *L, const unsigned char *p, size_t n) {
     luaL_Buffer b;
-    char *out = luaL_buffinitsize(L, &b, (n + 2) / 3 * 4);
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        if (i + 1 < n) v |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < n) v |= p[i + 2];
-        out[o++] = apigw_b64[(v >> 18) & 63];
-        out[o++] = apigw_b64[(v >> 12) & 63];
-        out[o++] = i + 1 < n ? apigw_b64[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < n ? apigw_b64[v & 63] : '=';
-    }
-    luaL_pushresultsize(&b, o);
+    char *out = luaL_buffinitsize(L, &b, CODEC_BASE64_LEN(n));
+    luaL_pushresultsize(&b, codec_base64_encode(p, n, out));
 }
 
 /* Decodes base64 (padding optional, no whitespace) and pushes the bytes;
  * -1 when malformed. */
 static int apigw_push_unbase64(lua_State *L, const char *s, size_t n) {
-    while (n && s[n - 1] == '=') n--;
-    if (n % 4 == 1) return -1;
     luaL_Buffer b;
-    char *out = luaL_buffinitsize(L, &b, n / 4 * 3 + 3);
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *at = strchr(apigw_b64, s[i]);
-        if (!at || !s[i]) {
-            luaL_pushresultsize(&b, 0);
-            lua_pop(L, 1);
-            return -1;
-        }
-        acc = (acc << 6) | (uint32_t)(at - apigw_b64);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (char)((acc >> bits) & 0xff);
-        }
-    }
-    luaL_pushresultsize(&b, o);
-    return 0;
+    size_t bad;
+    unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, n / 4 * 3 + 3);
+    long len = codec_base64_decode(s, n, out, &bad);
+    luaL_pushresultsize(&b, len < 0 ? 0 : (size_t)len);
+    if (len >= 0) return 0;
+    lua_pop(L, 1);
+    return -1;
 }
 
 /* nil, or cjson.null. */
@@ -293,7 +241,8 @@ int apigw_push_event(lua_State *L) {
 /* A header value from the result: strings and numbers (as API Gateway takes
  * them), booleans as text; no line breaks. */
 static void apigw_check_header(lua_State *L, int name, int value) {
-    if (lua_type(L, name) != LUA_TSTRING) luaL_error(L, "malformed proxy response: a header name is not a string");
+    if (lua_type(L, name) != LUA_TSTRING)
+        luaL_error(L, "malformed proxy response: a header name is not a string");
     size_t n;
     const char *k = lua_tolstring(L, name, &n);
     if (n == 0 || strpbrk(k, "\r\n: \t") || strlen(k) != n)
@@ -322,7 +271,8 @@ static void apigw_add_pair(lua_State *L, int pairs, int name, int value) {
 int apigw_read_response(lua_State *L) {
     lua_settop(L, 1);
     if (!lua_istable(L, 1))
-        return luaL_error(L, "malformed proxy response: the handler returned a %s, not a table", luaL_typename(L, 1));
+        return luaL_error(L, "malformed proxy response: the handler returned a %s, not a table",
+                          luaL_typename(L, 1));
 
     lua_getfield(L, 1, "statusCode"); /* 2 */
     lua_Integer status = 200;
@@ -332,7 +282,7 @@ int apigw_read_response(lua_State *L) {
         if (!ok || status < 100 || status > 599)
             return luaL_error(L, "malformed proxy response: statusCode must be an integer from 100 to 599");
     }
-    lua_newtable(L); /* 3: pairs */
+    lua_newtable(L);               /* 3: pairs */
     lua_getfield(L, 1, "headers"); /* 4 */
     if (lua_istable(L, 4)) {
         lua_pushnil(L);
@@ -348,7 +298,8 @@ int apigw_read_response(lua_State *L) {
     if (lua_istable(L, 5)) {
         lua_pushnil(L);
         while (lua_next(L, 5)) {
-            if (!lua_istable(L, -1)) return luaL_error(L, "malformed proxy response: multiValueHeaders values are lists");
+            if (!lua_istable(L, -1))
+                return luaL_error(L, "malformed proxy response: multiValueHeaders values are lists");
             lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
             for (lua_Integer i = 1; i <= n; i++) {
                 lua_rawgeti(L, -1, i);
@@ -369,11 +320,13 @@ int apigw_read_response(lua_State *L) {
     if (apigw_is_null(L, 7)) {
         lua_pushliteral(L, "");
     } else if (lua_type(L, 7) != LUA_TSTRING) {
-        return luaL_error(L, "malformed proxy response: body must be a string, not a %s", luaL_typename(L, 7));
+        return luaL_error(L, "malformed proxy response: body must be a string, not a %s",
+                          luaL_typename(L, 7));
     } else if (b64) {
         size_t n;
         const char *s = lua_tolstring(L, 7, &n);
-        if (apigw_push_unbase64(L, s, n)) return luaL_error(L, "malformed proxy response: body is not valid base64");
+        if (apigw_push_unbase64(L, s, n))
+            return luaL_error(L, "malformed proxy response: body is not valid base64");
     } else {
         lua_pushvalue(L, 7);
     }

@@ -19,11 +19,11 @@ typedef struct apigw_header {
 
 typedef struct apigw_request {
     const char *method;
-    const char *raw_path;      /* as received, percent-encoded, without the query */
-    const char *raw_query;     /* after '?', or NULL */
+    const char *raw_path;  /* as received, percent-encoded, without the query */
+    const char *raw_query; /* after '?', or NULL */
     apigw_header headers[APIGW_MAX_HEADERS];
     size_t nheaders;
-    const char *body;          /* NULL or len bytes */
+    const char *body; /* NULL or len bytes */
     size_t body_len;
     const char *source_ip;
     const char *request_id;
@@ -38,9 +38,6 @@ int apigw_push_decoded(lua_State *L, const char *s, size_t n, int plus_is_space)
 
 /* Checks that a raw path and query decode cleanly: 0, or -1 with a reason. */
 int apigw_validate(const char *raw_path, const char *raw_query, const char **why);
-
-/* True when a body of this Content-Type (may be NULL) is passed as text. */
-int apigw_is_text(const char *content_type, const char *body, size_t len);
 
 /* lua_CFunction: with a light userdata apigw_request at 1, the route
  * pattern (resource) at 2 and the path parameters table (or nil) at 3,

@@ -1,6 +1,6 @@
-/* Log lines written by the host itself, in the JSON shape of imgpipe.log:
- *   {"time":"…Z","level":"info","msg":"…","requestId":"…", more fields}
- * One fwrite per line, so lines from several threads do not interleave. */
+/* Log lines written by the host itself, in the JSON shape of imgpipe.log
+ * (both are written by core/logline.h):
+ *   {"time":"…Z","level":"info","msg":"…","requestId":"…", more fields} */
 #ifndef IMGPIPE_HOSTLOG_H
 #define IMGPIPE_HOSTLOG_H
 
@@ -11,11 +11,10 @@
 typedef enum hostlog_level { HOSTLOG_DEBUG, HOSTLOG_INFO, HOSTLOG_WARN, HOSTLOG_ERROR } hostlog_level;
 
 /* Appends s (len bytes) as a quoted JSON string; bytes that are not valid
- * UTF-8 become U+FFFD. -1 when b is full. */
+ * UTF-8 become U+FFFD. -1 when b is full. (codec_json_string with
+ * CODEC_JSON_REPLACE; kept for server.c and runtime_api.c until they call
+ * that directly.) */
 int hostlog_json_string(buf *b, const char *s, size_t len);
-
-/* True when the len bytes at s are valid UTF-8. */
-int hostlog_is_utf8(const char *s, size_t len);
 
 /* Writes one line. request_id may be NULL. After msg come key/value string
  * pairs ending with NULL; a key written as "=name" takes a value that is

@@ -1,19 +1,21 @@
 #include "routes.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
 
 #include "apigw_event.h"
+#include "codec.h"
+#include "names.h"
 
-#define ROUTES_MAX 1000
+#define ROUTES_MAX         1000
 #define ROUTES_SEGMENT_MAX 1024
 
 /* Moves *p past the next non-empty segment: its start and length, or 0. */
 static int routes_segment(const char **p, const char **seg, size_t *len) {
     const char *s = *p;
-    while (*s == '/') s++;
+    while (*s == '/')
+        s++;
     if (!*s) return 0;
     const char *e = strchr(s, '/');
     if (!e) e = s + strlen(s);
@@ -32,15 +34,6 @@ static int routes_param(const char *seg, size_t len, const char **name, size_t *
     return *nlen ? 1 + greedy : 0;
 }
 
-static int routes_valid_name(const char *s) {
-    if (!*s) return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' ||
-              *s == '-'))
-            return 0;
-    return 1;
-}
-
 void routes_check(lua_State *L, int idx) {
     idx = lua_absindex(L, idx);
     if (!lua_istable(L, idx)) luaL_error(L, "routes.lua must return a list of {method, path, pipeline}");
@@ -52,11 +45,13 @@ void routes_check(lua_State *L, int idx) {
         for (int f = 0; f < 3; f++)
             if (lua_getfield(L, -1 - f, fields[f]) != LUA_TSTRING)
                 luaL_error(L, "routes.lua: entry %I has no string '%s'", i, fields[f]);
-        const char *method = lua_tostring(L, -3), *path = lua_tostring(L, -2), *pipeline = lua_tostring(L, -1);
+        const char *method = lua_tostring(L, -3), *path = lua_tostring(L, -2),
+                   *pipeline = lua_tostring(L, -1);
         for (const char *m = method; *m; m++)
-            if (*m < 'A' || *m > 'Z') luaL_error(L, "routes.lua: entry %I: method '%s' is not upper case", i, method);
+            if (*m < 'A' || *m > 'Z')
+                luaL_error(L, "routes.lua: entry %I: method '%s' is not upper case", i, method);
         if (path[0] != '/') luaL_error(L, "routes.lua: entry %I: path '%s' must start with '/'", i, path);
-        if (!routes_valid_name(pipeline))
+        if (!names_pipeline_ok(pipeline, strlen(pipeline)))
             luaL_error(L, "routes.lua: entry %I: pipeline '%s' is not a plain name", i, pipeline);
         const char *p = path, *seg, *name;
         size_t len, nlen;
@@ -71,6 +66,20 @@ void routes_check(lua_State *L, int idx) {
     }
 }
 
+/* Sets params[name] to the decoded segment (when params is non-zero).
+ * 0 when the segment does not decode. */
+static int routes_capture(lua_State *L, int params, const char *name, size_t nlen, const char *seg,
+                          size_t len) {
+    if (!params) return 1;
+    lua_pushlstring(L, name, nlen);
+    if (apigw_push_decoded(L, seg, len, 0)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_rawset(L, params);
+    return 1;
+}
+
 /* Does raw_path match pattern? When params is non-zero, sets each captured
  * parameter (decoded) in the table at that index. */
 static int routes_try(lua_State *L, const char *pattern, const char *raw_path, int params) {
@@ -80,37 +89,20 @@ static int routes_try(lua_State *L, const char *pattern, const char *raw_path, i
     while (routes_segment(&pp, &pseg, &plen)) {
         if (!routes_segment(&rp, &rseg, &rlen)) return 0;
         int kind = routes_param(pseg, plen, &name, &nlen);
-        if (kind == 2) {
+        if (kind == 2) { /* the rest of the path, without trailing slashes */
             size_t rest = strlen(rseg);
-            while (rest && rseg[rest - 1] == '/') rest--;
-            if (params) {
-                lua_pushlstring(L, name, nlen);
-                if (apigw_push_decoded(L, rseg, rest, 0)) return 0;
-                lua_rawset(L, params);
-            }
-            return 1;
+            while (rest && rseg[rest - 1] == '/')
+                rest--;
+            return routes_capture(L, params, name, nlen, rseg, rest);
         }
         if (kind == 1) {
-            if (params) {
-                lua_pushlstring(L, name, nlen);
-                if (apigw_push_decoded(L, rseg, rlen, 0)) return 0;
-                lua_rawset(L, params);
-            }
+            if (!routes_capture(L, params, name, nlen, rseg, rlen)) return 0;
             continue;
         }
         /* A literal segment: compare with the decoded path segment. */
         if (rlen >= sizeof literal) return 0;
-        size_t o = 0;
-        for (size_t i = 0; i < rlen; i++) {
-            if (rseg[i] == '%' && i + 2 < rlen) { /* escapes were validated before */
-                char hex[3] = {rseg[i + 1], rseg[i + 2], 0};
-                literal[o++] = (char)strtol(hex, NULL, 16);
-                i += 2;
-            } else {
-                literal[o++] = rseg[i];
-            }
-        }
-        if (o != plen || memcmp(literal, pseg, plen)) return 0;
+        long o = codec_percent_decode(rseg, rlen, CODEC_PCT_LENIENT, literal);
+        if (o < 0 || (size_t)o != plen || memcmp(literal, pseg, plen)) return 0;
     }
     return !routes_segment(&rp, &rseg, &rlen);
 }
@@ -124,8 +116,8 @@ int routes_match(lua_State *L, int idx, const char *method, const char *raw_path
     allowed[0] = '\0';
     for (lua_Integer i = 1; i <= n; i++) {
         lua_settop(L, top);
-        lua_rawgeti(L, idx, i);          /* top+1: entry */
-        lua_getfield(L, top + 1, "path"); /* top+2 */
+        lua_rawgeti(L, idx, i);             /* top+1: entry */
+        lua_getfield(L, top + 1, "path");   /* top+2 */
         lua_getfield(L, top + 1, "method"); /* top+3 */
         const char *pattern = lua_tostring(L, top + 2), *m = lua_tostring(L, top + 3);
         if (!pattern || !m || !routes_try(L, pattern, raw_path, 0)) continue;

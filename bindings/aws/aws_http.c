@@ -6,23 +6,26 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <curl/curl.h>
 #include <lauxlib.h>
 
+#include "aws_fetch.h"
 #include "aws_json.h"
 #include "aws_xml.h"
 #include "error.h"
+#include "handle.h"
 #include "invocation.h"
 
-#define CLIENT_MT "imgpipe.aws_http_client"
-#define MAX_HEADER_BYTES (64 * 1024)
+#define CLIENT_MT            "imgpipe.aws_http_client"
+#define MAX_HEADER_BYTES     (64 * 1024)
 #define DEFAULT_MAX_RESPONSE (1u << 20)
-#define MAX_ERROR_BODY (64 * 1024)
+#define MAX_ERROR_BODY       (64 * 1024)
 /* An attempt needs at least this much time before the deadline to be worth
  * starting. */
 #define MIN_ATTEMPT_MS 100
+/* Backoff sleeps wake this often to look at the cancel flag. */
+#define SLEEP_SLICE_MS 20
 
 static char client_key; /* registry key (its address) */
 
@@ -54,16 +57,32 @@ static int64_t env_int(const char *name, int64_t def, int64_t lo, int64_t hi) {
     return n;
 }
 
-const char *aws_http_ca_file(void) {
-    const char *v = getenv("SSL_CERT_FILE");
-    if (v && *v) return v;
-    static const char *const candidates[] = {
-        "/etc/ssl/certs/ca-certificates.crt", /* Debian, Ubuntu */
-        "/etc/pki/tls/certs/ca-bundle.crt",   /* Amazon Linux 2023, Fedora */
-    };
-    for (size_t i = 0; i < sizeof candidates / sizeof *candidates; i++)
-        if (access(candidates[i], R_OK) == 0) return candidates[i];
-    return NULL;
+/* A new client in the registry; raises on allocation failure. */
+static aws_http_client *client_create(lua_State *L) {
+    aws_http_client *c = handle_new(L, sizeof *c, CLIENT_MT, client_close);
+    buf_init(&c->url, 16 * 1024);
+    buf_init(&c->body, 16u << 20);
+    buf_init(&c->scratch, 1u << 20);
+    buf_init(&c->resp_body, DEFAULT_MAX_RESPONSE);
+    buf_init(&c->resp_headers, MAX_HEADER_BYTES);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) luaL_error(L, "libcurl failed to initialise");
+    if (!(c->curl = curl_easy_init())) {
+        curl_global_cleanup();
+        luaL_error(L, "libcurl: cannot create a handle");
+    }
+    c->max_attempts = (int)env_int("AWS_MAX_ATTEMPTS", 5, 1, 10);
+    c->base_ms = env_int("IMGPIPE_AWS_RETRY_BASE_MS", 50, 1, 60000);
+    c->cap_ms = env_int("IMGPIPE_AWS_RETRY_CAP_MS", 2000, 1, 600000);
+    c->connect_timeout_ms = env_int("IMGPIPE_AWS_CONNECT_TIMEOUT_MS", 3000, 1, 600000);
+    c->timeout_ms = env_int("IMGPIPE_AWS_TIMEOUT_MS", 60000, 1, 3600000);
+    const char *ca = aws_fetch_ca_file();
+    if (ca) snprintf(c->ca_file, sizeof c->ca_file, "%s", ca);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    c->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)c;
+    if (!c->rng) c->rng = 0x9E3779B97F4A7C15ull;
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &client_key);
+    return c;
 }
 
 aws_http_client *aws_http_client_get(lua_State *L) {
@@ -73,38 +92,8 @@ aws_http_client *aws_http_client_get(lua_State *L) {
         lua_pop(L, 1);
     } else {
         lua_pop(L, 1);
-        c = lua_newuserdatauv(L, sizeof *c, 0);
-        memset(c, 0, sizeof *c);
-        buf_init(&c->url, 16 * 1024);
-        buf_init(&c->body, 16u << 20);
-        buf_init(&c->scratch, 1u << 20);
-        buf_init(&c->resp_body, DEFAULT_MAX_RESPONSE);
-        buf_init(&c->resp_headers, MAX_HEADER_BYTES);
-        if (luaL_newmetatable(L, CLIENT_MT)) {
-            lua_pushcfunction(L, client_close);
-            lua_setfield(L, -2, "__gc");
-        }
-        lua_setmetatable(L, -2);
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) luaL_error(L, "libcurl failed to initialise");
-        c->curl = curl_easy_init();
-        if (!c->curl) {
-            curl_global_cleanup();
-            luaL_error(L, "libcurl: cannot create a handle");
-        }
-        c->max_attempts = (int)env_int("AWS_MAX_ATTEMPTS", 5, 1, 10);
-        c->base_ms = env_int("IMGPIPE_AWS_RETRY_BASE_MS", 50, 1, 60000);
-        c->cap_ms = env_int("IMGPIPE_AWS_RETRY_CAP_MS", 2000, 1, 600000);
-        c->connect_timeout_ms = env_int("IMGPIPE_AWS_CONNECT_TIMEOUT_MS", 3000, 1, 600000);
-        c->timeout_ms = env_int("IMGPIPE_AWS_TIMEOUT_MS", 60000, 1, 3600000);
-        const char *ca = aws_http_ca_file();
-        if (ca) snprintf(c->ca_file, sizeof c->ca_file, "%s", ca);
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        c->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)c;
-        if (!c->rng) c->rng = 0x9E3779B97F4A7C15ull;
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &client_key);
+        c = client_create(L);
     }
-    aws_credentials_prepare(L);
     buf_reset(&c->url);
     buf_reset(&c->body);
     buf_reset(&c->scratch);
@@ -113,28 +102,14 @@ aws_http_client *aws_http_client_get(lua_State *L) {
 
 /* ---- answer collection -------------------------------------------------- */
 
-/* Where curl writes an answer's body: a bounded buffer; too_large is set
- * (and the transfer stopped) when the answer would go past its maximum. */
-typedef struct body_sink {
-    buf *b;
-    int too_large;
-} body_sink;
-
-static size_t on_body(char *data, size_t size, size_t n, void *ud) {
-    body_sink *s = ud;
-    if (buf_append(s->b, data, size * n)) {
-        s->too_large = 1;
-        return 0;
-    }
-    return size * n;
-}
-
 static size_t on_header(char *data, size_t size, size_t n, void *ud) {
     aws_http_client *c = ud;
     size_t len = size * n;
     /* A new status line starts a new answer (after 100 Continue). */
-    if (len >= 5 && !memcmp(data, "HTTP/", 5)) buf_reset(&c->resp_headers);
-    else (void)buf_append(&c->resp_headers, data, len); /* past the cap: dropped */
+    if (len >= 5 && !memcmp(data, "HTTP/", 5))
+        buf_reset(&c->resp_headers);
+    else
+        (void)buf_append(&c->resp_headers, data, len); /* past the cap: dropped */
     return len;
 }
 
@@ -149,8 +124,10 @@ int aws_http_header_next(const aws_http_client *c, size_t *pos, const char **nam
         const char *colon = memchr(line, ':', (size_t)(eol - line));
         if (!colon) continue;
         const char *v = colon + 1, *ve = eol;
-        while (v < ve && (*v == ' ' || *v == '\t')) v++;
-        while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+        while (v < ve && (*v == ' ' || *v == '\t'))
+            v++;
+        while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+            ve--;
         *name = line;
         *nlen = (size_t)(colon - line);
         *value = v;
@@ -173,15 +150,31 @@ const char *aws_http_header(const aws_http_client *c, const char *name, size_t *
 
 /* ---- errors --------------------------------------------------------------- */
 
-int aws_http_code_is_retryable(const char *code) {
+/* Whether an AWS error code is one AWS documents as worth retrying. */
+static int aws_http_code_is_retryable(const char *code) {
     static const char *const codes[] = {
-        "BandwidthLimitExceeded", "EC2ThrottledException", "InternalError", "InternalFailure",
-        "InternalServerError", "LimitExceededException", "PriorRequestNotComplete",
-        "ProvisionedThroughputExceeded", "ProvisionedThroughputExceededException",
-        "RequestLimitExceeded", "RequestThrottled", "RequestThrottledException", "RequestTimeout",
-        "RequestTimeoutException", "ServiceUnavailable", "SlowDown", "ThrottledException",
-        "Throttling", "ThrottlingException", "TooManyRequestsException",
-        "TransactionInProgressException", NULL,
+        "BandwidthLimitExceeded",
+        "EC2ThrottledException",
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "LimitExceededException",
+        "PriorRequestNotComplete",
+        "ProvisionedThroughputExceeded",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "ServiceUnavailable",
+        "SlowDown",
+        "ThrottledException",
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequestsException",
+        "TransactionInProgressException",
+        NULL,
     };
     for (int i = 0; codes[i]; i++)
         if (!strcmp(code, codes[i])) return 1;
@@ -279,37 +272,60 @@ static int parse_error_body(aws_http_client *c, const aws_http_request *r, aws_h
         }
     }
     if (!found) snprintf(e->code, sizeof e->code, "%s", status_code_name(c->resp_status, r->not_found_code));
-    if (!e->message[0]) snprintf(e->message, sizeof e->message, "HTTP %ld from %s", c->resp_status, r->service);
+    if (!e->message[0])
+        snprintf(e->message, sizeof e->message, "HTTP %ld from %s", c->resp_status, r->service);
     e->status = c->resp_status;
-    e->retryable = aws_http_code_is_retryable(e->code) ||
-                   (c->resp_status >= 500 && c->resp_status != 501) || c->resp_status == 429;
+    e->retryable = aws_http_code_is_retryable(e->code) || (c->resp_status >= 500 && c->resp_status != 501) ||
+                   c->resp_status == 429;
     return found;
 }
 
-static void transport_error(CURLcode rc, int too_large, size_t cap, const char *errbuf, aws_http_error *e) {
+/* Why the progress callback stopped a transfer (0: it did not). */
+typedef struct stop_watch {
+    int64_t deadline_ms;
+    const atomic_int *flag;
+    int reason;
+} stop_watch;
+
+/* CURLOPT_XFERINFOFUNCTION: aborts the transfer when the host's cancel flag
+ * is raised or the invocation deadline passes. */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    stop_watch *w = ud;
+    w->reason = invocation_stop_reason(w->deadline_ms, w->flag);
+    return w->reason != INVOCATION_RUN;
+}
+
+/* The failure of a stopped call: Cancelled or Timeout, both retryable. */
+static void stop_error(aws_http_error *e, int reason) {
+    if (reason == INVOCATION_CANCELLED)
+        set_error(e, error_code_name(ERROR_CANCELLED), 0, 1, "the call was cancelled (the host is stopping)");
+    else
+        set_error(e, error_code_name(ERROR_TIMEOUT), 0, 1, "the invocation deadline passed during the call");
+}
+
+static void transport_error(CURLcode rc, const aws_fetch_sink *sink, const stop_watch *w, const char *errbuf,
+                            aws_http_error *e) {
     const char *detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
-    if (too_large) {
-        set_error(e, "ResponseTooLarge", 0, 0, "the answer is larger than the %zu-byte limit", cap);
+    if (sink->too_large) {
+        set_error(e, error_code_name(ERROR_RESPONSE_TOO_LARGE), 0, 0,
+                  "the answer is larger than the %zu-byte limit", sink->b->max);
+        return;
+    }
+    if (rc == CURLE_ABORTED_BY_CALLBACK && w->reason != INVOCATION_RUN) {
+        stop_error(e, w->reason);
         return;
     }
     switch (rc) {
-    case CURLE_OPERATION_TIMEDOUT:
-        set_error(e, "Timeout", 0, 1, "%s", detail);
-        break;
+    case CURLE_OPERATION_TIMEDOUT: set_error(e, error_code_name(ERROR_TIMEOUT), 0, 1, "%s", detail); break;
     case CURLE_URL_MALFORMAT:
-    case CURLE_UNSUPPORTED_PROTOCOL:
-        set_error(e, "InvalidEndpoint", 0, 0, "%s", detail);
-        break;
+    case CURLE_UNSUPPORTED_PROTOCOL: set_error(e, "InvalidEndpoint", 0, 0, "%s", detail); break;
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_CERTPROBLEM:
-        set_error(e, "NetworkError", 0, 0, "TLS: %s", detail);
-        break;
-    case CURLE_OUT_OF_MEMORY:
-        set_error(e, "OutOfMemory", 0, 0, "%s", detail);
-        break;
+    case CURLE_SSL_CERTPROBLEM: set_error(e, error_code_name(ERROR_TLS), 0, 0, "TLS: %s", detail); break;
+    case CURLE_OUT_OF_MEMORY: set_error(e, error_code_name(ERROR_OUT_OF_MEMORY), 0, 0, "%s", detail); break;
     default: /* resets, refused connections, DNS hiccups, truncated answers */
-        set_error(e, "NetworkError", 0, 1, "%s", detail);
+        set_error(e, error_code_name(ERROR_NETWORK), 0, 1, "%s", detail);
         break;
     }
 }
@@ -320,52 +336,16 @@ int aws_http_push_error(lua_State *L, const aws_http_error *e) {
 
 /* ---- one attempt ------------------------------------------------------------ */
 
-static void common_options(CURL *h, const char *url, long connect_ms, long total_ms, const char *ca) {
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L); /* keys may hold "//" and "../" */
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, total_ms);
-    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    if (ca) curl_easy_setopt(h, CURLOPT_CAINFO, ca);
-}
-
 static int has_header(const aws_http_request *r, const char *name) {
     for (size_t i = 0; i < r->nheaders; i++)
         if (!strcasecmp(r->headers[i].name, name)) return 1;
     return 0;
 }
 
-static struct curl_slist *add_header(struct curl_slist *list, buf *line, const char *name,
-                                     const char *value, int *failed) {
-    if (*failed) return list;
-    buf_reset(line);
-    /* "Name;" is curl's way of sending a header with an empty value. */
-    if ((*value ? buf_appendf(line, "%s: %s", name, value) : buf_appendf(line, "%s;", name))) {
-        *failed = 1;
-        return list;
-    }
-    struct curl_slist *next = curl_slist_append(list, buf_str(line));
-    if (!next) *failed = 1;
-    return next ? next : list;
-}
-
-/* Returns 0 when an HTTP answer came back (any status), -1 with err filled
- * otherwise. */
-static int attempt_once(aws_http_client *c, const aws_http_request *r, const aws_credentials *cr,
-                        int64_t timeout_ms, aws_http_error *err) {
-    CURL *h = c->curl;
-    struct curl_slist *list = NULL;
-    aws_sigv4_result sig;
-    char serr[256] = "", errbuf[CURL_ERROR_SIZE] = "";
-    buf line;
-    int rc = -1, failed = 0;
-    memset(&sig, 0, sizeof sig);
-    buf_init(&line, 16 * 1024);
-
+/* Signs r as cr (X-Amz-Date now) into sig. */
+static int sign_request(aws_http_client *c, const aws_http_request *r, const aws_credentials_ref *cr,
+                        aws_sigv4_result *sig, aws_http_error *err) {
+    char serr[256];
     aws_sigv4_params p;
     memset(&p, 0, sizeof p);
     p.method = r->method;
@@ -380,40 +360,37 @@ static int attempt_once(aws_http_client *c, const aws_http_request *r, const aws
     p.access_key_id = cr->access_key_id;
     p.secret_access_key = cr->secret_access_key;
     p.session_token = cr->session_token;
-    p.double_encode = !r->s3_rules;
-    p.normalize = !r->s3_rules;
-    p.sign_body = r->s3_rules;
-    if (aws_sigv4_sign(&p, &c->sigcache, &sig, serr, sizeof serr)) {
-        set_error(err, "SigningError", 0, 0, "cannot sign the request: %s", serr);
-        goto cleanup;
-    }
+    p.double_encode = !r->s3_signing;
+    p.normalize = !r->s3_signing;
+    p.sign_body = r->s3_signing;
+    if (!aws_sigv4_sign(&p, &c->sigcache, sig, serr, sizeof serr)) return 0;
+    set_error(err, error_code_name(ERROR_SIGNING), 0, 0, "cannot sign the request: %s", serr);
+    return -1;
+}
 
+/* The request's headers and the signer's, for curl. NULL with err on failure. */
+static struct curl_slist *header_list(const aws_http_request *r, const aws_sigv4_result *sig,
+                                      aws_http_error *err) {
+    struct curl_slist *list = NULL;
+    buf line;
+    int failed = 0;
+    buf_init(&line, 16 * 1024);
     for (size_t i = 0; i < r->nheaders; i++)
-        list = add_header(list, &line, r->headers[i].name, r->headers[i].value, &failed);
-    for (size_t i = 0; i < sig.nadded; i++)
-        list = add_header(list, &line, sig.added_name[i], sig.added_value[i], &failed);
+        list = aws_fetch_add_header(list, &line, r->headers[i].name, r->headers[i].value, &failed);
+    for (size_t i = 0; i < sig->nadded; i++)
+        list = aws_fetch_add_header(list, &line, sig->added_name[i], sig->added_value[i], &failed);
+    buf_wipe(&line);
     /* No "Expect: 100-continue" round trip, and no made-up Content-Type. */
     if (!failed && !(list = curl_slist_append(list, "Expect:"))) failed = 1;
     if (!failed && !has_header(r, "Content-Type") && !(list = curl_slist_append(list, "Content-Type:")))
         failed = 1;
-    if (failed) {
-        set_error(err, "OutOfMemory", 0, 0, "cannot build the request headers");
-        goto cleanup;
-    }
+    if (!failed) return list;
+    curl_slist_free_all(list);
+    set_error(err, error_code_name(ERROR_OUT_OF_MEMORY), 0, 0, "cannot build the request headers");
+    return NULL;
+}
 
-    curl_easy_reset(h);
-    buf_reset(&c->resp_body);
-    buf_reset(&c->resp_headers);
-    c->resp_body.max = r->max_response ? r->max_response : DEFAULT_MAX_RESPONSE;
-    c->resp_status = 0;
-    body_sink sink = {&c->resp_body, 0};
-    common_options(h, r->url, (long)c->connect_timeout_ms, (long)timeout_ms, c->ca_file[0] ? c->ca_file : NULL);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
+static void method_options(CURL *h, const aws_http_request *r) {
     if (!strcmp(r->method, "HEAD")) {
         curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
     } else if (!strcmp(r->method, "PUT") || !strcmp(r->method, "POST")) {
@@ -423,10 +400,40 @@ static int attempt_once(aws_http_client *c, const aws_http_request *r, const aws
     } else if (strcmp(r->method, "GET")) {
         curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
     }
+}
 
+/* Returns 0 when an HTTP answer came back (any status), -1 with err filled
+ * otherwise. */
+static int attempt_once(aws_http_client *c, const aws_http_request *r, const aws_credentials_ref *cr,
+                        int64_t timeout_ms, stop_watch *w, aws_http_error *err) {
+    CURL *h = c->curl;
+    struct curl_slist *list = NULL;
+    aws_sigv4_result sig;
+    char errbuf[CURL_ERROR_SIZE] = "";
+    int rc = -1;
+    memset(&sig, 0, sizeof sig);
+    if (sign_request(c, r, cr, &sig, err) || !(list = header_list(r, &sig, err))) goto cleanup;
+    curl_easy_reset(h);
+    buf_reset(&c->resp_body);
+    buf_reset(&c->resp_headers);
+    c->resp_body.max = r->max_response ? r->max_response : DEFAULT_MAX_RESPONSE;
+    c->resp_status = 0;
+    aws_fetch_sink sink = {&c->resp_body, 0};
+    aws_fetch_common_options(h, r->url, (long)c->connect_timeout_ms, (long)timeout_ms,
+                             c->ca_file[0] ? c->ca_file : NULL);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, aws_fetch_on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, w);
+    method_options(h, r);
     CURLcode cc = curl_easy_perform(h);
     if (cc != CURLE_OK) {
-        transport_error(cc, sink.too_large, c->resp_body.max, errbuf, err);
+        transport_error(cc, &sink, w, errbuf, err);
         goto cleanup;
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &c->resp_status);
@@ -435,23 +442,20 @@ cleanup:
     /* The handle keeps pointers to the list and error buffer until reset. */
     curl_easy_reset(h);
     curl_slist_free_all(list);
-    buf_wipe(&line);
     aws_sigv4_result_free(&sig);
     return rc;
 }
 
-/* An answer is a success when 2xx, except a CopyObject 200 carrying <Error>. */
+/* An answer is a success when 2xx, except a 200 carrying an <Error>
+ * document where the request says one may come (CopyObject). */
 static int answer_failed(aws_http_client *c, const aws_http_request *r, aws_http_error *err) {
     if (c->resp_status >= 200 && c->resp_status < 300) {
-        if (!r->error_in_200) return 0;
-        const char *b = buf_str(&c->resp_body);
         /* Cheap look first: the root element of an error answer is <Error>. */
-        if (!strstr(b, "<Error>")) return 0;
+        if (!r->error_in_200 || !strstr(buf_str(&c->resp_body), "<Error>")) return 0;
         aws_http_error probe;
         memset(&probe, 0, sizeof probe);
         if (!parse_error_body(c, r, &probe)) return 0;
         *err = probe;
-        if (!strcmp(err->code, "InternalError") || !strcmp(err->code, "SlowDown")) err->retryable = 1;
         return 1;
     }
     parse_error_body(c, r, err);
@@ -467,9 +471,19 @@ static uint64_t next_random(aws_http_client *c) {
     return x * 0x2545F4914F6CDD1Dull;
 }
 
-static void sleep_ms(int64_t ms) {
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {}
+/* Sleeps ms in slices, waking early when the host raises the cancel flag;
+ * returns the stop reason (INVOCATION_RUN when the whole sleep passed). */
+static int sleep_ms(int64_t ms, const stop_watch *w) {
+    int64_t end = invocation_now_ms() + ms;
+    for (int64_t left = ms; left > 0; left = end - invocation_now_ms()) {
+        int reason = invocation_stop_reason(0, w->flag);
+        if (reason != INVOCATION_RUN) return reason;
+        int64_t slice = left < SLEEP_SLICE_MS ? left : SLEEP_SLICE_MS;
+        struct timespec ts = {(time_t)(slice / 1000), (long)(slice % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+        }
+    }
+    return INVOCATION_RUN;
 }
 
 static int is_expired_token(const char *code) {
@@ -482,57 +496,65 @@ static void note_deadline(aws_http_error *err) {
     snprintf(err->message + n, sizeof err->message - n, " (gave up: invocation deadline)");
 }
 
+/* The time an attempt may take now, or -1 (err set) when none is left. */
+static int64_t attempt_budget(aws_http_client *c, const stop_watch *w, int attempt, aws_http_error *err) {
+    int reason = invocation_stop_reason(0, w->flag);
+    if (reason != INVOCATION_RUN) {
+        stop_error(err, reason);
+        return -1;
+    }
+    int64_t left = w->deadline_ms ? w->deadline_ms - invocation_now_ms() : c->timeout_ms;
+    if (left >= MIN_ATTEMPT_MS) return left < c->timeout_ms ? left : c->timeout_ms;
+    if (attempt == 1)
+        set_error(err, error_code_name(ERROR_TIMEOUT), 0, 1,
+                  "the invocation deadline leaves no time for the call");
+    else
+        note_deadline(err);
+    return -1;
+}
+
+/* Waits before the next attempt (capped full jitter). 0, or -1 when the
+ * deadline or the cancel flag says to stop (err updated). */
+static int backoff(aws_http_client *c, const stop_watch *w, int attempt, aws_http_error *err) {
+    int64_t ceiling = c->base_ms;
+    for (int i = 1; i < attempt && ceiling < c->cap_ms; i++)
+        ceiling *= 2;
+    if (ceiling > c->cap_ms) ceiling = c->cap_ms;
+    int64_t delay = (int64_t)(next_random(c) % (uint64_t)(ceiling + 1));
+    if (w->deadline_ms && invocation_now_ms() + delay + MIN_ATTEMPT_MS >= w->deadline_ms) {
+        note_deadline(err);
+        return -1;
+    }
+    if (c->last_ndelays < AWS_HTTP_MAX_DELAYS) c->last_delays_ms[c->last_ndelays++] = delay;
+    int reason = sleep_ms(delay, w);
+    if (reason == INVOCATION_RUN) return 0;
+    stop_error(err, reason);
+    return -1;
+}
+
 int aws_http_send(lua_State *L, aws_http_client *c, const aws_http_request *r, aws_http_error *err) {
-    int64_t deadline = invocation_deadline_ms(L);
+    stop_watch w = {invocation_deadline_ms(L), invocation_cancel_flag(L), INVOCATION_RUN};
+    aws_credentials_ref creds = r->credentials;
     int refreshed = 0;
     memset(err, 0, sizeof *err);
     c->last_attempts = 0;
     c->last_ndelays = 0;
     for (int attempt = 1;; attempt++) {
-        int64_t now = invocation_now_ms(), timeout = c->timeout_ms;
-        if (deadline) {
-            if (deadline - now < MIN_ATTEMPT_MS) {
-                if (attempt == 1)
-                    set_error(err, "Timeout", 0, 1, "the invocation deadline leaves no time for the call");
-                else
-                    note_deadline(err);
-                return -1;
-            }
-            if (deadline - now < timeout) timeout = deadline - now;
-        }
-        aws_credentials chain;
-        const aws_credentials *cr = r->credentials;
-        memset(&chain, 0, sizeof chain);
-        if (!cr) {
-            char cerr[256];
-            if (aws_credentials_resolve(L, &chain, cerr, sizeof cerr)) {
-                set_error(err, "CredentialsError", 0, 0, "%s", cerr);
-                return -1;
-            }
-            cr = &chain;
-        }
+        int64_t timeout = attempt_budget(c, &w, attempt, err);
+        if (timeout < 0) return -1;
         c->last_attempts = attempt;
-        int sent = attempt_once(c, r, cr, timeout, err);
-        aws_credentials_free(&chain);
+        int sent = attempt_once(c, r, &creds, timeout, &w, err);
         if (sent == 0 && !answer_failed(c, r, err)) return 0;
-        if (!r->credentials && !refreshed && is_expired_token(err->code)) {
-            /* Fetch fresh credentials once and try again straight away. */
-            aws_credentials_invalidate(L);
+        if (r->refresh && !refreshed && is_expired_token(err->code)) {
+            /* Fresh credentials once, and the same attempt again straight away. */
+            char cerr[256];
             refreshed = 1;
             attempt--;
-            continue;
-        }
-        if (!err->retryable || attempt >= c->max_attempts) return -1;
-        int64_t ceiling = c->base_ms;
-        for (int i = 1; i < attempt && ceiling < c->cap_ms; i++) ceiling *= 2;
-        if (ceiling > c->cap_ms) ceiling = c->cap_ms;
-        int64_t delay = (int64_t)(next_random(c) % (uint64_t)(ceiling + 1));
-        if (deadline && invocation_now_ms() + delay + MIN_ATTEMPT_MS >= deadline) {
-            note_deadline(err);
+            if (!r->refresh(r->refresh_ud, &creds, cerr, sizeof cerr)) continue;
+            set_error(err, error_code_name(ERROR_CREDENTIALS), 0, 0, "%s", cerr);
             return -1;
         }
-        if (c->last_ndelays < AWS_HTTP_MAX_DELAYS) c->last_delays_ms[c->last_ndelays++] = delay;
-        sleep_ms(delay);
+        if (!err->retryable || attempt >= c->max_attempts || backoff(c, &w, attempt, err)) return -1;
     }
 }
 
@@ -551,51 +573,4 @@ void aws_http_push_last_call(lua_State *L) {
     lua_setfield(L, -2, "cap_ms");
     lua_pushinteger(L, c->base_ms);
     lua_setfield(L, -2, "base_ms");
-}
-
-/* ---- unsigned one-shot GET ------------------------------------------------- */
-
-int aws_http_simple_get(const char *url, const aws_header *headers, size_t nheaders, size_t max,
-                        long timeout_ms, buf *body, long *status, char *err, size_t errlen) {
-    CURL *h = NULL;
-    struct curl_slist *list = NULL;
-    char errbuf[CURL_ERROR_SIZE] = "";
-    buf line;
-    int rc = -1, failed = 0, global = 0;
-    buf_init(&line, 16 * 1024);
-    body->max = max;
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        snprintf(err, errlen, "libcurl failed to initialise");
-        goto cleanup;
-    }
-    global = 1;
-    h = curl_easy_init();
-    if (!h) {
-        snprintf(err, errlen, "libcurl: cannot create a handle");
-        goto cleanup;
-    }
-    for (size_t i = 0; i < nheaders; i++) list = add_header(list, &line, headers[i].name, headers[i].value, &failed);
-    if (failed) {
-        snprintf(err, errlen, "out of memory");
-        goto cleanup;
-    }
-    body_sink sink = {body, 0};
-    common_options(h, url, timeout_ms < 2000 ? timeout_ms : 2000, timeout_ms, aws_http_ca_file());
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-    if (list) curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
-    CURLcode cc = curl_easy_perform(h);
-    if (cc != CURLE_OK) {
-        snprintf(err, errlen, "%s", sink.too_large ? "answer too large" : errbuf[0] ? errbuf : curl_easy_strerror(cc));
-        goto cleanup;
-    }
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
-    rc = 0;
-cleanup:
-    if (h) curl_easy_cleanup(h);
-    curl_slist_free_all(list);
-    buf_wipe(&line);
-    if (global) curl_global_cleanup();
-    return rc;
 }

@@ -7,10 +7,14 @@
  * error cannot leak it). The server runs one Lua state per thread, so a
  * client is never shared across threads.
  *
- * aws_http_send signs (SigV4, X-Amz-Date taken afresh) and sends a request,
- * retrying what AWS documents as retryable (5xx, throttling, transport
- * failures) with capped full-jitter exponential backoff, bounded by an
- * attempt count and by the invocation deadline when there is one.
+ * aws_http_send signs (SigV4, X-Amz-Date taken afresh) and sends a request
+ * with the credentials the binding resolved, retrying what AWS documents as
+ * retryable (5xx, throttling, transport failures) with capped full-jitter
+ * exponential backoff, bounded by an attempt count, by the invocation
+ * deadline and by the host's cancel flag (invocation.h): when the flag is
+ * raised or the deadline passes, a transfer in progress is aborted and no
+ * retry starts (a retryable Cancelled or Timeout failure). An ExpiredToken
+ * answer calls the request's refresh callback once, then tries again.
  *
  * Tunables (environment, read when a client is created):
  *   AWS_MAX_ATTEMPTS                 attempts per call, 1..10 (default 5)
@@ -27,16 +31,20 @@
 
 #include <lua.h>
 
-#include "aws_config.h"
+#include "aws_credentials.h"
 #include "aws_sigv4.h"
 #include "buf.h"
 
 #define AWS_HTTP_MAX_DELAYS 16
 
 typedef enum aws_error_style {
-    AWS_ERRORS_XML,            /* S3: <Error><Code>…</Code><Message>…</Message></Error> */
-    AWS_ERRORS_JSON,           /* DynamoDB: {"__type":"…#Code","message":"…"} */
+    AWS_ERRORS_XML,  /* S3: <Error><Code>…</Code><Message>…</Message></Error> */
+    AWS_ERRORS_JSON, /* DynamoDB: {"__type":"…#Code","message":"…"} */
 } aws_error_style;
+
+/* Fresh credentials after an ExpiredToken answer: 0 with creds replaced,
+ * or -1 with a message in err. */
+typedef int (*aws_http_refresh_fn)(void *ud, aws_credentials_ref *creds, char *err, size_t errlen);
 
 typedef struct aws_http_request {
     const char *method;        /* "GET", "PUT", "HEAD", "DELETE", "POST" */
@@ -45,31 +53,33 @@ typedef struct aws_http_request {
     size_t nheaders;
     const void *body;
     size_t body_len;
-    const char *service;       /* signing name: "s3", "dynamodb" */
+    const char *service; /* signing name: "s3", "dynamodb" */
     const char *region;
-    int s3_rules;              /* S3 signing: path encoded once, not normalised, body hash header */
+    int s3_signing; /* path signed as sent (no second encoding, no normalising), body hash header */
     aws_error_style errors;
-    size_t max_response;       /* cap on the answer body; 0 = default (1 MiB) */
-    const char *not_found_code;/* code for a 404 without a body (HEAD); NULL = "NotFound" */
-    int error_in_200;          /* S3 CopyObject: a 200 whose body is <Error> is a failure */
-    const aws_credentials *credentials; /* NULL = the credential chain */
+    size_t max_response;             /* cap on the answer body; 0 = default (1 MiB) */
+    const char *not_found_code;      /* code for a 404 without a body (HEAD); NULL = "NotFound" */
+    int error_in_200;                /* a 200 whose body is an <Error> document is a failure (CopyObject) */
+    aws_credentials_ref credentials; /* as whom (the binding resolved them) */
+    aws_http_refresh_fn refresh;     /* NULL: an expired token is a plain failure */
+    void *refresh_ud;
 } aws_http_request;
 
 typedef struct aws_http_error {
     char code[96];
     char message[512];
-    long status;               /* 0 when no HTTP answer */
+    long status; /* 0 when no HTTP answer */
     int retryable;
 } aws_http_error;
 
 typedef struct aws_http_client {
-    void *curl;                /* CURL *, NULL once closed */
+    void *curl; /* CURL *, NULL once closed */
     aws_sigv4_cache sigcache;
-    buf url;                   /* scratch for the binding: the request URL */
-    buf body;                  /* scratch for the binding: the request body */
-    buf scratch;               /* scratch for the binding: anything else */
-    buf resp_body;             /* the last answer */
-    buf resp_headers;          /* "name: value\r\n" lines of the last answer */
+    buf url;          /* scratch for the binding: the request URL */
+    buf body;         /* scratch for the binding: the request body */
+    buf scratch;      /* scratch for the binding: anything else */
+    buf resp_body;    /* the last answer */
+    buf resp_headers; /* "name: value\r\n" lines of the last answer */
     long resp_status;
     /* Settings. */
     int max_attempts;
@@ -103,18 +113,5 @@ int aws_http_header_next(const aws_http_client *c, size_t *pos, const char **nam
 
 /* Pushes the last call's record {attempts=, delays_ms={…}} (tests). */
 void aws_http_push_last_call(lua_State *L);
-
-/* An unsigned GET outside any client (container credentials): at most one
- * attempt, bounded by timeout_ms and max bytes. headers may be NULL.
- * Returns 0 with *status and body set, or -1 with err. */
-int aws_http_simple_get(const char *url, const aws_header *headers, size_t nheaders, size_t max,
-                        long timeout_ms, buf *body, long *status, char *err, size_t errlen);
-
-/* The CA bundle to use: SSL_CERT_FILE, else the first that exists of
- * Debian's and Amazon Linux 2023's bundles; NULL = libcurl's default. */
-const char *aws_http_ca_file(void);
-
-/* Whether an AWS error code is one AWS documents as worth retrying. */
-int aws_http_code_is_retryable(const char *code);
 
 #endif

@@ -9,7 +9,8 @@ typedef struct json_reader {
 } json_reader;
 
 static void skip_space(json_reader *r) {
-    while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r')) r->p++;
+    while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
+        r->p++;
 }
 
 static int hex4(const char *p, unsigned *out) {
@@ -17,10 +18,14 @@ static int hex4(const char *p, unsigned *out) {
     for (int i = 0; i < 4; i++) {
         char c = p[i];
         v <<= 4;
-        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
-        else return -1;
+        if (c >= '0' && c <= '9')
+            v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v |= (unsigned)(c - 'A' + 10);
+        else
+            return -1;
     }
     *out = v;
     return 0;
@@ -29,14 +34,24 @@ static int hex4(const char *p, unsigned *out) {
 static int put_utf8(buf *out, unsigned cp) {
     unsigned char b[4];
     size_t n;
-    if (cp < 0x80) { b[0] = (unsigned char)cp; n = 1; }
-    else if (cp < 0x800) { b[0] = (unsigned char)(0xC0 | (cp >> 6)); b[1] = (unsigned char)(0x80 | (cp & 0x3F)); n = 2; }
-    else if (cp < 0x10000) {
-        b[0] = (unsigned char)(0xE0 | (cp >> 12)); b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        b[2] = (unsigned char)(0x80 | (cp & 0x3F)); n = 3;
+    if (cp < 0x80) {
+        b[0] = (unsigned char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        b[0] = (unsigned char)(0xC0 | (cp >> 6));
+        b[1] = (unsigned char)(0x80 | (cp & 0x3F));
+        n = 2;
+    } else if (cp < 0x10000) {
+        b[0] = (unsigned char)(0xE0 | (cp >> 12));
+        b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        b[2] = (unsigned char)(0x80 | (cp & 0x3F));
+        n = 3;
     } else {
-        b[0] = (unsigned char)(0xF0 | (cp >> 18)); b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-        b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F)); b[3] = (unsigned char)(0x80 | (cp & 0x3F)); n = 4;
+        b[0] = (unsigned char)(0xF0 | (cp >> 18));
+        b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+        b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        b[3] = (unsigned char)(0x80 | (cp & 0x3F));
+        n = 4;
     }
     return buf_append(out, b, n);
 }
@@ -116,8 +131,14 @@ static int skip_container(json_reader *r, int depth, char close, int object) {
         if (skip_value(r, depth + 1)) return -1;
         skip_space(r);
         if (r->p >= r->end) return -1;
-        if (*r->p == ',') { r->p++; continue; }
-        if (*r->p == close) { r->p++; return 0; }
+        if (*r->p == ',') {
+            r->p++;
+            continue;
+        }
+        if (*r->p == close) {
+            r->p++;
+            return 0;
+        }
         return -1;
     }
 }
@@ -132,7 +153,8 @@ static int skip_value(json_reader *r, int depth) {
     default: {
         /* numbers, true, false, null: a run of their characters */
         const char *start = r->p;
-        while (r->p < r->end && strchr("0123456789+-.eEtrufalsn", *r->p)) r->p++;
+        while (r->p < r->end && strchr("0123456789+-.eEtrufalsn", *r->p))
+            r->p++;
         return r->p > start ? 0 : -1;
     }
     }
@@ -147,7 +169,10 @@ int aws_json_string_member(const char *json, size_t len, const char *key, buf *o
     if (r.p >= r.end || *r.p != '{') goto cleanup;
     r.p++;
     skip_space(&r);
-    if (r.p < r.end && *r.p == '}') { rc = 0; goto cleanup; }
+    if (r.p < r.end && *r.p == '}') {
+        rc = 0;
+        goto cleanup;
+    }
     for (;;) {
         skip_space(&r);
         buf_reset(&name);
@@ -164,7 +189,10 @@ int aws_json_string_member(const char *json, size_t len, const char *key, buf *o
         }
         skip_space(&r);
         if (r.p >= r.end) goto cleanup;
-        if (*r.p == ',') { r.p++; continue; }
+        if (*r.p == ',') {
+            r.p++;
+            continue;
+        }
         if (*r.p == '}') break;
         goto cleanup;
     }

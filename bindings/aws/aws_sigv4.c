@@ -23,6 +23,8 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
+#include "codec.h"
+
 #define SIGV4_ALGORITHM     "AWS4-HMAC-SHA256"
 #define SIGV4_MAX_CANONICAL (1u << 20) /* canonical request, arena */
 #define SIGV4_MAX_SMALL     8192       /* string to sign, signed header names, scope */
@@ -75,54 +77,12 @@ static int sigv4_hmac(EVP_MAC_CTX *ctx, const void *key, size_t keylen, const vo
     return 0;
 }
 
-static void sigv4_hex(const unsigned char *d, size_t n, char *hex) {
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        hex[2 * i] = digits[d[i] >> 4];
-        hex[2 * i + 1] = digits[d[i] & 15];
-    }
-    hex[2 * n] = '\0';
-}
-
-void aws_sha256_hex(const void *data, size_t len, char hex[65]) {
-    unsigned char d[32];
-    if (sigv4_sha256_raw(data, len, d)) {
-        hex[0] = '\0';
-        return;
-    }
-    sigv4_hex(d, 32, hex);
-}
-
 /* ---- encoding ---- */
 
-static int sigv4_unreserved(unsigned char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '_' || c == '.' || c == '~';
-}
-
-static int sigv4_hexval(unsigned char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-static const char sigv4_upper_hex[] = "0123456789ABCDEF";
-
-int aws_uri_encode(buf *out, const char *s, size_t len, int keep_slash) {
-    size_t i = 0;
-    while (i < len) {
-        /* A run of characters that stay as they are goes in one append. */
-        size_t run = i;
-        while (run < len && (sigv4_unreserved((unsigned char)s[run]) || (keep_slash && s[run] == '/'))) run++;
-        if (run > i && buf_append(out, s + i, run - i)) return -1;
-        if (run == len) break;
-        unsigned char c = (unsigned char)s[run];
-        char e[3] = {'%', sigv4_upper_hex[c >> 4], sigv4_upper_hex[c & 15]};
-        if (buf_append(out, e, 3)) return -1;
-        i = run + 1;
-    }
-    return 0;
+static int sigv4_append_escape(buf *out, unsigned char c) {
+    static const char upper[] = "0123456789ABCDEF";
+    char e[3] = {'%', upper[c >> 4], upper[c & 15]};
+    return buf_append(out, e, 3);
 }
 
 /* A path as it goes on the wire, encoded exactly once: valid %XX triplets are
@@ -132,17 +92,14 @@ int aws_uri_encode(buf *out, const char *s, size_t len, int keep_slash) {
 static int sigv4_path_encode_once(buf *out, const char *s, size_t len) {
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '%' && i + 2 < len && sigv4_hexval((unsigned char)s[i + 1]) >= 0 &&
-            sigv4_hexval((unsigned char)s[i + 2]) >= 0) {
-            char e[3] = {'%', sigv4_upper_hex[sigv4_hexval((unsigned char)s[i + 1])],
-                         sigv4_upper_hex[sigv4_hexval((unsigned char)s[i + 2])]};
-            if (buf_append(out, e, 3)) return -1;
+        int v = codec_percent_at(s, len, i);
+        if (v >= 0) {
+            if (sigv4_append_escape(out, (unsigned char)v)) return -1;
             i += 2;
-        } else if (sigv4_unreserved(c) || c == '/') {
+        } else if (codec_unreserved(c) || c == '/') {
             if (buf_append(out, &c, 1)) return -1;
-        } else {
-            char e[3] = {'%', sigv4_upper_hex[c >> 4], sigv4_upper_hex[c & 15]};
-            if (buf_append(out, e, 3)) return -1;
+        } else if (sigv4_append_escape(out, c)) {
+            return -1;
         }
     }
     return 0;
@@ -153,14 +110,10 @@ static int sigv4_path_encode_once(buf *out, const char *s, size_t len) {
  * and values whatever the caller sent. */
 static int sigv4_query_reencode(buf *out, const char *s, size_t len) {
     for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '%' && i + 2 < len && sigv4_hexval((unsigned char)s[i + 1]) >= 0 &&
-            sigv4_hexval((unsigned char)s[i + 2]) >= 0) {
-            c = (unsigned char)(sigv4_hexval((unsigned char)s[i + 1]) * 16 +
-                                sigv4_hexval((unsigned char)s[i + 2]));
-            i += 2;
-        }
-        if (aws_uri_encode(out, (const char *)&c, 1, 0)) return -1;
+        int v = codec_percent_at(s, len, i);
+        char c = v >= 0 ? (char)v : s[i];
+        if (v >= 0) i += 2;
+        if (codec_uri_encode(out, &c, 1, 0)) return -1;
     }
     return 0;
 }
@@ -356,6 +309,334 @@ cleanup:
     return rc;
 }
 
+static int sigv4_nonempty(const char *s) { return s && *s; }
+
+/* ---- the signing state ---- */
+
+typedef struct sigv4_state {
+    const aws_sigv4_params *p;
+    sigv4_url u;
+    const char *token; /* NULL when none */
+    char amz_date[17], date[9], payload_hex[65];
+    buf arena;        /* names and values of headers and parameters */
+    buf scope;        /* date/region/service/aws4_request */
+    buf signed_names; /* "host;x-amz-date" */
+    buf path;         /* the path as on the wire */
+    sigv4_entry *headers, *params;
+    size_t nh, np, params_cap;
+    EVP_MAC_CTX *mac;
+    int status; /* what a failed step returns */
+    char *err;
+    size_t errlen;
+} sigv4_state;
+
+/* Records why a step failed (the first reason wins); returns -1. */
+static int sigv4_fail(sigv4_state *st, int status, const char *what) {
+    if (st->errlen && !st->err[0]) snprintf(st->err, st->errlen, "%s", what);
+    st->status = status;
+    return -1;
+}
+
+static int sigv4_full(sigv4_state *st) {
+    return sigv4_fail(st, AWS_SIGV4_BAD_INPUT, "out of memory or over a size limit");
+}
+
+static int sigv4_has_control(const char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s <= ' ' || *s == 0x7f) return 1;
+    return 0;
+}
+
+static int sigv4_check_inputs(sigv4_state *st) {
+    const aws_sigv4_params *p = st->p;
+    if (!sigv4_nonempty(p->method) || !sigv4_nonempty(p->url) || !sigv4_nonempty(p->region) ||
+        !sigv4_nonempty(p->service) || !sigv4_nonempty(p->access_key_id) ||
+        !sigv4_nonempty(p->secret_access_key))
+        return sigv4_fail(st, AWS_SIGV4_BAD_INPUT,
+                          "method, url, region, service, access_key_id and secret_access_key are required");
+    if (strchr(p->region, '/') || strchr(p->service, '/') || sigv4_has_control(p->region) ||
+        sigv4_has_control(p->service) || sigv4_has_control(p->method))
+        return sigv4_fail(st, AWS_SIGV4_BAD_INPUT, "region, service or method holds a forbidden character");
+    if (p->presign && (p->expires < 1 || p->expires > SIGV4_MAX_EXPIRES))
+        return sigv4_fail(st, AWS_SIGV4_BAD_INPUT, "expires must be between 1 and 604800 seconds");
+    if (p->nheaders > SIGV4_MAX_HEADERS || (p->nheaders && !p->headers))
+        return sigv4_fail(st, AWS_SIGV4_BAD_INPUT, "too many headers");
+    if (!p->body && p->body_len) return sigv4_fail(st, AWS_SIGV4_BAD_INPUT, "body_len without body");
+    if (sigv4_parse_url(p->url, &st->u, st->err, st->errlen))
+        return sigv4_fail(st, AWS_SIGV4_BAD_INPUT, "bad url");
+    if (aws_sigv4_dates(p->time, st->amz_date, st->date))
+        return sigv4_fail(st, AWS_SIGV4_BAD_INPUT, "time out of range");
+    if (!sigv4_algorithms_ready() || !(st->mac = EVP_MAC_CTX_dup(sigv4_hmac_template)))
+        return sigv4_fail(st, AWS_SIGV4_CRYPTO, "OpenSSL has no SHA256/HMAC");
+    st->token = sigv4_nonempty(p->session_token) ? p->session_token : NULL;
+    if (aws_sigv4_scope(&st->scope, NULL, st->date, p->region, p->service)) return sigv4_full(st);
+    return 0;
+}
+
+/* The payload hash: the caller's literal, or the SHA-256 of the body. */
+static int sigv4_payload(sigv4_state *st) {
+    const aws_sigv4_params *p = st->p;
+    unsigned char md[32];
+    if (p->payload_hash) {
+        size_t n = strlen(p->payload_hash);
+        if (n >= sizeof st->payload_hex || strchr(p->payload_hash, '\n'))
+            return sigv4_fail(st, AWS_SIGV4_BAD_INPUT, "payload_hash too long");
+        memcpy(st->payload_hex, p->payload_hash, n + 1);
+        return 0;
+    }
+    if (sigv4_sha256_raw(p->body ? p->body : "", p->body_len, md))
+        return sigv4_fail(st, AWS_SIGV4_CRYPTO, "SHA-256 failed");
+    codec_hex(md, 32, st->payload_hex);
+    return 0;
+}
+
+/* Room for this request's entries (every field is written before it is
+ * read, so no zeroing): the caller's headers plus the signer's, the URL's
+ * parameters plus the presign ones. */
+static int sigv4_allocate(sigv4_state *st) {
+    size_t cap = 8;
+    for (size_t i = 0; i < st->u.query_len && cap < SIGV4_MAX_PARAMS; i++)
+        if (st->u.query[i] == '&') cap++;
+    st->params_cap = cap + 1 < SIGV4_MAX_PARAMS ? cap + 1 : SIGV4_MAX_PARAMS;
+    st->headers = malloc((st->p->nheaders + 4) * sizeof *st->headers);
+    st->params = malloc(st->params_cap * sizeof *st->params);
+    return st->headers && st->params ? 0 : sigv4_full(st);
+}
+
+/* Adds a header whose lowercase name is already at name_off in the arena. */
+static int sigv4_push_header(sigv4_state *st, size_t name_off, const char *value) {
+    sigv4_entry *e = &st->headers[st->nh];
+    e->name = name_off;
+    e->value = st->arena.len;
+    if (sigv4_append_header_value(&st->arena, value)) return sigv4_full(st);
+    e->order = st->nh++;
+    return 0;
+}
+
+/* The caller's headers, minus the ones the signer owns; *have_host when
+ * one of them is Host. */
+static int sigv4_caller_headers(sigv4_state *st, int *have_host) {
+    const aws_sigv4_params *p = st->p;
+    *have_host = 0;
+    for (size_t i = 0; i < p->nheaders; i++) {
+        const char *name = p->headers[i].name, *value = p->headers[i].value;
+        size_t nlen = name ? strlen(name) : 0, off = st->arena.len;
+        if (!nlen || !value || strpbrk(name, ": \t\r\n")) {
+            snprintf(st->err, st->errlen, "header %zu: invalid name or missing value", i + 1);
+            return sigv4_fail(st, AWS_SIGV4_BAD_INPUT, "");
+        }
+        if (sigv4_append_lower(&st->arena, name, nlen)) return sigv4_full(st);
+        if (sigv4_is_signer_header(st->arena.data + off, p)) {
+            st->arena.len = off;
+            continue;
+        }
+        if (!strcmp(st->arena.data + off, "host")) *have_host = 1;
+        if (sigv4_push_header(st, off, value)) return -1;
+    }
+    return 0;
+}
+
+/* Host when the caller gave none, then (header form) the signer's own. */
+static int sigv4_own_headers(sigv4_state *st, int have_host) {
+    const aws_sigv4_params *p = st->p;
+    const char *names[4], *values[4];
+    char host[512];
+    size_t n = 0;
+    if (!have_host) {
+        if (st->u.host_len >= sizeof host) return sigv4_full(st);
+        memcpy(host, st->u.host, st->u.host_len);
+        host[st->u.host_len] = '\0';
+        names[n] = "host", values[n++] = host;
+    }
+    if (!p->presign) {
+        names[n] = "x-amz-date", values[n++] = st->amz_date;
+        if (st->token && !p->omit_session_token) names[n] = "x-amz-security-token", values[n++] = st->token;
+        if (p->sign_body) names[n] = "x-amz-content-sha256", values[n++] = st->payload_hex;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t off = st->arena.len;
+        if (buf_appends(&st->arena, names[i]) || buf_append(&st->arena, "", 1)) return sigv4_full(st);
+        if (sigv4_push_header(st, off, values[i])) return -1;
+    }
+    return 0;
+}
+
+/* Sorts the headers by name (stable) and writes the signed header names. */
+static int sigv4_signed_headers(sigv4_state *st) {
+    const char *a = st->arena.data;
+    for (size_t i = 0; i < st->nh; i++)
+        st->headers[i].arena = a;
+    qsort(st->headers, st->nh, sizeof *st->headers, sigv4_entry_cmp_name_order);
+    for (size_t i = 0; i < st->nh; i++) {
+        if (i && !strcmp(a + st->headers[i].name, a + st->headers[i - 1].name)) continue;
+        if ((i && buf_append(&st->signed_names, ";", 1)) ||
+            buf_appends(&st->signed_names, a + st->headers[i].name))
+            return sigv4_full(st);
+    }
+    return 0;
+}
+
+/* The URL's query parameters, names and values re-encoded, in URL order. */
+static int sigv4_url_params(sigv4_state *st) {
+    const char *q = st->u.query, *end = q ? q + st->u.query_len : NULL;
+    for (; q && q < end; q++) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *stop = amp ? amp : end;
+        if (stop > q) {
+            if (st->np >= st->params_cap)
+                return sigv4_fail(st, AWS_SIGV4_BAD_INPUT, "too many query parameters");
+            const char *eq = memchr(q, '=', (size_t)(stop - q));
+            sigv4_entry *e = &st->params[st->np];
+            e->name = st->arena.len;
+            if (sigv4_query_reencode(&st->arena, q, (size_t)((eq ? eq : stop) - q)) ||
+                buf_append(&st->arena, "", 1))
+                return sigv4_full(st);
+            e->value = st->arena.len;
+            if ((eq && sigv4_query_reencode(&st->arena, eq + 1, (size_t)(stop - eq - 1))) ||
+                buf_append(&st->arena, "", 1))
+                return sigv4_full(st);
+            e->order = st->np++;
+        }
+        q = stop;
+    }
+    return 0;
+}
+
+/* Appends "name=value" (both encoded) to the parameters. */
+static int sigv4_add_param(sigv4_state *st, const char *name, const char *value) {
+    if (st->np >= st->params_cap) return -1;
+    sigv4_entry *e = &st->params[st->np];
+    e->name = st->arena.len;
+    if (codec_uri_encode(&st->arena, name, strlen(name), 0) || buf_append(&st->arena, "", 1)) return -1;
+    e->value = st->arena.len;
+    if (codec_uri_encode(&st->arena, value, strlen(value), 0) || buf_append(&st->arena, "", 1)) return -1;
+    e->order = st->np++;
+    return 0;
+}
+
+/* Presigning: the authentication parameters, in botocore's order. */
+static int sigv4_presign_params(sigv4_state *st) {
+    const aws_sigv4_params *p = st->p;
+    char expires[24];
+    buf credential;
+    buf_init(&credential, SIGV4_MAX_SMALL);
+    snprintf(expires, sizeof expires, "%lld", (long long)p->expires);
+    int bad = aws_sigv4_scope(&credential, p->access_key_id, st->date, p->region, p->service) ||
+              sigv4_add_param(st, "X-Amz-Algorithm", SIGV4_ALGORITHM) ||
+              sigv4_add_param(st, "X-Amz-Credential", buf_str(&credential)) ||
+              sigv4_add_param(st, "X-Amz-Date", st->amz_date) ||
+              sigv4_add_param(st, "X-Amz-Expires", expires) ||
+              sigv4_add_param(st, "X-Amz-SignedHeaders", buf_str(&st->signed_names)) ||
+              (st->token && !p->omit_session_token && sigv4_add_param(st, "X-Amz-Security-Token", st->token));
+    buf_free(&credential);
+    return bad ? sigv4_full(st) : 0;
+}
+
+/* ---- the canonical request ---- */
+
+/* Generic rule: the path as the caller wrote it, normalised, encoded once
+ * more (an existing %XX becomes %25XX). S3 rule: the wire form as it is.
+ * Also keeps the wire form (encoded once) in st->path for a presigned URL. */
+static int sigv4_canonical_path(sigv4_state *st, buf *cr) {
+    const aws_sigv4_params *p = st->p;
+    const char *raw = st->u.path_len ? st->u.path : "/";
+    size_t rawlen = st->u.path_len ? st->u.path_len : 1;
+    if (sigv4_path_encode_once(&st->path, raw, rawlen)) return sigv4_full(st);
+    const char *src = p->double_encode ? raw : st->path.data;
+    size_t srclen = p->double_encode ? rawlen : st->path.len;
+    buf tmp;
+    buf_init(&tmp, SIGV4_MAX_URL);
+    int bad = p->normalize ? sigv4_normalize_path(&tmp, src, srclen) : buf_append(&tmp, src, srclen);
+    if (!bad)
+        bad =
+            p->double_encode ? codec_uri_encode(cr, tmp.data, tmp.len, 1) : buf_append(cr, tmp.data, tmp.len);
+    buf_free(&tmp);
+    return bad || buf_append(cr, "\n", 1) ? sigv4_full(st) : 0;
+}
+
+/* Sorted by encoded name, then encoded value; a sorted copy, so the URL
+ * keeps the parameters in their order. */
+static int sigv4_canonical_query(sigv4_state *st, buf *cr) {
+    sigv4_entry *sorted = NULL;
+    const char *a = st->arena.data;
+    if (st->np) {
+        if (!(sorted = malloc(st->np * sizeof *sorted))) return sigv4_full(st);
+        memcpy(sorted, st->params, st->np * sizeof *sorted);
+        for (size_t i = 0; i < st->np; i++)
+            sorted[i].arena = a;
+        qsort(sorted, st->np, sizeof *sorted, sigv4_entry_cmp_name_value);
+    }
+    int bad = 0;
+    for (size_t i = 0; i < st->np && !bad; i++)
+        bad = (i && buf_append(cr, "&", 1)) || buf_appends(cr, a + sorted[i].name) ||
+              buf_append(cr, "=", 1) || buf_appends(cr, a + sorted[i].value);
+    free(sorted);
+    return bad || buf_append(cr, "\n", 1) ? sigv4_full(st) : 0;
+}
+
+/* One "name:value" line per name, duplicates joined with ','; then the
+ * signed header names and the payload hash. */
+static int sigv4_canonical_headers(sigv4_state *st, buf *cr) {
+    const char *a = st->arena.data;
+    int bad = 0;
+    for (size_t i = 0; i < st->nh && !bad; i++) {
+        const sigv4_entry *h = &st->headers[i];
+        if (i && !strcmp(a + h->name, a + st->headers[i - 1].name))
+            bad = buf_append(cr, ",", 1);
+        else
+            bad = (i && buf_append(cr, "\n", 1)) || buf_appends(cr, a + h->name) || buf_append(cr, ":", 1);
+        bad = bad || buf_appends(cr, a + h->value);
+    }
+    bad = bad || buf_concat(cr, "\n\n", buf_str(&st->signed_names), "\n", st->payload_hex, NULL);
+    return bad ? sigv4_full(st) : 0;
+}
+
+static int sigv4_canonical_request(sigv4_state *st, buf *cr) {
+    if (buf_appends(cr, st->p->method) || buf_append(cr, "\n", 1)) return sigv4_full(st);
+    return sigv4_canonical_path(st, cr) || sigv4_canonical_query(st, cr) || sigv4_canonical_headers(st, cr)
+               ? -1
+               : 0;
+}
+
+/* "AWS4-HMAC-SHA256\n<amz date>\n<scope>\n<hex sha256 of the canonical request>" */
+static int sigv4_string_to_sign(sigv4_state *st, const buf *cr, buf *sts) {
+    unsigned char md[32];
+    char hex[65];
+    if (sigv4_sha256_raw(cr->data, cr->len, md)) return sigv4_fail(st, AWS_SIGV4_CRYPTO, "SHA-256 failed");
+    codec_hex(md, 32, hex);
+    if (buf_concat(sts, SIGV4_ALGORITHM, "\n", st->amz_date, "\n", buf_str(&st->scope), "\n", hex, NULL))
+        return sigv4_full(st);
+    return 0;
+}
+
+static int sigv4_signature(sigv4_state *st, aws_sigv4_cache *cache, const buf *sts, char signature[65]) {
+    unsigned char key[32], md[32];
+    int bad = sigv4_signing_key(st->mac, st->p, st->date, cache, key) ||
+              sigv4_hmac(st->mac, key, 32, sts->data, sts->len, md);
+    OPENSSL_cleanse(key, sizeof key);
+    if (bad) return sigv4_fail(st, AWS_SIGV4_CRYPTO, "HMAC-SHA256 failed inside OpenSSL");
+    codec_hex(md, 32, signature);
+    return 0;
+}
+
+/* ---- the result ---- */
+
+/* Origin, path as on the wire, the URL's own parameters in their order,
+ * the authentication ones, then the signature. */
+static int sigv4_presigned_url(sigv4_state *st, aws_sigv4_result *out) {
+    buf *url = &out->url;
+    const char *a = st->arena.data;
+    int bad = buf_append(url, st->u.origin, st->u.origin_len) || buf_append(url, st->path.data, st->path.len);
+    for (size_t i = 0; i < st->np && !bad; i++)
+        bad = buf_append(url, i ? "&" : "?", 1) || buf_appends(url, a + st->params[i].name) ||
+              buf_append(url, "=", 1) || buf_appends(url, a + st->params[i].value);
+    bad = bad || buf_concat(url, "&X-Amz-Signature=", out->signature, NULL);
+    if (!bad && st->token && st->p->omit_session_token)
+        bad = buf_appends(url, "&X-Amz-Security-Token=") ||
+              codec_uri_encode(url, st->token, strlen(st->token), 0);
+    return bad ? sigv4_full(st) : 0;
+}
+
 static int sigv4_set_added(aws_sigv4_result *out, const char *name, const char *value) {
     if (out->nadded >= AWS_SIGV4_MAX_ADDED) return -1;
     char *n = strdup(name), *v = strdup(value);
@@ -370,362 +651,108 @@ static int sigv4_set_added(aws_sigv4_result *out, const char *name, const char *
     return 0;
 }
 
-static int sigv4_nonempty(const char *s) { return s && *s; }
+/* X-Amz-Date, X-Amz-Security-Token, x-amz-content-sha256, Authorization. */
+static int sigv4_authorization(sigv4_state *st, aws_sigv4_result *out) {
+    buf auth;
+    buf_init(&auth, SIGV4_MAX_SMALL);
+    int bad =
+        buf_concat(&auth, SIGV4_ALGORITHM " Credential=", st->p->access_key_id, "/", buf_str(&st->scope),
+                   ", SignedHeaders=", buf_str(&st->signed_names), ", Signature=", out->signature, NULL) ||
+        sigv4_set_added(out, "X-Amz-Date", st->amz_date) ||
+        (st->token && sigv4_set_added(out, "X-Amz-Security-Token", st->token)) ||
+        (st->p->sign_body && sigv4_set_added(out, "x-amz-content-sha256", st->payload_hex)) ||
+        sigv4_set_added(out, "Authorization", buf_str(&auth));
+    buf_free(&auth);
+    return bad ? sigv4_full(st) : 0;
+}
 
-/* Appends "name=value" (both encoded) to the presign parameters. */
-static int sigv4_add_param(buf *arena, sigv4_entry *params, size_t *np, size_t cap, const char *name,
-                           const char *value) {
-    if (*np >= cap) return -1;
-    sigv4_entry *e = &params[*np];
-    e->name = arena->len;
-    if (aws_uri_encode(arena, name, strlen(name), 0) || buf_append(arena, "", 1)) return -1;
-    e->value = arena->len;
-    if (aws_uri_encode(arena, value, strlen(value), 0) || buf_append(arena, "", 1)) return -1;
-    e->order = *np;
-    (*np)++;
-    return 0;
+static void sigv4_state_init(sigv4_state *st, const aws_sigv4_params *p, char *err, size_t errlen) {
+    memset(st, 0, sizeof *st);
+    st->p = p;
+    st->err = err;
+    st->errlen = errlen;
+    if (errlen) err[0] = '\0';
+    buf_init(&st->arena, SIGV4_MAX_CANONICAL);
+    buf_init(&st->scope, SIGV4_MAX_SMALL);
+    buf_init(&st->signed_names, SIGV4_MAX_SMALL);
+    buf_init(&st->path, SIGV4_MAX_URL);
+}
+
+static void sigv4_state_free(sigv4_state *st) {
+    EVP_MAC_CTX_free(st->mac);
+    free(st->headers);
+    free(st->params);
+    buf_wipe(&st->arena); /* holds the session token */
+    buf_free(&st->scope);
+    buf_free(&st->signed_names);
+    buf_free(&st->path);
 }
 
 int aws_sigv4_sign(const aws_sigv4_params *p, aws_sigv4_cache *cache, aws_sigv4_result *out, char *err,
                    size_t errlen) {
-    int rc = -1;
-    const char *what = "out of memory or over a size limit";
-    unsigned char key[32], md[32];
-    char amz_date[17], date[9], payload_hex[65], cr_hash[65];
-    sigv4_url u;
-    buf arena, scope, signed_names, credential, path;
-    sigv4_entry *headers = NULL, *params = NULL;
-    size_t nh = 0, np = 0;
-    EVP_MAC_CTX *mac = NULL;
-
+    sigv4_state st;
+    int have_host;
+    sigv4_state_init(&st, p, err, errlen);
     memset(out, 0, sizeof *out);
     buf_init(&out->canonical_request, SIGV4_MAX_CANONICAL);
     buf_init(&out->string_to_sign, SIGV4_MAX_SMALL);
     buf_init(&out->url, SIGV4_MAX_URL);
-    buf_init(&arena, SIGV4_MAX_CANONICAL);
-    buf_init(&scope, SIGV4_MAX_SMALL);
-    buf_init(&signed_names, SIGV4_MAX_SMALL);
-    buf_init(&credential, SIGV4_MAX_SMALL);
-    buf_init(&path, SIGV4_MAX_URL);
-    if (errlen) err[0] = '\0';
-
-    /* Inputs. */
-    if (!sigv4_nonempty(p->method) || !sigv4_nonempty(p->url) || !sigv4_nonempty(p->region) ||
-        !sigv4_nonempty(p->service) || !sigv4_nonempty(p->access_key_id) ||
-        !sigv4_nonempty(p->secret_access_key)) {
-        what = "method, url, region, service, access_key_id and secret_access_key are required";
-        goto cleanup;
-    }
-    if (strpbrk(p->region, "/\n") || strpbrk(p->service, "/\n") || strpbrk(p->method, " \n")) {
-        what = "region, service or method holds a forbidden character";
-        goto cleanup;
-    }
-    if (p->presign && (p->expires < 1 || p->expires > SIGV4_MAX_EXPIRES)) {
-        what = "expires must be between 1 and 604800 seconds";
-        goto cleanup;
-    }
-    if (p->nheaders > SIGV4_MAX_HEADERS || (p->nheaders && !p->headers)) {
-        what = "too many headers";
-        goto cleanup;
-    }
-    if (!p->body && p->body_len) {
-        what = "body_len without body";
-        goto cleanup;
-    }
-    if (sigv4_parse_url(p->url, &u, err, errlen)) {
-        what = NULL;
-        goto cleanup;
-    }
-    if (!sigv4_algorithms_ready() || !(mac = EVP_MAC_CTX_dup(sigv4_hmac_template))) {
-        what = "OpenSSL has no SHA256/HMAC";
-        goto cleanup;
-    }
-    const char *token = sigv4_nonempty(p->session_token) ? p->session_token : NULL;
-
-    /* Dates. */
-    {
-        time_t t = (time_t)p->time;
-        struct tm tm;
-        if (p->time < 0 || (int64_t)t != p->time || !gmtime_r(&t, &tm) || tm.tm_year + 1900 > 9999) {
-            what = "time out of range";
-            goto cleanup;
-        }
-        strftime(amz_date, sizeof amz_date, "%Y%m%dT%H%M%SZ", &tm);
-        memcpy(date, amz_date, 8);
-        date[8] = '\0';
-    }
-    if (buf_concat(&scope, date, "/", p->region, "/", p->service, "/aws4_request", NULL)) goto cleanup;
-
-    /* Payload. */
-    if (p->payload_hash) {
-        if (strlen(p->payload_hash) >= sizeof payload_hex || strpbrk(p->payload_hash, "\n")) {
-            what = "payload_hash too long";
-            goto cleanup;
-        }
-        memcpy(payload_hex, p->payload_hash, strlen(p->payload_hash) + 1);
-    } else {
-        if (sigv4_sha256_raw(p->body ? p->body : "", p->body_len, md)) goto cleanup;
-        sigv4_hex(md, 32, payload_hex);
-    }
-
-    /* Headers: the caller's (minus the ones the signer owns), host when the
-     * caller gave none, then the signer's own (header form). */
-    /* Sized to this request (every field is written before it is read, so
-     * no zeroing): the caller's headers plus the signer's, the URL's
-     * parameters plus the presign ones. */
-    size_t params_cap = 8;
-    for (size_t i = 0; i < u.query_len && params_cap < SIGV4_MAX_PARAMS; i++)
-        if (u.query[i] == '&') params_cap++;
-    params_cap = params_cap + 1 < SIGV4_MAX_PARAMS ? params_cap + 1 : SIGV4_MAX_PARAMS;
-    headers = malloc((p->nheaders + 4) * sizeof *headers);
-    params = malloc(params_cap * sizeof *params);
-    if (!headers || !params) goto cleanup;
-    int have_host = 0;
-    for (size_t i = 0; i < p->nheaders; i++) {
-        const char *name = p->headers[i].name, *value = p->headers[i].value;
-        size_t nlen = name ? strlen(name) : 0;
-        if (!nlen || !value || strpbrk(name, ": \t\r\n")) {
-            snprintf(err, errlen, "header %zu: invalid name or missing value", i + 1);
-            what = NULL;
-            goto cleanup;
-        }
-        sigv4_entry *e = &headers[nh];
-        e->name = arena.len;
-        if (sigv4_append_lower(&arena, name, nlen)) goto cleanup;
-        if (sigv4_is_signer_header(arena.data + e->name, p)) {
-            arena.len = e->name;
-            continue;
-        }
-        if (!strcmp(arena.data + e->name, "host")) have_host = 1;
-        e->value = arena.len;
-        if (sigv4_append_header_value(&arena, value)) goto cleanup;
-        e->order = nh++;
-    }
-    {
-        const char *own_names[4];
-        const char *own_values[4];
-        char host[512];
-        size_t nown = 0;
-        if (!have_host) {
-            if (u.host_len >= sizeof host) goto cleanup;
-            memcpy(host, u.host, u.host_len);
-            host[u.host_len] = '\0';
-            own_names[nown] = "host";
-            own_values[nown++] = host;
-        }
-        if (!p->presign) {
-            own_names[nown] = "x-amz-date";
-            own_values[nown++] = amz_date;
-            if (token && !p->omit_session_token) {
-                own_names[nown] = "x-amz-security-token";
-                own_values[nown++] = token;
-            }
-            if (p->sign_body) {
-                own_names[nown] = "x-amz-content-sha256";
-                own_values[nown++] = payload_hex;
-            }
-        }
-        for (size_t i = 0; i < nown; i++) {
-            sigv4_entry *e = &headers[nh];
-            e->name = arena.len;
-            if (buf_appends(&arena, own_names[i]) || buf_append(&arena, "", 1)) goto cleanup;
-            e->value = arena.len;
-            if (sigv4_append_header_value(&arena, own_values[i])) goto cleanup;
-            e->order = nh++;
-        }
-    }
-
-    /* Signed header names (needed by the presign parameters). */
-    for (size_t i = 0; i < nh; i++)
-        headers[i].arena = arena.data;
-    qsort(headers, nh, sizeof *headers, sigv4_entry_cmp_name_order);
-    for (size_t i = 0; i < nh; i++) {
-        if (i && !strcmp(arena.data + headers[i].name, arena.data + headers[i - 1].name)) continue;
-        if ((i && buf_append(&signed_names, ";", 1)) ||
-            buf_appends(&signed_names, arena.data + headers[i].name))
-            goto cleanup;
-    }
-
-    /* Query parameters: the URL's, then (presign) the authentication ones. */
-    if (u.query) {
-        const char *q = u.query, *end = u.query + u.query_len;
-        while (q < end) {
-            const char *amp = memchr(q, '&', (size_t)(end - q));
-            const char *stop = amp ? amp : end;
-            if (stop > q) {
-                if (np >= params_cap) {
-                    what = "too many query parameters";
-                    goto cleanup;
-                }
-                const char *eq = memchr(q, '=', (size_t)(stop - q));
-                sigv4_entry *e = &params[np];
-                e->name = arena.len;
-                if (sigv4_query_reencode(&arena, q, (size_t)((eq ? eq : stop) - q)) ||
-                    buf_append(&arena, "", 1))
-                    goto cleanup;
-                e->value = arena.len;
-                if ((eq && sigv4_query_reencode(&arena, eq + 1, (size_t)(stop - eq - 1))) ||
-                    buf_append(&arena, "", 1))
-                    goto cleanup;
-                e->order = np++;
-            }
-            q = stop + 1;
-        }
-    }
-    if (p->presign) {
-        char expires[24];
-        snprintf(expires, sizeof expires, "%lld", (long long)p->expires);
-        if (buf_concat(&credential, p->access_key_id, "/", buf_str(&scope), NULL)) goto cleanup;
-        if (sigv4_add_param(&arena, params, &np, params_cap, "X-Amz-Algorithm", SIGV4_ALGORITHM) ||
-            sigv4_add_param(&arena, params, &np, params_cap, "X-Amz-Credential", buf_str(&credential)) ||
-            sigv4_add_param(&arena, params, &np, params_cap, "X-Amz-Date", amz_date) ||
-            sigv4_add_param(&arena, params, &np, params_cap, "X-Amz-Expires", expires) ||
-            sigv4_add_param(&arena, params, &np, params_cap, "X-Amz-SignedHeaders", buf_str(&signed_names)) ||
-            (token && !p->omit_session_token &&
-             sigv4_add_param(&arena, params, &np, params_cap, "X-Amz-Security-Token", token)))
-            goto cleanup;
-    }
-
-    /* Canonical request. */
-    buf *cr = &out->canonical_request;
-    if (buf_appends(cr, p->method) || buf_append(cr, "\n", 1)) goto cleanup;
-    {
-        const char *raw = u.path_len ? u.path : "/";
-        size_t rawlen = u.path_len ? u.path_len : 1;
-        /* path: the wire form (encoded once) that goes into a presigned URL.
-         * Generic rule: the path as the caller wrote it, normalised, encoded
-         * once more (an existing %XX becomes %25XX). S3 rule: the wire form. */
-        if (sigv4_path_encode_once(&path, raw, rawlen)) goto cleanup;
-        const char *src = p->double_encode ? raw : path.data;
-        size_t srclen = p->double_encode ? rawlen : path.len;
-        buf tmp;
-        buf_init(&tmp, SIGV4_MAX_URL);
-        int bad = p->normalize ? sigv4_normalize_path(&tmp, src, srclen) : buf_append(&tmp, src, srclen);
-        if (!bad)
-            bad = p->double_encode ? aws_uri_encode(cr, tmp.data, tmp.len, 1)
-                                   : buf_append(cr, tmp.data, tmp.len);
-        buf_free(&tmp);
-        if (bad) goto cleanup;
-    }
-    if (buf_append(cr, "\n", 1)) goto cleanup;
-    {
-        /* Sorted by encoded name, then encoded value (the parameters are in
-         * their URL order in params; sort a copy so the URL keeps that order). */
-        sigv4_entry *sorted = NULL;
-        size_t ns = np;
-        if (ns) {
-            sorted = malloc(ns * sizeof *sorted);
-            if (!sorted) goto cleanup;
-            memcpy(sorted, params, ns * sizeof *sorted);
-            for (size_t i = 0; i < ns; i++)
-                sorted[i].arena = arena.data;
-            qsort(sorted, ns, sizeof *sorted, sigv4_entry_cmp_name_value);
-        }
-        int bad = 0;
-        for (size_t i = 0; i < ns && !bad; i++)
-            bad = (i && buf_append(cr, "&", 1)) || buf_appends(cr, arena.data + sorted[i].name) ||
-                  buf_append(cr, "=", 1) || buf_appends(cr, arena.data + sorted[i].value);
-        free(sorted);
-        if (bad || buf_append(cr, "\n", 1)) goto cleanup;
-    }
-    for (size_t i = 0; i < nh; i++) {
-        int dup = i && !strcmp(arena.data + headers[i].name, arena.data + headers[i - 1].name);
-        if (dup) {
-            if (buf_append(cr, ",", 1)) goto cleanup;
-        } else if ((i && buf_append(cr, "\n", 1)) || buf_appends(cr, arena.data + headers[i].name) ||
-                   buf_append(cr, ":", 1)) {
-            goto cleanup;
-        }
-        if (buf_appends(cr, arena.data + headers[i].value)) goto cleanup;
-    }
-    if (buf_concat(cr, "\n\n", buf_str(&signed_names), "\n", payload_hex, NULL)) goto cleanup;
-
-    /* String to sign and signature. */
-    if (sigv4_sha256_raw(cr->data, cr->len, md)) goto cleanup;
-    sigv4_hex(md, 32, cr_hash);
-    if (buf_concat(&out->string_to_sign, SIGV4_ALGORITHM, "\n", amz_date, "\n", buf_str(&scope), "\n", cr_hash,
-                   NULL))
-        goto cleanup;
-    if (sigv4_signing_key(mac, p, date, cache, key) ||
-        sigv4_hmac(mac, key, 32, out->string_to_sign.data, out->string_to_sign.len, md)) {
-        what = "HMAC failed";
-        goto cleanup;
-    }
-    sigv4_hex(md, 32, out->signature);
-
-    if (p->presign) {
-        /* The URL: origin, path as on the wire (encoded once), the URL's own
-         * parameters in their order, then the authentication ones. */
-        buf *url = &out->url;
-        if (buf_append(url, u.origin, u.origin_len) || buf_append(url, path.data, path.len)) goto cleanup;
-        for (size_t i = 0; i < np; i++)
-            if (buf_append(url, i ? "&" : "?", 1) || buf_appends(url, arena.data + params[i].name) ||
-                buf_append(url, "=", 1) || buf_appends(url, arena.data + params[i].value))
-                goto cleanup;
-        if (buf_concat(url, "&X-Amz-Signature=", out->signature, NULL)) goto cleanup;
-        if (token && p->omit_session_token) {
-            if (buf_appends(url, "&X-Amz-Security-Token=") || aws_uri_encode(url, token, strlen(token), 0))
-                goto cleanup;
-        }
-    } else {
-        buf auth;
-        buf_init(&auth, SIGV4_MAX_SMALL);
-        int bad = buf_appendf(&auth, "%s Credential=%s/%s, SignedHeaders=%s, Signature=%s", SIGV4_ALGORITHM,
-                              p->access_key_id, buf_str(&scope), buf_str(&signed_names), out->signature) ||
-                  sigv4_set_added(out, "X-Amz-Date", amz_date) ||
-                  (token && sigv4_set_added(out, "X-Amz-Security-Token", token)) ||
-                  (p->sign_body && sigv4_set_added(out, "x-amz-content-sha256", payload_hex)) ||
-                  sigv4_set_added(out, "Authorization", buf_str(&auth));
-        buf_free(&auth);
-        if (bad) goto cleanup;
-    }
-    rc = 0;
-
-cleanup:
-    if (rc && what && errlen) snprintf(err, errlen, "%s", what);
-    EVP_MAC_CTX_free(mac);
-    OPENSSL_cleanse(key, sizeof key);
-    OPENSSL_cleanse(md, sizeof md);
-    free(headers);
-    free(params);
-    buf_wipe(&arena); /* holds the session token */
-    buf_free(&scope);
-    buf_free(&signed_names);
-    buf_free(&credential);
-    buf_free(&path);
-    return rc;
+    int failed = sigv4_check_inputs(&st) || sigv4_payload(&st) || sigv4_allocate(&st) ||
+                 sigv4_caller_headers(&st, &have_host) || sigv4_own_headers(&st, have_host) ||
+                 sigv4_signed_headers(&st) || sigv4_url_params(&st) ||
+                 (p->presign && sigv4_presign_params(&st)) ||
+                 sigv4_canonical_request(&st, &out->canonical_request) ||
+                 sigv4_string_to_sign(&st, &out->canonical_request, &out->string_to_sign);
+    failed = failed || sigv4_signature(&st, cache, &out->string_to_sign, out->signature) ||
+             (p->presign ? sigv4_presigned_url(&st, out) : sigv4_authorization(&st, out));
+    int status = failed ? (st.status ? st.status : AWS_SIGV4_BAD_INPUT) : 0;
+    sigv4_state_free(&st);
+    return status;
 }
 
 int aws_sigv4_sign_string(const aws_sigv4_params *p, aws_sigv4_cache *cache, const char *string_to_sign,
                           size_t len, char signature[65], char *err, size_t errlen) {
-    int rc = -1;
     unsigned char key[32], md[32];
-    char date[9];
+    char amz_date[17], date[9];
     EVP_MAC_CTX *mac = NULL;
-    time_t t = (time_t)p->time;
-    struct tm tm;
     signature[0] = '\0';
     if (!sigv4_nonempty(p->region) || !sigv4_nonempty(p->service) || !sigv4_nonempty(p->access_key_id) ||
-        !sigv4_nonempty(p->secret_access_key) || strchr(p->region, '/') || strchr(p->service, '/')) {
+        !sigv4_nonempty(p->secret_access_key) || strchr(p->region, '/') || strchr(p->service, '/') ||
+        sigv4_has_control(p->region) || sigv4_has_control(p->service)) {
         snprintf(err, errlen, "region, service, access_key_id and secret_access_key are required");
-        goto cleanup;
+        return AWS_SIGV4_BAD_INPUT;
     }
-    if (p->time < 0 || !gmtime_r(&t, &tm) || tm.tm_year + 1900 > 9999) {
+    if (aws_sigv4_dates(p->time, amz_date, date)) {
         snprintf(err, errlen, "time out of range");
-        goto cleanup;
+        return AWS_SIGV4_BAD_INPUT;
     }
-    strftime(date, sizeof date, "%Y%m%d", &tm);
-    if (!sigv4_algorithms_ready() || !(mac = EVP_MAC_CTX_dup(sigv4_hmac_template)) ||
-        sigv4_signing_key(mac, p, date, cache, key) || sigv4_hmac(mac, key, 32, string_to_sign, len, md)) {
-        snprintf(err, errlen, "HMAC failed");
-        goto cleanup;
-    }
-    sigv4_hex(md, 32, signature);
-    rc = 0;
-cleanup:
+    int bad = !sigv4_algorithms_ready() || !(mac = EVP_MAC_CTX_dup(sigv4_hmac_template)) ||
+              sigv4_signing_key(mac, p, date, cache, key) ||
+              sigv4_hmac(mac, key, 32, string_to_sign, len, md);
     EVP_MAC_CTX_free(mac);
     OPENSSL_cleanse(key, sizeof key);
-    return rc;
+    if (bad) {
+        snprintf(err, errlen, "HMAC-SHA256 failed inside OpenSSL");
+        return AWS_SIGV4_CRYPTO;
+    }
+    codec_hex(md, 32, signature);
+    return 0;
+}
+
+int aws_sigv4_dates(int64_t t, char amz_date[17], char date[9]) {
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (t < 0 || (int64_t)tt != t || !gmtime_r(&tt, &tm) || tm.tm_year + 1900 > 9999) return -1;
+    strftime(amz_date, 17, "%Y%m%dT%H%M%SZ", &tm);
+    memcpy(date, amz_date, 8);
+    date[8] = '\0';
+    return 0;
+}
+
+int aws_sigv4_scope(buf *out, const char *access_key_id, const char *date, const char *region,
+                    const char *service) {
+    if (access_key_id && buf_concat(out, access_key_id, "/", NULL)) return -1;
+    return buf_concat(out, date, "/", region, "/", service, "/aws4_request", NULL);
 }
 
 void aws_sigv4_result_free(aws_sigv4_result *r) {

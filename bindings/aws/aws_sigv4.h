@@ -20,19 +20,23 @@
  *   ',' in order. Authorization from the caller is never signed; in header
  *   form the caller's X-Amz-Date, X-Amz-Security-Token and (with sign_body)
  *   x-amz-content-sha256 are replaced by the signer's. At most 256 headers.
- * - expires: 1 to 604800 seconds when presigning, else an error. */
+ * - expires: 1 to 604800 seconds when presigning, else an error.
+ * - region, service: no '/', no control characters or spaces (they go into
+ *   the Authorization header); method: no spaces or control characters.
+ *
+ * The steps are the ones AWS documents (and aws-c-auth, curl lay out): a
+ * signing state is filled with the dates, the payload hash, the headers and
+ * the query parameters; then come the canonical path, query and headers,
+ * the canonical request, the string to sign and the signature, and last the
+ * Authorization header or the presigned URL. */
 #ifndef IMGPIPE_AWS_SIGV4_H
 #define IMGPIPE_AWS_SIGV4_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "aws_header.h"
 #include "buf.h"
-
-typedef struct aws_header {
-    const char *name;
-    const char *value;
-} aws_header;
 
 typedef struct aws_sigv4_params {
     const char *method;        /* "GET", "PUT", … */
@@ -81,8 +85,14 @@ typedef struct aws_sigv4_result {
     buf url;
 } aws_sigv4_result;
 
-/* Signs. cache may be NULL. Returns 0, or -1 with a message in err. The
- * result must be released with aws_sigv4_result_free in both cases. */
+/* What the signing functions return besides 0: a fault of the inputs (a bad
+ * argument to whoever passed them, or a size limit) or a failure inside
+ * OpenSSL (nothing the caller can correct). */
+enum { AWS_SIGV4_BAD_INPUT = -1, AWS_SIGV4_CRYPTO = -2 };
+
+/* Signs. cache may be NULL. Returns 0, or AWS_SIGV4_BAD_INPUT /
+ * AWS_SIGV4_CRYPTO with a message in err. The result must be released with
+ * aws_sigv4_result_free in both cases. */
 int aws_sigv4_sign(const aws_sigv4_params *p, aws_sigv4_cache *cache, aws_sigv4_result *out, char *err,
                    size_t errlen);
 void aws_sigv4_result_free(aws_sigv4_result *r);
@@ -90,16 +100,20 @@ void aws_sigv4_result_free(aws_sigv4_result *r);
 /* Signs a caller-made string to sign (an S3 POST policy in base64, for
  * instance) with the signing key of p->time's day, p->region and p->service
  * for p's credentials; only those fields of p are read. Writes lowercase hex
- * into signature. Returns 0, or -1 with a message in err. */
+ * into signature. Returns 0, or AWS_SIGV4_BAD_INPUT / AWS_SIGV4_CRYPTO with
+ * a message in err. */
 int aws_sigv4_sign_string(const aws_sigv4_params *p, aws_sigv4_cache *cache, const char *string_to_sign,
                           size_t len, char signature[65], char *err, size_t errlen);
 void aws_sigv4_cache_wipe(aws_sigv4_cache *cache);
 
-/* RFC 3986 encoding as SigV4 defines it (unreserved characters kept,
- * everything else %XX uppercase); '/' kept when keep_slash. Appends to out. */
-int aws_uri_encode(buf *out, const char *s, size_t len, int keep_slash);
+/* The dates SigV4 writes for Unix time t: amz_date "20150830T123600Z" and
+ * date "20150830". 0, or -1 when t is before 1970 or after 9999. */
+int aws_sigv4_dates(int64_t t, char amz_date[17], char date[9]);
 
-/* Lowercase hex SHA-256 of data into hex[65]. */
-void aws_sha256_hex(const void *data, size_t len, char hex[65]);
+/* Appends the credential scope "date/region/service/aws4_request" to out
+ * (with access_key_id and a '/' first when it is not NULL: the
+ * X-Amz-Credential value). 0, or -1 when out is full. */
+int aws_sigv4_scope(buf *out, const char *access_key_id, const char *date, const char *region,
+                    const char *service);
 
 #endif

@@ -18,7 +18,7 @@ typedef struct flatten_state {
     int had_child[AWS_XML_MAX_DEPTH];
     int depth;
     buf text;
-    const char *failure;       /* why the walk stopped, NULL while fine */
+    const char *failure; /* why the walk stopped, NULL while fine */
 } flatten_state;
 
 static void flatten_fail(flatten_state *s, const char *why) {
@@ -76,16 +76,25 @@ static void XMLCALL on_text(void *ud, const XML_Char *text, int len) {
     if (buf_append(&s->text, text, (size_t)len)) flatten_fail(s, "XML text too long");
 }
 
-static void XMLCALL on_doctype(void *ud, const XML_Char *name, const XML_Char *sysid,
-                               const XML_Char *pubid, int has_internal_subset) {
-    (void)name; (void)sysid; (void)pubid; (void)has_internal_subset;
+static void XMLCALL on_doctype(void *ud, const XML_Char *name, const XML_Char *sysid, const XML_Char *pubid,
+                               int has_internal_subset) {
+    (void)name;
+    (void)sysid;
+    (void)pubid;
+    (void)has_internal_subset;
     flatten_fail(ud, "XML with a DTD refused");
 }
 
 static void XMLCALL on_entity(void *ud, const XML_Char *name, int is_param, const XML_Char *value,
                               int value_len, const XML_Char *base, const XML_Char *sysid,
                               const XML_Char *pubid, const XML_Char *notation) {
-    (void)name; (void)is_param; (void)value; (void)value_len; (void)base; (void)sysid; (void)pubid;
+    (void)name;
+    (void)is_param;
+    (void)value;
+    (void)value_len;
+    (void)base;
+    (void)sysid;
+    (void)pubid;
     (void)notation;
     flatten_fail(ud, "XML entity declarations refused");
 }

@@ -21,10 +21,10 @@ enum { AWS_XML_START = 'S', AWS_XML_TEXT = 'T' };
 int aws_xml_flatten(const char *data, size_t len, buf *out, char *err, size_t errlen);
 
 typedef struct aws_xml_event {
-    int kind;                 /* AWS_XML_START or AWS_XML_TEXT */
-    const char *path;         /* NUL-terminated, as is text */
+    int kind;         /* AWS_XML_START or AWS_XML_TEXT */
+    const char *path; /* NUL-terminated, as is text */
     size_t path_len;
-    const char *text;         /* TEXT only: the element's character data */
+    const char *text; /* TEXT only: the element's character data */
     size_t text_len;
 } aws_xml_event;
 

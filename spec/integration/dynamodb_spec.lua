@@ -270,11 +270,12 @@ describe("imgpipe.dynamodb", function()
 
     it("checks call arguments before calling out", function()
       local rows = {
-        { function() return ddb.get_item { key = { imageId = "x" } } end, "'table' is required" },
+        { function() return ddb.get_item { key = { imageId = "x" } } end, "field 'table': string expected, got nil" },
         { function() return ddb.get_item { table = "t!", key = {} } end, "table name" },
-        { function() return ddb.put_item { table = tbl } end, "'item' is required" },
-        { function() return ddb.update_item { table = tbl, key = { imageId = "x" } } end, "'update' is required" },
-        { function() return ddb.query { table = tbl } end, "'key_condition' is required" },
+        { function() return ddb.put_item { table = tbl } end, "field 'item': table expected, got nil" },
+        { function() return ddb.update_item { table = tbl, key = { imageId = "x" } } end,
+          "field 'update': string expected, got nil" },
+        { function() return ddb.query { table = tbl } end, "field 'key_condition': string expected, got nil" },
         { function() return ddb.query { table = tbl, key_condition = "a", limit = 0 } end, "limit" },
         { function() return ddb.update_item { table = tbl, key = { imageId = "x" }, update = "SET a = :a",
           return_values = "SOME" } end, "return_values" },

@@ -197,13 +197,14 @@ describe("imgpipe.s3", function()
   describe("checks its arguments before calling out", function()
     local rows = {
       { "no table", function() return s3.get "bucket/key" end, "table expected" },
-      { "no bucket", function() return s3.get { key = "k" } end, "'bucket' is required" },
-      { "no key", function() return s3.head { bucket = "b" } end, "'key' is required" },
+      { "no bucket", function() return s3.get { key = "k" } end, "field 'bucket': string expected, got nil" },
+      { "no key", function() return s3.head { bucket = "b" } end, "field 'key': string expected, got nil" },
       { "empty key", function() return s3.get { bucket = "b", key = "" } end, "1 to 1024" },
       { "key too long", function() return s3.get { bucket = "b", key = ("k"):rep(1025) } end, "1 to 1024" },
       { "bad bucket", function() return s3.get { bucket = "a/b", key = "k" } end, "invalid character" },
-      { "key not a string", function() return s3.get { bucket = "b", key = 12 } end, "must be a string" },
-      { "no body", function() return s3.put { bucket = "b", key = "k" } end, "'body' is required" },
+      { "key not a string", function() return s3.get { bucket = "b", key = 12 } end,
+        "field 'key': string expected, got number" },
+      { "no body", function() return s3.put { bucket = "b", key = "k" } end, "field 'body': string expected, got nil" },
       { "metadata not a table", function() return s3.put { bucket = "b", key = "k", body = "", metadata = "x" } end,
         "metadata" },
       { "metadata value not a string", function()

@@ -339,8 +339,8 @@ describe("imgpipe.presign", function()
         env = "AWS_ACCESS_KEY_ID=AKENV AWS_SECRET_ACCESS_KEY=s AWS_SESSION_TOKEN=tok/1", bucket = "b1", nocreds = true,
         url = "X%-Amz%-Credential=AKENV%%2F19700101%%2Fus%-east%-1%%2Fs3%%2Faws4_request.*" ..
               "&X%-Amz%-Security%-Token=tok%%2F1&X%-Amz%-Signature=%x+$" },
-      { name = "no credentials anywhere: nil, CredentialsNotFound", env = "", bucket = "b1", nocreds = true,
-        url = "^ERR CredentialsNotFound " },
+      { name = "no credentials anywhere: nil, CredentialsError", env = "", bucket = "b1", nocreds = true,
+        url = "^ERR CredentialsError " },
     }
     for _, row in ipairs(rows) do
       it(row.name, function()

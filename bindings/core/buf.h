@@ -7,10 +7,10 @@
 #include <stddef.h>
 
 typedef struct buf {
-    char *data;   /* NULL until the first append */
-    size_t len;   /* bytes used, not counting the terminating NUL */
-    size_t cap;   /* bytes allocated */
-    size_t max;   /* appends that would make len exceed this fail */
+    char *data; /* NULL until the first append */
+    size_t len; /* bytes used, not counting the terminating NUL */
+    size_t cap; /* bytes allocated */
+    size_t max; /* appends that would make len exceed this fail */
 } buf;
 
 void buf_init(buf *b, size_t max);
