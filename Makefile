@@ -136,7 +136,7 @@ deploy-pipelines:
 	@infra/deploy-pipelines.sh --stack "$(STACK)" --pipelines "$(PIPELINES)"
 
 format:
-	clang-format -i host/*.c host/*.h bindings/*.c bindings/*.h bindings/core/*.c bindings/core/*.h bindings/aws/*.c bindings/aws/*.h
+	clang-format -i host/*.c host/*.h bindings/*.c bindings/*.h bindings/core/*.c bindings/core/*.h bindings/aws/*.c bindings/aws/*.h infra/*.c
 
 # Fails when a C file differs from .clang-format (see spec/support/style-pending.txt).
 format-check:

@@ -29,6 +29,7 @@
  *
  * Exit status 127 with a message on stderr when the package is incomplete. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,8 +54,11 @@ static const char *const bootstrap_system_ca[] = {
 };
 
 static void bootstrap_fail(const char *what, const char *path) {
-    fprintf(stderr, "bootstrap: %s%s%s%s%s\n", what, path ? ": " : "", path ? path : "", errno ? ": " : "",
-            errno ? strerror(errno) : "");
+    int err = errno;
+    char text[96];
+    const char *reason = err ? strerror_r(err, text, sizeof text) : NULL;
+    fprintf(stderr, "bootstrap: %s%s%s%s%s\n", what, path ? ": " : "", path ? path : "", reason ? ": " : "",
+            reason ? reason : "");
 }
 
 /* Writes "dir/name" into out; 0, or -1 when it does not fit. */
@@ -83,7 +87,12 @@ static int bootstrap_home(const char *argv0, char *dir) {
     return 0;
 }
 
-static int bootstrap_readable(const char *path) { return access(path, R_OK) == 0; }
+static int bootstrap_readable(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    close(fd);
+    return 1;
+}
 
 static int bootstrap_is_dir(const char *path) {
     struct stat st;
@@ -96,7 +105,8 @@ static void bootstrap_ca(const char *dir) {
     for (size_t i = 0; i < sizeof bootstrap_system_ca / sizeof *bootstrap_system_ca; i++)
         if (bootstrap_readable(bootstrap_system_ca[i])) return;
     char bundled[PATH_MAX];
-    if (bootstrap_join(bundled, sizeof bundled, dir, "certs/ca-bundle.crt") == 0 && bootstrap_readable(bundled))
+    if (bootstrap_join(bundled, sizeof bundled, dir, "certs/ca-bundle.crt") == 0 &&
+        bootstrap_readable(bundled))
         setenv("SSL_CERT_FILE", bundled, 1);
 }
 
@@ -144,7 +154,8 @@ int main(int argc, char **argv) {
     args[n++] = "--argv0";
     args[n++] = name;
     args[n++] = program;
-    for (int i = 1; i < argc; i++) args[n++] = argv[i];
+    for (int i = 1; i < argc; i++)
+        args[n++] = argv[i];
     args[n] = NULL;
     execv(loader, args);
     bootstrap_fail("cannot start the packaged loader", loader);
