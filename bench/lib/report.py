@@ -388,6 +388,36 @@ def http_section(res, out):
     out.append("")
 
 
+def mixed_section(res, out, targets):
+    out.append("## 6. HTTP under attack (`imgpipe serve`, default limits)\n")
+    r = load(res, "mixed.json")
+    if not r or "real" not in r:
+        out.append("Not run.\n")
+        return
+    real, att, b = r["real"], r["attacker"], r["bounds"]
+    out.append("`bench/lib/mixed_load.py`: an attacker at 127.0.0.2 keeps %d connections open that send nothing "
+               "or half a request line (re-opening what the server closes, at most 200 a second) while `wrk` "
+               "sends `GET %s` from 127.0.0.1 over %d connections for %d s; the server's RSS is sampled every "
+               "100 ms. The server runs with its default limits (docs/server-limits.md): 256 connections, a "
+               "quarter of them per client, 10 s idle timeout.\n" % (r["idle"], r["route"], r["conns"],
+                                                                    r["seconds"]))
+    out.append("| real requests | requests/s | p50 | p99 | slowest | failed | attacker sockets open at most "
+               "| closed by the server | server RSS (start → most) |")
+    out.append("|---|---|---|---|---|---|---|---|---|")
+    out.append("| %d | %.0f | %.2f ms | %.2f ms | %.2f ms | %d | %d | %d | %.1f → %.1f MB |" % (
+        real.get("requests", 0), real.get("rps", 0), real.get("p50_ms", -1), real.get("p99_ms", -1),
+        real.get("max_ms", -1), real.get("non_2xx", 0) + real.get("socket_errors", 0), att["max_live"],
+        att["closed_by_server"], (r.get("rss_start_kb") or 0) / 1024, (r.get("rss_max_kb") or 0) / 1024))
+    out.append("\nBounds stated: p99 < %g ms, slowest < %g ms, RSS < %g MB, no real request failed: **%s**.\n" % (
+        b["p99_ms"], b["max_ms"], b["rss_mb"], "held" if not r.get("broken") else "; ".join(r["broken"])))
+    if real.get("p99_ms"):
+        targets.append(Target("mixed-p99", "Under attack: real-request p99 (ms)", real["p99_ms"], b["p99_ms"], False,
+                              "%.1f ms" % real["p99_ms"]))
+    if r.get("rss_max_kb"):
+        mb = r["rss_max_kb"] / 1024
+        targets.append(Target("mixed-rss", "Under attack: server RSS (MB)", mb, b["rss_mb"], False, "%.1f MB" % mb))
+
+
 # ---- header, summary, chart ----------------------------------------------------------
 
 def machine_and_versions(res, out):
@@ -488,6 +518,7 @@ def main():
     coldstart_section(res, body, targets)
     presign_section(res, body, targets)
     http_section(res, body)
+    mixed_section(res, body, targets)
 
     out = ["# imgpipe benchmarks\n"]
     started, finished = load(res, "started") or "?", load(res, "finished") or "?"
