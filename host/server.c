@@ -146,7 +146,8 @@ static void server_usage(FILE *out) {
           "  --drain            on SIGTERM/SIGINT, seconds requests in flight may still run before\n"
           "                     they are cancelled (503); the process exits 2 s after that at most\n"
           "                     (default 10)\n"
-          "Targets over 8192 bytes or 512 query parameters get 414, headers over 64 KiB 431.\n"
+          "Targets over 8192 bytes or with more than 512 query parameters get 414, request line\n"
+          "and headers over 64 KiB 431.\n"
           "Routes come from routes.lua in $IMGPIPE_PIPELINES (default ./pipelines); a route may\n"
           "declare max_body. Limits: docs/server-limits.md.\n",
           out);
@@ -634,10 +635,10 @@ static void *server_uri_log(void *cls, const char *uri, struct MHD_Connection *c
     if (!uri) uri = "";
     size_t len = strlen(uri);
     char *q = strchr(uri, '?');
-    size_t params = 0;
+    size_t params = q && q[1] ? 1 : 0;
     if (q)
         for (const char *p = q + 1; *p; p++) params += *p == '&';
-    if (len > SERVER_MAX_URI || params >= SERVER_MAX_QUERY_PARAMS) {
+    if (len > SERVER_MAX_URI || params > SERVER_MAX_QUERY_PARAMS) {
         r->uri_refused = 1;
         r->raw_uri = strdup("");
     } else {
@@ -705,8 +706,8 @@ static enum MHD_Result server_headers_in(server *s, struct MHD_Connection *conn,
                             NULL, NULL);
     if (r->uri_refused) {
         char msg[128];
-        snprintf(msg, sizeof msg, "the target is over %d bytes or has %d query parameters or more", SERVER_MAX_URI,
-                 SERVER_MAX_QUERY_PARAMS);
+        snprintf(msg, sizeof msg, "the target is over %d bytes or has more than %d query parameters",
+                 SERVER_MAX_URI, SERVER_MAX_QUERY_PARAMS);
         return server_error(conn, 414, "URITooLong", msg, NULL, NULL);
     }
 

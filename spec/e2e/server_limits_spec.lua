@@ -136,8 +136,12 @@ describe("imgpipe serve limits (issue 9)", function()
       "4000\r\n" .. body .. "\r\n1\r\nx\r\n0\r\n\r\n")
     assert.equal(413, r.status, r.body)
     assert.equal("PayloadTooLarge", r.json.error.code)
-    r = raw(port, "GET /echo?" .. string.rep("a&", 500) .. " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    -- 512 query parameters pass, 513 do not.
+    local query = string.rep("a&", 511) .. "a"
+    r = raw(port, "GET /echo?" .. query .. " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert.equal(200, r.status, r.body)
+    r = raw(port, "GET /echo?" .. query .. "&b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert.equal(414, r.status, r.body)
   end)
 
   it("keeps serving others while 256 connections from one client sit idle, and closes those", function()
