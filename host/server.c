@@ -23,7 +23,8 @@
  *     --max-per-client from one address; over either, a new connection is
  *     closed at once (never left waiting in the listen queue). An idle
  *     connection (nothing received for --idle-timeout seconds, headers
- *     included) is closed.
+ *     included) is closed, and so is one whose request has not arrived in
+ *     full --read-timeout seconds after it began to be awaited (a trickle).
  *   - Request line and headers: libmicrohttpd keeps them in a per-connection
  *     pool of SERVER_POOL_BYTES (431 when they do not fit); the target is
  *     at most SERVER_MAX_URI bytes and SERVER_MAX_QUERY_PARAMS parameters
@@ -76,6 +77,7 @@
 #define SERVER_DEFAULT_TIMEOUT_S 30
 #define SERVER_DEFAULT_MAX_CONNECTIONS 256
 #define SERVER_DEFAULT_IDLE_TIMEOUT_S 10
+#define SERVER_DEFAULT_READ_TIMEOUT_S 20
 #define SERVER_DEFAULT_DRAIN_S 10
 #define SERVER_CANCEL_GRACE_MS 2000
 /* Request line and headers live in libmicrohttpd's per-connection pool. */
@@ -101,6 +103,7 @@ typedef struct server {
     unsigned max_connections;
     unsigned max_per_client;
     unsigned idle_timeout_s;
+    unsigned read_timeout_s;
     size_t max_body;
     int timeout_s;
     int drain_s;
@@ -111,6 +114,8 @@ typedef struct server {
     atomic_int inflight;    /* requests whose headers were read, not yet completed */
     atomic_int connections; /* open connections */
     atomic_int stopping;    /* the cancel flag every worker state holds */
+    pthread_mutex_t conns_lock;
+    struct server_conn *conns; /* every open connection, for the read-timeout sweep */
 } server;
 
 /* One connection (MHD's socket context), reused by each request on it:
@@ -126,12 +131,23 @@ typedef struct server_request {
     int uri_refused;   /* 414: the target is too long or has too many parameters */
 } server_request;
 
+/* What the server keeps of a connection: its request record (first, so a
+ * server_request pointer is one to its connection), its place in the list
+ * of open connections and since when it has been waiting for a request
+ * to arrive in full (0 while none is awaited: handled, or answered). */
+typedef struct server_conn {
+    server_request req;
+    struct server_conn *prev, *next; /* under server.conns_lock */
+    MHD_socket fd;
+    atomic_llong reading_since; /* epoch ms */
+} server_conn;
+
 static _Thread_local server_worker *server_current;
 
 static void server_usage(FILE *out) {
     fputs("usage: imgpipe serve [--port N] [--host ADDR] [--workers N] [--max-body BYTES]\n"
           "                     [--max-connections N] [--max-per-client N] [--idle-timeout SECONDS]\n"
-          "                     [--timeout SECONDS] [--drain SECONDS]\n"
+          "                     [--read-timeout SECONDS] [--timeout SECONDS] [--drain SECONDS]\n"
           "  --port             TCP port (default 8080; 0 picks a free one)\n"
           "  --host             address to listen on (default 127.0.0.1)\n"
           "  --workers          worker threads, one Lua state each (default: number of CPUs)\n"
@@ -142,6 +158,8 @@ static void server_usage(FILE *out) {
           "                     --max-connections; set it to --max-connections behind a proxy)\n"
           "  --idle-timeout     close a connection that sends nothing for this long, while its\n"
           "                     headers or body arrive or between requests (default 10)\n"
+          "  --read-timeout     close a connection whose request (line, headers, body) has not\n"
+          "                     arrived in full this long after it began to be awaited (default 20)\n"
           "  --timeout          seconds a request may run (ctx.deadline_ms; default 30): 504\n"
           "  --drain            on SIGTERM/SIGINT, seconds requests in flight may still run before\n"
           "                     they are cancelled (503); the process exits 2 s after that at most\n"
@@ -595,20 +613,62 @@ static void server_request_reset(server_request *r) {
  * accept policy reads. */
 static void server_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                               enum MHD_ConnectionNotificationCode code) {
-    (void)conn;
     server *s = cls;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         atomic_fetch_add(&s->connections, 1);
-        *socket_context = calloc(1, sizeof(server_request));
+        server_conn *c = calloc(1, sizeof *c);
+        *socket_context = c;
+        if (!c) return;
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c->fd = ci ? ci->connect_fd : MHD_INVALID_SOCKET;
+        atomic_store(&c->reading_since, invocation_now_ms());
+        pthread_mutex_lock(&s->conns_lock);
+        c->next = s->conns;
+        if (s->conns) s->conns->prev = c;
+        s->conns = c;
+        pthread_mutex_unlock(&s->conns_lock);
     } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
         atomic_fetch_sub(&s->connections, 1);
-        server_request *r = *socket_context;
-        if (r) {
-            if (r->started) atomic_fetch_sub(&s->inflight, 1);
-            server_request_reset(r);
-            free(r);
-        }
+        server_conn *c = *socket_context;
         *socket_context = NULL;
+        if (!c) return;
+        /* libmicrohttpd closes the socket only after this returns: once the
+         * connection is off the list, the sweep cannot touch its fd. */
+        pthread_mutex_lock(&s->conns_lock);
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            s->conns = c->next;
+        if (c->next) c->next->prev = c->prev;
+        pthread_mutex_unlock(&s->conns_lock);
+        if (c->req.started) atomic_fetch_sub(&s->inflight, 1);
+        server_request_reset(&c->req);
+        free(c);
+    }
+}
+
+/* Run by the main thread once a second: a connection whose request has not
+ * arrived in full within --read-timeout (a client trickling its headers or
+ * body, which the idle timeout alone lets through) is shut down;
+ * libmicrohttpd then sees the end of the stream and closes it. */
+static void server_sweep(server *s) {
+    int64_t before = invocation_now_ms() - (int64_t)s->read_timeout_s * 1000;
+    int closed = 0;
+    pthread_mutex_lock(&s->conns_lock);
+    for (server_conn *c = s->conns; c; c = c->next) {
+        int64_t since = atomic_load(&c->reading_since);
+        if (since && since < before && c->fd != MHD_INVALID_SOCKET) {
+            shutdown(c->fd, SHUT_RDWR);
+            atomic_store(&c->reading_since, 0);
+            closed++;
+        }
+    }
+    pthread_mutex_unlock(&s->conns_lock);
+    if (closed) {
+        char n[16];
+        snprintf(n, sizeof n, "%d", closed);
+        hostlog(HOSTLOG_WARN, NULL, "closed connections whose request took longer than --read-timeout to arrive",
+                "=count", n, NULL);
     }
 }
 
@@ -771,7 +831,10 @@ static enum MHD_Result server_access(void *cls, struct MHD_Connection *conn, con
         atomic_fetch_add(&s->inflight, 1);
         int refused;
         enum MHD_Result res = server_headers_in(s, conn, r, method, version, &refused);
-        if (refused) r->too_big = -1; /* answered: ignore whatever body follows */
+        if (refused) {
+            r->too_big = -1; /* answered: ignore whatever body follows */
+            atomic_store(&((server_conn *)r)->reading_since, 0);
+        }
         return res;
     }
     if (*upload_size) {
@@ -783,6 +846,7 @@ static enum MHD_Result server_access(void *cls, struct MHD_Connection *conn, con
         return MHD_YES;
     }
     if (r->too_big < 0) return MHD_YES; /* the answer is queued already */
+    atomic_store(&((server_conn *)r)->reading_since, 0); /* all in */
     if (r->too_big) {
         char msg[128];
         snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", r->max_body);
@@ -800,6 +864,7 @@ static void server_completed(void *cls, struct MHD_Connection *conn, void **con_
     if (!r) return;
     if (r->started) atomic_fetch_sub(&s->inflight, 1);
     server_request_reset(r); /* the record itself stays with the connection */
+    atomic_store(&((server_conn *)r)->reading_since, invocation_now_ms()); /* the next one is awaited */
     *con_cls = NULL;
 }
 
@@ -812,7 +877,7 @@ static void server_mhd_log(void *cls, const char *fmt, va_list ap) {
     hostlog(HOSTLOG_WARN, NULL, msg, "source", "libmicrohttpd", NULL);
 }
 
-static void server_on_signal(int sig) { (void)sig; /* delivered through sigwait */ }
+static void server_on_signal(int sig) { (void)sig; /* delivered through sigtimedwait */ }
 
 /* ------------------------------------------------------------------ */
 
@@ -835,6 +900,8 @@ int server_main(int argc, char **argv) {
         .port = 8080,
         .max_connections = SERVER_DEFAULT_MAX_CONNECTIONS,
         .idle_timeout_s = SERVER_DEFAULT_IDLE_TIMEOUT_S,
+        .read_timeout_s = SERVER_DEFAULT_READ_TIMEOUT_S,
+        .conns_lock = PTHREAD_MUTEX_INITIALIZER,
         .max_body = SERVER_DEFAULT_MAX_BODY,
         .timeout_s = SERVER_DEFAULT_TIMEOUT_S,
         .drain_s = SERVER_DEFAULT_DRAIN_S,
@@ -873,6 +940,9 @@ int server_main(int argc, char **argv) {
         } else if (!strcmp(a, "--idle-timeout")) {
             if (server_parse_uint(a, v, 1, 3600, &n)) return 2;
             s.idle_timeout_s = (unsigned)n;
+        } else if (!strcmp(a, "--read-timeout")) {
+            if (server_parse_uint(a, v, 1, 3600, &n)) return 2;
+            s.read_timeout_s = (unsigned)n;
         } else if (!strcmp(a, "--drain")) {
             if (server_parse_uint(a, v, 0, 3600, &n)) return 2;
             s.drain_s = (int)n;
@@ -916,7 +986,7 @@ int server_main(int argc, char **argv) {
         return 1;
     }
 
-    /* SIGTERM and SIGINT are taken by sigwait below; every thread MHD starts
+    /* SIGTERM and SIGINT are taken by sigtimedwait below; every thread MHD starts
      * inherits the blocked mask. A handler (not SIG_IGN) is installed first
      * so that a signal ignored by a parent shell still arrives. */
     struct sigaction sa;
@@ -958,8 +1028,13 @@ int server_main(int argc, char **argv) {
     snprintf(workers, sizeof workers, "%u", s.workers);
     hostlog(HOSTLOG_INFO, NULL, "listening", "host", s.host, "=workers", workers, "pipelines", s.dir, NULL);
 
-    int sig = 0;
-    while (sigwait(&stop_set, &sig) != 0) {
+    /* Wait for SIGTERM or SIGINT, sweeping slow requests once a second. */
+    int sig;
+    for (;;) {
+        struct timespec tick = {1, 0};
+        sig = sigtimedwait(&stop_set, NULL, &tick);
+        if (sig > 0) break;
+        if (errno == EAGAIN) server_sweep(&s);
     }
     hostlog(HOSTLOG_INFO, NULL, sig == SIGINT ? "SIGINT: stopping" : "SIGTERM: stopping", NULL);
 

@@ -205,8 +205,24 @@ describe("imgpipe serve connection limits (issue 9)", function()
     end)
   end)
 
+  it("closes a connection that trickles its headers past --read-timeout", function()
+    with_server("--workers 2 --idle-timeout 2 --read-timeout 3", function(port)
+      -- One byte every half second never looks idle; the request never ends.
+      local file = paths.tmpdir() .. "/slow"
+      paths.write(file, "GET /echo HTTP/1.1\r\nHost: x\r\n" .. string.rep("X-Slow: loris\r\n", 100))
+      local r = probe(("trickle %d %s --every 0.5 --timeout 20"):format(port, q(file)))
+      assert.is_true(r.closed, json.encode(r))
+      assert.is_true(r.seconds >= 2.5 and r.seconds < 6, json.encode(r))
+      -- A slow but complete request within the bound is served.
+      paths.write(file, "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      r = probe(("trickle %d %s --every 0.03 --timeout 20"):format(port, q(file)))
+      assert.equal(200, r.status, json.encode(r))
+    end)
+  end)
+
   it("refuses bad limit options with exit 2", function()
-    for _, args in ipairs { "--max-body 6291457", "--idle-timeout 0", "--max-per-client 0", "--drain -1" } do
+    for _, args in ipairs { "--max-body 6291457", "--idle-timeout 0", "--max-per-client 0", "--drain -1",
+                            "--read-timeout 0" } do
       local _, _, code = paths.run(q(paths.bin) .. " serve " .. args)
       assert.equal(2, code, args)
     end

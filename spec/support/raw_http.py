@@ -8,6 +8,9 @@
       them) sends GET P from --from; prints {"opened", "refused", "request":
       {...}, "closed_by_server", "closed_after"} where closed_by_server counts
       the idle ones the server closed within --hold seconds
+  raw_http.py trickle PORT FILE --every S [--timeout S]
+      sends FILE one byte every S seconds; prints {"status", "closed",
+      "seconds", "sent"}: when the server answered or closed the connection
   raw_http.py burst PORT --count N [--path P] [--timeout S]
       N connections at once, each one GET P; prints {"statuses": {code: n},
       "closed": n, "unanswered": n, "max_seconds": s}
@@ -119,6 +122,37 @@ def idle(args):
             "closed_after": closed_after}
 
 
+def trickle(port, raw, every, timeout):
+    t0 = time.time()
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.setblocking(False)
+    sent, data, closed = 0, b"", False
+    while time.time() - t0 < timeout and not closed:
+        if sent < len(raw):
+            try:
+                s.send(raw[sent:sent + 1])
+                sent += 1
+            except OSError:
+                closed = True
+                break
+        end = time.time() + every
+        while time.time() < end:
+            try:
+                chunk = s.recv(65536)
+            except BlockingIOError:
+                time.sleep(0.02)
+                continue
+            except OSError:
+                chunk = b""
+            if not chunk:
+                closed = True
+                break
+            data += chunk
+    s.close()
+    status, body = parse(data)
+    return {"status": status, "body": body, "closed": closed, "seconds": round(time.time() - t0, 3), "sent": sent}
+
+
 def burst(args):
     sel = selectors.DefaultSelector()
     raw = ("GET %s HTTP/1.1\r\nHost: spec\r\nConnection: close\r\n\r\n" % args.path).encode()
@@ -173,7 +207,7 @@ def burst(args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["send", "idle", "burst"])
+    ap.add_argument("what", choices=["send", "idle", "trickle", "burst"])
     ap.add_argument("port", type=int)
     ap.add_argument("file", nargs="?")
     ap.add_argument("--count", type=int, default=1)
@@ -182,6 +216,7 @@ def main():
     ap.add_argument("--hold", type=float, default=0)
     ap.add_argument("--path", default="/healthz")
     ap.add_argument("--timeout", type=float, default=10)
+    ap.add_argument("--every", type=float, default=0.5)
     args = ap.parse_args()
     args.timeout = min(args.timeout, 120)
     args.hold = min(args.hold, 120)
@@ -189,6 +224,9 @@ def main():
     if args.what == "send":
         with open(args.file, "rb") as f:
             out = send(args.port, f.read(), args.timeout)
+    elif args.what == "trickle":
+        with open(args.file, "rb") as f:
+            out = trickle(args.port, f.read(), max(0.01, min(args.every, 10)), args.timeout)
     elif args.what == "idle":
         out = idle(args)
     else:
