@@ -108,7 +108,6 @@ static void runtime_api_prepare(runtime_api *api, const char *url, buf *sink) {
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, runtime_api_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, sink);
-    curl_easy_setopt(c, CURLOPT_MAXCONNECTS, 1L);
     buf_reset(sink);
     api->status = 0;
     api->error[0] = '\0';
@@ -169,7 +168,21 @@ int runtime_api_next(runtime_api *api) {
     return 0;
 }
 
-/* POSTs body to url with the given extra header (may be NULL). */
+/* Called by libcurl just before it sends a request: the first time of a
+ * transfer, let it go; a second time means libcurl is sending it again on a
+ * new connection because the reused one died before any answer, which for
+ * a POST here would be a second delivery of a result the Runtime API may
+ * already have. */
+static int runtime_api_once(void *clientp, char *primary_ip, char *local_ip, int primary_port, int local_port) {
+    (void)primary_ip;
+    (void)local_ip;
+    (void)primary_port;
+    (void)local_port;
+    int *sent = clientp;
+    return ++*sent > 1 ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
+}
+
+/* POSTs body to url with the given extra header (may be NULL), at most once. */
 static int runtime_api_post(runtime_api *api, const char *url, const char *body, size_t len, const char *header,
                             const char *what) {
     runtime_api_prepare(api, url, &api->reply);
@@ -178,17 +191,18 @@ static int runtime_api_post(runtime_api *api, const char *url, const char *body,
     if ((h = curl_slist_append(headers, "Expect:")) != NULL) headers = h; /* no 100-continue round trip */
     if (header && (h = curl_slist_append(headers, header)) != NULL) headers = h;
     curl_easy_setopt(api->curl, CURLOPT_HTTPHEADER, headers);
-    /* libcurl sends a request again on a new connection when a reused one
-     * dies before any answer: for a POST here that is a second delivery of
-     * a result the Runtime API may have taken. A connection of its own is
-     * never "reused", so it is never retried (one loopback connect per
-     * invocation; MAXCONNECTS 1 keeps just one open for the next /next). */
-    curl_easy_setopt(api->curl, CURLOPT_FRESH_CONNECT, 1L);
+    int sent = 0;
+    curl_easy_setopt(api->curl, CURLOPT_PREREQFUNCTION, runtime_api_once);
+    curl_easy_setopt(api->curl, CURLOPT_PREREQDATA, &sent);
     curl_easy_setopt(api->curl, CURLOPT_POST, 1L);
     curl_easy_setopt(api->curl, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(api->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     int r = runtime_api_perform(api, what);
+    if (r && sent > 1)
+        snprintf(api->error, sizeof api->error, "%s: the connection dropped after the request was sent; not sent again",
+                 what);
     curl_easy_setopt(api->curl, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(api->curl, CURLOPT_PREREQFUNCTION, NULL);
     curl_slist_free_all(headers);
     if (r) return -1;
     if (api->status != 202) {

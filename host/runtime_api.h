@@ -46,9 +46,9 @@ void runtime_api_free(runtime_api *api);
  * the buffer, or a header is too long): post its /error and carry on. */
 int runtime_api_next(runtime_api *api);
 
-/* Posts the result of invocation api->request_id, once: never retried, not
- * even by libcurl on a connection that dies (the Runtime API may have taken
- * it). 0 on 202. */
+/* Posts the result of invocation api->request_id, once: never sent again,
+ * not even by libcurl when the reused connection dies under it (the
+ * Runtime API may have taken it). 0 on 202. */
 int runtime_api_post_response(runtime_api *api, const char *body, size_t len);
 
 /* Posts {errorMessage, errorType, stackTrace} to the invocation's /error, or
