@@ -20,8 +20,10 @@
  * Limits (docs/server-limits.md): every one is checked before the work or
  * the memory it guards.
  *   - Connections: at most --max-connections open, at most
- *     --max-per-client from one address; over either, a new connection is
- *     closed at once (never left waiting in the listen queue). An idle
+ *     --max-per-client from one address. At the first, a new connection
+ *     replaces the one that has waited longest (250 ms at least) for its
+ *     request; over either otherwise, a new connection is closed at once
+ *     (never left waiting in the listen queue). An idle
  *     connection (nothing received for --idle-timeout seconds, headers
  *     included) is closed, and so is one whose request has not arrived in
  *     full --read-timeout seconds after it began to be awaited (a trickle).
@@ -80,6 +82,8 @@
 #define SERVER_DEFAULT_READ_TIMEOUT_S 20
 #define SERVER_DEFAULT_DRAIN_S 10
 #define SERVER_CANCEL_GRACE_MS 2000
+/* At the connection limit, a connection idle this long gives way to a new one. */
+#define SERVER_EVICT_AFTER_MS 250
 /* Request line and headers live in libmicrohttpd's per-connection pool. */
 #define SERVER_POOL_BYTES ((size_t)64 << 10)
 #define SERVER_MAX_URI 8192
@@ -672,14 +676,40 @@ static void server_sweep(server *s) {
     }
 }
 
-/* Over --max-connections a new connection is closed at once: libmicrohttpd's
- * own limit (set well above) would leave it unanswered in the listen queue.
- * Its per-address limit (--max-per-client) is checked before this. */
+/* Makes room for a new connection when the server is full: shuts down the
+ * connection that has waited longest for its request, if that is at least
+ * SERVER_EVICT_AFTER_MS (so idle and trickling clients give way to new ones
+ * instead of locking them out). 1 when one was shut down. */
+static int server_evict(server *s) {
+    int64_t oldest = invocation_now_ms() - SERVER_EVICT_AFTER_MS;
+    server_conn *victim = NULL;
+    pthread_mutex_lock(&s->conns_lock);
+    for (server_conn *c = s->conns; c; c = c->next) {
+        int64_t since = atomic_load(&c->reading_since);
+        if (since && since <= oldest && c->fd != MHD_INVALID_SOCKET) {
+            oldest = since;
+            victim = c;
+        }
+    }
+    if (victim) {
+        shutdown(victim->fd, SHUT_RDWR);
+        atomic_store(&victim->reading_since, 0);
+    }
+    pthread_mutex_unlock(&s->conns_lock);
+    return victim != NULL;
+}
+
+/* At --max-connections a new connection takes the place of the one that
+ * has waited longest for its request; when none has waited long enough, it
+ * is closed at once (libmicrohttpd's own limit, set well above, would leave
+ * it unanswered in the listen queue). libmicrohttpd checks --max-per-client
+ * before this. */
 static enum MHD_Result server_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen) {
     (void)addr;
     (void)addrlen;
     server *s = cls;
-    return atomic_load(&s->connections) < (int)s->max_connections ? MHD_YES : MHD_NO;
+    if (atomic_load(&s->connections) < (int)s->max_connections) return MHD_YES;
+    return server_evict(s) ? MHD_YES : MHD_NO;
 }
 
 /* The request line is in: keep the raw target before libmicrohttpd decodes

@@ -2,8 +2,10 @@
 """Mixed load against imgpipe serve: idle attackers plus real traffic.
 
 Starts `imgpipe serve` (bench/pipelines, loopback only), then for --seconds:
-  - an attacker at 127.0.0.2 keeps --idle connections open that send nothing
-    (half of them) or half a request line and then nothing (the other half);
+  - an attacker at 127.0.0.2 (or --sources addresses from there on, so that
+    no per-client share stops it) keeps --idle connections open that send
+    nothing (half of them) or half a request line and then nothing (the
+    other half);
     whatever the server closes is opened again, at most --open-rate opens a second (default 200);
   - wrk sends real requests from 127.0.0.1 over --conns connections;
 and samples the server's RSS every 100 ms. Writes a JSON result and prints a
@@ -13,6 +15,7 @@ summary with the bounds it checks (the exit status is 1 when one is broken):
   server RSS: under --rss-mb at every sample
 
   mixed_load.py BIN OUT.json [--idle 256] [--conns 16] [--seconds 10] [--route /hello]
+                [--sources 1] [--open-rate 200] [--close]
 Everything is bounded: the run (seconds + 30 s of set-up at most), the
 number of sockets, the open rate.
 """
@@ -41,8 +44,9 @@ def rss_kb(pid):
     return int(m.group(1)) if m else None
 
 
-def attacker(port, count, rate, stop, stats):
-    """Holds `count` idle connections from 127.0.0.2 until stop is set."""
+def attacker(port, count, rate, sources, stop, stats):
+    """Holds `count` idle connections from 127.0.0.2 (and the next addresses
+    when sources > 1) until stop is set."""
     sel = selectors.DefaultSelector()
     live = 0
     budget_t, budget = time.time(), 0
@@ -56,7 +60,7 @@ def attacker(port, count, rate, stop, stats):
             budget += 1
             stats["opened"] += 1
             try:
-                s.bind(("127.0.0.2", 0))
+                s.bind(("127.0.0.%d" % (2 + stats["opened"] % sources), 0))
                 s.connect_ex(("127.0.0.1", port))
             except OSError:
                 s.close()
@@ -119,6 +123,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--route", default="/hello")
     ap.add_argument("--open-rate", type=int, default=200)
+    ap.add_argument("--sources", type=int, default=1)
+    ap.add_argument("--close", action="store_true", help="a new connection for every real request")
     ap.add_argument("--p99-ms", type=float, default=100)
     ap.add_argument("--max-ms", type=float, default=1000)
     ap.add_argument("--rss-mb", type=float, default=64)
@@ -127,6 +133,7 @@ def main():
     args.conns = max(1, min(args.conns, 256))
     args.seconds = max(1, min(args.seconds, 120))
     args.open_rate = max(1, min(args.open_rate, 2000))
+    args.sources = max(1, min(args.sources, 200))
 
     env = dict(os.environ, IMGPIPE_PIPELINES=os.path.join(ROOT, "bench", "pipelines"),
                AWS_ACCESS_KEY_ID="AKIAIOSFODNN7EXAMPLE",
@@ -135,7 +142,8 @@ def main():
     server = subprocess.Popen([args.bin, "serve", "--host", "127.0.0.1", "--port", "0"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     stop = threading.Event()
-    result = {"idle": args.idle, "conns": args.conns, "seconds": args.seconds, "route": args.route}
+    result = {"idle": args.idle, "conns": args.conns, "seconds": args.seconds, "route": args.route,
+              "sources": args.sources, "close": args.close}
     try:
         line = ""
         deadline = time.time() + 20
@@ -150,9 +158,14 @@ def main():
         base_rss = rss_kb(server.pid)
 
         stats = {"opened": 0, "failed": 0, "closed_by_server": 0, "max_live": 0}
-        att = threading.Thread(target=attacker, args=(port, args.idle, args.open_rate, stop, stats), daemon=True)
+        att = threading.Thread(target=attacker, args=(port, args.idle, args.open_rate, args.sources, stop, stats), daemon=True)
         att.start()
-        time.sleep(1.0)  # the attacker's sockets are in place before real traffic starts
+        # The attacker's sockets are in place, and older than the real
+        # connections to come, before real traffic starts.
+        filled = time.time() + 5
+        while stats["max_live"] < args.idle and time.time() < filled:
+            time.sleep(0.05)
+        time.sleep(2.5)
         samples = []
 
         def sample():
@@ -164,7 +177,8 @@ def main():
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         wrk = subprocess.run(["wrk", "-t2", "-c%d" % args.conns, "-d%ds" % args.seconds, "--timeout", "5s",
-                              "--latency", "http://127.0.0.1:%d%s" % (port, args.route)],
+                              "--latency"] + (["-H", "Connection: close"] if args.close else []) +
+                             ["http://127.0.0.1:%d%s" % (port, args.route)],
                              capture_output=True, text=True, timeout=args.seconds + 30)
         stop.set()
         att.join(5)
@@ -196,8 +210,9 @@ def main():
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
     r = result["real"]
-    print("  %d idle attackers (127.0.0.2) + %d real connections, %d s, route %s" %
-          (args.idle, args.conns, args.seconds, args.route))
+    print("  %d idle attacker sockets from %d address(es) + %d real connections%s, %d s, route %s" %
+          (args.idle, args.sources, args.conns, " (a new one per request)" if args.close else "", args.seconds,
+           args.route))
     print("  real: %d requests, %.0f/s, p50 %.2f ms, p99 %.2f ms, max %.2f ms, non-2xx %d, socket errors %d" %
           (r.get("requests", 0), r.get("rps", 0), r.get("p50_ms", -1), r.get("p99_ms", -1), r.get("max_ms", -1),
            r.get("non_2xx", 0), r.get("socket_errors", 0)))

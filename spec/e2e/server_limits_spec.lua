@@ -191,17 +191,17 @@ describe("imgpipe serve connection limits (issue 9)", function()
     end)
   end)
 
-  it("closes connections over --max-connections at once and recovers after --idle-timeout", function()
-    with_server("--workers 2 --max-connections 32 --max-per-client 32 --idle-timeout 2", function(port)
-      -- 32 idle connections fill the server: a request from elsewhere is
-      -- turned away at once, not left waiting.
-      local r = probe(("idle %d --count 32 --source 127.0.0.3 --from 127.0.0.1 --path /echo --hold 6"):format(port))
+  it("at --max-connections, lets a new connection replace the longest idle one", function()
+    with_server("--workers 2 --max-connections 32 --max-per-client 32 --idle-timeout 5", function(port)
+      -- 32 idle connections fill the server (the share allows them all, as
+      -- it would for 32 attackers): a request from elsewhere is still served
+      -- at once, in the place of one of them.
+      local r = probe(("idle %d --count 32 --source 127.0.0.3 --wait 1 --from 127.0.0.1 --path /echo --hold 1")
+        :format(port))
       assert.equal(32, r.opened, json.encode(r))
-      assert.equal(json.null, r.request.status)
+      assert.equal(200, r.request.status, json.encode(r))
       assert.is_true(r.request.seconds < 1, json.encode(r))
-      assert.equal(32, r.closed_by_server)
-      local after = raw(port, "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-      assert.equal(200, after.status)
+      assert.is_true(r.closed_by_server >= 1, json.encode(r))
     end)
   end)
 

@@ -3,8 +3,8 @@
 
   raw_http.py send PORT FILE [--timeout S]
       sends the bytes of FILE as they are; prints {"status", "body", "seconds", "closed"}
-  raw_http.py idle PORT --count N [--source ADDR] [--hold S] [--path P] [--from ADDR] [--timeout S]
-      opens N connections from ADDR that send nothing, then (still holding
+  raw_http.py idle PORT --count N [--source ADDR] [--wait S] [--hold S] [--path P] [--from ADDR] [--timeout S]
+      opens N connections from ADDR that send nothing, waits S seconds (0.3), then (still holding
       them) sends GET P from --from; prints {"opened", "refused", "request":
       {...}, "closed_by_server", "closed_after"} where closed_by_server counts
       the idle ones the server closed within --hold seconds
@@ -82,7 +82,7 @@ def idle(args):
         except OSError:
             refused += 1
             s.close()
-    time.sleep(0.3)  # let the server accept (or close) them all
+    time.sleep(args.wait)  # let the server accept (or close) them all, and let them age
     # Those the server closed straight away count as refused.
     still = []
     for s in socks:
@@ -217,9 +217,11 @@ def main():
     ap.add_argument("--path", default="/healthz")
     ap.add_argument("--timeout", type=float, default=10)
     ap.add_argument("--every", type=float, default=0.5)
+    ap.add_argument("--wait", type=float, default=0.3)
     args = ap.parse_args()
     args.timeout = min(args.timeout, 120)
     args.hold = min(args.hold, 120)
+    args.wait = max(0.0, min(args.wait, 30))
     args.count = max(0, min(args.count, 2000))
     if args.what == "send":
         with open(args.file, "rb") as f:
