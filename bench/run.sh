@@ -19,6 +19,9 @@
 #             also the packaged runtime (make layer) chrooted in an empty root
 #   presign   microseconds per presigned URL: imgpipe, botocore, SDK v3
 #   http      wrk against imgpipe serve: a trivial route, a presign route
+#   mixed     imgpipe serve under 256 idle attacker sockets plus 16 connections
+#             of real traffic (bench/lib/mixed_load.py): real-request latency
+#             and server RSS against the bounds docs/server-limits.md states
 # Each section runs in its own process; one that fails is reported as such in
 # RESULTS.md and the others still run.
 #
@@ -30,16 +33,16 @@ ROOT=$PWD
 export IMGPIPE_BIN=${IMGPIPE_BIN:-$ROOT/build/imgpipe}
 export OUT=${BENCH_OUT:-$ROOT/bench/out}
 export RES=$OUT/results
-SECTIONS=${BENCH_ONLY:-resize events coldstart presign http}
+SECTIONS=${BENCH_ONLY:-resize events coldstart presign http mixed}
 QUICK=${BENCH_QUICK:-0}
 PY=/usr/bin/python3 # Debian's: python3-pil and python3-boto3 live there
 SHARED_IMAGE=$ROOT/../shared/test-images/2569067123_aca715a2ee_o.jpg
 
 if [ "$QUICK" = 1 ]; then
-  R_RESIZE6=2 R_RESIZE24=1 R_EVENTS=1 N_EVENTS=10 R_COLD=3 R_PRESIGN=1 HTTP_S=2
+  R_RESIZE6=2 R_RESIZE24=1 R_EVENTS=1 N_EVENTS=10 R_COLD=3 R_PRESIGN=1 HTTP_S=2 MIXED_S=3
   export BENCH_BATCH=10
 else
-  R_RESIZE6=7 R_RESIZE24=3 R_EVENTS=3 N_EVENTS=50 R_COLD=15 R_PRESIGN=3 HTTP_S=5
+  R_RESIZE6=7 R_RESIZE24=3 R_EVENTS=3 N_EVENTS=50 R_COLD=15 R_PRESIGN=3 HTTP_S=5 MIXED_S=10
   export BENCH_BATCH=50
 fi
 
@@ -133,8 +136,9 @@ for line in sys.stdin:
 section_http() {
   local log=$OUT/work/serve.log base= route c threads server_pid
   say "http: wrk against imgpipe serve (bench/pipelines), ${HTTP_S}s per run"
+  # One client (wrk) is not an attacker here: let it have every connection.
   "${AWS_EXAMPLE_ENV[@]}" IMGPIPE_PIPELINES="$ROOT/bench/pipelines" "$IMGPIPE_BIN" serve --host 127.0.0.1 \
-    --port 0 >"$log" 2>&1 &
+    --port 0 --max-per-client 256 >"$log" 2>&1 &
   server_pid=$! # env execs imgpipe: this is the server's pid
   # shellcheck disable=SC2064
   trap "kill $server_pid 2>/dev/null; wait $server_pid 2>/dev/null || true" EXIT
@@ -158,6 +162,17 @@ section_http() {
       grep 'Requests/sec' "$RES/http.txt" | tail -n 1 | sed "s#^#  /${route%%/*} c=$c: #"
     done
   done
+}
+
+section_mixed() {
+  local rc=0
+  # Default limits; the script starts and stops its own server (loopback only).
+  say "mixed load: 256 idle sockets from one address + 16 connections of wrk, ${MIXED_S}s"
+  $PY bench/lib/mixed_load.py "$IMGPIPE_BIN" "$RES/mixed.json" --idle 256 --conns 16 --seconds "$MIXED_S" || rc=1
+  say "mixed load: 256 idle sockets from 8 addresses + 16 connections of wrk, ${MIXED_S}s"
+  $PY bench/lib/mixed_load.py "$IMGPIPE_BIN" "$RES/mixed-spread.json" --idle 256 --sources 8 --conns 16 \
+    --seconds "$MIXED_S" || rc=1
+  return $rc
 }
 
 if [ "${1:-}" = --section ]; then
@@ -216,10 +231,10 @@ fi
 cp "$OUT/images/ORIGIN" "$RES/images-origin"
 $PY bench/lib/tools.py lambda "$OUT/work/lambda-tools.json"
 
-export PY QUICK R_RESIZE6 R_RESIZE24 R_EVENTS N_EVENTS R_COLD R_PRESIGN HTTP_S
+export PY QUICK R_RESIZE6 R_RESIZE24 R_EVENTS N_EVENTS R_COLD R_PRESIGN HTTP_S MIXED_S
 trap 'exit 130' INT TERM
 for s in $SECTIONS; do
-  case $s in resize | events | coldstart | presign | http) ;; *) die "unknown section '$s'" ;; esac
+  case $s in resize | events | coldstart | presign | http | mixed) ;; *) die "unknown section '$s'" ;; esac
   if ! "$BASH" "$ROOT/bench/run.sh" --section "$s" 2>&1 | tee "$RES/section-$s.log"; then
     echo "$s" >>"$RES/failed"
     echo "bench: section $s failed (log: $RES/section-$s.log); going on with the others" >&2

@@ -202,6 +202,9 @@ static void lambda_invoke(lua_State *L, int pipeline, runtime_api *api) {
         return;
     }
     if (runtime_api_post_response(api, out, len)) {
+        /* Not posted again, and no /error either: the Runtime API may have
+         * the result already. If it has not, Lambda times the invocation
+         * out; either way the loop goes on to /next. */
         hostlog(HOSTLOG_ERROR, rid, "cannot post the response", "error", api->error, NULL);
         if (api->status == 413) /* the Runtime API refused the size: tell it why */
             lambda_report(api, rid, "Function.ResponseSizeTooLarge", "the response is too large", api->error);
@@ -263,6 +266,16 @@ int lambda_main(int argc, char **argv) {
     for (;;) {
         int attempt = 0;
         while (runtime_api_next(&api)) {
+            if (api.event_refused) {
+                /* Handed out but not runnable: say so for its request id, or
+                 * Lambda would hand it out again and again. */
+                char rid[sizeof api.request_id], why[sizeof api.error];
+                snprintf(rid, sizeof rid, "%s", api.request_id);
+                snprintf(why, sizeof why, "%s", api.error);
+                lambda_report(&api, rid, "Runtime.InvalidEvent", "cannot take the event", why);
+                attempt = 0;
+                continue;
+            }
             if (++attempt >= LAMBDA_NEXT_ATTEMPTS) {
                 hostlog(HOSTLOG_ERROR, NULL, "the Runtime API is unreachable: stopping", "error", api.error, NULL);
                 goto done;

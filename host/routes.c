@@ -53,6 +53,15 @@ void routes_check(lua_State *L, int idx) {
         if (path[0] != '/') luaL_error(L, "routes.lua: entry %I: path '%s' must start with '/'", i, path);
         if (!names_pipeline_ok(pipeline, strlen(pipeline)))
             luaL_error(L, "routes.lua: entry %I: pipeline '%s' is not a plain name", i, pipeline);
+        int t = lua_getfield(L, -4, "max_body");
+        if (t != LUA_TNIL) {
+            int exact = 0;
+            lua_Integer max_body = lua_tointegerx(L, -1, &exact);
+            if (t != LUA_TNUMBER || !exact || max_body < 0 || max_body > ROUTES_MAX_BODY_CEILING)
+                luaL_error(L, "routes.lua: entry %I: max_body must be a whole number of bytes from 0 to %I", i,
+                           ROUTES_MAX_BODY_CEILING);
+        }
+        lua_pop(L, 1);
         const char *p = path, *seg, *name;
         size_t len, nlen;
         while (routes_segment(&p, &seg, &len)) {
@@ -136,9 +145,10 @@ int routes_match(lua_State *L, int idx, const char *method, const char *raw_path
         } else {
             lua_pushnil(L);
         }
-        /* Keep the last three (pipeline, resource, params). */
-        lua_rotate(L, top + 1, 3);
-        lua_settop(L, top + 3);
+        lua_getfield(L, top + 1, "max_body"); /* top+7: checked by routes_check */
+        /* Keep the last four (pipeline, resource, params, max_body). */
+        lua_rotate(L, top + 1, 4);
+        lua_settop(L, top + 4);
         return ROUTES_FOUND;
     }
     lua_settop(L, top);

@@ -4,7 +4,11 @@
  * A path segment "{name}" matches one non-empty segment and becomes
  * pathParameters.name; a last segment "{name+}" matches the rest of the
  * path. Method "ANY" matches every method. Empty segments are ignored, so
- * "/upload/" is "/upload". The first matching entry wins. */
+ * "/upload/" is "/upload". The first matching entry wins.
+ *
+ * An entry may declare max_body, the largest request body in bytes that its
+ * route reads (0 to ROUTES_MAX_BODY_CEILING); without it the server's
+ * default applies. The server checks it before it buffers any of the body. */
 #ifndef IMGPIPE_ROUTES_H
 #define IMGPIPE_ROUTES_H
 
@@ -12,12 +16,15 @@
 
 enum { ROUTES_NOT_FOUND, ROUTES_FOUND, ROUTES_WRONG_METHOD };
 
+/* Lambda's payload limit: a route cannot accept more than it could on AWS. */
+#define ROUTES_MAX_BODY_CEILING ((lua_Integer)6 << 20)
+
 /* Raises, naming the entry, unless the value at idx is a valid route list. */
 void routes_check(lua_State *L, int idx);
 
 /* Matches method and raw (percent-encoded) path against the list at idx.
- * ROUTES_FOUND: pushes pipeline, resource and pathParameters (a table, or
- * nil when the pattern has none). ROUTES_WRONG_METHOD: pushes the allowed
+ * ROUTES_FOUND: pushes pipeline, resource, pathParameters (a table, or
+ * nil when the pattern has none) and max_body (an integer, or nil). ROUTES_WRONG_METHOD: pushes the allowed
  * methods ("GET, POST"). ROUTES_NOT_FOUND: pushes nothing. Call protected. */
 int routes_match(lua_State *L, int idx, const char *method, const char *raw_path);
 

@@ -130,34 +130,59 @@ int runtime_api_next(runtime_api *api) {
     api->request_id[0] = api->function_arn[0] = api->trace_id[0] = '\0';
     api->deadline_ms = 0;
     api->header_overflow = 0;
+    api->event_refused = 0;
     curl_easy_setopt(api->curl, CURLOPT_HEADERFUNCTION, runtime_api_header);
     curl_easy_setopt(api->curl, CURLOPT_HEADERDATA, api);
     /* No CURLOPT_TIMEOUT: the sandbox may be frozen while we wait. */
-    if (runtime_api_perform(api, "GET /invocation/next")) {
-        if (api->event.len >= RUNTIME_API_MAX_EVENT_BYTES - 65536 || strstr(api->error, "Failed writing"))
-            snprintf(api->error, sizeof api->error, "the event is larger than %zu bytes",
-                     (size_t)RUNTIME_API_MAX_EVENT_BYTES);
-        return -1;
-    }
-    if (api->status != 200) {
+    int failed = runtime_api_perform(api, "GET /invocation/next");
+    int too_large = failed && (api->event.len >= RUNTIME_API_MAX_EVENT_BYTES - 65536 ||
+                               strstr(api->error, "Failed writing") || strstr(api->error, "write data"));
+    if (too_large)
+        snprintf(api->error, sizeof api->error, "the event is larger than %zu bytes",
+                 (size_t)RUNTIME_API_MAX_EVENT_BYTES);
+    if (failed && !too_large) return -1;
+    if (!failed && api->status != 200) {
         snprintf(api->error, sizeof api->error, "GET /invocation/next answered HTTP %ld", api->status);
         return -1;
     }
-    if (api->header_overflow || !api->request_id[0]) {
-        snprintf(api->error, sizeof api->error, "GET /invocation/next: %s",
-                 api->header_overflow ? "a Lambda-Runtime header is too long" : "no Lambda-Runtime-Aws-Request-Id");
+    if (!api->request_id[0]) {
+        if (!failed) snprintf(api->error, sizeof api->error, "GET /invocation/next: no Lambda-Runtime-Aws-Request-Id");
         return -1;
     }
     /* The id goes into the next URLs: accept only what a request id is made of. */
     for (const char *p = api->request_id; *p; p++)
         if (!isalnum((unsigned char)*p) && !strchr("-_.", *p)) {
             snprintf(api->error, sizeof api->error, "GET /invocation/next: bad request id '%.60s'", api->request_id);
+            api->request_id[0] = '\0';
             return -1;
         }
+    /* A valid id with an event we cannot run: Lambda hands it out again
+     * until it hears about it, so the caller must post its /error. */
+    if (too_large || api->header_overflow) {
+        if (!too_large) snprintf(api->error, sizeof api->error, "GET /invocation/next: a Lambda-Runtime header is too long");
+        api->event_refused = 1;
+        buf_free(&api->event);
+        buf_init(&api->event, RUNTIME_API_MAX_EVENT_BYTES);
+        return -1;
+    }
     return 0;
 }
 
-/* POSTs body to url with the given extra header (may be NULL). */
+/* Called by libcurl just before it sends a request: the first time of a
+ * transfer, let it go; a second time means libcurl is sending it again on a
+ * new connection because the reused one died before any answer, which for
+ * a POST here would be a second delivery of a result the Runtime API may
+ * already have. */
+static int runtime_api_once(void *clientp, char *primary_ip, char *local_ip, int primary_port, int local_port) {
+    (void)primary_ip;
+    (void)local_ip;
+    (void)primary_port;
+    (void)local_port;
+    int *sent = clientp;
+    return ++*sent > 1 ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
+}
+
+/* POSTs body to url with the given extra header (may be NULL), at most once. */
 static int runtime_api_post(runtime_api *api, const char *url, const char *body, size_t len, const char *header,
                             const char *what) {
     runtime_api_prepare(api, url, &api->reply);
@@ -166,11 +191,18 @@ static int runtime_api_post(runtime_api *api, const char *url, const char *body,
     if ((h = curl_slist_append(headers, "Expect:")) != NULL) headers = h; /* no 100-continue round trip */
     if (header && (h = curl_slist_append(headers, header)) != NULL) headers = h;
     curl_easy_setopt(api->curl, CURLOPT_HTTPHEADER, headers);
+    int sent = 0;
+    curl_easy_setopt(api->curl, CURLOPT_PREREQFUNCTION, runtime_api_once);
+    curl_easy_setopt(api->curl, CURLOPT_PREREQDATA, &sent);
     curl_easy_setopt(api->curl, CURLOPT_POST, 1L);
     curl_easy_setopt(api->curl, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(api->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     int r = runtime_api_perform(api, what);
+    if (r && sent > 1)
+        snprintf(api->error, sizeof api->error, "%s: the connection dropped after the request was sent; not sent again",
+                 what);
     curl_easy_setopt(api->curl, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(api->curl, CURLOPT_PREREQFUNCTION, NULL);
     curl_slist_free_all(headers);
     if (r) return -1;
     if (api->status != 202) {

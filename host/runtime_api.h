@@ -32,6 +32,7 @@ typedef struct runtime_api {
     char trace_id[1024];
     int64_t deadline_ms;
     int header_overflow;    /* a header above was too long */
+    int event_refused;      /* the last /next named a valid request id but its event cannot be run */
     char error[256];        /* what went wrong in the last call */
 } runtime_api;
 
@@ -39,10 +40,15 @@ typedef struct runtime_api {
 int runtime_api_init(runtime_api *api, const char *endpoint);
 void runtime_api_free(runtime_api *api);
 
-/* Waits for the next invocation. 0 when an event with a request id arrived. */
+/* Waits for the next invocation. 0 when an event with a request id arrived.
+ * -1 otherwise; then when api->event_refused is set, api->request_id names
+ * an invocation that was handed out but cannot be run (its event is over
+ * the buffer, or a header is too long): post its /error and carry on. */
 int runtime_api_next(runtime_api *api);
 
-/* Posts the result of invocation api->request_id. 0 on 202. */
+/* Posts the result of invocation api->request_id, once: never sent again,
+ * not even by libcurl when the reused connection dies under it (the
+ * Runtime API may have taken it). 0 on 202. */
 int runtime_api_post_response(runtime_api *api, const char *body, size_t len);
 
 /* Posts {errorMessage, errorType, stackTrace} to the invocation's /error, or

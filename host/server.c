@@ -6,21 +6,45 @@
  * exactly one Lua state, created on its first request, so no state is ever
  * touched by two threads and the hot path takes no lock. A pipeline runs on
  * the worker that read its request; socket I/O of other connections is
- * event driven, so slow clients hold no Lua state, and --max-connections
- * bounds what is open at once. Thread-per-connection would need a pool of
- * states with a lock and a wait around every request, and one thread per
- * idle keep-alive connection, for no gain: the work is CPU bound (libvips)
- * or bounded AWS calls, so N busy pipelines on N cores is the right limit.
+ * event driven, so slow clients hold no Lua state. Thread-per-connection
+ * would need a pool of states with a lock and a wait around every request,
+ * and one thread per idle keep-alive connection, for no gain: the work is
+ * CPU bound (libvips) or bounded AWS calls, so N busy pipelines on N cores
+ * is the right limit.
  *
  * Reloading: before each request a worker hashes the names, sizes and
  * mtimes of the *.lua files under the pipelines folder; when that changed
  * it drops its cached routes and pipelines and the package.loaded entries
  * that came from the folder, so edits apply on the next request.
  *
- * Limits: body size (--max-body, 413), connections (--max-connections),
- * time per request (--timeout: ctx.deadline_ms, enforced for Lua code by a
- * count hook; 504), idle connections (60 s). SIGTERM or SIGINT stop
- * accepting, let requests in flight finish, close the states and exit 0. */
+ * Limits (docs/server-limits.md): every one is checked before the work or
+ * the memory it guards.
+ *   - Connections: at most --max-connections open, at most
+ *     --max-per-client from one address. At the first, a new connection
+ *     replaces the one that has waited longest (250 ms at least) for its
+ *     request; over either otherwise, a new connection is closed at once
+ *     (never left waiting in the listen queue). An idle
+ *     connection (nothing received for --idle-timeout seconds, headers
+ *     included) is closed, and so is one whose request has not arrived in
+ *     full --read-timeout seconds after it began to be awaited (a trickle).
+ *   - Request line and headers: libmicrohttpd keeps them in a per-connection
+ *     pool of SERVER_POOL_BYTES (431 when they do not fit); the target is
+ *     at most SERVER_MAX_URI bytes and SERVER_MAX_QUERY_PARAMS parameters
+ *     (414).
+ *   - Framing: differing Content-Length headers, or Content-Length with
+ *     Transfer-Encoding, 400; HTTP/1.1 without Host, 400; a transfer coding
+ *     other than chunked, 501.
+ *   - Body: the route's max_body (routes.lua), else --max-body (16 KiB),
+ *     checked against Content-Length and while a chunked body arrives; the
+ *     route (404, 405) and the limit (413) are decided before any of the
+ *     body is read.
+ *   - Time: --timeout is ctx.deadline_ms; the count hook stops Lua code past
+ *     it, C code (libvips, AWS calls) checks it itself (invocation.h); 504.
+ * SIGTERM or SIGINT: stop accepting, give requests in flight up to --drain
+ * seconds, then raise the shared cancel flag (Lua code and C code that
+ * checks it stop; those requests get 503), and exit after at most
+ * SERVER_CANCEL_GRACE_MS more whatever is still running: the whole shutdown
+ * takes at most --drain seconds plus that grace. */
 #include "server.h"
 
 #include <arpa/inet.h>
@@ -51,10 +75,19 @@
 #include "routes.h"
 #include "state.h"
 
-#define SERVER_DEFAULT_MAX_BODY ((size_t)6 << 20)
+#define SERVER_DEFAULT_MAX_BODY ((size_t)16 << 10)
 #define SERVER_DEFAULT_TIMEOUT_S 30
 #define SERVER_DEFAULT_MAX_CONNECTIONS 256
-#define SERVER_IDLE_TIMEOUT_S 60
+#define SERVER_DEFAULT_IDLE_TIMEOUT_S 10
+#define SERVER_DEFAULT_READ_TIMEOUT_S 20
+#define SERVER_DEFAULT_DRAIN_S 10
+#define SERVER_CANCEL_GRACE_MS 2000
+/* At the connection limit, a connection idle this long gives way to a new one. */
+#define SERVER_EVICT_AFTER_MS 250
+/* Request line and headers live in libmicrohttpd's per-connection pool. */
+#define SERVER_POOL_BYTES ((size_t)64 << 10)
+#define SERVER_MAX_URI 8192
+#define SERVER_MAX_QUERY_PARAMS 512
 #define SERVER_MAX_WORKERS 256
 #define SERVER_HOOK_INSTRUCTIONS 10000
 #define SERVER_SCAN_MAX_FILES 4096
@@ -64,7 +97,7 @@
 typedef struct server_worker {
     lua_State *L;
     uint64_t signature; /* of the pipelines folder when the caches were filled */
-    int timed_out;      /* set by the deadline hook */
+    int stopped;        /* set by the deadline hook: an INVOCATION_* reason */
 } server_worker;
 
 typedef struct server {
@@ -72,35 +105,73 @@ typedef struct server {
     unsigned port;
     unsigned workers;
     unsigned max_connections;
+    unsigned max_per_client;
+    unsigned idle_timeout_s;
+    unsigned read_timeout_s;
     size_t max_body;
     int timeout_s;
+    int drain_s;
     const char *dir;
     const char *stage;
     server_worker *pool;
     atomic_uint next_worker;
-    atomic_int inflight;
+    atomic_int inflight;    /* requests whose headers were read, not yet completed */
+    atomic_int connections; /* open connections */
+    atomic_int stopping;    /* the cancel flag every worker state holds */
+    pthread_mutex_t conns_lock;
+    struct server_conn *conns; /* every open connection, for the read-timeout sweep */
 } server;
 
-/* What one request collects while MHD reads it. */
+/* One connection (MHD's socket context), reused by each request on it:
+ * what a request collects while MHD reads it. Freed when the connection
+ * closes, whatever libmicrohttpd did or did not tell the handler. */
 typedef struct server_request {
-    char *raw_uri;
+    char *raw_uri;     /* the target as received, then only its path */
+    char *query;       /* after '?' in raw_uri's memory, or NULL */
     buf body;
+    size_t max_body;   /* the route's limit, set when the headers are in */
     int started;
     int too_big;
+    int uri_refused;   /* 414: the target is too long or has too many parameters */
 } server_request;
+
+/* What the server keeps of a connection: its request record (first, so a
+ * server_request pointer is one to its connection), its place in the list
+ * of open connections and since when it has been waiting for a request
+ * to arrive in full (0 while none is awaited: handled, or answered). */
+typedef struct server_conn {
+    server_request req;
+    struct server_conn *prev, *next; /* under server.conns_lock */
+    MHD_socket fd;
+    atomic_llong reading_since; /* epoch ms */
+} server_conn;
 
 static _Thread_local server_worker *server_current;
 
 static void server_usage(FILE *out) {
     fputs("usage: imgpipe serve [--port N] [--host ADDR] [--workers N] [--max-body BYTES]\n"
-          "                     [--max-connections N] [--timeout SECONDS]\n"
+          "                     [--max-connections N] [--max-per-client N] [--idle-timeout SECONDS]\n"
+          "                     [--read-timeout SECONDS] [--timeout SECONDS] [--drain SECONDS]\n"
           "  --port             TCP port (default 8080; 0 picks a free one)\n"
           "  --host             address to listen on (default 127.0.0.1)\n"
           "  --workers          worker threads, one Lua state each (default: number of CPUs)\n"
-          "  --max-body         largest request body in bytes (default 6291456)\n"
-          "  --max-connections  open connections at most (default 256)\n"
-          "  --timeout          seconds a request may run (ctx.deadline_ms; default 30)\n"
-          "Routes come from routes.lua in $IMGPIPE_PIPELINES (default ./pipelines).\n",
+          "  --max-body         largest request body in bytes for routes that declare no max_body\n"
+          "                     (default 16384, at most 6291456); larger: 413 before reading it\n"
+          "  --max-connections  open connections at most (default 256); more are closed at once\n"
+          "  --max-per-client   open connections from one address at most (default: a quarter of\n"
+          "                     --max-connections; set it to --max-connections behind a proxy)\n"
+          "  --idle-timeout     close a connection that sends nothing for this long, while its\n"
+          "                     headers or body arrive or between requests (default 10)\n"
+          "  --read-timeout     close a connection whose request (line, headers, body) has not\n"
+          "                     arrived in full this long after it began to be awaited (default 20)\n"
+          "  --timeout          seconds a request may run (ctx.deadline_ms; default 30): 504\n"
+          "  --drain            on SIGTERM/SIGINT, seconds requests in flight may still run before\n"
+          "                     they are cancelled (503); the process exits 2 s after that at most\n"
+          "                     (default 10)\n"
+          "Targets over 8192 bytes or with more than 512 query parameters get 414, request line\n"
+          "and headers over 64 KiB 431.\n"
+          "Routes come from routes.lua in $IMGPIPE_PIPELINES (default ./pipelines); a route may\n"
+          "declare max_body. Limits: docs/server-limits.md.\n",
           out);
 }
 
@@ -215,15 +286,9 @@ static int server_forget(lua_State *L) {
 }
 
 /* ------------------------------------------------------------------ */
-/* Dispatch: routes, pipeline, event (run protected)                   */
+/* Routes and dispatch (run protected)                                 */
 
-typedef struct server_dispatch_args {
-    const server *srv;
-    apigw_request *req;
-    int outcome; /* ROUTES_* */
-} server_dispatch_args;
-
-/* Pushes cache[field], loading it with load() when missing. */
+/* Pushes the worker's cache table, creating it when missing. */
 static void server_cache_table(lua_State *L) {
     if (lua_getfield(L, LUA_REGISTRYINDEX, SERVER_CACHE_KEY) != LUA_TTABLE) {
         lua_pop(L, 1);
@@ -233,34 +298,68 @@ static void server_cache_table(lua_State *L) {
     }
 }
 
+/* With the cache table at 1, pushes the route list (loaded and checked on
+ * first use). */
+static void server_push_routes(lua_State *L, const char *dir) {
+    if (lua_getfield(L, 1, "routes") == LUA_TTABLE) return;
+    lua_pop(L, 1);
+    lua_pushfstring(L, "%s/routes.lua", dir);
+    if (luaL_loadfilex(L, lua_tostring(L, -1), "t") != LUA_OK) lua_error(L);
+    lua_call(L, 0, 1);
+    routes_check(L, -1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, 1, "routes");
+    lua_remove(L, -2);
+}
+
+/* The route of a request whose headers are in: is there one, and how much
+ * body may it read. */
+typedef struct server_route_args {
+    const server *srv;
+    const char *method;
+    const char *raw_path;
+    int outcome;        /* ROUTES_* */
+    size_t max_body;    /* ROUTES_FOUND: the route's, else the server's */
+    char allowed[256];  /* ROUTES_WRONG_METHOD */
+} server_route_args;
+
+static int server_route(lua_State *L) {
+    server_route_args *a = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    server_cache_table(L);            /* 1 */
+    server_push_routes(L, a->srv->dir); /* 2 */
+    a->outcome = routes_match(L, 2, a->method, a->raw_path);
+    if (a->outcome == ROUTES_WRONG_METHOD) snprintf(a->allowed, sizeof a->allowed, "%s", lua_tostring(L, -1));
+    if (a->outcome == ROUTES_FOUND)
+        a->max_body = lua_isinteger(L, -1) ? (size_t)lua_tointeger(L, -1) : a->srv->max_body;
+    return 0;
+}
+
+typedef struct server_dispatch_args {
+    const server *srv;
+    apigw_request *req;
+    int outcome; /* ROUTES_* */
+} server_dispatch_args;
+
 /* Returns: on ROUTES_FOUND the pipeline table and the event; on
  * ROUTES_WRONG_METHOD the allowed methods; on ROUTES_NOT_FOUND nothing. */
 static int server_dispatch(lua_State *L) {
     server_dispatch_args *a = lua_touserdata(L, 1);
     lua_settop(L, 0);
-    server_cache_table(L); /* 1 */
-    if (lua_getfield(L, 1, "routes") != LUA_TTABLE) { /* 2 */
-        lua_pop(L, 1);
-        lua_pushfstring(L, "%s/routes.lua", a->srv->dir);
-        if (luaL_loadfilex(L, lua_tostring(L, -1), "t") != LUA_OK) lua_error(L);
-        lua_call(L, 0, 1);
-        routes_check(L, -1);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, 1, "routes");
-        lua_remove(L, -2);
-    }
+    server_cache_table(L);              /* 1 */
+    server_push_routes(L, a->srv->dir); /* 2 */
     a->outcome = routes_match(L, 2, a->req->method, a->req->raw_path);
     if (a->outcome == ROUTES_NOT_FOUND) return 0;
     if (a->outcome == ROUTES_WRONG_METHOD) return 1;
-    /* 3 pipeline name, 4 resource, 5 params */
-    if (lua_getfield(L, 1, "pipelines") != LUA_TTABLE) { /* 6 */
+    /* 3 pipeline name, 4 resource, 5 params, 6 max_body */
+    if (lua_getfield(L, 1, "pipelines") != LUA_TTABLE) { /* 7 */
         lua_pop(L, 1);
         lua_newtable(L);
         lua_pushvalue(L, -1);
         lua_setfield(L, 1, "pipelines");
     }
     lua_pushvalue(L, 3);
-    if (lua_rawget(L, 6) != LUA_TTABLE) { /* 7 */
+    if (lua_rawget(L, 7) != LUA_TTABLE) { /* 8 */
         lua_pop(L, 1);
         if (state_load_pipeline(L, a->srv->dir, lua_tostring(L, 3)) != LUA_OK) lua_error(L);
         if (!lua_istable(L, -1) || lua_getfield(L, -1, "handler") != LUA_TFUNCTION)
@@ -269,7 +368,7 @@ static int server_dispatch(lua_State *L) {
         lua_pop(L, 1);
         lua_pushvalue(L, 3);
         lua_pushvalue(L, -2);
-        lua_rawset(L, 6);
+        lua_rawset(L, 7);
     }
     lua_pushcfunction(L, apigw_push_event);
     lua_pushlightuserdata(L, a->req);
@@ -282,13 +381,18 @@ static int server_dispatch(lua_State *L) {
 /* ------------------------------------------------------------------ */
 /* One request                                                         */
 
+/* Stops Lua code when the request's deadline passes or the server's cancel
+ * flag is raised (C code checks the same through invocation.h). */
 static void server_deadline_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
-    int64_t deadline = invocation_deadline_ms(L);
-    if (deadline && invocation_now_ms() > deadline) {
-        if (server_current) server_current->timed_out = 1;
-        luaL_error(L, "Timeout: the request ran past its deadline");
-    }
+    int why = invocation_stop_reason(invocation_deadline_ms(L), invocation_cancel_flag(L));
+    if (why == INVOCATION_RUN) return;
+    if (server_current) server_current->stopped = why;
+    /* From now on every instruction raises, so a pcall that catches the
+     * error cannot carry on: the first instruction after it raises again. */
+    lua_sethook(L, server_deadline_hook, LUA_MASKCOUNT, 1);
+    if (why == INVOCATION_CANCELLED) luaL_error(L, "Cancelled: the server is shutting down");
+    luaL_error(L, "Timeout: the request ran past its deadline");
 }
 
 typedef struct server_headers {
@@ -316,6 +420,33 @@ static server_worker *server_worker_for_thread(server *s) {
     if (i >= s->workers) return NULL;
     server_current = &s->pool[i];
     return server_current;
+}
+
+/* The calling worker with its state made and its caches current, or NULL
+ * with *why set. */
+static server_worker *server_worker_ready(server *s, const char **why) {
+    server_worker *w = server_worker_for_thread(s);
+    if (!w) {
+        *why = "no worker state for this thread";
+        return NULL;
+    }
+    if (!w->L) {
+        w->L = state_new(MODE_HTTP, s->dir);
+        if (!w->L) {
+            *why = "cannot create a Lua state";
+            return NULL;
+        }
+        invocation_set_cancel_flag(w->L, &s->stopping);
+    }
+    uint64_t sig = server_signature(s->dir);
+    if (sig != w->signature) {
+        if (w->signature) hostlog(HOSTLOG_INFO, NULL, "scripts changed: reloading", "dir", s->dir, NULL);
+        lua_pushcfunction(w->L, server_forget);
+        lua_pushstring(w->L, s->dir);
+        if (lua_pcall(w->L, 1, 0, 0) != LUA_OK) lua_pop(w->L, 1);
+        w->signature = sig;
+    }
+    return w;
 }
 
 /* Turns the handler's result (top of the stack) into the HTTP response. */
@@ -362,13 +493,7 @@ static enum MHD_Result server_handle(server *s, struct MHD_Connection *conn, ser
     if (random_uuid(rid)) return server_error(conn, 500, "InternalError", "no randomness for a request id", NULL, NULL);
     int64_t started = invocation_now_ms();
 
-    /* The raw target, split; escapes checked before anything decodes them. */
-    char *query = strchr(r->raw_uri, '?');
-    if (query) *query++ = '\0';
-    char *hash = strchr(query ? query : r->raw_uri, '#');
-    if (hash) *hash = '\0';
-    const char *why;
-    if (apigw_validate(r->raw_uri, query, &why)) return server_error(conn, 400, "BadRequest", why, rid, NULL);
+    const char *query = r->query;
 
     if (!strcmp(r->raw_uri, "/healthz")) {
         if (strcmp(method, "GET") && strcmp(method, "HEAD"))
@@ -377,25 +502,12 @@ static enum MHD_Result server_handle(server *s, struct MHD_Connection *conn, ser
         return server_send(conn, 200, ok, sizeof ok - 1, rid, NULL);
     }
 
-    server_worker *w = server_worker_for_thread(s);
-    if (!w) return server_error(conn, 503, "Unavailable", "no worker state for this thread", rid, NULL);
-    if (!w->L) {
-        w->L = state_new(MODE_HTTP, s->dir);
-        if (!w->L) return server_error(conn, 503, "Unavailable", "cannot create a Lua state", rid, NULL);
-    }
+    server_worker *w = server_current; /* made ready when the headers came in */
+    if (!w || !w->L) return server_error(conn, 503, "Unavailable", "no worker state for this thread", rid, NULL);
     lua_State *L = w->L;
     int base = lua_gettop(L);
     enum MHD_Result result;
     int status = 0;
-
-    uint64_t sig = server_signature(s->dir);
-    if (sig != w->signature) {
-        if (w->signature) hostlog(HOSTLOG_INFO, rid, "scripts changed: reloading", "dir", s->dir, NULL);
-        lua_pushcfunction(L, server_forget);
-        lua_pushstring(L, s->dir);
-        if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
-        w->signature = sig;
-    }
 
     apigw_request *req = calloc(1, sizeof *req);
     if (!req) return MHD_NO;
@@ -450,19 +562,29 @@ static enum MHD_Result server_handle(server *s, struct MHD_Connection *conn, ser
     }
     /* base+1 pipeline, base+2 event */
     invocation_info info = {.request_id = rid, .deadline_ms = started + (int64_t)s->timeout_s * 1000};
-    w->timed_out = 0;
+    w->stopped = INVOCATION_RUN;
     lua_sethook(L, server_deadline_hook, LUA_MASKCOUNT, SERVER_HOOK_INSTRUCTIONS);
     int rc = state_call_handler(L, base + 1, &info);
     lua_sethook(L, NULL, 0, 0);
     if (rc != LUA_OK) {
-        int timed_out = w->timed_out;
-        hostlog(HOSTLOG_ERROR, rid, timed_out ? "the handler ran past its deadline" : "the handler failed", "error",
-                lua_tostring(L, -1), NULL);
+        /* Stopped by the hook, or by C code that saw the deadline or the flag. */
+        int why = w->stopped ? w->stopped : invocation_stop_reason(info.deadline_ms, &s->stopping);
+        const char *what = why == INVOCATION_CANCELLED ? "the handler was cancelled: the server is stopping"
+                           : why == INVOCATION_DEADLINE ? "the handler ran past its deadline"
+                                                        : "the handler failed";
+        hostlog(HOSTLOG_ERROR, rid, what, "error", lua_tostring(L, -1), NULL);
         char msg[200];
         snprintf(msg, sizeof msg, "%s; request id %s",
-                 timed_out ? "the request took longer than allowed" : "internal error in the pipeline", rid);
-        status = timed_out ? 504 : 500;
-        result = server_error(conn, (unsigned)status, timed_out ? "Timeout" : "InternalError", msg, rid, NULL);
+                 why == INVOCATION_CANCELLED ? "the server is shutting down"
+                 : why == INVOCATION_DEADLINE ? "the request took longer than allowed"
+                                              : "internal error in the pipeline",
+                 rid);
+        status = why == INVOCATION_CANCELLED ? 503 : why == INVOCATION_DEADLINE ? 504 : 500;
+        result = server_error(conn, (unsigned)status,
+                              why == INVOCATION_CANCELLED ? "Unavailable"
+                              : why == INVOCATION_DEADLINE ? "Timeout"
+                                                           : "InternalError",
+                              msg, rid, NULL);
         goto done;
     }
     result = server_respond(conn, L, rid, &status);
@@ -485,39 +607,265 @@ done:
 /* ------------------------------------------------------------------ */
 /* MHD callbacks                                                       */
 
-static void *server_uri_log(void *cls, const char *uri, struct MHD_Connection *conn) {
-    (void)conn;
+static void server_request_reset(server_request *r) {
+    free(r->raw_uri);
+    buf_free(&r->body);
+    memset(r, 0, sizeof *r);
+}
+
+/* A connection opens or closes: its request record, and the count the
+ * accept policy reads. */
+static void server_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                              enum MHD_ConnectionNotificationCode code) {
     server *s = cls;
-    server_request *r = calloc(1, sizeof *r);
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        atomic_fetch_add(&s->connections, 1);
+        server_conn *c = calloc(1, sizeof *c);
+        *socket_context = c;
+        if (!c) return;
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c->fd = ci ? ci->connect_fd : MHD_INVALID_SOCKET;
+        atomic_store(&c->reading_since, invocation_now_ms());
+        pthread_mutex_lock(&s->conns_lock);
+        c->next = s->conns;
+        if (s->conns) s->conns->prev = c;
+        s->conns = c;
+        pthread_mutex_unlock(&s->conns_lock);
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        atomic_fetch_sub(&s->connections, 1);
+        server_conn *c = *socket_context;
+        *socket_context = NULL;
+        if (!c) return;
+        /* libmicrohttpd closes the socket only after this returns: once the
+         * connection is off the list, the sweep cannot touch its fd. */
+        pthread_mutex_lock(&s->conns_lock);
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            s->conns = c->next;
+        if (c->next) c->next->prev = c->prev;
+        pthread_mutex_unlock(&s->conns_lock);
+        if (c->req.started) atomic_fetch_sub(&s->inflight, 1);
+        server_request_reset(&c->req);
+        free(c);
+    }
+}
+
+/* Run by the main thread once a second: a connection whose request has not
+ * arrived in full within --read-timeout (a client trickling its headers or
+ * body, which the idle timeout alone lets through) is shut down;
+ * libmicrohttpd then sees the end of the stream and closes it. */
+static void server_sweep(server *s) {
+    int64_t before = invocation_now_ms() - (int64_t)s->read_timeout_s * 1000;
+    int closed = 0;
+    pthread_mutex_lock(&s->conns_lock);
+    for (server_conn *c = s->conns; c; c = c->next) {
+        int64_t since = atomic_load(&c->reading_since);
+        if (since && since < before && c->fd != MHD_INVALID_SOCKET) {
+            shutdown(c->fd, SHUT_RDWR);
+            atomic_store(&c->reading_since, 0);
+            closed++;
+        }
+    }
+    pthread_mutex_unlock(&s->conns_lock);
+    if (closed) {
+        char n[16];
+        snprintf(n, sizeof n, "%d", closed);
+        hostlog(HOSTLOG_WARN, NULL, "closed connections whose request took longer than --read-timeout to arrive",
+                "=count", n, NULL);
+    }
+}
+
+/* Makes room for a new connection when the server is full: shuts down the
+ * connection that has waited longest for its request, if that is at least
+ * SERVER_EVICT_AFTER_MS (so idle and trickling clients give way to new ones
+ * instead of locking them out). 1 when one was shut down. */
+static int server_evict(server *s) {
+    int64_t oldest = invocation_now_ms() - SERVER_EVICT_AFTER_MS;
+    server_conn *victim = NULL;
+    pthread_mutex_lock(&s->conns_lock);
+    for (server_conn *c = s->conns; c; c = c->next) {
+        int64_t since = atomic_load(&c->reading_since);
+        if (since && since <= oldest && c->fd != MHD_INVALID_SOCKET) {
+            oldest = since;
+            victim = c;
+        }
+    }
+    if (victim) {
+        shutdown(victim->fd, SHUT_RDWR);
+        atomic_store(&victim->reading_since, 0);
+    }
+    pthread_mutex_unlock(&s->conns_lock);
+    return victim != NULL;
+}
+
+/* At --max-connections a new connection takes the place of the one that
+ * has waited longest for its request; when none has waited long enough, it
+ * is closed at once (libmicrohttpd's own limit, set well above, would leave
+ * it unanswered in the listen queue). libmicrohttpd checks --max-per-client
+ * before this. */
+static enum MHD_Result server_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen) {
+    (void)addr;
+    (void)addrlen;
+    server *s = cls;
+    if (atomic_load(&s->connections) < (int)s->max_connections) return MHD_YES;
+    return server_evict(s) ? MHD_YES : MHD_NO;
+}
+
+/* The request line is in: keep the raw target before libmicrohttpd decodes
+ * it in place. The request record is the connection's, so nothing leaks
+ * when libmicrohttpd gives up on a request before the handler sees it. */
+static void *server_uri_log(void *cls, const char *uri, struct MHD_Connection *conn) {
+    server *s = cls;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    server_request *r = ci ? ci->socket_context : NULL;
     if (!r) return NULL;
-    r->raw_uri = strdup(uri ? uri : "");
-    buf_init(&r->body, s->max_body);
+    if (r->started) atomic_fetch_sub(&s->inflight, 1); /* a previous request that was never completed */
+    server_request_reset(r);
+    if (!uri) uri = "";
+    size_t len = strlen(uri);
+    char *q = strchr(uri, '?');
+    size_t params = q && q[1] ? 1 : 0;
+    if (q)
+        for (const char *p = q + 1; *p; p++) params += *p == '&';
+    if (len > SERVER_MAX_URI || params > SERVER_MAX_QUERY_PARAMS) {
+        r->uri_refused = 1;
+        r->raw_uri = strdup("");
+    } else {
+        r->raw_uri = strdup(uri);
+    }
+    /* libmicrohttpd 0.9.75 next splits the query into its pool, one record
+     * per parameter; when the pool runs out it queues a 431 but then carries
+     * on reading headers for a request it has dropped, and the client waits
+     * for the idle timeout. The event is built from the raw copy above, so
+     * its parse is not needed: end the query string it is about to parse
+     * (the target is in its writable read buffer). */
+    if (q && q[1]) q[1] = '\0';
     return r;
+}
+
+/* One transfer coding, "chunked", is understood. */
+static int server_chunked_only(const char *te) {
+    while (*te == ' ' || *te == '\t') te++;
+    size_t n = strlen(te);
+    while (n && (te[n - 1] == ' ' || te[n - 1] == '\t')) n--;
+    return n == 7 && !strncasecmp(te, "chunked", 7);
+}
+
+typedef struct server_framing {
+    const char *content_length;
+    int content_lengths_differ;
+    int transfer_encodings;
+    const char *transfer_encoding;
+    int host;
+} server_framing;
+
+static enum MHD_Result server_framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                             const char *value) {
+    (void)kind;
+    server_framing *f = cls;
+    if (!value) value = "";
+    if (!strcasecmp(key, "Content-Length")) {
+        if (f->content_length && strcmp(f->content_length, value)) f->content_lengths_differ = 1;
+        f->content_length = value;
+    } else if (!strcasecmp(key, "Transfer-Encoding")) {
+        f->transfer_encodings++;
+        f->transfer_encoding = value;
+    } else if (!strcasecmp(key, "Host")) {
+        f->host++;
+    }
+    return MHD_YES;
+}
+
+/* The headers are in, none of the body is read: framing, target, route and
+ * body limit. MHD_YES to go on reading the body; else the error answer. */
+static enum MHD_Result server_headers_in(server *s, struct MHD_Connection *conn, server_request *r,
+                                         const char *method, const char *version, int *refused) {
+    *refused = 1;
+    server_framing f = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, server_framing_header, &f);
+    if (f.transfer_encodings && (f.transfer_encodings > 1 || !server_chunked_only(f.transfer_encoding)))
+        return server_error(conn, 501, "NotImplemented", "the only transfer coding understood is chunked", NULL,
+                            NULL);
+    if (f.transfer_encodings && f.content_length)
+        return server_error(conn, 400, "BadRequest", "Content-Length and Transfer-Encoding together", NULL, NULL);
+    if (f.content_lengths_differ)
+        return server_error(conn, 400, "BadRequest", "Content-Length headers that disagree", NULL, NULL);
+    if (f.host > 1 || (!f.host && !strcmp(version, MHD_HTTP_VERSION_1_1)))
+        return server_error(conn, 400, "BadRequest", f.host ? "more than one Host header" : "HTTP/1.1 needs a Host header",
+                            NULL, NULL);
+    if (r->uri_refused) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "the target is over %d bytes or has more than %d query parameters",
+                 SERVER_MAX_URI, SERVER_MAX_QUERY_PARAMS);
+        return server_error(conn, 414, "URITooLong", msg, NULL, NULL);
+    }
+
+    /* The raw target, split; escapes checked before anything decodes them. */
+    char *query = strchr(r->raw_uri, '?');
+    if (query) *query++ = '\0';
+    char *hash = strchr(query ? query : r->raw_uri, '#');
+    if (hash) *hash = '\0';
+    r->query = query;
+    const char *why;
+    if (apigw_validate(r->raw_uri, query, &why)) return server_error(conn, 400, "BadRequest", why, NULL, NULL);
+
+    r->max_body = s->max_body;
+    if (strcmp(r->raw_uri, "/healthz")) {
+        server_worker *w = server_worker_ready(s, &why);
+        if (!w) return server_error(conn, 503, "Unavailable", why, NULL, NULL);
+        server_route_args a = {.srv = s, .method = method, .raw_path = r->raw_uri, .outcome = ROUTES_NOT_FOUND};
+        lua_pushcfunction(w->L, server_route);
+        lua_pushlightuserdata(w->L, &a);
+        if (state_pcall(w->L, 1, 0) != LUA_OK) {
+            hostlog(HOSTLOG_ERROR, NULL, "cannot load the routes", "error", lua_tostring(w->L, -1), NULL);
+            lua_pop(w->L, 1);
+            return server_error(conn, 500, "InternalError", "internal error; see the server log", NULL, NULL);
+        }
+        if (a.outcome == ROUTES_NOT_FOUND) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "no route for %s %.200s", method, r->raw_uri);
+            return server_error(conn, 404, "NotFound", msg, NULL, NULL);
+        }
+        if (a.outcome == ROUTES_WRONG_METHOD) {
+            char msg[400];
+            snprintf(msg, sizeof msg, "%s is not allowed here; allowed: %s", method, a.allowed);
+            return server_error(conn, 405, "MethodNotAllowed", msg, NULL, a.allowed);
+        }
+        r->max_body = a.max_body;
+    }
+    if (f.content_length) {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(f.content_length, &end, 10);
+        if (errno || *end || end == f.content_length || n > r->max_body) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", r->max_body);
+            return server_error(conn, 413, "PayloadTooLarge", msg, NULL, NULL);
+        }
+    }
+    buf_init(&r->body, r->max_body);
+    *refused = 0;
+    return MHD_YES;
 }
 
 static enum MHD_Result server_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                      const char *version, const char *upload_data, size_t *upload_size,
                                      void **con_cls) {
     (void)url;
-    (void)version;
     server *s = cls;
     server_request *r = *con_cls;
     if (!r || !r->raw_uri) return MHD_NO;
     if (!r->started) {
         r->started = 1;
         atomic_fetch_add(&s->inflight, 1);
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl) {
-            char *end;
-            errno = 0;
-            unsigned long long n = strtoull(cl, &end, 10);
-            if (errno || *end || end == cl || n > s->max_body) {
-                char msg[128];
-                snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", s->max_body);
-                return server_error(conn, 413, "PayloadTooLarge", msg, NULL, NULL);
-            }
+        int refused;
+        enum MHD_Result res = server_headers_in(s, conn, r, method, version, &refused);
+        if (refused) {
+            r->too_big = -1; /* answered: ignore whatever body follows */
+            atomic_store(&((server_conn *)r)->reading_since, 0);
         }
-        return MHD_YES;
+        return res;
     }
     if (*upload_size) {
         if (!r->too_big && buf_append(&r->body, upload_data, *upload_size)) {
@@ -527,9 +875,11 @@ static enum MHD_Result server_access(void *cls, struct MHD_Connection *conn, con
         *upload_size = 0;
         return MHD_YES;
     }
+    if (r->too_big < 0) return MHD_YES; /* the answer is queued already */
+    atomic_store(&((server_conn *)r)->reading_since, 0); /* all in */
     if (r->too_big) {
         char msg[128];
-        snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", s->max_body);
+        snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", r->max_body);
         return server_error(conn, 413, "PayloadTooLarge", msg, NULL, NULL);
     }
     return server_handle(s, conn, r, method);
@@ -543,9 +893,8 @@ static void server_completed(void *cls, struct MHD_Connection *conn, void **con_
     server_request *r = *con_cls;
     if (!r) return;
     if (r->started) atomic_fetch_sub(&s->inflight, 1);
-    free(r->raw_uri);
-    buf_free(&r->body);
-    free(r);
+    server_request_reset(r); /* the record itself stays with the connection */
+    atomic_store(&((server_conn *)r)->reading_since, invocation_now_ms()); /* the next one is awaited */
     *con_cls = NULL;
 }
 
@@ -558,7 +907,7 @@ static void server_mhd_log(void *cls, const char *fmt, va_list ap) {
     hostlog(HOSTLOG_WARN, NULL, msg, "source", "libmicrohttpd", NULL);
 }
 
-static void server_on_signal(int sig) { (void)sig; /* delivered through sigwait */ }
+static void server_on_signal(int sig) { (void)sig; /* delivered through sigtimedwait */ }
 
 /* ------------------------------------------------------------------ */
 
@@ -580,9 +929,14 @@ int server_main(int argc, char **argv) {
         .host = "127.0.0.1",
         .port = 8080,
         .max_connections = SERVER_DEFAULT_MAX_CONNECTIONS,
+        .idle_timeout_s = SERVER_DEFAULT_IDLE_TIMEOUT_S,
+        .read_timeout_s = SERVER_DEFAULT_READ_TIMEOUT_S,
+        .conns_lock = PTHREAD_MUTEX_INITIALIZER,
         .max_body = SERVER_DEFAULT_MAX_BODY,
         .timeout_s = SERVER_DEFAULT_TIMEOUT_S,
+        .drain_s = SERVER_DEFAULT_DRAIN_S,
     };
+    int per_client_set = 0;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     s.workers = cpus > 0 ? (unsigned)(cpus < SERVER_MAX_WORKERS ? cpus : SERVER_MAX_WORKERS) : 2;
     for (int i = 1; i < argc; i++) {
@@ -604,11 +958,24 @@ int server_main(int argc, char **argv) {
             if (server_parse_uint(a, v, 1, SERVER_MAX_WORKERS, &n)) return 2;
             s.workers = (unsigned)n;
         } else if (!strcmp(a, "--max-body")) {
-            if (server_parse_uint(a, v, 0, (unsigned long long)1 << 30, &n)) return 2;
+            if (server_parse_uint(a, v, 0, (unsigned long long)ROUTES_MAX_BODY_CEILING, &n)) return 2;
             s.max_body = (size_t)n;
         } else if (!strcmp(a, "--max-connections")) {
             if (server_parse_uint(a, v, 1, 100000, &n)) return 2;
             s.max_connections = (unsigned)n;
+        } else if (!strcmp(a, "--max-per-client")) {
+            if (server_parse_uint(a, v, 1, 100000, &n)) return 2;
+            s.max_per_client = (unsigned)n;
+            per_client_set = 1;
+        } else if (!strcmp(a, "--idle-timeout")) {
+            if (server_parse_uint(a, v, 1, 3600, &n)) return 2;
+            s.idle_timeout_s = (unsigned)n;
+        } else if (!strcmp(a, "--read-timeout")) {
+            if (server_parse_uint(a, v, 1, 3600, &n)) return 2;
+            s.read_timeout_s = (unsigned)n;
+        } else if (!strcmp(a, "--drain")) {
+            if (server_parse_uint(a, v, 0, 3600, &n)) return 2;
+            s.drain_s = (int)n;
         } else if (!strcmp(a, "--timeout")) {
             if (server_parse_uint(a, v, 1, 86400, &n)) return 2;
             s.timeout_s = (int)n;
@@ -619,6 +986,8 @@ int server_main(int argc, char **argv) {
         }
         i++;
     }
+    if (!per_client_set) s.max_per_client = s.max_connections / 4 ? s.max_connections / 4 : 1;
+    if (s.max_per_client > s.max_connections) s.max_per_client = s.max_connections;
     s.dir = state_pipelines_dir(MODE_HTTP);
     s.stage = getenv("IMGPIPE_STAGE");
     if (!s.stage || !*s.stage) s.stage = "local";
@@ -647,7 +1016,7 @@ int server_main(int argc, char **argv) {
         return 1;
     }
 
-    /* SIGTERM and SIGINT are taken by sigwait below; every thread MHD starts
+    /* SIGTERM and SIGINT are taken by sigtimedwait below; every thread MHD starts
      * inherits the blocked mask. A handler (not SIG_IGN) is installed first
      * so that a signal ignored by a parent shell still arrives. */
     struct sigaction sa;
@@ -663,13 +1032,19 @@ int server_main(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
 
     int rc = 1;
+    /* libmicrohttpd splits its connection limit among the workers and stops
+     * accepting on a full one, leaving new connections unanswered in the
+     * listen queue: give each worker room for all of them and let
+     * server_accept enforce --max-connections by closing the excess. */
+    unsigned mhd_limit = s.max_connections * (s.workers < 4 ? 2 : s.workers);
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, (uint16_t)s.port, NULL, NULL, server_access, &s, MHD_OPTION_EXTERNAL_LOGGER, server_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_THREAD_POOL_SIZE, s.workers, MHD_OPTION_CONNECTION_LIMIT, s.max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SERVER_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(128 << 10), MHD_OPTION_URI_LOG_CALLBACK, server_uri_log, &s, MHD_OPTION_NOTIFY_COMPLETED,
-        server_completed, &s, MHD_OPTION_END);
+        flags, (uint16_t)s.port, server_accept, &s, server_access, &s, MHD_OPTION_EXTERNAL_LOGGER, server_mhd_log,
+        NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, s.workers,
+        MHD_OPTION_CONNECTION_LIMIT, mhd_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT, s.max_per_client,
+        MHD_OPTION_CONNECTION_TIMEOUT, s.idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, SERVER_POOL_BYTES,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, s.max_connections, MHD_OPTION_NOTIFY_CONNECTION, server_connection, &s,
+        MHD_OPTION_URI_LOG_CALLBACK, server_uri_log, &s, MHD_OPTION_NOTIFY_COMPLETED, server_completed, &s,
+        MHD_OPTION_END);
     if (!d) {
         hostlog(HOSTLOG_ERROR, NULL, "cannot listen", "host", s.host, "error", strerror(errno), NULL);
         goto out;
@@ -683,20 +1058,40 @@ int server_main(int argc, char **argv) {
     snprintf(workers, sizeof workers, "%u", s.workers);
     hostlog(HOSTLOG_INFO, NULL, "listening", "host", s.host, "=workers", workers, "pipelines", s.dir, NULL);
 
-    int sig = 0;
-    while (sigwait(&stop_set, &sig) != 0) {
+    /* Wait for SIGTERM or SIGINT, sweeping slow requests once a second. */
+    int sig;
+    for (;;) {
+        struct timespec tick = {1, 0};
+        sig = sigtimedwait(&stop_set, NULL, &tick);
+        if (sig > 0) break;
+        if (errno == EAGAIN) server_sweep(&s);
     }
     hostlog(HOSTLOG_INFO, NULL, sig == SIGINT ? "SIGINT: stopping" : "SIGTERM: stopping", NULL);
 
-    /* Stop accepting, let what is in flight finish (bounded), then stop. */
+    /* Stop accepting; what is in flight may finish within --drain, then it
+     * is cancelled; whatever still runs after the grace is left behind. */
     MHD_socket listen_fd = MHD_quiesce_daemon(d);
-    int64_t give_up = invocation_now_ms() + (int64_t)s.timeout_s * 1000 + 5000;
-    while (atomic_load(&s.inflight) > 0 && invocation_now_ms() < give_up) {
+    int64_t cancel_at = invocation_now_ms() + (int64_t)s.drain_s * 1000;
+    while (atomic_load(&s.inflight) > 0 && invocation_now_ms() < cancel_at) {
         struct timespec ts = {0, 20 * 1000000L};
         nanosleep(&ts, NULL);
     }
-    if (atomic_load(&s.inflight) > 0)
-        hostlog(HOSTLOG_WARN, NULL, "requests still running at shutdown: closing them", NULL);
+    if (atomic_load(&s.inflight) > 0) {
+        hostlog(HOSTLOG_WARN, NULL, "requests still running at the end of --drain: cancelling them", NULL);
+        atomic_store(&s.stopping, 1);
+        int64_t give_up = invocation_now_ms() + SERVER_CANCEL_GRACE_MS;
+        while (atomic_load(&s.inflight) > 0 && invocation_now_ms() < give_up) {
+            struct timespec ts = {0, 20 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        if (atomic_load(&s.inflight) > 0) {
+            /* Work that does not check the flag holds a worker thread (and
+             * its Lua state): joining it would make the bound a wish. */
+            hostlog(HOSTLOG_ERROR, NULL, "requests did not stop after cancelling: exiting without them", NULL);
+            fflush(NULL);
+            _exit(1);
+        }
+    }
     MHD_stop_daemon(d);
     if (listen_fd != MHD_INVALID_SOCKET) close(listen_fd);
     rc = 0;

@@ -399,6 +399,45 @@ def http_section(res, out):
     out.append("")
 
 
+def mixed_section(res, out, targets):
+    out.append("## 6. HTTP under attack (`imgpipe serve`, default limits)\n")
+    runs = [(name, load(res, name + ".json")) for name in ("mixed", "mixed-spread")]
+    runs = [(name, r) for name, r in runs if r and "real" in r]
+    if not runs:
+        out.append("Not run.\n")
+        return
+    first = runs[0][1]
+    out.append("`bench/lib/mixed_load.py`: an attacker keeps %d connections open that send nothing or half a "
+               "request line (re-opening what the server closes, at most 200 a second), from one address "
+               "(127.0.0.2) or spread over 8 (so that no per-client share stops it), while `wrk` sends `GET %s` "
+               "from 127.0.0.1 over %d keep-alive connections for %d s; the server's RSS is sampled every "
+               "100 ms. The server runs with its default limits (docs/server-limits.md): 256 connections, a "
+               "quarter of them per client, 10 s idle timeout, 20 s read timeout, and at the limit a new "
+               "connection replaces the one that has waited longest for its request.\n" % (
+                   first["idle"], first["route"], first["conns"], first["seconds"]))
+    out.append("| attacker | real requests | requests/s | p50 | p99 | slowest | failed "
+               "| attacker sockets closed by the server | server RSS (start → most) | bounds |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
+    for name, r in runs:
+        real, att = r["real"], r["attacker"]
+        out.append("| %d sockets, %d address%s | %d | %.0f | %.2f ms | %.2f ms | %.2f ms | %d | %d "
+                   "| %.1f → %.1f MB | %s |" % (
+                       r["idle"], r.get("sources", 1), "es" if r.get("sources", 1) > 1 else "",
+                       real.get("requests", 0), real.get("rps", 0), real.get("p50_ms", -1), real.get("p99_ms", -1),
+                       real.get("max_ms", -1), real.get("non_2xx", 0) + real.get("socket_errors", 0),
+                       att["closed_by_server"], (r.get("rss_start_kb") or 0) / 1024, (r.get("rss_max_kb") or 0) / 1024,
+                       "held" if not r.get("broken") else "**" + "; ".join(r["broken"]) + "**"))
+    b = first["bounds"]
+    out.append("\nBounds stated: no real request fails, p99 < %g ms, slowest < %g ms, server RSS < %g MB.\n" % (
+        b["p99_ms"], b["max_ms"], b["rss_mb"]))
+    worst_p99 = max(r["real"].get("p99_ms", 1e9) for _, r in runs)
+    worst_rss = max((r.get("rss_max_kb") or 1e12) / 1024 for _, r in runs)
+    targets.append(Target("mixed-p99", "Under attack: real-request p99 (ms)", worst_p99, b["p99_ms"], False,
+                          "%.1f ms" % worst_p99))
+    targets.append(Target("mixed-rss", "Under attack: server RSS (MB)", worst_rss, b["rss_mb"], False,
+                          "%.1f MB" % worst_rss))
+
+
 # ---- header, summary, chart ----------------------------------------------------------
 
 def machine_and_versions(res, out):
@@ -499,6 +538,7 @@ def main():
     coldstart_section(res, body, targets)
     presign_section(res, body, targets)
     http_section(res, body)
+    mixed_section(res, body, targets)
 
     out = ["# imgpipe benchmarks\n"]
     started, finished = load(res, "started") or "?", load(res, "finished") or "?"

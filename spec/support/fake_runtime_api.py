@@ -17,6 +17,16 @@ Control side, for the spec (the role of the Lambda Invoke API):
                                "body": <text>, "error_type"}
                    count N -> {"count", "responses", "errors", "timeouts", "last": <outcome>}
   GET  /_recorded  everything seen so far (see Recorder.snapshot)
+
+Misbehaviour, per invocation (fields of an /_invoke or --events entry):
+  "event_bytes": N       the event is {"pad": "xxx..."} of N bytes (beyond the
+                         runtime's buffer on purpose)
+  "drop_response": true  a /response for it is read, counted and then the
+                         connection is closed without an answer
+  "redeliver": true      until a /response or /error arrives for it, every
+                         /next hands out the same invocation again (what
+                         Lambda does with an event that never finishes)
+Every POST attempt is counted per request id in "posts" of /_recorded.
   POST /_shutdown  stops the server
 
 Usage: fake_runtime_api.py [--events FILE] [--record FILE] [--lifetime S] [--exit-when-drained]
@@ -59,12 +69,21 @@ class Recorder:
         self.errors = collections.deque(maxlen=MAX_KEPT)
         self.init_errors = []
         self.counts = {"responses": 0, "errors": 0, "init_errors": 0}
+        self.posts = {}             # request id -> {"response": n, "error": n}, every attempt
+        self.dropping = set()       # request ids whose /response connection is dropped
+        self.redelivering = {}      # request id -> invocation handed out again until finished
         self.closing = False
 
     def enqueue(self, spec):
+        event = json.dumps(spec.get("event", {}))
+        if spec.get("event_bytes"):
+            n = min(int(spec["event_bytes"]), 64 << 20)
+            event = '{"pad":"' + "x" * max(0, n - 10) + '"}'
         inv = {
             "request_id": spec.get("request_id") or str(uuid.uuid4()),
-            "event": json.dumps(spec.get("event", {})),
+            "event": event,
+            "drop_response": bool(spec.get("drop_response")),
+            "redeliver": bool(spec.get("redeliver")),
             "deadline_ms": int(spec.get("deadline_ms") or now_ms() + int(spec.get("timeout_ms", 30000))),
             "function_arn": spec.get("function_arn") or DEFAULT_ARN,
             "trace_id": spec.get("trace_id") or trace_header(),
@@ -103,6 +122,7 @@ class Recorder:
                 "responses": list(self.responses),
                 "errors": list(self.errors),
                 "init_errors": list(self.init_errors),
+                "posts": {k: dict(v) for k, v in list(self.posts.items())[-MAX_KEPT:]},
             }
 
 
@@ -146,6 +166,11 @@ class Handler(BaseHTTPRequestHandler):
                 inv = rec.queue.popleft() if rec.queue and not rec.closing else None
                 if inv is not None:
                     rec.in_flight.add(inv["request_id"])
+                    if inv["drop_response"]:
+                        rec.dropping.add(inv["request_id"])
+                    if inv["redeliver"] and rec.next_calls < MAX_QUEUE:
+                        rec.redelivering[inv["request_id"]] = inv
+                        rec.queue.appendleft(inv)
             if inv is None:                 # shutting down: hang up, as a dying sandbox would
                 self.close_connection = True
                 self.server.stop_soon()
@@ -181,8 +206,28 @@ class Handler(BaseHTTPRequestHandler):
                 self.reply(404, {"errorType": "NotFound"})
                 return
             with rec.lock:
+                counts = rec.posts.setdefault(rid, {"response": 0, "error": 0})
+                counts[kind] += 1
+                inv = rec.redelivering.pop(rid, None)
+                if inv is not None:     # finished: stop handing it out
+                    try:
+                        rec.queue.remove(inv)
+                    except ValueError:
+                        pass
+                drop = kind == "response" and rid in rec.dropping
+                rec.dropping.discard(rid)
                 known = rid in rec.in_flight
                 rec.in_flight.discard(rid)
+            if drop:
+                # Taken, then the line goes dead before the 202: a second
+                # post of this response would find the request finished.
+                text = body.decode("utf-8", "replace")
+                with rec.lock:
+                    rec.counts["responses"] += 1
+                    rec.responses.append({"request_id": rid, "body": text})
+                rec.finish(rid, {"request_id": rid, "kind": "response", "body": text, "dropped": True})
+                self.close_connection = True
+                return
             if not known:
                 self.reply(400, {"errorMessage": "unknown or finished request id", "errorType": "InvalidRequestID"})
                 return

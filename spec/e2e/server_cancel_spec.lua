@@ -1,0 +1,77 @@
+-- imgpipe serve: --timeout and the shutdown bound hold while C code runs
+-- (issue 9, finding 6). The host hands every worker state the server's
+-- cancel flag and the request deadline (bindings/invocation.h); libvips
+-- stops on either only once its evaluation checks them (branch wip-image).
+-- Until that is merged, these fail: the AVIF encode below runs to its end
+-- (about 5 s of CPU), the request gets 200 after it, and at shutdown the
+-- process leaves it behind (exit 1 after the grace, no answer).
+local json = require "cjson"
+local paths = require "support.paths"
+local modes = require "support.modes"
+
+local q = paths.q
+local PROBE = paths.root .. "/spec/support/raw_http.py"
+
+local ROUTES = [[
+return {{ method = "GET", path = "/heavy", pipeline = "heavy" }}
+]]
+
+-- A few seconds inside one libvips call: no Lua runs meanwhile, so the count
+-- hook cannot stop it.
+local HEAVY = [[
+local image = require "imgpipe.image"
+return {handler = function()
+  local img <close> = image.test_card(2500, 2500)
+  local out = assert(img:save("avif", {quality = 60}))
+  return {statusCode = 200, body = '{"bytes":' .. #out .. '}'}
+end}
+]]
+
+describe("imgpipe serve cancels C work (issue 9; needs wip-image merged)", function()
+  local dir
+
+  setup(function()
+    dir = paths.tmpdir()
+    paths.write(dir .. "/routes.lua", ROUTES)
+    paths.write(dir .. "/heavy.lua", HEAVY)
+  end)
+
+  teardown(paths.cleanup)
+
+  it("answers 504 within the bound while libvips is encoding", function()
+    local drv = modes.new { pipelines = dir, serve_args = "--workers 1 --timeout 1" }
+    local ok, err = pcall(function()
+      local t0 = os.time()
+      local r = drv:curl("--max-time 30", "/heavy")
+      local took = os.time() - t0
+      assert.equal(504, r.status, r.body)
+      assert.equal("Timeout", r.json.error.code)
+      assert.is_true(took <= 3, "took " .. took .. " s against --timeout 1")
+    end)
+    local codes = drv:stop()
+    assert(ok, err)
+    assert.equal(0, codes.http)
+  end)
+
+  it("cancels libvips work when --drain ends: 503, exit 0, within --drain + 2 s", function()
+    local drv = modes.new { pipelines = dir, serve_args = "--workers 1 --timeout 60 --drain 0" }
+    local port = tonumber(drv:start_http().port)
+    local work = paths.tmpdir()
+    paths.write(work .. "/req", "GET /heavy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    os.execute(("python3 %s send %d %s --timeout 30 > %s 2>&1 &"):format(q(PROBE), port, q(work .. "/req"),
+      q(work .. "/out")))
+    os.execute "sleep 1.5"
+    local t0 = os.time()
+    local rc = modes.stop_process(drv.http, "TERM")
+    drv.http.rc = rc
+    local took = os.time() - t0
+    for _ = 1, 50 do
+      if modes.read_or(work .. "/out", ""):find "}" then break end
+      os.execute "sleep 0.1"
+    end
+    assert.is_true(took <= 3, "shutdown took " .. took .. " s (bound: --drain 0 + 2 s)")
+    assert.equal(0, rc)
+    local r = json.decode(modes.read_or(work .. "/out", "{}"))
+    assert.equal(503, r.status, json.encode(r))
+  end)
+end)
