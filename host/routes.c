@@ -58,8 +58,8 @@ void routes_check(lua_State *L, int idx) {
             int exact = 0;
             lua_Integer max_body = lua_tointegerx(L, -1, &exact);
             if (t != LUA_TNUMBER || !exact || max_body < 0 || max_body > ROUTES_MAX_BODY_CEILING)
-                luaL_error(L, "routes.lua: entry %I: max_body must be a whole number of bytes from 0 to %I", i,
-                           ROUTES_MAX_BODY_CEILING);
+                luaL_error(L, "routes.lua: entry %I: max_body must be a whole number of bytes from 0 to %I",
+                           i, ROUTES_MAX_BODY_CEILING);
         }
         lua_pop(L, 1);
         const char *p = path, *seg, *name;
