@@ -50,6 +50,11 @@ typedef struct load_policy {
     load_formats allow;
     lua_Integer max_pixels;
     lua_Integer max_pages;
+    lua_Integer max_scans;
+    lua_Integer max_aspect_ratio;
+    lua_Integer max_interlaced_pixels;
+    lua_Integer budget_ms;
+    int64_t deadline_ms;
     int fail_on; /* index in load_fail_on_names */
 } load_policy;
 
@@ -57,20 +62,33 @@ typedef struct load_header {
     char format[16];
     int width, height, pages, bands;
     int has_alpha, orientation, has_icc, has_exif;
+    int scans;      /* JPEG only: start-of-scan markers (counted up to max_scans + 1) */
+    int interlaced; /* decoded whole: interlaced PNG/GIF, progressive JPEG, AVIF/HEIC */
 } load_header;
 
 static const char *const load_fail_on_names[] = {"none", "truncated", "error", "warning", NULL};
 
-/* Reads allow, max_pixels, max_pages and fail_on from the options at idx
- * (idx 0: no options, all defaults). */
+/* Reads allow, the limits, budget_ms, deadline_ms and fail_on from the
+ * options at idx (idx 0: no options, all defaults). */
 static void load_read_policy(lua_State *L, int idx, load_policy *p) {
     p->allow = LOAD_DEFAULT_ALLOW;
     p->max_pixels = IMAGE_DEFAULT_MAX_PIXELS;
     p->max_pages = IMAGE_DEFAULT_MAX_PAGES;
+    p->max_scans = IMAGE_DEFAULT_MAX_SCANS;
+    p->max_aspect_ratio = IMAGE_DEFAULT_MAX_ASPECT_RATIO;
+    p->max_interlaced_pixels = IMAGE_DEFAULT_MAX_INTERLACED_PIXELS;
+    p->budget_ms = IMAGE_DEFAULT_BUDGET_MS;
+    p->deadline_ms = 0;
     p->fail_on = 2; /* error */
     if (!idx) return;
     p->max_pixels = image_opt_int(L, idx, "max_pixels", p->max_pixels, 1, (lua_Integer)1 << 40);
     p->max_pages = image_opt_int(L, idx, "max_pages", p->max_pages, 1, 100000);
+    p->max_scans = image_opt_int(L, idx, "max_scans", p->max_scans, 1, 100000);
+    p->max_aspect_ratio = image_opt_int(L, idx, "max_aspect_ratio", p->max_aspect_ratio, 1, IMAGE_MAX_SIDE);
+    p->max_interlaced_pixels =
+        image_opt_int(L, idx, "max_interlaced_pixels", p->max_interlaced_pixels, 1, (lua_Integer)1 << 40);
+    p->budget_ms = image_opt_budget(L, idx, p->budget_ms);
+    p->deadline_ms = image_opt_deadline(L, idx);
     p->fail_on = image_opt_option(L, idx, "fail_on", "error", load_fail_on_names);
     int t = lua_getfield(L, idx, "allow");
     if (t == LUA_TTABLE) {
@@ -185,20 +203,59 @@ static int load_header_read(lua_State *L, const char *data, size_t len, const lo
     h->has_icc = vips_image_get_typeof(im, VIPS_META_ICC_NAME) != 0;
     h->has_exif = vips_image_get_typeof(im, VIPS_META_EXIF_NAME) != 0;
     g_object_unref(im);
+
+    image_structure st;
+    int max_scans = p->max_scans > INT32_MAX - 1 ? INT32_MAX - 1 : (int)p->max_scans;
+    int max_frames = p->max_pages > INT32_MAX - 1 ? INT32_MAX - 1 : (int)p->max_pages;
+    image_inspect(h->format, (const unsigned char *)data, len, max_scans, max_frames, &st);
+    h->scans = st.scans;
+    if (st.frames > h->pages) h->pages = st.frames; /* the decoder's count may have wrapped */
+    /* AVIF and HEIC frames are decoded in one piece too. */
+    h->interlaced = st.interlaced || !strcmp(h->format, "avif") || !strcmp(h->format, "heic");
     return 0;
 }
 
-/* Refuses what the header says is too big. Returns 2 with nil, err pushed,
- * or 0. */
+/* Names the limit (the option) a refusal is about: err.limit. */
+static int load_refuse(lua_State *L, const char *limit) {
+    lua_pushstring(L, limit);
+    lua_setfield(L, -2, "limit");
+    return 2;
+}
+
+/* Refuses what the header says is too big or too costly to decode. Returns
+ * 2 with nil, err pushed (err.limit names the option), or 0. */
 static int load_check_size(lua_State *L, const load_header *h, const load_policy *p) {
-    if (h->pages > p->max_pages)
-        return error_pushf(L, "TooManyPixels", 0, 0, "%d pages is over the limit of %lld", h->pages,
-                           (long long)p->max_pages);
+    if (h->pages > p->max_pages) {
+        error_pushf(L, "TooManyPixels", 0, 0, "%d pages is over the limit of %lld", h->pages,
+                    (long long)p->max_pages);
+        return load_refuse(L, "max_pages");
+    }
     uint64_t pixels = (uint64_t)h->width * (uint64_t)h->height * (uint64_t)h->pages;
-    if (pixels > (uint64_t)p->max_pixels)
-        return error_pushf(L, "TooManyPixels", 0, 0,
-                           "%dx%d x %d pages = %llu pixels is over the limit of %lld", h->width, h->height,
-                           h->pages, (unsigned long long)pixels, (long long)p->max_pixels);
+    if (pixels > (uint64_t)p->max_pixels) {
+        error_pushf(L, "TooManyPixels", 0, 0, "%dx%d x %d pages = %llu pixels is over the limit of %lld",
+                    h->width, h->height, h->pages, (unsigned long long)pixels, (long long)p->max_pixels);
+        return load_refuse(L, "max_pixels");
+    }
+    int longer = h->width > h->height ? h->width : h->height;
+    int shorter = h->width > h->height ? h->height : h->width;
+    if (shorter < 1 || (uint64_t)longer > (uint64_t)shorter * (uint64_t)p->max_aspect_ratio) {
+        error_pushf(L, "TooManyPixels", 0, 0, "%dx%d is longer than %lld times its width or height", h->width,
+                    h->height, (long long)p->max_aspect_ratio);
+        return load_refuse(L, "max_aspect_ratio");
+    }
+    if (h->interlaced && pixels > (uint64_t)p->max_interlaced_pixels) {
+        error_pushf(L, "TooManyPixels", 0, 0,
+                    "%s %dx%d x %d pages must be decoded whole (interlaced, progressive or AVIF/HEIC): "
+                    "%llu pixels is over the limit of %lld for such images",
+                    h->format, h->width, h->height, h->pages, (unsigned long long)pixels,
+                    (long long)p->max_interlaced_pixels);
+        return load_refuse(L, "max_interlaced_pixels");
+    }
+    if (h->scans > p->max_scans) {
+        error_pushf(L, "TooExpensive", 0, 0, "the JPEG has more than %lld scans (each one decodes the whole image)",
+                    (long long)p->max_scans);
+        return load_refuse(L, "max_scans");
+    }
     return 0;
 }
 
@@ -240,6 +297,12 @@ int image_probe_bytes(lua_State *L, const char *data, size_t len) {
     lua_setfield(L, -2, "has_exif");
     lua_pushinteger(L, (lua_Integer)len);
     lua_setfield(L, -2, "bytes");
+    if (!strcmp(h.format, "jpeg")) {
+        lua_pushinteger(L, h.scans);
+        lua_setfield(L, -2, "scans");
+    }
+    lua_pushboolean(L, h.interlaced);
+    lua_setfield(L, -2, "interlaced");
     return 1;
 }
 
@@ -301,7 +364,14 @@ static int load_fast_shrink(const load_header *h, int width, int height, int fil
  * overlaps decoding with encoding and never holds the whole thumbnail in
  * memory; a decoding failure is then img:save's InvalidImage. Meant for an
  * image saved once; other methods decode a lazy image into memory first.
- * fast_shrink = true lets JPEG decoding shrink further (load_fast_shrink). */
+ * fast_shrink = true lets JPEG decoding shrink further (load_fast_shrink).
+ * Cost limits, checked before decoding (err.limit names the one refused):
+ * max_aspect_ratio (long side / short side), max_interlaced_pixels (for
+ * images decoded whole), max_scans (JPEG). budget_ms (ms of libvips work
+ * per call on this image, 0 = none; also bounds its img:save) and
+ * deadline_ms (epoch ms) stop the decode with TooExpensive or Timeout, as
+ * do the invocation's deadline and the host's cancel flag (Timeout,
+ * Cancelled; image_budget.c). */
 int image_thumbnail(lua_State *L) {
     size_t len;
     const char *data = luaL_checklstring(L, 1, &len);
@@ -327,9 +397,15 @@ int image_thumbnail_bytes(lua_State *L, const char *data, size_t len) {
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1); /* libvips reads the bytes (string or file userdata) in place */
 
+    out->budget_ms = p.budget_ms;
+
     load_header h;
     if (load_header_read(L, data, len, &p, &h)) return 2;
     if (load_check_size(L, &h, &p)) return 2;
+    image_budget b;
+    image_budget_start(L, &b, p.budget_ms, p.deadline_ms);
+    int why = image_budget_check(&b);
+    if (why) return image_budget_fail(L, &b, why, "thumbnail");
     int all_frames = animated && h.pages > 1 && (!strcmp(h.format, "gif") || !strcmp(h.format, "webp"));
 
     /* fail_on goes to the loader itself: the thumbnail property of that name
@@ -368,8 +444,15 @@ int image_thumbnail_bytes(lua_State *L, const char *data, size_t len) {
         t[2] = t[1];
         g_object_ref(t[2]);
         out->lazy = IMAGE_LAZY;
-    } else if (!(t[2] = vips_image_copy_memory(t[1]))) {
-        code = "InvalidImage", what = "cannot decode the image";
+    } else {
+        image_budget_watch(&b, t[1]);
+        t[2] = vips_image_copy_memory(t[1]);
+        image_budget_unwatch(&b);
+        if (!t[2]) code = "InvalidImage", what = "cannot decode the image";
+    }
+    if (code && what && (why = image_budget_stopped(&b))) {
+        g_object_unref(ctx);
+        return image_budget_fail(L, &b, why, "thumbnail");
     }
     if (!code) {
         g_object_ref(t[2]);
