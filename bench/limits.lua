@@ -25,15 +25,15 @@ local CASES = {
     function() local s = side(MAX_PIXELS) return fx.png_zeros(s, s, { colour = 2 }) end },
   { "png-max-pixels-16", "PNG 6324x6324 RGB 16-bit (40 MP), not interlaced",
     function() local s = side(MAX_PIXELS) return fx.png_zeros(s, s, { colour = 2, depth = 16 }) end },
-  { "png-max-aspect", "PNG 63245x632 RGB: the longest admitted (100:1, 40 MP)",
+  { "png-max-aspect", "PNG 63200x632 RGB: the widest admitted (100:1, 40 MP)",
     function()
-      local w = side(MAX_PIXELS * MAX_ASPECT)
-      return fx.png_zeros(w, w // MAX_ASPECT, { colour = 2 })
+      local short = side(MAX_PIXELS // MAX_ASPECT)
+      return fx.png_zeros(short * MAX_ASPECT, short, { colour = 2 })
     end },
-  { "png-max-aspect-tall", "PNG 632x63245 RGB: the tallest admitted (1:100, 40 MP)",
+  { "png-max-aspect-tall", "PNG 632x63200 RGB: the tallest admitted (1:100, 40 MP)",
     function()
-      local h = side(MAX_PIXELS * MAX_ASPECT)
-      return fx.png_zeros(h // MAX_ASPECT, h, { colour = 2 })
+      local short = side(MAX_PIXELS // MAX_ASPECT)
+      return fx.png_zeros(short, short * MAX_ASPECT, { colour = 2 })
     end },
   { "png-interlaced-max", "interlaced PNG 4096x4096 RGB 16-bit: the largest admitted interlaced",
     function()
@@ -46,6 +46,18 @@ local CASES = {
     function() local s = side(MAX_PIXELS) return fx.encode(fx.card(s, s), "jpeg", { quality = 90 }) end },
   { "avif-max", "AVIF 4096x4096: the largest admitted AVIF",
     function() local s = side(MAX_INTERLACED) return fx.encode(fx.card(s, s), "avif", { effort = 0 }) end },
+  { "webp-max-pixels", "WebP 6324x6324 (40 MP): decoded whole by libwebp",
+    function()
+      local s = side(MAX_PIXELS)
+      local img = assert(image.thumbnail(fx.png_zeros(s, s, { colour = 2 }), { width = s, lazy = true }))
+      return fx.encode(img, "webp", { effort = 0 })
+    end },
+  { "gif-max-pixels", "GIF 6324x6324 (40 MP), one frame",
+    function()
+      local s = side(MAX_PIXELS)
+      local img = assert(image.thumbnail(fx.png_zeros(s, s, { colour = 2 }), { width = s, lazy = true }))
+      return fx.encode(img, "gif", { effort = 1 })
+    end },
   { "gif-max-frames", "GIF of 100 frames (1x1), animated = false",
     function() return fx.gif_frames(100) end },
   -- The attacks of issue 9, which the limits refuse.

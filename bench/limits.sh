@@ -18,7 +18,7 @@ mkdir -p "$OUT"
 
 cases=("$@")
 if [ ${#cases[@]} -eq 0 ]; then
-  mapfile -t cases < <("$BIN" run bench/limits.lua -- list | grep -o '"[a-z0-9-]*"' | tr -d '"' | grep -vx cases)
+  mapfile -t cases < <("$BIN" run bench/limits.lua -- list | grep -o '"[A-Za-z0-9-]*"' | tr -d '"' | grep -vx cases)
 fi
 
 field() { # key: a string or number field of the flat JSON object on stdin

@@ -26,8 +26,8 @@
 #define IMAGE_DEFAULT_MAX_PAGES  100
 
 /* Defaults of the cost limits (docs/limits.md has the measurements behind
- * them): scans of a JPEG, long side / short side, pixels of a source that
- * libvips must decode whole (interlaced PNG or GIF, progressive JPEG,
+ * them): scans of a JPEG, long side / short side, pixels of a frame that
+ * libvips must decode whole (interlaced PNG, progressive JPEG, GIF,
  * AVIF/HEIC), and wall-clock milliseconds of libvips work per call. */
 #define IMAGE_DEFAULT_MAX_SCANS             100
 #define IMAGE_DEFAULT_MAX_ASPECT_RATIO      100

@@ -63,7 +63,8 @@ typedef struct load_header {
     int width, height, pages, bands;
     int has_alpha, orientation, has_icc, has_exif;
     int scans;      /* JPEG only: start-of-scan markers (counted up to max_scans + 1) */
-    int interlaced; /* decoded whole: interlaced PNG/GIF, progressive JPEG, AVIF/HEIC */
+    int interlaced; /* progressive JPEG, Adam7 PNG, an interlaced GIF frame */
+    int whole;      /* decoded whole: those, and any GIF, AVIF or HEIC */
 } load_header;
 
 static const char *const load_fail_on_names[] = {"none", "truncated", "error", "warning", NULL};
@@ -210,8 +211,10 @@ static int load_header_read(lua_State *L, const char *data, size_t len, const lo
     image_inspect(h->format, (const unsigned char *)data, len, max_scans, max_frames, &st);
     h->scans = st.scans;
     if (st.frames > h->pages) h->pages = st.frames; /* the decoder's count may have wrapped */
-    /* AVIF and HEIC frames are decoded in one piece too. */
-    h->interlaced = st.interlaced || !strcmp(h->format, "avif") || !strcmp(h->format, "heic");
+    /* GIF, AVIF and HEIC frames are decoded in one piece whatever their layout. */
+    h->interlaced = st.interlaced;
+    h->whole = st.interlaced || !strcmp(h->format, "gif") || !strcmp(h->format, "avif") ||
+               !strcmp(h->format, "heic");
     return 0;
 }
 
@@ -243,11 +246,12 @@ static int load_check_size(lua_State *L, const load_header *h, const load_policy
                     h->height, (long long)p->max_aspect_ratio);
         return load_refuse(L, "max_aspect_ratio");
     }
-    if (h->interlaced && pixels > (uint64_t)p->max_interlaced_pixels) {
+    uint64_t frame = (uint64_t)h->width * (uint64_t)h->height;
+    if (h->whole && frame > (uint64_t)p->max_interlaced_pixels) {
         error_pushf(L, "TooManyPixels", 0, 0,
-                    "%s %dx%d x %d pages must be decoded whole (interlaced, progressive or AVIF/HEIC): "
+                    "a %s frame of %dx%d must be decoded whole (interlaced, progressive, GIF, AVIF/HEIC): "
                     "%llu pixels is over the limit of %lld for such images",
-                    h->format, h->width, h->height, h->pages, (unsigned long long)pixels,
+                    h->format, h->width, h->height, (unsigned long long)frame,
                     (long long)p->max_interlaced_pixels);
         return load_refuse(L, "max_interlaced_pixels");
     }
@@ -303,6 +307,8 @@ int image_probe_bytes(lua_State *L, const char *data, size_t len) {
     }
     lua_pushboolean(L, h.interlaced);
     lua_setfield(L, -2, "interlaced");
+    lua_pushboolean(L, h.whole);
+    lua_setfield(L, -2, "decoded_whole");
     return 1;
 }
 

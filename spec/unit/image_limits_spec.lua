@@ -64,11 +64,11 @@ describe("imgpipe.image limits", function()
 
     it("are reported by probe, counted up to max_scans + 1", function()
       local info = assert(image.probe((fx.jpeg_progressive(64, 64, 883))))
-      assert.same({ 101, true }, { info.scans, info.interlaced })
+      assert.same({ 101, true, true }, { info.scans, info.interlaced, info.decoded_whole })
       info = assert(image.probe((fx.jpeg_progressive(64, 64, 883)), { max_scans = 5000 }))
       assert.equal(883, info.scans)
       info = assert(image.probe(fx.jpeg()))
-      assert.same({ 1, false }, { info.scans, info.interlaced })
+      assert.same({ 1, false, false }, { info.scans, info.interlaced, info.decoded_whole })
     end)
   end)
 
@@ -112,6 +112,12 @@ describe("imgpipe.image limits", function()
 
     it("refuses a progressive JPEG over the limit, whatever its scans", function()
       refused((fx.jpeg_progressive(4097, 4096, 3)), "TooManyPixels", "max_interlaced_pixels")
+    end)
+
+    it("refuses a GIF frame over the limit (libnsgif decodes frames whole), counting one frame", function()
+      local gif = fx.animated("gif", 3) -- 320 x 240 = 76,800 pixels a frame
+      refused(gif, "TooManyPixels", "max_interlaced_pixels", { max_interlaced_pixels = 76799 })
+      admitted(gif, { max_interlaced_pixels = 76800, animated = true })
     end)
 
     it("refuses an AVIF that claims 6320 x 6320", function()
