@@ -58,6 +58,29 @@ local CASES = {
       local img = assert(image.thumbnail(fx.png_zeros(s, s, { colour = 2 }), { width = s, lazy = true }))
       return fx.encode(img, "gif", { effort = 1 })
     end },
+  { "gif-interlaced-max", "GIF 4096x4096, one frame: the largest admitted GIF frame",
+    function()
+      local s = side(MAX_INTERLACED)
+      local img = assert(image.thumbnail(fx.png_zeros(s, s, { colour = 2 }), { width = s, lazy = true }))
+      return fx.encode(img, "gif", { effort = 1 })
+    end },
+  { "png-max-pixels-card", "PNG 6324x6324 RGB of the test card (real content, 40 MP)",
+    function() local s = side(MAX_PIXELS) return fx.encode(fx.card(s, s), "png", { effort = 1 }) end },
+  { "png-interlaced-max-card", "interlaced PNG 4096x4096 RGB of the test card",
+    function()
+      local s = side(MAX_INTERLACED)
+      return fx.encode(fx.card(s, s), "png", { effort = 1, interlace = true })
+    end },
+  -- Budgets: how soon libvips work stops once the budget is spent.
+  { "budget-100ms-streamed", "the 40 MP test-card PNG with budget_ms = 100",
+    function() local s = side(MAX_PIXELS) return fx.encode(fx.card(s, s), "png", { effort = 1 }) end,
+    { budget_ms = 100 } },
+  { "budget-100ms-whole", "the 4096x4096 interlaced test-card PNG with budget_ms = 100 (decoded in one call)",
+    function()
+      local s = side(MAX_INTERLACED)
+      return fx.encode(fx.card(s, s), "png", { effort = 1, interlace = true })
+    end,
+    { budget_ms = 100 } },
   { "gif-max-frames", "GIF of 100 frames (1x1), animated = false",
     function() return fx.gif_frames(100) end },
   -- The attacks of issue 9, which the limits refuse.
@@ -98,9 +121,9 @@ local function handler(_, ctx)
   assert(verb == "run", "make, run or list")
   local t0 = ctx.remaining_ms()
   local result = { case = name, what = case[2] }
-  local img, err = image.thumbnail_file(file, {
-    width = 800, height = 800, size = "down", lazy = true, fast_shrink = true,
-  })
+  local options = { width = 800, height = 800, size = "down", lazy = true, fast_shrink = true }
+  for k, v in pairs(case[4] or {}) do options[k] = v end
+  local img, err = image.thumbnail_file(file, options)
   if img then
     local out, serr = img:save("jpeg", { quality = 80 })
     if out then
