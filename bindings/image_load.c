@@ -10,7 +10,13 @@
  *   3. The header is read (no pixels) and thumbnail refuses, with
  *      TooManyPixels, more than max_pages frames (default 100) or more than
  *      max_pixels pixels (default 40 MP) counting every frame in the file:
- *      width * height * pages.
+ *      width * height * pages; a long side over max_aspect_ratio (100)
+ *      times the short one; a frame that must be decoded whole
+ *      (interlaced PNG, progressive JPEG, GIF, AVIF, HEIC) over
+ *      max_interlaced_pixels (4096 x 4096). The frames of a GIF and the
+ *      scans of a JPEG are counted from the file (image_inspect.c); more
+ *      than max_scans (100) scans is TooExpensive. err.limit names the
+ *      option. docs/limits.md has the measurements behind the defaults.
  *   4. Decoding fails on errors (libvips fail_on="error", which includes
  *      truncation), so a truncated file is InvalidImage rather than an
  *      image padded with grey. fail_on = "none" | "truncated" | "warning"
