@@ -51,7 +51,13 @@ static void inspect_jpeg(const unsigned char *d, size_t len, int max_scans, imag
     if (len < 4 || d[0] != 0xFF || d[1] != 0xD8) return;
     size_t at = 2;
     while (at + 1 < len) {
-        if (d[at] != 0xFF) return; /* not a marker where one must be: the decoder will say */
+        if (d[at] != 0xFF) {
+            /* Bytes where a marker must be: libjpeg skips them (with a
+             * warning) to the next 0xFF, and so does the count. */
+            const unsigned char *ff = memchr(d + at, 0xFF, len - at);
+            if (!ff) return;
+            at = (size_t)(ff - d);
+        }
         while (at + 1 < len && d[at + 1] == 0xFF)
             at++; /* fill bytes */
         if (at + 1 >= len) return;

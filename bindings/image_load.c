@@ -269,9 +269,13 @@ static int load_check_size(lua_State *L, const load_header *h, const load_policy
     return 0;
 }
 
-/* image.probe(bytes, [{allow}]) -> {format, width, height, pages, bands,
- * has_alpha, orientation, has_icc, has_exif, bytes}, from the header only.
- * Sizes are not limited here (that is thumbnail's job), formats are. */
+/* image.probe(bytes, [{allow, max_pages, max_scans, ...}]) -> {format,
+ * width, height, pages, bands, has_alpha, orientation, has_icc, has_exif,
+ * bytes, interlaced, decoded_whole, [scans]}, from the header and the
+ * file's structure only. Sizes are not limited here (that is thumbnail's
+ * job), formats are; the options are checked as thumbnail checks them.
+ * GIF frames and JPEG scans are counted up to max_pages + 1 and
+ * max_scans + 1 (the walk stops there). */
 int image_probe(lua_State *L) {
     size_t len;
     const char *data = luaL_checklstring(L, 1, &len);
