@@ -69,6 +69,7 @@ typedef struct load_header {
     int width, height, pages, bands;
     int has_alpha, orientation, has_icc, has_exif;
     int scans;      /* JPEG only: start-of-scan markers (counted up to max_scans + 1) */
+    int frames;     /* GIF only: image descriptors (counted up to max_pages + 1) */
     int interlaced; /* progressive JPEG, Adam7 PNG, an interlaced GIF frame */
     int whole;      /* decoded whole: those, and any GIF, AVIF or HEIC */
 } load_header;
@@ -183,9 +184,19 @@ static int load_sniff(const char *data, size_t len, char *format, size_t size, i
     return 0;
 }
 
-/* Sniffs, applies the allow list, reads the header. On failure pushes
- * nil, err and returns 2; on success returns 0. */
-static int load_header_read(lua_State *L, const char *data, size_t len, const load_policy *p,
+/* Names the limit (the option) a refusal is about: err.limit. */
+static int load_refuse(lua_State *L, const char *limit) {
+    lua_pushstring(L, limit);
+    lua_setfield(L, -2, "limit");
+    return 2;
+}
+
+/* Sniffs, applies the allow list, walks the file's structure, reads the
+ * header. With refuse set, too many frames or scans are refused from the
+ * walk, before libvips parses the file (libnsgif's header parse of 65,536
+ * frames is itself expensive in some builds). On failure pushes nil, err
+ * and returns 2; on success returns 0. */
+static int load_header_read(lua_State *L, const char *data, size_t len, const load_policy *p, int refuse,
                             load_header *h) {
     memset(h, 0, sizeof *h);
     int blocked = 0;
@@ -199,6 +210,28 @@ static int load_header_read(lua_State *L, const char *data, size_t len, const lo
         lua_setfield(L, -2, "format");
         return 2;
     }
+
+    image_structure st;
+    int max_scans = p->max_scans > INT32_MAX - 1 ? INT32_MAX - 1 : (int)p->max_scans;
+    int max_frames = p->max_pages > INT32_MAX - 1 ? INT32_MAX - 1 : (int)p->max_pages;
+    image_inspect(h->format, (const unsigned char *)data, len, max_scans, max_frames, &st);
+    h->scans = st.scans;
+    h->frames = st.frames;
+    /* GIF, AVIF and HEIC frames are decoded in one piece whatever their layout. */
+    h->interlaced = st.interlaced;
+    h->whole = st.interlaced || !strcmp(h->format, "gif") || !strcmp(h->format, "avif") ||
+               !strcmp(h->format, "heic");
+    if (refuse && h->frames > p->max_pages) {
+        error_pushf(L, "TooManyPixels", 0, 0, "more than %lld frames", (long long)p->max_pages);
+        return load_refuse(L, "max_pages");
+    }
+    if (refuse && h->scans > p->max_scans) {
+        error_pushf(L, "TooExpensive", 0, 0,
+                    "the JPEG has more than %lld scans (each one decodes the whole image)",
+                    (long long)p->max_scans);
+        return load_refuse(L, "max_scans");
+    }
+
     VipsImage *im = vips_image_new_from_buffer(data, len, "", "access", VIPS_ACCESS_SEQUENTIAL, NULL);
     if (!im) return image_fail(L, "InvalidImage", "cannot read the image header");
     h->width = im->Xsize;
@@ -210,25 +243,8 @@ static int load_header_read(lua_State *L, const char *data, size_t len, const lo
     h->has_icc = vips_image_get_typeof(im, VIPS_META_ICC_NAME) != 0;
     h->has_exif = vips_image_get_typeof(im, VIPS_META_EXIF_NAME) != 0;
     g_object_unref(im);
-
-    image_structure st;
-    int max_scans = p->max_scans > INT32_MAX - 1 ? INT32_MAX - 1 : (int)p->max_scans;
-    int max_frames = p->max_pages > INT32_MAX - 1 ? INT32_MAX - 1 : (int)p->max_pages;
-    image_inspect(h->format, (const unsigned char *)data, len, max_scans, max_frames, &st);
-    h->scans = st.scans;
-    if (st.frames > h->pages) h->pages = st.frames; /* the decoder's count may have wrapped */
-    /* GIF, AVIF and HEIC frames are decoded in one piece whatever their layout. */
-    h->interlaced = st.interlaced;
-    h->whole = st.interlaced || !strcmp(h->format, "gif") || !strcmp(h->format, "avif") ||
-               !strcmp(h->format, "heic");
+    if (h->frames > h->pages) h->pages = h->frames; /* the decoder's count may have wrapped */
     return 0;
-}
-
-/* Names the limit (the option) a refusal is about: err.limit. */
-static int load_refuse(lua_State *L, const char *limit) {
-    lua_pushstring(L, limit);
-    lua_setfield(L, -2, "limit");
-    return 2;
 }
 
 /* Refuses what the header says is too big or too costly to decode. Returns
@@ -261,11 +277,6 @@ static int load_check_size(lua_State *L, const load_header *h, const load_policy
                     (long long)p->max_interlaced_pixels);
         return load_refuse(L, "max_interlaced_pixels");
     }
-    if (h->scans > p->max_scans) {
-        error_pushf(L, "TooExpensive", 0, 0, "the JPEG has more than %lld scans (each one decodes the whole image)",
-                    (long long)p->max_scans);
-        return load_refuse(L, "max_scans");
-    }
     return 0;
 }
 
@@ -287,7 +298,7 @@ int image_probe_bytes(lua_State *L, const char *data, size_t len) {
     load_policy p;
     load_read_policy(L, lua_istable(L, 2) ? 2 : 0, &p);
     load_header h;
-    if (load_header_read(L, data, len, &p, &h)) return 2;
+    if (load_header_read(L, data, len, &p, 0, &h)) return 2;
     lua_createtable(L, 0, 10);
     lua_pushstring(L, h.format);
     lua_setfield(L, -2, "format");
@@ -416,7 +427,7 @@ int image_thumbnail_bytes(lua_State *L, const char *data, size_t len) {
     out->budget_ms = p.budget_ms;
 
     load_header h;
-    if (load_header_read(L, data, len, &p, &h)) return 2;
+    if (load_header_read(L, data, len, &p, 1, &h)) return 2;
     if (load_check_size(L, &h, &p)) return 2;
     image_budget b;
     image_budget_start(L, &b, p.budget_ms, p.deadline_ms);

@@ -147,7 +147,15 @@ describe("imgpipe.image limits", function()
     end)
 
     it("are what probe reports", function()
-      assert.equal(65536, assert(image.probe(many, { max_pages = 100000 })).pages)
+      -- probe lets libvips parse all 65,536 frames, which takes minutes
+      -- under ASan (3 min here; 0.03 s otherwise): the sanitizer run probes
+      -- 300 frames instead. thumbnail refuses them before libvips parses.
+      if os.getenv "IMGPIPE_SANITIZED" then
+        assert.equal(300, assert(image.probe(fx.gif_frames(300), { max_pages = 1000 })).pages)
+      else
+        assert.equal(65536, assert(image.probe(many, { max_pages = 100000 })).pages)
+        assert.equal(101, assert(image.probe(many)).pages)
+      end
       assert.equal(3, assert(image.probe(fx.gif_frames(3))).pages)
       assert.equal(3, assert(image.probe(fx.animated("gif", 3))).pages)
     end)
