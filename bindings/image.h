@@ -90,6 +90,8 @@ typedef struct image_structure {
     int scans;      /* JPEG: start-of-scan markers (counted up to max_scans + 1) */
     int frames;     /* GIF: image descriptors (counted up to max_frames + 1) */
     int interlaced; /* progressive JPEG, Adam7 PNG, an interlaced GIF frame */
+    int complete;   /* the walk reached the end (frames, scans are the full counts) */
+    uint32_t width, height; /* PNG (IHDR) and JPEG (frame header); 0 = not read */
 } image_structure;
 
 IMAGE_INTERNAL void image_inspect(const char *format, const unsigned char *data, size_t len, int max_scans,

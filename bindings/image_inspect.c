@@ -63,12 +63,21 @@ static void inspect_jpeg(const unsigned char *d, size_t len, int max_scans, imag
         if (at + 1 >= len) return;
         unsigned m = d[at + 1];
         at += 2;
-        if (m == 0xD9) return;                                         /* end of image */
+        if (m == 0xD9) { /* end of image */
+            s->complete = 1;
+            return;
+        }
         if (m == 0x01 || m == 0xD8 || (m >= 0xD0 && m <= 0xD7)) continue; /* no length */
         if (at + 2 > len) return;
         size_t seg = ((size_t)d[at] << 8) | d[at + 1];
         if (seg < 2) return;
-        if (inspect_jpeg_is_sof(m) && (m & 0x03) == 0x02) s->interlaced = 1; /* SOF2, 6, 10, 14 */
+        if (inspect_jpeg_is_sof(m)) {
+            if ((m & 0x03) == 0x02) s->interlaced = 1; /* SOF2, 6, 10, 14 */
+            if (at + 7 <= len && !s->width) {     /* length, precision, height, width */
+                s->height = ((uint32_t)d[at + 3] << 8) | d[at + 4];
+                s->width = ((uint32_t)d[at + 5] << 8) | d[at + 6];
+            }
+        }
         at += seg;
         if (m == 0xDA) {
             if (++s->scans > max_scans) return;
@@ -82,7 +91,10 @@ static void inspect_jpeg(const unsigned char *d, size_t len, int max_scans, imag
 static void inspect_png(const unsigned char *d, size_t len, image_structure *s) {
     /* signature (8), IHDR length (4) and type (4), width, height, depth,
      * colour type, compression, filter, interlace method (byte 28) */
-    if (len > 28 && !memcmp(d + 12, "IHDR", 4)) s->interlaced = d[28] != 0;
+    if (len <= 28 || memcmp(d + 12, "IHDR", 4)) return;
+    s->width = ((uint32_t)d[16] << 24) | ((uint32_t)d[17] << 16) | ((uint32_t)d[18] << 8) | d[19];
+    s->height = ((uint32_t)d[20] << 24) | ((uint32_t)d[21] << 16) | ((uint32_t)d[22] << 8) | d[23];
+    s->interlaced = d[28] != 0;
 }
 
 /* GIF ---------------------------------------------------------------- */
@@ -104,7 +116,10 @@ static void inspect_gif(const unsigned char *d, size_t len, int max_frames, imag
     if (d[10] & 0x80) at += (size_t)3 << ((d[10] & 0x07) + 1); /* global colour table */
     while (at < len) {
         unsigned char kind = d[at];
-        if (kind == 0x3B) return; /* trailer */
+        if (kind == 0x3B) { /* trailer */
+            s->complete = 1;
+            return;
+        }
         if (kind == 0x21) {       /* extension: label, then sub-blocks */
             at = inspect_gif_skip_blocks(d, len, at + 2);
         } else if (kind == 0x2C) { /* image descriptor: 9 bytes, colour table, LZW size, data */

@@ -70,6 +70,7 @@ typedef struct load_header {
     int has_alpha, orientation, has_icc, has_exif;
     int scans;      /* JPEG only: start-of-scan markers (counted up to max_scans + 1) */
     int frames;     /* GIF only: image descriptors (counted up to max_pages + 1) */
+    int frames_complete; /* the GIF walk reached the trailer: frames is the full count */
     int interlaced; /* progressive JPEG, Adam7 PNG, an interlaced GIF frame */
     int whole;      /* decoded whole: those, and any GIF, AVIF or HEIC */
 } load_header;
@@ -217,6 +218,7 @@ static int load_header_read(lua_State *L, const char *data, size_t len, const lo
     image_inspect(h->format, (const unsigned char *)data, len, max_scans, max_frames, &st);
     h->scans = st.scans;
     h->frames = st.frames;
+    h->frames_complete = st.complete;
     /* GIF, AVIF and HEIC frames are decoded in one piece whatever their layout. */
     h->interlaced = st.interlaced;
     h->whole = st.interlaced || !strcmp(h->format, "gif") || !strcmp(h->format, "avif") ||
@@ -224,6 +226,17 @@ static int load_header_read(lua_State *L, const char *data, size_t len, const lo
     if (refuse && h->frames > p->max_pages) {
         error_pushf(L, "TooManyPixels", 0, 0, "more than %lld frames", (long long)p->max_pages);
         return load_refuse(L, "max_pages");
+    }
+    /* PNG and JPEG sizes from the file itself: some libpng builds refuse
+     * more than a million rows as a broken header, which would hide why. */
+    if (refuse && st.width && st.height) {
+        uint32_t longer = st.width > st.height ? st.width : st.height;
+        uint32_t shorter = st.width > st.height ? st.height : st.width;
+        if ((uint64_t)longer > (uint64_t)shorter * (uint64_t)p->max_aspect_ratio) {
+            error_pushf(L, "TooManyPixels", 0, 0, "%ux%u is longer than %lld times its width or height",
+                        (unsigned)st.width, (unsigned)st.height, (long long)p->max_aspect_ratio);
+            return load_refuse(L, "max_aspect_ratio");
+        }
     }
     if (refuse && h->scans > p->max_scans) {
         error_pushf(L, "TooExpensive", 0, 0,
@@ -243,7 +256,10 @@ static int load_header_read(lua_State *L, const char *data, size_t len, const lo
     h->has_icc = vips_image_get_typeof(im, VIPS_META_ICC_NAME) != 0;
     h->has_exif = vips_image_get_typeof(im, VIPS_META_EXIF_NAME) != 0;
     g_object_unref(im);
-    if (h->frames > h->pages) h->pages = h->frames; /* the decoder's count may have wrapped */
+    /* libvips' GIF frame count can wrap (65,536 frames read as 1, or 4097,
+     * depending on the version): a complete walk's count is the truth, a
+     * partial one a lower bound. */
+    if (!strcmp(h->format, "gif") && (h->frames_complete || h->frames > h->pages)) h->pages = h->frames;
     return 0;
 }
 

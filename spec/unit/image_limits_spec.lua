@@ -154,7 +154,8 @@ describe("imgpipe.image limits", function()
         assert.equal(300, assert(image.probe(fx.gif_frames(300), { max_pages = 1000 })).pages)
       else
         assert.equal(65536, assert(image.probe(many, { max_pages = 100000 })).pages)
-        assert.equal(101, assert(image.probe(many)).pages)
+        -- counted up to max_pages + 1 (more where libvips' own count is higher)
+        assert.is_true(assert(image.probe(many)).pages > 100)
       end
       assert.equal(3, assert(image.probe(fx.gif_frames(3))).pages)
       assert.equal(3, assert(image.probe(fx.animated("gif", 3))).pages)
