@@ -96,8 +96,8 @@ VipsImage *image_check_decoded(lua_State *L, int idx) {
         int why = image_budget_check(&b);
         VipsImage *mem = NULL;
         if (!why) {
-            image_budget_watch(&b, h->im);
-            mem = vips_image_copy_memory(h->im);
+            VipsImage *watched = image_budget_watch(&b, h->im);
+            if (watched) mem = vips_image_copy_memory(watched);
             image_budget_unwatch(&b);
             why = image_budget_stopped(&b);
         }

@@ -71,10 +71,11 @@ IMAGE_INTERNAL void image_budget_start(lua_State *L, image_budget *b, lua_Intege
 IMAGE_INTERNAL int image_budget_check(image_budget *b);
 /* The reason recorded during the work (by a callback or a check). */
 IMAGE_INTERNAL int image_budget_stopped(image_budget *b);
-/* Reports progress of im and of the images derived from it to b, which
- * kills the work when it must stop; unwatch before b goes out of scope
- * (idempotent). */
-IMAGE_INTERNAL void image_budget_watch(image_budget *b, VipsImage *im);
+/* Returns a copy of im (owned by b) to do the work on: its progress, and
+ * that of the images derived from it, goes to b, which kills the work when
+ * it must stop. NULL with the libvips error pending on failure. Unwatch
+ * (idempotent) before b goes out of scope. */
+IMAGE_INTERNAL VipsImage *image_budget_watch(image_budget *b, VipsImage *im);
 IMAGE_INTERNAL void image_budget_unwatch(image_budget *b);
 /* Pushes nil, err for the reason why (Cancelled, Timeout, TooExpensive)
  * about `what`, dropping the pending libvips error; returns 2. */

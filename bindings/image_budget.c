@@ -12,10 +12,12 @@
  * libvips emits "eval" on an image whose progress reporting is on, from the
  * thread that runs the sink, after each batch of tiles; images derived from
  * a watched image inherit its progress signal, so watching the input of a
- * save also watches the encoder's own pipeline. The callback has no
- * lua_State: it reads only the struct, and when a reason to stop appears it
- * records it and kills the image (vips_image_set_kill), which makes the
- * next tile request fail and the sink return an error. The caller then
+ * save also watches the encoder's own pipeline. The watched image is a
+ * copy made for the call (image_budget_watch), which the work then reads.
+ * The callback has no lua_State: it reads only the struct, and when a
+ * reason to stop appears it records it and kills the image
+ * (vips_image_set_kill), which makes the next tile request fail and the
+ * sink return an error. The caller then
  * turns the recorded reason into the failure:
  *   Cancelled     the host raised its cancel flag (retryable)
  *   Timeout       the invocation's deadline passed (retryable)
@@ -73,19 +75,28 @@ static void budget_on_eval(VipsImage *image, VipsProgress *progress, void *data)
     if (image_budget_check((image_budget *)data) != IMAGE_STOP_NONE) vips_image_set_kill(image, TRUE);
 }
 
-void image_budget_watch(image_budget *b, VipsImage *im) {
+/* The watched image is a new copy of the caller's, made for this call:
+ * progress reporting is never switched on or off on images that live on
+ * (libvips copies the progress_signal pointer into every image derived
+ * from one, and clears those copies only when the link to the very image
+ * it points at breaks, so switching it off by hand would leave derived
+ * images pointing at a freed one). */
+VipsImage *image_budget_watch(image_budget *b, VipsImage *im) {
     image_budget_unwatch(b);
-    vips_image_set_progress(im, TRUE);
-    b->handler = g_signal_connect(im, "eval", G_CALLBACK(budget_on_eval), b);
-    g_object_ref(im);
-    b->watched = im;
+    VipsImage *copy = NULL;
+    if (vips_copy(im, &copy, NULL)) return NULL;
+    /* The copy may have inherited another image's progress signal, and
+     * set_progress(TRUE) keeps only a NULL one: clear it first. */
+    vips_image_set_progress(copy, FALSE);
+    vips_image_set_progress(copy, TRUE);
+    b->handler = g_signal_connect(copy, "eval", G_CALLBACK(budget_on_eval), b);
+    b->watched = copy;
+    return copy;
 }
 
 void image_budget_unwatch(image_budget *b) {
     if (!b->watched) return;
-    g_signal_handler_disconnect(b->watched, b->handler);
-    vips_image_set_progress(b->watched, FALSE);
-    vips_image_set_kill(b->watched, FALSE); /* the image may be used again */
+    g_signal_handler_disconnect(b->watched, b->handler); /* b may go before the copy */
     g_object_unref(b->watched);
     b->watched = NULL;
     b->handler = 0;

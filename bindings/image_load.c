@@ -488,8 +488,8 @@ int image_thumbnail_bytes(lua_State *L, const char *data, size_t len) {
         g_object_ref(t[2]);
         out->lazy = IMAGE_LAZY;
     } else {
-        image_budget_watch(&b, t[1]);
-        t[2] = vips_image_copy_memory(t[1]);
+        VipsImage *watched = image_budget_watch(&b, t[1]);
+        t[2] = watched ? vips_image_copy_memory(watched) : NULL;
         image_budget_unwatch(&b);
         if (!t[2]) code = "InvalidImage", what = "cannot decode the image";
     }

@@ -56,8 +56,8 @@ int image_test_card(lua_State *L) {
         vips_join(t[6], t[11], &t[12], VIPS_DIRECTION_VERTICAL, NULL) ||
         vips_copy(t[12], &t[13], "interpretation", VIPS_INTERPRETATION_sRGB, NULL);
     if (!failed) {
-        image_budget_watch(&b, t[13]);
-        t[14] = vips_image_copy_memory(t[13]);
+        VipsImage *watched = image_budget_watch(&b, t[13]);
+        t[14] = watched ? vips_image_copy_memory(watched) : NULL;
         image_budget_unwatch(&b);
         if (!t[14] && (why = image_budget_stopped(&b))) {
             g_object_unref(ctx);

@@ -276,8 +276,8 @@ int image_getpoint(lua_State *L) {
     image_budget_start(L, &b, image_budget_of(L, 1), 0);
     int why = image_budget_check(&b);
     if (why) return image_budget_fail(L, &b, why, "getpoint");
-    image_budget_watch(&b, in);
-    int failed = vips_getpoint(in, &values, &n, (int)x, (int)y, NULL);
+    VipsImage *watched = image_budget_watch(&b, in);
+    int failed = !watched || vips_getpoint(watched, &values, &n, (int)x, (int)y, NULL);
     image_budget_unwatch(&b);
     if (failed && (why = image_budget_stopped(&b))) return image_budget_fail(L, &b, why, "getpoint");
     if (failed) return image_fail(L, "ImageError", "getpoint");

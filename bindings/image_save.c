@@ -147,8 +147,8 @@ int image_save(lua_State *L) {
         im = t[1];
     }
     if (!failed) {
-        image_budget_watch(&b, im);
-        failed = save_encode(im, fmt, &o, &out->data, &len);
+        VipsImage *watched = image_budget_watch(&b, im);
+        failed = !watched || save_encode(watched, fmt, &o, &out->data, &len);
         image_budget_unwatch(&b);
     }
     if (failed && (why = image_budget_stopped(&b))) {
