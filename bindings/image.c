@@ -20,8 +20,12 @@
  * Failure convention: bad arguments raise; what comes from the image bytes or
  * from libvips returns nil, err with err.code one of InvalidImage (cannot be
  * decoded), UnsupportedFormat (not allowed, or not built in), TooManyPixels
- * (over max_pixels / max_pages, checked from the header) or ImageError (an
- * operation or encoder failed).
+ * (over max_pixels / max_pages / max_aspect_ratio / max_interlaced_pixels,
+ * checked from the header), TooExpensive (over max_scans, checked from the
+ * structure, or over the budget_ms of the call), Timeout and Cancelled
+ * (the invocation's deadline, the host's cancel flag; retryable) or
+ * ImageError (an operation or encoder failed). Refusals by a limit carry
+ * err.limit, the name of the option. Budgets: image_budget.c.
  *
  * libvips is process-wide: it is initialised once (pthread_once), whatever
  * the number of Lua states or threads opening this module; untrusted loaders
@@ -87,9 +91,19 @@ VipsImage *image_check_decoded(lua_State *L, int idx) {
         luaL_error(L, "this lazy image was already saved and cannot be read again (use lazy = false to reuse it)");
     if (h->lazy == IMAGE_LAZY) {
         h->lazy = IMAGE_LAZY_SPENT;
-        VipsImage *mem = vips_image_copy_memory(h->im);
+        image_budget b;
+        image_budget_start(L, &b, h->budget_ms, 0);
+        int why = image_budget_check(&b);
+        VipsImage *mem = NULL;
+        if (!why) {
+            VipsImage *watched = image_budget_watch(&b, h->im);
+            if (watched) mem = vips_image_copy_memory(watched);
+            image_budget_unwatch(&b);
+            why = image_budget_stopped(&b);
+        }
         if (!mem) {
-            image_fail(L, "InvalidImage", "cannot decode the image");
+            if (why) image_budget_fail(L, &b, why, "decoding the image");
+            else image_fail(L, "InvalidImage", "cannot decode the image");
             return NULL;
         }
         g_object_unref(h->im);
@@ -108,10 +122,15 @@ int image_take_lazy(lua_State *L, int idx) {
     return 1;
 }
 
+lua_Integer image_budget_of(lua_State *L, int idx) {
+    return ((image_handle *)luaL_checkudata(L, idx, IMAGE_MT))->budget_ms;
+}
+
 image_handle *image_push_handle(lua_State *L) {
     image_handle *h = (image_handle *)lua_newuserdatauv(L, sizeof *h, 1);
     h->im = NULL;
     h->lazy = IMAGE_EAGER;
+    h->budget_ms = IMAGE_DEFAULT_BUDGET_MS;
     luaL_setmetatable(L, IMAGE_MT);
     return h;
 }

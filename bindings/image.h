@@ -4,11 +4,14 @@
 #ifndef IMGPIPE_IMAGE_H
 #define IMGPIPE_IMAGE_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include <lauxlib.h>
 #include <lua.h>
 #include <vips/vips.h>
+
+#include "invocation.h"
 
 #define IMAGE_INTERNAL __attribute__((visibility("hidden")))
 
@@ -22,6 +25,16 @@
 #define IMAGE_DEFAULT_MAX_PIXELS 40000000
 #define IMAGE_DEFAULT_MAX_PAGES  100
 
+/* Defaults of the cost limits (docs/limits.md has the measurements behind
+ * them): scans of a JPEG, long side / short side, pixels of a frame that
+ * libvips must decode whole (interlaced PNG, progressive JPEG, GIF,
+ * AVIF/HEIC), and wall-clock milliseconds of libvips work per call. */
+#define IMAGE_DEFAULT_MAX_SCANS             100
+#define IMAGE_DEFAULT_MAX_ASPECT_RATIO      100
+#define IMAGE_DEFAULT_MAX_INTERLACED_PIXELS 16777216
+#define IMAGE_DEFAULT_BUDGET_MS             20000
+#define IMAGE_MAX_BUDGET_MS                 3600000
+
 /* Room for one libvips error message, copied out of its global buffer. */
 #define IMAGE_ERRMAX 512
 
@@ -29,10 +42,64 @@
  * the image may read from, or nil). im is NULL once closed. */
 typedef struct image_handle {
     VipsImage *im;
-    int lazy; /* IMAGE_EAGER, or a lazy thumbnail: not yet read, or read once */
+    int lazy;              /* IMAGE_EAGER, or a lazy thumbnail: not yet read, or read once */
+    lua_Integer budget_ms; /* per computing call on this image (image_budget.c); 0 = none */
 } image_handle;
 
 enum { IMAGE_EAGER = 0, IMAGE_LAZY = 1, IMAGE_LAZY_SPENT = 2 };
+
+/* What stops libvips work on this image (image_budget.c): captured from
+ * the Lua state before the work, read by libvips' eval callbacks, which
+ * may run on other threads and have no lua_State. */
+typedef struct image_budget {
+    int64_t deadline_ms;      /* epoch ms, 0 = none: the invocation's or the call's, the earlier */
+    const atomic_int *cancel; /* the host's cancel flag, or NULL */
+    lua_Integer budget_ms;    /* this call's budget, 0 = none */
+    int64_t budget_end_ms;    /* monotonic ms when it runs out */
+    atomic_int stop;          /* IMAGE_STOP_*: the first reason to stop seen */
+    VipsImage *watched;       /* the image whose eval signal is connected */
+    gulong handler;
+} image_budget;
+
+enum { IMAGE_STOP_NONE = 0, IMAGE_STOP_CANCELLED, IMAGE_STOP_DEADLINE, IMAGE_STOP_BUDGET };
+
+/* Captures deadline, flag and budget (ms, 0 = none); deadline_ms (epoch ms,
+ * 0 = none) caps the invocation's deadline. Call before the work. */
+IMAGE_INTERNAL void image_budget_start(lua_State *L, image_budget *b, lua_Integer budget_ms,
+                                       int64_t deadline_ms);
+/* The reason to stop now (IMAGE_STOP_*), recorded in b; IMAGE_STOP_NONE to go on. */
+IMAGE_INTERNAL int image_budget_check(image_budget *b);
+/* The reason recorded during the work (by a callback or a check). */
+IMAGE_INTERNAL int image_budget_stopped(image_budget *b);
+/* Returns a copy of im (owned by b) to do the work on: its progress, and
+ * that of the images derived from it, goes to b, which kills the work when
+ * it must stop. NULL with the libvips error pending on failure. Unwatch
+ * (idempotent) before b goes out of scope. */
+IMAGE_INTERNAL VipsImage *image_budget_watch(image_budget *b, VipsImage *im);
+IMAGE_INTERNAL void image_budget_unwatch(image_budget *b);
+/* Pushes nil, err for the reason why (Cancelled, Timeout, TooExpensive)
+ * about `what`, dropping the pending libvips error; returns 2. */
+IMAGE_INTERNAL int image_budget_fail(lua_State *L, const image_budget *b, int why, const char *what);
+/* The budget_ms and deadline_ms options of the table at idx (0: none). */
+IMAGE_INTERNAL lua_Integer image_opt_budget(lua_State *L, int idx, lua_Integer def);
+IMAGE_INTERNAL int64_t image_opt_deadline(lua_State *L, int idx);
+
+/* What the container says about the cost of decoding, read by walking its
+ * structure without decoding anything (image_inspect.c): bounded work,
+ * linear in the bytes, stopping once past a limit. */
+typedef struct image_structure {
+    int scans;      /* JPEG: start-of-scan markers (counted up to max_scans + 1) */
+    int frames;     /* GIF: image descriptors (counted up to max_frames + 1) */
+    int interlaced; /* progressive JPEG, Adam7 PNG, an interlaced GIF frame */
+    int complete;   /* the walk reached the end (frames, scans are the full counts) */
+    uint32_t width, height; /* PNG (IHDR) and JPEG (frame header); 0 = not read */
+} image_structure;
+
+IMAGE_INTERNAL void image_inspect(const char *format, const unsigned char *data, size_t len, int max_scans,
+                                  int max_frames, image_structure *s);
+
+/* The budget of the image handle at idx (which must be an image). */
+IMAGE_INTERNAL lua_Integer image_budget_of(lua_State *L, int idx);
 
 /* Returns the open image at idx; raises on a non-image or a closed one. */
 IMAGE_INTERNAL VipsImage *image_check(lua_State *L, int idx);

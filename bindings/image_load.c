@@ -10,7 +10,13 @@
  *   3. The header is read (no pixels) and thumbnail refuses, with
  *      TooManyPixels, more than max_pages frames (default 100) or more than
  *      max_pixels pixels (default 40 MP) counting every frame in the file:
- *      width * height * pages.
+ *      width * height * pages; a long side over max_aspect_ratio (100)
+ *      times the short one; a frame that must be decoded whole
+ *      (interlaced PNG, progressive JPEG, GIF, AVIF, HEIC) over
+ *      max_interlaced_pixels (4096 x 4096). The frames of a GIF and the
+ *      scans of a JPEG are counted from the file (image_inspect.c); more
+ *      than max_scans (100) scans is TooExpensive. err.limit names the
+ *      option. docs/limits.md has the measurements behind the defaults.
  *   4. Decoding fails on errors (libvips fail_on="error", which includes
  *      truncation), so a truncated file is InvalidImage rather than an
  *      image padded with grey. fail_on = "none" | "truncated" | "warning"
@@ -50,6 +56,11 @@ typedef struct load_policy {
     load_formats allow;
     lua_Integer max_pixels;
     lua_Integer max_pages;
+    lua_Integer max_scans;
+    lua_Integer max_aspect_ratio;
+    lua_Integer max_interlaced_pixels;
+    lua_Integer budget_ms;
+    int64_t deadline_ms;
     int fail_on; /* index in load_fail_on_names */
 } load_policy;
 
@@ -57,20 +68,36 @@ typedef struct load_header {
     char format[16];
     int width, height, pages, bands;
     int has_alpha, orientation, has_icc, has_exif;
+    int scans;      /* JPEG only: start-of-scan markers (counted up to max_scans + 1) */
+    int frames;     /* GIF only: image descriptors (counted up to max_pages + 1) */
+    int frames_complete; /* the GIF walk reached the trailer: frames is the full count */
+    int interlaced; /* progressive JPEG, Adam7 PNG, an interlaced GIF frame */
+    int whole;      /* decoded whole: those, and any GIF, AVIF or HEIC */
 } load_header;
 
 static const char *const load_fail_on_names[] = {"none", "truncated", "error", "warning", NULL};
 
-/* Reads allow, max_pixels, max_pages and fail_on from the options at idx
- * (idx 0: no options, all defaults). */
+/* Reads allow, the limits, budget_ms, deadline_ms and fail_on from the
+ * options at idx (idx 0: no options, all defaults). */
 static void load_read_policy(lua_State *L, int idx, load_policy *p) {
     p->allow = LOAD_DEFAULT_ALLOW;
     p->max_pixels = IMAGE_DEFAULT_MAX_PIXELS;
     p->max_pages = IMAGE_DEFAULT_MAX_PAGES;
+    p->max_scans = IMAGE_DEFAULT_MAX_SCANS;
+    p->max_aspect_ratio = IMAGE_DEFAULT_MAX_ASPECT_RATIO;
+    p->max_interlaced_pixels = IMAGE_DEFAULT_MAX_INTERLACED_PIXELS;
+    p->budget_ms = IMAGE_DEFAULT_BUDGET_MS;
+    p->deadline_ms = 0;
     p->fail_on = 2; /* error */
     if (!idx) return;
     p->max_pixels = image_opt_int(L, idx, "max_pixels", p->max_pixels, 1, (lua_Integer)1 << 40);
     p->max_pages = image_opt_int(L, idx, "max_pages", p->max_pages, 1, 100000);
+    p->max_scans = image_opt_int(L, idx, "max_scans", p->max_scans, 1, 100000);
+    p->max_aspect_ratio = image_opt_int(L, idx, "max_aspect_ratio", p->max_aspect_ratio, 1, IMAGE_MAX_SIDE);
+    p->max_interlaced_pixels =
+        image_opt_int(L, idx, "max_interlaced_pixels", p->max_interlaced_pixels, 1, (lua_Integer)1 << 40);
+    p->budget_ms = image_opt_budget(L, idx, p->budget_ms);
+    p->deadline_ms = image_opt_deadline(L, idx);
     p->fail_on = image_opt_option(L, idx, "fail_on", "error", load_fail_on_names);
     int t = lua_getfield(L, idx, "allow");
     if (t == LUA_TTABLE) {
@@ -158,9 +185,19 @@ static int load_sniff(const char *data, size_t len, char *format, size_t size, i
     return 0;
 }
 
-/* Sniffs, applies the allow list, reads the header. On failure pushes
- * nil, err and returns 2; on success returns 0. */
-static int load_header_read(lua_State *L, const char *data, size_t len, const load_policy *p,
+/* Names the limit (the option) a refusal is about: err.limit. */
+static int load_refuse(lua_State *L, const char *limit) {
+    lua_pushstring(L, limit);
+    lua_setfield(L, -2, "limit");
+    return 2;
+}
+
+/* Sniffs, applies the allow list, walks the file's structure, reads the
+ * header. With refuse set, too many frames or scans are refused from the
+ * walk, before libvips parses the file (libnsgif's header parse of 65,536
+ * frames is itself expensive in some builds). On failure pushes nil, err
+ * and returns 2; on success returns 0. */
+static int load_header_read(lua_State *L, const char *data, size_t len, const load_policy *p, int refuse,
                             load_header *h) {
     memset(h, 0, sizeof *h);
     int blocked = 0;
@@ -174,6 +211,40 @@ static int load_header_read(lua_State *L, const char *data, size_t len, const lo
         lua_setfield(L, -2, "format");
         return 2;
     }
+
+    image_structure st;
+    int max_scans = p->max_scans > INT32_MAX - 1 ? INT32_MAX - 1 : (int)p->max_scans;
+    int max_frames = p->max_pages > INT32_MAX - 1 ? INT32_MAX - 1 : (int)p->max_pages;
+    image_inspect(h->format, (const unsigned char *)data, len, max_scans, max_frames, &st);
+    h->scans = st.scans;
+    h->frames = st.frames;
+    h->frames_complete = st.complete;
+    /* GIF, AVIF and HEIC frames are decoded in one piece whatever their layout. */
+    h->interlaced = st.interlaced;
+    h->whole = st.interlaced || !strcmp(h->format, "gif") || !strcmp(h->format, "avif") ||
+               !strcmp(h->format, "heic");
+    if (refuse && h->frames > p->max_pages) {
+        error_pushf(L, "TooManyPixels", 0, 0, "more than %lld frames", (long long)p->max_pages);
+        return load_refuse(L, "max_pages");
+    }
+    /* PNG and JPEG sizes from the file itself: some libpng builds refuse
+     * more than a million rows as a broken header, which would hide why. */
+    if (refuse && st.width && st.height) {
+        uint32_t longer = st.width > st.height ? st.width : st.height;
+        uint32_t shorter = st.width > st.height ? st.height : st.width;
+        if ((uint64_t)longer > (uint64_t)shorter * (uint64_t)p->max_aspect_ratio) {
+            error_pushf(L, "TooManyPixels", 0, 0, "%ux%u is longer than %lld times its width or height",
+                        (unsigned)st.width, (unsigned)st.height, (long long)p->max_aspect_ratio);
+            return load_refuse(L, "max_aspect_ratio");
+        }
+    }
+    if (refuse && h->scans > p->max_scans) {
+        error_pushf(L, "TooExpensive", 0, 0,
+                    "the JPEG has more than %lld scans (each one decodes the whole image)",
+                    (long long)p->max_scans);
+        return load_refuse(L, "max_scans");
+    }
+
     VipsImage *im = vips_image_new_from_buffer(data, len, "", "access", VIPS_ACCESS_SEQUENTIAL, NULL);
     if (!im) return image_fail(L, "InvalidImage", "cannot read the image header");
     h->width = im->Xsize;
@@ -185,26 +256,53 @@ static int load_header_read(lua_State *L, const char *data, size_t len, const lo
     h->has_icc = vips_image_get_typeof(im, VIPS_META_ICC_NAME) != 0;
     h->has_exif = vips_image_get_typeof(im, VIPS_META_EXIF_NAME) != 0;
     g_object_unref(im);
+    /* libvips' GIF frame count can wrap (65,536 frames read as 1, or 4097,
+     * depending on the version): a complete walk's count is the truth, a
+     * partial one a lower bound. */
+    if (!strcmp(h->format, "gif") && (h->frames_complete || h->frames > h->pages)) h->pages = h->frames;
     return 0;
 }
 
-/* Refuses what the header says is too big. Returns 2 with nil, err pushed,
- * or 0. */
+/* Refuses what the header says is too big or too costly to decode. Returns
+ * 2 with nil, err pushed (err.limit names the option), or 0. */
 static int load_check_size(lua_State *L, const load_header *h, const load_policy *p) {
-    if (h->pages > p->max_pages)
-        return error_pushf(L, "TooManyPixels", 0, 0, "%d pages is over the limit of %lld", h->pages,
-                           (long long)p->max_pages);
+    if (h->pages > p->max_pages) {
+        error_pushf(L, "TooManyPixels", 0, 0, "%d pages is over the limit of %lld", h->pages,
+                    (long long)p->max_pages);
+        return load_refuse(L, "max_pages");
+    }
     uint64_t pixels = (uint64_t)h->width * (uint64_t)h->height * (uint64_t)h->pages;
-    if (pixels > (uint64_t)p->max_pixels)
-        return error_pushf(L, "TooManyPixels", 0, 0,
-                           "%dx%d x %d pages = %llu pixels is over the limit of %lld", h->width, h->height,
-                           h->pages, (unsigned long long)pixels, (long long)p->max_pixels);
+    if (pixels > (uint64_t)p->max_pixels) {
+        error_pushf(L, "TooManyPixels", 0, 0, "%dx%d x %d pages = %llu pixels is over the limit of %lld",
+                    h->width, h->height, h->pages, (unsigned long long)pixels, (long long)p->max_pixels);
+        return load_refuse(L, "max_pixels");
+    }
+    int longer = h->width > h->height ? h->width : h->height;
+    int shorter = h->width > h->height ? h->height : h->width;
+    if (shorter < 1 || (uint64_t)longer > (uint64_t)shorter * (uint64_t)p->max_aspect_ratio) {
+        error_pushf(L, "TooManyPixels", 0, 0, "%dx%d is longer than %lld times its width or height", h->width,
+                    h->height, (long long)p->max_aspect_ratio);
+        return load_refuse(L, "max_aspect_ratio");
+    }
+    uint64_t frame = (uint64_t)h->width * (uint64_t)h->height;
+    if (h->whole && frame > (uint64_t)p->max_interlaced_pixels) {
+        error_pushf(L, "TooManyPixels", 0, 0,
+                    "a %s frame of %dx%d must be decoded whole (interlaced, progressive, GIF, AVIF/HEIC): "
+                    "%llu pixels is over the limit of %lld for such images",
+                    h->format, h->width, h->height, (unsigned long long)frame,
+                    (long long)p->max_interlaced_pixels);
+        return load_refuse(L, "max_interlaced_pixels");
+    }
     return 0;
 }
 
-/* image.probe(bytes, [{allow}]) -> {format, width, height, pages, bands,
- * has_alpha, orientation, has_icc, has_exif, bytes}, from the header only.
- * Sizes are not limited here (that is thumbnail's job), formats are. */
+/* image.probe(bytes, [{allow, max_pages, max_scans, ...}]) -> {format,
+ * width, height, pages, bands, has_alpha, orientation, has_icc, has_exif,
+ * bytes, interlaced, decoded_whole, [scans]}, from the header and the
+ * file's structure only. Sizes are not limited here (that is thumbnail's
+ * job), formats are; the options are checked as thumbnail checks them.
+ * GIF frames and JPEG scans are counted up to max_pages + 1 and
+ * max_scans + 1 (the walk stops there). */
 int image_probe(lua_State *L) {
     size_t len;
     const char *data = luaL_checklstring(L, 1, &len);
@@ -216,7 +314,7 @@ int image_probe_bytes(lua_State *L, const char *data, size_t len) {
     load_policy p;
     load_read_policy(L, lua_istable(L, 2) ? 2 : 0, &p);
     load_header h;
-    if (load_header_read(L, data, len, &p, &h)) return 2;
+    if (load_header_read(L, data, len, &p, 0, &h)) return 2;
     lua_createtable(L, 0, 10);
     lua_pushstring(L, h.format);
     lua_setfield(L, -2, "format");
@@ -240,6 +338,14 @@ int image_probe_bytes(lua_State *L, const char *data, size_t len) {
     lua_setfield(L, -2, "has_exif");
     lua_pushinteger(L, (lua_Integer)len);
     lua_setfield(L, -2, "bytes");
+    if (!strcmp(h.format, "jpeg")) {
+        lua_pushinteger(L, h.scans);
+        lua_setfield(L, -2, "scans");
+    }
+    lua_pushboolean(L, h.interlaced);
+    lua_setfield(L, -2, "interlaced");
+    lua_pushboolean(L, h.whole);
+    lua_setfield(L, -2, "decoded_whole");
     return 1;
 }
 
@@ -301,7 +407,14 @@ static int load_fast_shrink(const load_header *h, int width, int height, int fil
  * overlaps decoding with encoding and never holds the whole thumbnail in
  * memory; a decoding failure is then img:save's InvalidImage. Meant for an
  * image saved once; other methods decode a lazy image into memory first.
- * fast_shrink = true lets JPEG decoding shrink further (load_fast_shrink). */
+ * fast_shrink = true lets JPEG decoding shrink further (load_fast_shrink).
+ * Cost limits, checked before decoding (err.limit names the one refused):
+ * max_aspect_ratio (long side / short side), max_interlaced_pixels (for
+ * images decoded whole), max_scans (JPEG). budget_ms (ms of libvips work
+ * per call on this image, 0 = none; also bounds its img:save) and
+ * deadline_ms (epoch ms) stop the decode with TooExpensive or Timeout, as
+ * do the invocation's deadline and the host's cancel flag (Timeout,
+ * Cancelled; image_budget.c). */
 int image_thumbnail(lua_State *L) {
     size_t len;
     const char *data = luaL_checklstring(L, 1, &len);
@@ -327,9 +440,15 @@ int image_thumbnail_bytes(lua_State *L, const char *data, size_t len) {
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1); /* libvips reads the bytes (string or file userdata) in place */
 
+    out->budget_ms = p.budget_ms;
+
     load_header h;
-    if (load_header_read(L, data, len, &p, &h)) return 2;
+    if (load_header_read(L, data, len, &p, 1, &h)) return 2;
     if (load_check_size(L, &h, &p)) return 2;
+    image_budget b;
+    image_budget_start(L, &b, p.budget_ms, p.deadline_ms);
+    int why = image_budget_check(&b);
+    if (why) return image_budget_fail(L, &b, why, "thumbnail");
     int all_frames = animated && h.pages > 1 && (!strcmp(h.format, "gif") || !strcmp(h.format, "webp"));
 
     /* fail_on goes to the loader itself: the thumbnail property of that name
@@ -368,8 +487,15 @@ int image_thumbnail_bytes(lua_State *L, const char *data, size_t len) {
         t[2] = t[1];
         g_object_ref(t[2]);
         out->lazy = IMAGE_LAZY;
-    } else if (!(t[2] = vips_image_copy_memory(t[1]))) {
-        code = "InvalidImage", what = "cannot decode the image";
+    } else {
+        VipsImage *watched = image_budget_watch(&b, t[1]);
+        t[2] = watched ? vips_image_copy_memory(watched) : NULL;
+        image_budget_unwatch(&b);
+        if (!t[2]) code = "InvalidImage", what = "cannot decode the image";
+    }
+    if (code && what && (why = image_budget_stopped(&b))) {
+        g_object_unref(ctx);
+        return image_budget_fail(L, &b, why, "thumbnail");
     }
     if (!code) {
         g_object_ref(t[2]);

@@ -33,6 +33,10 @@ int image_test_card(lua_State *L) {
     double dark[3] = {32, 32, 32}, white[3] = {255, 255, 255};
     int cx = (int)w / 2, cy = (int)h / 2, r = (int)(w < h ? w : h) / 5;
 
+    image_budget b;
+    image_budget_start(L, &b, IMAGE_DEFAULT_BUDGET_MS, 0);
+    int why = image_budget_check(&b);
+    if (why) return image_budget_fail(L, &b, why, "test_card");
     image_handle *out = image_push_handle(L);
     VipsObject *ctx = VIPS_OBJECT(vips_image_new());
     VipsImage **t = (VipsImage **)vips_object_local_array(ctx, 16);
@@ -50,9 +54,17 @@ int image_test_card(lua_State *L) {
         vips_linear1(t[9], &t[10], -1.0, 255.0, "uchar", TRUE, NULL) ||
         vips_bandjoin2(t[8], t[10], &t[11], NULL) ||
         vips_join(t[6], t[11], &t[12], VIPS_DIRECTION_VERTICAL, NULL) ||
-        vips_copy(t[12], &t[13], "interpretation", VIPS_INTERPRETATION_sRGB, NULL) ||
-        !(t[14] = vips_image_copy_memory(t[13])) ||
-        vips_draw_circle(t[14], dark, 3, cx, cy, r, "fill", TRUE, NULL) ||
+        vips_copy(t[12], &t[13], "interpretation", VIPS_INTERPRETATION_sRGB, NULL);
+    if (!failed) {
+        VipsImage *watched = image_budget_watch(&b, t[13]);
+        t[14] = watched ? vips_image_copy_memory(watched) : NULL;
+        image_budget_unwatch(&b);
+        if (!t[14] && (why = image_budget_stopped(&b))) {
+            g_object_unref(ctx);
+            return image_budget_fail(L, &b, why, "test_card");
+        }
+    }
+    failed = failed || !t[14] || vips_draw_circle(t[14], dark, 3, cx, cy, r, "fill", TRUE, NULL) ||
         vips_draw_circle(t[14], white, 3, cx, cy, r / 2, "fill", TRUE, NULL);
     return image_finish(L, out, ctx, failed ? NULL : t[14], "test_card");
 }

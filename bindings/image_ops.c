@@ -68,6 +68,7 @@ int image_crop(lua_State *L) {
     luaL_argcheck(L, cw >= 1 && cw <= w - left, 4, "width goes outside the image");
     luaL_argcheck(L, ch >= 1 && ch <= h - top, 5, "height goes outside the image");
     image_handle *out = image_push_handle(L);
+    out->budget_ms = image_budget_of(L, 1);
     VipsObject *ctx;
     VipsImage **t = ops_scratch(&ctx, 2);
     int failed = image_first_frame(in, &t[0]) || vips_extract_area(t[0], &t[1], left, top, cw, ch, NULL);
@@ -85,6 +86,7 @@ int image_rotate(lua_State *L) {
                      : angle == 270 ? VIPS_ANGLE_D270
                                     : VIPS_ANGLE_D0;
     image_handle *out = image_push_handle(L);
+    out->budget_ms = image_budget_of(L, 1);
     VipsObject *ctx;
     VipsImage **t = ops_scratch(&ctx, 2);
     int failed = image_first_frame(in, &t[0]) || vips_rot(t[0], &t[1], turn, NULL);
@@ -97,6 +99,7 @@ int image_flip(lua_State *L) {
     if (!in) return 2;
     int vertical = luaL_checkoption(L, 2, NULL, names);
     image_handle *out = image_push_handle(L);
+    out->budget_ms = image_budget_of(L, 1);
     VipsObject *ctx;
     VipsImage **t = ops_scratch(&ctx, 2);
     int failed = image_first_frame(in, &t[0]) ||
@@ -115,6 +118,7 @@ int image_flatten(lua_State *L) {
         n = image_opt_colour(L, 2, "background", bg, 255, 1);
     }
     image_handle *out = image_push_handle(L);
+    out->budget_ms = image_budget_of(L, 1);
     VipsObject *ctx;
     VipsImage **t = ops_scratch(&ctx, 2);
     int failed = image_first_frame(in, &t[0]);
@@ -163,6 +167,7 @@ int image_composite(lua_State *L) {
         opacity = image_opt_number(L, 3, "opacity", 1, 0, 1);
     }
     image_handle *out = image_push_handle(L);
+    out->budget_ms = image_budget_of(L, 1);
     VipsObject *ctx;
     VipsImage **t = ops_scratch(&ctx, 8);
     int failed = image_first_frame(base, &t[0]) || image_first_frame(over, &t[1]);
@@ -191,6 +196,7 @@ int image_set_orientation(lua_State *L) {
     lua_Integer n = luaL_checkinteger(L, 2);
     luaL_argcheck(L, n >= 1 && n <= 8, 2, "orientation 1..8 expected");
     image_handle *out = image_push_handle(L);
+    out->budget_ms = image_budget_of(L, 1);
     VipsObject *ctx;
     VipsImage **t = ops_scratch(&ctx, 1);
     int failed = vips_copy(in, &t[0], NULL);
@@ -206,6 +212,7 @@ int image_colourspace(lua_State *L) {
     if (!in) return 2;
     VipsInterpretation want = values[luaL_checkoption(L, 2, NULL, names)];
     image_handle *out = image_push_handle(L);
+    out->budget_ms = image_budget_of(L, 1);
     VipsObject *ctx;
     VipsImage **t = ops_scratch(&ctx, 2);
     int failed = image_first_frame(in, &t[0]) || vips_colourspace(t[0], &t[1], want, NULL);
@@ -218,6 +225,7 @@ int image_icc_transform(lua_State *L) {
     if (!in) return 2;
     const char *profile = names[luaL_checkoption(L, 2, NULL, names)];
     image_handle *out = image_push_handle(L);
+    out->budget_ms = image_budget_of(L, 1);
     VipsObject *ctx;
     VipsImage **t = ops_scratch(&ctx, 2);
     int failed = image_first_frame(in, &t[0]) ||
@@ -233,6 +241,7 @@ int image_extract_band(lua_State *L) {
     luaL_argcheck(L, first >= 0 && first < in->Bands, 2, "no such band");
     luaL_argcheck(L, count >= 1 && count <= in->Bands - first, 3, "not that many bands");
     image_handle *out = image_push_handle(L);
+    out->budget_ms = image_budget_of(L, 1);
     VipsObject *ctx;
     VipsImage **t = ops_scratch(&ctx, 2);
     int failed =
@@ -246,6 +255,7 @@ int image_bandjoin(lua_State *L) {
     VipsImage *other = image_check_decoded(L, 2);
     if (!other) return 2;
     image_handle *out = image_push_handle(L);
+    out->budget_ms = image_budget_of(L, 1);
     VipsObject *ctx;
     VipsImage **t = ops_scratch(&ctx, 3);
     int failed = image_first_frame(in, &t[0]) || image_first_frame(other, &t[1]) ||
@@ -262,7 +272,15 @@ int image_getpoint(lua_State *L) {
     luaL_checkstack(L, in->Bands + 2, "too many bands");
     double *values = NULL;
     int n = 0;
-    if (vips_getpoint(in, &values, &n, (int)x, (int)y, NULL)) return image_fail(L, "ImageError", "getpoint");
+    image_budget b;
+    image_budget_start(L, &b, image_budget_of(L, 1), 0);
+    int why = image_budget_check(&b);
+    if (why) return image_budget_fail(L, &b, why, "getpoint");
+    VipsImage *watched = image_budget_watch(&b, in);
+    int failed = !watched || vips_getpoint(watched, &values, &n, (int)x, (int)y, NULL);
+    image_budget_unwatch(&b);
+    if (failed && (why = image_budget_stopped(&b))) return image_budget_fail(L, &b, why, "getpoint");
+    if (failed) return image_fail(L, "ImageError", "getpoint");
     for (int i = 0; i < n; i++) { /* cannot raise: the stack was checked */
         double v = values[i];
         if (v == (double)(lua_Integer)v)

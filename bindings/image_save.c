@@ -11,6 +11,11 @@
  *            gif 1..10 (7), png 0..9 = zlib level (6); jpeg ignores it
  *   background  for jpeg, which has no alpha: the colour transparent
  *            pixels are flattened onto, a number or {r, g, b}; white.
+ *   interlace  progressive JPEG, Adam7-interlaced PNG or GIF (default false)
+ *   budget_ms   ms of libvips work for this save (default: the image's
+ *            budget, from its thumbnail); 0 = none. Over it: TooExpensive.
+ *   deadline_ms epoch ms: stop then with Timeout (as at the invocation's
+ *            deadline; the host's cancel flag gives Cancelled).
  *
  * Alpha is kept for png, webp, avif and gif. Animations keep their frames
  * in gif and webp; the other formats get the first frame.
@@ -35,7 +40,9 @@ static const char *const save_operations[] = {"jpegsave_buffer", "jpegsave_buffe
                                               "webpsave_buffer", "heifsave_buffer", "gifsave_buffer"};
 
 typedef struct save_options {
-    int quality, strip, lossless, effort;
+    int quality, strip, lossless, effort, interlace;
+    lua_Integer budget_ms;
+    int64_t deadline_ms;
     double background[4];
     int background_n;
 } save_options;
@@ -74,7 +81,11 @@ static void save_read_options(lua_State *L, int idx, int fmt, save_options *o) {
     o->effort = effort_default[fmt];
     o->background_n = 1;
     o->background[0] = 255;
+    o->interlace = 0;
+    o->deadline_ms = image_opt_deadline(L, idx);
+    o->budget_ms = image_opt_budget(L, idx, o->budget_ms);
     if (!idx) return;
+    o->interlace = image_opt_bool(L, idx, "interlace", 0);
     o->quality = (int)image_opt_int(L, idx, "quality", o->quality ? o->quality : 80, 1, 100);
     o->strip = image_opt_bool(L, idx, "strip", 1);
     o->lossless = image_opt_bool(L, idx, "lossless", 0);
@@ -85,9 +96,12 @@ static void save_read_options(lua_State *L, int idx, int fmt, save_options *o) {
 /* Writes im as fmt into *buf. Returns 0, or -1 with the libvips error pending. */
 static int save_encode(VipsImage *im, int fmt, const save_options *o, void **buf, size_t *len) {
     switch (fmt) {
-    case SAVE_JPEG: return vips_jpegsave_buffer(im, buf, len, "Q", o->quality, SAVE_METADATA(o->strip), NULL);
+    case SAVE_JPEG:
+        return vips_jpegsave_buffer(im, buf, len, "Q", o->quality, "interlace", o->interlace,
+                                    SAVE_METADATA(o->strip), NULL);
     case SAVE_PNG:
-        return vips_pngsave_buffer(im, buf, len, "compression", o->effort, SAVE_METADATA(o->strip), NULL);
+        return vips_pngsave_buffer(im, buf, len, "compression", o->effort, "interlace", o->interlace,
+                                   SAVE_METADATA(o->strip), NULL);
     case SAVE_WEBP:
         return vips_webpsave_buffer(im, buf, len, "Q", o->quality, "lossless", o->lossless, "effort",
                                     o->effort, SAVE_METADATA(o->strip), NULL);
@@ -95,7 +109,9 @@ static int save_encode(VipsImage *im, int fmt, const save_options *o, void **buf
         return vips_heifsave_buffer(im, buf, len, "compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1, "Q",
                                     o->quality, "lossless", o->lossless, "effort", o->effort,
                                     SAVE_METADATA(o->strip), NULL);
-    default: return vips_gifsave_buffer(im, buf, len, "effort", o->effort, SAVE_METADATA(o->strip), NULL);
+    default:
+        return vips_gifsave_buffer(im, buf, len, "effort", o->effort, "interlace", o->interlace,
+                                   SAVE_METADATA(o->strip), NULL);
     }
 }
 
@@ -105,11 +121,16 @@ int image_save(lua_State *L) {
     if (fmt == SAVE_JPG) fmt = SAVE_JPEG;
     if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
     save_options o;
+    o.budget_ms = image_budget_of(L, 1);
     save_read_options(L, lua_istable(L, 3) ? 3 : 0, fmt, &o);
     const char *name = save_format_names[fmt];
     if (!vips_type_find("VipsOperation", save_operations[fmt]))
         return error_pushf(L, "UnsupportedFormat", 0, 0, "this libvips build cannot write %s", name);
 
+    image_budget b;
+    image_budget_start(L, &b, o.budget_ms, o.deadline_ms);
+    int why = image_budget_check(&b);
+    if (why) return image_budget_fail(L, &b, why, "save");
     int lazy = image_take_lazy(L, 1);
     save_buffer *out = save_push_buffer(L);
     VipsObject *ctx = VIPS_OBJECT(vips_image_new());
@@ -125,7 +146,15 @@ int image_save(lua_State *L) {
         failed = image_flatten_onto(im, &t[1], o.background, o.background_n);
         im = t[1];
     }
-    if (!failed) failed = save_encode(im, fmt, &o, &out->data, &len);
+    if (!failed) {
+        VipsImage *watched = image_budget_watch(&b, im);
+        failed = !watched || save_encode(watched, fmt, &o, &out->data, &len);
+        image_budget_unwatch(&b);
+    }
+    if (failed && (why = image_budget_stopped(&b))) {
+        g_object_unref(ctx);
+        return image_budget_fail(L, &b, why, lazy ? "decoding and saving the image" : "save");
+    }
     if (failed) {
         char msg[IMAGE_ERRMAX];
         image_take_error(msg, sizeof msg);

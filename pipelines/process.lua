@@ -90,6 +90,8 @@ local function render(bytes)
     width = cfg.max_dimension, height = cfg.max_dimension, size = "down", lazy = true,
     fast_shrink = cfg.shrink_on_load == "fast",
     max_pixels = cfg.max_pixels, max_pages = cfg.max_frames,
+    max_scans = cfg.max_jpeg_scans, max_aspect_ratio = cfg.max_aspect_ratio,
+    max_interlaced_pixels = cfg.max_interlaced_pixels, budget_ms = cfg.image_budget_ms,
   })
   if not img then return nil, terr end
   local format = output_format(probe)

@@ -59,6 +59,12 @@ function M.load()
     max_upload_bytes = integer("MAX_UPLOAD_BYTES", 25 * 1024 * 1024, 1, 5 * 1024 * 1024 * 1024),
     max_pixels = integer("MAX_PIXELS", 40000000, 1, 1000000000),
     max_frames = integer("MAX_FRAMES", 100, 1, 10000),
+    -- Cost limits of one image, checked before decoding (docs/limits.md).
+    max_jpeg_scans = integer("MAX_JPEG_SCANS", 100, 1, 100000),
+    max_aspect_ratio = integer("MAX_ASPECT_RATIO", 100, 1, 100000),
+    max_interlaced_pixels = integer("MAX_INTERLACED_PIXELS", 16777216, 1, 1000000000),
+    -- Wall-clock ms of libvips work per image call (decode, save); 0 = none.
+    image_budget_ms = integer("IMAGE_BUDGET_MS", 20000, 0, 3600000),
     url_expires = integer("URL_EXPIRES", 900, 1, 604800),
     quality = integer("OUTPUT_QUALITY", 80, 1, 100),
     output_format = choice("OUTPUT_FORMAT", "auto", { "auto", "jpeg", "png", "webp", "avif" }),
