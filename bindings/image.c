@@ -39,24 +39,25 @@
 #include "modules.h"
 
 #include "error.h"
-#include "log.h"
+#include "handle.h"
+#include "logline.h"
 
 /* libvips reports problems twice: as the error an operation returns (which
  * the binding hands to the script) and as GLib warnings, one per failed
  * tile. The warnings become JSON log lines at debug level and are dropped
  * otherwise, so logs stay one JSON object per line. */
-static void image_log_warning(const gchar *domain, GLogLevelFlags level, const gchar *message, gpointer data) {
+static void image_log_warning(const gchar *domain, GLogLevelFlags level, const gchar *message,
+                              gpointer data) {
     (void)level, (void)data;
     if (log_level_from_env() > 0) return;
-    char stamp[32];
-    log_timestamp(stamp);
-    fprintf(stderr, "{\"time\":\"%s\",\"level\":\"debug\",\"msg\":\"%s: ", stamp, domain ? domain : "libvips");
-    for (const unsigned char *c = (const unsigned char *)message; c && *c; c++) {
-        if (*c == '"' || *c == '\\') fprintf(stderr, "\\%c", *c);
-        else if (*c < 0x20) fprintf(stderr, "\\u%04x", *c);
-        else fputc(*c, stderr);
-    }
-    fputs("\"}\n", stderr);
+    buf b;
+    buf_init(&b, 4096);
+    char msg[1024];
+    int n = snprintf(msg, sizeof msg, "%s: %s", domain ? domain : "libvips", message ? message : "");
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1;
+    int failed = logline_begin(&b, 0, msg, len, NULL);
+    logline_write(&b, 0, failed);
+    buf_free(&b);
 }
 
 static pthread_once_t image_once = PTHREAD_ONCE_INIT;
@@ -70,7 +71,8 @@ static void image_init_vips(void) {
     /* Loaders libvips marks untrusted (ImageMagick, MATLAB, FITS, ...) stay
      * off even when a script's allow list names their format. */
     vips_block_untrusted_set(TRUE);
-    g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO, image_log_warning, NULL);
+    g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO, image_log_warning,
+                      NULL);
     /* No operation cache: every pipeline call works on new bytes, and a
      * cache would keep old images (and their input buffers) alive. */
     vips_cache_set_max(0);
@@ -88,7 +90,8 @@ VipsImage *image_check_decoded(lua_State *L, int idx) {
     image_handle *h = (image_handle *)luaL_checkudata(L, idx, IMAGE_MT);
     if (!h->im) luaL_error(L, "attempt to use a closed image");
     if (h->lazy == IMAGE_LAZY_SPENT)
-        luaL_error(L, "this lazy image was already saved and cannot be read again (use lazy = false to reuse it)");
+        luaL_error(
+            L, "this lazy image was already saved and cannot be read again (use lazy = false to reuse it)");
     if (h->lazy == IMAGE_LAZY) {
         h->lazy = IMAGE_LAZY_SPENT;
         image_budget b;
@@ -102,8 +105,10 @@ VipsImage *image_check_decoded(lua_State *L, int idx) {
             why = image_budget_stopped(&b);
         }
         if (!mem) {
-            if (why) image_budget_fail(L, &b, why, "decoding the image");
-            else image_fail(L, "InvalidImage", "cannot decode the image");
+            if (why)
+                image_budget_fail(L, &b, why, "decoding the image");
+            else
+                image_fail(L, "InvalidImage", "cannot decode the image");
             return NULL;
         }
         g_object_unref(h->im);
@@ -116,7 +121,8 @@ VipsImage *image_check_decoded(lua_State *L, int idx) {
 int image_take_lazy(lua_State *L, int idx) {
     image_handle *h = (image_handle *)luaL_checkudata(L, idx, IMAGE_MT);
     if (h->lazy == IMAGE_LAZY_SPENT)
-        luaL_error(L, "this lazy image was already saved and cannot be read again (use lazy = false to reuse it)");
+        luaL_error(
+            L, "this lazy image was already saved and cannot be read again (use lazy = false to reuse it)");
     if (h->lazy == IMAGE_EAGER) return 0;
     h->lazy = IMAGE_LAZY_SPENT;
     return 1;
@@ -348,13 +354,6 @@ static const luaL_Reg image_methods[] = {
     {NULL, NULL},
 };
 
-static const luaL_Reg image_meta[] = {
-    {"__close", image_close},
-    {"__gc", image_close},
-    {"__tostring", image_tostring},
-    {NULL, NULL},
-};
-
 static const luaL_Reg image_funcs[] = {
     {"join_frames", image_join_frames},
     {"new_from_memory", image_new_from_memory},
@@ -372,11 +371,10 @@ int luaopen_imgpipe_image(lua_State *L) {
     if (image_init_status)
         return luaL_error(L, "imgpipe.image: libvips failed to start: %s", vips_error_buffer());
 
-    if (luaL_newmetatable(L, IMAGE_MT)) {
-        luaL_setfuncs(L, image_meta, 0);
-        luaL_newlib(L, image_methods);
-        lua_setfield(L, -2, "__index");
-    }
+    handle_register(L, IMAGE_MT, image_close, image_methods);
+    luaL_getmetatable(L, IMAGE_MT);
+    lua_pushcfunction(L, image_tostring);
+    lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
 
     luaL_newlib(L, image_funcs);

@@ -88,10 +88,10 @@ IMAGE_INTERNAL int64_t image_opt_deadline(lua_State *L, int idx);
  * structure without decoding anything (image_inspect.c): bounded work,
  * linear in the bytes, stopping once past a limit. */
 typedef struct image_structure {
-    int scans;      /* JPEG: start-of-scan markers (counted up to max_scans + 1) */
-    int frames;     /* GIF: image descriptors (counted up to max_frames + 1) */
-    int interlaced; /* progressive JPEG, Adam7 PNG, an interlaced GIF frame */
-    int complete;   /* the walk reached the end (frames, scans are the full counts) */
+    int scans;              /* JPEG: start-of-scan markers (counted up to max_scans + 1) */
+    int frames;             /* GIF: image descriptors (counted up to max_frames + 1) */
+    int interlaced;         /* progressive JPEG, Adam7 PNG, an interlaced GIF frame */
+    int complete;           /* the walk reached the end (frames, scans are the full counts) */
     uint32_t width, height; /* PNG (IHDR) and JPEG (frame header); 0 = not read */
 } image_structure;
 
@@ -160,8 +160,8 @@ IMAGE_INTERNAL int image_probe_bytes(lua_State *L, const char *data, size_t len)
 IMAGE_INTERNAL int image_thumbnail_bytes(lua_State *L, const char *data, size_t len);
 IMAGE_INTERNAL int image_probe_file(lua_State *L);     /* image_file.c */
 IMAGE_INTERNAL int image_thumbnail_file(lua_State *L); /* image_file.c */
-IMAGE_INTERNAL int image_save(lua_State *L);      /* image_save.c */
-IMAGE_INTERNAL int image_test_card(lua_State *L); /* image_make.c */
+IMAGE_INTERNAL int image_save(lua_State *L);           /* image_save.c */
+IMAGE_INTERNAL int image_test_card(lua_State *L);      /* image_make.c */
 IMAGE_INTERNAL int image_new_from_memory(lua_State *L);
 IMAGE_INTERNAL int image_join_frames(lua_State *L);
 IMAGE_INTERNAL int image_crop(lua_State *L); /* image_ops.c */

@@ -39,7 +39,8 @@ static int64_t budget_monotonic_ms(void) {
 
 void image_budget_start(lua_State *L, image_budget *b, lua_Integer budget_ms, int64_t deadline_ms) {
     b->deadline_ms = invocation_deadline_ms(L);
-    if (deadline_ms > 0 && (b->deadline_ms == 0 || deadline_ms < b->deadline_ms)) b->deadline_ms = deadline_ms;
+    if (deadline_ms > 0 && (b->deadline_ms == 0 || deadline_ms < b->deadline_ms))
+        b->deadline_ms = deadline_ms;
     b->cancel = invocation_cancel_flag(L);
     b->budget_ms = budget_ms > 0 ? budget_ms : 0;
     b->budget_end_ms = b->budget_ms ? budget_monotonic_ms() + b->budget_ms : 0;

@@ -26,9 +26,12 @@
  * cannot leak the descriptor. */
 static int file_read(lua_State *L, const char *path, lua_Integer max_bytes, const char **data, size_t *len) {
     struct stat st;
-    if (stat(path, &st))
-        return error_pushf(L, errno == ENOENT ? "NotFound" : "FileError", 0, 0, "cannot open %s: %s", path,
-                           strerror(errno));
+    char why[128];
+    if (stat(path, &st)) {
+        int e = errno;
+        return error_pushf(L, e == ENOENT ? "NotFound" : "FileError", 0, 0, "cannot open %s: %s", path,
+                           strerror_r(e, why, sizeof why));
+    }
     if (!S_ISREG(st.st_mode)) return error_pushf(L, "FileError", 0, 0, "%s is not a regular file", path);
     if (st.st_size > max_bytes)
         return error_pushf(L, "TooLarge", 0, 0, "%s has %lld bytes, over the limit of %lld", path,
@@ -43,7 +46,7 @@ static int file_read(lua_State *L, const char *path, lua_Integer max_bytes, cons
         int e = errno;
         lua_pop(L, 1);
         return error_pushf(L, e == ENOENT ? "NotFound" : "FileError", 0, 0, "cannot open %s: %s", path,
-                           strerror(e));
+                           strerror_r(e, why, sizeof why));
     }
     if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
         close(fd);
@@ -60,7 +63,8 @@ static int file_read(lua_State *L, const char *path, lua_Integer max_bytes, cons
             int e = errno;
             close(fd);
             lua_pop(L, 1);
-            return error_pushf(L, "FileError", 0, 0, "cannot read %s: %s", path, strerror(e));
+            return error_pushf(L, "FileError", 0, 0, "cannot read %s: %s", path,
+                               strerror_r(e, why, sizeof why));
         }
         if (n == 0) break;
         got += (size_t)n;

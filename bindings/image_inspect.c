@@ -73,7 +73,7 @@ static void inspect_jpeg(const unsigned char *d, size_t len, int max_scans, imag
         if (seg < 2) return;
         if (inspect_jpeg_is_sof(m)) {
             if ((m & 0x03) == 0x02) s->interlaced = 1; /* SOF2, 6, 10, 14 */
-            if (at + 7 <= len && !s->width) {     /* length, precision, height, width */
+            if (at + 7 <= len && !s->width) {          /* length, precision, height, width */
                 s->height = ((uint32_t)d[at + 3] << 8) | d[at + 4];
                 s->width = ((uint32_t)d[at + 5] << 8) | d[at + 6];
             }
@@ -120,7 +120,7 @@ static void inspect_gif(const unsigned char *d, size_t len, int max_frames, imag
             s->complete = 1;
             return;
         }
-        if (kind == 0x21) {       /* extension: label, then sub-blocks */
+        if (kind == 0x21) { /* extension: label, then sub-blocks */
             at = inspect_gif_skip_blocks(d, len, at + 2);
         } else if (kind == 0x2C) { /* image descriptor: 9 bytes, colour table, LZW size, data */
             if (at + 10 > len) return;
@@ -139,7 +139,10 @@ static void inspect_gif(const unsigned char *d, size_t len, int max_frames, imag
 void image_inspect(const char *format, const unsigned char *data, size_t len, int max_scans, int max_frames,
                    image_structure *s) {
     memset(s, 0, sizeof *s);
-    if (!strcmp(format, "jpeg")) inspect_jpeg(data, len, max_scans, s);
-    else if (!strcmp(format, "png")) inspect_png(data, len, s);
-    else if (!strcmp(format, "gif")) inspect_gif(data, len, max_frames, s);
+    if (!strcmp(format, "jpeg"))
+        inspect_jpeg(data, len, max_scans, s);
+    else if (!strcmp(format, "png"))
+        inspect_png(data, len, s);
+    else if (!strcmp(format, "gif"))
+        inspect_gif(data, len, max_frames, s);
 }

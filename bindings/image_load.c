@@ -68,11 +68,11 @@ typedef struct load_header {
     char format[16];
     int width, height, pages, bands;
     int has_alpha, orientation, has_icc, has_exif;
-    int scans;      /* JPEG only: start-of-scan markers (counted up to max_scans + 1) */
-    int frames;     /* GIF only: image descriptors (counted up to max_pages + 1) */
+    int scans;           /* JPEG only: start-of-scan markers (counted up to max_scans + 1) */
+    int frames;          /* GIF only: image descriptors (counted up to max_pages + 1) */
     int frames_complete; /* the GIF walk reached the trailer: frames is the full count */
-    int interlaced; /* progressive JPEG, Adam7 PNG, an interlaced GIF frame */
-    int whole;      /* decoded whole: those, and any GIF, AVIF or HEIC */
+    int interlaced;      /* progressive JPEG, Adam7 PNG, an interlaced GIF frame */
+    int whole;           /* decoded whole: those, and any GIF, AVIF or HEIC */
 } load_header;
 
 static const char *const load_fail_on_names[] = {"none", "truncated", "error", "warning", NULL};
@@ -391,8 +391,10 @@ static int load_fast_shrink(const load_header *h, int width, int height, int fil
     double ht = h->orientation >= 5 && h->orientation <= 8 ? h->width : h->height;
     double fw = width ? w / width : 0, fh = height ? ht / height : 0;
     double factor;
-    if (width && height) factor = fill ? (fw < fh ? fw : fh) : (fw > fh ? fw : fh);
-    else factor = width ? fw : fh;
+    if (width && height)
+        factor = fill ? (fw < fh ? fw : fh) : (fw > fh ? fw : fh);
+    else
+        factor = width ? fw : fh;
     for (int s = 8; s >= 2; s /= 2)
         if (factor >= s) return s;
     return 1;

@@ -65,7 +65,7 @@ int image_test_card(lua_State *L) {
         }
     }
     failed = failed || !t[14] || vips_draw_circle(t[14], dark, 3, cx, cy, r, "fill", TRUE, NULL) ||
-        vips_draw_circle(t[14], white, 3, cx, cy, r / 2, "fill", TRUE, NULL);
+             vips_draw_circle(t[14], white, 3, cx, cy, r / 2, "fill", TRUE, NULL);
     return image_finish(L, out, ctx, failed ? NULL : t[14], "test_card");
 }
 

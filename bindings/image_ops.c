@@ -269,7 +269,9 @@ int image_getpoint(lua_State *L) {
     lua_Integer x = luaL_checkinteger(L, 2), y = luaL_checkinteger(L, 3);
     luaL_argcheck(L, x >= 0 && x < in->Xsize, 2, "x is outside the image");
     luaL_argcheck(L, y >= 0 && y < in->Ysize, 3, "y is outside the image");
-    luaL_checkstack(L, in->Bands + 2, "too many bands");
+    /* The result table exists before libvips allocates the values, so
+     * filling it cannot raise and leak them. */
+    lua_createtable(L, in->Bands, 0);
     double *values = NULL;
     int n = 0;
     image_budget b;
@@ -281,13 +283,15 @@ int image_getpoint(lua_State *L) {
     image_budget_unwatch(&b);
     if (failed && (why = image_budget_stopped(&b))) return image_budget_fail(L, &b, why, "getpoint");
     if (failed) return image_fail(L, "ImageError", "getpoint");
-    for (int i = 0; i < n; i++) { /* cannot raise: the stack was checked */
+    if (n > in->Bands) n = in->Bands; /* never more than the table holds */
+    for (int i = 0; i < n; i++) {
         double v = values[i];
         if (v == (double)(lua_Integer)v)
             lua_pushinteger(L, (lua_Integer)v);
         else
             lua_pushnumber(L, v);
+        lua_rawseti(L, -2, i + 1);
     }
     g_free(values);
-    return n;
+    return 1;
 }

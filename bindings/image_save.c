@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "handle.h"
 #include "image.h"
 
 #if VIPS_MAJOR_VERSION > 8 || (VIPS_MAJOR_VERSION == 8 && VIPS_MINOR_VERSION >= 15)
@@ -61,14 +62,7 @@ static int save_buffer_gc(lua_State *L) {
 }
 
 static save_buffer *save_push_buffer(lua_State *L) {
-    save_buffer *b = (save_buffer *)lua_newuserdatauv(L, sizeof *b, 0);
-    b->data = NULL;
-    if (luaL_newmetatable(L, SAVE_BUFFER_MT)) {
-        lua_pushcfunction(L, save_buffer_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_setmetatable(L, -2);
-    return b;
+    return (save_buffer *)handle_new(L, sizeof(save_buffer), SAVE_BUFFER_MT, save_buffer_gc);
 }
 
 static void save_read_options(lua_State *L, int idx, int fmt, save_options *o) {

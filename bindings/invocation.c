@@ -5,8 +5,8 @@
 #include <lauxlib.h>
 
 #define REQUEST_ID_KEY "imgpipe.request_id"
-#define DEADLINE_KEY "imgpipe.deadline_ms"
-#define CANCEL_KEY "imgpipe.cancel_flag"
+#define DEADLINE_KEY   "imgpipe.deadline_ms"
+#define CANCEL_KEY     "imgpipe.cancel_flag"
 
 int64_t invocation_now_ms(void) {
     struct timespec ts;

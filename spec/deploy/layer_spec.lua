@@ -95,8 +95,7 @@ return {handler = function(event)
   for x = 0, t:width() - 1 do
     local c = 0
     for y = 0, t:height() - 1 do
-      local p = {t:getpoint(x, y)}
-      if type(p[1]) == "table" then p = p[1] end
+      local p = t:getpoint(x, y)
       c = c + p[#p]
     end
     columns[#columns + 1] = c

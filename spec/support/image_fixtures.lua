@@ -312,7 +312,7 @@ function M.difference(a, b, n)
     for j = 0, n - 1 do
       local x = math.floor((i + 0.5) * a:width() / n)
       local y = math.floor((j + 0.5) * a:height() / n)
-      local pa, pb = { a:getpoint(x, y) }, { b:getpoint(x, y) }
+      local pa, pb = a:getpoint(x, y), b:getpoint(x, y)
       for k = 1, math.min(#pa, #pb, 3) do
         total = total + math.abs(pa[k] - pb[k])
         count = count + 1

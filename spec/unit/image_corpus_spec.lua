@@ -134,12 +134,12 @@ describe("imgpipe.image on the shared test images", function()
       local at, alpha = nil, 256
       for y = 0, img:height() - 1, 4 do
         for x = 0, img:width() - 1, 4 do
-          local a = select(4, img:getpoint(x, y))
+          local a = img:getpoint(x, y)[4]
           if a < alpha then at, alpha = { x, y }, a end
         end
       end
       assert(alpha < 255, "no translucent pixel found")
-      local before, after = { img:getpoint(at[1], at[2]) }, { out:getpoint(at[1], at[2]) }
+      local before, after = img:getpoint(at[1], at[2]), out:getpoint(at[1], at[2])
       for k = 1, 3 do
         local want = (before[k] * alpha + 255 * (255 - alpha)) / 255
         assert(math.abs(after[k] - want) <= 10, string.format("band %d: want %.0f, got %d", k, want, after[k]))

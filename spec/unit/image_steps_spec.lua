@@ -10,7 +10,7 @@ local function near(want, got, tolerance, what)
     string.format("%s: expected %s (+-%s), got %s", what or "value", want, tolerance, got))
 end
 
-local function pixel(img, x, y) return { img:getpoint(x, y) } end
+local function pixel(img, x, y) return img:getpoint(x, y) end
 
 local function colour_at(img, x, y, rgb, tolerance, what)
   local p = pixel(img, x, y)
@@ -38,7 +38,7 @@ end
 local function steepest(img, y)
   local m = 0
   for x = 0, img:width() - 2 do
-    local d = math.abs(select(1, img:getpoint(x + 1, y)) - select(1, img:getpoint(x, y)))
+    local d = math.abs(img:getpoint(x + 1, y)[1] - img:getpoint(x, y)[1])
     if d > m then m = d end
   end
   return m

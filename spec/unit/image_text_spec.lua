@@ -19,7 +19,7 @@ local function ink(img, rgb)
   local sum, box, exact = 0, nil, true
   for y = 0, img:height() - 1 do
     for x = 0, img:width() - 1 do
-      local p = { img:getpoint(x, y) }
+      local p = img:getpoint(x, y)
       if p[4] > 0 then
         sum = sum + p[4]
         if rgb and (p[1] ~= rgb[1] or p[2] ~= rgb[2] or p[3] ~= rgb[3]) then exact = false end
@@ -36,7 +36,7 @@ local function max_alpha(img)
   local m = 0
   for y = 0, img:height() - 1 do
     for x = 0, img:width() - 1 do
-      local _, _, _, a = img:getpoint(x, y)
+      local a = img:getpoint(x, y)[4]
       if a > m then m = a end
     end
   end
@@ -161,7 +161,7 @@ describe("image.text", function()
         local img = assert(image.text("Same pixels", { size = 20 }))
         local sum = 0
         for y = 0, img:height() - 1 do
-          for x = 0, img:width() - 1 do local _, _, _, a = img:getpoint(x, y); sum = sum + a end
+          for x = 0, img:width() - 1 do local a = img:getpoint(x, y)[4]; sum = sum + a end
         end
         return { width = img:width(), height = img:height(), sum = sum }
       end }
