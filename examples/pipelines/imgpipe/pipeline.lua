@@ -8,13 +8,13 @@
 -- modules are found) and loads the library from it.
 local here = debug.getinfo(1, "S").source:match "^@(.-)/?imgpipe/pipeline%.lua$"
 local candidates = {
-  os.getenv "IMGPIPE_LIBRARY",
-  here and ((here == "" and "." or here) .. "/../../pipelines"),
+  os.getenv "IMGPIPE_LIBRARY" or false,
+  here and ((here == "" and "." or here) .. "/../../pipelines") or false,
   "/opt/pipelines",
   "./pipelines",
 }
 for _, dir in ipairs(candidates) do
-  local f = dir and io.open(dir .. "/lib/pipeline.lua", "r")
+  local f = dir and dir ~= "" and io.open(dir .. "/lib/pipeline.lua", "r")
   if f then
     f:close()
     package.path = package.path .. ";" .. dir .. "/?.lua"
