@@ -24,7 +24,9 @@
 -- pipeline.download { [config] }
 --   GET /download/{imageId}[?rendition=NAME]: the first rendition by default.
 --
--- Each returns the pipeline module, {handler = function(event, ctx)}. A
+-- Each returns the pipeline module, {handler = function(event, ctx)}
+-- (process adds the checked `renditions` and the `limits`, for specs and
+-- benchmarks that make the renditions without S3). A
 -- declaration with an unknown or malformed field raises when the pipeline is
 -- loaded, naming the field. config defaults to pipeline.config(): the
 -- environment (lib/config.lua).
@@ -81,10 +83,9 @@ function M.process(decl)
   if decl.limits ~= nil and type(decl.limits) ~= "table" then
     error("pipeline.process: limits must be a table of image.thumbnail limits", 2)
   end
-  local handler = require("lib.pipeline.process").new {
-    cfg = cfg, renditions = checked, limits = decl.limits or M.image_limits(cfg),
-  }
-  return { handler = handler, renditions = checked }
+  local limits = decl.limits or M.image_limits(cfg)
+  local handler = require("lib.pipeline.process").new { cfg = cfg, renditions = checked, limits = limits }
+  return { handler = handler, renditions = checked, limits = limits }
 end
 
 function M.upload(decl)
