@@ -15,6 +15,7 @@ local helper = require "support.pipeline_helper"
 
 package.path = paths.pipelines .. "/?.lua;" .. package.path
 local renditions = require "lib.renditions"
+local keys = require "lib.keys"
 
 local EXAMPLES = paths.root .. "/examples/pipelines"
 
@@ -182,6 +183,46 @@ end)
 
 describe("imgpipe.pipeline", function()
   teardown(paths.cleanup)
+
+  describe("reports configuration faults as such, naming what to check, and records nothing", function()
+    local t = helper.new { pipelines = paths.pipelines }
+    local no_table = helper.new { pipelines = paths.pipelines, env = { TABLE_NAME = "no-such-table" } }
+    local no_bucket = helper.new { pipelines = paths.pipelines, env = { PROCESSED_BUCKET = "no-such-bucket" } }
+    teardown(function()
+      no_table:stop()
+      no_bucket:stop()
+      t:stop()
+    end)
+
+    helper.each_mode(function(mode)
+      it("a table that does not exist: 503 ConfigurationError naming TABLE_NAME at /process (" .. mode .. ")",
+        function()
+          local key = t:put("config.jpg", helper.jpeg(300, 200), "image/jpeg")
+          local r = no_table:request(mode, "POST", "/process", { body = { bucket = t.settings.UPLOAD_BUCKET,
+            key = key } })
+          assert.equal(503, r.status, r.body)
+          assert.equal("ConfigurationError", r.json.error.code)
+          assert.matches("check TABLE_NAME", r.json.error.message, 1, true)
+          assert.not_matches("transient", r.json.error.message, 1, true)
+        end)
+    end)
+
+    for _, mode in ipairs { "cli", "lambda" } do
+      it("a bucket that does not exist: the event fails, naming PROCESSED_BUCKET; the image stays PENDING (" ..
+        mode .. ")", function()
+        local key = t:put("config.jpg", helper.jpeg(300, 200), "image/jpeg")
+        local r = no_bucket:run(mode, "process", key)
+        assert.equal("ERROR", r.status)
+        assert.matches("configuration error", r.reason, 1, true)
+        assert.matches("PROCESSED_BUCKET", r.reason, 1, true)
+        local item = t:item(keys.image_id_for({ upload_prefix = "uploads/" }, t.settings.UPLOAD_BUCKET, key))
+        assert.equal("PENDING", item.status)
+        assert.is_nil(item.claimToken) -- the lease was given back
+        local items = t:run(mode, "process", key) -- once fixed, the retry processes it
+        assert.equal("PROCESSED", items.status, items.reason)
+      end)
+    end
+  end)
   local bin = paths.q(paths.bin)
 
   local function run(cmd)

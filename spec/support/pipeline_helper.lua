@@ -86,11 +86,14 @@ end
 local Tester = {}
 Tester.__index = Tester
 
+local live = 0 -- testers not stopped yet: the last one stops a stack started for them
+
 function M.new(opts)
   opts = opts or {}
   local dir = opts.pipelines or paths.pipelines
   if dir:sub(1, 1) ~= "/" then dir = paths.root .. "/" .. dir end
   local settings = stack.ensure()
+  live = live + 1
   local env = {}
   for k, v in pairs(settings) do env[k] = v end
   for k, v in pairs(opts.env or {}) do env[k] = v end
@@ -101,9 +104,14 @@ function M.new(opts)
 end
 
 function Tester:stop()
+  if self.stopped then return end
+  self.stopped = true
   self.drv:stop()
-  stack.stop()
-  paths.cleanup()
+  live = live - 1
+  if live == 0 then
+    stack.stop()
+    paths.cleanup()
+  end
 end
 
 function Tester:put(name, bytes, content_type)
