@@ -3,6 +3,7 @@
 -- (spec/support/pipeline_helper.lua).
 local paths = require "support.paths"
 local service = require "support.service"
+local fault = require "support.fault"
 
 if not service.env() then
   describe("the example pipelines", function()
@@ -123,6 +124,49 @@ describe("the example pipelines", function()
         assert.equal(large_before.last_modified, large_after.last_modified)
         assert.equal(3, #t:outputs(first.imageId))
       end)
+
+      if mode == "lambda" then
+        it("records the renditions already written when the final write was lost, without making them again",
+          function()
+          local f = fault.start()
+          local lossy = helper.new { pipelines = EXAMPLES, env = { AWS_ENDPOINT_URL_DYNAMODB = f.url,
+            CLAIM_GRACE_MS = "0", MIN_REMAINING_MS = "200" } }
+          finally(function()
+            lossy:stop()
+            f:stop()
+          end)
+          -- The claim reaches DynamoDB; then DynamoDB is down.
+          f:plan({ { proxy = t.settings.AWS_ENDPOINT_URL_DYNAMODB } }, { status = 503,
+            body = '{"__type": "com.amazonaws.dynamodb.v20120810#ServiceUnavailableException", "message": "down"}' })
+          local key = t:put("lost.jpg", source, "image/jpeg")
+          local event = t:event(key)
+          local now_ms = math.tointeger(tonumber(assert(io.popen "date +%s%3N"):read "l"))
+          local first = lossy:run(mode, "three-renditions", event, { deadline_ms = now_ms + 4000 })
+          assert.equal("ERROR", first.status)
+          assert.matches("recording PROCESSED failed", first.reason, 1, true)
+          local id = keys.image_id_for({ upload_prefix = "uploads/" }, t.settings.UPLOAD_BUCKET, key)
+          local written = t:outputs(id)
+          assert.equal(3, #written)
+          local before = {}
+          for _, k in ipairs(written) do before[k] = select(2, t:output(k)).last_modified end
+          local item = t:item(id)
+          assert.equal("PENDING", item.status)
+          -- The lease ends at the invocation's deadline (CLAIM_GRACE_MS 0).
+          local left = item.leaseUntil - math.tointeger(tonumber(assert(io.popen "date +%s%3N"):read "l"))
+          os.execute(string.format("sleep %.2f", math.max(0, left / 1000) + 1.1))
+
+          local again = t:run(mode, "three-renditions", event)
+          assert.equal("PROCESSED", again.status, again.reason)
+          assert.is_true(again.raw.reused)
+          item = t:item(id)
+          for name, size in pairs(SIZES) do
+            assert.same({ size[1], size[2], "image/webp" }, { item.renditions[name].width,
+              item.renditions[name].height, item.renditions[name].contentType })
+            local k = item.renditions[name].key
+            assert.equal(before[k], select(2, t:output(k)).last_modified)
+          end
+        end)
+      end
 
       it("records a hostile image (a PNG header claiming 100000x100000) FAILED with its reason (" .. mode .. ")",
         function()

@@ -26,12 +26,13 @@
 --   specs pass again on a stack that keeps earlier runs).
 -- t:event(key, [opts]) -> an S3 ObjectCreated:Put event for the object, its
 --   size and ETag from S3 (opts.sequencer to choose one).
--- t:run(mode, pipeline, key_or_event) -> result
+-- t:run(mode, pipeline, key_or_event, [opts]) -> result
 --   "cli" and "lambda": the S3 event of the key (or the event given);
 --   "http": POST {bucket, key} to the pipeline's route in routes.lua.
 --   result = {status = "PROCESSED" | "FAILED" | "SKIPPED" | "ERROR", imageId,
 --   code, reason, renditions, raw (what the mode answered)}; ERROR is a
---   handler that raised (a retry in Lambda) or a 5xx.
+--   handler that raised (a retry in Lambda) or a 5xx. opts (Lambda only):
+--   {deadline_ms} for the invocation.
 -- t:request(mode, method, path, [{query, body}]) -> {status, headers, body,
 --   json}: any route of the folder (GET /download/{imageId}, ...).
 -- t:item(image_id) -> the DynamoDB item (consistent read)
@@ -159,7 +160,7 @@ function Tester:route(pipeline)
   error("routes.lua in " .. self.pipelines .. " has no POST route to the pipeline '" .. pipeline .. "'", 2)
 end
 
-function Tester:run(mode, pipeline, key_or_event)
+function Tester:run(mode, pipeline, key_or_event, opts)
   if mode == "http" then
     local key = key_or_event
     if type(key) == "table" then -- the object of an S3 event
@@ -175,7 +176,7 @@ function Tester:run(mode, pipeline, key_or_event)
     return from_answer(r)
   end
   local event = type(key_or_event) == "table" and key_or_event or self:event(key_or_event)
-  local out = self.drv:invoke(mode, pipeline, event)
+  local out = self.drv:invoke(mode, pipeline, event, opts)
   if not out.ok then return { status = "ERROR", reason = out.error_message, raw = out } end
   return from_record(out.value.records[1])
 end
