@@ -85,12 +85,14 @@ section_renditions() {
     $PY bench/lib/tools.py readme "$OUT/images/photo-$size.jpg" "$OUT/work/readme-$size" "$rounds" \
       "$OUT/work/readme-$size.spec.json"
     aws_example_env $PY bench/lib/measure.py "$OUT/work/readme-$size.spec.json" "$RES/readme-$size.json"
+    cp "$OUT/work/readme-$size.spec.json" "$RES/"
   done
   say "renditions: three from one decode vs three thumbnails, $BENCH_BATCH x 6mp ($R_RESIZE6 rounds)"
   rm -rf "$OUT/work/three-6mp"
   $PY bench/lib/tools.py three "$OUT/images/photo-6mp.jpg" "$OUT/work/three-6mp" "$R_RESIZE6" \
     "$OUT/work/three-6mp.spec.json"
   aws_example_env $PY bench/lib/measure.py "$OUT/work/three-6mp.spec.json" "$RES/three-6mp.json"
+  cp "$OUT/work/three-6mp.spec.json" "$RES/"
 }
 
 section_events() {
