@@ -12,9 +12,11 @@
 # Sections (see bench/RESULTS.md for what each measures and how):
 #   resize    50 images in one process: imgpipe, the floor (bench/floor.c),
 #             vipsthumbnail, Pillow, sharp; 6 MP and 24 MP inputs
-#   renditions the image step of declared pipelines: README.md's own pipeline
-#             against sharp's defaults (6 MP and 24 MP), and three renditions
-#             from one decode against three separate thumbnails (6 MP)
+#             then the image step of declared pipelines (section_renditions):
+#             README.md's own pipeline against sharp's defaults (6 MP and
+#             24 MP), three renditions from one decode against three
+#             separate thumbnails (6 MP); BENCH_RESIZE_ROWS=renditions runs
+#             only these
 #   events    S3 ObjectCreated events end to end on the local stack: imgpipe
 #             (process pipeline, Lambda mode), Python (boto3 + Pillow),
 #             Node.js (AWS SDK v3 + sharp)
@@ -32,7 +34,7 @@ ROOT=$PWD
 export IMGPIPE_BIN=${IMGPIPE_BIN:-$ROOT/build/imgpipe}
 export OUT=${BENCH_OUT:-$ROOT/bench/out}
 export RES=$OUT/results
-SECTIONS=${BENCH_ONLY:-resize renditions events coldstart presign http}
+SECTIONS=${BENCH_ONLY:-resize events coldstart presign http}
 QUICK=${BENCH_QUICK:-0}
 PY=/usr/bin/python3 # Debian's: python3-pil and python3-boto3 live there
 SHARED_IMAGE=$ROOT/../shared/test-images/2569067123_aca715a2ee_o.jpg
@@ -63,6 +65,7 @@ aws_example_env() { "${AWS_EXAMPLE_ENV[@]}" "$@"; }
 
 section_resize() {
   local size rounds
+  if [ "${BENCH_RESIZE_ROWS:-all}" = renditions ]; then section_renditions; return; fi
   for size in 6mp 24mp; do
     rounds=$R_RESIZE6
     [ $size = 24mp ] && rounds=$R_RESIZE24
@@ -73,6 +76,7 @@ section_resize() {
     $PY bench/lib/measure.py "$OUT/work/resize-$size.spec.json" "$RES/resize-$size.json"
     $PY bench/lib/check_outputs.py "$OUT/work/resize-$size" "$BENCH_BATCH" "$RES/resize-$size-outputs.json"
   done
+  section_renditions
 }
 
 section_renditions() {
@@ -223,7 +227,7 @@ $PY bench/lib/tools.py lambda "$OUT/work/lambda-tools.json"
 export PY QUICK R_RESIZE6 R_RESIZE24 R_EVENTS N_EVENTS R_COLD R_PRESIGN HTTP_S
 trap 'exit 130' INT TERM
 for s in $SECTIONS; do
-  case $s in resize | renditions | events | coldstart | presign | http) ;; *) die "unknown section '$s'" ;; esac
+  case $s in resize | events | coldstart | presign | http) ;; *) die "unknown section '$s'" ;; esac
   if ! "$BASH" "$ROOT/bench/run.sh" --section "$s" 2>&1 | tee "$RES/section-$s.log"; then
     echo "$s" >>"$RES/failed"
     echo "bench: section $s failed (log: $RES/section-$s.log); going on with the others" >&2

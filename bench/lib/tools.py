@@ -2,10 +2,10 @@
 """The command lines of every benchmarked tool, written out as the JSON specs
 that measure.py and lambda_bench.py read. One place to see exactly what runs.
 
-  tools.py resize INPUT.jpg WORKDIR ROUNDS OUT.json   50 copies of INPUT, one spec
-  tools.py lambda OUT.json                            the three Lambda runtimes
   tools.py readme INPUT.jpg WORKDIR ROUNDS OUT.json   README's pipeline vs sharp's defaults
   tools.py three INPUT.jpg WORKDIR ROUNDS OUT.json    three renditions: one decode vs three thumbnails
+  tools.py resize INPUT.jpg WORKDIR ROUNDS OUT.json   50 copies of INPUT, one spec
+  tools.py lambda OUT.json                            the three Lambda runtimes
 
 Environment: IMGPIPE_BIN (the imgpipe binary), FLOOR_BIN (bench/floor.c built),
 BENCH_BATCH (images per batch, 50).
@@ -115,10 +115,10 @@ def lambda_tools(out):
 
 
 def main():
+    if len(sys.argv) >= 6 and sys.argv[1] in ("readme", "three"):
+        return renditions(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
     if len(sys.argv) >= 6 and sys.argv[1] == "resize":
         resize(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
-    elif len(sys.argv) >= 6 and sys.argv[1] in ("readme", "three"):
-        renditions(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
     elif len(sys.argv) == 3 and sys.argv[1] == "lambda":
         lambda_tools(sys.argv[2])
     else:
