@@ -61,6 +61,22 @@ def resize(image, work, rounds, out):
                    "image": os.path.basename(image), "commands": cmds}, f, indent=1)
 
 
+def lambda_tools(out):
+    imgpipe = os.environ["IMGPIPE_BIN"]
+    peers = os.path.join(BENCH, "peers")
+    tools = [
+        # The binary started as "bootstrap", as the provided.al2023 runtime does.
+        {"name": "imgpipe", "argv": [imgpipe], "argv0": "bootstrap",
+         "env": {"_HANDLER": "process", "IMGPIPE_PIPELINES": os.path.join(ROOT, "pipelines")}},
+        {"name": "python", "argv": [PY, os.path.join(peers, "python/bootstrap.py")],
+         "env": {"_HANDLER": "handler.lambda_handler", "LAMBDA_TASK_ROOT": os.path.join(peers, "python")}},
+        {"name": "node", "argv": [NODE, os.path.join(peers, "node/bootstrap.mjs")],
+         "env": {"_HANDLER": "handler.handler", "LAMBDA_TASK_ROOT": os.path.join(peers, "node")}},
+    ]
+    with open(out, "w") as f:
+        json.dump(tools, f, indent=1)
+
+
 def renditions(kind, image, work, rounds, out):
     """The renditions section: the image step of declared pipelines
     (bench/scripts/renditions-batch.lua), per kind:
@@ -96,22 +112,6 @@ def renditions(kind, image, work, rounds, out):
     with open(out, "w") as f:
         json.dump({"rounds": rounds, "warmup": 1, "timeout_s": 600, "batch": batch,
                    "image": os.path.basename(image), "commands": cmds}, f, indent=1)
-
-
-def lambda_tools(out):
-    imgpipe = os.environ["IMGPIPE_BIN"]
-    peers = os.path.join(BENCH, "peers")
-    tools = [
-        # The binary started as "bootstrap", as the provided.al2023 runtime does.
-        {"name": "imgpipe", "argv": [imgpipe], "argv0": "bootstrap",
-         "env": {"_HANDLER": "process", "IMGPIPE_PIPELINES": os.path.join(ROOT, "pipelines")}},
-        {"name": "python", "argv": [PY, os.path.join(peers, "python/bootstrap.py")],
-         "env": {"_HANDLER": "handler.lambda_handler", "LAMBDA_TASK_ROOT": os.path.join(peers, "python")}},
-        {"name": "node", "argv": [NODE, os.path.join(peers, "node/bootstrap.mjs")],
-         "env": {"_HANDLER": "handler.handler", "LAMBDA_TASK_ROOT": os.path.join(peers, "node")}},
-    ]
-    with open(out, "w") as f:
-        json.dump(tools, f, indent=1)
 
 
 def main():
