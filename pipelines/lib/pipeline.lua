@@ -52,6 +52,11 @@ function M.image_limits(cfg)
     max_pixels = cfg.max_pixels,
     max_pages = cfg.max_frames,
     fast_shrink = cfg.shrink_on_load == "fast",
+    -- The cost limits (docs/limits.md); nil where lib/config.lua has none yet.
+    max_scans = cfg.max_jpeg_scans,
+    max_aspect_ratio = cfg.max_aspect_ratio,
+    max_interlaced_pixels = cfg.max_interlaced_pixels,
+    budget_ms = cfg.image_budget_ms,
   }
 end
 
