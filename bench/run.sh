@@ -12,6 +12,11 @@
 # Sections (see bench/RESULTS.md for what each measures and how):
 #   resize    50 images in one process: imgpipe, the floor (bench/floor.c),
 #             vipsthumbnail, Pillow, sharp; 6 MP and 24 MP inputs
+#             then the image step of declared pipelines (section_renditions):
+#             README.md's own pipeline against sharp's defaults (6 MP and
+#             24 MP), three renditions from one decode against three
+#             separate thumbnails (6 MP); BENCH_RESIZE_ROWS=renditions runs
+#             only these
 #   events    S3 ObjectCreated events end to end on the local stack: imgpipe
 #             (process pipeline, Lambda mode), Python (boto3 + Pillow),
 #             Node.js (AWS SDK v3 + sharp)
@@ -64,6 +69,7 @@ aws_example_env() { "${AWS_EXAMPLE_ENV[@]}" "$@"; }
 
 section_resize() {
   local size rounds
+  if [ "${BENCH_RESIZE_ROWS:-all}" = renditions ]; then section_renditions; return; fi
   for size in 6mp 24mp; do
     rounds=$R_RESIZE6
     [ $size = 24mp ] && rounds=$R_RESIZE24
@@ -74,6 +80,27 @@ section_resize() {
     $PY bench/lib/measure.py "$OUT/work/resize-$size.spec.json" "$RES/resize-$size.json"
     $PY bench/lib/check_outputs.py "$OUT/work/resize-$size" "$BENCH_BATCH" "$RES/resize-$size-outputs.json"
   done
+  section_renditions
+}
+
+section_renditions() {
+  local size rounds
+  for size in 6mp 24mp; do
+    rounds=$R_RESIZE6
+    [ $size = 24mp ] && rounds=$R_RESIZE24
+    say "renditions: README defaults vs sharp, $BENCH_BATCH x $size ($rounds rounds, interleaved)"
+    rm -rf "$OUT/work/readme-$size"
+    $PY bench/lib/tools.py readme "$OUT/images/photo-$size.jpg" "$OUT/work/readme-$size" "$rounds" \
+      "$OUT/work/readme-$size.spec.json"
+    aws_example_env $PY bench/lib/measure.py "$OUT/work/readme-$size.spec.json" "$RES/readme-$size.json"
+    cp "$OUT/work/readme-$size.spec.json" "$RES/"
+  done
+  say "renditions: three from one decode vs three thumbnails, $BENCH_BATCH x 6mp ($R_RESIZE6 rounds)"
+  rm -rf "$OUT/work/three-6mp"
+  $PY bench/lib/tools.py three "$OUT/images/photo-6mp.jpg" "$OUT/work/three-6mp" "$R_RESIZE6" \
+    "$OUT/work/three-6mp.spec.json"
+  aws_example_env $PY bench/lib/measure.py "$OUT/work/three-6mp.spec.json" "$RES/three-6mp.json"
+  cp "$OUT/work/three-6mp.spec.json" "$RES/"
 }
 
 section_events() {

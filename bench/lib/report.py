@@ -225,6 +225,60 @@ def resize_section(res, out, targets):
                "cache, for every tool alike.\n")
 
 
+def renditions_section(res, out, targets):
+    out.append("## 1b. Renditions: declared pipelines\n")
+    any_ = False
+    for size, label in (("6mp", "6 MP"), ("24mp", "24 MP")):
+        data = load(res, "readme-%s.json" % size)
+        if not data:
+            continue
+        any_ = True
+        c = data["commands"]
+        batch = (load(res, "readme-%s.spec.json" % size) or {}).get("batch", "?")
+        out.append("### README defaults, %s, batch of %s images in one process, %d rounds\n" % (label, batch,
+                                                                                           data["rounds"]))
+        out.append("| tool | wall time, s: median (min–max) | CPU time, s | peak RSS, MB | time ÷ imgpipe-readme's |")
+        out.append("|---|---|---|---|---|")
+        for tool in ("imgpipe-readme", "sharp"):
+            out.append("| %s | %s | %.2f | %s | %.2f |" % (tool, span(c[tool]["wall_s"], "%.2f"), med(c[tool]["cpu_s"]),
+                                                         span(c[tool]["maxrss_kb"], "%.0f", 1 / MB),
+                                                         pratio(c[tool]["wall_s"], c["imgpipe-readme"]["wall_s"])))
+        r = pratio(c["sharp"]["wall_s"], c["imgpipe-readme"]["wall_s"])
+        targets.append(Target("readme-sharp", "README defaults %s: sharp time ÷ imgpipe time" % label, r, 1.0, True,
+                              "%.2fx" % r + pspan(c["sharp"]["wall_s"], c["imgpipe-readme"]["wall_s"])))
+        out.append("")
+    data = load(res, "three-6mp.json")
+    if data:
+        any_ = True
+        c = data["commands"]
+        batch = (load(res, "three-6mp.spec.json") or {}).get("batch", "?")
+        out.append("### Three WebP renditions (160, 640, 1280 px) of each 6 MP upload, batch of %s, %d rounds\n" % (
+            batch, data["rounds"]))
+        out.append("| how | wall time, s: median (min–max) | CPU time, s | peak RSS, MB | time ÷ one-decode's |")
+        out.append("|---|---|---|---|---|")
+        for tool in ("one-decode", "separate"):
+            out.append("| %s | %s | %.2f | %s | %.2f |" % (tool, span(c[tool]["wall_s"], "%.2f"), med(c[tool]["cpu_s"]),
+                                                         span(c[tool]["maxrss_kb"], "%.0f", 1 / MB),
+                                                         pratio(c[tool]["wall_s"], c["one-decode"]["wall_s"])))
+        out.append("")
+    if not any_:
+        out.append("Not run.\n")
+        return
+    out.append("- **imgpipe-readme**: `bench/scripts/renditions-batch.lua readme`: README.md's own pipeline "
+               "(the first Lua block of \"Writing and testing your own pipeline\", loaded as it is: one rendition "
+               "fitted into 800x800, JPEG quality 80), per file: the bytes read into a Lua string (as `s3.get` "
+               "gives them), then the library's `renditions.make` with the declaration's limits — probe, "
+               "then one `image.thumbnail` with `lazy` and `fast_shrink` (the library's defaults) and `save`.")
+    out.append("- **sharp**: the resize section's peer script (sharp's defaults).")
+    out.append("- **one-decode**: `renditions-batch.lua one-decode`: the renditions of "
+               "examples/pipelines/three-renditions.lua without the watermark, through `renditions.make`: one "
+               "decode at the largest size (shrink-on-load), three resizes in memory, three WebP encodes.")
+    out.append("- **separate**: `renditions-batch.lua separate`: the same three as three `image.thumbnail` calls on "
+               "the bytes (each `lazy`, `fast_shrink`), each saved as WebP. The WebP encode of the 1280 px "
+               "rendition is most of the work either way; one decode saves the two smaller decodes (and the "
+               "source's parse), so compare CPU time as well as wall time on a shared machine.\n")
+
+
 def events_section(res, out, targets):
     out.append("## 2. S3 event end to end (local stack)\n")
     data = load(res, "events.json")
@@ -534,6 +588,7 @@ def main():
     res, md, png = sys.argv[1], sys.argv[2], sys.argv[3]
     body, targets = [], []
     resize_section(res, body, targets)
+    renditions_section(res, body, targets)
     events_section(res, body, targets)
     coldstart_section(res, body, targets)
     presign_section(res, body, targets)

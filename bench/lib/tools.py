@@ -2,6 +2,8 @@
 """The command lines of every benchmarked tool, written out as the JSON specs
 that measure.py and lambda_bench.py read. One place to see exactly what runs.
 
+  tools.py readme INPUT.jpg WORKDIR ROUNDS OUT.json   README's pipeline vs sharp's defaults
+  tools.py three INPUT.jpg WORKDIR ROUNDS OUT.json    three renditions: one decode vs three thumbnails
   tools.py resize INPUT.jpg WORKDIR ROUNDS OUT.json   50 copies of INPUT, one spec
   tools.py lambda OUT.json [PACKAGED_ROOT]            the three Lambda runtimes; with an
                                                       empty root holding the runtime and
@@ -93,7 +95,46 @@ def lambda_tools(out, packaged_root=None):
         json.dump(tools, f, indent=1)
 
 
+def renditions(kind, image, work, rounds, out):
+    """The renditions section: the image step of declared pipelines
+    (bench/scripts/renditions-batch.lua), per kind:
+      readme  README.md's own pipeline (800x800 JPEG q80) against sharp's
+              defaults (the resize section's peer script)
+      three   three-renditions.lua's renditions from one decode against
+              three separate thumbnails"""
+    batch = int(os.environ.get("BENCH_BATCH", "50"))
+    imgpipe = os.environ["IMGPIPE_BIN"]
+    indir = os.path.join(work, "in")
+    os.makedirs(indir, exist_ok=True)
+    inputs = []
+    for i in range(1, batch + 1):
+        p = os.path.join(indir, "img-%03d.jpg" % i)
+        if os.path.lexists(p):
+            os.unlink(p)
+        os.symlink(os.path.abspath(image), p)
+        inputs.append(p)
+
+    def outdir(name):
+        d = os.path.join(work, "out-" + name)
+        os.makedirs(d, exist_ok=True)
+        return d
+
+    script = os.path.join(BENCH, "scripts/renditions-batch.lua")
+    if kind == "readme":
+        tools = [("imgpipe-readme", [imgpipe, "run", script, "--", "readme", outdir("imgpipe-readme")]),
+                 ("sharp", [NODE, os.path.join(BENCH, "peers/resize_sharp.mjs"), outdir("sharp")])]
+    else:
+        tools = [("one-decode", [imgpipe, "run", script, "--", "one-decode", outdir("one-decode")]),
+                 ("separate", [imgpipe, "run", script, "--", "separate", outdir("separate")])]
+    cmds = [{"name": name, "argv": argv + inputs, "warmup_argv": argv + inputs[:2]} for name, argv in tools]
+    with open(out, "w") as f:
+        json.dump({"rounds": rounds, "warmup": 1, "timeout_s": 600, "batch": batch,
+                   "image": os.path.basename(image), "commands": cmds}, f, indent=1)
+
+
 def main():
+    if len(sys.argv) >= 6 and sys.argv[1] in ("readme", "three"):
+        return renditions(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
     if len(sys.argv) >= 6 and sys.argv[1] == "resize":
         resize(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
     elif len(sys.argv) in (3, 4) and sys.argv[1] == "lambda":

@@ -4,6 +4,8 @@
 --   originalKey, contentType, uploadTimestamp, filename        (upload)
 --   processedKey, bytes, width, height, outWidth, outHeight,
 --   outContentType, outBytes, processedAt, etag, sequencer     (process)
+--   renditions   name -> {key, width, height, bytes, contentType}  (process;
+--                the top-level out* fields repeat the first rendition)
 --   reason, failedAt                                           (failure)
 --   lastFailure, lastFailedAt       (a later attempt failed; PROCESSED kept)
 --   claimToken, leaseUntil, claimSequencer, claimedAt          (while processing)
@@ -149,7 +151,7 @@ local function settle(cfg, claim, sets, values, removes, condition)
 end
 
 local OUTPUT_FIELDS = { "processedKey", "width", "height", "outWidth", "outHeight", "bytes", "outBytes",
-  "outContentType", "contentType" }
+  "outContentType", "contentType", "renditions" }
 
 -- Records PROCESSED with what was made (the fields of OUTPUT_FIELDS found
 -- in `out`). Returns true, or false and the error.

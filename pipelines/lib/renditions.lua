@@ -48,7 +48,8 @@
 -- returns the list of made renditions, or nil, err (err.code from
 -- imgpipe.image: InvalidImage, UnsupportedFormat, TooManyPixels,
 -- ImageError, FontNotFound; err.rendition names the rendition).
--- limits: {max_pixels, max_pages, allow, fast_shrink = true}.
+-- limits: {max_pixels, max_pages, allow, fast_shrink = true, ...}: every field is
+-- passed on to image.thumbnail.
 local image = require "imgpipe.image"
 
 local M = {}
@@ -376,9 +377,12 @@ local function encode(r, img, source_format)
   }
 end
 
+-- Every limit is passed on to image.thumbnail as it is (so a new one in
+-- pipeline.image_limits reaches the decoder), fast_shrink on unless false.
 local function load_options(limits, extra)
-  local o = { max_pixels = limits.max_pixels, max_pages = limits.max_pages, allow = limits.allow,
-    fast_shrink = limits.fast_shrink ~= false }
+  local o = {}
+  for k, v in pairs(limits) do o[k] = v end
+  o.fast_shrink = limits.fast_shrink ~= false
   for k, v in pairs(extra) do o[k] = v end
   return o
 end
