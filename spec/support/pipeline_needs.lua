@@ -136,6 +136,15 @@ end
 -- The primitive calls a pipeline makes: {call, bucket} deduplicated, sorted.
 function M.calls(pipeline)
   local src = read(paths.pipelines .. "/" .. pipeline .. ".lua")
+  -- A declaration (pipeline.process{...}, pipeline.upload{...}, ...) runs
+  -- the library's module of that kind: its calls are the pipeline's.
+  for kind in src:gmatch "%f[%w_]pipeline%.([%a_]+)%s*[{(]" do
+    local f = io.open(paths.pipelines .. "/lib/pipeline/" .. kind .. ".lua", "r")
+    if f then
+      src = src .. "\n" .. f:read "a"
+      f:close()
+    end
+  end
   local calls = primitive_calls(src, pipeline .. ".lua")
   for var, lib in src:gmatch 'local%s+([%w_]+)%s*=%s*require%s*%(?%s*"lib%.([%w_]+)"' do
     local mod = lib_module(lib)
