@@ -232,16 +232,19 @@ describe("image states", function()
         it("lets the lease of a request that ran past its deadline lapse; a retry then takes over", function()
           local key = key_for("slow-" .. mode .. ".jpg")
           put_upload(key, jpeg(400, 300))
-          local d, f, stop = faulty(function(fs) return { AWS_ENDPOINT_URL_S3 = fs.url } end, "--timeout 2")
+          -- Deadlines of a few seconds leave room for a loaded machine to
+          -- reach the claim before the deadline; the GET then hangs past it.
+          local d, f, stop = faulty(function(fs) return { AWS_ENDPOINT_URL_S3 = fs.url } end, "--timeout 5")
           finally(stop)
           -- Object GETs hang past the deadline; everything else reaches S3.
-          f:plan({ { method = "GET", path = "^/" .. env.UPLOAD_BUCKET .. "/uploads/", delay = 8, proxy = S3_URL } },
+          f:plan({ { method = "GET", path = "^/" .. env.UPLOAD_BUCKET .. "/uploads/", delay = 12, proxy = S3_URL } },
             { proxy = S3_URL })
           local t0 = now_ms()
           local r = request("POST", "/process", { bucket = env.UPLOAD_BUCKET, key = key },
-            { driver = d, invoke = { deadline_ms = t0 + 2500 } })
+            { driver = d, invoke = { deadline_ms = t0 + 5000 } })
           assert.is_true(r.status == 503 or r.status == 504, r.body)
           local it_ = get_item(image_id(key))
+          assert(it_, "no item: the request did not reach its claim before the deadline")
           assert.equal("PENDING", it_.status)
           assert.is_number(it_.leaseUntil)
           assert.is_true(it_.leaseUntil <= now_ms() + 1000 + GRACE_MS, "the lease outlives the deadline")
