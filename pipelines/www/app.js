@@ -61,15 +61,20 @@
     bar.id = id + '-bar';
     const barLabel = make('label', 'bar-label', 'Upload progress');
     barLabel.htmlFor = bar.id;
+    const ident = make('p', 'ident hint');
     const status = make('p', 'status');
     const badge = make('span', 'badge', 'WAITING');
     const detail = make('span', 'detail', '');
     status.append(badge, ' ', detail);
-    li.append(name, barLabel, bar, status);
+    li.append(name, ident, barLabel, bar, status);
     list.prepend(li);
 
     return {
       li,
+      identify(imageId) {
+        li.dataset.imageId = imageId;
+        ident.textContent = 'image id ' + imageId;
+      },
       set(state, text) {
         li.dataset.status = state;
         badge.textContent = state;
@@ -190,7 +195,7 @@
         continue;
       }
       if (r.status === 200 && r.body.status === 'PROCESSED') {
-        row.set('PROCESSED', 'ready');
+        row.set('PROCESSED', 'ready (sent by ' + row.li.dataset.method + ')');
         row.result(r.body, file);
         return;
       }
@@ -227,7 +232,7 @@
       }
       if (!grant || !grant.fields) grant = await askUpload(file, 'PUT');
       row.li.dataset.method = grant.method;
-      row.li.dataset.imageId = grant.imageId;
+      row.identify(grant.imageId);
       row.set('UPLOADING', 'sending by ' + grant.method);
       try {
         await send(grant, file, f => row.progress(f));
@@ -235,7 +240,7 @@
         if (grant.method !== 'POST' || !postUnavailable(e)) throw e;
         grant = await askUpload(file, 'PUT');
         row.li.dataset.method = grant.method;
-        row.li.dataset.imageId = grant.imageId;
+        row.identify(grant.imageId);
         row.set('UPLOADING', 'the form was not taken; sending by PUT');
         await send(grant, file, f => row.progress(f));
       }
