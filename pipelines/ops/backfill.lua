@@ -130,7 +130,8 @@ local function backfill()
   local done_before = cp and cp.done or 0
   local total = count(token, after)
   if opts.stop_after and opts.stop_after < total then total = opts.stop_after end
-  local runner = { bin = common.imgpipe_binary(opts.imgpipe), timeout = opts.timeout or 120, dir = common.tmpdir() }
+  local runner = { bin = common.imgpipe_binary(opts.imgpipe), timeout = common.timeout(opts, USAGE),
+    dir = common.tmpdir() }
   local progress = common.progress(total, terminal)
   if cp and not terminal then
     io.stdout:write(json.encode { event = "resume", after = after, done_before = done_before }, "\n")
@@ -154,7 +155,8 @@ local function backfill()
       end
       local results = common.run_process(runner, events)
       for j, r in ipairs(results) do
-        progress.object { key = batch[j], imageId = r.imageId, outcome = r.outcome, code = r.code, reason = r.reason }
+        progress.object { key = batch[j], imageId = r.imageId, outcome = r.outcome, code = r.code, reason = r.reason,
+          itemStatus = r.itemStatus }
       end
       progress.add(results)
       processed = processed + #batch

@@ -58,6 +58,14 @@ function M.parse_args(argv, flags, usage)
   return opts
 end
 
+-- The --timeout of a run: seconds each object may take (at least 10, so
+-- the process pipeline keeps its MIN_REMAINING_MS margin), default 120.
+function M.timeout(opts, usage)
+  local t = opts.timeout or 120
+  if t < 10 or t > 900 then M.usage_error(usage, "--timeout takes 10 to 900 seconds") end
+  return t
+end
+
 -- ---- files and processes -------------------------------------------------------
 
 function M.q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
@@ -114,8 +122,10 @@ end
 
 -- Runs `imgpipe run process` on each event, at most `concurrency` at once,
 -- and returns the outcomes in the same order: {outcome, code, reason,
--- imageId}. outcome is the pipeline's status (PROCESSED, FAILED, SKIPPED)
--- or ERROR when the child failed (a transient failure: run again later).
+-- imageId, itemStatus}. outcome is the pipeline's status (PROCESSED, FAILED,
+-- SKIPPED) or ERROR when the child failed (a transient failure: run again
+-- later). A failure of an image that was PROCESSED leaves it PROCESSED
+-- (docs/states.md): then itemStatus says so.
 --
 -- The children of one batch run side by side; the next batch starts when
 -- the whole batch has ended (io.popen cannot wait for whichever child ends
@@ -140,7 +150,8 @@ function M.run_process(runner, events)
     os.remove(job.base .. ".err")
     local decoded_ok, res = pcall(json.decode, out)
     if ok and decoded_ok and type(res) == "table" and type(res.status) == "string" then
-      results[i] = { outcome = res.status, code = res.code, reason = res.reason, imageId = res.imageId }
+      results[i] = { outcome = res.status, code = res.code, reason = res.reason, imageId = res.imageId,
+        itemStatus = res.itemStatus }
     else
       local last = err:match "imgpipe: [^\n]*" or err:match "([^\n]+)\n*$" or "no output"
       results[i] = { outcome = "ERROR", reason = last }

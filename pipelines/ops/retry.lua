@@ -93,7 +93,8 @@ if opts.dry_run then
   os.exit(0)
 end
 
-local runner = { bin = common.imgpipe_binary(opts.imgpipe), timeout = opts.timeout or 120, dir = common.tmpdir() }
+local runner = { bin = common.imgpipe_binary(opts.imgpipe), timeout = common.timeout(opts, USAGE),
+  dir = common.tmpdir() }
 local i = 1
 while i <= #list do
   local batch, events, results = {}, {}, {}
@@ -117,7 +118,7 @@ while i <= #list do
     end
     results[j] = r
     progress.object { imageId = item.imageId, key = item.originalKey, before = item.status or json.null,
-      outcome = r.outcome, code = r.code, reason = r.reason }
+      outcome = r.outcome, code = r.code, reason = r.reason, itemStatus = r.itemStatus }
   end
   progress.add(results)
   i = i + #batch

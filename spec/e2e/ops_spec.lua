@@ -53,7 +53,7 @@ local function inspect(ids)
       if item then
         r.status, r.reason, r.processedKey, r.processedAt = item.status, item.reason, item.processedKey,
           item.processedAt
-        r.outWidth, r.outHeight = item.outWidth, item.outHeight
+        r.outWidth, r.outHeight, r.lastFailure = item.outWidth, item.outHeight, item.lastFailure
         if item.processedKey then
           local img = s3.get { bucket = os.getenv "PROCESSED_BUCKET", key = item.processedKey }
           if img then
@@ -261,6 +261,24 @@ describe("e2e: operations scripts", function()
       assert.are.equal(0, #ops("failed", ""))
     end)
 
+    it("keeps a PROCESSED image and its output when a forced re-run fails under a stricter limit", function()
+      assert.is_truthy(ids, "needs the images above")
+      local before = inspect { ids[2] }
+      assert.are.equal("PROCESSED", before[ids[2]].status)
+      local lines, err, code = ops("retry", "--id " .. ids[2], { MAX_PIXELS = "5000" })
+      assert.are.equal(0, code, err)
+      local o = of_kind(lines, "object")[1]
+      assert.are.equal("FAILED", o.outcome)
+      assert.are.equal("PROCESSED", o.itemStatus)
+      local after = inspect { ids[2] }
+      local r = after[ids[2]]
+      assert.are.equal("PROCESSED", r.status)
+      assert.matches("^TooManyPixels:", r.lastFailure)
+      assert.are.equal(before[ids[2]].processedKey, r.processedKey)
+      assert.are.equal(1, r.outputs)
+      assert.are.equal(r.outWidth, r.storedWidth)
+    end)
+
     it("reports an unknown id as such", function()
       local lines, err, code = ops("retry", "--id obj-0123456789abcdef0123456789abcdef")
       assert.are.equal(0, code, err)
@@ -274,6 +292,7 @@ describe("e2e: operations scripts", function()
       { "backfill", "--concurrency 0", "whole number from 1" },
       { "backfill", "--concurrency 33", "at most 32" },
       { "backfill", "--concurrency", "needs a value" },
+      { "backfill", "--timeout 2", "10 to 900 seconds" },
       { "backfill", "--prefix elsewhere/", "outside the upload prefix" },
       { "retry", "--id ../../etc/passwd", "is not an image id" },
       { "retry", "--id", "needs a value" },
