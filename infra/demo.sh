@@ -110,7 +110,7 @@ if [ "${KEEP:-0}" = 1 ]; then
   trap - EXIT
   cat <<EOF
 
-The stack and the server keep running (KEEP=1). Try:
+The stack and the server keep running (KEEP=1). Open the upload page at $api/ or try:
   . $work/stack.env
   curl -X POST $api/upload -H 'Content-Type: application/json' -d '{"contentType":"image/png"}'
   curl $api/download/$image_id

@@ -38,6 +38,22 @@ const uploadBucket = process.env.UPLOAD_BUCKET || 'imgpipe-uploads';
 const processedBucket = process.env.PROCESSED_BUCKET || 'imgpipe-processed';
 const tableName = process.env.TABLE_NAME || 'imgpipe-images';
 const notifyLog = path.join(args.dir, 'notify.log');
+const statusIndex = 'status-index';
+// The upload bucket's CORS rules, the same as the template's UploadBucket:
+// pages on another origin (the upload page under imgpipe serve) may PUT and
+// POST to it. IMGPIPE_STACK_CORS_ORIGIN narrows the origin (default any).
+const corsOrigin = process.env.IMGPIPE_STACK_CORS_ORIGIN || '*';
+
+function xmlText(s) {
+  return String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+const uploadCors =
+  '<CORSConfiguration><CORSRule>' +
+  '<AllowedOrigin>' + xmlText(corsOrigin) + '</AllowedOrigin>' +
+  '<AllowedMethod>PUT</AllowedMethod><AllowedMethod>POST</AllowedMethod>' +
+  '<AllowedHeader>*</AllowedHeader><MaxAgeSeconds>3000</MaxAgeSeconds>' +
+  '</CORSRule></CORSConfiguration>';
 
 function log(msg) {
   fs.appendFileSync(path.join(args.dir, 'stack.log'), new Date().toISOString() + ' ' + msg + '\n');
@@ -199,11 +215,27 @@ function dynamoCall(port, target, body) {
   });
 }
 
+// The table as infra/template.yaml makes it: key imageId, and the status
+// index (status, uploadTimestamp) that `failed` and `retry` query.
 async function createTable(port) {
   const r = await dynamoCall(port, 'CreateTable', {
     TableName: tableName,
-    AttributeDefinitions: [{ AttributeName: 'imageId', AttributeType: 'S' }],
+    AttributeDefinitions: [
+      { AttributeName: 'imageId', AttributeType: 'S' },
+      { AttributeName: 'status', AttributeType: 'S' },
+      { AttributeName: 'uploadTimestamp', AttributeType: 'S' },
+    ],
     KeySchema: [{ AttributeName: 'imageId', KeyType: 'HASH' }],
+    GlobalSecondaryIndexes: [
+      {
+        IndexName: statusIndex,
+        KeySchema: [
+          { AttributeName: 'status', KeyType: 'HASH' },
+          { AttributeName: 'uploadTimestamp', KeyType: 'RANGE' },
+        ],
+        Projection: { ProjectionType: 'ALL' },
+      },
+    ],
     BillingMode: 'PAY_PER_REQUEST',
   });
   if (r.status !== 200 && !/ResourceInUseException/.test(r.body.__type || '')) {
@@ -211,7 +243,9 @@ async function createTable(port) {
   }
   for (let i = 0; i < 100; i++) {
     const d = await dynamoCall(port, 'DescribeTable', { TableName: tableName });
-    if (d.status === 200 && d.body.Table.TableStatus === 'ACTIVE') return;
+    const t = d.status === 200 && d.body.Table;
+    if (t && t.TableStatus === 'ACTIVE' &&
+        (t.GlobalSecondaryIndexes || []).every(i => i.IndexStatus === 'ACTIVE')) return;
     await new Promise(res => setTimeout(res, 50));
   }
   throw new Error('table ' + tableName + ' did not become ACTIVE');
@@ -226,7 +260,7 @@ async function main() {
     port: 0,
     silent: true,
     directory: path.join(args.dir, 's3'),
-    configureBuckets: [{ name: uploadBucket }, { name: processedBucket }],
+    configureBuckets: [{ name: uploadBucket, configs: [uploadCors] }, { name: processedBucket }],
   });
   s3.on('event', onS3Event);
   await s3.configureBuckets();

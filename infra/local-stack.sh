@@ -7,8 +7,11 @@
 #
 # start: runs both emulators in one Node process (infra/local-stack.js) on
 # free ports of 127.0.0.1, keeping S3 data under DIR/s3 and DynamoDB in memory;
-# creates the buckets UPLOAD_BUCKET (imgpipe-uploads) and PROCESSED_BUCKET
-# (imgpipe-processed) and the table TABLE_NAME (imgpipe-images, key imageId S);
+# creates the buckets UPLOAD_BUCKET (imgpipe-uploads, with the CORS rules of
+# the template's upload bucket: PUT and POST from IMGPIPE_STACK_CORS_ORIGIN,
+# default any origin) and PROCESSED_BUCKET (imgpipe-processed) and the table
+# TABLE_NAME (imgpipe-images, key imageId S, and the template's index
+# status-index: status S, uploadTimestamp S);
 # waits until they answer; then writes DIR/stack.env, `export` lines for
 # AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_DYNAMODB, AWS_ACCESS_KEY_ID,
 # AWS_SECRET_ACCESS_KEY (dummies the emulators accept), AWS_REGION,
@@ -94,10 +97,16 @@ start_localstack() {
       $aws --endpoint-url "$AWS_ENDPOINT_URL" s3api create-bucket --bucket "$b" >/dev/null || return 1
     fi
   done
+  $aws --endpoint-url "$AWS_ENDPOINT_URL" s3api put-bucket-cors --bucket "$upload" --cors-configuration \
+    "{\"CORSRules\": [{\"AllowedOrigins\": [\"${IMGPIPE_STACK_CORS_ORIGIN:-*}\"], \"AllowedMethods\": [\"PUT\", \"POST\"], \"AllowedHeaders\": [\"*\"], \"MaxAgeSeconds\": 3000}]}" \
+    >/dev/null || return 1
   if ! $aws --endpoint-url "$AWS_ENDPOINT_URL" dynamodb describe-table --table-name "$table" >/dev/null 2>&1; then
     $aws --endpoint-url "$AWS_ENDPOINT_URL" dynamodb create-table --table-name "$table" \
-      --attribute-definitions AttributeName=imageId,AttributeType=S \
-      --key-schema AttributeName=imageId,KeyType=HASH --billing-mode PAY_PER_REQUEST >/dev/null || return 1
+      --attribute-definitions AttributeName=imageId,AttributeType=S AttributeName=status,AttributeType=S \
+      AttributeName=uploadTimestamp,AttributeType=S \
+      --key-schema AttributeName=imageId,KeyType=HASH --billing-mode PAY_PER_REQUEST \
+      --global-secondary-indexes '[{"IndexName": "status-index", "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}, {"AttributeName": "uploadTimestamp", "KeyType": "RANGE"}], "Projection": {"ProjectionType": "ALL"}}]' \
+      >/dev/null || return 1
     $aws --endpoint-url "$AWS_ENDPOINT_URL" dynamodb wait table-exists --table-name "$table" || return 1
   fi
   write_env "$AWS_ENDPOINT_URL" "$AWS_ENDPOINT_URL" "$key" "$secret" ""
