@@ -97,7 +97,7 @@
         const caption = make('figcaption', 'result-size');
         const dims = answer.width && answer.height ? answer.width + ' × ' + answer.height + ' px' : 'size unknown';
         caption.textContent = dims + (answer.contentType ? ', ' + answer.contentType : '') +
-          ' (from ' + humanBytes(file.size) + ')';
+          (answer.bytes ? ', ' + humanBytes(answer.bytes) : '') + ' (from ' + humanBytes(file.size) + ')';
         const link = make('a', 'open', 'Open the result');
         link.href = answer.url;
         link.rel = 'noopener';

@@ -1,7 +1,7 @@
 -- The behaviour behind pipeline.download{...}: GET /download/{imageId}
 -- [?rendition=NAME][&redirect=1].
 --
--- 200 {imageId, status, url, expiresIn, width, height, contentType,
+-- 200 {imageId, status, url, expiresIn, width, height, contentType, bytes,
 -- rendition} once processed (a presigned GET, or a URL under
 -- PUBLIC_BASE_URL such as a CloudFront domain), 202 while pending, 404 for
 -- an unknown id or rendition, 422 with the reason when processing failed.
@@ -31,7 +31,7 @@ function M.new(decl)
     local name = http.query(event, "rendition")
     if name == nil or name == "" then
       return { key = item.processedKey, width = item.outWidth, height = item.outHeight,
-        contentType = item.outContentType }
+        contentType = item.outContentType, bytes = item.outBytes }
     end
     if #name > 64 or not name:match "^[%w_%-%.]+$" then
       return nil, http.error(400, "InvalidRendition", "rendition must be a name of letters, digits, '_', '-', '.'")
@@ -45,7 +45,8 @@ function M.new(decl)
       return nil, http.error(404, "RenditionNotFound", string.format("image %s has no rendition '%s'%s", id, name,
         #names > 0 and (" (it has: " .. table.concat(names, ", ") .. ")") or ""), { imageId = id })
     end
-    return { key = r.key, width = r.width, height = r.height, contentType = r.contentType, name = name }
+    return { key = r.key, width = r.width, height = r.height, contentType = r.contentType, bytes = r.bytes,
+      name = name }
   end
 
   return function(event, ctx)
@@ -81,7 +82,7 @@ function M.new(decl)
     end
     return http.json(200, {
       imageId = id, status = "PROCESSED", url = url, expiresIn = cfg.public_base_url and nil or cfg.url_expires,
-      width = r.width, height = r.height, contentType = r.contentType, rendition = r.name,
+      width = r.width, height = r.height, contentType = r.contentType, bytes = r.bytes, rendition = r.name,
     })
   end
 end
