@@ -100,14 +100,15 @@ static int image_remake(lua_State *L, image_handle *h) {
     return 0;
 }
 
-VipsImage *image_check_decoded(lua_State *L, int idx) {
-    image_handle *h = (image_handle *)luaL_checkudata(L, idx, IMAGE_MT);
-    if (!h->im) luaL_error(L, "attempt to use a closed image");
-    if (h->lazy == IMAGE_EAGER) return h->im;
+/* Computes the lazy image h into memory under a budget (budget_ms, 0 =
+ * none; deadline_ms epoch ms, 0 = none): from then on it is an ordinary,
+ * eager image. A used-up pipeline is made again first. Returns the image,
+ * or pushes nil, err and returns NULL. */
+static VipsImage *image_decode(lua_State *L, image_handle *h, lua_Integer budget_ms, int64_t deadline_ms) {
     if (h->lazy == IMAGE_LAZY_SPENT && image_remake(L, h)) return NULL;
     h->lazy = IMAGE_LAZY_SPENT; /* read now, whatever the outcome */
     image_budget b;
-    image_budget_start(L, &b, h->budget_ms, 0);
+    image_budget_start(L, &b, budget_ms, deadline_ms);
     int why = image_budget_check(&b);
     VipsImage *mem = NULL;
     if (!why) {
@@ -129,11 +130,18 @@ VipsImage *image_check_decoded(lua_State *L, int idx) {
     return h->im;
 }
 
-VipsImage *image_take_lazy(lua_State *L, int idx, int *lazy) {
+VipsImage *image_check_decoded(lua_State *L, int idx) {
     image_handle *h = (image_handle *)luaL_checkudata(L, idx, IMAGE_MT);
     if (!h->im) luaL_error(L, "attempt to use a closed image");
-    *lazy = h->lazy != IMAGE_EAGER;
-    if (h->lazy == IMAGE_LAZY_SPENT && image_remake(L, h)) return NULL;
+    if (h->lazy == IMAGE_EAGER) return h->im;
+    return image_decode(L, h, h->budget_ms, 0);
+}
+
+VipsImage *image_take_lazy(lua_State *L, int idx, lua_Integer budget_ms, int64_t deadline_ms, int *lazy) {
+    image_handle *h = (image_handle *)luaL_checkudata(L, idx, IMAGE_MT);
+    if (!h->im) luaL_error(L, "attempt to use a closed image");
+    *lazy = h->lazy == IMAGE_LAZY;
+    if (h->lazy == IMAGE_LAZY_SPENT) return image_decode(L, h, budget_ms, deadline_ms);
     if (*lazy) h->lazy = IMAGE_LAZY_SPENT;
     return h->im;
 }

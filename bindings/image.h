@@ -131,10 +131,13 @@ IMAGE_INTERNAL VipsImage *image_check_decoded(lua_State *L, int idx);
 
 /* For img:save: the image at idx to encode, and whether it is lazy (its
  * pixels are then computed by the encoder). A lazy image's decoder reads
- * the input once, from top to bottom: the first read uses it up, and each
- * later read makes the pipeline again from the handle's recipe and bytes.
- * On a failure to make it again pushes nil, err and returns NULL. */
-IMAGE_INTERNAL VipsImage *image_take_lazy(lua_State *L, int idx, int *lazy);
+ * the input once, from top to bottom: the first save uses it up; a later
+ * one makes the pipeline again from the handle's recipe and bytes and
+ * decodes it into memory (under budget_ms and deadline_ms, as
+ * image_check_decoded), so an image is decoded at most twice however often
+ * it is saved. On a decoding failure pushes nil, err and returns NULL. */
+IMAGE_INTERNAL VipsImage *image_take_lazy(lua_State *L, int idx, lua_Integer budget_ms, int64_t deadline_ms,
+                                          int *lazy);
 
 /* Builds the pipeline of the recipe (image_load.c): decode, fit, colour,
  * nothing computed yet. Returns 0 with *out set (a new reference), or -1

@@ -40,8 +40,9 @@
  * computed by the first img:save, which overlaps decoding with encoding and
  * never holds the whole thumbnail in memory (lazy); a decoding error then
  * shows in that save. The handle keeps the recipe (image_recipe), so a
- * later save makes the pipeline again from the same bytes, and any other
- * method decodes it into memory first. fast_shrink = false gives libvips'
+ * later save makes the pipeline again from the same bytes and decodes it
+ * into memory (an image is decoded at most twice), and any other method
+ * decodes it into memory first. fast_shrink = false gives libvips'
  * own shrink policy, lazy = false decodes into memory here. */
 #include <stdio.h>
 #include <string.h>
@@ -426,8 +427,8 @@ static void load_read_request(lua_State *L, load_request *q) {
     q->size = load_size_values[image_opt_option(L, 2, "size", "down", load_size_names)];
     q->crop = load_crop_values[image_opt_option(L, 2, "crop", "none", load_crop_names)];
     q->animated = image_opt_bool(L, 2, "animated", 0);
-    q->lazy = image_opt_bool(L, 2, "lazy", 0);
-    q->fast_shrink = image_opt_bool(L, 2, "fast_shrink", 0);
+    q->lazy = image_opt_bool(L, 2, "lazy", 1);
+    q->fast_shrink = image_opt_bool(L, 2, "fast_shrink", 1);
     luaL_argcheck(L, q->width || q->height, 2, "width or height is required");
     luaL_argcheck(L, q->crop == VIPS_INTERESTING_NONE || (q->width && q->height), 2,
                   "crop needs both width and height");
@@ -546,8 +547,8 @@ static int load_finish(lua_State *L, image_handle *out, int lazy, lua_Integer ma
  * By default (lazy) the pixels are computed by img:save, which overlaps
  * decoding with encoding and never holds the whole thumbnail in memory; a
  * decoding failure is then img:save's InvalidImage. A second save builds
- * the pipeline again from the recipe; other methods decode the image into
- * memory first. lazy = false computes the pixels here, so a corrupt or
+ * the pipeline again from the recipe and decodes it into memory; other
+ * methods decode the image into memory first. lazy = false computes the pixels here, so a corrupt or
  * truncated image fails here. fast_shrink (default true) lets JPEG
  * decoding shrink further (load_fast_shrink); false is libvips' policy.
  * Cost limits, checked before decoding (err.limit names the one refused):

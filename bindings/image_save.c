@@ -126,7 +126,7 @@ int image_save(lua_State *L) {
     int why = image_budget_check(&b);
     if (why) return image_budget_fail(L, &b, why, "save");
     int lazy;
-    VipsImage *in = image_take_lazy(L, 1, &lazy);
+    VipsImage *in = image_take_lazy(L, 1, o.budget_ms, o.deadline_ms, &lazy);
     if (!in) return 2;
     save_buffer *out = save_push_buffer(L);
     VipsObject *ctx = VIPS_OBJECT(vips_image_new());
