@@ -86,46 +86,64 @@ VipsImage *image_check(lua_State *L, int idx) {
     return h->im;
 }
 
-VipsImage *image_check_decoded(lua_State *L, int idx) {
-    image_handle *h = (image_handle *)luaL_checkudata(L, idx, IMAGE_MT);
-    if (!h->im) luaL_error(L, "attempt to use a closed image");
-    if (h->lazy == IMAGE_LAZY_SPENT)
-        luaL_error(
-            L, "this lazy image was already saved and cannot be read again (use lazy = false to reuse it)");
-    if (h->lazy == IMAGE_LAZY) {
-        h->lazy = IMAGE_LAZY_SPENT;
-        image_budget b;
-        image_budget_start(L, &b, h->budget_ms, 0);
-        int why = image_budget_check(&b);
-        VipsImage *mem = NULL;
-        if (!why) {
-            VipsImage *watched = image_budget_watch(&b, h->im);
-            if (watched) mem = vips_image_copy_memory(watched);
-            image_budget_unwatch(&b);
-            why = image_budget_stopped(&b);
-        }
-        if (!mem) {
-            if (why)
-                image_budget_fail(L, &b, why, "decoding the image");
-            else
-                image_fail(L, "InvalidImage", "cannot decode the image");
-            return NULL;
-        }
-        g_object_unref(h->im);
-        h->im = mem;
-        h->lazy = IMAGE_EAGER;
+/* Makes the used-up pipeline of the lazy image h again from its recipe
+ * (the bytes are still the handle's user value). Returns 0, or pushes
+ * nil, err and returns -1. */
+static int image_remake(lua_State *L, image_handle *h) {
+    VipsImage *im = NULL;
+    if (image_recipe_build(&h->recipe, &im)) {
+        image_fail(L, "InvalidImage", "cannot decode the image");
+        return -1;
     }
+    g_object_unref(h->im);
+    h->im = im;
+    return 0;
+}
+
+/* Computes the lazy image h into memory under a budget (budget_ms, 0 =
+ * none; deadline_ms epoch ms, 0 = none): from then on it is an ordinary,
+ * eager image. A used-up pipeline is made again first. Returns the image,
+ * or pushes nil, err and returns NULL. */
+static VipsImage *image_decode(lua_State *L, image_handle *h, lua_Integer budget_ms, int64_t deadline_ms) {
+    if (h->lazy == IMAGE_LAZY_SPENT && image_remake(L, h)) return NULL;
+    h->lazy = IMAGE_LAZY_SPENT; /* read now, whatever the outcome */
+    image_budget b;
+    image_budget_start(L, &b, budget_ms, deadline_ms);
+    int why = image_budget_check(&b);
+    VipsImage *mem = NULL;
+    if (!why) {
+        VipsImage *watched = image_budget_watch(&b, h->im);
+        if (watched) mem = vips_image_copy_memory(watched);
+        image_budget_unwatch(&b);
+        why = image_budget_stopped(&b);
+    }
+    if (!mem) {
+        if (why)
+            image_budget_fail(L, &b, why, "decoding the image");
+        else
+            image_fail(L, "InvalidImage", "cannot decode the image");
+        return NULL;
+    }
+    g_object_unref(h->im);
+    h->im = mem;
+    h->lazy = IMAGE_EAGER;
     return h->im;
 }
 
-int image_take_lazy(lua_State *L, int idx) {
+VipsImage *image_check_decoded(lua_State *L, int idx) {
     image_handle *h = (image_handle *)luaL_checkudata(L, idx, IMAGE_MT);
-    if (h->lazy == IMAGE_LAZY_SPENT)
-        luaL_error(
-            L, "this lazy image was already saved and cannot be read again (use lazy = false to reuse it)");
-    if (h->lazy == IMAGE_EAGER) return 0;
-    h->lazy = IMAGE_LAZY_SPENT;
-    return 1;
+    if (!h->im) luaL_error(L, "attempt to use a closed image");
+    if (h->lazy == IMAGE_EAGER) return h->im;
+    return image_decode(L, h, h->budget_ms, 0);
+}
+
+VipsImage *image_take_lazy(lua_State *L, int idx, lua_Integer budget_ms, int64_t deadline_ms, int *lazy) {
+    image_handle *h = (image_handle *)luaL_checkudata(L, idx, IMAGE_MT);
+    if (!h->im) luaL_error(L, "attempt to use a closed image");
+    *lazy = h->lazy == IMAGE_LAZY;
+    if (h->lazy == IMAGE_LAZY_SPENT) return image_decode(L, h, budget_ms, deadline_ms);
+    if (*lazy) h->lazy = IMAGE_LAZY_SPENT;
+    return h->im;
 }
 
 lua_Integer image_budget_of(lua_State *L, int idx) {

@@ -38,12 +38,30 @@
 /* Room for one libvips error message, copied out of its global buffer. */
 #define IMAGE_ERRMAX 512
 
+/* How a thumbnail is made from its input bytes (image_load.c): kept in the
+ * handle of a lazy thumbnail, so that a read after the first (which used
+ * up the decoder) can make the same pipeline again. data points into the
+ * handle's user value, which keeps the bytes alive until close. */
+typedef struct image_recipe {
+    const char *data;
+    size_t len;
+    int width, height;    /* the box; VIPS_MAX_COORD for a missing side */
+    VipsSize size;        /* down, up, both, force */
+    VipsInteresting crop; /* VIPS_INTERESTING_NONE: fit, no cut */
+    int shrink;           /* JPEG shrink-on-load factor; 1 = libvips' own choice */
+    int fail_on;          /* VipsFailOn: what decoding refuses */
+    int all_frames;       /* decode every frame (animated GIF or WebP) */
+    int export_srgb;      /* the input has an ICC profile: export to sRGB */
+    int grey;             /* grey input: stays one band (two with alpha) */
+} image_recipe;
+
 /* A handle: full userdata with one user value (the Lua string of the bytes
  * the image may read from, or nil). im is NULL once closed. */
 typedef struct image_handle {
     VipsImage *im;
     int lazy;              /* IMAGE_EAGER, or a lazy thumbnail: not yet read, or read once */
     lua_Integer budget_ms; /* per computing call on this image (image_budget.c); 0 = none */
+    image_recipe recipe;   /* a lazy thumbnail's: how to make it again */
 } image_handle;
 
 enum { IMAGE_EAGER = 0, IMAGE_LAZY = 1, IMAGE_LAZY_SPENT = 2 };
@@ -104,16 +122,27 @@ IMAGE_INTERNAL lua_Integer image_budget_of(lua_State *L, int idx);
 /* Returns the open image at idx; raises on a non-image or a closed one. */
 IMAGE_INTERNAL VipsImage *image_check(lua_State *L, int idx);
 
-/* The same, with the pixels computed: a lazy image (thumbnail with
- * lazy = true) is decoded into memory first, so that images derived from it
- * never read the input bytes, which only its own handle keeps alive. On a
- * decoding failure pushes nil, err (InvalidImage) and returns NULL. */
+/* The same, with the pixels computed: a lazy image (a thumbnail, unless
+ * lazy = false) is decoded into memory first, so that images derived from
+ * it never read the input bytes, which only its own handle keeps alive.
+ * The handle is eager from then on. On a decoding failure pushes nil, err
+ * (InvalidImage) and returns NULL. */
 IMAGE_INTERNAL VipsImage *image_check_decoded(lua_State *L, int idx);
 
-/* For img:save: raises when the lazy image at idx was already read (its
- * decoder reads the input once, from top to bottom); otherwise marks it read
- * and returns whether it is lazy. */
-IMAGE_INTERNAL int image_take_lazy(lua_State *L, int idx);
+/* For img:save: the image at idx to encode, and whether it is lazy (its
+ * pixels are then computed by the encoder). A lazy image's decoder reads
+ * the input once, from top to bottom: the first save uses it up; a later
+ * one makes the pipeline again from the handle's recipe and bytes and
+ * decodes it into memory (under budget_ms and deadline_ms, as
+ * image_check_decoded), so an image is decoded at most twice however often
+ * it is saved. On a decoding failure pushes nil, err and returns NULL. */
+IMAGE_INTERNAL VipsImage *image_take_lazy(lua_State *L, int idx, lua_Integer budget_ms, int64_t deadline_ms,
+                                          int *lazy);
+
+/* Builds the pipeline of the recipe (image_load.c): decode, fit, colour,
+ * nothing computed yet. Returns 0 with *out set (a new reference), or -1
+ * with the libvips error pending. */
+IMAGE_INTERNAL int image_recipe_build(const image_recipe *r, VipsImage **out);
 
 /* Pushes a new, empty handle (im = NULL) with the image metatable. Call it
  * before making the VipsImage, so that a memory error cannot leak it. */

@@ -33,9 +33,17 @@
  * colour-managed first when it has a profile. Colour images are 3 bands
  * sRGB (4 with alpha). Alpha is kept.
  * Animations (GIF, WebP): the first frame by default; animated = true
- * keeps every frame (all of them count for the limits above). The result is
- * decoded into memory, so a decoding error shows here, not in a later save,
- * and the image can be saved any number of times. */
+ * keeps every frame (all of them count for the limits above).
+ *
+ * Fast by default (sharp's defaults): a JPEG decodes at the largest DCT
+ * scale that still covers the output (fast_shrink), and the pixels are
+ * computed by the first img:save, which overlaps decoding with encoding and
+ * never holds the whole thumbnail in memory (lazy); a decoding error then
+ * shows in that save. The handle keeps the recipe (image_recipe), so a
+ * later save makes the pipeline again from the same bytes and decodes it
+ * into memory (an image is decoded at most twice), and any other method
+ * decodes it into memory first. fast_shrink = false gives libvips'
+ * own shrink policy, lazy = false decodes into memory here. */
 #include <stdio.h>
 #include <string.h>
 
@@ -400,16 +408,149 @@ static int load_fast_shrink(const load_header *h, int width, int height, int fil
     return 1;
 }
 
+/* What thumbnail was asked for: the load policy and the options that shape
+ * the result. */
+typedef struct load_request {
+    load_policy policy;
+    int width, height; /* 0: not given */
+    VipsSize size;
+    VipsInteresting crop;
+    int animated, lazy, fast_shrink;
+} load_request;
+
+/* Step 1: reads and checks the options at index 2 (misuse raises). */
+static void load_read_request(lua_State *L, load_request *q) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    load_read_policy(L, 2, &q->policy);
+    q->width = (int)image_opt_int(L, 2, "width", 0, 1, IMAGE_MAX_SIDE);
+    q->height = (int)image_opt_int(L, 2, "height", 0, 1, IMAGE_MAX_SIDE);
+    q->size = load_size_values[image_opt_option(L, 2, "size", "down", load_size_names)];
+    q->crop = load_crop_values[image_opt_option(L, 2, "crop", "none", load_crop_names)];
+    q->animated = image_opt_bool(L, 2, "animated", 0);
+    q->lazy = image_opt_bool(L, 2, "lazy", 1);
+    q->fast_shrink = image_opt_bool(L, 2, "fast_shrink", 1);
+    luaL_argcheck(L, q->width || q->height, 2, "width or height is required");
+    luaL_argcheck(L, q->crop == VIPS_INTERESTING_NONE || (q->width && q->height), 2,
+                  "crop needs both width and height");
+}
+
+/* Step 3 (after the header checks): how to decode, as a recipe that can be
+ * built again later. A JPEG shrinks on load by the fast_shrink factor when
+ * that is asked for and the result is not enlarged or forced to the box. */
+static void load_plan(const load_request *q, const load_header *h, const char *data, size_t len,
+                      image_recipe *r) {
+    r->data = data;
+    r->len = len;
+    r->width = q->width ? q->width : VIPS_MAX_COORD;
+    r->height = q->height ? q->height : VIPS_MAX_COORD;
+    r->size = q->size;
+    r->crop = q->crop;
+    r->fail_on = q->policy.fail_on;
+    r->all_frames = q->animated && h->pages > 1 && (!strcmp(h->format, "gif") || !strcmp(h->format, "webp"));
+    r->export_srgb = h->has_icc;
+    r->grey = h->bands - (h->has_alpha ? 1 : 0) == 1;
+    int shrinkable =
+        q->fast_shrink && !strcmp(h->format, "jpeg") && q->size != VIPS_SIZE_UP && q->size != VIPS_SIZE_FORCE;
+    r->shrink = shrinkable ? load_fast_shrink(h, q->width, q->height, q->crop != VIPS_INTERESTING_NONE) : 1;
+}
+
+/* Decodes (sequentially, nothing computed yet) and fits: vips_thumbnail on
+ * the bytes or, with a shrink factor, on the JPEG decoded at 1/shrink
+ * (thumbnail then rotates, colour-manages and resizes that). Returns 0, or
+ * -1 with the libvips error pending. */
+static int load_decode(const image_recipe *r, VipsImage **out) {
+    const char *profile = r->export_srgb ? "srgb" : NULL;
+    if (r->shrink > 1) {
+        VipsImage *jpeg = NULL;
+        if (vips_jpegload_buffer((void *)r->data, r->len, &jpeg, "shrink", r->shrink, "fail_on",
+                                 (VipsFailOn)r->fail_on, "access", VIPS_ACCESS_SEQUENTIAL, NULL))
+            return -1;
+        int status = vips_thumbnail_image(jpeg, out, r->width, "height", r->height, "size", r->size, "crop",
+                                          r->crop, "export_profile", profile, NULL);
+        g_object_unref(jpeg); /* the thumbnail holds its own reference */
+        return status;
+    }
+    /* fail_on goes to the loader itself: the thumbnail property of that name
+     * does not reach it in every libvips version. */
+    char loader_options[64];
+    snprintf(loader_options, sizeof loader_options, "fail_on=%s%s", load_fail_on_names[r->fail_on],
+             r->all_frames ? ",n=-1" : "");
+    return vips_thumbnail_buffer((void *)r->data, r->len, out, r->width, "height", r->height, "size", r->size,
+                                 "crop", r->crop, "option_string", loader_options, "export_profile", profile,
+                                 NULL);
+}
+
+int image_recipe_build(const image_recipe *r, VipsImage **out) {
+    VipsImage *fitted = NULL;
+    if (load_decode(r, &fitted)) return -1;
+    int status = load_normalise(fitted, r->grey, out);
+    g_object_unref(fitted);
+    return status;
+}
+
+/* The failure of load_finish, `code` and `what` (NULL: the result is over
+ * max_pixels): nil, err for the budget's reason to stop, the pixel limit
+ * or libvips' error. Drops ctx, which owns fitted. Returns 2. */
+static int load_fail(lua_State *L, VipsObject *ctx, VipsImage *fitted, const char *code, const char *what,
+                     lua_Integer max_pixels, image_budget *b) {
+    int why;
+    if (what && (why = image_budget_stopped(b))) {
+        g_object_unref(ctx);
+        return image_budget_fail(L, b, why, "thumbnail");
+    }
+    uint64_t asked = fitted ? (uint64_t)fitted->Xsize * (uint64_t)fitted->Ysize : 0;
+    char msg[IMAGE_ERRMAX];
+    if (what) image_take_error(msg, sizeof msg);
+    g_object_unref(ctx);
+    if (!what)
+        return error_pushf(L, code, 0, 0, "the result would have %llu pixels, over the limit of %lld",
+                           (unsigned long long)asked, (long long)max_pixels);
+    return error_pushf(L, code, 0, 0, "%s: %s", what, msg);
+}
+
+/* Step 4: builds the pipeline of out's recipe and either keeps it (lazy:
+ * the encoder pulls the pixels, so decoding, resizing and encoding overlap;
+ * the handle's user value keeps the input bytes alive) or computes it into
+ * memory under the budget. Returns 1 (the handle on top) or 2 (nil, err). */
+static int load_finish(lua_State *L, image_handle *out, int lazy, lua_Integer max_pixels, image_budget *b) {
+    VipsObject *ctx = VIPS_OBJECT(vips_image_new());
+    VipsImage **t = (VipsImage **)vips_object_local_array(ctx, 3);
+    const char *code = NULL, *what = NULL;
+    if (load_decode(&out->recipe, &t[0])) {
+        code = "InvalidImage", what = "cannot decode the image";
+    } else if ((uint64_t)t[0]->Xsize * (uint64_t)t[0]->Ysize > (uint64_t)max_pixels) {
+        code = "TooManyPixels"; /* size = "up"/"force" asked for too much */
+    } else if (load_normalise(t[0], out->recipe.grey, &t[1])) {
+        code = "ImageError", what = "cannot convert to 8-bit sRGB";
+    } else if (lazy) {
+        t[2] = t[1];
+        g_object_ref(t[2]);
+        out->lazy = IMAGE_LAZY;
+    } else {
+        VipsImage *watched = image_budget_watch(b, t[1]);
+        t[2] = watched ? vips_image_copy_memory(watched) : NULL;
+        image_budget_unwatch(b);
+        if (!t[2]) code = "InvalidImage", what = "cannot decode the image";
+    }
+    if (code) return load_fail(L, ctx, t[0], code, what, max_pixels, b);
+    g_object_ref(t[2]);
+    out->im = t[2];
+    g_object_unref(ctx);
+    return 1;
+}
+
 /* image.thumbnail(bytes, {width, [height], [crop="none"], [size="down"],
- *   [max_pixels], [max_pages], [allow], [animated=false], [fail_on="error"], [lazy=false]})
- * -> image. Fits the image into width x height keeping its aspect ratio
- * (a missing side is unbounded); with crop, fills the box and crops.
- * By default the pixels are computed here, so a corrupt or truncated image
- * fails here. With lazy = true they are computed by img:save, which then
- * overlaps decoding with encoding and never holds the whole thumbnail in
- * memory; a decoding failure is then img:save's InvalidImage. Meant for an
- * image saved once; other methods decode a lazy image into memory first.
- * fast_shrink = true lets JPEG decoding shrink further (load_fast_shrink).
+ *   [max_pixels], [max_pages], [allow], [animated=false], [fail_on="error"],
+ *   [lazy=true], [fast_shrink=true]}) -> image. Fits the image into
+ * width x height keeping its aspect ratio (a missing side is unbounded);
+ * with crop, fills the box and crops.
+ * By default (lazy) the pixels are computed by img:save, which overlaps
+ * decoding with encoding and never holds the whole thumbnail in memory; a
+ * decoding failure is then img:save's InvalidImage. A second save builds
+ * the pipeline again from the recipe and decodes it into memory; other
+ * methods decode the image into memory first. lazy = false computes the pixels here, so a corrupt or
+ * truncated image fails here. fast_shrink (default true) lets JPEG
+ * decoding shrink further (load_fast_shrink); false is libvips' policy.
  * Cost limits, checked before decoding (err.limit names the one refused):
  * max_aspect_ratio (long side / short side), max_interlaced_pixels (for
  * images decoded whole), max_scans (JPEG). budget_ms (ms of libvips work
@@ -424,93 +565,22 @@ int image_thumbnail(lua_State *L) {
 }
 
 int image_thumbnail_bytes(lua_State *L, const char *data, size_t len) {
-    luaL_checktype(L, 2, LUA_TTABLE);
-    load_policy p;
-    load_read_policy(L, 2, &p);
-    int width = (int)image_opt_int(L, 2, "width", 0, 1, IMAGE_MAX_SIDE);
-    int height = (int)image_opt_int(L, 2, "height", 0, 1, IMAGE_MAX_SIDE);
-    VipsSize size = load_size_values[image_opt_option(L, 2, "size", "down", load_size_names)];
-    VipsInteresting crop = load_crop_values[image_opt_option(L, 2, "crop", "none", load_crop_names)];
-    int animated = image_opt_bool(L, 2, "animated", 0);
-    int lazy = image_opt_bool(L, 2, "lazy", 0);
-    int fast_shrink = image_opt_bool(L, 2, "fast_shrink", 0);
-    luaL_argcheck(L, width || height, 2, "width or height is required");
-    luaL_argcheck(L, crop == VIPS_INTERESTING_NONE || (width && height), 2,
-                  "crop needs both width and height");
+    load_request q;
+    load_read_request(L, &q);
 
     image_handle *out = image_push_handle(L);
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1); /* libvips reads the bytes (string or file userdata) in place */
+    out->budget_ms = q.policy.budget_ms;
 
-    out->budget_ms = p.budget_ms;
-
+    /* Step 2: the header checks, before any pixel is decoded. */
     load_header h;
-    if (load_header_read(L, data, len, &p, 1, &h)) return 2;
-    if (load_check_size(L, &h, &p)) return 2;
+    if (load_header_read(L, data, len, &q.policy, 1, &h) || load_check_size(L, &h, &q.policy)) return 2;
     image_budget b;
-    image_budget_start(L, &b, p.budget_ms, p.deadline_ms);
+    image_budget_start(L, &b, q.policy.budget_ms, q.policy.deadline_ms);
     int why = image_budget_check(&b);
     if (why) return image_budget_fail(L, &b, why, "thumbnail");
-    int all_frames = animated && h.pages > 1 && (!strcmp(h.format, "gif") || !strcmp(h.format, "webp"));
 
-    /* fail_on goes to the loader itself: the thumbnail property of that name
-     * does not reach it in every libvips version. */
-    char loader_options[64];
-    snprintf(loader_options, sizeof loader_options, "fail_on=%s%s", load_fail_on_names[p.fail_on],
-             all_frames ? ",n=-1" : "");
-
-    VipsObject *ctx = VIPS_OBJECT(vips_image_new());
-    VipsImage **t = (VipsImage **)vips_object_local_array(ctx, 4);
-    const char *code = NULL, *what = NULL;
-    int shrink = fast_shrink && !strcmp(h.format, "jpeg") && size != VIPS_SIZE_UP && size != VIPS_SIZE_FORCE
-                     ? load_fast_shrink(&h, width, height, crop != VIPS_INTERESTING_NONE)
-                     : 1;
-    int failed;
-    if (shrink > 1) /* decode at 1/shrink, then thumbnail (rotate, colour, resize) the result */
-        failed = vips_jpegload_buffer((void *)data, len, &t[3], "shrink", shrink, "fail_on",
-                                      (VipsFailOn)p.fail_on, "access", VIPS_ACCESS_SEQUENTIAL, NULL) ||
-                 vips_thumbnail_image(t[3], &t[0], width ? width : VIPS_MAX_COORD, "height",
-                                      height ? height : VIPS_MAX_COORD, "size", size, "crop", crop,
-                                      "export_profile", h.has_icc ? "srgb" : NULL, NULL);
-    else
-        failed = vips_thumbnail_buffer((void *)data, len, &t[0], width ? width : VIPS_MAX_COORD, "height",
-                                       height ? height : VIPS_MAX_COORD, "size", size, "crop", crop,
-                                       "option_string", loader_options, "export_profile",
-                                       h.has_icc ? "srgb" : NULL, NULL);
-    if (failed) {
-        code = "InvalidImage", what = "cannot decode the image";
-    } else if ((uint64_t)t[0]->Xsize * (uint64_t)t[0]->Ysize > (uint64_t)p.max_pixels) {
-        code = "TooManyPixels", what = NULL; /* size = "up"/"force" asked for too much */
-    } else if (load_normalise(t[0], h.bands - (h.has_alpha ? 1 : 0) == 1, &t[1])) {
-        code = "ImageError", what = "cannot convert to 8-bit sRGB";
-    } else if (lazy) {
-        /* The encoder will pull the pixels (decode, resize and encode then
-         * overlap); the handle's user value keeps the input bytes alive. */
-        t[2] = t[1];
-        g_object_ref(t[2]);
-        out->lazy = IMAGE_LAZY;
-    } else {
-        VipsImage *watched = image_budget_watch(&b, t[1]);
-        t[2] = watched ? vips_image_copy_memory(watched) : NULL;
-        image_budget_unwatch(&b);
-        if (!t[2]) code = "InvalidImage", what = "cannot decode the image";
-    }
-    if (code && what && (why = image_budget_stopped(&b))) {
-        g_object_unref(ctx);
-        return image_budget_fail(L, &b, why, "thumbnail");
-    }
-    if (!code) {
-        g_object_ref(t[2]);
-        out->im = t[2];
-        g_object_unref(ctx);
-        return 1;
-    }
-    uint64_t asked = t[0] ? (uint64_t)t[0]->Xsize * (uint64_t)t[0]->Ysize : 0;
-    char msg[IMAGE_ERRMAX];
-    if (what) image_take_error(msg, sizeof msg);
-    g_object_unref(ctx);
-    if (!what)
-        return error_pushf(L, code, 0, 0, "the result would have %llu pixels, over the limit of %lld",
-                           (unsigned long long)asked, (long long)p.max_pixels);
-    return error_pushf(L, code, 0, 0, "%s: %s", what, msg);
+    load_plan(&q, &h, data, len, &out->recipe);
+    return load_finish(L, out, q.lazy, q.policy.max_pixels, &b);
 }

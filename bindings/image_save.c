@@ -110,7 +110,7 @@ static int save_encode(VipsImage *im, int fmt, const save_options *o, void **buf
 }
 
 int image_save(lua_State *L) {
-    VipsImage *in = image_check(L, 1);
+    image_check(L, 1);
     int fmt = luaL_checkoption(L, 2, NULL, save_format_names);
     if (fmt == SAVE_JPG) fmt = SAVE_JPEG;
     if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
@@ -125,7 +125,9 @@ int image_save(lua_State *L) {
     image_budget_start(L, &b, o.budget_ms, o.deadline_ms);
     int why = image_budget_check(&b);
     if (why) return image_budget_fail(L, &b, why, "save");
-    int lazy = image_take_lazy(L, 1);
+    int lazy;
+    VipsImage *in = image_take_lazy(L, 1, o.budget_ms, o.deadline_ms, &lazy);
+    if (!in) return 2;
     save_buffer *out = save_push_buffer(L);
     VipsObject *ctx = VIPS_OBJECT(vips_image_new());
     VipsImage **t = (VipsImage **)vips_object_local_array(ctx, 2);

@@ -53,9 +53,12 @@ local rows = {
   { "giant-image.jpg", {}, { format = "jpeg", width = 20000, height = 14000 }, "TooManyPixels" },
   { "65536-uint32-limit.png", {}, { format = "png", width = 65536, height = 65536 }, "TooManyPixels" },
   { "corrupt-header.jpg", {}, nil, "InvalidImage" },
-  -- fail-on policy: truncated files fail by default (fail_on = "error") ...
-  { "truncated.jpg", {}, { format = "jpeg", width = 2725, height = 2225 }, "InvalidImage" },
-  { "truncated.png", {}, { format = "png", width = 294, height = 240 }, "InvalidImage" },
+  -- fail-on policy: truncated files fail by default (fail_on = "error"),
+  -- in save (a lazy thumbnail, the default) or in thumbnail (lazy = false) ...
+  { "truncated.jpg", {}, { format = "jpeg", width = 2725, height = 2225 }, "InvalidImage", "save" },
+  { "truncated.png", {}, { format = "png", width = 294, height = 240 }, "InvalidImage", "save" },
+  { "truncated.jpg", { lazy = false }, { format = "jpeg" }, "InvalidImage" },
+  { "truncated.png", { lazy = false }, { format = "png" }, "InvalidImage" },
   -- ... and decode, the missing part filled, with fail_on = "none"
   { "truncated.jpg", { fail_on = "none" }, { format = "jpeg" }, { width = 800, height = 653 } },
   { "truncated.png", { fail_on = "none" }, { format = "png" }, { width = 294, height = 240 } },
@@ -81,8 +84,8 @@ describe("imgpipe.image on the shared test images", function()
   teardown(paths.cleanup)
 
   for _, row in ipairs(rows) do
-    local file, options, want_probe, want = row[1], row[2], row[3], row[4]
-    local expect = type(want) == "string" and want or "ok"
+    local file, options, want_probe, want, in_save = row[1], row[2], row[3], row[4], row[5] == "save"
+    local expect = type(want) == "string" and want .. (in_save and " from save" or "") or "ok"
     it(file .. describe_options(options) .. " -> " .. expect, function()
       local bytes = read(file)
       if want_probe then
@@ -92,6 +95,10 @@ describe("imgpipe.image on the shared test images", function()
       local o = { width = FIT.width, height = FIT.height }
       for k, v in pairs(options) do o[k] = v end
       local img, err = image.thumbnail(bytes, o)
+      if in_save then
+        assert(img, tostring(err))
+        img, err = img:save "jpeg"
+      end
       if type(want) == "string" then
         assert.is_nil(img)
         assert.equal(want, err and err.code, tostring(err))

@@ -25,10 +25,38 @@ describe("imgpipe.image lazy thumbnails", function()
     end)
   end
 
-  it("refuse a second save with a clear error", function()
-    local img <close> = assert(thumb(fx.jpeg(), { lazy = true }))
+  it("can be saved again: the pipeline is made again from the same bytes", function()
+    local input = fx.jpeg()
+    local eager <close> = assert(thumb(input, { lazy = false }))
+    local img <close> = assert(thumb(input, { lazy = true }))
+    local first = assert(img:save "jpeg")
+    assert.equal(first, assert(img:save "jpeg"))
+    assert.equal(assert(eager:save "webp"), assert(img:save "webp"))
+    assert.equal(assert(eager:save "png"), assert(img:save "png"))
+    assert.same({ eager:width(), eager:height() }, { img:width(), img:height() })
+  end)
+
+  it("can be read by other methods after a save", function()
+    local input = fx.jpeg()
+    local eager <close> = assert(thumb(input, { lazy = false }))
+    local img <close> = assert(thumb(input, { lazy = true }))
     assert(img:save "jpeg")
-    assert.error_matches(function() img:save "jpeg" end, "already saved", 1, true)
+    local part <close> = assert(img:crop(0, 0, 50, 40))
+    local want <close> = assert(eager:crop(0, 0, 50, 40))
+    assert.equal(assert(want:save "png"), assert(part:save "png"))
+  end)
+
+  it("fail again in a second save when the bytes are corrupt", function()
+    local bytes = fx.truncated(fx.encode(fx.card(1200, 900), "jpeg", { quality = 95 }), 0.5)
+    local img <close> = assert(thumb(bytes, { lazy = true }))
+    for _ = 1, 2 do
+      local out, err = img:save "jpeg"
+      assert.is_nil(out)
+      assert.equal("InvalidImage", err.code)
+    end
+    local part, err = img:crop(0, 0, 10, 10)
+    assert.is_nil(part)
+    assert.equal("InvalidImage", err.code)
   end)
 
   it("are decoded into memory before other operations, which then work as usual", function()

@@ -319,8 +319,10 @@ describe("imgpipe.image", function()
         { "PNG with allow = {jpeg}", png, { allow = { "jpeg" } }, "UnsupportedFormat" },
         { "JPEG with allow = {jpeg}", jpeg, { allow = { "jpeg" } }, "ok" },
         { "corrupt JPEG", fx.corrupt_jpeg(), {}, "InvalidImage" },
-        { "truncated JPEG", fx.truncated(jpeg, 0.5), {}, "InvalidImage" },
-        { "truncated PNG", fx.truncated(png, 0.5), {}, "InvalidImage" },
+        -- lazy = false: decoded in thumbnail, so corrupt pixel data fails there
+        -- (by default it fails in save: see below)
+        { "truncated JPEG, lazy = false", fx.truncated(jpeg, 0.5), { lazy = false }, "InvalidImage" },
+        { "truncated PNG, lazy = false", fx.truncated(png, 0.5), { lazy = false }, "InvalidImage" },
         { "JPEG cut inside its header", jpeg:sub(1, 40), {}, "InvalidImage" },
         { "text", "just some text, not an image", {}, "InvalidImage" },
         { "empty bytes", "", {}, "InvalidImage" },
@@ -343,9 +345,20 @@ describe("imgpipe.image", function()
         end)
       end
 
+      for _, row in ipairs { { "JPEG", jpeg, "jpeg" }, { "PNG", png, "png" } } do
+        it("truncated " .. row[1] .. " by default (lazy) -> InvalidImage from save, every time", function()
+          local img <close> = assert(image.thumbnail(fx.truncated(row[2], 0.5), { width = 100 }))
+          for _ = 1, 2 do
+            local out, err = img:save(row[3])
+            refused("InvalidImage", out, err)
+            assert.matches("cannot decode", err.message, 1, true)
+          end
+        end)
+      end
+
       it("copies each libvips error out and clears it", function()
-        local _, first = image.thumbnail(fx.truncated(jpeg, 0.5), { width = 100 })
-        local _, second = image.thumbnail(fx.truncated(png, 0.5), { width = 100 })
+        local _, first = image.thumbnail(fx.truncated(jpeg, 0.5), { width = 100, lazy = false })
+        local _, second = image.thumbnail(fx.truncated(png, 0.5), { width = 100, lazy = false })
         assert.matches("cannot decode", first.message)
         assert.not_matches("JPEG", second.message)
         assert.truthy(image.thumbnail(jpeg, { width = 100 }))
