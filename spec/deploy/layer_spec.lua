@@ -171,16 +171,20 @@ describe("make layer", function()
       if name:find "x86%-64" and not zips.runtime_zip:find "x86_64" then name = "lib/ld-linux-aarch64.so.1" end
       assert.is_true(has(runtime, name), "the runtime zip lacks " .. name)
     end
+    -- No pipelines: only the pipeline library, under lua/ (IMGPIPE_LIBRARY),
+    -- so that any pipelines layer can declare pipelines with it.
     for _, name in ipairs(runtime) do
-      assert.is_nil(name:match "%.lua$", "a script in the runtime zip: " .. name)
+      if name:match "%.lua$" then assert.matches("^lua/", name, 1, false, "a script in the runtime zip: " .. name) end
       assert.is_nil(name:match "^pipelines", "scripts in the runtime zip: " .. name)
     end
+    assert.is_true(has(runtime, "lua/imgpipe/pipeline.lua") and has(runtime, "lua/lib/pipeline.lua"),
+      "the runtime zip lacks the pipeline library")
     local scripts = zip_names(zips.pipelines_zip)
     for _, name in ipairs(scripts) do assert.matches("^pipelines/", name) end
     assert.is_true(has(scripts, "pipelines/process.lua") and has(scripts, "pipelines/lib/config.lua"))
     local fn = zip_names(zips.function_zip)
     assert.is_true(has(fn, "bootstrap") and has(fn, "lib/libc.so.6") and has(fn, "pipelines/process.lua"))
-    proved(("runtime zip: %d entries, no scripts; pipelines zip: %d entries under pipelines/; " ..
+    proved(("runtime zip: %d entries, no pipelines (the library under lua/); pipelines zip: %d entries under pipelines/; " ..
       "function zip: both (%d entries)"):format(#runtime, #scripts, #fn))
   end)
 
