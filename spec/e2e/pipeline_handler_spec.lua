@@ -12,6 +12,13 @@ return {
 
 local GOOD = "return {handler = function() return {statusCode = 200, body = 'fine'} end}\n"
 local TYPO = "return {handle = function() return {statusCode = 200, body = 'never'} end}\n"
+-- A pipeline that changes its cjson settings: the host's own encoding of
+-- the result must not follow them.
+local PRECISE = [[
+local json = require "cjson"
+json.encode_number_precision(3)
+return {handler = function() return {pi = 3.14159265} end}
+]]
 local WANT = "pipeline 'typo' returns a table without a handler(event, ctx) function (found: handle)"
 
 describe("a pipeline without a handler function", function()
@@ -22,6 +29,7 @@ describe("a pipeline without a handler function", function()
     paths.write(dir .. "/routes.lua", ROUTES)
     paths.write(dir .. "/typo.lua", TYPO)
     paths.write(dir .. "/plain.lua", "local x = 1 + 1\n")
+    paths.write(dir .. "/precise.lua", PRECISE)
     drv = modes.new { pipelines = dir }
   end)
 
@@ -29,6 +37,7 @@ describe("a pipeline without a handler function", function()
     local codes = drv and drv:stop() or {}
     paths.cleanup()
     assert.equal(1, codes["lambda:typo"]) -- an init error ends the runtime
+    assert.equal(1, codes["lambda:precise"]) -- gave up once its Runtime API was gone
   end)
 
   it("fails imgpipe run with exit 1, naming the problem (cli)", function()
@@ -57,6 +66,14 @@ describe("a pipeline without a handler function", function()
     assert.equal("Runtime.HandlerNotFound", rec.init_errors[1].error_type)
     assert.matches(WANT, rec.init_errors[1].body, 1, true)
   end)
+
+  for _, mode in ipairs { "cli", "lambda" } do
+    it("encodes the result with the host's own cjson settings (" .. mode .. ")", function()
+      local r = drv:invoke(mode, "precise", {})
+      assert.is_true(r.ok, r.error_message)
+      assert.equal(3.14159265, r.value.pi)
+    end)
+  end
 
   it("answers 500 with the request id and logs the problem (http)", function()
     paths.write(dir .. "/typo.lua", GOOD)
