@@ -93,6 +93,7 @@
 #define SERVER_SCAN_MAX_FILES   4096
 #define SERVER_SCAN_MAX_DEPTH   4
 #define SERVER_CACHE_KEY        "imgpipe.server.cache"
+#define SERVER_HEALTH_MAX_BYTES ((size_t)256 << 10)
 
 typedef struct server_worker {
     lua_State *L;
@@ -390,6 +391,79 @@ static int server_dispatch(lua_State *L) {
 }
 
 /* ------------------------------------------------------------------ */
+/* Load state of the routed pipelines (start-up check and /healthz)    */
+
+typedef struct server_health_args {
+    const server *srv;
+    buf *json;   /* {"name":{"loaded":true},"other":{"loaded":false,"error":"..."}} */
+    buf *report; /* NULL, or one "pipeline 'name' cannot load: ..." line per failure */
+    int failed;  /* how many routed pipelines cannot load */
+} server_health_args;
+
+static int server_load_one(lua_State *L) {
+    server_push_handler(L, 1, lua_tostring(L, 2), lua_tostring(L, 3));
+    return 0;
+}
+
+/* Appends the load state of one pipeline; its error (first line) is on top
+ * of the stack when it failed. */
+static int server_health_entry(server_health_args *a, lua_State *L, const char *name, int loaded) {
+    int err = a->json->len > 1 && buf_appends(a->json, ",");
+    err = err || codec_json_string(a->json, name, strlen(name), CODEC_JSON_REPLACE);
+    if (loaded) return err || buf_appends(a->json, ":{\"loaded\":true}");
+    size_t len;
+    const char *msg = lua_tolstring(L, -1, &len);
+    const char *eol = msg ? memchr(msg, '\n', len) : NULL;
+    if (!msg) msg = "(no message)", len = strlen(msg);
+    if (eol) len = (size_t)(eol - msg);
+    err = err || buf_appends(a->json, ":{\"loaded\":false,\"error\":");
+    err = err || codec_json_string(a->json, msg, len, CODEC_JSON_REPLACE);
+    err = err || buf_appends(a->json, "}");
+    if (a->report)
+        buf_appendf(a->report, "imgpipe serve: pipeline '%s' cannot load: %.*s\n", name, (int)len, msg);
+    return err;
+}
+
+/* Loads every pipeline routes.lua names (raises when routes.lua itself
+ * cannot be read) and writes their states into the arguments. */
+static int server_health(lua_State *L) {
+    server_health_args *a = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    server_cache_field(L, LUA_REGISTRYINDEX, SERVER_CACHE_KEY);
+    server_push_routes(L, SERVER_AT_CACHE, a->srv->dir);
+    lua_newtable(L); /* the pipelines seen */
+    int seen = lua_gettop(L), err = buf_appends(a->json, "{");
+    lua_Integer n = (lua_Integer)lua_rawlen(L, SERVER_AT_ROUTES);
+    for (lua_Integer i = 1; i <= n && !err; i++) {
+        lua_rawgeti(L, SERVER_AT_ROUTES, i);
+        lua_getfield(L, -1, "pipeline");
+        const char *name = lua_tostring(L, -1);
+        if (lua_getfield(L, seen, name) == LUA_TNIL) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, seen, name);
+            lua_pushcfunction(L, server_load_one);
+            lua_pushvalue(L, SERVER_AT_CACHE);
+            lua_pushstring(L, a->srv->dir);
+            lua_pushstring(L, name);
+            int loaded = lua_pcall(L, 3, 0, 0) == LUA_OK;
+            a->failed += !loaded;
+            err = server_health_entry(a, L, name, loaded);
+        }
+        lua_settop(L, seen);
+    }
+    if (err || buf_appends(a->json, "}")) luaL_error(L, "the health report is too large");
+    return 0;
+}
+
+/* Fills a->json and a->failed from the worker state L. 0, or -1 with the
+ * reason (routes.lua cannot be read) on top of the stack. */
+static int server_check_pipelines(lua_State *L, server_health_args *a) {
+    lua_pushcfunction(L, server_health);
+    lua_pushlightuserdata(L, a);
+    return lua_pcall(L, 1, 0, 0) == LUA_OK ? 0 : -1;
+}
+
+/* ------------------------------------------------------------------ */
 /* One request                                                         */
 
 typedef struct server_headers {
@@ -419,6 +493,41 @@ static server_worker *server_worker_for_thread(server *s) {
     return server_current;
 }
 
+/* Gives the worker its Lua state: 0, or -1 when out of memory. */
+static int server_worker_state(server *s, server_worker *w) {
+    w->L = state_new(MODE_HTTP, s->dir);
+    if (!w->L) return -1;
+    invocation_set_cancel_flag(w->L, &s->stopping);
+    return 0;
+}
+
+/* Fail fast: 0 when routes.lua and every pipeline it names load, else the
+ * exit status (2) after saying what cannot load. The state made for the
+ * check becomes the first worker's, its pipelines loaded. */
+static int server_preload(server *s) {
+    server_worker *w = &s->pool[0];
+    if (server_worker_state(s, w)) {
+        fprintf(stderr, "imgpipe serve: cannot create a Lua state (out of memory)\n");
+        return 1;
+    }
+    w->signature = server_signature(s->dir);
+    buf json, report;
+    buf_init(&json, SERVER_HEALTH_MAX_BYTES);
+    buf_init(&report, SERVER_HEALTH_MAX_BYTES);
+    server_health_args a = {.srv = s, .json = &json, .report = &report};
+    int rc = 0;
+    if (server_check_pipelines(w->L, &a)) {
+        fprintf(stderr, "imgpipe serve: cannot load the routes: %s\n", lua_tostring(w->L, -1));
+        rc = 2;
+    } else if (a.failed) {
+        fwrite(report.data, 1, report.len, stderr);
+        rc = 2;
+    }
+    buf_free(&json);
+    buf_free(&report);
+    return rc;
+}
+
 /* The calling worker with its state made and its caches current, or NULL
  * with *why set. */
 static server_worker *server_worker_ready(server *s, const char **why) {
@@ -427,13 +536,9 @@ static server_worker *server_worker_ready(server *s, const char **why) {
         *why = "no worker state for this thread";
         return NULL;
     }
-    if (!w->L) {
-        w->L = state_new(MODE_HTTP, s->dir);
-        if (!w->L) {
-            *why = "cannot create a Lua state";
-            return NULL;
-        }
-        invocation_set_cancel_flag(w->L, &s->stopping);
+    if (!w->L && server_worker_state(s, w)) {
+        *why = "cannot create a Lua state";
+        return NULL;
     }
     uint64_t sig = server_signature(s->dir);
     if (sig != w->signature) {
@@ -603,11 +708,30 @@ static void server_log_request(const server_exchange *ex) {
             "=ms", ms, NULL);
 }
 
-static enum MHD_Result server_healthz(server_exchange *ex) {
+/* GET /healthz: {"status":"ok"|"failing","pipelines":{name:{"loaded":..}}},
+ * 503 when a routed pipeline (or routes.lua) cannot load. */
+static enum MHD_Result server_healthz(server_exchange *ex, lua_State *L) {
     if (strcmp(ex->method, "GET") && strcmp(ex->method, "HEAD"))
         return server_error(ex->conn, 405, "MethodNotAllowed", "GET /healthz only", ex->rid, "GET, HEAD");
-    static const char ok[] = "{\"status\":\"ok\"}";
-    return server_send(ex->conn, 200, ok, sizeof ok - 1, ex->rid, NULL);
+    buf states, body;
+    buf_init(&states, SERVER_HEALTH_MAX_BYTES);
+    buf_init(&body, SERVER_HEALTH_MAX_BYTES + 64);
+    server_health_args a = {.srv = ex->srv, .json = &states};
+    enum MHD_Result r;
+    if (server_check_pipelines(L, &a)) {
+        hostlog(HOSTLOG_ERROR, ex->rid, "cannot load the routes", "error", lua_tostring(L, -1), NULL);
+        lua_pop(L, 1);
+        r = server_error(ex->conn, 503, "Unavailable", "routes.lua cannot load; see the server log", ex->rid,
+                         NULL);
+    } else {
+        ex->status = a.failed ? 503 : 200;
+        int err = buf_appendf(&body, "{\"status\":\"%s\",\"pipelines\":", a.failed ? "failing" : "ok");
+        err = err || buf_append(&body, states.data, states.len) || buf_appends(&body, "}");
+        r = err ? MHD_NO : server_send(ex->conn, ex->status, body.data, body.len, ex->rid, NULL);
+    }
+    buf_free(&states);
+    buf_free(&body);
+    return r;
 }
 
 static enum MHD_Result server_handle(server *s, struct MHD_Connection *conn, server_request *r,
@@ -619,10 +743,10 @@ static enum MHD_Result server_handle(server *s, struct MHD_Connection *conn, ser
     server_worker *w = server_current; /* made ready when the headers came in */
     if (random_uuid(ex->rid)) {
         result = server_error(conn, 500, "InternalError", "no randomness for a request id", NULL, NULL);
-    } else if (!strcmp(r->raw_uri, "/healthz")) {
-        result = server_healthz(ex);
     } else if (!w || !w->L) {
         result = server_error(conn, 503, "Unavailable", "no worker state for this thread", ex->rid, NULL);
+    } else if (!strcmp(r->raw_uri, "/healthz")) {
+        result = server_healthz(ex, w->L);
     } else {
         lua_State *L = w->L;
         int base = lua_gettop(L);
@@ -851,9 +975,9 @@ static enum MHD_Result server_headers_in(server *s, struct MHD_Connection *conn,
         return server_error(conn, 400, "BadRequest", why, NULL, NULL);
 
     r->max_body = s->max_body;
+    server_worker *w = server_worker_ready(s, &why);
+    if (!w) return server_error(conn, 503, "Unavailable", why, NULL, NULL);
     if (strcmp(r->raw_uri, "/healthz")) {
-        server_worker *w = server_worker_ready(s, &why);
-        if (!w) return server_error(conn, 503, "Unavailable", why, NULL, NULL);
         server_route_args a = {
             .srv = s, .method = method, .raw_path = r->raw_uri, .outcome = ROUTES_NOT_FOUND};
         lua_pushcfunction(w->L, server_route);
@@ -1154,8 +1278,9 @@ int server_main(int argc, char **argv) {
     }
     sigset_t stop_set;
     server_block_signals(&stop_set);
-    rc = 1;
-    struct MHD_Daemon *d = server_start(&s, &addr, flags);
+    rc = server_preload(&s);
+    struct MHD_Daemon *d = rc ? NULL : server_start(&s, &addr, flags);
+    if (!rc) rc = 1;
     if (d) {
         server_wait(&s, &stop_set);
         MHD_socket listen_fd = MHD_quiesce_daemon(d);
