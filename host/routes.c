@@ -1,5 +1,6 @@
 #include "routes.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -157,4 +158,37 @@ int routes_match(lua_State *L, int idx, const char *method, const char *raw_path
         return ROUTES_WRONG_METHOD;
     }
     return ROUTES_NOT_FOUND;
+}
+
+/* Appends method to the list in out unless it is there already. */
+static void routes_add_method(char *out, size_t len, const char *method) {
+    size_t used = strlen(out), n = strlen(method);
+    for (const char *p = out; (p = strstr(p, method)) != NULL; p += n)
+        if ((p == out || p[-1] == ' ') && (p[n] == ',' || p[n] == '\0')) return;
+    if (used + n + 3 > len) return;
+    snprintf(out + used, len - used, "%s%s", used ? ", " : "", method);
+}
+
+int routes_methods(lua_State *L, int idx, const char *raw_path, char *out, size_t len) {
+    static const char *const any[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", NULL};
+    idx = lua_absindex(L, idx);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+    int found = 0;
+    if (len) out[0] = '\0';
+    for (lua_Integer i = 1; i <= n && len; i++) {
+        lua_rawgeti(L, idx, i);
+        lua_getfield(L, -1, "path");
+        lua_getfield(L, -2, "method");
+        const char *pattern = lua_tostring(L, -2), *m = lua_tostring(L, -1);
+        if (pattern && m && routes_try(L, pattern, raw_path, 0)) {
+            found++;
+            if (strcmp(m, "ANY"))
+                routes_add_method(out, len, m);
+            else
+                for (const char *const *a = any; *a; a++)
+                    routes_add_method(out, len, *a);
+        }
+        lua_pop(L, 3);
+    }
+    return found;
 }

@@ -70,8 +70,11 @@
 #include "apigw_event.h"
 #include "buf.h"
 #include "codec.h"
+#include "cors.h"
 #include "hostlog.h"
 #include "invocation.h"
+#include "log.h"
+#include "metrics.h"
 #include "random.h"
 #include "routes.h"
 #include "state.h"
@@ -86,18 +89,21 @@
 /* At the connection limit, a connection idle this long gives way to a new one. */
 #define SERVER_EVICT_AFTER_MS 250
 /* Request line and headers live in libmicrohttpd's per-connection pool. */
-#define SERVER_POOL_BYTES       ((size_t)64 << 10)
-#define SERVER_MAX_URI          8192
-#define SERVER_MAX_QUERY_PARAMS 512
-#define SERVER_MAX_WORKERS      256
-#define SERVER_SCAN_MAX_FILES   4096
-#define SERVER_SCAN_MAX_DEPTH   4
-#define SERVER_CACHE_KEY        "imgpipe.server.cache"
-#define SERVER_HEALTH_MAX_BYTES ((size_t)256 << 10)
+#define SERVER_POOL_BYTES        ((size_t)64 << 10)
+#define SERVER_MAX_URI           8192
+#define SERVER_MAX_QUERY_PARAMS  512
+#define SERVER_MAX_WORKERS       256
+#define SERVER_SCAN_MAX_FILES    4096
+#define SERVER_SCAN_MAX_DEPTH    4
+#define SERVER_CACHE_KEY         "imgpipe.server.cache"
+#define SERVER_METRICS_MAX_BYTES ((size_t)8 << 20)
+#define SERVER_HEALTH_MAX_BYTES  ((size_t)256 << 10)
 
 typedef struct server_worker {
     lua_State *L;
-    uint64_t signature; /* of the pipelines folder when the caches were filled */
+    uint64_t signature;   /* of the pipelines folder when the caches were filled */
+    metrics_set metrics;  /* this worker's requests and its pipelines' figures */
+    log_metric_sink sink; /* log.metric of its state, into metrics */
 } server_worker;
 
 typedef struct server {
@@ -118,6 +124,7 @@ typedef struct server {
     atomic_int inflight;    /* requests whose headers were read, not yet completed */
     atomic_int connections; /* open connections */
     atomic_int stopping;    /* the cancel flag every worker state holds */
+    cors_config cors;
     pthread_mutex_t conns_lock;
     struct server_conn *conns; /* every open connection, for the read-timeout sweep */
 } server;
@@ -177,14 +184,29 @@ static void server_usage(FILE *out) {
           out);
 }
 
+/* Paths the server answers itself, never routed. */
+static int server_builtin(const char *path) { return !strcmp(path, "/healthz") || !strcmp(path, "/metrics"); }
+
 /* ------------------------------------------------------------------ */
 /* Responses                                                           */
 
-static enum MHD_Result server_send(struct MHD_Connection *conn, unsigned status, const char *body, size_t len,
-                                   const char *request_id, const char *allow) {
+/* Adds Access-Control-Allow-Origin (and Vary: Origin) when the request
+ * comes from an allowed origin; nothing otherwise. */
+static void server_add_cors(const server *s, struct MHD_Connection *conn, struct MHD_Response *res) {
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    const char *allow = cors_allow_origin(&s->cors, origin);
+    if (!allow) return;
+    MHD_add_response_header(res, "Access-Control-Allow-Origin", allow);
+    if (strcmp(allow, "*")) MHD_add_response_header(res, "Vary", "Origin");
+    MHD_add_response_header(res, "Access-Control-Expose-Headers", "x-amzn-RequestId");
+}
+
+static enum MHD_Result server_send(const server *s, struct MHD_Connection *conn, unsigned status,
+                                   const char *body, size_t len, const char *request_id, const char *allow) {
     struct MHD_Response *res = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (!res) return MHD_NO;
     MHD_add_response_header(res, "Content-Type", "application/json");
+    server_add_cors(s, conn, res);
     if (request_id) MHD_add_response_header(res, "x-amzn-RequestId", request_id);
     if (allow) MHD_add_response_header(res, "Allow", allow);
     enum MHD_Result r = MHD_queue_response(conn, status, res);
@@ -193,8 +215,9 @@ static enum MHD_Result server_send(struct MHD_Connection *conn, unsigned status,
 }
 
 /* {"error":{"code":..,"message":..,"requestId":..}} */
-static enum MHD_Result server_error(struct MHD_Connection *conn, unsigned status, const char *code,
-                                    const char *message, const char *request_id, const char *allow) {
+static enum MHD_Result server_error(const server *s, struct MHD_Connection *conn, unsigned status,
+                                    const char *code, const char *message, const char *request_id,
+                                    const char *allow) {
     buf b;
     buf_init(&b, 8192);
     int err = buf_appends(&b, "{\"error\":{\"code\":");
@@ -206,7 +229,7 @@ static enum MHD_Result server_error(struct MHD_Connection *conn, unsigned status
         err = err || codec_json_string(&b, request_id, strlen(request_id), CODEC_JSON_REPLACE);
     }
     err = err || buf_appends(&b, "}}");
-    enum MHD_Result r = err ? MHD_NO : server_send(conn, status, b.data, b.len, request_id, allow);
+    enum MHD_Result r = err ? MHD_NO : server_send(s, conn, status, b.data, b.len, request_id, allow);
     buf_free(&b);
     return r;
 }
@@ -353,14 +376,19 @@ typedef struct server_route_args {
     const server *srv;
     const char *method;
     const char *raw_path;
+    int preflight;     /* a CORS preflight: allowed gets every method routed for the path */
     int outcome;       /* ROUTES_* */
     size_t max_body;   /* ROUTES_FOUND: the route's, else the server's */
-    char allowed[256]; /* ROUTES_WRONG_METHOD */
+    char allowed[256]; /* ROUTES_WRONG_METHOD, or a preflight's */
 } server_route_args;
 
 static int server_route(lua_State *L) {
     server_route_args *a = lua_touserdata(L, 1);
     a->outcome = server_match(L, a->srv, a->method, a->raw_path, a->allowed);
+    if (a->preflight)
+        a->outcome = routes_methods(L, SERVER_AT_ROUTES, a->raw_path, a->allowed, sizeof a->allowed)
+                         ? ROUTES_FOUND
+                         : ROUTES_NOT_FOUND;
     if (a->outcome == ROUTES_FOUND)
         a->max_body = lua_isinteger(L, -1) ? (size_t)lua_tointeger(L, -1) : a->srv->max_body;
     return 0;
@@ -493,11 +521,30 @@ static server_worker *server_worker_for_thread(server *s) {
     return server_current;
 }
 
+/* log.metric in a worker's state: a summary series per name and
+ * dimensions, imgpipe_pipeline_NAME{dims}. */
+static void server_metric(void *ud, const char *name, double value, const char *unit, int ndims,
+                          const char *const *keys, const char *const *values) {
+    server_worker *w = ud;
+    char family[METRICS_FAMILY_MAX], labels[METRICS_LABELS_MAX] = "";
+    snprintf(family, sizeof family, "imgpipe_pipeline_%s", name);
+    for (int i = 0; i < ndims; i++)
+        if (metrics_label(labels, keys[i], values[i])) {
+            pthread_mutex_lock(&w->metrics.lock);
+            w->metrics.dropped++;
+            pthread_mutex_unlock(&w->metrics.lock);
+            return;
+        }
+    metrics_observe(&w->metrics, METRICS_SUMMARY, family, labels, unit, value);
+}
+
 /* Gives the worker its Lua state: 0, or -1 when out of memory. */
 static int server_worker_state(server *s, server_worker *w) {
     w->L = state_new(MODE_HTTP, s->dir);
     if (!w->L) return -1;
     invocation_set_cancel_flag(w->L, &s->stopping);
+    w->sink = (log_metric_sink){.record = server_metric, .ud = w};
+    log_set_metric_sink(w->L, &w->sink);
     return 0;
 }
 
@@ -571,7 +618,7 @@ typedef struct server_exchange {
 static int server_fail(server_exchange *ex, unsigned status, const char *code, const char *message,
                        const char *allow) {
     ex->status = status;
-    ex->result = server_error(ex->conn, status, code, message, ex->rid, allow);
+    ex->result = server_error(ex->srv, ex->conn, status, code, message, ex->rid, allow);
     return 1;
 }
 
@@ -656,7 +703,8 @@ static int server_invoke(server_exchange *ex, lua_State *L) {
 }
 
 /* Adds the {name, value} pairs of the array at idx as response headers. */
-static void server_add_headers(struct MHD_Response *res, lua_State *L, int idx, const char *rid) {
+static void server_add_headers(struct MHD_Response *res, lua_State *L, int idx, const char *rid,
+                               int own_cors) {
     int has_type = 0;
     lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
     for (lua_Integer i = 1; i <= n; i++) {
@@ -665,8 +713,10 @@ static void server_add_headers(struct MHD_Response *res, lua_State *L, int idx, 
         lua_rawgeti(L, -2, 2);
         const char *name = lua_tostring(L, -2), *value = lua_tostring(L, -1);
         /* MHD owns framing: it sets Content-Length and Connection itself. */
+        /* With CORS_ALLOW_ORIGIN the server answers for the origin itself. */
+        int cors = own_cors && !strncasecmp(name, "Access-Control-", 15);
         if (strcasecmp(name, "Content-Length") && strcasecmp(name, "Transfer-Encoding") &&
-            strcasecmp(name, "Connection")) {
+            strcasecmp(name, "Connection") && !cors) {
             if (!strcasecmp(name, "Content-Type")) has_type = 1;
             if (MHD_add_response_header(res, name, value) != MHD_YES)
                 hostlog(HOSTLOG_WARN, rid, "header refused", "name", name, NULL);
@@ -691,12 +741,28 @@ static int server_respond(server_exchange *ex, lua_State *L) {
     struct MHD_Response *res = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     ex->result = MHD_NO;
     if (!res) return 1;
-    server_add_headers(res, L, lua_absindex(L, -2), ex->rid);
+    server_add_headers(res, L, lua_absindex(L, -2), ex->rid, ex->srv->cors.enabled);
+    server_add_cors(ex->srv, ex->conn, res);
     MHD_add_response_header(res, "x-amzn-RequestId", ex->rid);
     ex->status = status;
     ex->result = MHD_queue_response(ex->conn, status, res);
     MHD_destroy_response(res);
     return 1;
+}
+
+/* Counts the answered request and its latency in the worker's metrics. */
+static void server_count_request(const server_exchange *ex, server_worker *w) {
+    char labels[METRICS_LABELS_MAX] = "", status[16];
+    const char *route = ex->route.outcome == ROUTES_FOUND ? ex->route.route
+                        : server_builtin(ex->r->raw_uri)  ? ex->r->raw_uri
+                                                          : "(none)";
+    snprintf(status, sizeof status, "%u", ex->status);
+    if (metrics_label(labels, "route", route)) return;
+    double seconds = (double)(invocation_now_ms() - ex->started) / 1000.0;
+    metrics_observe(&w->metrics, METRICS_HISTOGRAM, "imgpipe_http_request_duration_seconds", labels, NULL,
+                    seconds);
+    if (metrics_label(labels, "method", ex->method) || metrics_label(labels, "status", status)) return;
+    metrics_observe(&w->metrics, METRICS_COUNTER, "imgpipe_http_requests", labels, NULL, 1);
 }
 
 static void server_log_request(const server_exchange *ex) {
@@ -712,7 +778,8 @@ static void server_log_request(const server_exchange *ex) {
  * 503 when a routed pipeline (or routes.lua) cannot load. */
 static enum MHD_Result server_healthz(server_exchange *ex, lua_State *L) {
     if (strcmp(ex->method, "GET") && strcmp(ex->method, "HEAD"))
-        return server_error(ex->conn, 405, "MethodNotAllowed", "GET /healthz only", ex->rid, "GET, HEAD");
+        return server_error(ex->srv, ex->conn, 405, "MethodNotAllowed", "GET /healthz only", ex->rid,
+                            "GET, HEAD");
     buf states, body;
     buf_init(&states, SERVER_HEALTH_MAX_BYTES);
     buf_init(&body, SERVER_HEALTH_MAX_BYTES + 64);
@@ -721,16 +788,44 @@ static enum MHD_Result server_healthz(server_exchange *ex, lua_State *L) {
     if (server_check_pipelines(L, &a)) {
         hostlog(HOSTLOG_ERROR, ex->rid, "cannot load the routes", "error", lua_tostring(L, -1), NULL);
         lua_pop(L, 1);
-        r = server_error(ex->conn, 503, "Unavailable", "routes.lua cannot load; see the server log", ex->rid,
-                         NULL);
+        r = server_error(ex->srv, ex->conn, 503, "Unavailable", "routes.lua cannot load; see the server log",
+                         ex->rid, NULL);
     } else {
         ex->status = a.failed ? 503 : 200;
         int err = buf_appendf(&body, "{\"status\":\"%s\",\"pipelines\":", a.failed ? "failing" : "ok");
         err = err || buf_append(&body, states.data, states.len) || buf_appends(&body, "}");
-        r = err ? MHD_NO : server_send(ex->conn, ex->status, body.data, body.len, ex->rid, NULL);
+        r = err ? MHD_NO : server_send(ex->srv, ex->conn, ex->status, body.data, body.len, ex->rid, NULL);
     }
     buf_free(&states);
     buf_free(&body);
+    return r;
+}
+
+/* GET /metrics: every worker's metrics merged, as Prometheus text. */
+static enum MHD_Result server_metrics(server_exchange *ex) {
+    if (strcmp(ex->method, "GET") && strcmp(ex->method, "HEAD"))
+        return server_error(ex->srv, ex->conn, 405, "MethodNotAllowed", "GET /metrics only", ex->rid,
+                            "GET, HEAD");
+    metrics_set all;
+    metrics_init(&all);
+    for (unsigned i = 0; i < ex->srv->workers; i++)
+        metrics_merge(&all, &ex->srv->pool[i].metrics);
+    buf text;
+    buf_init(&text, SERVER_METRICS_MAX_BYTES);
+    enum MHD_Result r = MHD_NO;
+    if (!metrics_render(&all, (long)atomic_load(&ex->srv->inflight), &text)) {
+        struct MHD_Response *res =
+            MHD_create_response_from_buffer(text.len, text.data, MHD_RESPMEM_MUST_COPY);
+        if (res) {
+            MHD_add_response_header(res, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+            MHD_add_response_header(res, "x-amzn-RequestId", ex->rid);
+            ex->status = 200;
+            r = MHD_queue_response(ex->conn, 200, res);
+            MHD_destroy_response(res);
+        }
+    }
+    buf_free(&text);
+    metrics_free(&all);
     return r;
 }
 
@@ -742,17 +837,22 @@ static enum MHD_Result server_handle(server *s, struct MHD_Connection *conn, ser
     enum MHD_Result result;
     server_worker *w = server_current; /* made ready when the headers came in */
     if (random_uuid(ex->rid)) {
-        result = server_error(conn, 500, "InternalError", "no randomness for a request id", NULL, NULL);
+        result = server_error(s, conn, 500, "InternalError", "no randomness for a request id", NULL, NULL);
     } else if (!w || !w->L) {
-        result = server_error(conn, 503, "Unavailable", "no worker state for this thread", ex->rid, NULL);
+        result = server_error(s, conn, 503, "Unavailable", "no worker state for this thread", ex->rid, NULL);
     } else if (!strcmp(r->raw_uri, "/healthz")) {
         result = server_healthz(ex, w->L);
+        server_count_request(ex, w);
+    } else if (!strcmp(r->raw_uri, "/metrics")) {
+        result = server_metrics(ex);
+        server_count_request(ex, w);
     } else {
         lua_State *L = w->L;
         int base = lua_gettop(L);
         if (!server_parse(ex) && !server_route_request(ex, L) && !server_invoke(ex, L)) server_respond(ex, L);
         result = ex->result;
         server_log_request(ex);
+        if (ex->status) server_count_request(ex, w);
         lua_settop(L, base);
         /* Images live outside Lua's heap accounting: collect now, not later. */
         lua_gc(L, LUA_GCCOLLECT);
@@ -938,6 +1038,106 @@ static enum MHD_Result server_framing_header(void *cls, enum MHD_ValueKind kind,
     return MHD_YES;
 }
 
+/* Framing and target of a request whose headers are in: 0, or -1 with the
+ * error answer queued in *answer. Splits the raw target into path and query. */
+static int server_check_target(server *s, struct MHD_Connection *conn, server_request *r, const char *version,
+                               const server_framing *f, enum MHD_Result *answer) {
+    const char *why = NULL, *code = "BadRequest";
+    unsigned status = 400;
+    char msg[128];
+    if (f->transfer_encodings && (f->transfer_encodings > 1 || !server_chunked_only(f->transfer_encoding))) {
+        status = 501, code = "NotImplemented", why = "the only transfer coding understood is chunked";
+    } else if (f->transfer_encodings && f->content_length) {
+        why = "Content-Length and Transfer-Encoding together";
+    } else if (f->content_lengths_differ) {
+        why = "Content-Length headers that disagree";
+    } else if (f->host > 1 || (!f->host && !strcmp(version, MHD_HTTP_VERSION_1_1))) {
+        why = f->host ? "more than one Host header" : "HTTP/1.1 needs a Host header";
+    } else if (r->uri_refused) {
+        snprintf(msg, sizeof msg, "the target is over %d bytes or has more than %d query parameters",
+                 SERVER_MAX_URI, SERVER_MAX_QUERY_PARAMS);
+        status = 414, code = "URITooLong", why = msg;
+    } else {
+        /* The raw target, split; escapes checked before anything decodes them. */
+        char *query = strchr(r->raw_uri, '?');
+        if (query) *query++ = '\0';
+        char *hash = strchr(query ? query : r->raw_uri, '#');
+        if (hash) *hash = '\0';
+        r->query = query;
+        if (!apigw_validate(r->raw_uri, query, &why)) return 0;
+    }
+    *answer = server_error(s, conn, status, code, why, NULL, NULL);
+    return -1;
+}
+
+/* A CORS preflight (OPTIONS with Origin and Access-Control-Request-Method)
+ * for a routed path: 204 with what the origin may do there, or 403 when
+ * the origin is not allowed. */
+static enum MHD_Result server_preflight(server *s, struct MHD_Connection *conn, const char *methods) {
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    const char *allow = cors_allow_origin(&s->cors, origin);
+    if (!allow)
+        return server_error(s, conn, 403, "Forbidden", "this origin may not call the API (CORS_ALLOW_ORIGIN)",
+                            NULL, NULL);
+    char headers[1024], age[16];
+    cors_allow_headers(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Access-Control-Request-Headers"),
+                       headers, sizeof headers);
+    snprintf(age, sizeof age, "%u", s->cors.max_age);
+    struct MHD_Response *res = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!res) return MHD_NO;
+    MHD_add_response_header(res, "Access-Control-Allow-Origin", allow);
+    if (strcmp(allow, "*")) MHD_add_response_header(res, "Vary", "Origin");
+    MHD_add_response_header(res, "Access-Control-Allow-Methods", methods);
+    MHD_add_response_header(res, "Access-Control-Allow-Headers", headers);
+    MHD_add_response_header(res, "Access-Control-Max-Age", age);
+    enum MHD_Result r = MHD_queue_response(conn, 204, res);
+    MHD_destroy_response(res);
+    return r;
+}
+
+/* The route of a request whose headers are in (a preflight is answered
+ * here): 0 with r->max_body set, or -1 with the answer queued. */
+static int server_check_route(server *s, struct MHD_Connection *conn, server_request *r, const char *method,
+                              enum MHD_Result *answer) {
+    const char *why;
+    r->max_body = s->max_body;
+    server_worker *w = server_worker_ready(s, &why);
+    if (!w) {
+        *answer = server_error(s, conn, 503, "Unavailable", why, NULL, NULL);
+        return -1;
+    }
+    if (server_builtin(r->raw_uri)) return 0;
+    int preflight = !strcmp(method, "OPTIONS") &&
+                    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin") &&
+                    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Access-Control-Request-Method");
+    server_route_args a = {.srv = s,
+                           .method = method,
+                           .raw_path = r->raw_uri,
+                           .outcome = ROUTES_NOT_FOUND,
+                           .preflight = preflight};
+    lua_pushcfunction(w->L, server_route);
+    lua_pushlightuserdata(w->L, &a);
+    char msg[400];
+    if (state_pcall(w->L, 1, 0) != LUA_OK) {
+        hostlog(HOSTLOG_ERROR, NULL, "cannot load the routes", "error", lua_tostring(w->L, -1), NULL);
+        lua_pop(w->L, 1);
+        *answer =
+            server_error(s, conn, 500, "InternalError", "internal error; see the server log", NULL, NULL);
+    } else if (a.outcome == ROUTES_NOT_FOUND) {
+        snprintf(msg, sizeof msg, "no route for %s %.200s", method, r->raw_uri);
+        *answer = server_error(s, conn, 404, "NotFound", msg, NULL, NULL);
+    } else if (preflight) {
+        *answer = server_preflight(s, conn, a.allowed);
+    } else if (a.outcome == ROUTES_WRONG_METHOD) {
+        snprintf(msg, sizeof msg, "%s is not allowed here; allowed: %s", method, a.allowed);
+        *answer = server_error(s, conn, 405, "MethodNotAllowed", msg, NULL, a.allowed);
+    } else {
+        r->max_body = a.max_body;
+        return 0;
+    }
+    return -1;
+}
+
 /* The headers are in, none of the body is read: framing, target, route and
  * body limit. MHD_YES to go on reading the body; else the error answer. */
 static enum MHD_Result server_headers_in(server *s, struct MHD_Connection *conn, server_request *r,
@@ -945,60 +1145,10 @@ static enum MHD_Result server_headers_in(server *s, struct MHD_Connection *conn,
     *refused = 1;
     server_framing f = {0};
     MHD_get_connection_values(conn, MHD_HEADER_KIND, server_framing_header, &f);
-    if (f.transfer_encodings && (f.transfer_encodings > 1 || !server_chunked_only(f.transfer_encoding)))
-        return server_error(conn, 501, "NotImplemented", "the only transfer coding understood is chunked",
-                            NULL, NULL);
-    if (f.transfer_encodings && f.content_length)
-        return server_error(conn, 400, "BadRequest", "Content-Length and Transfer-Encoding together", NULL,
-                            NULL);
-    if (f.content_lengths_differ)
-        return server_error(conn, 400, "BadRequest", "Content-Length headers that disagree", NULL, NULL);
-    if (f.host > 1 || (!f.host && !strcmp(version, MHD_HTTP_VERSION_1_1)))
-        return server_error(conn, 400, "BadRequest",
-                            f.host ? "more than one Host header" : "HTTP/1.1 needs a Host header", NULL,
-                            NULL);
-    if (r->uri_refused) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "the target is over %d bytes or has more than %d query parameters",
-                 SERVER_MAX_URI, SERVER_MAX_QUERY_PARAMS);
-        return server_error(conn, 414, "URITooLong", msg, NULL, NULL);
-    }
-
-    /* The raw target, split; escapes checked before anything decodes them. */
-    char *query = strchr(r->raw_uri, '?');
-    if (query) *query++ = '\0';
-    char *hash = strchr(query ? query : r->raw_uri, '#');
-    if (hash) *hash = '\0';
-    r->query = query;
-    const char *why;
-    if (apigw_validate(r->raw_uri, query, &why))
-        return server_error(conn, 400, "BadRequest", why, NULL, NULL);
-
-    r->max_body = s->max_body;
-    server_worker *w = server_worker_ready(s, &why);
-    if (!w) return server_error(conn, 503, "Unavailable", why, NULL, NULL);
-    if (strcmp(r->raw_uri, "/healthz")) {
-        server_route_args a = {
-            .srv = s, .method = method, .raw_path = r->raw_uri, .outcome = ROUTES_NOT_FOUND};
-        lua_pushcfunction(w->L, server_route);
-        lua_pushlightuserdata(w->L, &a);
-        if (state_pcall(w->L, 1, 0) != LUA_OK) {
-            hostlog(HOSTLOG_ERROR, NULL, "cannot load the routes", "error", lua_tostring(w->L, -1), NULL);
-            lua_pop(w->L, 1);
-            return server_error(conn, 500, "InternalError", "internal error; see the server log", NULL, NULL);
-        }
-        if (a.outcome == ROUTES_NOT_FOUND) {
-            char msg[300];
-            snprintf(msg, sizeof msg, "no route for %s %.200s", method, r->raw_uri);
-            return server_error(conn, 404, "NotFound", msg, NULL, NULL);
-        }
-        if (a.outcome == ROUTES_WRONG_METHOD) {
-            char msg[400];
-            snprintf(msg, sizeof msg, "%s is not allowed here; allowed: %s", method, a.allowed);
-            return server_error(conn, 405, "MethodNotAllowed", msg, NULL, a.allowed);
-        }
-        r->max_body = a.max_body;
-    }
+    enum MHD_Result answer = MHD_NO;
+    if (server_check_target(s, conn, r, version, &f, &answer) ||
+        server_check_route(s, conn, r, method, &answer))
+        return answer;
     if (f.content_length) {
         char *end;
         errno = 0;
@@ -1006,7 +1156,7 @@ static enum MHD_Result server_headers_in(server *s, struct MHD_Connection *conn,
         if (errno || *end || end == f.content_length || n > r->max_body) {
             char msg[128];
             snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", r->max_body);
-            return server_error(conn, 413, "PayloadTooLarge", msg, NULL, NULL);
+            return server_error(s, conn, 413, "PayloadTooLarge", msg, NULL, NULL);
         }
     }
     buf_init(&r->body, r->max_body);
@@ -1045,7 +1195,7 @@ static enum MHD_Result server_access(void *cls, struct MHD_Connection *conn, con
     if (r->too_big) {
         char msg[128];
         snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", r->max_body);
-        return server_error(conn, 413, "PayloadTooLarge", msg, NULL, NULL);
+        return server_error(s, conn, 413, "PayloadTooLarge", msg, NULL, NULL);
     }
     return server_handle(s, conn, r, method);
 }
@@ -1269,13 +1419,20 @@ int server_main(int argc, char **argv) {
     if (rc) return rc < 0 ? 0 : rc;
     struct sockaddr_storage addr;
     unsigned flags;
+    char why[200];
     if (server_address(&s, &addr, &flags)) return 2;
+    if (cors_init(&s.cors, why, sizeof why)) {
+        fprintf(stderr, "imgpipe serve: %s\n", why);
+        return 2;
+    }
     s.pool = calloc(s.workers, sizeof *s.pool);
     if (!s.pool || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         free(s.pool);
         fprintf(stderr, "imgpipe serve: out of memory\n");
         return 1;
     }
+    for (unsigned i = 0; i < s.workers; i++)
+        metrics_init(&s.pool[i].metrics);
     sigset_t stop_set;
     server_block_signals(&stop_set);
     rc = server_preload(&s);
@@ -1289,8 +1446,10 @@ int server_main(int argc, char **argv) {
         if (listen_fd != MHD_INVALID_SOCKET) close(listen_fd);
         rc = 0;
     }
-    for (unsigned i = 0; i < s.workers; i++)
+    for (unsigned i = 0; i < s.workers; i++) {
         if (s.pool[i].L) lua_close(s.pool[i].L);
+        metrics_free(&s.pool[i].metrics);
+    }
     free(s.pool);
     curl_global_cleanup();
     if (rc == 0) hostlog(HOSTLOG_INFO, NULL, "stopped", NULL);
