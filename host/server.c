@@ -180,7 +180,10 @@ static void server_usage(FILE *out) {
           "Targets over 8192 bytes or with more than 512 query parameters get 414, request line\n"
           "and headers over 64 KiB 431.\n"
           "Routes come from routes.lua in $IMGPIPE_PIPELINES (default ./pipelines); a route may\n"
-          "declare max_body. Limits: docs/server-limits.md.\n",
+          "declare max_body. Limits: docs/server-limits.md. Every routed pipeline is loaded before\n"
+          "listening: one that cannot load stops the start (exit 2).\n"
+          "Built in: GET /healthz (pipelines' load state), GET /metrics (Prometheus, docs/metrics.md).\n"
+          "CORS: CORS_ALLOW_ORIGIN (origins, comma-separated, or *), CORS_MAX_AGE (seconds).\n",
           out);
 }
 
