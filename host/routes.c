@@ -117,12 +117,20 @@ static int routes_try(lua_State *L, const char *pattern, const char *raw_path, i
     return !routes_segment(&rp, &rseg, &rlen);
 }
 
+/* Appends method to the list in out unless it is there already. */
+static void routes_add_method(char *out, size_t len, const char *method) {
+    size_t used = strlen(out), n = strlen(method);
+    for (const char *p = out; (p = strstr(p, method)) != NULL; p += n)
+        if ((p == out || p[-1] == ' ') && (p[n] == ',' || p[n] == '\0')) return;
+    if (used + n + 3 > len) return;
+    snprintf(out + used, len - used, "%s%s", used ? ", " : "", method);
+}
+
 int routes_match(lua_State *L, int idx, const char *method, const char *raw_path) {
     idx = lua_absindex(L, idx);
     lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
     int top = lua_gettop(L);
     char allowed[256];
-    size_t used = 0;
     allowed[0] = '\0';
     for (lua_Integer i = 1; i <= n; i++) {
         lua_settop(L, top);
@@ -132,10 +140,7 @@ int routes_match(lua_State *L, int idx, const char *method, const char *raw_path
         const char *pattern = lua_tostring(L, top + 2), *m = lua_tostring(L, top + 3);
         if (!pattern || !m || !routes_try(L, pattern, raw_path, 0)) continue;
         if (strcmp(m, method) && strcmp(m, "ANY")) {
-            if (!strstr(allowed, m) && used + strlen(m) + 3 < sizeof allowed) {
-                int w = snprintf(allowed + used, sizeof allowed - used, "%s%s", used ? ", " : "", m);
-                if (w > 0) used += (size_t)w;
-            }
+            routes_add_method(allowed, sizeof allowed, m);
             continue;
         }
         lua_getfield(L, top + 1, "pipeline"); /* top+4 */
@@ -153,20 +158,11 @@ int routes_match(lua_State *L, int idx, const char *method, const char *raw_path
         return ROUTES_FOUND;
     }
     lua_settop(L, top);
-    if (used) {
+    if (allowed[0]) {
         lua_pushstring(L, allowed);
         return ROUTES_WRONG_METHOD;
     }
     return ROUTES_NOT_FOUND;
-}
-
-/* Appends method to the list in out unless it is there already. */
-static void routes_add_method(char *out, size_t len, const char *method) {
-    size_t used = strlen(out), n = strlen(method);
-    for (const char *p = out; (p = strstr(p, method)) != NULL; p += n)
-        if ((p == out || p[-1] == ' ') && (p[n] == ',' || p[n] == '\0')) return;
-    if (used + n + 3 > len) return;
-    snprintf(out + used, len - used, "%s%s", used ? ", " : "", method);
 }
 
 int routes_methods(lua_State *L, int idx, const char *raw_path, char *out, size_t len) {
