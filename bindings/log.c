@@ -6,27 +6,43 @@
  * Levels: debug < info < warn < error; IMGPIPE_LOG_LEVEL (default info) sets
  * the threshold. The current request id (see invocation.h) is added to every
  * line, and the line is written by the same code as the host's own lines
- * (core/logline.h), so ctx.log, this module and the host are one logger. */
+ * (core/logline.h), so ctx.log, this module and the host are one logger.
+ *
+ * Metrics: log.metric(name, value, {unit = "Milliseconds", dims = {k = v}})
+ * records one figure. In HTTP mode it goes to the host's sink (aggregated
+ * for GET /metrics); in Lambda mode it is written as one CloudWatch
+ * Embedded Metric Format line (namespace IMGPIPE_METRICS_NAMESPACE, default
+ * "imgpipe"); otherwise as an info log line {"msg":"metric",...}. */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
 #include "handle.h"
 #include "invocation.h"
-#include "logline.h"
+#include "log.h"
 #include "modules.h"
 
-#define LOG_CONFIG_MT "imgpipe.log.config"
-#define LOG_MAX_LINE  (256u << 10)
+#define LOG_CONFIG_MT        "imgpipe.log.config"
+#define LOG_MAX_LINE         (256u << 10)
+#define LOG_SINK_KEY         "imgpipe.log.metric_sink"
+#define LOG_METRIC_MAX_NAME  128
+#define LOG_METRIC_MAX_DIMS  9
+#define LOG_METRIC_MAX_VALUE 256
 
 /* upvalue 1: the config userdata; upvalue 2: the cjson module */
 typedef struct log_config {
     int threshold;
-    buf line; /* owned here, so a raise while a line is built cannot leak it */
+    buf line;            /* owned here, so a raise while a line is built cannot leak it */
+    buf aws;             /* the _aws member of an EMF line, likewise */
+    char namespace[256]; /* IMGPIPE_METRICS_NAMESPACE */
 } log_config;
 
 static int log_config_close(lua_State *L) {
     log_config *cfg = (log_config *)luaL_checkudata(L, 1, LOG_CONFIG_MT);
     buf_free(&cfg->line);
+    buf_free(&cfg->aws);
     return 0;
 }
 
@@ -95,9 +111,172 @@ static int log_level(lua_State *L) {
     return 1;
 }
 
+/* ---- metrics ---- */
+
+/* CloudWatch's units; the first is the default. */
+static const char *const log_units[] = {
+    "None",      "Count",     "Seconds", "Milliseconds", "Microseconds", "Bytes",        "Kilobytes",
+    "Megabytes", "Gigabytes", "Bits",    "Percent",      "Count/Second", "Bytes/Second", NULL};
+
+/* Fields of the line a dimension may not take the name of. */
+static const char *const log_metric_reserved[] = {"time",   "level", "msg",  "requestId", "_aws",
+                                                  "metric", "value", "unit", NULL};
+
+/* Names of metrics and dimensions: a letter or '_' then letters, digits
+ * and '_', at most LOG_METRIC_MAX_NAME, not starting with "__" (valid as
+ * Prometheus names and labels, and as CloudWatch names). */
+static int log_metric_name_ok(const char *s, size_t n) {
+    if (n == 0 || n > LOG_METRIC_MAX_NAME || (s[0] >= '0' && s[0] <= '9') ||
+        (n > 1 && s[0] == '_' && s[1] == '_'))
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+              s[i] == '_'))
+            return 0;
+    return 1;
+}
+
+/* One figure, its arguments checked. The strings live on the Lua stack. */
+typedef struct log_metric_args {
+    const char *name;
+    double value;
+    const char *unit;
+    int ndims;
+    const char *keys[LOG_METRIC_MAX_DIMS];
+    const char *values[LOG_METRIC_MAX_DIMS];
+} log_metric_args;
+
+/* The unit field of the options table at 3. */
+static const char *log_metric_unit(lua_State *L) {
+    if (lua_getfield(L, 3, "unit") == LUA_TNIL) return log_units[0];
+    const char *unit = lua_tostring(L, -1);
+    for (int i = 0; unit && lua_type(L, -1) == LUA_TSTRING && log_units[i]; i++)
+        if (!strcmp(unit, log_units[i])) return log_units[i];
+    luaL_argerror(L, 3, "field 'unit': a CloudWatch unit expected (Count, Milliseconds, Bytes, None, ...)");
+    return NULL;
+}
+
+/* Where log_metric_check keeps the dimension values as strings. */
+#define LOG_METRIC_ANCHOR 6
+
+/* Adds one dimension (key at -2, value at -1) in key order. */
+static void log_metric_dim(lua_State *L, log_metric_args *a) {
+    size_t klen, vlen;
+    if (lua_type(L, -2) != LUA_TSTRING) luaL_argerror(L, 3, "field 'dims': keys must be strings");
+    const char *k = lua_tolstring(L, -2, &klen);
+    int reserved = !strcmp(k, a->name);
+    for (const char *const *r = log_metric_reserved; *r; r++)
+        reserved = reserved || !strcmp(k, *r);
+    if (!log_metric_name_ok(k, klen) || reserved)
+        luaL_argerror(L, 3, lua_pushfstring(L, "field 'dims': '%s' is not a dimension name", k));
+    int t = lua_type(L, -1);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER && t != LUA_TBOOLEAN)
+        luaL_argerror(L, 3, lua_pushfstring(L, "field 'dims': '%s' must be a string, number or boolean", k));
+    if (a->ndims == LOG_METRIC_MAX_DIMS) luaL_argerror(L, 3, "field 'dims': at most 9 dimensions");
+    const char *v = luaL_tolstring(L, -1, &vlen);
+    if (vlen > LOG_METRIC_MAX_VALUE || !codec_is_utf8(v, vlen))
+        luaL_argerror(L, 3,
+                      lua_pushfstring(L, "field 'dims': '%s' is not UTF-8 text of at most 256 bytes", k));
+    int i = a->ndims++;
+    for (; i > 0 && strcmp(a->keys[i - 1], k) > 0; i--) {
+        a->keys[i] = a->keys[i - 1];
+        a->values[i] = a->values[i - 1];
+    }
+    a->keys[i] = k;
+    a->values[i] = v;
+    lua_rawseti(L, LOG_METRIC_ANCHOR, a->ndims); /* keeps v alive after the loop */
+}
+
+static void log_metric_check(lua_State *L, log_metric_args *a) {
+    size_t n;
+    a->name = luaL_checklstring(L, 1, &n);
+    luaL_argcheck(L, log_metric_name_ok(a->name, n), 1,
+                  "a metric name is a letter or '_' then letters, digits and '_' (at most 128)");
+    a->value = (double)luaL_checknumber(L, 2);
+    luaL_argcheck(L, isfinite(a->value), 2, "a finite number expected");
+    if (lua_isnoneornil(L, 3)) {
+        a->unit = log_units[0];
+        return;
+    }
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_settop(L, 3);
+    a->unit = log_metric_unit(L);       /* 4 */
+    int t = lua_getfield(L, 3, "dims"); /* 5 */
+    if (t == LUA_TNIL) return;
+    if (t != LUA_TTABLE) luaL_argerror(L, 3, "field 'dims': a table expected");
+    lua_newtable(L); /* LOG_METRIC_ANCHOR */
+    lua_pushnil(L);
+    while (lua_next(L, 5)) {
+        log_metric_dim(L, a);
+        lua_pop(L, 1);
+    }
+}
+
+/* {"Timestamp":..,"CloudWatchMetrics":[{"Namespace":..,"Dimensions":[[..]],"Metrics":[{"Name":..,"Unit":..}]}]}
+ */
+static int log_emf_directive(log_config *cfg, const log_metric_args *a) {
+    buf *b = &cfg->aws;
+    buf_reset(b);
+    int err = buf_appendf(
+        b, "{\"Timestamp\":%lld,\"CloudWatchMetrics\":[{\"Namespace\":", (long long)invocation_now_ms());
+    err = err || codec_json_string(b, cfg->namespace, strlen(cfg->namespace), CODEC_JSON_REPLACE);
+    err = err || buf_appends(b, ",\"Dimensions\":[[");
+    for (int i = 0; i < a->ndims && !err; i++)
+        err = (i && buf_appends(b, ",")) || codec_json_string(b, a->keys[i], strlen(a->keys[i]), 0);
+    err = err || buf_appends(b, "]],\"Metrics\":[{\"Name\":");
+    err = err || codec_json_string(b, a->name, strlen(a->name), 0);
+    return err || buf_appendf(b, ",\"Unit\":\"%s\"}]}]}", a->unit);
+}
+
+/* An EMF line (Lambda) or a log line (CLI): the figure as a top-level
+ * member, with the dimensions beside it. */
+static void log_metric_line(lua_State *L, log_config *cfg, const log_metric_args *a, int emf) {
+    char num[64];
+    snprintf(num, sizeof num, "%.15g", a->value);
+    buf *b = &cfg->line;
+    int err = logline_begin(b, 1, "metric", 6, invocation_request_id(L));
+    if (emf) {
+        err = err || log_emf_directive(cfg, a) || logline_field(b, "_aws", 4, cfg->aws.data, cfg->aws.len, 1);
+        err = err || logline_field(b, a->name, strlen(a->name), num, strlen(num), 1);
+    } else {
+        err = err || logline_field(b, "metric", 6, a->name, strlen(a->name), 0);
+        err = err || logline_field(b, "value", 5, num, strlen(num), 1);
+        err = err || logline_field(b, "unit", 4, a->unit, strlen(a->unit), 0);
+    }
+    for (int i = 0; i < a->ndims && !err; i++)
+        err = logline_field(b, a->keys[i], strlen(a->keys[i]), a->values[i], strlen(a->values[i]), 0);
+    logline_write(b, 1, err);
+    buf_reset(b);
+}
+
+/* log.metric(name, value, {unit=, dims=}) */
+static int log_metric(lua_State *L) {
+    log_config *cfg = log_fetch_config(L);
+    log_metric_args a = {0};
+    log_metric_check(L, &a);
+    lua_getfield(L, LUA_REGISTRYINDEX, LOG_SINK_KEY);
+    const log_metric_sink *sink = (const log_metric_sink *)lua_touserdata(L, -1);
+    lua_getfield(L, LUA_REGISTRYINDEX, "imgpipe.mode");
+    const char *mode = lua_tostring(L, -1);
+    int lambda = mode && !strcmp(mode, "lambda");
+    if (sink)
+        sink->record(sink->ud, a.name, a.value, a.unit, a.ndims, a.keys, a.values);
+    else if (lambda || cfg->threshold <= 1)
+        log_metric_line(L, cfg, &a, lambda);
+    return 0;
+}
+
+void log_set_metric_sink(lua_State *L, const log_metric_sink *sink) {
+    if (sink)
+        lua_pushlightuserdata(L, (void *)sink);
+    else
+        lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, LOG_SINK_KEY);
+}
+
 static const luaL_Reg log_funcs[] = {
-    {"debug", log_debug}, {"error", log_error}, {"info", log_info},
-    {"level", log_level}, {"warn", log_warn},   {NULL, NULL},
+    {"debug", log_debug},   {"error", log_error}, {"info", log_info}, {"level", log_level},
+    {"metric", log_metric}, {"warn", log_warn},   {NULL, NULL},
 };
 
 int luaopen_imgpipe_log(lua_State *L) {
@@ -105,6 +284,9 @@ int luaopen_imgpipe_log(lua_State *L) {
     log_config *cfg = (log_config *)handle_new(L, sizeof *cfg, LOG_CONFIG_MT, log_config_close);
     cfg->threshold = log_level_from_env();
     buf_init(&cfg->line, LOG_MAX_LINE);
+    buf_init(&cfg->aws, LOG_MAX_LINE);
+    const char *ns = getenv("IMGPIPE_METRICS_NAMESPACE");
+    snprintf(cfg->namespace, sizeof cfg->namespace, "%s", ns && *ns ? ns : "imgpipe");
     lua_getglobal(L, "require");
     lua_pushliteral(L, "cjson");
     lua_call(L, 1, 1);

@@ -25,7 +25,7 @@ static void cli_usage(FILE *out) {
           out);
 }
 
-/* Reads a whole stream into b; -1 with errno-style message on failure. */
+/* Reads a whole stream into b; -1 with a message in err on failure. */
 static int read_stream(FILE *f, buf *b, char *err, size_t errlen) {
     char chunk[65536];
     size_t n;
@@ -36,7 +36,8 @@ static int read_stream(FILE *f, buf *b, char *err, size_t errlen) {
         }
     }
     if (ferror(f)) {
-        snprintf(err, errlen, "%s", strerror(errno));
+        char why[128];
+        snprintf(err, errlen, "%s", strerror_r(errno, why, sizeof why));
         return -1;
     }
     return 0;
@@ -46,7 +47,8 @@ static int read_event(const char *path, buf *b, char *err, size_t errlen) {
     if (!strcmp(path, "-")) return read_stream(stdin, b, err, errlen);
     FILE *f = fopen(path, "rb");
     if (!f) {
-        snprintf(err, errlen, "cannot open event file '%s': %s", path, strerror(errno));
+        char why[128];
+        snprintf(err, errlen, "cannot open event file '%s': %s", path, strerror_r(errno, why, sizeof why));
         return -1;
     }
     int r = read_stream(f, b, err, errlen);
@@ -54,150 +56,130 @@ static int read_event(const char *path, buf *b, char *err, size_t errlen) {
     return r;
 }
 
-/* Decodes the JSON text at the top of the stack, replacing it with the value. */
-static int decode_json(lua_State *L) {
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "cjson");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "decode");
-    lua_pushvalue(L, 1);
-    lua_call(L, 1, 1);
-    return 1;
-}
-
-static int encode_json(lua_State *L) {
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "cjson");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "encode");
-    lua_pushvalue(L, 1);
-    lua_call(L, 1, 1);
-    return 1;
-}
-
 static void report(lua_State *L, const char *what) {
     fprintf(stderr, "imgpipe: %s: %s\n", what, lua_tostring(L, -1));
 }
 
-int cli_main(int argc, char **argv) {
-    const char *script = NULL, *event_path = NULL;
-    double timeout_s = 0;
-    int script_args = argc; /* index of the first ARG after -- */
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--")) {
-            script_args = i + 1;
-            break;
-        } else if (!strcmp(argv[i], "--event") && i + 1 < argc) {
-            event_path = argv[++i];
-        } else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
-            char *end;
-            timeout_s = strtod(argv[++i], &end);
-            if (*end || timeout_s <= 0 || timeout_s > 86400) {
-                fprintf(stderr, "imgpipe run: --timeout takes seconds between 0 and 86400\n");
-                return 2;
-            }
-        } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            cli_usage(stdout);
-            return 0;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "imgpipe run: unknown option '%s'\n", argv[i]);
-            cli_usage(stderr);
-            return 2;
-        } else if (!script) {
-            script = argv[i];
-        } else {
-            fprintf(stderr, "imgpipe run: unexpected argument '%s' (script arguments go after --)\n", argv[i]);
+typedef struct cli_options {
+    const char *script;
+    const char *event_path;
+    double timeout_s;
+    int script_args; /* index of the first ARG after -- */
+} cli_options;
+
+/* One option at argv[*i]: 0 to go on, else the exit status (-1 for 0). */
+static int cli_option(int argc, char **argv, int *i, cli_options *o) {
+    const char *a = argv[*i];
+    if (!strcmp(a, "--event") && *i + 1 < argc) {
+        o->event_path = argv[++*i];
+    } else if (!strcmp(a, "--timeout") && *i + 1 < argc) {
+        char *end;
+        o->timeout_s = strtod(argv[++*i], &end);
+        if (*end || o->timeout_s <= 0 || o->timeout_s > 86400) {
+            fprintf(stderr, "imgpipe run: --timeout takes seconds between 0 and 86400\n");
             return 2;
         }
+    } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+        cli_usage(stdout);
+        return -1;
+    } else if (a[0] == '-' && a[1]) {
+        fprintf(stderr, "imgpipe run: unknown option '%s'\n", a);
+        cli_usage(stderr);
+        return 2;
+    } else if (!o->script) {
+        o->script = a;
+    } else {
+        fprintf(stderr, "imgpipe run: unexpected argument '%s' (script arguments go after --)\n", a);
+        return 2;
     }
-    if (!script) {
+    return 0;
+}
+
+/* 0 to run, else the exit status (-1 for 0). */
+static int cli_parse(int argc, char **argv, cli_options *o) {
+    o->script_args = argc;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--")) {
+            o->script_args = i + 1;
+            break;
+        }
+        int r = cli_option(argc, argv, &i, o);
+        if (r) return r;
+    }
+    if (!o->script) {
         cli_usage(stderr);
         return 2;
     }
+    return 0;
+}
+
+/* The global arg table, as the lua interpreter sets it. */
+static void cli_set_arg(lua_State *L, const cli_options *o, int argc, char **argv) {
+    lua_createtable(L, argc - o->script_args, 1);
+    lua_pushstring(L, o->script);
+    lua_rawseti(L, -2, 0);
+    for (int i = o->script_args; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i - o->script_args + 1);
+    }
+    lua_setglobal(L, "arg");
+}
+
+/* Loads the script and, when it is a pipeline, invokes it once and prints
+ * the result. Returns the exit status. */
+static int cli_run(lua_State *L, const cli_options *o, const buf *event) {
+    if (state_load_pipeline(L, state_pipelines_dir(MODE_CLI), o->script) != LUA_OK) {
+        report(L, "error");
+        return 1;
+    }
+    if (!lua_istable(L, -1)) return 0; /* a plain script: it has run */
+    if (state_pipeline_handler(L, -1, o->script, NULL) != LUA_OK) {
+        report(L, "error");
+        return 1;
+    }
+    char request_id[37];
+    random_uuid(request_id);
+    invocation_info info = {.request_id = request_id};
+    if (o->timeout_s > 0) info.deadline_ms = invocation_now_ms() + (int64_t)(o->timeout_s * 1000);
+    /* No --event: the event is {}. */
+    const char *json = o->event_path ? buf_str(event) : "{}";
+    size_t len = o->event_path ? event->len : 2;
+    switch (state_invoke(L, -1, json, len, 0, &info)) {
+    case STATE_INVOKE_BAD_EVENT: report(L, "invalid event JSON"); return 2;
+    case STATE_INVOKE_FAILED: report(L, "error"); return 1;
+    case STATE_INVOKE_BAD_RESULT: report(L, "cannot encode the handler's result as JSON"); return 1;
+    default: break;
+    }
+    size_t n;
+    const char *out = lua_tolstring(L, -1, &n);
+    fwrite(out, 1, n, stdout);
+    fputc('\n', stdout);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+int cli_main(int argc, char **argv) {
+    cli_options o = {0};
+    int rc = cli_parse(argc, argv, &o);
+    if (rc) return rc < 0 ? 0 : rc;
 
     buf event;
     buf_init(&event, CLI_MAX_EVENT_BYTES);
-    if (event_path) {
+    if (o.event_path) {
         char err[512];
-        if (read_event(event_path, &event, err, sizeof err)) {
+        if (read_event(o.event_path, &event, err, sizeof err)) {
             fprintf(stderr, "imgpipe run: %s\n", err);
             buf_free(&event);
             return 2;
         }
     }
-
-    const char *dir = state_pipelines_dir(MODE_CLI);
-    lua_State *L = state_new(MODE_CLI, dir);
+    lua_State *L = state_new(MODE_CLI, state_pipelines_dir(MODE_CLI));
     if (!L) {
         fprintf(stderr, "imgpipe: cannot create a Lua state (out of memory)\n");
         buf_free(&event);
         return 1;
     }
-    int rc = 1;
-
-    /* The global arg table, as the lua interpreter sets it. */
-    lua_createtable(L, argc - script_args, 1);
-    lua_pushstring(L, script);
-    lua_rawseti(L, -2, 0);
-    for (int i = script_args; i < argc; i++) {
-        lua_pushstring(L, argv[i]);
-        lua_rawseti(L, -2, i - script_args + 1);
-    }
-    lua_setglobal(L, "arg");
-
-    if (state_load_pipeline(L, dir, script) != LUA_OK) {
-        report(L, "error");
-        goto done;
-    }
-    if (!lua_istable(L, -1)) { /* a plain script: it has run */
-        rc = 0;
-        goto done;
-    }
-    lua_getfield(L, -1, "handler");
-    int has_handler = lua_isfunction(L, -1);
-    lua_pop(L, 1);
-    if (!has_handler) {
-        rc = 0;
-        goto done;
-    }
-    int pipeline = lua_gettop(L);
-
-    /* The event: {} by default, else the decoded JSON. */
-    if (event.len == 0 && !event_path) {
-        lua_newtable(L);
-    } else {
-        lua_pushcfunction(L, decode_json);
-        lua_pushlstring(L, buf_str(&event), event.len);
-        if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-            report(L, "invalid event JSON");
-            rc = 2;
-            goto done;
-        }
-    }
-    buf_free(&event);
-
-    char request_id[37];
-    random_uuid(request_id);
-    invocation_info info = {.request_id = request_id};
-    if (timeout_s > 0) info.deadline_ms = invocation_now_ms() + (int64_t)(timeout_s * 1000);
-
-    if (state_call_handler(L, pipeline, &info) != LUA_OK) {
-        report(L, "error");
-        goto done;
-    }
-    lua_pushcfunction(L, encode_json);
-    lua_insert(L, -2);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-        report(L, "cannot encode the handler's result as JSON");
-        goto done;
-    }
-    size_t len;
-    const char *out = lua_tolstring(L, -1, &len);
-    fwrite(out, 1, len, stdout);
-    fputc('\n', stdout);
-    rc = fflush(stdout) == 0 ? 0 : 1;
-
-done:
+    cli_set_arg(L, &o, argc, argv);
+    rc = cli_run(L, &o, &event);
     buf_free(&event);
     lua_close(L);
     return rc;

@@ -3,14 +3,9 @@
 #include <stdarg.h>
 #include <string.h>
 
-#include "codec.h"
 #include "logline.h"
 
 #define HOSTLOG_MAX_LINE (256u << 10)
-
-int hostlog_json_string(buf *b, const char *s, size_t len) {
-    return codec_json_string(b, s, len, CODEC_JSON_REPLACE) ? -1 : 0;
-}
 
 void hostlog(hostlog_level level, const char *request_id, const char *msg, ...) {
     if ((int)level < log_level_from_env()) return;

@@ -4,17 +4,7 @@
 #ifndef IMGPIPE_HOSTLOG_H
 #define IMGPIPE_HOSTLOG_H
 
-#include <stddef.h>
-
-#include "buf.h"
-
 typedef enum hostlog_level { HOSTLOG_DEBUG, HOSTLOG_INFO, HOSTLOG_WARN, HOSTLOG_ERROR } hostlog_level;
-
-/* Appends s (len bytes) as a quoted JSON string; bytes that are not valid
- * UTF-8 become U+FFFD. -1 when b is full. (codec_json_string with
- * CODEC_JSON_REPLACE; kept for server.c and runtime_api.c until they call
- * that directly.) */
-int hostlog_json_string(buf *b, const char *s, size_t len);
 
 /* Writes one line. request_id may be NULL. After msg come key/value string
  * pairs ending with NULL; a key written as "=name" takes a value that is

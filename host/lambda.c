@@ -39,10 +39,11 @@
 #include "buf.h"
 #include "hostlog.h"
 #include "invocation.h"
+#include "names.h"
 #include "runtime_api.h"
 #include "state.h"
 
-#define LAMBDA_NAME_MAX 64
+#define LAMBDA_NAME_MAX      64
 #define LAMBDA_NEXT_ATTEMPTS 4
 /* Above this the event buffer is given back after the invocation. */
 #define LAMBDA_KEEP_EVENT_BYTES ((size_t)1 << 20)
@@ -52,29 +53,30 @@ typedef struct lambda_handler {
     char function[LAMBDA_NAME_MAX];
 } lambda_handler;
 
-static int lambda_word(const char *s, size_t n, int identifier) {
-    if (n == 0 || n >= LAMBDA_NAME_MAX) return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (c >= '0' && c <= '9' && !(identifier && i == 0)) ||
-                 (c == '-' && !identifier);
-        if (!ok) return 0;
-    }
+/* A Lua identifier that fits the handler record. */
+static int lambda_identifier(const char *s, size_t n) {
+    if (n == 0 || n >= LAMBDA_NAME_MAX || (s[0] >= '0' && s[0] <= '9')) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+              s[i] == '_'))
+            return 0;
     return 1;
 }
 
 /* "name" or "name.function"; 0, or -1 with a message in err. */
 static int lambda_parse_handler(const char *spec, lambda_handler *h, char *err, size_t errlen) {
     if (!spec || !*spec) {
-        snprintf(err, errlen, "_HANDLER is not set: it names the pipeline, e.g. \"process\" or \"process.handler\"");
+        snprintf(err, errlen,
+                 "_HANDLER is not set: it names the pipeline, e.g. \"process\" or \"process.handler\"");
         return -1;
     }
     const char *dot = strchr(spec, '.');
     size_t n = dot ? (size_t)(dot - spec) : strlen(spec);
     const char *fn = dot ? dot + 1 : "handler";
-    if (!lambda_word(spec, n, 0) || !lambda_word(fn, strlen(fn), 1)) {
+    if (n >= LAMBDA_NAME_MAX || !names_pipeline_ok(spec, n) || !lambda_identifier(fn, strlen(fn))) {
         snprintf(err, errlen,
-                 "_HANDLER '%.100s' is not PIPELINE or PIPELINE.FUNCTION (letters, digits, '_' and '-' in the name)",
+                 "_HANDLER '%.100s' is not PIPELINE or PIPELINE.FUNCTION (letters, digits, '_' and '-' in "
+                 "the name)",
                  spec);
         return -1;
     }
@@ -112,93 +114,42 @@ static int lambda_report(runtime_api *api, const char *request_id, const char *t
     char *copy = strdup(text ? text : "(no message)");
     if (!copy) return -1;
     char *stack = lambda_split_traceback(copy);
-    hostlog(HOSTLOG_ERROR, request_id, what, "errorType", type, "errorMessage", copy, "stackTrace", stack, NULL);
+    hostlog(HOSTLOG_ERROR, request_id, what, "errorType", type, "errorMessage", copy, "stackTrace", stack,
+            NULL);
     int r = runtime_api_post_error(api, request_id, type, copy, stack);
-    if (r) hostlog(HOSTLOG_ERROR, request_id, "cannot post the error to the Runtime API", "error", api->error, NULL);
+    if (r)
+        hostlog(HOSTLOG_ERROR, request_id, "cannot post the error to the Runtime API", "error", api->error,
+                NULL);
     free(copy);
     return r;
 }
 
-static int lambda_json_call(lua_State *L, const char *fn) {
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "cjson");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, fn);
-    lua_pushvalue(L, 1);
-    lua_call(L, 1, 1);
-    return 1;
-}
-static int lambda_decode(lua_State *L) { return lambda_json_call(L, "decode"); }
-static int lambda_encode(lua_State *L) { return lambda_json_call(L, "encode"); }
-
-/* Loads the pipeline and leaves a table whose handler is the chosen function
- * on the stack. Posts /init/error itself on failure. */
+/* Loads the pipeline and leaves its chosen function on the stack. Posts
+ * /init/error itself on failure. */
 static int lambda_init_pipeline(lua_State *L, runtime_api *api, const lambda_handler *h, const char *dir) {
     int status = state_load_pipeline(L, dir, h->pipeline);
-    if (status != LUA_OK) {
-        const char *type = status == LUA_ERRSYNTAX ? "Runtime.SyntaxError"
-                           : status == LUA_ERRFILE ? "Runtime.HandlerNotFound"
-                                                   : "Runtime.InitError";
-        lambda_report(api, NULL, type, "cannot load the pipeline", lua_tostring(L, -1));
-        return -1;
-    }
-    if (!lua_istable(L, -1)) {
-        lua_pushfstring(L, "the pipeline '%s' returned a %s, not a table with a %s function", h->pipeline,
-                        luaL_typename(L, -1), h->function);
+    if (status == LUA_OK) {
+        status = state_pipeline_handler(L, -1, h->pipeline, h->function);
+        if (status == LUA_OK) return 0;
         lambda_report(api, NULL, "Runtime.HandlerNotFound", "cannot load the pipeline", lua_tostring(L, -1));
         return -1;
     }
-    if (lua_getfield(L, -1, h->function) != LUA_TFUNCTION) {
-        lua_pushfstring(L, "the pipeline '%s' has no function '%s'", h->pipeline, h->function);
-        lambda_report(api, NULL, "Runtime.HandlerNotFound", "cannot load the pipeline", lua_tostring(L, -1));
-        return -1;
-    }
-    /* state_call_handler calls t.handler: give it a table where that is the
-     * chosen function. */
-    lua_createtable(L, 0, 1);
-    lua_insert(L, -2);
-    lua_setfield(L, -2, "handler");
-    lua_remove(L, -2);
-    return 0;
+    const char *type = status == LUA_ERRSYNTAX ? "Runtime.SyntaxError"
+                       : status == LUA_ERRFILE ? "Runtime.HandlerNotFound"
+                                               : "Runtime.InitError";
+    lambda_report(api, NULL, type, "cannot load the pipeline", lua_tostring(L, -1));
+    return -1;
 }
 
-/* One invocation: the event is in api->event. The stack is left as found. */
-static void lambda_invoke(lua_State *L, int pipeline, runtime_api *api) {
-    const char *rid = api->request_id;
-    if (api->trace_id[0])
-        setenv("_X_AMZN_TRACE_ID", api->trace_id, 1);
-    else
-        unsetenv("_X_AMZN_TRACE_ID");
-
-    lua_pushcfunction(L, lambda_decode);
-    lua_pushlstring(L, buf_str(&api->event), api->event.len);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-        lambda_report(api, rid, "Runtime.InvalidEvent", "the event is not JSON", lua_tostring(L, -1));
-        return;
-    }
-    invocation_info info = {
-        .request_id = rid,
-        .deadline_ms = api->deadline_ms,
-        .function_arn = api->function_arn[0] ? api->function_arn : NULL,
-        .trace_id = api->trace_id[0] ? api->trace_id : NULL,
-    };
-    if (state_call_handler(L, pipeline, &info) != LUA_OK) {
-        lambda_report(api, rid, "Runtime.HandlerError", "the handler failed", lua_tostring(L, -1));
-        return;
-    }
-    lua_pushcfunction(L, lambda_encode);
-    lua_insert(L, -2);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-        lua_pushfstring(L, "cannot encode the handler's result as JSON: %s", lua_tostring(L, -1));
-        lambda_report(api, rid, "Runtime.InvalidResponse", "the handler's result is not JSON", lua_tostring(L, -1));
-        return;
-    }
+/* Posts the encoded result on top of the stack, within Lambda's size limit. */
+static void lambda_respond(lua_State *L, runtime_api *api, const char *rid) {
     size_t len;
     const char *out = lua_tolstring(L, -1, &len);
     if (len > RUNTIME_API_MAX_RESPONSE_BYTES) {
         lua_pushfstring(L, "the response is %I bytes, over the limit of %I", (lua_Integer)len,
                         (lua_Integer)RUNTIME_API_MAX_RESPONSE_BYTES);
-        lambda_report(api, rid, "Function.ResponseSizeTooLarge", "the response is too large", lua_tostring(L, -1));
+        lambda_report(api, rid, "Function.ResponseSizeTooLarge", "the response is too large",
+                      lua_tostring(L, -1));
         return;
     }
     if (runtime_api_post_response(api, out, len)) {
@@ -211,9 +162,64 @@ static void lambda_invoke(lua_State *L, int pipeline, runtime_api *api) {
     }
 }
 
+/* One invocation: the event is in api->event. The stack is left as found. */
+static void lambda_invoke(lua_State *L, int handler, runtime_api *api) {
+    const char *rid = api->request_id;
+    if (api->trace_id[0])
+        setenv("_X_AMZN_TRACE_ID", api->trace_id, 1);
+    else
+        unsetenv("_X_AMZN_TRACE_ID");
+    invocation_info info = {
+        .request_id = rid,
+        .deadline_ms = api->deadline_ms,
+        .function_arn = api->function_arn[0] ? api->function_arn : NULL,
+        .trace_id = api->trace_id[0] ? api->trace_id : NULL,
+    };
+    switch (state_invoke(L, handler, buf_str(&api->event), api->event.len, 0, &info)) {
+    case STATE_INVOKE_BAD_EVENT:
+        lambda_report(api, rid, "Runtime.InvalidEvent", "the event is not JSON", lua_tostring(L, -1));
+        break;
+    case STATE_INVOKE_FAILED:
+        lambda_report(api, rid, "Runtime.HandlerError", "the handler failed", lua_tostring(L, -1));
+        break;
+    case STATE_INVOKE_BAD_RESULT:
+        lua_pushfstring(L, "cannot encode the handler's result as JSON: %s", lua_tostring(L, -1));
+        lambda_report(api, rid, "Runtime.InvalidResponse", "the handler's result is not JSON",
+                      lua_tostring(L, -1));
+        break;
+    default: lambda_respond(L, api, rid);
+    }
+}
+
 static void lambda_sleep_ms(long ms) {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
+}
+
+/* Waits for the next event, retrying a failing Runtime API a few times.
+ * 0 when one is in api->event, -1 to stop. */
+static int lambda_next(runtime_api *api) {
+    int attempt = 0;
+    while (runtime_api_next(api)) {
+        if (api->event_refused) {
+            /* Handed out but not runnable: say so for its request id, or
+             * Lambda would hand it out again and again. */
+            char rid[sizeof api->request_id], why[sizeof api->error];
+            snprintf(rid, sizeof rid, "%s", api->request_id);
+            snprintf(why, sizeof why, "%s", api->error);
+            lambda_report(api, rid, "Runtime.InvalidEvent", "cannot take the event", why);
+            attempt = 0;
+            continue;
+        }
+        if (++attempt >= LAMBDA_NEXT_ATTEMPTS) {
+            hostlog(HOSTLOG_ERROR, NULL, "the Runtime API is unreachable: stopping", "error", api->error,
+                    NULL);
+            return -1;
+        }
+        hostlog(HOSTLOG_WARN, NULL, "GET /next failed: retrying", "error", api->error, NULL);
+        lambda_sleep_ms(50L << attempt);
+    }
+    return 0;
 }
 
 int lambda_main(int argc, char **argv) {
@@ -222,7 +228,8 @@ int lambda_main(int argc, char **argv) {
             puts("usage: imgpipe lambda   (AWS Lambda custom runtime; also when started as 'bootstrap')\n"
                  "  AWS_LAMBDA_RUNTIME_API  host:port of the Runtime API (set by Lambda)\n"
                  "  _HANDLER                the pipeline: NAME or NAME.FUNCTION\n"
-                 "  IMGPIPE_PIPELINES       the scripts folder (default $LAMBDA_TASK_ROOT if it holds NAME.lua,\n"
+                 "  IMGPIPE_PIPELINES       the scripts folder (default $LAMBDA_TASK_ROOT if it holds "
+                 "NAME.lua,\n"
                  "                          else /opt/pipelines)");
             return 0;
         }
@@ -231,8 +238,10 @@ int lambda_main(int argc, char **argv) {
     }
     const char *endpoint = getenv("AWS_LAMBDA_RUNTIME_API");
     if (!endpoint || !*endpoint) {
-        hostlog(HOSTLOG_ERROR, NULL, "AWS_LAMBDA_RUNTIME_API is not set: lambda mode runs inside AWS Lambda "
-                "(or an emulator of its Runtime API)", NULL);
+        hostlog(HOSTLOG_ERROR, NULL,
+                "AWS_LAMBDA_RUNTIME_API is not set: lambda mode runs inside AWS Lambda "
+                "(or an emulator of its Runtime API)",
+                NULL);
         return 1;
     }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -256,35 +265,18 @@ int lambda_main(int argc, char **argv) {
     const char *dir = lambda_pipelines_dir(handler.pipeline, scratch, sizeof scratch);
     L = state_new(MODE_LAMBDA, dir);
     if (!L) {
-        lambda_report(&api, NULL, "Runtime.InitError", "cannot start", "cannot create a Lua state (out of memory)");
+        lambda_report(&api, NULL, "Runtime.InitError", "cannot start",
+                      "cannot create a Lua state (out of memory)");
         goto done;
     }
     if (lambda_init_pipeline(L, &api, &handler, dir)) goto done;
-    int pipeline = lua_gettop(L);
+    int fn = lua_gettop(L);
     lua_gc(L, LUA_GCCOLLECT);
 
     for (;;) {
-        int attempt = 0;
-        while (runtime_api_next(&api)) {
-            if (api.event_refused) {
-                /* Handed out but not runnable: say so for its request id, or
-                 * Lambda would hand it out again and again. */
-                char rid[sizeof api.request_id], why[sizeof api.error];
-                snprintf(rid, sizeof rid, "%s", api.request_id);
-                snprintf(why, sizeof why, "%s", api.error);
-                lambda_report(&api, rid, "Runtime.InvalidEvent", "cannot take the event", why);
-                attempt = 0;
-                continue;
-            }
-            if (++attempt >= LAMBDA_NEXT_ATTEMPTS) {
-                hostlog(HOSTLOG_ERROR, NULL, "the Runtime API is unreachable: stopping", "error", api.error, NULL);
-                goto done;
-            }
-            hostlog(HOSTLOG_WARN, NULL, "GET /next failed: retrying", "error", api.error, NULL);
-            lambda_sleep_ms(50L << attempt);
-        }
-        lambda_invoke(L, pipeline, &api);
-        lua_settop(L, pipeline);
+        if (lambda_next(&api)) goto done;
+        lambda_invoke(L, fn, &api);
+        lua_settop(L, fn);
         lua_gc(L, LUA_GCCOLLECT);
         if (api.event.cap > LAMBDA_KEEP_EVENT_BYTES) buf_free(&api.event);
     }

@@ -1,5 +1,6 @@
 #include "routes.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -116,12 +117,20 @@ static int routes_try(lua_State *L, const char *pattern, const char *raw_path, i
     return !routes_segment(&rp, &rseg, &rlen);
 }
 
+/* Appends method to the list in out unless it is there already. */
+static void routes_add_method(char *out, size_t len, const char *method) {
+    size_t used = strlen(out), n = strlen(method);
+    for (const char *p = out; (p = strstr(p, method)) != NULL; p += n)
+        if ((p == out || p[-1] == ' ') && (p[n] == ',' || p[n] == '\0')) return;
+    if (used + n + 3 > len) return;
+    snprintf(out + used, len - used, "%s%s", used ? ", " : "", method);
+}
+
 int routes_match(lua_State *L, int idx, const char *method, const char *raw_path) {
     idx = lua_absindex(L, idx);
     lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
     int top = lua_gettop(L);
     char allowed[256];
-    size_t used = 0;
     allowed[0] = '\0';
     for (lua_Integer i = 1; i <= n; i++) {
         lua_settop(L, top);
@@ -131,10 +140,7 @@ int routes_match(lua_State *L, int idx, const char *method, const char *raw_path
         const char *pattern = lua_tostring(L, top + 2), *m = lua_tostring(L, top + 3);
         if (!pattern || !m || !routes_try(L, pattern, raw_path, 0)) continue;
         if (strcmp(m, method) && strcmp(m, "ANY")) {
-            if (!strstr(allowed, m) && used + strlen(m) + 3 < sizeof allowed) {
-                int w = snprintf(allowed + used, sizeof allowed - used, "%s%s", used ? ", " : "", m);
-                if (w > 0) used += (size_t)w;
-            }
+            routes_add_method(allowed, sizeof allowed, m);
             continue;
         }
         lua_getfield(L, top + 1, "pipeline"); /* top+4 */
@@ -152,9 +158,33 @@ int routes_match(lua_State *L, int idx, const char *method, const char *raw_path
         return ROUTES_FOUND;
     }
     lua_settop(L, top);
-    if (used) {
+    if (allowed[0]) {
         lua_pushstring(L, allowed);
         return ROUTES_WRONG_METHOD;
     }
     return ROUTES_NOT_FOUND;
+}
+
+int routes_methods(lua_State *L, int idx, const char *raw_path, char *out, size_t len) {
+    static const char *const any[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", NULL};
+    idx = lua_absindex(L, idx);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+    int found = 0;
+    if (len) out[0] = '\0';
+    for (lua_Integer i = 1; i <= n && len; i++) {
+        lua_rawgeti(L, idx, i);
+        lua_getfield(L, -1, "path");
+        lua_getfield(L, -2, "method");
+        const char *pattern = lua_tostring(L, -2), *m = lua_tostring(L, -1);
+        if (pattern && m && routes_try(L, pattern, raw_path, 0)) {
+            found++;
+            if (strcmp(m, "ANY"))
+                routes_add_method(out, len, m);
+            else
+                for (const char *const *a = any; *a; a++)
+                    routes_add_method(out, len, *a);
+        }
+        lua_pop(L, 3);
+    }
+    return found;
 }

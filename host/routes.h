@@ -12,6 +12,8 @@
 #ifndef IMGPIPE_ROUTES_H
 #define IMGPIPE_ROUTES_H
 
+#include <stddef.h>
+
 #include <lua.h>
 
 enum { ROUTES_NOT_FOUND, ROUTES_FOUND, ROUTES_WRONG_METHOD };
@@ -27,5 +29,10 @@ void routes_check(lua_State *L, int idx);
  * nil when the pattern has none) and max_body (an integer, or nil). ROUTES_WRONG_METHOD: pushes the allowed
  * methods ("GET, POST"). ROUTES_NOT_FOUND: pushes nothing. Call protected. */
 int routes_match(lua_State *L, int idx, const char *method, const char *raw_path);
+
+/* Every method the list at idx routes for raw_path, as "GET, POST" into out
+ * (len bytes; an "ANY" entry counts as GET, HEAD, POST, PUT, PATCH and
+ * DELETE). Returns how many entries match the path: 0 when none does. */
+int routes_methods(lua_State *L, int idx, const char *raw_path, char *out, size_t len);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include <curl/curl.h>
 
+#include "codec.h"
 #include "hostlog.h"
 
 #define RUNTIME_API_MAX_REPLY_BYTES ((size_t)64 << 10)
@@ -24,7 +25,8 @@ int runtime_api_init(runtime_api *api, const char *endpoint) {
     }
     for (const char *p = endpoint; *p; p++)
         if (!isalnum((unsigned char)*p) && !strchr(".:-[]_", *p)) {
-            snprintf(api->error, sizeof api->error, "AWS_LAMBDA_RUNTIME_API is not host:port: '%.100s'", endpoint);
+            snprintf(api->error, sizeof api->error, "AWS_LAMBDA_RUNTIME_API is not host:port: '%.100s'",
+                     endpoint);
             return -1;
         }
     size_t n = strlen(endpoint) + sizeof "http:///2018-06-01/runtime";
@@ -72,8 +74,10 @@ static size_t runtime_api_header(char *data, size_t size, size_t nmemb, void *us
     size_t name_len = (size_t)(colon - data);
     const char *value = colon + 1;
     const char *end = data + n;
-    while (value < end && (*value == ' ' || *value == '\t')) value++;
-    while (end > value && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t')) end--;
+    while (value < end && (*value == ' ' || *value == '\t'))
+        value++;
+    while (end > value && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
+        end--;
     size_t len = (size_t)(end - value);
 #define IS(name) (name_len == sizeof(name) - 1 && !strncasecmp(data, name, name_len))
     if (IS("Lambda-Runtime-Aws-Request-Id")) {
@@ -146,20 +150,24 @@ int runtime_api_next(runtime_api *api) {
         return -1;
     }
     if (!api->request_id[0]) {
-        if (!failed) snprintf(api->error, sizeof api->error, "GET /invocation/next: no Lambda-Runtime-Aws-Request-Id");
+        if (!failed)
+            snprintf(api->error, sizeof api->error, "GET /invocation/next: no Lambda-Runtime-Aws-Request-Id");
         return -1;
     }
     /* The id goes into the next URLs: accept only what a request id is made of. */
     for (const char *p = api->request_id; *p; p++)
         if (!isalnum((unsigned char)*p) && !strchr("-_.", *p)) {
-            snprintf(api->error, sizeof api->error, "GET /invocation/next: bad request id '%.60s'", api->request_id);
+            snprintf(api->error, sizeof api->error, "GET /invocation/next: bad request id '%.60s'",
+                     api->request_id);
             api->request_id[0] = '\0';
             return -1;
         }
     /* A valid id with an event we cannot run: Lambda hands it out again
      * until it hears about it, so the caller must post its /error. */
     if (too_large || api->header_overflow) {
-        if (!too_large) snprintf(api->error, sizeof api->error, "GET /invocation/next: a Lambda-Runtime header is too long");
+        if (!too_large)
+            snprintf(api->error, sizeof api->error,
+                     "GET /invocation/next: a Lambda-Runtime header is too long");
         api->event_refused = 1;
         buf_free(&api->event);
         buf_init(&api->event, RUNTIME_API_MAX_EVENT_BYTES);
@@ -173,7 +181,8 @@ int runtime_api_next(runtime_api *api) {
  * new connection because the reused one died before any answer, which for
  * a POST here would be a second delivery of a result the Runtime API may
  * already have. */
-static int runtime_api_once(void *clientp, char *primary_ip, char *local_ip, int primary_port, int local_port) {
+static int runtime_api_once(void *clientp, char *primary_ip, char *local_ip, int primary_port,
+                            int local_port) {
     (void)primary_ip;
     (void)local_ip;
     (void)primary_port;
@@ -183,8 +192,8 @@ static int runtime_api_once(void *clientp, char *primary_ip, char *local_ip, int
 }
 
 /* POSTs body to url with the given extra header (may be NULL), at most once. */
-static int runtime_api_post(runtime_api *api, const char *url, const char *body, size_t len, const char *header,
-                            const char *what) {
+static int runtime_api_post(runtime_api *api, const char *url, const char *body, size_t len,
+                            const char *header, const char *what) {
     runtime_api_prepare(api, url, &api->reply);
     struct curl_slist *headers = NULL, *h;
     if ((h = curl_slist_append(headers, "Content-Type: application/json")) != NULL) headers = h;
@@ -199,8 +208,8 @@ static int runtime_api_post(runtime_api *api, const char *url, const char *body,
     curl_easy_setopt(api->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     int r = runtime_api_perform(api, what);
     if (r && sent > 1)
-        snprintf(api->error, sizeof api->error, "%s: the connection dropped after the request was sent; not sent again",
-                 what);
+        snprintf(api->error, sizeof api->error,
+                 "%s: the connection dropped after the request was sent; not sent again", what);
     curl_easy_setopt(api->curl, CURLOPT_HTTPHEADER, NULL);
     curl_easy_setopt(api->curl, CURLOPT_PREREQFUNCTION, NULL);
     curl_slist_free_all(headers);
@@ -219,15 +228,15 @@ int runtime_api_post_response(runtime_api *api, const char *body, size_t len) {
     return runtime_api_post(api, url, body, len, NULL, "POST /invocation/{id}/response");
 }
 
-int runtime_api_post_error(runtime_api *api, const char *request_id, const char *error_type, const char *message,
-                           const char *stack) {
+int runtime_api_post_error(runtime_api *api, const char *request_id, const char *error_type,
+                           const char *message, const char *stack) {
     buf body, header;
     buf_init(&body, RUNTIME_API_MAX_ERROR_BYTES);
     buf_init(&header, 512);
     int err = buf_appends(&body, "{\"errorMessage\":");
-    err = err || hostlog_json_string(&body, message, strlen(message));
+    err = err || codec_json_string(&body, message, strlen(message), CODEC_JSON_REPLACE);
     err = err || buf_appends(&body, ",\"errorType\":");
-    err = err || hostlog_json_string(&body, error_type, strlen(error_type));
+    err = err || codec_json_string(&body, error_type, strlen(error_type), CODEC_JSON_REPLACE);
     if (!err && stack && *stack) {
         err = buf_appends(&body, ",\"stackTrace\":[");
         int first = 1;
@@ -235,9 +244,11 @@ int runtime_api_post_error(runtime_api *api, const char *request_id, const char 
             const char *eol = strchr(line, '\n');
             size_t n = eol ? (size_t)(eol - line) : strlen(line);
             const char *text = line;
-            while (n && (*text == '\t' || *text == ' ')) text++, n--;
+            while (n && (*text == '\t' || *text == ' '))
+                text++, n--;
             if (n) {
-                err = (!first && buf_append(&body, ",", 1)) || hostlog_json_string(&body, text, n);
+                err = (!first && buf_append(&body, ",", 1)) ||
+                      codec_json_string(&body, text, n, CODEC_JSON_REPLACE);
                 first = 0;
             }
             line = eol ? eol + 1 : line + strlen(line);

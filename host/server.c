@@ -69,35 +69,41 @@
 
 #include "apigw_event.h"
 #include "buf.h"
+#include "codec.h"
+#include "cors.h"
 #include "hostlog.h"
 #include "invocation.h"
+#include "log.h"
+#include "metrics.h"
 #include "random.h"
 #include "routes.h"
 #include "state.h"
 
-#define SERVER_DEFAULT_MAX_BODY ((size_t)16 << 10)
-#define SERVER_DEFAULT_TIMEOUT_S 30
+#define SERVER_DEFAULT_MAX_BODY        ((size_t)16 << 10)
+#define SERVER_DEFAULT_TIMEOUT_S       30
 #define SERVER_DEFAULT_MAX_CONNECTIONS 256
-#define SERVER_DEFAULT_IDLE_TIMEOUT_S 10
-#define SERVER_DEFAULT_READ_TIMEOUT_S 20
-#define SERVER_DEFAULT_DRAIN_S 10
-#define SERVER_CANCEL_GRACE_MS 2000
+#define SERVER_DEFAULT_IDLE_TIMEOUT_S  10
+#define SERVER_DEFAULT_READ_TIMEOUT_S  20
+#define SERVER_DEFAULT_DRAIN_S         10
+#define SERVER_CANCEL_GRACE_MS         2000
 /* At the connection limit, a connection idle this long gives way to a new one. */
 #define SERVER_EVICT_AFTER_MS 250
 /* Request line and headers live in libmicrohttpd's per-connection pool. */
-#define SERVER_POOL_BYTES ((size_t)64 << 10)
-#define SERVER_MAX_URI 8192
-#define SERVER_MAX_QUERY_PARAMS 512
-#define SERVER_MAX_WORKERS 256
-#define SERVER_HOOK_INSTRUCTIONS 10000
-#define SERVER_SCAN_MAX_FILES 4096
-#define SERVER_SCAN_MAX_DEPTH 4
-#define SERVER_CACHE_KEY "imgpipe.server.cache"
+#define SERVER_POOL_BYTES        ((size_t)64 << 10)
+#define SERVER_MAX_URI           8192
+#define SERVER_MAX_QUERY_PARAMS  512
+#define SERVER_MAX_WORKERS       256
+#define SERVER_SCAN_MAX_FILES    4096
+#define SERVER_SCAN_MAX_DEPTH    4
+#define SERVER_CACHE_KEY         "imgpipe.server.cache"
+#define SERVER_METRICS_MAX_BYTES ((size_t)8 << 20)
+#define SERVER_HEALTH_MAX_BYTES  ((size_t)256 << 10)
 
 typedef struct server_worker {
     lua_State *L;
-    uint64_t signature; /* of the pipelines folder when the caches were filled */
-    int stopped;        /* set by the deadline hook: an INVOCATION_* reason */
+    uint64_t signature;   /* of the pipelines folder when the caches were filled */
+    metrics_set metrics;  /* this worker's requests and its pipelines' figures */
+    log_metric_sink sink; /* log.metric of its state, into metrics */
 } server_worker;
 
 typedef struct server {
@@ -118,6 +124,7 @@ typedef struct server {
     atomic_int inflight;    /* requests whose headers were read, not yet completed */
     atomic_int connections; /* open connections */
     atomic_int stopping;    /* the cancel flag every worker state holds */
+    cors_config cors;
     pthread_mutex_t conns_lock;
     struct server_conn *conns; /* every open connection, for the read-timeout sweep */
 } server;
@@ -126,13 +133,13 @@ typedef struct server {
  * what a request collects while MHD reads it. Freed when the connection
  * closes, whatever libmicrohttpd did or did not tell the handler. */
 typedef struct server_request {
-    char *raw_uri;     /* the target as received, then only its path */
-    char *query;       /* after '?' in raw_uri's memory, or NULL */
+    char *raw_uri; /* the target as received, then only its path */
+    char *query;   /* after '?' in raw_uri's memory, or NULL */
     buf body;
-    size_t max_body;   /* the route's limit, set when the headers are in */
+    size_t max_body; /* the route's limit, set when the headers are in */
     int started;
     int too_big;
-    int uri_refused;   /* 414: the target is too long or has too many parameters */
+    int uri_refused; /* 414: the target is too long or has too many parameters */
 } server_request;
 
 /* What the server keeps of a connection: its request record (first, so a
@@ -146,6 +153,8 @@ typedef struct server_conn {
     atomic_llong reading_since; /* epoch ms */
 } server_conn;
 
+/* The worker (and so the Lua state) of the calling MHD thread, taken from
+ * the pool on the thread's first request. */
 static _Thread_local server_worker *server_current;
 
 static void server_usage(FILE *out) {
@@ -171,18 +180,36 @@ static void server_usage(FILE *out) {
           "Targets over 8192 bytes or with more than 512 query parameters get 414, request line\n"
           "and headers over 64 KiB 431.\n"
           "Routes come from routes.lua in $IMGPIPE_PIPELINES (default ./pipelines); a route may\n"
-          "declare max_body. Limits: docs/server-limits.md.\n",
+          "declare max_body. Limits: docs/server-limits.md. Every routed pipeline is loaded before\n"
+          "listening: one that cannot load stops the start (exit 2).\n"
+          "Built in: GET /healthz (pipelines' load state), GET /metrics (Prometheus, docs/metrics.md).\n"
+          "CORS: CORS_ALLOW_ORIGIN (origins, comma-separated, or *), CORS_MAX_AGE (seconds).\n",
           out);
 }
+
+/* Paths the server answers itself, never routed. */
+static int server_builtin(const char *path) { return !strcmp(path, "/healthz") || !strcmp(path, "/metrics"); }
 
 /* ------------------------------------------------------------------ */
 /* Responses                                                           */
 
-static enum MHD_Result server_send(struct MHD_Connection *conn, unsigned status, const char *body, size_t len,
-                                   const char *request_id, const char *allow) {
+/* Adds Access-Control-Allow-Origin (and Vary: Origin) when the request
+ * comes from an allowed origin; nothing otherwise. */
+static void server_add_cors(const server *s, struct MHD_Connection *conn, struct MHD_Response *res) {
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    const char *allow = cors_allow_origin(&s->cors, origin);
+    if (!allow) return;
+    MHD_add_response_header(res, "Access-Control-Allow-Origin", allow);
+    if (strcmp(allow, "*")) MHD_add_response_header(res, "Vary", "Origin");
+    MHD_add_response_header(res, "Access-Control-Expose-Headers", "x-amzn-RequestId");
+}
+
+static enum MHD_Result server_send(const server *s, struct MHD_Connection *conn, unsigned status,
+                                   const char *body, size_t len, const char *request_id, const char *allow) {
     struct MHD_Response *res = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (!res) return MHD_NO;
     MHD_add_response_header(res, "Content-Type", "application/json");
+    server_add_cors(s, conn, res);
     if (request_id) MHD_add_response_header(res, "x-amzn-RequestId", request_id);
     if (allow) MHD_add_response_header(res, "Allow", allow);
     enum MHD_Result r = MHD_queue_response(conn, status, res);
@@ -191,20 +218,21 @@ static enum MHD_Result server_send(struct MHD_Connection *conn, unsigned status,
 }
 
 /* {"error":{"code":..,"message":..,"requestId":..}} */
-static enum MHD_Result server_error(struct MHD_Connection *conn, unsigned status, const char *code,
-                                    const char *message, const char *request_id, const char *allow) {
+static enum MHD_Result server_error(const server *s, struct MHD_Connection *conn, unsigned status,
+                                    const char *code, const char *message, const char *request_id,
+                                    const char *allow) {
     buf b;
     buf_init(&b, 8192);
     int err = buf_appends(&b, "{\"error\":{\"code\":");
-    err = err || hostlog_json_string(&b, code, strlen(code));
+    err = err || codec_json_string(&b, code, strlen(code), CODEC_JSON_REPLACE);
     err = err || buf_appends(&b, ",\"message\":");
-    err = err || hostlog_json_string(&b, message, strlen(message));
+    err = err || codec_json_string(&b, message, strlen(message), CODEC_JSON_REPLACE);
     if (request_id) {
         err = err || buf_appends(&b, ",\"requestId\":");
-        err = err || hostlog_json_string(&b, request_id, strlen(request_id));
+        err = err || codec_json_string(&b, request_id, strlen(request_id), CODEC_JSON_REPLACE);
     }
     err = err || buf_appends(&b, "}}");
-    enum MHD_Result r = err ? MHD_NO : server_send(conn, status, b.data, b.len, request_id, allow);
+    enum MHD_Result r = err ? MHD_NO : server_send(s, conn, status, b.data, b.len, request_id, allow);
     buf_free(&b);
     return r;
 }
@@ -288,28 +316,61 @@ static int server_forget(lua_State *L) {
 /* ------------------------------------------------------------------ */
 /* Routes and dispatch (run protected)                                 */
 
-/* Pushes the worker's cache table, creating it when missing. */
-static void server_cache_table(lua_State *L) {
-    if (lua_getfield(L, LUA_REGISTRYINDEX, SERVER_CACHE_KEY) != LUA_TTABLE) {
+/* Pushes the table t[field] (t at index t: the registry for the worker's
+ * cache, the cache for its parts), creating it when missing. */
+static void server_cache_field(lua_State *L, int t, const char *field) {
+    if (lua_getfield(L, t, field) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);
         lua_pushvalue(L, -1);
-        lua_setfield(L, LUA_REGISTRYINDEX, SERVER_CACHE_KEY);
+        lua_setfield(L, t, field);
     }
 }
 
-/* With the cache table at 1, pushes the route list (loaded and checked on
- * first use). */
-static void server_push_routes(lua_State *L, const char *dir) {
-    if (lua_getfield(L, 1, "routes") == LUA_TTABLE) return;
+/* Pushes the route list (loaded and checked on first use, then kept in the
+ * cache table at index cache). */
+static void server_push_routes(lua_State *L, int cache, const char *dir) {
+    if (lua_getfield(L, cache, "routes") == LUA_TTABLE) return;
     lua_pop(L, 1);
     lua_pushfstring(L, "%s/routes.lua", dir);
     if (luaL_loadfilex(L, lua_tostring(L, -1), "t") != LUA_OK) lua_error(L);
     lua_call(L, 0, 1);
     routes_check(L, -1);
     lua_pushvalue(L, -1);
-    lua_setfield(L, 1, "routes");
+    lua_setfield(L, cache, "routes");
     lua_remove(L, -2);
+}
+
+/* Pushes the handler of pipeline `name`, loading the pipeline on first use
+ * (raises when it cannot load or has no handler). */
+static void server_push_handler(lua_State *L, int cache, const char *dir, const char *name) {
+    server_cache_field(L, cache, "handlers");
+    int handlers = lua_gettop(L);
+    if (lua_getfield(L, handlers, name) != LUA_TFUNCTION) {
+        lua_pop(L, 1);
+        if (state_load_pipeline(L, dir, name) != LUA_OK) lua_error(L);
+        if (state_pipeline_handler(L, -1, name, NULL) != LUA_OK) lua_error(L);
+        lua_remove(L, -2); /* the module: its handler is what is kept */
+        lua_pushvalue(L, -1);
+        lua_setfield(L, handlers, name);
+    }
+    lua_remove(L, handlers);
+}
+
+/* Where server_match leaves things on the stack. */
+enum { SERVER_AT_CACHE = 1, SERVER_AT_ROUTES, SERVER_AT_PIPELINE, SERVER_AT_RESOURCE, SERVER_AT_PARAMS };
+
+/* In a protected call, on an emptied stack: pushes the worker's cache, then
+ * its routes, then what routes_match pushes for the request (SERVER_AT_*).
+ * The allowed methods of ROUTES_WRONG_METHOD are copied to allowed. */
+static int server_match(lua_State *L, const server *srv, const char *method, const char *raw_path,
+                        char allowed[256]) {
+    lua_settop(L, 0);
+    server_cache_field(L, LUA_REGISTRYINDEX, SERVER_CACHE_KEY);
+    server_push_routes(L, SERVER_AT_CACHE, srv->dir);
+    int outcome = routes_match(L, SERVER_AT_ROUTES, method, raw_path);
+    if (outcome == ROUTES_WRONG_METHOD) snprintf(allowed, 256, "%s", lua_tostring(L, -1));
+    return outcome;
 }
 
 /* The route of a request whose headers are in: is there one, and how much
@@ -318,18 +379,19 @@ typedef struct server_route_args {
     const server *srv;
     const char *method;
     const char *raw_path;
-    int outcome;        /* ROUTES_* */
-    size_t max_body;    /* ROUTES_FOUND: the route's, else the server's */
-    char allowed[256];  /* ROUTES_WRONG_METHOD */
+    int preflight;     /* a CORS preflight: allowed gets every method routed for the path */
+    int outcome;       /* ROUTES_* */
+    size_t max_body;   /* ROUTES_FOUND: the route's, else the server's */
+    char allowed[256]; /* ROUTES_WRONG_METHOD, or a preflight's */
 } server_route_args;
 
 static int server_route(lua_State *L) {
     server_route_args *a = lua_touserdata(L, 1);
-    lua_settop(L, 0);
-    server_cache_table(L);            /* 1 */
-    server_push_routes(L, a->srv->dir); /* 2 */
-    a->outcome = routes_match(L, 2, a->method, a->raw_path);
-    if (a->outcome == ROUTES_WRONG_METHOD) snprintf(a->allowed, sizeof a->allowed, "%s", lua_tostring(L, -1));
+    a->outcome = server_match(L, a->srv, a->method, a->raw_path, a->allowed);
+    if (a->preflight)
+        a->outcome = routes_methods(L, SERVER_AT_ROUTES, a->raw_path, a->allowed, sizeof a->allowed)
+                         ? ROUTES_FOUND
+                         : ROUTES_NOT_FOUND;
     if (a->outcome == ROUTES_FOUND)
         a->max_body = lua_isinteger(L, -1) ? (size_t)lua_tointeger(L, -1) : a->srv->max_body;
     return 0;
@@ -338,62 +400,102 @@ static int server_route(lua_State *L) {
 typedef struct server_dispatch_args {
     const server *srv;
     apigw_request *req;
-    int outcome; /* ROUTES_* */
+    int outcome;       /* ROUTES_* */
+    char allowed[256]; /* ROUTES_WRONG_METHOD */
+    char route[256];   /* ROUTES_FOUND: the route's path pattern */
 } server_dispatch_args;
 
-/* Returns: on ROUTES_FOUND the pipeline table and the event; on
- * ROUTES_WRONG_METHOD the allowed methods; on ROUTES_NOT_FOUND nothing. */
+/* On ROUTES_FOUND returns the pipeline's handler and the event; else
+ * nothing (the outcome and the allowed methods are in the arguments). */
 static int server_dispatch(lua_State *L) {
     server_dispatch_args *a = lua_touserdata(L, 1);
-    lua_settop(L, 0);
-    server_cache_table(L);              /* 1 */
-    server_push_routes(L, a->srv->dir); /* 2 */
-    a->outcome = routes_match(L, 2, a->req->method, a->req->raw_path);
-    if (a->outcome == ROUTES_NOT_FOUND) return 0;
-    if (a->outcome == ROUTES_WRONG_METHOD) return 1;
-    /* 3 pipeline name, 4 resource, 5 params, 6 max_body */
-    if (lua_getfield(L, 1, "pipelines") != LUA_TTABLE) { /* 7 */
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, 1, "pipelines");
-    }
-    lua_pushvalue(L, 3);
-    if (lua_rawget(L, 7) != LUA_TTABLE) { /* 8 */
-        lua_pop(L, 1);
-        if (state_load_pipeline(L, a->srv->dir, lua_tostring(L, 3)) != LUA_OK) lua_error(L);
-        if (!lua_istable(L, -1) || lua_getfield(L, -1, "handler") != LUA_TFUNCTION)
-            luaL_error(L, "the pipeline '%s' does not return a table with a handler(event, ctx) function",
-                       lua_tostring(L, 3));
-        lua_pop(L, 1);
-        lua_pushvalue(L, 3);
-        lua_pushvalue(L, -2);
-        lua_rawset(L, 7);
-    }
+    a->outcome = server_match(L, a->srv, a->req->method, a->req->raw_path, a->allowed);
+    if (a->outcome != ROUTES_FOUND) return 0;
+    snprintf(a->route, sizeof a->route, "%s", lua_tostring(L, SERVER_AT_RESOURCE));
+    server_push_handler(L, SERVER_AT_CACHE, a->srv->dir, lua_tostring(L, SERVER_AT_PIPELINE));
     lua_pushcfunction(L, apigw_push_event);
     lua_pushlightuserdata(L, a->req);
-    lua_pushvalue(L, 4);
-    lua_pushvalue(L, 5);
+    lua_pushvalue(L, SERVER_AT_RESOURCE);
+    lua_pushvalue(L, SERVER_AT_PARAMS);
     lua_call(L, 3, 1);
-    return 2; /* pipeline, event */
+    return 2;
+}
+
+/* ------------------------------------------------------------------ */
+/* Load state of the routed pipelines (start-up check and /healthz)    */
+
+typedef struct server_health_args {
+    const server *srv;
+    buf *json;   /* {"name":{"loaded":true},"other":{"loaded":false,"error":"..."}} */
+    buf *report; /* NULL, or one "pipeline 'name' cannot load: ..." line per failure */
+    int failed;  /* how many routed pipelines cannot load */
+} server_health_args;
+
+static int server_load_one(lua_State *L) {
+    server_push_handler(L, 1, lua_tostring(L, 2), lua_tostring(L, 3));
+    return 0;
+}
+
+/* Appends the load state of one pipeline; its error (first line) is on top
+ * of the stack when it failed. */
+static int server_health_entry(server_health_args *a, lua_State *L, const char *name, int loaded) {
+    int err = a->json->len > 1 && buf_appends(a->json, ",");
+    err = err || codec_json_string(a->json, name, strlen(name), CODEC_JSON_REPLACE);
+    if (loaded) return err || buf_appends(a->json, ":{\"loaded\":true}");
+    size_t len;
+    const char *msg = lua_tolstring(L, -1, &len);
+    const char *eol = msg ? memchr(msg, '\n', len) : NULL;
+    if (!msg) msg = "(no message)", len = strlen(msg);
+    if (eol) len = (size_t)(eol - msg);
+    err = err || buf_appends(a->json, ":{\"loaded\":false,\"error\":");
+    err = err || codec_json_string(a->json, msg, len, CODEC_JSON_REPLACE);
+    err = err || buf_appends(a->json, "}");
+    if (a->report)
+        buf_appendf(a->report, "imgpipe serve: pipeline '%s' cannot load: %.*s\n", name, (int)len, msg);
+    return err;
+}
+
+/* Loads every pipeline routes.lua names (raises when routes.lua itself
+ * cannot be read) and writes their states into the arguments. */
+static int server_health(lua_State *L) {
+    server_health_args *a = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    server_cache_field(L, LUA_REGISTRYINDEX, SERVER_CACHE_KEY);
+    server_push_routes(L, SERVER_AT_CACHE, a->srv->dir);
+    lua_newtable(L); /* the pipelines seen */
+    int seen = lua_gettop(L), err = buf_appends(a->json, "{");
+    lua_Integer n = (lua_Integer)lua_rawlen(L, SERVER_AT_ROUTES);
+    for (lua_Integer i = 1; i <= n && !err; i++) {
+        lua_rawgeti(L, SERVER_AT_ROUTES, i);
+        lua_getfield(L, -1, "pipeline");
+        const char *name = lua_tostring(L, -1);
+        if (lua_getfield(L, seen, name) == LUA_TNIL) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, seen, name);
+            lua_pushcfunction(L, server_load_one);
+            lua_pushvalue(L, SERVER_AT_CACHE);
+            lua_pushstring(L, a->srv->dir);
+            lua_pushstring(L, name);
+            int loaded = lua_pcall(L, 3, 0, 0) == LUA_OK;
+            a->failed += !loaded;
+            err = server_health_entry(a, L, name, loaded);
+        }
+        lua_settop(L, seen);
+    }
+    if (err || buf_appends(a->json, "}")) luaL_error(L, "the health report is too large");
+    return 0;
+}
+
+/* Fills a->json and a->failed from the worker state L. 0, or -1 with the
+ * reason (routes.lua cannot be read) on top of the stack. */
+static int server_check_pipelines(lua_State *L, server_health_args *a) {
+    lua_pushcfunction(L, server_health);
+    lua_pushlightuserdata(L, a);
+    return lua_pcall(L, 1, 0, 0) == LUA_OK ? 0 : -1;
 }
 
 /* ------------------------------------------------------------------ */
 /* One request                                                         */
-
-/* Stops Lua code when the request's deadline passes or the server's cancel
- * flag is raised (C code checks the same through invocation.h). */
-static void server_deadline_hook(lua_State *L, lua_Debug *ar) {
-    (void)ar;
-    int why = invocation_stop_reason(invocation_deadline_ms(L), invocation_cancel_flag(L));
-    if (why == INVOCATION_RUN) return;
-    if (server_current) server_current->stopped = why;
-    /* From now on every instruction raises, so a pcall that catches the
-     * error cannot carry on: the first instruction after it raises again. */
-    lua_sethook(L, server_deadline_hook, LUA_MASKCOUNT, 1);
-    if (why == INVOCATION_CANCELLED) luaL_error(L, "Cancelled: the server is shutting down");
-    luaL_error(L, "Timeout: the request ran past its deadline");
-}
 
 typedef struct server_headers {
     apigw_request *req;
@@ -422,6 +524,60 @@ static server_worker *server_worker_for_thread(server *s) {
     return server_current;
 }
 
+/* log.metric in a worker's state: a summary series per name and
+ * dimensions, imgpipe_pipeline_NAME{dims}. */
+static void server_metric(void *ud, const char *name, double value, const char *unit, int ndims,
+                          const char *const *keys, const char *const *values) {
+    server_worker *w = ud;
+    char family[METRICS_FAMILY_MAX], labels[METRICS_LABELS_MAX] = "";
+    snprintf(family, sizeof family, "imgpipe_pipeline_%s", name);
+    for (int i = 0; i < ndims; i++)
+        if (metrics_label(labels, keys[i], values[i])) {
+            pthread_mutex_lock(&w->metrics.lock);
+            w->metrics.dropped++;
+            pthread_mutex_unlock(&w->metrics.lock);
+            return;
+        }
+    metrics_observe(&w->metrics, METRICS_SUMMARY, family, labels, unit, value);
+}
+
+/* Gives the worker its Lua state: 0, or -1 when out of memory. */
+static int server_worker_state(server *s, server_worker *w) {
+    w->L = state_new(MODE_HTTP, s->dir);
+    if (!w->L) return -1;
+    invocation_set_cancel_flag(w->L, &s->stopping);
+    w->sink = (log_metric_sink){.record = server_metric, .ud = w};
+    log_set_metric_sink(w->L, &w->sink);
+    return 0;
+}
+
+/* Fail fast: 0 when routes.lua and every pipeline it names load, else the
+ * exit status (2) after saying what cannot load. The state made for the
+ * check becomes the first worker's, its pipelines loaded. */
+static int server_preload(server *s) {
+    server_worker *w = &s->pool[0];
+    if (server_worker_state(s, w)) {
+        fprintf(stderr, "imgpipe serve: cannot create a Lua state (out of memory)\n");
+        return 1;
+    }
+    w->signature = server_signature(s->dir);
+    buf json, report;
+    buf_init(&json, SERVER_HEALTH_MAX_BYTES);
+    buf_init(&report, SERVER_HEALTH_MAX_BYTES);
+    server_health_args a = {.srv = s, .json = &json, .report = &report};
+    int rc = 0;
+    if (server_check_pipelines(w->L, &a)) {
+        fprintf(stderr, "imgpipe serve: cannot load the routes: %s\n", lua_tostring(w->L, -1));
+        rc = 2;
+    } else if (a.failed) {
+        fwrite(report.data, 1, report.len, stderr);
+        rc = 2;
+    }
+    buf_free(&json);
+    buf_free(&report);
+    return rc;
+}
+
 /* The calling worker with its state made and its caches current, or NULL
  * with *why set. */
 static server_worker *server_worker_ready(server *s, const char **why) {
@@ -430,13 +586,9 @@ static server_worker *server_worker_ready(server *s, const char **why) {
         *why = "no worker state for this thread";
         return NULL;
     }
-    if (!w->L) {
-        w->L = state_new(MODE_HTTP, s->dir);
-        if (!w->L) {
-            *why = "cannot create a Lua state";
-            return NULL;
-        }
-        invocation_set_cancel_flag(w->L, &s->stopping);
+    if (!w->L && server_worker_state(s, w)) {
+        *why = "cannot create a Lua state";
+        return NULL;
     }
     uint64_t sig = server_signature(s->dir);
     if (sig != w->signature) {
@@ -449,31 +601,125 @@ static server_worker *server_worker_ready(server *s, const char **why) {
     return w;
 }
 
-/* Turns the handler's result (top of the stack) into the HTTP response. */
-static enum MHD_Result server_respond(struct MHD_Connection *conn, lua_State *L, const char *rid, int *status_out) {
-    lua_pushcfunction(L, apigw_read_response);
-    lua_insert(L, -2);
-    if (state_pcall(L, 1, 3) != LUA_OK) {
-        hostlog(HOSTLOG_ERROR, rid, "the pipeline's response is not a valid proxy response", "error",
-                lua_tostring(L, -1), NULL);
-        *status_out = 502;
-        return server_error(conn, 502, "BadGateway", "the pipeline's response is malformed", rid, NULL);
+/* One request on its way through parse, route, invoke and respond. Each
+ * step returns 0 to hand over to the next, or 1 when it has answered the
+ * request itself (status and result set). */
+typedef struct server_exchange {
+    server *srv;
+    struct MHD_Connection *conn;
+    server_request *r;
+    const char *method;
+    char rid[37];
+    int64_t started;
+    unsigned status; /* of the answer; 0 when none could be queued */
+    enum MHD_Result result;
+    server_dispatch_args route;
+    apigw_request req;
+    char ip[INET6_ADDRSTRLEN];
+} server_exchange;
+
+static int server_fail(server_exchange *ex, unsigned status, const char *code, const char *message,
+                       const char *allow) {
+    ex->status = status;
+    ex->result = server_error(ex->srv, ex->conn, status, code, message, ex->rid, allow);
+    return 1;
+}
+
+/* Parse: the API Gateway request from what MHD read. */
+static int server_parse(server_exchange *ex) {
+    apigw_request *req = &ex->req;
+    server_headers hc = {.req = req};
+    MHD_get_connection_values(ex->conn, MHD_HEADER_KIND, server_collect_header, &hc);
+    if (hc.overflow) return server_fail(ex, 400, "BadRequest", "too many headers", NULL);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(ex->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci && ci->client_addr) {
+        const struct sockaddr *sa = ci->client_addr;
+        if (sa->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ex->ip, sizeof ex->ip);
+        else if (sa->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ex->ip, sizeof ex->ip);
     }
-    int status = (int)lua_tointeger(L, -3);
-    size_t len;
-    const char *body = lua_tolstring(L, -1, &len);
-    struct MHD_Response *res = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
-    if (!res) return MHD_NO;
-    int pairs = lua_absindex(L, -2), has_type = 0;
-    lua_Integer n = (lua_Integer)lua_rawlen(L, pairs);
+    req->method = ex->method;
+    req->raw_path = ex->r->raw_uri;
+    req->raw_query = ex->r->query;
+    req->body = ex->r->body.data;
+    req->body_len = ex->r->body.len;
+    req->source_ip = ex->ip;
+    req->request_id = ex->rid;
+    req->stage = ex->srv->stage;
+    req->time_ms = ex->started;
+    return 0;
+}
+
+/* Route: leaves the handler and the event on the stack. */
+static int server_route_request(server_exchange *ex, lua_State *L) {
+    server_dispatch_args *a = &ex->route;
+    a->srv = ex->srv;
+    a->req = &ex->req;
+    a->outcome = ROUTES_NOT_FOUND;
+    lua_pushcfunction(L, server_dispatch);
+    lua_pushlightuserdata(L, a);
+    if (state_pcall(L, 1, LUA_MULTRET) != LUA_OK) {
+        hostlog(HOSTLOG_ERROR, ex->rid, "cannot load the route or the pipeline", "error", lua_tostring(L, -1),
+                NULL);
+        return server_fail(ex, 500, "InternalError", "internal error; see the server log for this request id",
+                           NULL);
+    }
+    char msg[400];
+    if (a->outcome == ROUTES_NOT_FOUND) {
+        snprintf(msg, sizeof msg, "no route for %s %.200s", ex->method, ex->r->raw_uri);
+        return server_fail(ex, 404, "NotFound", msg, NULL);
+    }
+    if (a->outcome == ROUTES_WRONG_METHOD) {
+        snprintf(msg, sizeof msg, "%s is not allowed here; allowed: %.200s", ex->method, a->allowed);
+        return server_fail(ex, 405, "MethodNotAllowed", msg, a->allowed);
+    }
+    return 0;
+}
+
+/* Invoke: the handler and the event on top become the handler's result,
+ * watched against the deadline and the cancel flag. */
+static int server_invoke(server_exchange *ex, lua_State *L) {
+    invocation_info info = {
+        .request_id = ex->rid,
+        .deadline_ms = ex->started + (int64_t)ex->srv->timeout_s * 1000,
+        .watch = 1,
+    };
+    if (state_invoke(L, -2, NULL, 0, STATE_EVENT_ON_STACK | STATE_RESULT_VALUE, &info) == STATE_INVOKE_OK)
+        return 0;
+    static const struct {
+        unsigned status;
+        const char *code, *logged, *told;
+    } outcomes[] = {
+        [INVOCATION_RUN] = {500, "InternalError", "the handler failed", "internal error in the pipeline"},
+        [INVOCATION_DEADLINE] = {504, "Timeout", "the handler ran past its deadline",
+                                 "the request took longer than allowed"},
+        [INVOCATION_CANCELLED] = {503, "Unavailable", "the handler was cancelled: the server is stopping",
+                                  "the server is shutting down"},
+    };
+    int why = info.stopped == INVOCATION_DEADLINE || info.stopped == INVOCATION_CANCELLED ? info.stopped : 0;
+    hostlog(HOSTLOG_ERROR, ex->rid, outcomes[why].logged, "error", lua_tostring(L, -1), NULL);
+    char msg[200];
+    snprintf(msg, sizeof msg, "%s; request id %s", outcomes[why].told, ex->rid);
+    return server_fail(ex, outcomes[why].status, outcomes[why].code, msg, NULL);
+}
+
+/* Adds the {name, value} pairs of the array at idx as response headers. */
+static void server_add_headers(struct MHD_Response *res, lua_State *L, int idx, const char *rid,
+                               int own_cors) {
+    int has_type = 0;
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
     for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, pairs, i);
+        lua_rawgeti(L, idx, i);
         lua_rawgeti(L, -1, 1);
         lua_rawgeti(L, -2, 2);
         const char *name = lua_tostring(L, -2), *value = lua_tostring(L, -1);
         /* MHD owns framing: it sets Content-Length and Connection itself. */
+        /* With CORS_ALLOW_ORIGIN the server answers for the origin itself. */
+        int cors = own_cors && !strncasecmp(name, "Access-Control-", 15);
         if (strcasecmp(name, "Content-Length") && strcasecmp(name, "Transfer-Encoding") &&
-            strcasecmp(name, "Connection")) {
+            strcasecmp(name, "Connection") && !cors) {
             if (!strcasecmp(name, "Content-Type")) has_type = 1;
             if (MHD_add_response_header(res, name, value) != MHD_YES)
                 hostlog(HOSTLOG_WARN, rid, "header refused", "name", name, NULL);
@@ -481,126 +727,140 @@ static enum MHD_Result server_respond(struct MHD_Connection *conn, lua_State *L,
         lua_pop(L, 3);
     }
     if (!has_type) MHD_add_response_header(res, "Content-Type", "application/json");
-    MHD_add_response_header(res, "x-amzn-RequestId", rid);
-    *status_out = status;
-    enum MHD_Result r = MHD_queue_response(conn, (unsigned)status, res);
+}
+
+/* Respond: the handler's result (top of the stack) becomes the HTTP answer. */
+static int server_respond(server_exchange *ex, lua_State *L) {
+    lua_pushcfunction(L, apigw_read_response);
+    lua_insert(L, -2);
+    if (state_pcall(L, 1, 3) != LUA_OK) {
+        hostlog(HOSTLOG_ERROR, ex->rid, "the pipeline's response is not a valid proxy response", "error",
+                lua_tostring(L, -1), NULL);
+        return server_fail(ex, 502, "BadGateway", "the pipeline's response is malformed", NULL);
+    }
+    unsigned status = (unsigned)lua_tointeger(L, -3);
+    size_t len;
+    const char *body = lua_tolstring(L, -1, &len);
+    struct MHD_Response *res = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    ex->result = MHD_NO;
+    if (!res) return 1;
+    server_add_headers(res, L, lua_absindex(L, -2), ex->rid, ex->srv->cors.enabled);
+    server_add_cors(ex->srv, ex->conn, res);
+    MHD_add_response_header(res, "x-amzn-RequestId", ex->rid);
+    ex->status = status;
+    ex->result = MHD_queue_response(ex->conn, status, res);
     MHD_destroy_response(res);
+    return 1;
+}
+
+/* Counts the answered request and its latency in the worker's metrics. */
+static void server_count_request(const server_exchange *ex, server_worker *w) {
+    char labels[METRICS_LABELS_MAX] = "", status[16];
+    const char *route = ex->route.outcome == ROUTES_FOUND ? ex->route.route
+                        : server_builtin(ex->r->raw_uri)  ? ex->r->raw_uri
+                                                          : "(none)";
+    snprintf(status, sizeof status, "%u", ex->status);
+    if (metrics_label(labels, "route", route)) return;
+    double seconds = (double)(invocation_now_ms() - ex->started) / 1000.0;
+    metrics_observe(&w->metrics, METRICS_HISTOGRAM, "imgpipe_http_request_duration_seconds", labels, NULL,
+                    seconds);
+    if (metrics_label(labels, "method", ex->method) || metrics_label(labels, "status", status)) return;
+    metrics_observe(&w->metrics, METRICS_COUNTER, "imgpipe_http_requests", labels, NULL, 1);
+}
+
+static void server_log_request(const server_exchange *ex) {
+    if (!ex->status) return;
+    char code[16], ms[32];
+    snprintf(code, sizeof code, "%u", ex->status);
+    snprintf(ms, sizeof ms, "%lld", (long long)(invocation_now_ms() - ex->started));
+    hostlog(HOSTLOG_INFO, ex->rid, "request", "method", ex->method, "path", ex->r->raw_uri, "=status", code,
+            "=ms", ms, NULL);
+}
+
+/* GET /healthz: {"status":"ok"|"failing","pipelines":{name:{"loaded":..}}},
+ * 503 when a routed pipeline (or routes.lua) cannot load. */
+static enum MHD_Result server_healthz(server_exchange *ex, lua_State *L) {
+    if (strcmp(ex->method, "GET") && strcmp(ex->method, "HEAD"))
+        return server_error(ex->srv, ex->conn, 405, "MethodNotAllowed", "GET /healthz only", ex->rid,
+                            "GET, HEAD");
+    buf states, body;
+    buf_init(&states, SERVER_HEALTH_MAX_BYTES);
+    buf_init(&body, SERVER_HEALTH_MAX_BYTES + 64);
+    server_health_args a = {.srv = ex->srv, .json = &states};
+    enum MHD_Result r;
+    if (server_check_pipelines(L, &a)) {
+        hostlog(HOSTLOG_ERROR, ex->rid, "cannot load the routes", "error", lua_tostring(L, -1), NULL);
+        lua_pop(L, 1);
+        r = server_error(ex->srv, ex->conn, 503, "Unavailable", "routes.lua cannot load; see the server log",
+                         ex->rid, NULL);
+    } else {
+        ex->status = a.failed ? 503 : 200;
+        int err = buf_appendf(&body, "{\"status\":\"%s\",\"pipelines\":", a.failed ? "failing" : "ok");
+        err = err || buf_append(&body, states.data, states.len) || buf_appends(&body, "}");
+        r = err ? MHD_NO : server_send(ex->srv, ex->conn, ex->status, body.data, body.len, ex->rid, NULL);
+    }
+    buf_free(&states);
+    buf_free(&body);
     return r;
 }
 
-static enum MHD_Result server_handle(server *s, struct MHD_Connection *conn, server_request *r, const char *method) {
-    char rid[37];
-    if (random_uuid(rid)) return server_error(conn, 500, "InternalError", "no randomness for a request id", NULL, NULL);
-    int64_t started = invocation_now_ms();
-
-    const char *query = r->query;
-
-    if (!strcmp(r->raw_uri, "/healthz")) {
-        if (strcmp(method, "GET") && strcmp(method, "HEAD"))
-            return server_error(conn, 405, "MethodNotAllowed", "GET /healthz only", rid, "GET, HEAD");
-        static const char ok[] = "{\"status\":\"ok\"}";
-        return server_send(conn, 200, ok, sizeof ok - 1, rid, NULL);
+/* GET /metrics: every worker's metrics merged, as Prometheus text. */
+static enum MHD_Result server_metrics(server_exchange *ex) {
+    if (strcmp(ex->method, "GET") && strcmp(ex->method, "HEAD"))
+        return server_error(ex->srv, ex->conn, 405, "MethodNotAllowed", "GET /metrics only", ex->rid,
+                            "GET, HEAD");
+    metrics_set all;
+    metrics_init(&all);
+    for (unsigned i = 0; i < ex->srv->workers; i++)
+        metrics_merge(&all, &ex->srv->pool[i].metrics);
+    buf text;
+    buf_init(&text, SERVER_METRICS_MAX_BYTES);
+    enum MHD_Result r = MHD_NO;
+    if (!metrics_render(&all, (long)atomic_load(&ex->srv->inflight), &text)) {
+        struct MHD_Response *res =
+            MHD_create_response_from_buffer(text.len, text.data, MHD_RESPMEM_MUST_COPY);
+        if (res) {
+            MHD_add_response_header(res, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+            MHD_add_response_header(res, "x-amzn-RequestId", ex->rid);
+            ex->status = 200;
+            r = MHD_queue_response(ex->conn, 200, res);
+            MHD_destroy_response(res);
+        }
     }
+    buf_free(&text);
+    metrics_free(&all);
+    return r;
+}
 
-    server_worker *w = server_current; /* made ready when the headers came in */
-    if (!w || !w->L) return server_error(conn, 503, "Unavailable", "no worker state for this thread", rid, NULL);
-    lua_State *L = w->L;
-    int base = lua_gettop(L);
+static enum MHD_Result server_handle(server *s, struct MHD_Connection *conn, server_request *r,
+                                     const char *method) {
+    server_exchange *ex = calloc(1, sizeof *ex); /* holds APIGW_MAX_HEADERS headers: not on the stack */
+    if (!ex) return MHD_NO;
+    *ex = (server_exchange){.srv = s, .conn = conn, .r = r, .method = method, .started = invocation_now_ms()};
     enum MHD_Result result;
-    int status = 0;
-
-    apigw_request *req = calloc(1, sizeof *req);
-    if (!req) return MHD_NO;
-    server_headers hc = {.req = req};
-    MHD_get_connection_values(conn, MHD_HEADER_KIND, server_collect_header, &hc);
-    if (hc.overflow) {
-        result = server_error(conn, 400, "BadRequest", "too many headers", rid, NULL);
-        goto done;
+    server_worker *w = server_current; /* made ready when the headers came in */
+    if (random_uuid(ex->rid)) {
+        result = server_error(s, conn, 500, "InternalError", "no randomness for a request id", NULL, NULL);
+    } else if (!w || !w->L) {
+        result = server_error(s, conn, 503, "Unavailable", "no worker state for this thread", ex->rid, NULL);
+    } else if (!strcmp(r->raw_uri, "/healthz")) {
+        result = server_healthz(ex, w->L);
+        server_count_request(ex, w);
+    } else if (!strcmp(r->raw_uri, "/metrics")) {
+        result = server_metrics(ex);
+        server_count_request(ex, w);
+    } else {
+        lua_State *L = w->L;
+        int base = lua_gettop(L);
+        if (!server_parse(ex) && !server_route_request(ex, L) && !server_invoke(ex, L)) server_respond(ex, L);
+        result = ex->result;
+        server_log_request(ex);
+        if (ex->status) server_count_request(ex, w);
+        lua_settop(L, base);
+        /* Images live outside Lua's heap accounting: collect now, not later. */
+        lua_gc(L, LUA_GCCOLLECT);
     }
-    char ip[INET6_ADDRSTRLEN] = "";
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (ci && ci->client_addr) {
-        const struct sockaddr *sa = ci->client_addr;
-        if (sa->sa_family == AF_INET)
-            inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof ip);
-        else if (sa->sa_family == AF_INET6)
-            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof ip);
-    }
-    req->method = method;
-    req->raw_path = r->raw_uri;
-    req->raw_query = query;
-    req->body = r->body.data;
-    req->body_len = r->body.len;
-    req->source_ip = ip;
-    req->request_id = rid;
-    req->stage = s->stage;
-    req->time_ms = started;
-
-    server_dispatch_args args = {.srv = s, .req = req, .outcome = ROUTES_NOT_FOUND};
-    lua_pushcfunction(L, server_dispatch);
-    lua_pushlightuserdata(L, &args);
-    if (state_pcall(L, 1, LUA_MULTRET) != LUA_OK) {
-        hostlog(HOSTLOG_ERROR, rid, "cannot load the route or the pipeline", "error", lua_tostring(L, -1), NULL);
-        status = 500;
-        result = server_error(conn, 500, "InternalError", "internal error; see the server log for this request id",
-                              rid, NULL);
-        goto done;
-    }
-    if (args.outcome == ROUTES_NOT_FOUND) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "no route for %s %.200s", method, r->raw_uri);
-        status = 404;
-        result = server_error(conn, 404, "NotFound", msg, rid, NULL);
-        goto done;
-    }
-    if (args.outcome == ROUTES_WRONG_METHOD) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "%s is not allowed here; allowed: %.200s", method, lua_tostring(L, -1));
-        status = 405;
-        result = server_error(conn, 405, "MethodNotAllowed", msg, rid, lua_tostring(L, -1));
-        goto done;
-    }
-    /* base+1 pipeline, base+2 event */
-    invocation_info info = {.request_id = rid, .deadline_ms = started + (int64_t)s->timeout_s * 1000};
-    w->stopped = INVOCATION_RUN;
-    lua_sethook(L, server_deadline_hook, LUA_MASKCOUNT, SERVER_HOOK_INSTRUCTIONS);
-    int rc = state_call_handler(L, base + 1, &info);
-    lua_sethook(L, NULL, 0, 0);
-    if (rc != LUA_OK) {
-        /* Stopped by the hook, or by C code that saw the deadline or the flag. */
-        int why = w->stopped ? w->stopped : invocation_stop_reason(info.deadline_ms, &s->stopping);
-        const char *what = why == INVOCATION_CANCELLED ? "the handler was cancelled: the server is stopping"
-                           : why == INVOCATION_DEADLINE ? "the handler ran past its deadline"
-                                                        : "the handler failed";
-        hostlog(HOSTLOG_ERROR, rid, what, "error", lua_tostring(L, -1), NULL);
-        char msg[200];
-        snprintf(msg, sizeof msg, "%s; request id %s",
-                 why == INVOCATION_CANCELLED ? "the server is shutting down"
-                 : why == INVOCATION_DEADLINE ? "the request took longer than allowed"
-                                              : "internal error in the pipeline",
-                 rid);
-        status = why == INVOCATION_CANCELLED ? 503 : why == INVOCATION_DEADLINE ? 504 : 500;
-        result = server_error(conn, (unsigned)status,
-                              why == INVOCATION_CANCELLED ? "Unavailable"
-                              : why == INVOCATION_DEADLINE ? "Timeout"
-                                                           : "InternalError",
-                              msg, rid, NULL);
-        goto done;
-    }
-    result = server_respond(conn, L, rid, &status);
-
-done:
-    {
-        char code[16], ms[32];
-        snprintf(code, sizeof code, "%d", status);
-        snprintf(ms, sizeof ms, "%lld", (long long)(invocation_now_ms() - started));
-        if (status) hostlog(HOSTLOG_INFO, rid, "request", "method", method, "path", r->raw_uri, "=status", code,
-                            "=ms", ms, NULL);
-    }
-    free(req);
-    lua_settop(L, base);
-    /* Images live outside Lua's heap accounting: collect now, not later. */
-    lua_gc(L, LUA_GCCOLLECT);
+    free(ex);
     return result;
 }
 
@@ -671,8 +931,9 @@ static void server_sweep(server *s) {
     if (closed) {
         char n[16];
         snprintf(n, sizeof n, "%d", closed);
-        hostlog(HOSTLOG_WARN, NULL, "closed connections whose request took longer than --read-timeout to arrive",
-                "=count", n, NULL);
+        hostlog(HOSTLOG_WARN, NULL,
+                "closed connections whose request took longer than --read-timeout to arrive", "=count", n,
+                NULL);
     }
 }
 
@@ -727,7 +988,8 @@ static void *server_uri_log(void *cls, const char *uri, struct MHD_Connection *c
     char *q = strchr(uri, '?');
     size_t params = q && q[1] ? 1 : 0;
     if (q)
-        for (const char *p = q + 1; *p; p++) params += *p == '&';
+        for (const char *p = q + 1; *p; p++)
+            params += *p == '&';
     if (len > SERVER_MAX_URI || params > SERVER_MAX_QUERY_PARAMS) {
         r->uri_refused = 1;
         r->raw_uri = strdup("");
@@ -746,9 +1008,11 @@ static void *server_uri_log(void *cls, const char *uri, struct MHD_Connection *c
 
 /* One transfer coding, "chunked", is understood. */
 static int server_chunked_only(const char *te) {
-    while (*te == ' ' || *te == '\t') te++;
+    while (*te == ' ' || *te == '\t')
+        te++;
     size_t n = strlen(te);
-    while (n && (te[n - 1] == ' ' || te[n - 1] == '\t')) n--;
+    while (n && (te[n - 1] == ' ' || te[n - 1] == '\t'))
+        n--;
     return n == 7 && !strncasecmp(te, "chunked", 7);
 }
 
@@ -777,6 +1041,106 @@ static enum MHD_Result server_framing_header(void *cls, enum MHD_ValueKind kind,
     return MHD_YES;
 }
 
+/* Framing and target of a request whose headers are in: 0, or -1 with the
+ * error answer queued in *answer. Splits the raw target into path and query. */
+static int server_check_target(server *s, struct MHD_Connection *conn, server_request *r, const char *version,
+                               const server_framing *f, enum MHD_Result *answer) {
+    const char *why = NULL, *code = "BadRequest";
+    unsigned status = 400;
+    char msg[128];
+    if (f->transfer_encodings && (f->transfer_encodings > 1 || !server_chunked_only(f->transfer_encoding))) {
+        status = 501, code = "NotImplemented", why = "the only transfer coding understood is chunked";
+    } else if (f->transfer_encodings && f->content_length) {
+        why = "Content-Length and Transfer-Encoding together";
+    } else if (f->content_lengths_differ) {
+        why = "Content-Length headers that disagree";
+    } else if (f->host > 1 || (!f->host && !strcmp(version, MHD_HTTP_VERSION_1_1))) {
+        why = f->host ? "more than one Host header" : "HTTP/1.1 needs a Host header";
+    } else if (r->uri_refused) {
+        snprintf(msg, sizeof msg, "the target is over %d bytes or has more than %d query parameters",
+                 SERVER_MAX_URI, SERVER_MAX_QUERY_PARAMS);
+        status = 414, code = "URITooLong", why = msg;
+    } else {
+        /* The raw target, split; escapes checked before anything decodes them. */
+        char *query = strchr(r->raw_uri, '?');
+        if (query) *query++ = '\0';
+        char *hash = strchr(query ? query : r->raw_uri, '#');
+        if (hash) *hash = '\0';
+        r->query = query;
+        if (!apigw_validate(r->raw_uri, query, &why)) return 0;
+    }
+    *answer = server_error(s, conn, status, code, why, NULL, NULL);
+    return -1;
+}
+
+/* A CORS preflight (OPTIONS with Origin and Access-Control-Request-Method)
+ * for a routed path: 204 with what the origin may do there, or 403 when
+ * the origin is not allowed. */
+static enum MHD_Result server_preflight(server *s, struct MHD_Connection *conn, const char *methods) {
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    const char *allow = cors_allow_origin(&s->cors, origin);
+    if (!allow)
+        return server_error(s, conn, 403, "Forbidden", "this origin may not call the API (CORS_ALLOW_ORIGIN)",
+                            NULL, NULL);
+    char headers[1024], age[16];
+    cors_allow_headers(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Access-Control-Request-Headers"),
+                       headers, sizeof headers);
+    snprintf(age, sizeof age, "%u", s->cors.max_age);
+    struct MHD_Response *res = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!res) return MHD_NO;
+    MHD_add_response_header(res, "Access-Control-Allow-Origin", allow);
+    if (strcmp(allow, "*")) MHD_add_response_header(res, "Vary", "Origin");
+    MHD_add_response_header(res, "Access-Control-Allow-Methods", methods);
+    MHD_add_response_header(res, "Access-Control-Allow-Headers", headers);
+    MHD_add_response_header(res, "Access-Control-Max-Age", age);
+    enum MHD_Result r = MHD_queue_response(conn, 204, res);
+    MHD_destroy_response(res);
+    return r;
+}
+
+/* The route of a request whose headers are in (a preflight is answered
+ * here): 0 with r->max_body set, or -1 with the answer queued. */
+static int server_check_route(server *s, struct MHD_Connection *conn, server_request *r, const char *method,
+                              enum MHD_Result *answer) {
+    const char *why;
+    r->max_body = s->max_body;
+    server_worker *w = server_worker_ready(s, &why);
+    if (!w) {
+        *answer = server_error(s, conn, 503, "Unavailable", why, NULL, NULL);
+        return -1;
+    }
+    if (server_builtin(r->raw_uri)) return 0;
+    int preflight = !strcmp(method, "OPTIONS") &&
+                    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin") &&
+                    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Access-Control-Request-Method");
+    server_route_args a = {.srv = s,
+                           .method = method,
+                           .raw_path = r->raw_uri,
+                           .outcome = ROUTES_NOT_FOUND,
+                           .preflight = preflight};
+    lua_pushcfunction(w->L, server_route);
+    lua_pushlightuserdata(w->L, &a);
+    char msg[400];
+    if (state_pcall(w->L, 1, 0) != LUA_OK) {
+        hostlog(HOSTLOG_ERROR, NULL, "cannot load the routes", "error", lua_tostring(w->L, -1), NULL);
+        lua_pop(w->L, 1);
+        *answer =
+            server_error(s, conn, 500, "InternalError", "internal error; see the server log", NULL, NULL);
+    } else if (a.outcome == ROUTES_NOT_FOUND) {
+        snprintf(msg, sizeof msg, "no route for %s %.200s", method, r->raw_uri);
+        *answer = server_error(s, conn, 404, "NotFound", msg, NULL, NULL);
+    } else if (preflight) {
+        *answer = server_preflight(s, conn, a.allowed);
+    } else if (a.outcome == ROUTES_WRONG_METHOD) {
+        snprintf(msg, sizeof msg, "%s is not allowed here; allowed: %s", method, a.allowed);
+        *answer = server_error(s, conn, 405, "MethodNotAllowed", msg, NULL, a.allowed);
+    } else {
+        r->max_body = a.max_body;
+        return 0;
+    }
+    return -1;
+}
+
 /* The headers are in, none of the body is read: framing, target, route and
  * body limit. MHD_YES to go on reading the body; else the error answer. */
 static enum MHD_Result server_headers_in(server *s, struct MHD_Connection *conn, server_request *r,
@@ -784,56 +1148,10 @@ static enum MHD_Result server_headers_in(server *s, struct MHD_Connection *conn,
     *refused = 1;
     server_framing f = {0};
     MHD_get_connection_values(conn, MHD_HEADER_KIND, server_framing_header, &f);
-    if (f.transfer_encodings && (f.transfer_encodings > 1 || !server_chunked_only(f.transfer_encoding)))
-        return server_error(conn, 501, "NotImplemented", "the only transfer coding understood is chunked", NULL,
-                            NULL);
-    if (f.transfer_encodings && f.content_length)
-        return server_error(conn, 400, "BadRequest", "Content-Length and Transfer-Encoding together", NULL, NULL);
-    if (f.content_lengths_differ)
-        return server_error(conn, 400, "BadRequest", "Content-Length headers that disagree", NULL, NULL);
-    if (f.host > 1 || (!f.host && !strcmp(version, MHD_HTTP_VERSION_1_1)))
-        return server_error(conn, 400, "BadRequest", f.host ? "more than one Host header" : "HTTP/1.1 needs a Host header",
-                            NULL, NULL);
-    if (r->uri_refused) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "the target is over %d bytes or has more than %d query parameters",
-                 SERVER_MAX_URI, SERVER_MAX_QUERY_PARAMS);
-        return server_error(conn, 414, "URITooLong", msg, NULL, NULL);
-    }
-
-    /* The raw target, split; escapes checked before anything decodes them. */
-    char *query = strchr(r->raw_uri, '?');
-    if (query) *query++ = '\0';
-    char *hash = strchr(query ? query : r->raw_uri, '#');
-    if (hash) *hash = '\0';
-    r->query = query;
-    const char *why;
-    if (apigw_validate(r->raw_uri, query, &why)) return server_error(conn, 400, "BadRequest", why, NULL, NULL);
-
-    r->max_body = s->max_body;
-    if (strcmp(r->raw_uri, "/healthz")) {
-        server_worker *w = server_worker_ready(s, &why);
-        if (!w) return server_error(conn, 503, "Unavailable", why, NULL, NULL);
-        server_route_args a = {.srv = s, .method = method, .raw_path = r->raw_uri, .outcome = ROUTES_NOT_FOUND};
-        lua_pushcfunction(w->L, server_route);
-        lua_pushlightuserdata(w->L, &a);
-        if (state_pcall(w->L, 1, 0) != LUA_OK) {
-            hostlog(HOSTLOG_ERROR, NULL, "cannot load the routes", "error", lua_tostring(w->L, -1), NULL);
-            lua_pop(w->L, 1);
-            return server_error(conn, 500, "InternalError", "internal error; see the server log", NULL, NULL);
-        }
-        if (a.outcome == ROUTES_NOT_FOUND) {
-            char msg[300];
-            snprintf(msg, sizeof msg, "no route for %s %.200s", method, r->raw_uri);
-            return server_error(conn, 404, "NotFound", msg, NULL, NULL);
-        }
-        if (a.outcome == ROUTES_WRONG_METHOD) {
-            char msg[400];
-            snprintf(msg, sizeof msg, "%s is not allowed here; allowed: %s", method, a.allowed);
-            return server_error(conn, 405, "MethodNotAllowed", msg, NULL, a.allowed);
-        }
-        r->max_body = a.max_body;
-    }
+    enum MHD_Result answer = MHD_NO;
+    if (server_check_target(s, conn, r, version, &f, &answer) ||
+        server_check_route(s, conn, r, method, &answer))
+        return answer;
     if (f.content_length) {
         char *end;
         errno = 0;
@@ -841,7 +1159,7 @@ static enum MHD_Result server_headers_in(server *s, struct MHD_Connection *conn,
         if (errno || *end || end == f.content_length || n > r->max_body) {
             char msg[128];
             snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", r->max_body);
-            return server_error(conn, 413, "PayloadTooLarge", msg, NULL, NULL);
+            return server_error(s, conn, 413, "PayloadTooLarge", msg, NULL, NULL);
         }
     }
     buf_init(&r->body, r->max_body);
@@ -849,9 +1167,9 @@ static enum MHD_Result server_headers_in(server *s, struct MHD_Connection *conn,
     return MHD_YES;
 }
 
-static enum MHD_Result server_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-                                     const char *version, const char *upload_data, size_t *upload_size,
-                                     void **con_cls) {
+static enum MHD_Result server_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                     const char *method, const char *version, const char *upload_data,
+                                     size_t *upload_size, void **con_cls) {
     (void)url;
     server *s = cls;
     server_request *r = *con_cls;
@@ -875,12 +1193,12 @@ static enum MHD_Result server_access(void *cls, struct MHD_Connection *conn, con
         *upload_size = 0;
         return MHD_YES;
     }
-    if (r->too_big < 0) return MHD_YES; /* the answer is queued already */
+    if (r->too_big < 0) return MHD_YES;                  /* the answer is queued already */
     atomic_store(&((server_conn *)r)->reading_since, 0); /* all in */
     if (r->too_big) {
         char msg[128];
         snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", r->max_body);
-        return server_error(conn, 413, "PayloadTooLarge", msg, NULL, NULL);
+        return server_error(s, conn, 413, "PayloadTooLarge", msg, NULL, NULL);
     }
     return server_handle(s, conn, r, method);
 }
@@ -903,7 +1221,8 @@ static void server_mhd_log(void *cls, const char *fmt, va_list ap) {
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
-    while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = '\0';
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        msg[--n] = '\0';
     hostlog(HOSTLOG_WARN, NULL, msg, "source", "libmicrohttpd", NULL);
 }
 
@@ -924,6 +1243,169 @@ static int server_parse_uint(const char *opt, const char *v, unsigned long long 
     return 0;
 }
 
+/* Sets an unsigned option from v: 0, or 2 (the exit status) after saying why. */
+static int server_uint_option(const char *opt, const char *v, unsigned long long lo, unsigned long long hi,
+                              unsigned *out) {
+    unsigned long long n;
+    if (server_parse_uint(opt, v, lo, hi, &n)) return 2;
+    *out = (unsigned)n;
+    return 0;
+}
+
+/* One option with its value v (NULL when there is none): 0, -1 for --help,
+ * else the exit status. */
+static int server_option(server *s, const char *a, const char *v) {
+    unsigned n = 0;
+    int r;
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+        server_usage(stdout);
+        return -1;
+    }
+    if (!strcmp(a, "--host")) {
+        if (!v) fprintf(stderr, "imgpipe serve: --host takes an address\n");
+        s->host = v;
+        return v ? 0 : 2;
+    }
+    if (!strcmp(a, "--port")) return server_uint_option(a, v, 0, 65535, &s->port);
+    if (!strcmp(a, "--workers")) return server_uint_option(a, v, 1, SERVER_MAX_WORKERS, &s->workers);
+    if (!strcmp(a, "--max-connections")) return server_uint_option(a, v, 1, 100000, &s->max_connections);
+    if (!strcmp(a, "--max-per-client")) return server_uint_option(a, v, 1, 100000, &s->max_per_client);
+    if (!strcmp(a, "--idle-timeout")) return server_uint_option(a, v, 1, 3600, &s->idle_timeout_s);
+    if (!strcmp(a, "--read-timeout")) return server_uint_option(a, v, 1, 3600, &s->read_timeout_s);
+    if (!strcmp(a, "--max-body")) {
+        r = server_uint_option(a, v, 0, (unsigned long long)ROUTES_MAX_BODY_CEILING, &n);
+        s->max_body = n;
+        return r;
+    }
+    if (!strcmp(a, "--drain") || !strcmp(a, "--timeout")) {
+        int drain = !strcmp(a, "--drain");
+        r = server_uint_option(a, v, drain ? 0 : 1, drain ? 3600 : 86400, &n);
+        *(drain ? &s->drain_s : &s->timeout_s) = (int)n;
+        return r;
+    }
+    fprintf(stderr, "imgpipe serve: unknown option '%s'\n", a);
+    server_usage(stderr);
+    return 2;
+}
+
+/* The command line into s: 0 to go on, -1 for --help, else the exit status. */
+static int server_parse_args(server *s, int argc, char **argv) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    s->workers = cpus > 0 ? (unsigned)(cpus < SERVER_MAX_WORKERS ? cpus : SERVER_MAX_WORKERS) : 2;
+    for (int i = 1; i < argc; i += 2) {
+        int r = server_option(s, argv[i], i + 1 < argc ? argv[i + 1] : NULL);
+        if (r) return r;
+    }
+    if (!s->max_per_client) s->max_per_client = s->max_connections / 4 ? s->max_connections / 4 : 1;
+    if (s->max_per_client > s->max_connections) s->max_per_client = s->max_connections;
+    s->dir = state_pipelines_dir(MODE_HTTP);
+    s->stage = getenv("IMGPIPE_STAGE");
+    if (!s->stage || !*s->stage) s->stage = "local";
+    return 0;
+}
+
+/* The listening address from --host and --port, and the MHD flags for it. */
+static int server_address(const server *s, struct sockaddr_storage *addr, unsigned *flags) {
+    memset(addr, 0, sizeof *addr);
+    *flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)addr;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)addr;
+    if (inet_pton(AF_INET, s->host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)s->port);
+    } else if (inet_pton(AF_INET6, s->host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)s->port);
+        *flags |= MHD_USE_IPv6;
+    } else {
+        fprintf(stderr, "imgpipe serve: --host takes a numeric IPv4 or IPv6 address, not '%s'\n", s->host);
+        return -1;
+    }
+    return 0;
+}
+
+/* SIGTERM and SIGINT are taken by sigtimedwait; every thread MHD starts
+ * inherits the blocked mask. A handler (not SIG_IGN) is installed first so
+ * that a signal ignored by a parent shell still arrives. */
+static void server_block_signals(sigset_t *stop_set) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = server_on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(stop_set);
+    sigaddset(stop_set, SIGTERM);
+    sigaddset(stop_set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, stop_set, NULL);
+}
+
+static struct MHD_Daemon *server_start(server *s, struct sockaddr_storage *addr, unsigned flags) {
+    /* libmicrohttpd splits its connection limit among the workers and stops
+     * accepting on a full one, leaving new connections unanswered in the
+     * listen queue: give each worker room for all of them and let
+     * server_accept enforce --max-connections by closing the excess. */
+    unsigned mhd_limit = s->max_connections * (s->workers < 4 ? 2 : s->workers);
+    struct MHD_Daemon *d = MHD_start_daemon(
+        flags, (uint16_t)s->port, server_accept, s, server_access, s, MHD_OPTION_EXTERNAL_LOGGER,
+        server_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)addr, MHD_OPTION_THREAD_POOL_SIZE,
+        s->workers, MHD_OPTION_CONNECTION_LIMIT, mhd_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        s->max_per_client, MHD_OPTION_CONNECTION_TIMEOUT, s->idle_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, SERVER_POOL_BYTES, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        s->max_connections, MHD_OPTION_NOTIFY_CONNECTION, server_connection, s, MHD_OPTION_URI_LOG_CALLBACK,
+        server_uri_log, s, MHD_OPTION_NOTIFY_COMPLETED, server_completed, s, MHD_OPTION_END);
+    if (!d) {
+        char why[128];
+        hostlog(HOSTLOG_ERROR, NULL, "cannot listen", "host", s->host, "error",
+                strerror_r(errno, why, sizeof why), NULL);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    unsigned port = info ? info->port : s->port;
+    int bracket = strchr(s->host, ':') != NULL;
+    printf("listening on http://%s%s%s:%u\n", bracket ? "[" : "", s->host, bracket ? "]" : "", port);
+    fflush(stdout);
+    char workers[16];
+    snprintf(workers, sizeof workers, "%u", s->workers);
+    hostlog(HOSTLOG_INFO, NULL, "listening", "host", s->host, "=workers", workers, "pipelines", s->dir, NULL);
+    return d;
+}
+
+/* Waits for SIGTERM or SIGINT, sweeping slow requests once a second. */
+static void server_wait(server *s, sigset_t *stop_set) {
+    int sig;
+    for (;;) {
+        struct timespec tick = {1, 0};
+        sig = sigtimedwait(stop_set, NULL, &tick);
+        if (sig > 0) break;
+        if (errno == EAGAIN) server_sweep(s);
+    }
+    hostlog(HOSTLOG_INFO, NULL, sig == SIGINT ? "SIGINT: stopping" : "SIGTERM: stopping", NULL);
+}
+
+/* Waits up to `until` (epoch ms) for the requests in flight; 1 when none is left. */
+static int server_wait_inflight(server *s, int64_t until) {
+    while (atomic_load(&s->inflight) > 0 && invocation_now_ms() < until) {
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return atomic_load(&s->inflight) == 0;
+}
+
+/* What is in flight may finish within --drain, then it is cancelled;
+ * whatever still runs after the grace is left behind (the process exits). */
+static void server_drain(server *s) {
+    if (server_wait_inflight(s, invocation_now_ms() + (int64_t)s->drain_s * 1000)) return;
+    hostlog(HOSTLOG_WARN, NULL, "requests still running at the end of --drain: cancelling them", NULL);
+    atomic_store(&s->stopping, 1);
+    if (server_wait_inflight(s, invocation_now_ms() + SERVER_CANCEL_GRACE_MS)) return;
+    /* Work that does not check the flag holds a worker thread (and its Lua
+     * state): joining it would make the bound a wish. */
+    hostlog(HOSTLOG_ERROR, NULL, "requests did not stop after cancelling: exiting without them", NULL);
+    fflush(NULL);
+    _exit(1);
+}
+
 int server_main(int argc, char **argv) {
     server s = {
         .host = "127.0.0.1",
@@ -936,169 +1418,41 @@ int server_main(int argc, char **argv) {
         .timeout_s = SERVER_DEFAULT_TIMEOUT_S,
         .drain_s = SERVER_DEFAULT_DRAIN_S,
     };
-    int per_client_set = 0;
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    s.workers = cpus > 0 ? (unsigned)(cpus < SERVER_MAX_WORKERS ? cpus : SERVER_MAX_WORKERS) : 2;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        unsigned long long n;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            server_usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--port")) {
-            if (server_parse_uint(a, v, 0, 65535, &n)) return 2;
-            s.port = (unsigned)n;
-        } else if (!strcmp(a, "--host")) {
-            if (!v) {
-                fprintf(stderr, "imgpipe serve: --host takes an address\n");
-                return 2;
-            }
-            s.host = v;
-        } else if (!strcmp(a, "--workers")) {
-            if (server_parse_uint(a, v, 1, SERVER_MAX_WORKERS, &n)) return 2;
-            s.workers = (unsigned)n;
-        } else if (!strcmp(a, "--max-body")) {
-            if (server_parse_uint(a, v, 0, (unsigned long long)ROUTES_MAX_BODY_CEILING, &n)) return 2;
-            s.max_body = (size_t)n;
-        } else if (!strcmp(a, "--max-connections")) {
-            if (server_parse_uint(a, v, 1, 100000, &n)) return 2;
-            s.max_connections = (unsigned)n;
-        } else if (!strcmp(a, "--max-per-client")) {
-            if (server_parse_uint(a, v, 1, 100000, &n)) return 2;
-            s.max_per_client = (unsigned)n;
-            per_client_set = 1;
-        } else if (!strcmp(a, "--idle-timeout")) {
-            if (server_parse_uint(a, v, 1, 3600, &n)) return 2;
-            s.idle_timeout_s = (unsigned)n;
-        } else if (!strcmp(a, "--read-timeout")) {
-            if (server_parse_uint(a, v, 1, 3600, &n)) return 2;
-            s.read_timeout_s = (unsigned)n;
-        } else if (!strcmp(a, "--drain")) {
-            if (server_parse_uint(a, v, 0, 3600, &n)) return 2;
-            s.drain_s = (int)n;
-        } else if (!strcmp(a, "--timeout")) {
-            if (server_parse_uint(a, v, 1, 86400, &n)) return 2;
-            s.timeout_s = (int)n;
-        } else {
-            fprintf(stderr, "imgpipe serve: unknown option '%s'\n", a);
-            server_usage(stderr);
-            return 2;
-        }
-        i++;
-    }
-    if (!per_client_set) s.max_per_client = s.max_connections / 4 ? s.max_connections / 4 : 1;
-    if (s.max_per_client > s.max_connections) s.max_per_client = s.max_connections;
-    s.dir = state_pipelines_dir(MODE_HTTP);
-    s.stage = getenv("IMGPIPE_STAGE");
-    if (!s.stage || !*s.stage) s.stage = "local";
-
+    int rc = server_parse_args(&s, argc, argv);
+    if (rc) return rc < 0 ? 0 : rc;
     struct sockaddr_storage addr;
-    memset(&addr, 0, sizeof addr);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-    struct sockaddr_in *v4 = (struct sockaddr_in *)&addr;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&addr;
-    if (inet_pton(AF_INET, s.host, &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons((uint16_t)s.port);
-    } else if (inet_pton(AF_INET6, s.host, &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons((uint16_t)s.port);
-        flags |= MHD_USE_IPv6;
-    } else {
-        fprintf(stderr, "imgpipe serve: --host takes a numeric IPv4 or IPv6 address, not '%s'\n", s.host);
+    unsigned flags;
+    char why[200];
+    if (server_address(&s, &addr, &flags)) return 2;
+    if (cors_init(&s.cors, why, sizeof why)) {
+        fprintf(stderr, "imgpipe serve: %s\n", why);
         return 2;
     }
-
     s.pool = calloc(s.workers, sizeof *s.pool);
     if (!s.pool || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         free(s.pool);
         fprintf(stderr, "imgpipe serve: out of memory\n");
         return 1;
     }
-
-    /* SIGTERM and SIGINT are taken by sigtimedwait below; every thread MHD starts
-     * inherits the blocked mask. A handler (not SIG_IGN) is installed first
-     * so that a signal ignored by a parent shell still arrives. */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = server_on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    sigset_t stop_set;
-    sigemptyset(&stop_set);
-    sigaddset(&stop_set, SIGTERM);
-    sigaddset(&stop_set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
-
-    int rc = 1;
-    /* libmicrohttpd splits its connection limit among the workers and stops
-     * accepting on a full one, leaving new connections unanswered in the
-     * listen queue: give each worker room for all of them and let
-     * server_accept enforce --max-connections by closing the excess. */
-    unsigned mhd_limit = s.max_connections * (s.workers < 4 ? 2 : s.workers);
-    struct MHD_Daemon *d = MHD_start_daemon(
-        flags, (uint16_t)s.port, server_accept, &s, server_access, &s, MHD_OPTION_EXTERNAL_LOGGER, server_mhd_log,
-        NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, s.workers,
-        MHD_OPTION_CONNECTION_LIMIT, mhd_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT, s.max_per_client,
-        MHD_OPTION_CONNECTION_TIMEOUT, s.idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, SERVER_POOL_BYTES,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, s.max_connections, MHD_OPTION_NOTIFY_CONNECTION, server_connection, &s,
-        MHD_OPTION_URI_LOG_CALLBACK, server_uri_log, &s, MHD_OPTION_NOTIFY_COMPLETED, server_completed, &s,
-        MHD_OPTION_END);
-    if (!d) {
-        hostlog(HOSTLOG_ERROR, NULL, "cannot listen", "host", s.host, "error", strerror(errno), NULL);
-        goto out;
-    }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    unsigned port = info ? info->port : s.port;
-    int bracket = strchr(s.host, ':') != NULL;
-    printf("listening on http://%s%s%s:%u\n", bracket ? "[" : "", s.host, bracket ? "]" : "", port);
-    fflush(stdout);
-    char workers[16];
-    snprintf(workers, sizeof workers, "%u", s.workers);
-    hostlog(HOSTLOG_INFO, NULL, "listening", "host", s.host, "=workers", workers, "pipelines", s.dir, NULL);
-
-    /* Wait for SIGTERM or SIGINT, sweeping slow requests once a second. */
-    int sig;
-    for (;;) {
-        struct timespec tick = {1, 0};
-        sig = sigtimedwait(&stop_set, NULL, &tick);
-        if (sig > 0) break;
-        if (errno == EAGAIN) server_sweep(&s);
-    }
-    hostlog(HOSTLOG_INFO, NULL, sig == SIGINT ? "SIGINT: stopping" : "SIGTERM: stopping", NULL);
-
-    /* Stop accepting; what is in flight may finish within --drain, then it
-     * is cancelled; whatever still runs after the grace is left behind. */
-    MHD_socket listen_fd = MHD_quiesce_daemon(d);
-    int64_t cancel_at = invocation_now_ms() + (int64_t)s.drain_s * 1000;
-    while (atomic_load(&s.inflight) > 0 && invocation_now_ms() < cancel_at) {
-        struct timespec ts = {0, 20 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    if (atomic_load(&s.inflight) > 0) {
-        hostlog(HOSTLOG_WARN, NULL, "requests still running at the end of --drain: cancelling them", NULL);
-        atomic_store(&s.stopping, 1);
-        int64_t give_up = invocation_now_ms() + SERVER_CANCEL_GRACE_MS;
-        while (atomic_load(&s.inflight) > 0 && invocation_now_ms() < give_up) {
-            struct timespec ts = {0, 20 * 1000000L};
-            nanosleep(&ts, NULL);
-        }
-        if (atomic_load(&s.inflight) > 0) {
-            /* Work that does not check the flag holds a worker thread (and
-             * its Lua state): joining it would make the bound a wish. */
-            hostlog(HOSTLOG_ERROR, NULL, "requests did not stop after cancelling: exiting without them", NULL);
-            fflush(NULL);
-            _exit(1);
-        }
-    }
-    MHD_stop_daemon(d);
-    if (listen_fd != MHD_INVALID_SOCKET) close(listen_fd);
-    rc = 0;
-
-out:
     for (unsigned i = 0; i < s.workers; i++)
+        metrics_init(&s.pool[i].metrics);
+    sigset_t stop_set;
+    server_block_signals(&stop_set);
+    rc = server_preload(&s);
+    struct MHD_Daemon *d = rc ? NULL : server_start(&s, &addr, flags);
+    if (!rc) rc = 1;
+    if (d) {
+        server_wait(&s, &stop_set);
+        MHD_socket listen_fd = MHD_quiesce_daemon(d);
+        server_drain(&s);
+        MHD_stop_daemon(d);
+        if (listen_fd != MHD_INVALID_SOCKET) close(listen_fd);
+        rc = 0;
+    }
+    for (unsigned i = 0; i < s.workers; i++) {
         if (s.pool[i].L) lua_close(s.pool[i].L);
+        metrics_free(&s.pool[i].metrics);
+    }
     free(s.pool);
     curl_global_cleanup();
     if (rc == 0) hostlog(HOSTLOG_INFO, NULL, "stopped", NULL);

@@ -9,10 +9,21 @@
 
 #include "invocation.h"
 #include "modules.h"
+#include "names.h"
 
 /* lua-cjson's entry point (liblua5.4-cjson.a). */
 int luaopen_cjson(lua_State *L);
 int luaopen_cjson_safe(lua_State *L);
+
+/* Registry keys of the host's own cjson functions and of the invocation
+ * record the watch hook reports to. */
+#define STATE_JSON_DECODE "imgpipe.host.json_decode"
+#define STATE_JSON_ENCODE "imgpipe.host.json_encode"
+#define STATE_RECORD_KEY  "imgpipe.host.invocation"
+/* The watch hook runs every this many VM instructions. */
+#define STATE_WATCH_INSTRUCTIONS 10000
+/* At most this many function names in a "found:" list. */
+#define STATE_MAX_FOUND 8
 
 const char *state_mode_name(imgpipe_mode mode) {
     switch (mode) {
@@ -70,6 +81,16 @@ static int state_setup(lua_State *L) {
     lua_setfield(L, -3, "path");
     lua_pop(L, 2);
 
+    /* A cjson instance of the host's own, never handed to scripts: its
+     * settings are the defaults whatever a pipeline does to "cjson". */
+    lua_pushcfunction(L, luaopen_cjson);
+    lua_call(L, 0, 1);
+    lua_getfield(L, -1, "decode");
+    lua_setfield(L, LUA_REGISTRYINDEX, STATE_JSON_DECODE);
+    lua_getfield(L, -1, "encode");
+    lua_setfield(L, LUA_REGISTRYINDEX, STATE_JSON_ENCODE);
+    lua_pop(L, 1);
+
     lua_pushstring(L, state_mode_name(mode));
     lua_setfield(L, LUA_REGISTRYINDEX, "imgpipe.mode");
     invocation_clear(L);
@@ -89,23 +110,13 @@ lua_State *state_new(imgpipe_mode mode, const char *pipelines_dir) {
     return L;
 }
 
-/* Pipeline names are plain words: letters, digits, '_' and '-'. */
-static int valid_pipeline_name(const char *s) {
-    if (!*s) return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '_' || *s == '-'))
-            return 0;
-    return 1;
-}
-
 int state_load_pipeline(lua_State *L, const char *pipelines_dir, const char *name) {
     size_t n = strlen(name);
     int is_path = strchr(name, '/') != NULL || (n > 4 && !strcmp(name + n - 4, ".lua"));
     const char *path;
     if (is_path) {
         path = lua_pushstring(L, name);
-    } else if (valid_pipeline_name(name)) {
+    } else if (names_pipeline_ok(name, n)) {
         path = lua_pushfstring(L, "%s/%s.lua", pipelines_dir, name);
     } else {
         lua_pushfstring(L, "invalid pipeline name '%s' (letters, digits, '_' and '-' only)", name);
@@ -152,16 +163,113 @@ void state_push_ctx(lua_State *L, const invocation_info *info) {
     lua_setfield(L, -2, "log");
 }
 
-int state_call_handler(lua_State *L, int pipeline, const invocation_info *info) {
-    pipeline = lua_absindex(L, pipeline);
-    if (lua_getfield(L, pipeline, "handler") != LUA_TFUNCTION) {
-        lua_pop(L, 2);
-        lua_pushliteral(L, "the pipeline has no handler(event, ctx) function");
+/* Pushes "a, b, c": the names of the functions in the table at idx,
+ * sorted, at most STATE_MAX_FOUND of them; "none" when there are none. */
+static void state_push_functions(lua_State *L, int idx) {
+    const char *names[STATE_MAX_FOUND];
+    int n = 0, more = 0;
+    idx = lua_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) == LUA_TSTRING && lua_isfunction(L, -1)) {
+            const char *k = lua_tostring(L, -2); /* kept alive by the table */
+            if (n == STATE_MAX_FOUND) {
+                more = 1;
+            } else {
+                int i = n++;
+                for (; i > 0 && strcmp(names[i - 1], k) > 0; i--)
+                    names[i] = names[i - 1];
+                names[i] = k;
+            }
+        }
+        lua_pop(L, 1);
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 0; i < n; i++) {
+        if (i) luaL_addstring(&b, ", ");
+        luaL_addstring(&b, names[i]);
+    }
+    if (!n) luaL_addstring(&b, "none");
+    if (more) luaL_addstring(&b, ", ...");
+    luaL_pushresult(&b);
+}
+
+int state_pipeline_handler(lua_State *L, int idx, const char *name, const char *function) {
+    if (!function) function = "handler";
+    if (!lua_istable(L, idx)) {
+        lua_pushfstring(L, "pipeline '%s' returned a %s, not a table with a %s(event, ctx) function", name,
+                        luaL_typename(L, idx), function);
         return LUA_ERRRUN;
     }
-    lua_insert(L, -2);             /* handler, event */
-    state_push_ctx(L, info);       /* handler, event, ctx */
+    if (lua_getfield(L, idx, function) == LUA_TFUNCTION) return LUA_OK;
+    lua_pop(L, 1);
+    state_push_functions(L, idx);
+    lua_pushfstring(L, "pipeline '%s' returns a table without a %s(event, ctx) function (found: %s)", name,
+                    function, lua_tostring(L, -1));
+    lua_remove(L, -2);
+    return LUA_ERRRUN;
+}
+
+/* Stops Lua code when the invocation's deadline passes or the cancel flag
+ * rises, and notes why in the invocation record. */
+static void state_watch_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    lua_getfield(L, LUA_REGISTRYINDEX, STATE_RECORD_KEY);
+    invocation_info *info = (invocation_info *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (!info) return;
+    int why = invocation_stop_reason(info->deadline_ms, invocation_cancel_flag(L));
+    if (why == INVOCATION_RUN) return;
+    info->stopped = why;
+    /* From now on every instruction raises, so a pcall that catches the
+     * error cannot carry on: the first instruction after it raises again. */
+    lua_sethook(L, state_watch_hook, LUA_MASKCOUNT, 1);
+    if (why == INVOCATION_CANCELLED) luaL_error(L, "Cancelled: the server is shutting down");
+    luaL_error(L, "Timeout: the request ran past its deadline");
+}
+
+/* Calls the host's cjson function under `key` on the value on top of the
+ * stack, replacing it with the result or the error message. */
+static int state_json(lua_State *L, const char *key) {
+    lua_getfield(L, LUA_REGISTRYINDEX, key);
+    lua_insert(L, -2);
+    return lua_pcall(L, 1, 1, 0);
+}
+
+/* handler, event on top: calls it with ctx, watched when info->watch. */
+static int state_call(lua_State *L, invocation_info *info) {
+    state_push_ctx(L, info);
+    info->stopped = INVOCATION_RUN;
+    if (info->watch) {
+        lua_pushlightuserdata(L, info);
+        lua_setfield(L, LUA_REGISTRYINDEX, STATE_RECORD_KEY);
+        lua_sethook(L, state_watch_hook, LUA_MASKCOUNT, STATE_WATCH_INSTRUCTIONS);
+    }
     int status = state_pcall(L, 2, 1);
+    if (info->watch) {
+        lua_sethook(L, NULL, 0, 0);
+        lua_pushnil(L);
+        lua_setfield(L, LUA_REGISTRYINDEX, STATE_RECORD_KEY);
+        /* Not stopped by the hook: C code may have seen the deadline or the flag. */
+        if (status != LUA_OK && !info->stopped)
+            info->stopped = invocation_stop_reason(info->deadline_ms, invocation_cancel_flag(L));
+    }
     invocation_clear(L);
     return status;
+}
+
+int state_invoke(lua_State *L, int handler, const char *json, size_t len, unsigned flags,
+                 invocation_info *info) {
+    handler = lua_absindex(L, handler);
+    if (!(flags & STATE_EVENT_ON_STACK)) {
+        lua_pushlstring(L, json, len);
+        if (state_json(L, STATE_JSON_DECODE) != LUA_OK) return STATE_INVOKE_BAD_EVENT;
+    }
+    lua_pushvalue(L, handler);
+    lua_insert(L, -2); /* handler, event */
+    if (state_call(L, info) != LUA_OK) return STATE_INVOKE_FAILED;
+    if (flags & STATE_RESULT_VALUE) return STATE_INVOKE_OK;
+    if (state_json(L, STATE_JSON_ENCODE) != LUA_OK) return STATE_INVOKE_BAD_RESULT;
+    return STATE_INVOKE_OK;
 }

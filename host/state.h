@@ -29,12 +29,15 @@ int state_pcall(lua_State *L, int nargs, int nresults);
  * error status with the message pushed instead. */
 int state_load_pipeline(lua_State *L, const char *pipelines_dir, const char *name);
 
-/* What the host knows about one invocation. Strings may be NULL. */
+/* The record of one invocation: what the host knows about it, and how the
+ * watch stopped it. Strings may be NULL. */
 typedef struct invocation_info {
     const char *request_id;
-    int64_t deadline_ms;           /* epoch ms, 0 = none */
+    int64_t deadline_ms; /* epoch ms, 0 = none */
     const char *function_arn;
     const char *trace_id;
+    int watch;   /* stop Lua code at the deadline or when the cancel flag rises */
+    int stopped; /* out: why the handler stopped early (INVOCATION_*), else 0 */
 } invocation_info;
 
 /* Records the invocation in the registry (invocation.h) and pushes the ctx
@@ -42,9 +45,31 @@ typedef struct invocation_info {
  * remaining_ms(), mode, log, function_arn, trace_id. */
 void state_push_ctx(lua_State *L, const invocation_info *info);
 
-/* Calls pipeline.handler(event, ctx) with the pipeline table at index
- * `pipeline` and the event on top of the stack (popped). Leaves the result
- * (one value) or the error message on the stack and returns the status. */
-int state_call_handler(lua_State *L, int pipeline, const invocation_info *info);
+/* Checks what a pipeline's chunk returned (the value at idx) and pushes its
+ * handler: the field `function` ("handler" when NULL) of that table.
+ * LUA_OK, or LUA_ERRRUN with a message naming the problem pushed instead
+ * (not a table; a table without that function, listing those it has). */
+int state_pipeline_handler(lua_State *L, int idx, const char *name, const char *function);
+
+/* How state_invoke takes the event and gives the result. */
+enum {
+    STATE_EVENT_ON_STACK = 1, /* the event is the value on top of the stack (popped), not JSON text */
+    STATE_RESULT_VALUE = 2,   /* leave the handler's result as it is, not encoded as JSON */
+};
+
+/* Outcomes of state_invoke. */
+enum { STATE_INVOKE_OK, STATE_INVOKE_BAD_EVENT, STATE_INVOKE_FAILED, STATE_INVOKE_BAD_RESULT };
+
+/* One invocation, the same in every mode: decodes the event (len bytes of
+ * JSON at json), calls handler(event, ctx) with the handler function at
+ * index `handler`, encodes the result as JSON. Decoding and encoding use
+ * the host's own cjson instance, so a pipeline's cjson settings do not
+ * change them. With info->watch, a count hook stops Lua code past the
+ * deadline or on the cancel flag (info->stopped says which); C code checks
+ * the same through invocation.h. Leaves the result (JSON text, or the value
+ * with STATE_RESULT_VALUE) or the error message on top of the stack and
+ * returns the outcome. */
+int state_invoke(lua_State *L, int handler, const char *json, size_t len, unsigned flags,
+                 invocation_info *info);
 
 #endif

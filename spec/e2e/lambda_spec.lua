@@ -201,9 +201,11 @@ describe("imgpipe lambda", function()
       { "a missing pipeline", { _HANDLER = "nosuch" }, "Runtime.HandlerNotFound", "nosuch.lua" },
       { "a syntax error", { _HANDLER = "syntax" }, "Runtime.SyntaxError", "syntax.lua:1:" },
       { "an error while loading", { _HANDLER = "raises" }, "Runtime.InitError", "no TABLE_NAME configured" },
-      { "no such function", { _HANDLER = "nohandler" }, "Runtime.HandlerNotFound", "no function 'handler'" },
+      { "no such function", { _HANDLER = "nohandler" }, "Runtime.HandlerNotFound",
+        "without a handler(event, ctx) function (found: run)" },
       { "a module that is not a table", { _HANDLER = "number" }, "Runtime.HandlerNotFound", "returned a number" },
-      { "a missing function", { _HANDLER = "echo.nope" }, "Runtime.HandlerNotFound", "no function 'nope'" },
+      { "a missing function", { _HANDLER = "echo.nope" }, "Runtime.HandlerNotFound",
+        "without a nope(event, ctx) function" },
     }
     for _, row in ipairs(rows) do
       it(row[1], function()

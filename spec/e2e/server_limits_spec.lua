@@ -228,19 +228,17 @@ describe("imgpipe serve connection limits (issue 9)", function()
     end
   end)
 
-  it("refuses a route with a bad max_body", function()
+  it("refuses a route with a bad max_body: serve does not start (exit 2), naming it", function()
     local bad = paths.tmpdir()
     write_tree(bad)
     paths.write(bad .. "/routes.lua",
       'return {{ method = "POST", path = "/echo", pipeline = "echo", max_body = 1e9 }}\n')
-    local drv = modes.new { pipelines = bad, serve_args = "--workers 1" }
-    local ok, err = pcall(function()
-      local r = raw(tonumber(drv:start_http().port), "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-      assert.equal(500, r.status)
-      assert.matches("max_body must be", drv:stderr "http", 1, true)
-    end)
-    drv:stop()
-    assert(ok, err)
+    local out, err, code = paths.run("timeout 30 env IMGPIPE_PIPELINES=" .. q(bad) .. " " .. q(paths.bin) ..
+      " serve --port 0 --workers 1")
+    modes.assert_clean(err, "imgpipe serve")
+    assert.equal(2, code, err)
+    assert.matches("max_body must be", err, 1, true)
+    assert.is_nil(out:find("listening", 1, true))
   end)
 
   it("cancels a request still running when --drain ends, and exits within the bound", function()

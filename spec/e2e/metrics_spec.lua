@@ -1,0 +1,315 @@
+-- Metrics: log.metric in every mode, GET /metrics of imgpipe serve as
+-- Prometheus text (exposition format 0.0.4, read by a strict parser) and
+-- CloudWatch Embedded Metric Format lines in Lambda mode.
+local json = require "cjson"
+local paths = require "support.paths"
+local modes = require "support.modes"
+
+local ROUTES = [[
+return {
+  { method = "GET", path = "/work/{n}", pipeline = "work" },
+  { method = "GET", path = "/fail", pipeline = "fail" },
+}
+]]
+
+local WORK = [[
+local log = require "imgpipe.log"
+return {handler = function(event, ctx)
+  log.metric("fetch_ms", 12.5, {unit = "Milliseconds", dims = {pipeline = "work", code = "ok"}})
+  log.metric("bytes_in", 1000, {unit = "Bytes"})
+  ctx.log.metric("odd_label", 1, {dims = {note = 'say "hi"\\there'}})
+  return {statusCode = 200, body = "{}"}
+end}
+]]
+
+local FAIL = "return {handler = function() error('no') end}\n"
+
+local CLOUDWATCH_UNITS = {}
+for _, u in ipairs { "Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes",
+  "Terabytes", "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits", "Percent", "Count", "Bytes/Second",
+  "Kilobytes/Second", "Megabytes/Second", "Gigabytes/Second", "Terabytes/Second", "Bits/Second",
+  "Kilobits/Second", "Megabits/Second", "Gigabits/Second", "Terabits/Second", "Count/Second", "None" } do
+  CLOUDWATCH_UNITS[u] = true
+end
+
+---------------------------------------------------------------------------
+-- A strict reader of the Prometheus text format 0.0.4.
+
+local NAME = "^[a-zA-Z_:][a-zA-Z0-9_:]*$"
+local LABEL = "^[a-zA-Z_][a-zA-Z0-9_]*$"
+local TYPES = { counter = true, gauge = true, histogram = true, summary = true, untyped = true }
+
+local function parse_value(s, where)
+  if s == "+Inf" then return math.huge end
+  if s == "-Inf" then return -math.huge end
+  if s == "NaN" then return 0 / 0 end
+  local v = tonumber(s)
+  assert(v and s:match "^[-+]?[%d.]+[eE]?[-+]?%d*$", where .. ": not a float: " .. s)
+  return v
+end
+
+-- name{labels} value: name, labels table, value.
+local function parse_sample(line, where)
+  local name, rest = line:match "^([^{%s]+)(.*)$"
+  assert(name and name:match(NAME), where .. ": bad metric name")
+  local labels = {}
+  if rest:sub(1, 1) == "{" then
+    local i = 2
+    while rest:sub(i, i) ~= "}" do
+      local lname, after = rest:match('^([^=]+)="()', i)
+      assert(lname and lname:match(LABEL), where .. ": bad label name")
+      assert(labels[lname] == nil, where .. ": label twice: " .. lname)
+      local out, j = {}, after
+      while true do
+        local c = rest:sub(j, j)
+        assert(c ~= "" and c ~= "\n", where .. ": unterminated label value")
+        if c == "\\" then
+          local e = rest:sub(j + 1, j + 1)
+          assert(e == "\\" or e == '"' or e == "n", where .. ": bad escape \\" .. e)
+          out[#out + 1] = e == "n" and "\n" or e
+          j = j + 2
+        elseif c == '"' then
+          j = j + 1
+          break
+        else
+          out[#out + 1] = c
+          j = j + 1
+        end
+      end
+      labels[lname] = table.concat(out)
+      local sep = rest:sub(j, j)
+      assert(sep == "," or sep == "}", where .. ": expected ',' or '}'")
+      i = sep == "," and j + 1 or j
+      assert(sep ~= "," or rest:sub(i, i) ~= "}", where .. ": trailing comma")
+    end
+    rest = rest:sub(i + 1)
+  end
+  local value, ts = rest:match "^ (%S+)$"
+  if not value then value, ts = rest:match "^ (%S+) (%-?%d+)$" end
+  assert(value, where .. ": expected ' value [timestamp]'")
+  return name, labels, parse_value(value, where), ts
+end
+
+-- The family a sample belongs to, given the TYPE lines seen.
+local function family_of(name, types)
+  if types[name] then return name end
+  for _, suffix in ipairs { "_bucket", "_sum", "_count", "_total" } do
+    local base = name:sub(1, -#suffix - 1)
+    if name:sub(-#suffix) == suffix and types[base] then return base end
+  end
+  return name
+end
+
+-- Returns {families = {name = {type, help, samples = {{name, labels, value}}}}}.
+local function parse_prometheus(text)
+  assert(text:sub(-1) == "\n", "the text must end with a newline")
+  local families, types, order, current = {}, {}, {}, nil
+  local n = 0
+  for line in text:gmatch "([^\n]*)\n" do
+    n = n + 1
+    local where = "line " .. n .. " (" .. line .. ")"
+    assert(line ~= "", where .. ": empty line")
+    local kind, fname, rest = line:match "^# (%u+) (%S+) ?(.*)$"
+    if kind == "TYPE" or kind == "HELP" then
+      assert(fname:match(NAME), where .. ": bad family name")
+      local f = families[fname] or { samples = {} }
+      families[fname] = f
+      if kind == "TYPE" then
+        assert(TYPES[rest], where .. ": unknown type")
+        assert(not f.type, where .. ": second TYPE line")
+        assert(#f.samples == 0, where .. ": TYPE after samples")
+        f.type, types[fname] = rest, rest
+      else
+        assert(not f.help, where .. ": second HELP line")
+        f.help = rest
+      end
+    elseif line:sub(1, 1) ~= "#" then
+      local name, labels, value = parse_sample(line, where)
+      local fam = family_of(name, types)
+      if fam ~= current then
+        assert(not order[fam], where .. ": samples of " .. fam .. " are not together")
+        order[fam], current = true, fam
+      end
+      families[fam] = families[fam] or { samples = {} }
+      table.insert(families[fam].samples, { name = name, labels = labels, value = value })
+    end
+  end
+  return families
+end
+
+local function same_labels(a, b)
+  for k, v in pairs(a) do if b[k] ~= v then return false end end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
+end
+
+local function sample(families, family, name, labels)
+  for _, s in ipairs((families[family] or { samples = {} }).samples) do
+    if s.name == name and same_labels(s.labels, labels) then return s.value end
+  end
+end
+
+-- Histograms: cumulative buckets ending with +Inf equal to _count.
+local function check_histograms(families)
+  for fname, f in pairs(families) do
+    if f.type == "histogram" then
+      local series = {}
+      for _, s in ipairs(f.samples) do
+        local key = {}
+        for k, v in pairs(s.labels) do if k ~= "le" then key[#key + 1] = k .. "=" .. v end end
+        table.sort(key)
+        local id = table.concat(key, ",")
+        series[id] = series[id] or { buckets = {} }
+        if s.name == fname .. "_bucket" then
+          table.insert(series[id].buckets, { le = parse_value(s.labels.le, fname), n = s.value })
+        elseif s.name == fname .. "_count" then
+          series[id].count = s.value
+        end
+      end
+      for id, s in pairs(series) do
+        local last = -1
+        for i, b in ipairs(s.buckets) do
+          assert(b.n >= last, fname .. "{" .. id .. "} buckets are not cumulative")
+          if i > 1 then assert(b.le > s.buckets[i - 1].le, fname .. " bounds out of order") end
+          last = b.n
+        end
+        assert.equal(math.huge, s.buckets[#s.buckets].le)
+        assert.equal(s.count, last, fname .. "{" .. id .. "}: +Inf bucket is not _count")
+      end
+    end
+  end
+end
+
+---------------------------------------------------------------------------
+
+describe("metrics", function()
+  local dir, drv
+
+  setup(function()
+    dir = paths.tmpdir()
+    paths.write(dir .. "/routes.lua", ROUTES)
+    paths.write(dir .. "/work.lua", WORK)
+    paths.write(dir .. "/fail.lua", FAIL)
+    drv = modes.new { pipelines = dir, serve_args = "--workers 2",
+      env = { IMGPIPE_METRICS_NAMESPACE = "imgpipe-spec" } }
+  end)
+
+  teardown(function()
+    local codes = drv and drv:stop() or {}
+    paths.cleanup()
+    assert.equal(0, codes.http)
+  end)
+
+  it("GET /metrics is Prometheus text with request counts, latency histograms and pipeline figures", function()
+    for i = 1, 6 do assert.equal(200, drv:curl("", "/work/" .. i).status) end
+    for _ = 1, 2 do assert.equal(500, drv:curl("", "/fail").status) end
+    assert.equal(404, drv:curl("", "/nowhere").status)
+    local r = drv:curl("", "/metrics")
+    assert.equal(200, r.status)
+    assert.equal("text/plain; version=0.0.4; charset=utf-8", r.headers["content-type"])
+    local f = parse_prometheus(r.body)
+    check_histograms(f)
+
+    assert.equal("counter", f.imgpipe_http_requests_total.type)
+    assert.equal(6, sample(f, "imgpipe_http_requests_total", "imgpipe_http_requests_total",
+      { route = "/work/{n}", method = "GET", status = "200" }))
+    assert.equal(2, sample(f, "imgpipe_http_requests_total", "imgpipe_http_requests_total",
+      { route = "/fail", method = "GET", status = "500" }))
+    assert.equal("histogram", f.imgpipe_http_request_duration_seconds.type)
+    assert.equal(6, sample(f, "imgpipe_http_request_duration_seconds", "imgpipe_http_request_duration_seconds_count",
+      { route = "/work/{n}" }))
+    assert.equal("gauge", f.imgpipe_http_requests_in_flight.type)
+    assert.is_true(sample(f, "imgpipe_http_requests_in_flight", "imgpipe_http_requests_in_flight", {}) >= 1)
+
+    local fetch = "imgpipe_pipeline_fetch_ms"
+    assert.equal("summary", f[fetch].type)
+    assert.matches("Milliseconds", f[fetch].help, 1, true)
+    assert.equal(6, sample(f, fetch, fetch .. "_count", { pipeline = "work", code = "ok" }))
+    assert.equal(75, sample(f, fetch, fetch .. "_sum", { pipeline = "work", code = "ok" }))
+    assert.equal(6000, sample(f, "imgpipe_pipeline_bytes_in", "imgpipe_pipeline_bytes_in_sum", {}))
+    assert.equal(6, sample(f, "imgpipe_pipeline_odd_label", "imgpipe_pipeline_odd_label_count",
+      { note = 'say "hi"\\there' }))
+  end)
+
+  it("answers 405 to anything but GET /metrics", function()
+    assert.equal(405, drv:curl("-X POST", "/metrics").status)
+  end)
+
+  it("writes CloudWatch EMF lines in Lambda mode", function()
+    local r = drv:invoke("lambda", "work", modes.apigw { method = "GET", path = "/work/1", pipelines = dir })
+    assert.is_true(r.ok, r.error_message)
+    local found = {}
+    for line in drv:stderr("lambda", "work"):gmatch "[^\n]+" do
+      local ok, doc = pcall(json.decode, line)
+      if ok and type(doc) == "table" and doc._aws then
+        local aws = doc._aws
+        assert.equal("number", type(aws.Timestamp))
+        assert.is_true(aws.Timestamp == math.floor(aws.Timestamp) and aws.Timestamp > 1e12, "Timestamp in ms")
+        assert.equal(1, #aws.CloudWatchMetrics)
+        local d = aws.CloudWatchMetrics[1]
+        assert.equal("imgpipe-spec", d.Namespace)
+        assert.equal("table", type(d.Dimensions))
+        for _, set in ipairs(d.Dimensions) do
+          for _, key in ipairs(set) do assert.equal("string", type(doc[key]), key) end
+        end
+        for _, m in ipairs(d.Metrics) do
+          assert.is_true(CLOUDWATCH_UNITS[m.Unit], m.Unit)
+          assert.equal("number", type(doc[m.Name]), m.Name)
+          found[m.Name] = { doc = doc, unit = m.Unit, dims = d.Dimensions[1] }
+        end
+        assert.equal(r.request_id, doc.requestId)
+      end
+    end
+    assert.is_not_nil(found.fetch_ms, "no EMF line for fetch_ms")
+    assert.equal(12.5, found.fetch_ms.doc.fetch_ms)
+    assert.equal("Milliseconds", found.fetch_ms.unit)
+    assert.same({ "code", "pipeline" }, found.fetch_ms.dims)
+    assert.equal("ok", found.fetch_ms.doc.code)
+    assert.equal(1000, found.bytes_in.doc.bytes_in)
+    assert.same({}, found.bytes_in.dims)
+    assert.equal("None", found.odd_label.unit)
+  end)
+
+  it("writes a log line in CLI mode", function()
+    local r = drv:invoke("cli", "work", {})
+    assert.is_true(r.ok, r.error_message)
+    local line
+    for l in r.stderr:gmatch "[^\n]+" do
+      if l:find('"metric":"fetch_ms"', 1, true) then line = json.decode(l) end
+    end
+    assert.is_table(line, r.stderr)
+    assert.equal("metric", line.msg)
+    assert.equal(12.5, line.value)
+    assert.equal("Milliseconds", line.unit)
+    assert.equal("work", line.pipeline)
+    assert.equal("ok", line.code)
+  end)
+
+  it("raises on misuse, naming the argument", function()
+    local script = dir .. "/misuse.lua"
+    paths.write(script, [[
+local log = require "imgpipe.log"
+local out = {}
+for _, args in ipairs {
+  {"bad name", 1}, {"x", 0/0}, {"x", 1, {unit = "Furlongs"}}, {"x", 1, {dims = {["bad key"] = "v"}}},
+  {"x", 1, {dims = {msg = "v"}}}, {"x", 1, {dims = {a = {}}}}, {"x", "many"},
+} do
+  local ok, err = pcall(log.metric, table.unpack(args))
+  out[#out + 1] = ok and "no error" or err
+end
+print(table.concat(out, "\n"))
+]])
+    local out, err, code = paths.run(paths.q(paths.bin) .. " run " .. paths.q(script))
+    assert.equal(0, code, err)
+    local lines = {}
+    for l in out:gmatch "[^\n]+" do lines[#lines + 1] = l end
+    assert.equal(7, #lines, out)
+    assert.matches("bad argument #1 to '[%w.]*metric' %(a metric name is", lines[1])
+    assert.matches("bad argument #2 to '[%w.]*metric' %(a finite number expected%)", lines[2])
+    assert.matches("field 'unit'", lines[3], 1, true)
+    assert.matches("'bad key' is not a dimension name", lines[4], 1, true)
+    assert.matches("'msg' is not a dimension name", lines[5], 1, true)
+    assert.matches("'a' must be a string, number or boolean", lines[6], 1, true)
+    assert.matches("bad argument #2 to '[%w.]*metric' %(number expected", lines[7])
+  end)
+end)
