@@ -13,13 +13,19 @@ local D = {
 }
 
 -- What the runtime itself needs besides the pipeline's calls: writing to its
--- own log group, and (process) sending failed S3 events to the failure queue.
+-- own log group, (process) sending failed S3 events to the failure queue,
+-- and (transform) reading its signing key, made by the stack in Secrets
+-- Manager unless an SSM parameter is named (lib/transform/secret.lua signs
+-- that call itself, so the scan of s3/dynamodb/presign calls cannot see it).
 local function runtime_grants(fn, facts_stack)
   local group = "arn:aws:logs:" .. deploy.region .. ":" .. deploy.account .. ":log-group:/imgpipe/" ..
     facts_stack .. "/" .. fn .. ":*"
   local out = { "logs:CreateLogStream " .. group, "logs:PutLogEvents " .. group }
   if fn == "process" then
     out[#out + 1] = "sqs:SendMessage arn:aws:sqs:" .. deploy.region .. ":" .. deploy.account .. ":" .. D.queue
+  end
+  if fn == "transform" then
+    out[#out + 1] = "secretsmanager:GetSecretValue " .. facts_stack .. "-TransformSigningSecret"
   end
   return out
 end
@@ -121,7 +127,7 @@ describe("deploy: the SAM template", function()
         assert.same({ "x86_64" }, fn.architectures)
         n = n + 1
       end
-      assert.are.equal(3, n)
+      assert.are.equal(4, n)
       local arm = load { Architecture = "arm64" }
       for _, fn in pairs(arm.functions) do assert.same({ "arm64" }, fn.architectures) end
     end)
@@ -157,7 +163,7 @@ describe("deploy: the SAM template", function()
         table_arn = "arn:aws:dynamodb:" .. deploy.region .. ":" .. deploy.account .. ":table/" .. D.table,
       }
       local by = functions_by_handler(facts)
-      for _, pipeline in ipairs { "upload", "process", "download" } do
+      for _, pipeline in ipairs { "upload", "download", "transform", "process" } do
         local want = needs.grants(pipeline, d)
         for _, g in ipairs(runtime_grants(pipeline, D.stack)) do want[#want + 1] = g end
         table.sort(want)
@@ -205,8 +211,12 @@ describe("deploy: the SAM template", function()
         assert.same(want, r.auth, r.path)
       end
       local cors = sorted(facts.cors)
-      local want = {}
-      for _, r in ipairs(facts.routes) do want[#want + 1] = r.path end
+      -- one preflight per path, whatever methods the path has (GET and HEAD of /t/...)
+      local want, seen = {}, {}
+      for _, r in ipairs(facts.routes) do
+        if not seen[r.path] then want[#want + 1] = r.path end
+        seen[r.path] = true
+      end
       assert.same(sorted(want), cors)
       assert.is_nil(functions_by_handler(facts).process.fn.reserved_concurrency)
       local f = load { ProcessReservedConcurrency = "7" }

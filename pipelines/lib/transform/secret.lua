@@ -61,14 +61,18 @@ local function call(service, id)
       "transformation signing key", 0)
   end
   local body = json.encode(c.body(id))
+  local headers = { { "Host", host }, { "Content-Type", "application/x-amz-json-1.1" }, { "X-Amz-Target", c.target } }
   local signed = assert(sigv4.sign {
     method = "POST", url = endpoint .. "/", body = body, region = region, service = service, time = os.time(),
-    headers = { { "Host", host }, { "Content-Type", "application/x-amz-json-1.1" }, { "X-Amz-Target", c.target } },
+    headers = headers,
     credentials = { access_key_id = access, secret_access_key = secret, session_token = env "AWS_SESSION_TOKEN" },
   })
+  -- Ours (curl sends Host itself, from the URL), then the ones the signer added.
   local lines = {}
-  for _, h in ipairs(signed.headers) do
-    if h[1]:lower() ~= "host" then lines[#lines + 1] = h[1] .. ": " .. h[2] end
+  for _, list in ipairs { headers, signed.headers } do
+    for _, h in ipairs(list) do
+      if h[1]:lower() ~= "host" then lines[#lines + 1] = h[1] .. ": " .. h[2] end
+    end
   end
   local head_file, body_file = write_private(table.concat(lines, "\n") .. "\n"), write_private(body)
   local p = io.popen(M.curl .. " -sS --noproxy '*' --max-time 10 -X POST -H @" .. q(head_file) .. " --data-binary @" ..
