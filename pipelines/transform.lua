@@ -136,6 +136,39 @@ local function etag_hash(source_etag, object_key, opts, format)
   return digest.sha256_hex(basis):sub(1, 40)
 end
 
+-- TRANSFORM_SOURCE_DIR: the original from a folder (imgpipe serve). The
+-- key was checked by lib/transform/source.lua (no "..", no leading "/").
+-- Returns body, {etag}, or nil and an error like the S3 binding's.
+local function read_file(object_key)
+  local path = cfg.transform_source_dir .. "/" .. object_key:sub(#cfg.source_prefix + 1)
+  local f = io.open(path, "rb")
+  if not f then return nil, { code = "NoSuchKey", status = 404 } end
+  local size = f:seek "end"
+  if not size or size > cfg.max_upload_bytes then
+    f:close()
+    return nil, { code = size and "ResponseTooLarge" or "NoSuchKey", status = size and 413 or 404 }
+  end
+  f:seek "set"
+  local body = f:read "a"
+  f:close()
+  if not body then return nil, { code = "NoSuchKey", status = 404 } end
+  return body, { etag = digest.sha256_hex(body) }
+end
+
+local function fetch(object_key)
+  if cfg.transform_source_dir then return read_file(object_key) end
+  return s3.get { bucket = cfg.upload_bucket, key = object_key, max_bytes = cfg.max_upload_bytes }
+end
+
+local function look_up(object_key)
+  if cfg.transform_source_dir then
+    local body, info = read_file(object_key)
+    if not body then return nil, info end
+    return info
+  end
+  return s3.head { bucket = cfg.upload_bucket, key = object_key }
+end
+
 local function s3_failure(err, object_key)
   if err.code == "NoSuchKey" or err.status == 404 then
     return fail(404, "NotFound", "no source image " .. object_key:sub(#cfg.source_prefix + 1))
@@ -206,7 +239,7 @@ local function handler(event, ctx)
 
   local if_none_match = negotiate.header(event, "If-None-Match")
   if if_none_match then
-    local info, err = s3.head { bucket = cfg.upload_bucket, key = object_key }
+    local info, err = look_up(object_key)
     if not info then return s3_failure(err, object_key) end
     local hash = etag_hash(info.etag, object_key, opts, format)
     local held = matched_format(if_none_match, hash)
@@ -217,7 +250,7 @@ local function handler(event, ctx)
     end
   end
 
-  local body, info = s3.get { bucket = cfg.upload_bucket, key = object_key, max_bytes = cfg.max_upload_bytes }
+  local body, info = fetch(object_key)
   if not body then return s3_failure(info, object_key) end
   local made
   made, res = render(body, opts, format)

@@ -119,6 +119,10 @@ function M.load_transform()
       c.transform_cache_prefix, c.processed_prefix), 0)
   end
   c.transform_cache_control = os.getenv "TRANSFORM_CACHE_CONTROL" or "public, max-age=31536000, immutable"
+  -- imgpipe serve only: read originals from this folder instead of S3
+  -- (self-hosting, benchmarks); the key is relative to it.
+  c.transform_source_dir = os.getenv "TRANSFORM_SOURCE_DIR"
+  if c.transform_source_dir == "" then c.transform_source_dir = nil end
   c.transform_max_side = integer("TRANSFORM_MAX_SIDE", 4096, 16, 16384)
   c.transform_unsigned = os.getenv "TRANSFORM_UNSIGNED" == "1"
   -- Lambda answers at most 6 MB of JSON; a body is base64 (4/3) plus the

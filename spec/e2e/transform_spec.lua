@@ -434,6 +434,109 @@ describe("transform", function()
     assert.equal(200, r.status)
   end)
 
+  describe("signing key from AWS (moto_server, IAM and SigV4 enforced)", function()
+    local deploy = require "support.deploy"
+    local missing_tools = deploy.missing_any("moto_server", "boto3")
+    if missing_tools then
+      it("reads the key from SSM and Secrets Manager", function() pending("SKIPPED: " .. missing_tools) end)
+      return
+    end
+    local moto, user
+    local PARAM, SECRET_ID = "/imgpipe/spec-" .. RUN, "imgpipe-spec-" .. RUN
+    local VALUES = { ssm = "from-ssm-" .. random.hex(8), secretsmanager = "from-sm-" .. random.hex(8) }
+    setup(function()
+      moto = deploy.moto_start()
+      -- The key in both stores, and a user allowed to read exactly those two.
+      local py = table.concat({
+        "import boto3, json, sys",
+        "url, param, secret, v_ssm, v_sm = sys.argv[1:6]",
+        "kw = dict(endpoint_url=url, region_name='us-east-1', aws_access_key_id='x', aws_secret_access_key='x')",
+        "boto3.client('ssm', **kw).put_parameter(Name=param, Value=v_ssm, Type='SecureString')",
+        "boto3.client('secretsmanager', **kw).create_secret(Name=secret, SecretString=v_sm)",
+        "iam = boto3.client('iam', **kw)",
+        "iam.create_user(UserName='transform')",
+        -- moto evaluates the action but not these resources' ARNs: '*' (the template names them).
+        "iam.put_user_policy(UserName='transform', PolicyName='key', PolicyDocument=json.dumps({",
+        "  'Version': '2012-10-17', 'Statement': [{'Effect': 'Allow', 'Resource': '*',",
+        "    'Action': ['ssm:GetParameter', 'secretsmanager:GetSecretValue']}]}))",
+        "k = iam.create_access_key(UserName='transform')['AccessKey']",
+        "print(json.dumps({'id': k['AccessKeyId'], 'secret': k['SecretAccessKey']}))",
+      }, "\n")
+      user = json.decode(service.sh(deploy.python .. " -c " .. paths.q(py) .. " " .. paths.q(moto.url) .. " " ..
+        paths.q(PARAM) .. " " .. paths.q(SECRET_ID) .. " " .. VALUES.ssm .. " " .. VALUES.secretsmanager))
+      deploy.moto_auth(moto, true)
+    end)
+    teardown(function() deploy.moto_stop(moto) end)
+
+    local CASES = {
+      { "ssm", "TRANSFORM_SIGNING_KEY_PARAMETER", "AWS_ENDPOINT_URL_SSM", PARAM },
+      { "secretsmanager", "TRANSFORM_SIGNING_KEY_SECRET", "AWS_ENDPOINT_URL_SECRETSMANAGER", SECRET_ID },
+    }
+    for _, case in ipairs(CASES) do
+      local service_name, variable, endpoint, id = case[1], case[2], case[3], case[4]
+      local function driver(extra)
+        local e = { [variable] = id, [endpoint] = moto.url, AWS_ACCESS_KEY_ID = user.id,
+          AWS_SECRET_ACCESS_KEY = user.secret }
+        for k, v in pairs(extra or {}) do e[k] = v end
+        return modes.new { pipelines = paths.pipelines, env = e }
+      end
+      -- The options are bad on purpose: a 400 InvalidOptions shows the
+      -- signature passed without touching S3 (whose stand-in knows only its
+      -- own access key, not the moto user's).
+      local function ask(d, secret)
+        return d:invoke("cli", "transform", modes.apigw { method = "GET", pipelines = paths.pipelines,
+          path = "/t/" .. sign("w_0", K.photo, secret) .. "/w_0/" .. K.photo })
+      end
+
+      it("reads the key at load from " .. service_name .. " (signed with imgpipe.sigv4, sent by curl)", function()
+        local d = driver()
+        local ok = ask(d, VALUES[service_name])
+        assert.is_true(ok.ok, ok.error_message)
+        assert.equal(400, ok.value.statusCode)
+        assert.matches("InvalidOptions", ok.value.body, 1, true)
+        local other = ask(d, SECRET)
+        assert.equal(403, other.value.statusCode)
+      end)
+
+      it("stops at load, naming the source, when " .. service_name .. " refuses (wrong signature, no such name)",
+        function()
+          -- moto checks the SigV4 signature: a wrong secret key is refused.
+          local forged = ask(driver { AWS_SECRET_ACCESS_KEY = user.secret .. "x" }, VALUES[service_name])
+          assert.is_false(forged.ok)
+          assert.matches("signing key from " .. service_name, forged.stderr, 1, true)
+          assert.matches("Signature", forged.stderr, 1, true)
+          local absent = ask(driver { [variable] = id .. "-nope" }, VALUES[service_name])
+          assert.is_false(absent.ok)
+          assert.matches(id .. "-nope", absent.stderr, 1, true)
+        end)
+    end
+  end)
+
+  it("serves originals from TRANSFORM_SOURCE_DIR when set (http), inside that folder only", function()
+    local dir = paths.tmpdir()
+    os.execute("mkdir -p " .. paths.q(dir .. "/in"))
+    paths.write(dir .. "/in/photo.jpg", read_file(SHARED .. "flowers.jpeg"))
+    paths.write(dir .. "/outside.jpg", read_file(SHARED .. "flowers.jpeg"))
+    local d = modes.new { pipelines = paths.pipelines,
+      env = { TRANSFORM_SIGNING_KEY = SECRET, TRANSFORM_SOURCE_DIR = dir .. "/in" } }
+    local function ask(options, key)
+      return d:curl("--path-as-is", "/t/" .. sign(options, key) .. "/" .. options .. "/" .. key)
+    end
+    local ok, r = pcall(function()
+      local served = ask("w_100", "photo.jpg")
+      assert.equal(200, served.status)
+      assert.equal(100, probe(served.body).width)
+      local etag = served.headers.etag
+      local again = d:curl("-H " .. paths.q("If-None-Match: " .. etag), "/t/" .. sign("w_100", "photo.jpg") ..
+        "/w_100/photo.jpg")
+      assert.equal(304, again.status)
+      assert.equal(404, ask("w_100", "nothing.jpg").status)
+      assert.equal(400, ask("w_100", "../outside.jpg").status)
+    end)
+    d:stop()
+    assert(ok, r)
+  end)
+
   it("will not start without a signing key unless unsigned mode is asked for", function()
     local out = modes.new { pipelines = paths.pipelines }:invoke("cli", "transform",
       modes.apigw { method = "GET", path = "/t/_/w_1/x.jpg", pipelines = paths.pipelines })
