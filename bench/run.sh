@@ -246,10 +246,10 @@ fi
 cp "$OUT/images/ORIGIN" "$RES/images-origin"
 $PY bench/lib/tools.py lambda "$OUT/work/lambda-tools.json"
 
-export PY QUICK R_RESIZE6 R_RESIZE24 R_EVENTS N_EVENTS R_COLD R_PRESIGN HTTP_S MIXED_S
+export PY QUICK R_RESIZE6 R_RESIZE24 R_EVENTS N_EVENTS R_COLD R_PRESIGN HTTP_S MIXED_S TRANSFORM_S
 trap 'exit 130' INT TERM
 for s in $SECTIONS; do
-  case $s in resize | events | coldstart | presign | http | mixed) ;; *) die "unknown section '$s'" ;; esac
+  case $s in resize | events | coldstart | presign | http | mixed | transform) ;; *) die "unknown section '$s'" ;; esac
   if ! "$BASH" "$ROOT/bench/run.sh" --section "$s" 2>&1 | tee "$RES/section-$s.log"; then
     echo "$s" >>"$RES/failed"
     echo "bench: section $s failed (log: $RES/section-$s.log); going on with the others" >&2

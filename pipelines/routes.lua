@@ -12,9 +12,10 @@ return {
   { method = "POST", path = "/process", pipeline = "process" },
   { method = "GET", path = "/download/{imageId}", pipeline = "download" },
   -- On-the-fly transformations (docs/transform.md): signed /t/ URLs, and
-  -- DIT's base64 JSON form at the root (last: it takes any one segment).
+  -- DIT's base64 JSON form at the root (greedy: standard base64 holds '/';
+  -- last: it takes any path the entries above do not).
   { method = "GET", path = "/t/{signature}/{options}/{key+}", pipeline = "transform" },
   { method = "HEAD", path = "/t/{signature}/{options}/{key+}", pipeline = "transform" },
-  { method = "GET", path = "/{request}", pipeline = "transform" },
-  { method = "HEAD", path = "/{request}", pipeline = "transform" },
+  { method = "GET", path = "/{request+}", pipeline = "transform" },
+  { method = "HEAD", path = "/{request+}", pipeline = "transform" },
 }

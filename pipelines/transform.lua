@@ -1,7 +1,7 @@
 -- transform: images transformed on request (docs/transform.md).
 --
 --   GET|HEAD /t/{signature}/{options}/{key+}   e.g. /t/<sig>/w_800,h_600,fit_cover,g_attention,f_auto/cat.jpg
---   GET|HEAD /{request}                        DIT's form: base64 JSON {bucket, key, edits}, ?signature=<hex>
+--   GET|HEAD /{request+}                       DIT's form: base64 JSON {bucket, key, edits}, ?signature=<hex>
 --
 -- Steps: check the signature (403), the options (400) and the key (400),
 -- pick the format (f_auto: from Accept), answer 304 when If-None-Match
@@ -82,6 +82,13 @@ end
 local function read_request(event)
   local p = type(event.pathParameters) == "table" and event.pathParameters or {}
   if type(p.request) == "string" then
+    -- DIT signs the path: checked before the base64 JSON is even decoded.
+    local given = http.query(event, "signature")
+    local ok = signing_key and given and signing.equal(signing.dit_signature(signing_key, "/" .. p.request), given)
+    if not ok and not cfg.transform_unsigned then
+      return nil, fail(403, given and "InvalidSignature" or "MissingSignature",
+        given and "the signature does not match the path" or "this URL is not signed")
+    end
     local req, why = dit.decode(p.request)
     if not req then return nil, fail(400, "InvalidRequest", "DIT request: " .. why) end
     if req.bucket and req.bucket ~= cfg.upload_bucket then
@@ -90,8 +97,6 @@ local function read_request(event)
     if req.key:sub(1, #cfg.source_prefix) ~= cfg.source_prefix then
       return nil, fail(404, "NotFound", "only keys under the source prefix can be read")
     end
-    local given = http.query(event, "signature")
-    local ok = signing_key and given and signing.equal(signing.dit_signature(signing_key, "/" .. p.request), given)
     return { options = req.options, key = req.key:sub(#cfg.source_prefix + 1), dit = true,
       signature = given, valid = ok }
   end

@@ -261,7 +261,8 @@ def summary(results):
     for op in OPS:
         a, b = by.get((op, "imgpipe")), by.get((op, "ipx"))
         if a and b and "load" in a and "load" in b:
-            ratios = ["c=%d %.2fx" % (x["connections"], x["rps"] / y["rps"]) for x, y in zip(a["load"], b["load"])]
+            ratios = ["c=%d %s" % (x["connections"], "%.2fx" % (x["rps"] / y["rps"]) if y["rps"] > 0 else "n/a")
+                      for x, y in zip(a["load"], b["load"])]
             lines.append("%s: imgpipe/ipx req/s %s; RSS imgpipe/ipx %.2f" % (
                 op, ", ".join(ratios), a["peak_rss_kb"] / b["peak_rss_kb"]))
     return "\n".join(lines)

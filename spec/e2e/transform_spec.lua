@@ -391,7 +391,21 @@ describe("transform", function()
         local bad = signed { bucket = env.UPLOAD_BUCKET, key = PREFIX .. K.photo, edits = { grayscale = true } }
         assert.equal(400, bad.status)
         assert.matches("grayscale", bad.json.error.message, 1, true)
-        assert.equal(400, dit("/not-base64!", { signature = sig }).status)
+        local junk = "/not-base64!"
+        assert.equal(400, dit(junk, { signature = digest.hex(digest.hmac_sha256(SECRET, junk)) }).status)
+        assert.equal(403, dit(junk, { signature = sig }).status) -- checked before decoding
+        -- Standard base64 may hold '/': the path then has several segments.
+        local text = json.encode(req)
+        local b64 = digest.base64(text)
+        for _ = 1, 200 do
+          if b64:find("/", 1, true) then break end
+          text = " " .. text
+          b64 = digest.base64(text)
+        end
+        local slashed = "/" .. b64
+        local r2 = dit(slashed, { signature = digest.hex(digest.hmac_sha256(SECRET, slashed)) })
+        assert.equal(200, r2.status, r2.body)
+        assert.equal(240, probe(r2.body).width)
       end)
     end)
   end
