@@ -185,18 +185,18 @@ local function s3_failure(err, object_key)
   return fail(502, "SourceUnavailable", "the source could not be read (" .. tostring(err.code) .. ")")
 end
 
-local IMAGE_FAILURES = {
-  TooManyPixels = 422, UnsupportedFormat = 422, InvalidImage = 422, ImageError = 422, TooExpensive = 422,
-}
+-- Failures that are ours, not the source's: a 500 naming the request id.
+local SERVER_FAULTS = { FontNotFound = true }
 
 local function render(body, opts, format)
   local made, err = renditions.make(body, { options.rendition(opts, format, presets, cfg.transform_max_side) }, {
     max_pixels = cfg.max_pixels, max_pages = cfg.max_frames, fast_shrink = cfg.shrink_on_load == "fast",
   })
   if made then return made[1] end
-  local status = type(err) == "table" and IMAGE_FAILURES[err.code]
-  if status then return nil, fail(status, err.code, err.message) end
-  error(err) -- a fault of ours (a preset's font missing...): a 500 with the request id
+  if type(err) ~= "table" or SERVER_FAULTS[err.code] then error(err) end
+  -- Anything else the image module reports is about these bytes (not an
+  -- image, corrupt, truncated, over MAX_PIXELS or MAX_FRAMES): 422.
+  return nil, fail(422, tostring(err.code or "InvalidImage"), tostring(err.message or err))
 end
 
 -- On Lambda: an output too large for a response goes to the cache prefix,
