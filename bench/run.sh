@@ -27,6 +27,12 @@
 #   mixed     imgpipe serve under 256 idle attacker sockets plus 16 connections
 #             of real traffic (bench/lib/mixed_load.py): real-request latency
 #             and server RSS against the bounds docs/server-limits.md states
+#   transform on-the-fly transformations over HTTP (bench/lib/transform_bench.py):
+#             imgpipe serve (pipelines/transform.lua), ipx (npm) and nginx's
+#             image_filter on the same 6 MP JPEG from one folder; wrk at 1, 16
+#             and 64 connections, p50/p99, peak RSS; fit 800 px JPEG, the same
+#             to WebP, 400x400 smart-crop cover (not part of the default run:
+#             BENCH_ONLY=transform)
 # Each section runs in its own process; one that fails is reported as such in
 # RESULTS.md and the others still run.
 #
@@ -44,10 +50,10 @@ PY=/usr/bin/python3 # Debian's: python3-pil and python3-boto3 live there
 SHARED_IMAGE=$ROOT/../shared/test-images/2569067123_aca715a2ee_o.jpg
 
 if [ "$QUICK" = 1 ]; then
-  R_RESIZE6=2 R_RESIZE24=1 R_EVENTS=1 N_EVENTS=10 R_COLD=3 R_PRESIGN=1 HTTP_S=2 MIXED_S=3
+  R_RESIZE6=2 R_RESIZE24=1 R_EVENTS=1 N_EVENTS=10 R_COLD=3 R_PRESIGN=1 HTTP_S=2 MIXED_S=3 TRANSFORM_S=2
   export BENCH_BATCH=10
 else
-  R_RESIZE6=7 R_RESIZE24=3 R_EVENTS=3 N_EVENTS=50 R_COLD=15 R_PRESIGN=3 HTTP_S=5 MIXED_S=10
+  R_RESIZE6=7 R_RESIZE24=3 R_EVENTS=3 N_EVENTS=50 R_COLD=15 R_PRESIGN=3 HTTP_S=5 MIXED_S=10 TRANSFORM_S=5
   export BENCH_BATCH=50
 fi
 
@@ -202,6 +208,15 @@ section_mixed() {
   return $rc
 }
 
+section_transform() {
+  say "transform: imgpipe serve, ipx, nginx image_filter; wrk ${TRANSFORM_S}s per run at 1/16/64 connections"
+  [ -d bench/node_modules/ipx ] || die "ipx missing: (cd bench && npm ci)"
+  [ -f /usr/lib/nginx/modules/ngx_http_image_filter_module.so ] ||
+    die "nginx's image_filter missing: run 'infra/install-deps.sh bench'"
+  $PY bench/lib/transform_bench.py "$SHARED_IMAGE" "$OUT/work/transform" "$TRANSFORM_S" "$RES/transform.json" |
+    tee "$RES/transform.txt"
+}
+
 if [ "${1:-}" = --section ]; then
   trap 'exit 130' INT TERM # so that a section's EXIT trap (stop the stack, the server) runs
   "section_$2"
@@ -258,10 +273,10 @@ fi
 cp "$OUT/images/ORIGIN" "$RES/images-origin"
 $PY bench/lib/tools.py lambda "$OUT/work/lambda-tools.json"
 
-export PY QUICK R_RESIZE6 R_RESIZE24 R_EVENTS N_EVENTS R_COLD R_PRESIGN HTTP_S MIXED_S
+export PY QUICK R_RESIZE6 R_RESIZE24 R_EVENTS N_EVENTS R_COLD R_PRESIGN HTTP_S MIXED_S TRANSFORM_S
 trap 'exit 130' INT TERM
 for s in $SECTIONS; do
-  case $s in resize | events | coldstart | presign | http | mixed) ;; *) die "unknown section '$s'" ;; esac
+  case $s in resize | events | coldstart | presign | http | mixed | transform) ;; *) die "unknown section '$s'" ;; esac
   if ! "$BASH" "$ROOT/bench/run.sh" --section "$s" 2>&1 | tee "$RES/section-$s.log"; then
     echo "$s" >>"$RES/failed"
     echo "bench: section $s failed (log: $RES/section-$s.log); going on with the others" >&2

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 want_build="lua5.4 liblua5.4-dev lua-cjson lua-cjson-dev libcurl4-openssl-dev libssl-dev libexpat1-dev libmicrohttpd-dev pkg-config make gcc ca-certificates curl fonts-dejavu-core zip unzip binutils"
 want_test="lua-busted lua-check python3-botocore awscli clang-format clang-tidy chromium"
 want_system_vips="libvips-dev libvips-tools"
-want_bench="python3-pil python3-boto3 hyperfine wrk gnuplot-nox"
+want_bench="python3-pil python3-boto3 hyperfine wrk gnuplot-nox nginx libnginx-mod-http-image-filter"
 
 pkgs=""
 for group in "${@:-build}"; do

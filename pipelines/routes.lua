@@ -14,4 +14,11 @@ return {
   -- the upload page (pipelines/www/): the page, and its script and styles
   { method = "GET", path = "/", pipeline = "page" },
   { method = "GET", path = "/assets/{name}", pipeline = "page" },
+  -- On-the-fly transformations (docs/transform.md): signed /t/ URLs, and
+  -- DIT's base64 JSON form at the root (greedy: standard base64 holds '/';
+  -- last: it takes any path the entries above do not).
+  { method = "GET", path = "/t/{signature}/{options}/{key+}", pipeline = "transform" },
+  { method = "HEAD", path = "/t/{signature}/{options}/{key+}", pipeline = "transform" },
+  { method = "GET", path = "/{request+}", pipeline = "transform" },
+  { method = "HEAD", path = "/{request+}", pipeline = "transform" },
 }

@@ -105,6 +105,51 @@ function M.load()
   return c
 end
 
+-- Configuration of the transformation pipeline (pipelines/transform.lua,
+-- docs/transform.md): the service's configuration plus its own entries.
+-- Sources are read from UPLOAD_BUCKET under TRANSFORM_SOURCE_PREFIX (by
+-- default UPLOAD_PREFIX, and always inside it); outputs too large for a
+-- Lambda response are written to PROCESSED_BUCKET under
+-- TRANSFORM_CACHE_PREFIX (by default PROCESSED_PREFIX .. "t/", and always
+-- inside it).
+function M.load_transform()
+  local c = M.load()
+  c.source_prefix = prefix("TRANSFORM_SOURCE_PREFIX", c.upload_prefix)
+  if c.source_prefix:sub(1, #c.upload_prefix) ~= c.upload_prefix then
+    error(string.format("TRANSFORM_SOURCE_PREFIX '%s' must lie inside UPLOAD_PREFIX '%s'", c.source_prefix,
+      c.upload_prefix), 0)
+  end
+  c.transform_cache_prefix = prefix("TRANSFORM_CACHE_PREFIX", c.processed_prefix .. "t/")
+  if c.transform_cache_prefix:sub(1, #c.processed_prefix) ~= c.processed_prefix then
+    error(string.format("TRANSFORM_CACHE_PREFIX '%s' must lie inside PROCESSED_PREFIX '%s'",
+      c.transform_cache_prefix, c.processed_prefix), 0)
+  end
+  c.transform_cache_control = os.getenv "TRANSFORM_CACHE_CONTROL" or "public, max-age=31536000, immutable"
+  -- imgpipe serve only: read originals from this folder instead of S3
+  -- (self-hosting, benchmarks); the key is relative to it.
+  c.transform_source_dir = os.getenv "TRANSFORM_SOURCE_DIR"
+  if c.transform_source_dir == "" then c.transform_source_dir = nil end
+  c.transform_max_side = integer("TRANSFORM_MAX_SIDE", 4096, 16, 16384)
+  c.transform_unsigned = os.getenv "TRANSFORM_UNSIGNED" == "1"
+  -- Lambda answers at most 6 MB of JSON; a body is base64 (4/3) plus the
+  -- headers: outputs above this many bytes are redirected instead.
+  c.transform_max_inline = integer("TRANSFORM_MAX_INLINE_BYTES", 4500000, 1, 4700000)
+  -- "800x600,800x,x600": the only boxes (w x h, before dpr) a URL may ask
+  -- for; empty: any size up to TRANSFORM_MAX_SIDE.
+  local sizes = os.getenv "TRANSFORM_ALLOWED_SIZES"
+  if sizes and sizes ~= "" then
+    c.transform_allowed_sizes = {}
+    for item in sizes:gmatch "[^,%s]+" do
+      local w, h = item:match "^(%d*)x(%d*)$"
+      if not w or (w == "" and h == "") then
+        error("TRANSFORM_ALLOWED_SIZES must be a list such as '800x600,800x,x600', not '" .. sizes .. "'", 0)
+      end
+      c.transform_allowed_sizes[w .. "x" .. h] = true
+    end
+  end
+  return c
+end
+
 -- The content types accepted at /upload, with the extension of their key.
 M.upload_types = {
   ["image/jpeg"] = "jpg",

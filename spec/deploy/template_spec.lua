@@ -13,13 +13,19 @@ local D = {
 }
 
 -- What the runtime itself needs besides the pipeline's calls: writing to its
--- own log group, and (process) sending failed S3 events to the failure queue.
+-- own log group, (process) sending failed S3 events to the failure queue,
+-- and (transform) reading its signing key, made by the stack in Secrets
+-- Manager unless an SSM parameter is named (lib/transform/secret.lua signs
+-- that call itself, so the scan of s3/dynamodb/presign calls cannot see it).
 local function runtime_grants(fn, facts_stack)
   local group = "arn:aws:logs:" .. deploy.region .. ":" .. deploy.account .. ":log-group:/imgpipe/" ..
     facts_stack .. "/" .. fn .. ":*"
   local out = { "logs:CreateLogStream " .. group, "logs:PutLogEvents " .. group }
   if fn == "process" then
     out[#out + 1] = "sqs:SendMessage arn:aws:sqs:" .. deploy.region .. ":" .. deploy.account .. ":" .. D.queue
+  end
+  if fn == "transform" then
+    out[#out + 1] = "secretsmanager:GetSecretValue " .. facts_stack .. "-TransformSigningSecret"
   end
   return out
 end
@@ -218,8 +224,12 @@ describe("deploy: the SAM template", function()
         assert.same(want, r.auth, r.path)
       end
       local cors = sorted(facts.cors)
-      local want = {}
-      for _, r in ipairs(facts.routes) do want[#want + 1] = r.path end
+      -- one preflight per path, whatever methods the path has (GET and HEAD of /t/...)
+      local want, seen = {}, {}
+      for _, r in ipairs(facts.routes) do
+        if not seen[r.path] then want[#want + 1] = r.path end
+        seen[r.path] = true
+      end
       assert.same(sorted(want), cors)
       assert.is_nil(functions_by_handler(facts).process.fn.reserved_concurrency)
       local f = load { ProcessReservedConcurrency = "7" }

@@ -1,0 +1,560 @@
+-- On-the-fly transformations (pipelines/transform.lua) end to end, on the
+-- local stack, through the binary in Lambda and HTTP modes (and the CLI
+-- where it says something): each option, Accept negotiation, ETags and
+-- 304s, HEAD, signatures, keys that try to leave the source prefix,
+-- hostile sources, an output over Lambda's response limit, DIT's form.
+local json = require "cjson"
+local paths = require "support.paths"
+local modes = require "support.modes"
+local service = require "support.service"
+
+local env, missing = service.env()
+if not env then
+  describe("transform", function()
+    it("needs the local stack", function() error(missing) end)
+  end)
+  return
+end
+
+local image = require "imgpipe.image"
+local s3 = require "imgpipe.s3"
+local digest = require "imgpipe.digest"
+local random = require "imgpipe.random"
+
+local SECRET = "spec-" .. random.hex(16)
+local RUN = random.hex(4)
+local PREFIX = "uploads/"
+local SHARED = paths.root .. "/../shared/test-images/"
+
+local function read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read "a"
+  f:close()
+  return s
+end
+
+local function put(key, body, content_type)
+  return assert(s3.put { bucket = env.UPLOAD_BUCKET, key = PREFIX .. key, body = body,
+    content_type = content_type or "image/jpeg" })
+end
+
+-- The same HMAC the pipeline checks, written out here from its definition
+-- (docs/transform.md), not taken from the pipeline's module.
+local function sign(options, key, secret)
+  local mac = digest.hmac_sha256(secret or SECRET, options .. "/" .. key)
+  return (digest.base64(mac):gsub("=+$", ""):gsub("[+/]", { ["+"] = "-", ["/"] = "_" }))
+end
+
+local function encode_key(key)
+  return (key:gsub("[^%w%-%._~/]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
+-- Fixtures, under a prefix of this run.
+local K = {
+  photo = RUN .. "/photo.jpg",         -- 2725x2225 JPEG
+  alpha = RUN .. "/with-alpha.png",    -- RGBA PNG
+  exif6 = RUN .. "/Landscape_6.jpg",   -- EXIF orientation 6
+  giant = RUN .. "/giant.jpg",         -- 280 MP in 1 MB
+  bomb = RUN .. "/bomb.png",           -- 65536x65536 PNG
+  corrupt = RUN .. "/corrupt.jpg",
+  noise = RUN .. "/noise.png",         -- 1400x1400 random pixels: a ~5.9 MB PNG
+  truncated = RUN .. "/cut.jpg",       -- generated: the first third of a JPEG
+  bigfile = RUN .. "/big.jpg",         -- generated: over MAX_UPLOAD_BYTES
+  secret = "secret-" .. RUN .. ".jpg", -- beside the prefix: must never be served
+}
+local MAX_UPLOAD = 7 * 1024 * 1024
+
+local function urandom(n)
+  local f = assert(io.open("/dev/urandom", "rb"))
+  local s = f:read(n)
+  f:close()
+  return s
+end
+
+local function probe(bytes)
+  return assert(image.probe(bytes))
+end
+
+describe("transform", function()
+  local drv, unsigned_drv
+  setup(function()
+    local photo = read_file(SHARED .. "2569067123_aca715a2ee_o.jpg")
+    put(K.photo, photo)
+    put(K.alpha, read_file(SHARED .. "with-alpha.png"), "image/png")
+    put(K.exif6, read_file(SHARED .. "Landscape_6.jpg"))
+    put(K.giant, read_file(SHARED .. "giant-image.jpg"))
+    put(K.bomb, read_file(SHARED .. "65536-uint32-limit.png"), "image/png")
+    put(K.corrupt, read_file(SHARED .. "corrupt-header.jpg"))
+    put(K.truncated, photo:sub(1, #photo // 3))
+    put(K.bigfile, photo .. urandom(MAX_UPLOAD))
+    local noise <close> = image.new_from_memory(urandom(1400 * 1400 * 3), 1400, 1400, 3)
+    put(K.noise, assert(noise:save "png"), "image/png")
+    assert(s3.put { bucket = env.UPLOAD_BUCKET, key = K.secret, body = photo, content_type = "image/jpeg" })
+    drv = modes.new { pipelines = paths.pipelines,
+      env = { TRANSFORM_SIGNING_KEY = SECRET, MAX_UPLOAD_BYTES = tostring(MAX_UPLOAD) } }
+    unsigned_drv = modes.new { pipelines = paths.pipelines, env = { TRANSFORM_UNSIGNED = "1" } }
+  end)
+  teardown(function()
+    if drv then drv:stop() end
+    if unsigned_drv then unsigned_drv:stop() end
+    paths.cleanup()
+  end)
+
+  -- A GET of /t/<sig>/<options>/<key> in a mode. opts: headers, method,
+  -- signature (overrides), secret, driver. Over HTTP the key is sent
+  -- percent-encoded and exactly (--path-as-is: curl would squash "..");
+  -- on Lambda the event carries the path parameters API Gateway gives,
+  -- decoded.
+  local function get(mode, options, key, opts)
+    opts = opts or {}
+    local d = opts.driver or drv
+    local method = opts.method or "GET"
+    local sig = opts.signature or sign(options, key, opts.secret)
+    if mode == "http" then
+      local args = { "--path-as-is" }
+      -- curl -X HEAD would wait for the body the headers announce: -I.
+      args[#args + 1] = method == "HEAD" and "-I" or "-X " .. method
+      for k, v in pairs(opts.headers or {}) do args[#args + 1] = "-H " .. paths.q(k .. ": " .. v) end
+      return d:curl(table.concat(args, " "), "/t/" .. sig .. "/" .. options .. "/" .. encode_key(key))
+    end
+    local ev = modes.apigw { method = method, path = "/t/" .. sig .. "/" .. options .. "/" .. key,
+      headers = opts.headers, pipelines = paths.pipelines }
+    ev.resource = "/t/{signature}/{options}/{key+}"
+    ev.pathParameters = { signature = sig, options = options, key = key }
+    return d:request(mode, ev, { pipeline = "transform" })
+  end
+
+  for _, mode in ipairs { "lambda", "http" } do
+    describe("(" .. mode .. ")", function()
+      -- Options: each row is the options, then what the output must be.
+      local W, H = 2725, 2225
+      local rows = {
+        { "w_400", { format = "jpeg", width = 400, height = math.floor(H * 400 / W + 0.5) } },
+        { "h_200", { format = "jpeg", height = 200, width = math.floor(W * 200 / H + 0.5) } },
+        { "w_300,h_300,fit_cover", { width = 300, height = 300 } },
+        { "w_300,h_300,fit_cover,g_attention", { width = 300, height = 300 } },
+        { "w_300,h_300,fit_cover,g_entropy", { width = 300, height = 300 } },
+        { "w_300,h_300,fit_cover,g_ne", { width = 300, height = 300 } },
+        { "w_300,h_300,fit_contain,bg_ff0000", { width = 300, height = 300 } },
+        { "w_300,h_100,fit_fill", { width = 300, height = 100 } },
+        { "w_400,h_300", { width = 367, height = 300 } },
+        { "w_200,dpr_2", { width = 400 } },
+        { "w_200,dpr_1.5", { width = 300 } },
+        { "w_400,h_300,r_90", { width = 245, height = 300 } },
+        { "w_300,r_180", { width = 300 } },
+        { "w_400,f_png", { format = "png", width = 400 } },
+        { "w_400,f_webp", { format = "webp", width = 400 } },
+        { "w_200,f_avif", { format = "avif", width = 200 } },
+        { "w_200,f_gif", { format = "gif", width = 200 } },
+        { "w_400,blur_4", { width = 400 } },
+        { "w_400,sharpen_1", { width = 400 } },
+        { "w_400,sharpen_2.5", { width = 400 } },
+        { "w_400,wm_logo", { width = 400 } },
+        { "f_webp", { format = "webp", width = W, height = H } },
+      }
+      local made = {}
+      for _, row in ipairs(rows) do
+        local options, want = row[1], row[2]
+        it(options .. " makes " .. json.encode(want), function()
+          local r = get(mode, options, K.photo)
+          assert.equal(200, r.status, r.body)
+          local p = probe(r.body)
+          for field, v in pairs(want) do assert.equal(v, p[field], field) end
+          local ct = { jpeg = "image/jpeg", png = "image/png", webp = "image/webp", avif = "image/avif",
+            gif = "image/gif" }
+          assert.equal(ct[p.format], r.headers["content-type"])
+          assert.equal("public, max-age=31536000, immutable", r.headers["cache-control"])
+          assert.is_nil(r.headers.vary) -- the format was not negotiated
+          made[options] = r.body
+        end)
+      end
+
+      it("makes a different image for each step, and q changes the size", function()
+        local base = get(mode, "w_400", K.photo).body
+        for _, o in ipairs { "w_400,blur_4", "w_400,sharpen_1", "w_400,sharpen_2.5", "w_400,wm_logo" } do
+          assert.is_string(made[o], o)
+          assert.not_equal(base, made[o], o)
+        end
+        assert.not_equal(made["w_400,sharpen_1"], made["w_400,sharpen_2.5"])
+        -- A blurred photo compresses better.
+        assert.is_true(#made["w_400,blur_4"] < #base)
+        local low, high = get(mode, "w_400,q_20", K.photo), get(mode, "w_400,q_95", K.photo)
+        assert.is_true(#low.body * 2 < #high.body, #low.body .. " vs " .. #high.body)
+      end)
+
+      it("pads contain with the background and fills the box", function()
+        local img <close> = assert(image.thumbnail(made["w_300,h_300,fit_contain,bg_ff0000"], { width = 300 }))
+        local v = { img:getpoint(150, 2) }
+        if type(v[1]) == "table" then v = v[1] end
+        assert.is_true(v[1] > 200 and v[2] < 60 and v[3] < 60, json.encode(v))
+      end)
+
+      it("turns EXIF-rotated sources upright before the fit", function()
+        local r = get(mode, "w_200", K.exif6)
+        assert.equal(200, r.status, r.body)
+        local p = probe(r.body)
+        -- Landscape_6 is stored 450x600 with orientation 6; upright it is 600x450.
+        assert.equal(200, p.width)
+        assert.equal(150, p.height)
+      end)
+
+      it("keeps alpha with f_auto's fallback: PNG, JPEG without alpha", function()
+        local r = get(mode, "w_32,f_auto", K.alpha, { headers = { Accept = "image/jpeg,*/*" } })
+        assert.equal(200, r.status, r.body)
+        assert.equal("image/png", r.headers["content-type"])
+        assert.is_true(probe(r.body).has_alpha)
+      end)
+
+      it("negotiates f_auto: AVIF, then WebP, then JPEG, with Vary: Accept", function()
+        local cases = {
+          { "image/avif,image/webp,image/apng,*/*;q=0.8", "image/avif", "avif" },
+          { "image/webp,*/*", "image/webp", "webp" },
+          { "image/avif;q=0,image/webp", "image/webp", "webp" },
+          { "image/*,*/*;q=0.8", "image/jpeg", "jpeg" },
+          { nil, "image/jpeg", "jpeg" },
+        }
+        local etags = {}
+        for _, c in ipairs(cases) do
+          local r = get(mode, "w_200,f_auto", K.photo, { headers = c[1] and { Accept = c[1] } or nil })
+          assert.equal(200, r.status, r.body)
+          assert.equal(c[2], r.headers["content-type"], tostring(c[1]))
+          assert.equal(c[3], probe(r.body).format)
+          assert.equal("Accept", r.headers.vary)
+          etags[c[2]] = etags[c[2]] or {}
+          etags[c[2]][r.headers.etag] = true
+        end
+        -- One ETag per format, different across formats.
+        local seen = {}
+        for _, set in pairs(etags) do
+          local n = 0
+          for tag in pairs(set) do
+            n = n + 1
+            assert.is_nil(seen[tag])
+            seen[tag] = true
+          end
+          assert.equal(1, n)
+        end
+      end)
+
+      it("answers 304 to If-None-Match with the ETag, and 200 once the source changed", function()
+        local key = RUN .. "/etag-" .. mode .. ".jpg"
+        local card <close> = image.test_card(640, 480)
+        put(key, assert(card:save("jpeg")))
+        local first = get(mode, "w_100,f_auto", key, { headers = { Accept = "image/webp" } })
+        assert.equal(200, first.status, first.body)
+        local etag = first.headers.etag
+        assert.matches('^"%x+%-webp"$', etag)
+        local again = get(mode, "w_100,f_auto", key, { headers = { Accept = "image/webp", ["If-None-Match"] = etag } })
+        assert.equal(304, again.status, again.body)
+        assert.equal("", again.body)
+        assert.equal(etag, again.headers.etag)
+        assert.equal("image/webp", again.headers["content-type"])
+        assert.equal("Accept", again.headers.vary)
+        local weak = get(mode, "w_100,f_auto", key,
+          { headers = { Accept = "image/webp", ["If-None-Match"] = '"nope", W/' .. etag } })
+        assert.equal(304, weak.status)
+        -- Another format, other options, another ETag: 200.
+        assert.equal(200, get(mode, "w_100,f_auto", key, { headers = { ["If-None-Match"] = etag } }).status)
+        assert.equal(200, get(mode, "w_101,f_auto", key,
+          { headers = { Accept = "image/webp", ["If-None-Match"] = etag } }).status)
+        -- New bytes under the same key: a new ETag.
+        local other <close> = image.test_card(320, 240)
+        put(key, assert(other:save("jpeg")))
+        local changed = get(mode, "w_100,f_auto", key,
+          { headers = { Accept = "image/webp", ["If-None-Match"] = etag } })
+        assert.equal(200, changed.status)
+        assert.not_equal(etag, changed.headers.etag)
+      end)
+
+      it("answers HEAD with the headers of the GET", function()
+        local g = get(mode, "w_150", K.photo)
+        local h = get(mode, "w_150", K.photo, { method = "HEAD" })
+        assert.equal(200, h.status)
+        assert.equal(g.headers.etag, h.headers.etag)
+        assert.equal("image/jpeg", h.headers["content-type"])
+        if mode == "http" then assert.equal(tostring(#g.body), h.headers["content-length"]) end
+      end)
+
+      describe("signatures", function()
+        it("a valid one is served; missing, wrong, altered or of another key are 403", function()
+          assert.equal(200, get(mode, "w_120", K.photo).status)
+          local cases = {
+            { "missing", get(mode, "w_120", K.photo, { signature = "_" }), "MissingSignature" },
+            { "wrong", get(mode, "w_120", K.photo, { signature = string.rep("A", 43) }), "InvalidSignature" },
+            { "short", get(mode, "w_120", K.photo, { signature = "abc" }), "InvalidSignature" },
+            { "altered options", get(mode, "w_121", K.photo, { signature = sign("w_120", K.photo) }),
+              "InvalidSignature" },
+            { "altered key", get(mode, "w_120", K.alpha, { signature = sign("w_120", K.photo) }),
+              "InvalidSignature" },
+            { "other secret", get(mode, "w_120", K.photo, { secret = SECRET .. "x" }), "InvalidSignature" },
+          }
+          for _, c in ipairs(cases) do
+            assert.equal(403, c[2].status, c[1])
+            assert.equal(c[3], c[2].json.error.code, c[1])
+            assert.equal("no-store", c[2].headers["cache-control"], c[1])
+          end
+        end)
+
+        it("is checked before the options and the key are looked at", function()
+          local r = get(mode, "w_0", "../x", { signature = "_" })
+          assert.equal(403, r.status)
+        end)
+
+        it("unsigned mode serves '_' URLs and says so loudly in the log", function()
+          local r = get(mode, "w_90", K.photo, { signature = "_", driver = unsigned_drv })
+          assert.equal(200, r.status, r.body)
+          assert.equal(90, probe(r.body).width)
+          local log = unsigned_drv:stderr(mode, "transform")
+          assert.matches("TRANSFORM_UNSIGNED=1", log, 1, true)
+          assert.matches('"level":"warn"', log, 1, true)
+        end)
+      end)
+
+      it("refuses bad options with 400 and a JSON reason", function()
+        local bad = {
+          "w_0", "w_99999", "w_abc", "w_-5", "w_1e3", "fit_cover", "w_100,fit_cover", "w_100,g_attention",
+          "zz_1", "w_10,w_20", "q_101", "q_0", "r_45", "wm_nope", "f_bmp", "blur_0", "blur_1000",
+          "dpr_5", "dpr_1.234", "w_3000,dpr_2", "bg_red", "w_10,h_10,bg_ff0000", "sharpen_20", "w", "w_",
+          "w_10,", ",w_10", string.rep("w_1,", 200) .. "h_1",
+        }
+        for _, o in ipairs(bad) do
+          local r = get(mode, o, K.photo)
+          assert.equal(400, r.status, o .. ": " .. r.body)
+          assert.equal("InvalidOptions", r.json.error.code, o)
+          assert.is_string(r.json.error.message)
+        end
+      end)
+
+      it("keeps keys inside the source prefix: traversal and odd keys are 400", function()
+        local keys = {
+          "../" .. K.secret, RUN .. "/../../" .. K.secret, "./" .. K.photo, RUN .. "//photo.jpg",
+          RUN .. "\\photo.jpg", "..", ".", RUN .. "/%2e%2e/photo.jpg", RUN .. "/%2Fphoto.jpg",
+          RUN .. "/a\0b.jpg", RUN .. "/a\nb.jpg", string.rep("k", 1100),
+        }
+        -- API Gateway never puts invalid UTF-8 into a (JSON) event: over HTTP only.
+        if mode == "http" then keys[#keys + 1] = "\255\254.jpg" end
+        for _, key in ipairs(keys) do
+          local r = get(mode, "w_50", key)
+          assert.equal(400, r.status, key .. ": " .. r.body)
+          -- imgpipe serve itself refuses some of them (NUL, a line break) before any pipeline runs.
+          local by_server = mode == "http" and r.json.error.code == "BadRequest"
+          if not by_server then assert.equal("InvalidKey", r.json.error.code, key) end
+        end
+      end)
+
+      it("answers 404 for a missing source", function()
+        local r = get(mode, "w_50", RUN .. "/nothing-here.jpg")
+        assert.equal(404, r.status, r.body)
+        assert.equal("NotFound", r.json.error.code)
+      end)
+
+      it("refuses hostile sources before decoding them: 413 and 422 with the reason", function()
+        local cases = {
+          { K.giant, 422, "TooManyPixels" },
+          { K.bomb, 422, "TooManyPixels" },
+          { K.corrupt, 422 },
+          { K.truncated, 422 },
+          { K.bigfile, 413, "SourceTooLarge" },
+        }
+        for _, c in ipairs(cases) do
+          local r = get(mode, "w_100", c[1])
+          assert.equal(c[2], r.status, c[1] .. ": " .. r.body)
+          if c[3] then assert.equal(c[3], r.json.error.code) end
+          assert.is_string(r.json.error.message)
+        end
+      end)
+
+      it("answers DIT's base64 JSON form, signed like DIT", function()
+        local req = { bucket = env.UPLOAD_BUCKET, key = PREFIX .. K.photo,
+          edits = { resize = { width = 240, height = 240, fit = "cover" }, webp = { quality = 70 } },
+          outputFormat = "webp" }
+        local path = "/" .. digest.base64(json.encode(req))
+        local sig = digest.hex(digest.hmac_sha256(SECRET, path))
+        local function dit(p, query)
+          return drv:request(mode, modes.apigw { method = "GET", path = p, query = query, pipelines = paths.pipelines })
+        end
+        local r = dit(path, { signature = sig })
+        assert.equal(200, r.status, r.body)
+        local p = probe(r.body)
+        assert.equal("webp", p.format)
+        assert.equal(240, p.width)
+        assert.equal(240, p.height)
+        assert.equal(403, dit(path).status)
+        assert.equal(403, dit(path, { signature = string.rep("0", 64) }).status)
+        local function signed(t)
+          local pp = "/" .. digest.base64(json.encode(t))
+          return dit(pp, { signature = digest.hex(digest.hmac_sha256(SECRET, pp)) })
+        end
+        -- Another bucket, a key outside the prefix, an unsupported edit.
+        assert.equal(403, signed { bucket = "someone-elses", key = PREFIX .. K.photo }.status)
+        assert.equal(404, signed { bucket = env.UPLOAD_BUCKET, key = K.secret }.status)
+        local bad = signed { bucket = env.UPLOAD_BUCKET, key = PREFIX .. K.photo, edits = { grayscale = true } }
+        assert.equal(400, bad.status)
+        assert.matches("grayscale", bad.json.error.message, 1, true)
+        local junk = "/not-base64!"
+        assert.equal(400, dit(junk, { signature = digest.hex(digest.hmac_sha256(SECRET, junk)) }).status)
+        assert.equal(403, dit(junk, { signature = sig }).status) -- checked before decoding
+        -- Standard base64 may hold '/': the path then has several segments.
+        local text = json.encode(req)
+        local b64 = digest.base64(text)
+        for _ = 1, 200 do
+          if b64:find("/", 1, true) then break end
+          text = " " .. text
+          b64 = digest.base64(text)
+        end
+        local slashed = "/" .. b64
+        local r2 = dit(slashed, { signature = digest.hex(digest.hmac_sha256(SECRET, slashed)) })
+        assert.equal(200, r2.status, r2.body)
+        assert.equal(240, probe(r2.body).width)
+      end)
+    end)
+  end
+
+  it("redirects an output over Lambda's response limit to the cache prefix (lambda)", function()
+    local r = get("lambda", "f_png", K.noise)
+    assert.equal(302, r.status, r.body)
+    local location = r.headers.location
+    assert.matches("/processed/t/%x+%.png", location)
+    local fetched = drv:curl("", location)
+    assert.equal(200, fetched.status)
+    assert.is_true(#fetched.body > 6 * 1024 * 1024 * 3 // 4, #fetched.body)
+    local p = probe(fetched.body)
+    assert.equal(1400, p.width)
+    assert.equal("png", p.format)
+    -- Over HTTP there is no such limit: the same request is answered inline.
+    local inline = get("http", "f_png", K.noise)
+    assert.equal(200, inline.status)
+    assert.equal(fetched.body, inline.body)
+  end)
+
+  it("also runs from the CLI, answering base64 as API Gateway wants", function()
+    local out = drv:invoke("cli", "transform", modes.apigw {
+      method = "GET", path = "/t/" .. sign("w_64", K.photo) .. "/w_64/" .. K.photo, pipelines = paths.pipelines })
+    assert.is_true(out.ok, out.error_message)
+    assert.is_true(out.value.isBase64Encoded)
+    assert.equal(64, probe(digest.unbase64(out.value.body)).width)
+  end)
+
+  it("decodes the URL before checking it (http): %2e%2e and %2F cannot leave the prefix", function()
+    for _, raw in ipairs { "%2e%2e/" .. K.secret, "%2E%2E%2F" .. K.secret, RUN .. "%2F..%2F..%2F" .. K.secret,
+      "..%5c" .. K.secret, "%252e%252e/" .. K.secret } do
+      local decoded = raw:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+      local r = drv:curl("--path-as-is", "/t/" .. sign("w_50", decoded) .. "/w_50/" .. raw)
+      assert.is_true(r.status == 400 or r.status == 404, raw .. ": " .. tostring(r.status))
+      assert.not_equal("image/jpeg", r.headers["content-type"])
+    end
+    -- A key spelt with escapes that mean an ordinary key is served.
+    local r = drv:curl("", "/t/" .. sign("w_50", K.photo) .. "/w_50/" .. encode_key(K.photo):gsub("/", "%%2F"))
+    assert.equal(200, r.status)
+  end)
+
+  describe("signing key from AWS (moto_server, IAM and SigV4 enforced)", function()
+    local deploy = require "support.deploy"
+    local missing_tools = deploy.missing_any("moto_server", "boto3")
+    if missing_tools then
+      it("reads the key from SSM and Secrets Manager", function() pending("SKIPPED: " .. missing_tools) end)
+      return
+    end
+    local moto, user
+    local PARAM, SECRET_ID = "/imgpipe/spec-" .. RUN, "imgpipe-spec-" .. RUN
+    local VALUES = { ssm = "from-ssm-" .. random.hex(8), secretsmanager = "from-sm-" .. random.hex(8) }
+    setup(function()
+      moto = deploy.moto_start()
+      -- The key in both stores, and a user allowed to read exactly those two.
+      local py = table.concat({
+        "import boto3, json, sys",
+        "url, param, secret, v_ssm, v_sm = sys.argv[1:6]",
+        "kw = dict(endpoint_url=url, region_name='us-east-1', aws_access_key_id='x', aws_secret_access_key='x')",
+        "boto3.client('ssm', **kw).put_parameter(Name=param, Value=v_ssm, Type='SecureString')",
+        "boto3.client('secretsmanager', **kw).create_secret(Name=secret, SecretString=v_sm)",
+        "iam = boto3.client('iam', **kw)",
+        "iam.create_user(UserName='transform')",
+        -- moto evaluates the action but not these resources' ARNs: '*' (the template names them).
+        "iam.put_user_policy(UserName='transform', PolicyName='key', PolicyDocument=json.dumps({",
+        "  'Version': '2012-10-17', 'Statement': [{'Effect': 'Allow', 'Resource': '*',",
+        "    'Action': ['ssm:GetParameter', 'secretsmanager:GetSecretValue']}]}))",
+        "k = iam.create_access_key(UserName='transform')['AccessKey']",
+        "print(json.dumps({'id': k['AccessKeyId'], 'secret': k['SecretAccessKey']}))",
+      }, "\n")
+      user = json.decode(service.sh(deploy.python .. " -c " .. paths.q(py) .. " " .. paths.q(moto.url) .. " " ..
+        paths.q(PARAM) .. " " .. paths.q(SECRET_ID) .. " " .. VALUES.ssm .. " " .. VALUES.secretsmanager))
+      deploy.moto_auth(moto, true)
+    end)
+    teardown(function() deploy.moto_stop(moto) end)
+
+    local CASES = {
+      { "ssm", "TRANSFORM_SIGNING_KEY_PARAMETER", "AWS_ENDPOINT_URL_SSM", PARAM },
+      { "secretsmanager", "TRANSFORM_SIGNING_KEY_SECRET", "AWS_ENDPOINT_URL_SECRETSMANAGER", SECRET_ID },
+    }
+    for _, case in ipairs(CASES) do
+      local service_name, variable, endpoint, id = case[1], case[2], case[3], case[4]
+      local function driver(extra)
+        local e = { [variable] = id, [endpoint] = moto.url, AWS_ACCESS_KEY_ID = user.id,
+          AWS_SECRET_ACCESS_KEY = user.secret }
+        for k, v in pairs(extra or {}) do e[k] = v end
+        return modes.new { pipelines = paths.pipelines, env = e }
+      end
+      -- The options are bad on purpose: a 400 InvalidOptions shows the
+      -- signature passed without touching S3 (whose stand-in knows only its
+      -- own access key, not the moto user's).
+      local function ask(d, secret)
+        return d:invoke("cli", "transform", modes.apigw { method = "GET", pipelines = paths.pipelines,
+          path = "/t/" .. sign("w_0", K.photo, secret) .. "/w_0/" .. K.photo })
+      end
+
+      it("reads the key at load from " .. service_name .. " (signed with imgpipe.sigv4, sent by curl)", function()
+        local d = driver()
+        local ok = ask(d, VALUES[service_name])
+        assert.is_true(ok.ok, ok.error_message)
+        assert.equal(400, ok.value.statusCode)
+        assert.matches("InvalidOptions", ok.value.body, 1, true)
+        local other = ask(d, SECRET)
+        assert.equal(403, other.value.statusCode)
+      end)
+
+      it("stops at load, naming the source, when " .. service_name .. " refuses (wrong signature, no such name)",
+        function()
+          -- moto checks the SigV4 signature: a wrong secret key is refused.
+          local forged = ask(driver { AWS_SECRET_ACCESS_KEY = user.secret .. "x" }, VALUES[service_name])
+          assert.is_false(forged.ok)
+          assert.matches("signing key from " .. service_name, forged.stderr, 1, true)
+          assert.matches("Signature", forged.stderr, 1, true)
+          local absent = ask(driver { [variable] = id .. "-nope" }, VALUES[service_name])
+          assert.is_false(absent.ok)
+          assert.matches(id .. "-nope", absent.stderr, 1, true)
+        end)
+    end
+  end)
+
+  it("serves originals from TRANSFORM_SOURCE_DIR when set (http), inside that folder only", function()
+    local dir = paths.tmpdir()
+    os.execute("mkdir -p " .. paths.q(dir .. "/in"))
+    paths.write(dir .. "/in/photo.jpg", read_file(SHARED .. "flowers.jpeg"))
+    paths.write(dir .. "/outside.jpg", read_file(SHARED .. "flowers.jpeg"))
+    local d = modes.new { pipelines = paths.pipelines,
+      env = { TRANSFORM_SIGNING_KEY = SECRET, TRANSFORM_SOURCE_DIR = dir .. "/in" } }
+    local function ask(options, key)
+      return d:curl("--path-as-is", "/t/" .. sign(options, key) .. "/" .. options .. "/" .. key)
+    end
+    local ok, r = pcall(function()
+      local served = ask("w_100", "photo.jpg")
+      assert.equal(200, served.status)
+      assert.equal(100, probe(served.body).width)
+      local etag = served.headers.etag
+      local again = d:curl("-H " .. paths.q("If-None-Match: " .. etag), "/t/" .. sign("w_100", "photo.jpg") ..
+        "/w_100/photo.jpg")
+      assert.equal(304, again.status)
+      assert.equal(404, ask("w_100", "nothing.jpg").status)
+      assert.equal(400, ask("w_100", "../outside.jpg").status)
+    end)
+    d:stop()
+    assert(ok, r)
+  end)
+
+  it("will not start without a signing key unless unsigned mode is asked for", function()
+    local out = modes.new { pipelines = paths.pipelines }:invoke("cli", "transform",
+      modes.apigw { method = "GET", path = "/t/_/w_1/x.jpg", pipelines = paths.pipelines })
+    assert.is_false(out.ok)
+    assert.matches("TRANSFORM_SIGNING_KEY", out.stderr, 1, true)
+  end)
+end)
