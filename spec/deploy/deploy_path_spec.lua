@@ -156,16 +156,16 @@ describe("deploy: the deploy path on moto_server", function()
     for _, r in ipairs(aws("cloudformation describe-stack-resources --stack-name " .. STACK).StackResources) do
       if r.ResourceType then types[r.ResourceType] = (types[r.ResourceType] or 0) + 1 end
     end
-    assert.are.equal(4, types["AWS::Lambda::Function"]) -- upload, process, download, page
+    assert.are.equal(5, types["AWS::Lambda::Function"]) -- upload, process, download, page, transform
     assert.are.equal(2, types["AWS::Lambda::LayerVersion"])
     assert.are.equal(2, types["AWS::S3::Bucket"])
-    assert.are.equal(4, types["AWS::IAM::Role"])
+    assert.are.equal(5, types["AWS::IAM::Role"])
     assert.are.equal(1, types["AWS::DynamoDB::Table"])
     assert.are.equal(1, types["AWS::SQS::Queue"])
-    assert.are.equal(4, types["AWS::Logs::LogGroup"])
+    assert.are.equal(5, types["AWS::Logs::LogGroup"])
     print("# layers: " .. layers_from .. "; deploy-aws.sh took " .. os.time() - started .. " s")
-    print("# proved: infra/deploy-aws.sh created stack " .. STACK .. " on moto (4 functions, 2 layer versions, " ..
-      "2 buckets, table, queue, 4 roles, 4 log groups; moto skips EventInvokeConfig and Alarm)")
+    print("# proved: infra/deploy-aws.sh created stack " .. STACK .. " on moto (5 functions, 2 layer versions, " ..
+      "2 buckets, table, queue, 5 roles, 5 log groups; moto skips EventInvokeConfig and Alarm)")
   end)
 
   local fetched = {}

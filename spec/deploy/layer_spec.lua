@@ -174,7 +174,9 @@ describe("make layer", function()
     -- No pipelines: only the pipeline library, under lua/ (IMGPIPE_LIBRARY),
     -- so that any pipelines layer can declare pipelines with it.
     for _, name in ipairs(runtime) do
-      if name:match "%.lua$" then assert.matches("^lua/", name, 1, false, "a script in the runtime zip: " .. name) end
+      if name:match "%.lua$" then
+        assert.matches("^lua/", name, 1, false, "a script in the runtime zip: " .. name)
+      end
       assert.is_nil(name:match "^pipelines", "scripts in the runtime zip: " .. name)
     end
     assert.is_true(has(runtime, "lua/imgpipe/pipeline.lua") and has(runtime, "lua/lib/pipeline.lua"),
@@ -184,8 +186,8 @@ describe("make layer", function()
     assert.is_true(has(scripts, "pipelines/process.lua") and has(scripts, "pipelines/lib/config.lua"))
     local fn = zip_names(zips.function_zip)
     assert.is_true(has(fn, "bootstrap") and has(fn, "lib/libc.so.6") and has(fn, "pipelines/process.lua"))
-    proved(("runtime zip: %d entries, no pipelines (the library under lua/); pipelines zip: %d entries under pipelines/; " ..
-      "function zip: both (%d entries)"):format(#runtime, #scripts, #fn))
+    proved(("runtime zip: %d entries, no pipelines (the library under lua/); " ..
+      "pipelines zip: %d entries under pipelines/; function zip: both (%d entries)"):format(#runtime, #scripts, #fn))
   end)
 
   it("ships a bootstrap that says what is missing from an incomplete package", function()
