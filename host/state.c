@@ -75,9 +75,17 @@ static int state_setup(lua_State *L) {
     lua_setfield(L, -2, "cjson.safe");
     lua_pop(L, 1);
 
-    /* Pipelines first, so `require "lib.keys"` finds pipelines/lib/keys.lua. */
+    /* Pipelines first, so `require "lib.keys"` finds pipelines/lib/keys.lua;
+     * then the pipeline library (IMGPIPE_LIBRARY: the runtime package's
+     * lua/ folder, set by its bootstrap), so that `require "imgpipe.pipeline"`
+     * works from any pipelines folder, one without the library included. */
+    const char *library = getenv("IMGPIPE_LIBRARY");
     lua_getfield(L, -1, "path");
-    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir, lua_tostring(L, -1));
+    if (library && *library)
+        lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s/?.lua;%s/?/init.lua;%s", dir, dir, library, library,
+                        lua_tostring(L, -1));
+    else
+        lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir, lua_tostring(L, -1));
     lua_setfield(L, -3, "path");
     lua_pop(L, 2);
 

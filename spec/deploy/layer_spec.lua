@@ -326,6 +326,26 @@ describe("empty root", function()
     emptyroot.cleanup(root)
   end)
 
+  it("lets a pipelines folder without the library declare pipelines (the library ships in the runtime)", function()
+    local mine = [[
+local pipeline = require "imgpipe.pipeline"
+return {handler = function()
+  local ok = pcall(pipeline.process, {renditions = {{name = "x", width = 10, heigth = 10}}})
+  return {library = os.getenv "IMGPIPE_LIBRARY", process = type(pipeline.process), checks_fields = not ok}
+end}
+]]
+    local root = emptyroot.prepare { runtime_zip = zips.runtime_zip, pipelines_zip = zips.pipelines_zip,
+      files = { ["/opt/mine/mine.lua"] = mine } }
+    local r = emptyroot.invoke(root, { handler = "mine", events = { {} }, env = { IMGPIPE_PIPELINES = "/opt/mine" } })
+    local o = r.outcomes[1]
+    assert.equal("response", o.kind, tostring(o.body) .. "\n" .. emptyroot.log_lines(r.stderr))
+    assert.equal("/opt/lua", o.value.library)
+    assert.equal("function", o.value.process)
+    assert.is_true(o.value.checks_fields)
+    proved("a pipelines folder holding only mine.lua required imgpipe.pipeline from the runtime's /opt/lua")
+    emptyroot.cleanup(root)
+  end)
+
   it("renders text with the packaged font as the build machine does (no /etc/fonts in the root)", function()
     local root = emptyroot.prepare { runtime_zip = zips.runtime_zip, pipelines_zip = zips.pipelines_zip,
       ca = tls.ca, files = spec_pipelines "/opt" }
