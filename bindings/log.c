@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "codec.h"
 #include "handle.h"
@@ -104,6 +105,15 @@ static int log_warn(lua_State *L) { return log_write(L, 2); }
 static int log_error(lua_State *L) { return log_write(L, 3); }
 
 /* log.level() -> current threshold name; log.level("debug") sets it. */
+/* log.clock_ms(): milliseconds from a monotonic clock (fractional), for
+ * timing phases: only differences between two readings mean anything. */
+static int log_clock_ms(lua_State *L) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec * 1000.0 + (lua_Number)ts.tv_nsec / 1e6);
+    return 1;
+}
+
 static int log_level(lua_State *L) {
     log_config *cfg = log_fetch_config(L);
     if (!lua_isnoneornil(L, 1)) cfg->threshold = luaL_checkoption(L, 1, NULL, log_level_names);
@@ -275,8 +285,8 @@ void log_set_metric_sink(lua_State *L, const log_metric_sink *sink) {
 }
 
 static const luaL_Reg log_funcs[] = {
-    {"debug", log_debug},   {"error", log_error}, {"info", log_info}, {"level", log_level},
-    {"metric", log_metric}, {"warn", log_warn},   {NULL, NULL},
+    {"clock_ms", log_clock_ms}, {"debug", log_debug},   {"error", log_error}, {"info", log_info},
+    {"level", log_level},       {"metric", log_metric}, {"warn", log_warn},   {NULL, NULL},
 };
 
 int luaopen_imgpipe_log(lua_State *L) {

@@ -31,13 +31,19 @@ local source = require "lib.transform.source"
 local cfg = config.load_transform()
 http.cors_origin = cfg.cors_origin
 
+local NO_KEY = "transform needs a signing key: set TRANSFORM_SIGNING_KEY, TRANSFORM_SIGNING_KEY_PARAMETER (SSM) or " ..
+  "TRANSFORM_SIGNING_KEY_SECRET (Secrets Manager), or TRANSFORM_UNSIGNED=1 for development only"
 local signing_key, key_origin = secret.signing_key()
 if cfg.transform_unsigned then
   log.warn("TRANSFORM_UNSIGNED=1: transformation URLs are NOT checked; anyone can ask for any size. " ..
     "For development only; never deploy this setting", { unsigned = true })
 elseif not signing_key then
-  error("transform needs a signing key: set TRANSFORM_SIGNING_KEY, TRANSFORM_SIGNING_KEY_PARAMETER (SSM) or " ..
-    "TRANSFORM_SIGNING_KEY_SECRET (Secrets Manager), or TRANSFORM_UNSIGNED=1 for development only", 0)
+  -- A transform function on Lambda without its key is a broken deployment:
+  -- an init error. Elsewhere (imgpipe serve with every route, the CLI) the
+  -- rest of the service must not depend on this optional feature's setup:
+  -- /t/ requests answer 503 naming what to set (see the handler).
+  if os.getenv "AWS_LAMBDA_RUNTIME_API" then error(NO_KEY, 0) end
+  log.warn(NO_KEY .. "; /t/ requests answer 503 until then", { transform = "not configured" })
 else
   log.info("transformation URLs are signed", { key = key_origin })
 end
@@ -224,6 +230,7 @@ local function redirect_large(made, etag, vary)
 end
 
 local function handler(event, ctx)
+  if not signing_key and not cfg.transform_unsigned then return fail(503, "NotConfigured", NO_KEY) end
   if not http.is_request(event) then
     return fail(400, "InvalidRequest", "transform expects an API Gateway request")
   end

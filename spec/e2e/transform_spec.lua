@@ -551,10 +551,18 @@ describe("transform", function()
     assert(ok, r)
   end)
 
-  it("will not start without a signing key unless unsigned mode is asked for", function()
-    local out = modes.new { pipelines = paths.pipelines }:invoke("cli", "transform",
-      modes.apigw { method = "GET", path = "/t/_/w_1/x.jpg", pipelines = paths.pipelines })
-    assert.is_false(out.ok)
-    assert.matches("TRANSFORM_SIGNING_KEY", out.stderr, 1, true)
+  it("without a signing key: an init error on Lambda, 503 NotConfigured elsewhere", function()
+    local d = modes.new { pipelines = paths.pipelines }
+    local event = modes.apigw { method = "GET", path = "/t/_/w_1/x.jpg", pipelines = paths.pipelines }
+    local out = d:invoke("cli", "transform", event)
+    assert.is_true(out.ok, out.error_message)
+    assert.equal(503, out.value.statusCode)
+    assert.matches("TRANSFORM_SIGNING_KEY", out.value.body, 1, true)
+    local ok, err = pcall(d.invoke, d, "lambda", "transform", event)
+    local lambda_out = ok and err or nil
+    local text = ok and ((lambda_out.error_message or "") .. (lambda_out.stderr or "")) or tostring(err)
+    assert.is_true(not ok or lambda_out.ok == false, "Lambda answered without a key")
+    assert.matches("TRANSFORM_SIGNING_KEY", text, 1, true)
+    d:stop()
   end)
 end)

@@ -178,6 +178,15 @@ function M.new(decl)
     return { imageId = claim.image_id, status = "FAILED", reason = reason, itemStatus = status }
   end
 
+  -- Metrics (docs/metrics.md): each phase's duration, bytes and pixels of
+  -- one image, as EMF lines on Lambda and /metrics series in imgpipe serve.
+  -- Decoding, resizing and encoding run in one pass (the pixels are
+  -- computed while they are encoded), so they are one figure: render_ms.
+  local DIMS = { pipeline = "process" }
+  local function timed(ctx, name, started)
+    ctx.log.metric(name, ctx.log.clock_ms() - started, { unit = "Milliseconds", dims = DIMS })
+  end
+
   -- Processes one object under a claim. Returns a summary, or raises a retry.
   local function process_claimed(rec, claim, source, ctx, force)
     if claim.retry and not force then
@@ -186,14 +195,26 @@ function M.new(decl)
     end
     local ok, err = check_size(source)
     if not ok then return fail(rec, claim, ctx, err) end
+    local t = ctx.log.clock_ms()
     local body, ferr = fetch(rec)
     if not body then return fail(rec, claim, ctx, ferr) end
+    timed(ctx, "fetch_ms", t)
+    ctx.log.metric("bytes_in", #body, { unit = "Bytes", dims = DIMS })
+    t = ctx.log.clock_ms()
     local probe, perr = image.probe(body, { allow = limits.allow })
     if not probe then return fail(rec, claim, ctx, perr) end
     local made, merr = renditions.make(body, decls, limits)
     if not made then return fail(rec, claim, ctx, merr) end
+    timed(ctx, "render_ms", t)
+    local bytes_out = 0
+    for _, m in ipairs(made) do bytes_out = bytes_out + #m.bytes end
+    ctx.log.metric("bytes_out", bytes_out, { unit = "Bytes", dims = DIMS })
+    ctx.log.metric("pixels", probe.width * probe.height * math.max(1, probe.pages or 1),
+      { unit = "Count", dims = DIMS })
+    t = ctx.log.clock_ms()
     local out, serr = store(rec, claim.image_id, source, probe, made)
     if not out then return fail(rec, claim, ctx, serr) end
+    timed(ctx, "store_ms", t)
     return record_processed(rec, claim, out, ctx, false)
   end
 
@@ -243,6 +264,36 @@ function M.new(decl)
     failures.retry("cannot claim the image record", why)
   end
 
+  -- One "outcome" count per object: ok, the failure's code, the reason it
+  -- was skipped, or Retry / ConfigurationError.
+  local function count_outcome(ctx, ok, res)
+    local code
+    if not ok then
+      code = failures.is_retry(res) and (res.kind == "configuration" and "ConfigurationError" or "Retry") or "Error"
+    elseif res.status == "PROCESSED" then
+      code = "ok"
+    elseif res.status == "FAILED" then
+      code = tostring(res.reason):match "^(%w+):" or "Failed"
+    else
+      code = res.code or "Skipped"
+    end
+    ctx.log.metric("outcome", 1, { unit = "Count", dims = { pipeline = "process", code = code } })
+  end
+
+  local cold = true
+  local function process_counted(rec, ctx, force)
+    if cold then
+      cold = false
+      ctx.log.metric("cold_start", 1, { unit = "Count", dims = DIMS })
+    end
+    local started = ctx.log.clock_ms()
+    local ok, res, item = pcall(process_record, rec, ctx, force)
+    count_outcome(ctx, ok, res)
+    timed(ctx, "total_ms", started)
+    if not ok then error(res, 0) end
+    return res, item
+  end
+
   local function log_retry(ctx, e)
     if e.kind == "configuration" then ctx.log.error(e.message) else ctx.log.warn(e.message) end
   end
@@ -250,7 +301,7 @@ function M.new(decl)
   local function handle_s3_event(event, ctx)
     local results, retries, kind = {}, {}, "transient"
     for _, rec in ipairs(s3event.records(event)) do
-      local ok, res = pcall(process_record, rec, ctx, false)
+      local ok, res = pcall(process_counted, rec, ctx, false)
       if ok then
         results[#results + 1] = res
       elseif failures.is_retry(res) then
@@ -304,7 +355,7 @@ function M.new(decl)
         "imgpipe run process --event with {\"bucket\", \"key\", \"force\": true}")
     end
     local rec = { bucket = body.bucket, key = body.key }
-    local ok, res, item = pcall(process_record, rec, ctx, false)
+    local ok, res, item = pcall(process_counted, rec, ctx, false)
     if not ok then
       if failures.is_retry(res) then
         log_retry(ctx, res)
@@ -334,7 +385,7 @@ function M.new(decl)
     if type(event.bucket) ~= "string" or type(event.key) ~= "string" then
       error("the event must be {\"bucket\": ..., \"key\": ..., \"force\": true|false}", 0)
     end
-    local ok, res = pcall(process_record, { bucket = event.bucket, key = event.key }, ctx, event.force == true)
+    local ok, res = pcall(process_counted, { bucket = event.bucket, key = event.key }, ctx, event.force == true)
     if not ok then
       if failures.is_retry(res) then error(res.kind .. " failure, try again: " .. res.message, 0) end
       error(res, 0)
