@@ -118,12 +118,16 @@ static void load_read_policy(lua_State *L, int idx, load_policy *p) {
             int found = -1;
             for (int k = 0; name && load_format_names[k]; k++)
                 if (!strcmp(name, load_format_names[k])) found = k;
-            if (found < 0) luaL_error(L, "option 'allow': unknown format '%s'", name ? name : "?");
+            if (found < 0)
+                luaL_argerror(L, idx,
+                              lua_pushfstring(L, "field 'allow': unknown format '%s'", name ? name : "?"));
             p->allow |= (load_formats)1 << found;
             lua_pop(L, 1);
         }
     } else if (t != LUA_TNIL) {
-        luaL_error(L, "option 'allow': array of format names expected, got %s", luaL_typename(L, -1));
+        luaL_argerror(L, idx,
+                      lua_pushfstring(L, "field 'allow': array of format names expected, got %s",
+                                      luaL_typename(L, -1)));
     }
     lua_pop(L, 1);
 }

@@ -171,9 +171,9 @@ describe("imgpipe.image limits", function()
     for _, row in ipairs(rows) do
       it("raise on " .. row[1] .. " = " .. tostring(row[2]), function()
         assert.error_matches(function() image.thumbnail(fx.jpeg(), { width = 10, [row[1]] = row[2] }) end,
-          "option '" .. row[1] .. "'", 1, true)
+          "field '" .. row[1] .. "'", 1, true)
         assert.error_matches(function() image.probe(fx.jpeg(), { [row[1]] = row[2] }) end,
-          "option '" .. row[1] .. "'", 1, true)
+          "field '" .. row[1] .. "'", 1, true)
       end)
     end
   end)
