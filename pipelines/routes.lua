@@ -11,6 +11,7 @@ return {
   { method = "POST", path = "/upload", pipeline = "upload" },
   { method = "POST", path = "/process", pipeline = "process" },
   { method = "GET", path = "/download/{imageId}", pipeline = "download" },
+  { method = "GET", path = "/download", pipeline = "download" }, -- ?key=<upload key>
   -- the upload page (pipelines/www/): the page, and its script and styles
   { method = "GET", path = "/", pipeline = "page" },
   { method = "GET", path = "/assets/{name}", pipeline = "page" },

@@ -1,5 +1,5 @@
 -- The behaviour behind pipeline.download{...}: GET /download/{imageId}
--- [?rendition=NAME][&redirect=1].
+-- [?rendition=NAME][&redirect=1], or GET /download?key=<upload key>[&...].
 --
 -- 200 {imageId, status, url, expiresIn, width, height, contentType, bytes,
 -- rendition} once processed (a presigned GET, or a URL under
@@ -49,22 +49,46 @@ function M.new(decl)
       name = name }
   end
 
+  -- The image id of a request: GET /download/{imageId}, or GET /download?key=
+  -- with the object's key in the upload bucket (an object put there without
+  -- /upload has the id obj-<32 hex>, see lib/keys.lua). Returns the id and
+  -- the key it came from, or nil and a 400 answer.
+  local function image_id_of(event)
+    local id = http.path_param(event, "imageId")
+    if id == nil then
+      local key = http.query(event, "key")
+      if key == nil or key == "" then
+        return nil, nil, http.error(400, "InvalidRequest", "GET /download/{imageId}, or /download?key=<upload key>")
+      end
+      local problem = keys.key_problem(key)
+      if problem then return nil, nil, http.error(400, "InvalidKey", problem) end
+      if key:sub(1, #cfg.upload_prefix) ~= cfg.upload_prefix then
+        return nil, nil, http.error(400, "InvalidKey", "the key must be under " .. cfg.upload_prefix)
+      end
+      return keys.image_id_for(cfg, cfg.upload_bucket, key), key
+    end
+    if not keys.valid_image_id(id) then
+      return nil, nil, http.error(400, "InvalidImageId", "imageId must be the id returned by /upload")
+    end
+    return id:lower()
+  end
+
   return function(event, ctx)
     if not http.is_request(event) then
       return http.error(400, "InvalidRequest", "download expects an API Gateway request")
     end
-    local id = http.path_param(event, "imageId")
-    if not keys.valid_image_id(id) then
-      return http.error(400, "InvalidImageId", "imageId must be the id returned by /upload")
-    end
-    id = id:lower()
+    local id, by_key, bad = image_id_of(event)
+    if not id then return bad end
     local item, err = images.get(cfg, id)
     if err then
       ctx.log.error("cannot read the image record", { imageId = id, error = tostring(err) })
       return http.error(503, "ServiceUnavailable", "the image record could not be read; try again")
     end
-    if not item then
-      return http.error(404, "NotFound", "no image with id " .. id)
+    -- By key: the id is derived from the key, so the record must name that
+    -- very key (an id is never answered for another object's key).
+    if not item or (by_key and item.originalKey and item.originalKey ~= by_key) then
+      return http.error(404, "NotFound", by_key and ("no image for the upload key " .. by_key) or
+        ("no image with id " .. id))
     end
     if item.status == "FAILED" then
       local code, message = tostring(item.reason or "ProcessingFailed"):match "^(%w+): (.*)$"
@@ -74,8 +98,8 @@ function M.new(decl)
     if item.status ~= "PROCESSED" or not item.processedKey then
       return http.json(202, { imageId = id, status = item.status or "PENDING" }, { ["Retry-After"] = "1" })
     end
-    local r, bad = pick(event, id, item)
-    if not r then return bad end
+    local r, unknown = pick(event, id, item)
+    if not r then return unknown end
     local url = object_url(r.key)
     if http.query(event, "redirect") == "1" then
       return http.redirect(url)
