@@ -211,6 +211,10 @@ end
 
 -- Every environment variable the pipelines read: os.getenv "X" anywhere
 -- under pipelines/, and the names given to lib/config.lua's readers.
+-- Variables Lambda itself sets in every function's environment: a pipeline
+-- may read them (to tell Lambda from imgpipe serve), the template never sets them.
+local LAMBDA_SETS = { AWS_LAMBDA_RUNTIME_API = true, AWS_LAMBDA_FUNCTION_NAME = true, AWS_REGION = true }
+
 function M.env_vars()
   local set = {}
   local files = assert(io.popen("find " .. paths.q(paths.pipelines) .. " -name '*.lua' | sort"))
@@ -222,7 +226,9 @@ function M.env_vars()
   end
   files:close()
   local out = {}
-  for k in pairs(set) do out[#out + 1] = k end
+  for k in pairs(set) do
+    if not LAMBDA_SETS[k] then out[#out + 1] = k end
+  end
   table.sort(out)
   return out
 end
