@@ -91,6 +91,9 @@ local function read_request(event)
     -- DIT signs the path: checked before the base64 JSON is even decoded.
     local given = http.query(event, "signature")
     local ok = signing_key and given and signing.equal(signing.dit_signature(signing_key, "/" .. p.request), given)
+    if given and not signing_key and not cfg.transform_unsigned then
+      return nil, fail(503, "NotConfigured", NO_KEY)
+    end
     if not ok and not cfg.transform_unsigned then
       return nil, fail(403, given and "InvalidSignature" or "MissingSignature",
         given and "the signature does not match the path" or "this URL is not signed")
@@ -120,6 +123,8 @@ local function check_signature(req)
   if not req.signature then
     return nil, fail(403, "MissingSignature", "this URL is not signed")
   end
+  -- A signed URL this server cannot check: its set-up, not the client, is at fault.
+  if not signing_key then return nil, fail(503, "NotConfigured", NO_KEY) end
   return nil, fail(403, "InvalidSignature", "the signature does not match the options and key")
 end
 
@@ -230,7 +235,6 @@ local function redirect_large(made, etag, vary)
 end
 
 local function handler(event, ctx)
-  if not signing_key and not cfg.transform_unsigned then return fail(503, "NotConfigured", NO_KEY) end
   if not http.is_request(event) then
     return fail(400, "InvalidRequest", "transform expects an API Gateway request")
   end

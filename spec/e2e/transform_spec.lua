@@ -553,7 +553,7 @@ describe("transform", function()
 
   it("without a signing key: an init error on Lambda, 503 NotConfigured elsewhere", function()
     local d = modes.new { pipelines = paths.pipelines }
-    local event = modes.apigw { method = "GET", path = "/t/_/w_1/x.jpg", pipelines = paths.pipelines }
+    local event = modes.apigw { method = "GET", path = "/t/c2lnbmVk/w_1/x.jpg", pipelines = paths.pipelines }
     local out = d:invoke("cli", "transform", event)
     assert.is_true(out.ok, out.error_message)
     assert.equal(503, out.value.statusCode)
