@@ -31,8 +31,7 @@
 #             imgpipe serve (pipelines/transform.lua), ipx (npm) and nginx's
 #             image_filter on the same 6 MP JPEG from one folder; wrk at 1, 16
 #             and 64 connections, p50/p99, peak RSS; fit 800 px JPEG, the same
-#             to WebP, 400x400 smart-crop cover (not part of the default run:
-#             BENCH_ONLY=transform)
+#             to WebP, 400x400 smart-crop cover
 # Each section runs in its own process; one that fails is reported as such in
 # RESULTS.md and the others still run.
 #
@@ -44,7 +43,7 @@ ROOT=$PWD
 export IMGPIPE_BIN=${IMGPIPE_BIN:-$ROOT/build/imgpipe}
 export OUT=${BENCH_OUT:-$ROOT/bench/out}
 export RES=$OUT/results
-SECTIONS=${BENCH_ONLY:-resize events coldstart presign http mixed}
+SECTIONS=${BENCH_ONLY:-resize events coldstart presign http mixed transform}
 QUICK=${BENCH_QUICK:-0}
 PY=/usr/bin/python3 # Debian's: python3-pil and python3-boto3 live there
 SHARED_IMAGE=$ROOT/../shared/test-images/2569067123_aca715a2ee_o.jpg

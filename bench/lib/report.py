@@ -70,6 +70,10 @@ def npm_version(pkg, base="bench/node_modules"):
 # ---- what each target needs, and what it would take when missed -------------
 
 WOULD_TAKE = {
+    "transform-rps": "Both servers spend most of each request inside libvips and write outputs of the same "
+                     "size, so cutting server overhead cannot double the rate of identical work: it would "
+                     "take less work per request (a lower WebP effort), a result cache in front (what the "
+                     "CDN is for), or more workers than ipx's threads on an idle machine (docs/transform.md).",
     "resize-floor-time": "The floor makes the same libvips calls and reads each file the same way (one "
                          "read(2) at its size, as image.thumbnail_file does), and its output is byte-for-byte "
                          "imgpipe's. What remains is imgpipe's longer process start (about 10 ms: the Lua "
@@ -492,6 +496,46 @@ def mixed_section(res, out, targets):
                           "%.1f MB" % worst_rss))
 
 
+def transform_section(res, out, targets):
+    out.append("## 7. On-the-fly transformations (`GET /t/...` against ipx and nginx image_filter)\n")
+    r = load(res, "transform.json")
+    if not r or not r.get("runs"):
+        out.append("Not run (`BENCH_ONLY=transform`, or the section failed: see its log).\n")
+        return
+    out.append("`bench/lib/transform_bench.py`: each server (imgpipe serve with pipelines/transform.lua, ipx from "
+               "npm, nginx's image_filter where it has the operation) serves the same original from the same "
+               "folder; `wrk` loads each operation at 1, 16 and 64 connections; peak RSS of the server's process "
+               "tree. Target: imgpipe at least 2x ipx's requests/s at no more than half its memory.\n")
+    by = {(x["op"], x["server"]): x for x in r["runs"]}
+    out.append("| op | server | " + " | ".join("c=%d req/s (p50/p99 ms)" % c for c in r["connections"]) +
+               " | peak RSS MB |")
+    out.append("|---|---|" + "---|" * len(r["connections"]) + "---|")
+    for x in r["runs"]:
+        if "load" not in x:
+            out.append("| %s | %s | %s |" % (x["op"], x["server"], x.get("skipped") or x.get("error", "?")))
+            continue
+        cells = ["%.1f (%.0f/%.0f)" % (y["rps"], y["p50_ms"] or -1, y["p99_ms"] or -1) for y in x["load"]]
+        out.append("| %s | %s | %s | %d |" % (x["op"], x["server"], " | ".join(cells), x["peak_rss_kb"] // 1024))
+    out.append("")
+    worst_rps, worst_mem = None, None
+    for (op, server), a in by.items():
+        b = by.get((op, "ipx"))
+        if server != "imgpipe" or not b or "load" not in a or "load" not in b:
+            continue
+        for x, y in zip(a["load"], b["load"]):
+            if y["rps"] > 0:
+                ratio = x["rps"] / y["rps"]
+                worst_rps = ratio if worst_rps is None else min(worst_rps, ratio)
+        mem = a["peak_rss_kb"] / b["peak_rss_kb"]
+        worst_mem = mem if worst_mem is None else max(worst_mem, mem)
+    if worst_rps is not None:
+        targets.append(Target("transform-rps", "On the fly: req/s, imgpipe ÷ ipx (worst cell)", worst_rps, 2.0,
+                              True, "%.2fx" % worst_rps))
+    if worst_mem is not None:
+        targets.append(Target("transform-rss", "On the fly: peak RSS, imgpipe ÷ ipx (worst op)", worst_mem, 0.5,
+                              False, "%.2f" % worst_mem))
+
+
 # ---- header, summary, chart ----------------------------------------------------------
 
 def machine_and_versions(res, out):
@@ -594,6 +638,7 @@ def main():
     presign_section(res, body, targets)
     http_section(res, body)
     mixed_section(res, body, targets)
+    transform_section(res, body, targets)
 
     out = ["# imgpipe benchmarks\n"]
     started, finished = load(res, "started") or "?", load(res, "finished") or "?"
