@@ -78,6 +78,9 @@ function M.load()
     claim_grace_ms = integer("CLAIM_GRACE_MS", 5000, 0, 600000),
     claim_ttl_s = integer("CLAIM_TTL_SECONDS", 900, 1, 86400),
     min_remaining_ms = integer("MIN_REMAINING_MS", 3000, 0, 900000),
+    -- A PENDING record whose upload never comes expires (DynamoDB TTL on
+    -- expiresAt) this long after /upload; 0 = never.
+    pending_ttl_s = integer("PENDING_TTL_SECONDS", 7 * 86400, 0, 365 * 86400),
     public_base_url = os.getenv "PUBLIC_BASE_URL", -- e.g. the CloudFront domain serving the processed bucket
     cors_origin = os.getenv "CORS_ALLOW_ORIGIN",
   }

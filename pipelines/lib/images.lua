@@ -51,6 +51,11 @@ end
 function M.create_pending(cfg, item)
   item.status = "PENDING"
   item.uploadTimestamp = iso_now()
+  -- The table's TTL attribute: an upload that never comes expires with its
+  -- record (the first claim removes it, see M.claim).
+  if cfg.pending_ttl_s and cfg.pending_ttl_s > 0 then
+    item.expiresAt = M.now_ms() // 1000 + cfg.pending_ttl_s
+  end
   return dynamodb.put_item {
     table = cfg.table,
     item = item,
@@ -115,7 +120,8 @@ function M.claim(cfg, image_id, rec, source, opts)
   end
   local old, err = dynamodb.update_item {
     table = cfg.table, key = { imageId = image_id },
-    update = "SET " .. table.concat(sets, ", "), condition = table.concat(conditions, " AND "),
+    update = "SET " .. table.concat(sets, ", ") .. " REMOVE expiresAt",
+    condition = table.concat(conditions, " AND "),
     names = { ["#status"] = "status" }, values = values, return_values = "ALL_OLD",
   }
   if not err then
