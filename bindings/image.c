@@ -196,62 +196,6 @@ int image_frame_height(VipsImage *im) {
 
 int image_frames(VipsImage *im) { return im->Ysize / image_frame_height(im); }
 
-/* Option readers ------------------------------------------------------- */
-
-/* The image_opt_* readers are the image_field_* ones (image_fields.c): one
- * dialect, reported through luaL_argerror with the argument number idx:
- * "bad argument #2 to 'thumbnail' (field 'width': integer expected, got
- * string)". */
-lua_Integer image_opt_int(lua_State *L, int idx, const char *field, lua_Integer def, lua_Integer min,
-                          lua_Integer max) {
-    return image_field_int(L, idx, field, def, min, max);
-}
-
-double image_opt_number(lua_State *L, int idx, const char *field, double def, double min, double max) {
-    return image_field_number(L, idx, field, def, min, max);
-}
-
-int image_opt_bool(lua_State *L, int idx, const char *field, int def) {
-    return image_field_bool(L, idx, field, def);
-}
-
-int image_opt_option(lua_State *L, int idx, const char *field, const char *def, const char *const names[]) {
-    return image_field_option(L, idx, field, def, names);
-}
-
-int image_opt_colour(lua_State *L, int idx, const char *field, double out[4], double def, int def_n) {
-    int n = 0;
-    int t = lua_getfield(L, idx, field);
-    if (t == LUA_TNIL) {
-        for (n = 0; n < def_n && n < 4; n++)
-            out[n] = def;
-    } else if (t == LUA_TNUMBER) {
-        out[n++] = lua_tonumber(L, -1);
-    } else if (t == LUA_TTABLE) {
-        lua_Integer len = luaL_len(L, -1);
-        if (len < 1 || len > 4)
-            luaL_argerror(L, idx, lua_pushfstring(L, "field '%s': 1 to 4 numbers expected", field));
-        for (n = 0; n < (int)len; n++) {
-            lua_geti(L, -1, n + 1);
-            int ok;
-            out[n] = lua_tonumberx(L, -1, &ok);
-            if (!ok)
-                luaL_argerror(L, idx,
-                              lua_pushfstring(L, "field '%s': item %d is not a number", field, n + 1));
-            lua_pop(L, 1);
-        }
-    } else {
-        luaL_argerror(L, idx,
-                      lua_pushfstring(L, "field '%s': number or array of numbers expected, got %s", field,
-                                      luaL_typename(L, -1)));
-    }
-    for (int i = 0; i < n; i++)
-        if (!(out[i] >= 0 && out[i] <= 65535))
-            luaL_argerror(L, idx, lua_pushfstring(L, "field '%s': value out of range 0..65535", field));
-    lua_pop(L, 1);
-    return n;
-}
-
 /* Methods ---------------------------------------------------------------- */
 
 static int image_width(lua_State *L) {

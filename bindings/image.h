@@ -165,22 +165,6 @@ IMAGE_INTERNAL int image_fail(lua_State *L, const char *code, const char *what);
 IMAGE_INTERNAL int image_frame_height(VipsImage *im);
 IMAGE_INTERNAL int image_frames(VipsImage *im);
 
-/* Reads field of the options table at idx; absent or nil gives def.
- * Wrong types or values out of range raise, naming the field. */
-IMAGE_INTERNAL lua_Integer image_opt_int(lua_State *L, int idx, const char *field, lua_Integer def,
-                                         lua_Integer min, lua_Integer max);
-IMAGE_INTERNAL double image_opt_number(lua_State *L, int idx, const char *field, double def, double min,
-                                       double max);
-IMAGE_INTERNAL int image_opt_bool(lua_State *L, int idx, const char *field, int def);
-IMAGE_INTERNAL int image_opt_option(lua_State *L, int idx, const char *field, const char *def,
-                                    const char *const names[]);
-
-/* A colour option: a number (grey) or an array of 1 to 4 numbers 0..255
- * (or 0..65535). Writes the values into out, returns their count, or def_n
- * copies of def when the field is absent. */
-IMAGE_INTERNAL int image_opt_colour(lua_State *L, int idx, const char *field, double out[4], double def,
-                                    int def_n);
-
 /* Lua functions of the module, by file. */
 IMAGE_INTERNAL int image_probe(lua_State *L);     /* image_load.c */
 IMAGE_INTERNAL int image_thumbnail(lua_State *L); /* image_load.c */

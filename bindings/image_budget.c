@@ -120,9 +120,9 @@ int image_budget_fail(lua_State *L, const image_budget *b, int why, const char *
 }
 
 lua_Integer image_opt_budget(lua_State *L, int idx, lua_Integer def) {
-    return idx ? image_opt_int(L, idx, "budget_ms", def, 0, IMAGE_MAX_BUDGET_MS) : def;
+    return idx ? image_field_int(L, idx, "budget_ms", def, 0, IMAGE_MAX_BUDGET_MS) : def;
 }
 
 int64_t image_opt_deadline(lua_State *L, int idx) {
-    return idx ? (int64_t)image_opt_int(L, idx, "deadline_ms", 0, 0, (lua_Integer)1 << 52) : 0;
+    return idx ? (int64_t)image_field_int(L, idx, "deadline_ms", 0, 0, (lua_Integer)1 << 52) : 0;
 }

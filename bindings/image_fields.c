@@ -1,5 +1,5 @@
-/* imgpipe.image: reading the fields of an options table, for the toolkit
- * operations (image_text.c, image_steps.c). A wrong field raises through
+/* imgpipe.image: reading the fields of an options table, for every function
+ * and method of the module. A wrong field raises through
  * luaL_argerror, so the message names the function, the argument and the
  * field:
  *

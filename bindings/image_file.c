@@ -76,7 +76,7 @@ static int file_read(lua_State *L, const char *path, lua_Integer max_bytes, cons
 }
 
 static lua_Integer file_max_bytes(lua_State *L, int idx) {
-    return idx ? image_opt_int(L, idx, "max_bytes", FILE_DEFAULT_MAX_BYTES, 1, (lua_Integer)1 << 40)
+    return idx ? image_field_int(L, idx, "max_bytes", FILE_DEFAULT_MAX_BYTES, 1, (lua_Integer)1 << 40)
                : FILE_DEFAULT_MAX_BYTES;
 }
 

@@ -98,15 +98,15 @@ static void load_read_policy(lua_State *L, int idx, load_policy *p) {
     p->deadline_ms = 0;
     p->fail_on = 2; /* error */
     if (!idx) return;
-    p->max_pixels = image_opt_int(L, idx, "max_pixels", p->max_pixels, 1, (lua_Integer)1 << 40);
-    p->max_pages = image_opt_int(L, idx, "max_pages", p->max_pages, 1, 100000);
-    p->max_scans = image_opt_int(L, idx, "max_scans", p->max_scans, 1, 100000);
-    p->max_aspect_ratio = image_opt_int(L, idx, "max_aspect_ratio", p->max_aspect_ratio, 1, IMAGE_MAX_SIDE);
+    p->max_pixels = image_field_int(L, idx, "max_pixels", p->max_pixels, 1, (lua_Integer)1 << 40);
+    p->max_pages = image_field_int(L, idx, "max_pages", p->max_pages, 1, 100000);
+    p->max_scans = image_field_int(L, idx, "max_scans", p->max_scans, 1, 100000);
+    p->max_aspect_ratio = image_field_int(L, idx, "max_aspect_ratio", p->max_aspect_ratio, 1, IMAGE_MAX_SIDE);
     p->max_interlaced_pixels =
-        image_opt_int(L, idx, "max_interlaced_pixels", p->max_interlaced_pixels, 1, (lua_Integer)1 << 40);
+        image_field_int(L, idx, "max_interlaced_pixels", p->max_interlaced_pixels, 1, (lua_Integer)1 << 40);
     p->budget_ms = image_opt_budget(L, idx, p->budget_ms);
     p->deadline_ms = image_opt_deadline(L, idx);
-    p->fail_on = image_opt_option(L, idx, "fail_on", "error", load_fail_on_names);
+    p->fail_on = image_field_option(L, idx, "fail_on", "error", load_fail_on_names);
     int t = lua_getfield(L, idx, "allow");
     if (t == LUA_TTABLE) {
         int top = lua_gettop(L);
@@ -426,13 +426,13 @@ typedef struct load_request {
 static void load_read_request(lua_State *L, load_request *q) {
     luaL_checktype(L, 2, LUA_TTABLE);
     load_read_policy(L, 2, &q->policy);
-    q->width = (int)image_opt_int(L, 2, "width", 0, 1, IMAGE_MAX_SIDE);
-    q->height = (int)image_opt_int(L, 2, "height", 0, 1, IMAGE_MAX_SIDE);
-    q->size = load_size_values[image_opt_option(L, 2, "size", "down", load_size_names)];
-    q->crop = load_crop_values[image_opt_option(L, 2, "crop", "none", load_crop_names)];
-    q->animated = image_opt_bool(L, 2, "animated", 0);
-    q->lazy = image_opt_bool(L, 2, "lazy", 1);
-    q->fast_shrink = image_opt_bool(L, 2, "fast_shrink", 1);
+    q->width = (int)image_field_int(L, 2, "width", 0, 1, IMAGE_MAX_SIDE);
+    q->height = (int)image_field_int(L, 2, "height", 0, 1, IMAGE_MAX_SIDE);
+    q->size = load_size_values[image_field_option(L, 2, "size", "down", load_size_names)];
+    q->crop = load_crop_values[image_field_option(L, 2, "crop", "none", load_crop_names)];
+    q->animated = image_field_bool(L, 2, "animated", 0);
+    q->lazy = image_field_bool(L, 2, "lazy", 1);
+    q->fast_shrink = image_field_bool(L, 2, "fast_shrink", 1);
     luaL_argcheck(L, q->width || q->height, 2, "width or height is required");
     luaL_argcheck(L, q->crop == VIPS_INTERESTING_NONE || (q->width && q->height), 2,
                   "crop needs both width and height");

@@ -99,8 +99,8 @@ int image_join_frames(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
     int o = lua_istable(L, 2) ? 2 : 0;
-    int delay = o ? (int)image_opt_int(L, o, "delay", 100, 0, 655350) : 100;
-    int loop = o ? (int)image_opt_int(L, o, "loop", 0, 0, 65535) : 0;
+    int delay = o ? (int)image_field_int(L, o, "delay", 100, 0, 655350) : 100;
+    int loop = o ? (int)image_field_int(L, o, "loop", 0, 0, 65535) : 0;
     lua_Integer n = luaL_len(L, 1);
     luaL_argcheck(L, n >= 1 && n <= MAKE_MAX_FRAMES, 1, "1 to 1000 frames expected");
     VipsImage *frames[MAKE_MAX_FRAMES];

@@ -115,7 +115,8 @@ int image_flatten(lua_State *L) {
     bg[0] = 255;
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
-        n = image_opt_colour(L, 2, "background", bg, 255, 1);
+        int given = image_field_colour(L, 2, "background", bg, 65535);
+        if (given) n = given;
     }
     image_handle *out = image_push_handle(L);
     out->budget_ms = image_budget_of(L, 1);
@@ -161,10 +162,10 @@ int image_composite(lua_State *L) {
     double opacity = 1;
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
-        x = (int)image_opt_int(L, 3, "x", 0, -IMAGE_MAX_SIDE, IMAGE_MAX_SIDE);
-        y = (int)image_opt_int(L, 3, "y", 0, -IMAGE_MAX_SIDE, IMAGE_MAX_SIDE);
-        mode = image_opt_option(L, 3, "mode", "over", ops_blend_names);
-        opacity = image_opt_number(L, 3, "opacity", 1, 0, 1);
+        x = (int)image_field_int(L, 3, "x", 0, -IMAGE_MAX_SIDE, IMAGE_MAX_SIDE);
+        y = (int)image_field_int(L, 3, "y", 0, -IMAGE_MAX_SIDE, IMAGE_MAX_SIDE);
+        mode = image_field_option(L, 3, "mode", "over", ops_blend_names);
+        opacity = image_field_number(L, 3, "opacity", 1, 0, 1);
     }
     image_handle *out = image_push_handle(L);
     out->budget_ms = image_budget_of(L, 1);

@@ -79,12 +79,13 @@ static void save_read_options(lua_State *L, int idx, int fmt, save_options *o) {
     o->deadline_ms = image_opt_deadline(L, idx);
     o->budget_ms = image_opt_budget(L, idx, o->budget_ms);
     if (!idx) return;
-    o->interlace = image_opt_bool(L, idx, "interlace", 0);
-    o->quality = (int)image_opt_int(L, idx, "quality", o->quality ? o->quality : 80, 1, 100);
-    o->strip = image_opt_bool(L, idx, "strip", 1);
-    o->lossless = image_opt_bool(L, idx, "lossless", 0);
-    o->effort = (int)image_opt_int(L, idx, "effort", o->effort, effort_min[fmt], effort_max[fmt]);
-    o->background_n = image_opt_colour(L, idx, "background", o->background, 255, 1);
+    o->interlace = image_field_bool(L, idx, "interlace", 0);
+    o->quality = (int)image_field_int(L, idx, "quality", o->quality ? o->quality : 80, 1, 100);
+    o->strip = image_field_bool(L, idx, "strip", 1);
+    o->lossless = image_field_bool(L, idx, "lossless", 0);
+    o->effort = (int)image_field_int(L, idx, "effort", o->effort, effort_min[fmt], effort_max[fmt]);
+    o->background_n = image_field_colour(L, idx, "background", o->background, 65535);
+    if (o->background_n == 0) o->background[0] = 255, o->background_n = 1; /* white */
 }
 
 /* Writes im as fmt into *buf. Returns 0, or -1 with the libvips error pending. */

@@ -25,9 +25,8 @@ PY = "/usr/bin/python3"  # Debian's, with python3-pil and python3-boto3
 NODE = shutil.which("node") or "node"
 
 
-def resize(image, work, rounds, out):
-    batch = int(os.environ.get("BENCH_BATCH", "50"))
-    imgpipe, floor = os.environ["IMGPIPE_BIN"], os.environ["FLOOR_BIN"]
+def batch_inputs(image, work, batch):
+    """work/in/img-001.jpg ... img-<batch>.jpg, each a symlink to image."""
     indir = os.path.join(work, "in")
     os.makedirs(indir, exist_ok=True)
     inputs = []
@@ -37,11 +36,22 @@ def resize(image, work, rounds, out):
             os.unlink(p)
         os.symlink(os.path.abspath(image), p)
         inputs.append(p)
+    return inputs
+
+
+def out_dir(work, name):
+    d = os.path.join(work, "out-" + name)
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def resize(image, work, rounds, out):
+    batch = int(os.environ.get("BENCH_BATCH", "50"))
+    imgpipe, floor = os.environ["IMGPIPE_BIN"], os.environ["FLOOR_BIN"]
+    inputs = batch_inputs(image, work, batch)
 
     def outdir(name):
-        d = os.path.join(work, "out-" + name)
-        os.makedirs(d, exist_ok=True)
-        return d
+        return out_dir(work, name)
 
     tools = [
         ("imgpipe", [imgpipe, "run", os.path.join(BENCH, "scripts/resize-batch.lua"), "--", outdir("imgpipe")], 1),
@@ -104,20 +114,10 @@ def renditions(kind, image, work, rounds, out):
               three separate thumbnails"""
     batch = int(os.environ.get("BENCH_BATCH", "50"))
     imgpipe = os.environ["IMGPIPE_BIN"]
-    indir = os.path.join(work, "in")
-    os.makedirs(indir, exist_ok=True)
-    inputs = []
-    for i in range(1, batch + 1):
-        p = os.path.join(indir, "img-%03d.jpg" % i)
-        if os.path.lexists(p):
-            os.unlink(p)
-        os.symlink(os.path.abspath(image), p)
-        inputs.append(p)
+    inputs = batch_inputs(image, work, batch)
 
     def outdir(name):
-        d = os.path.join(work, "out-" + name)
-        os.makedirs(d, exist_ok=True)
-        return d
+        return out_dir(work, name)
 
     script = os.path.join(BENCH, "scripts/renditions-batch.lua")
     if kind == "readme":

@@ -14,8 +14,6 @@ if not env then
   return
 end
 
-local image = require "imgpipe.image"
-local s3 = require "imgpipe.s3"
 local digest = require "imgpipe.digest"
 
 local RUN = require("imgpipe.random").hex(4)
@@ -26,10 +24,7 @@ describe("download by key", function()
   local expected_id = "obj-" .. digest.sha256_hex(env.UPLOAD_BUCKET .. "/" .. key):sub(1, 32)
 
   setup(function()
-    local card <close> = image.test_card(1000, 500)
-    assert(s3.put { bucket = env.UPLOAD_BUCKET, key = key, body = assert(card:save("jpeg")),
-      content_type = "image/jpeg" })
-    local info = assert(s3.head { bucket = env.UPLOAD_BUCKET, key = key })
+    local info = service.put_upload(key, service.jpeg(1000, 500))
     local out = drv:invoke("cli", "process", service.s3_event(key, { size = info.content_length }))
     assert(out.ok, out.error_message)
     assert(out.value.records[1].status == "PROCESSED", json.encode(out.value))

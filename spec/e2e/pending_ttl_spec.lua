@@ -15,15 +15,7 @@ if not env then
   return
 end
 
-local image = require "imgpipe.image"
-local s3 = require "imgpipe.s3"
-local dynamodb = require "imgpipe.dynamodb"
-
-local function get_item(id)
-  local it, err = dynamodb.get_item { table = env.TABLE_NAME, key = { imageId = id }, consistent = true }
-  assert(err == nil, tostring(err))
-  return it
-end
+local get_item = service.get_item
 
 describe("PENDING records expire", function()
   local drv = modes.new { pipelines = paths.pipelines, env = { PENDING_TTL_SECONDS = "3600" } }
@@ -42,10 +34,7 @@ describe("PENDING records expire", function()
     assert.is_true(item.expiresAt >= before + 3600 and item.expiresAt <= os.time() + 3600 + 5,
       "expiresAt " .. tostring(item.expiresAt))
 
-    local card <close> = image.test_card(400, 300)
-    assert(s3.put { bucket = env.UPLOAD_BUCKET, key = grant.key, body = assert(card:save("jpeg")),
-      content_type = "image/jpeg" })
-    local info = assert(s3.head { bucket = env.UPLOAD_BUCKET, key = grant.key })
+    local info = service.put_upload(grant.key, service.jpeg(400, 300))
     out = drv:invoke("cli", "process", service.s3_event(grant.key, { size = info.content_length }))
     assert.is_true(out.ok, out.error_message)
     item = get_item(grant.imageId)

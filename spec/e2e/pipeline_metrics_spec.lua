@@ -15,16 +15,13 @@ if not env then
   return
 end
 
-local image = require "imgpipe.image"
 local s3 = require "imgpipe.s3"
 
 local RUN = require("imgpipe.random").hex(4)
 
 local function put_jpeg(key, w, h)
-  local card <close> = image.test_card(w, h)
-  local body = assert(card:save("jpeg", { quality = 85 }))
-  assert(s3.put { bucket = env.UPLOAD_BUCKET, key = key, body = body, content_type = "image/jpeg" })
-  return assert(s3.head { bucket = env.UPLOAD_BUCKET, key = key }), #body
+  local body = service.jpeg(w, h)
+  return service.put_upload(key, body), #body
 end
 
 -- Every EMF document on the Lambda runtime's stderr since it started, by

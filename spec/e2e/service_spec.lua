@@ -15,40 +15,17 @@ if not env then
 end
 
 local image = require "imgpipe.image"
-local s3 = require "imgpipe.s3"
-local dynamodb = require "imgpipe.dynamodb"
 
 local UUID = "^%x+%-%x+%-4%x+%-%x+%-%x+$"
+
+local jpeg, get_item, put_upload, processed_keys = service.jpeg, service.get_item, service.put_upload,
+  service.processed_keys
 
 -- Keys are unique per run, so the specs also pass on a stack that already
 -- holds the objects and records of an earlier run.
 local RUN = require("imgpipe.random").hex(4)
 local function key_for(name)
   return (name:gsub("^uploads/", "uploads/" .. RUN .. "-"))
-end
-
-local function jpeg(w, h)
-  local card <close> = image.test_card(w, h)
-  return assert(card:save("jpeg", { quality = 85 }))
-end
-
-local function get_item(id)
-  local it, err = dynamodb.get_item { table = env.TABLE_NAME, key = { imageId = id }, consistent = true }
-  assert(err == nil, tostring(err))
-  return it
-end
-
-local function processed_keys(id)
-  local listing = assert(s3.list { bucket = env.PROCESSED_BUCKET, prefix = "processed/" .. id })
-  local out = {}
-  for _, k in ipairs(listing.keys) do out[#out + 1] = k.key end
-  return out
-end
-
-local function put_upload(key, body, content_type)
-  assert(s3.put { bucket = env.UPLOAD_BUCKET, key = key, body = body, content_type = content_type or "image/jpeg" })
-  local info = assert(s3.head { bucket = env.UPLOAD_BUCKET, key = key })
-  return info
 end
 
 describe("the service", function()

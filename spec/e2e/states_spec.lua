@@ -17,13 +17,15 @@ if not env then
   return
 end
 
-local image = require "imgpipe.image"
 local s3 = require "imgpipe.s3"
 local dynamodb = require "imgpipe.dynamodb"
 
 package.path = paths.pipelines .. "/?.lua;" .. package.path
 local keys = require "lib.keys"
 local s3event = require "lib.s3event"
+
+local jpeg, get_item, put_upload, processed_keys = service.jpeg, service.get_item, service.put_upload,
+  service.processed_keys
 
 local RUN = require("imgpipe.random").hex(4)
 local S3_URL = env.AWS_ENDPOINT_URL_S3 or os.getenv "AWS_ENDPOINT_URL"
@@ -45,29 +47,6 @@ end
 local function sleep_until_ms(t)
   local wait = (t - now_ms()) / 1000 + 1.1
   if wait > 0 then os.execute(string.format("sleep %.2f", wait)) end
-end
-
-local function jpeg(w, h)
-  local card <close> = image.test_card(w, h)
-  return assert(card:save("jpeg", { quality = 85 }))
-end
-
-local function get_item(id)
-  local it, err = dynamodb.get_item { table = env.TABLE_NAME, key = { imageId = id }, consistent = true }
-  assert(err == nil, tostring(err))
-  return it
-end
-
-local function put_upload(key, body)
-  assert(s3.put { bucket = env.UPLOAD_BUCKET, key = key, body = body, content_type = "image/jpeg" })
-  return assert(s3.head { bucket = env.UPLOAD_BUCKET, key = key })
-end
-
-local function processed_keys(id)
-  local listing = assert(s3.list { bucket = env.PROCESSED_BUCKET, prefix = "processed/" .. id })
-  local out = {}
-  for _, k in ipairs(listing.keys) do out[#out + 1] = k.key end
-  return out
 end
 
 -- imgpipe run process with extra environment and an optional --timeout;

@@ -51,6 +51,37 @@ function M.s3_event(key, opts)
   } } }
 end
 
+-- A test card of w x h as JPEG bytes.
+function M.jpeg(w, h)
+  local card <close> = require("imgpipe.image").test_card(w, h)
+  return assert(card:save("jpeg", { quality = 85 }))
+end
+
+-- The image's record in the table (a consistent read), or nil.
+function M.get_item(id)
+  local it, err = require("imgpipe.dynamodb").get_item { table = os.getenv "TABLE_NAME", key = { imageId = id },
+    consistent = true }
+  assert(err == nil, tostring(err))
+  return it
+end
+
+-- Puts body at key in the upload bucket; returns what a HEAD of it says.
+function M.put_upload(key, body, content_type)
+  local s3 = require "imgpipe.s3"
+  local bucket = os.getenv "UPLOAD_BUCKET"
+  assert(s3.put { bucket = bucket, key = key, body = body, content_type = content_type or "image/jpeg" })
+  return assert(s3.head { bucket = bucket, key = key })
+end
+
+-- The keys under processed/<id> in the processed bucket.
+function M.processed_keys(id)
+  local listing = assert(require("imgpipe.s3").list { bucket = os.getenv "PROCESSED_BUCKET",
+    prefix = "processed/" .. id })
+  local out = {}
+  for _, k in ipairs(listing.keys) do out[#out + 1] = k.key end
+  return out
+end
+
 -- Runs a shell command with the given stdin; fails the spec on a non-zero exit.
 function M.sh(cmd, stdin)
   local out, err, code = paths.run(cmd, stdin)
