@@ -138,7 +138,7 @@ deploy-pipelines:
 format:
 	clang-format -i host/*.c host/*.h bindings/*.c bindings/*.h bindings/core/*.c bindings/core/*.h bindings/aws/*.c bindings/aws/*.h infra/*.c
 
-# Fails when a C file differs from .clang-format (see spec/support/style-pending.txt).
+# Fails when a C file differs from .clang-format.
 format-check:
 	@spec/support/format-check.sh
 

@@ -63,8 +63,6 @@ if [ ! -x build/imgpipe ]; then echo "0 passed, $((failed)) failed"; exit 1; fi
 stage "lint"
 step_ok "luacheck (pipelines spec examples bench infra)" luacheck -q pipelines spec examples bench infra
 step_ok "no banned C calls (sprintf, strcpy, sscanf, strerror, access, ...)" spec/support/banned-calls.sh
-# The two style checks read spec/support/style-pending.txt (files other
-# branches are still changing); the lead empties it after merging.
 step_ok "C formatted as .clang-format says (make format-check)" spec/support/format-check.sh
 step_ok "no C function over 80 lines (clang-tidy readability-function-size)" spec/support/function-size.sh
 
