@@ -13,6 +13,8 @@
  *                                 the same size and bands. mean_abs is the
  *                                 largest of the bands' mean absolute
  *                                 differences, max_abs the largest difference,
+ *                                 colour weighted by alpha (a transparent
+ *                                 pixel's colour is not seen),
  *                                 psnr in dB over all bands (math.huge when
  *                                 identical), for 8-bit samples */
 #include <math.h>
@@ -94,9 +96,13 @@ typedef struct filter_difference {
  * of the squares over all bands. */
 static int filter_measure(VipsImage *im, void *data) {
     filter_difference *d = (filter_difference *)data;
-    VipsImage *diff = NULL, *abs = NULL, *stats = NULL;
-    int failed = vips_subtract(im, d->other, &diff, NULL) || vips_abs(diff, &abs, NULL) ||
-                 vips_stats(abs, &stats, NULL);
+    VipsImage *diff = NULL, *abs = NULL, *stats = NULL, *a = im, *b = d->other;
+    int failed = 0;
+    /* The colour of a transparent pixel is not seen: compare what is. */
+    if (vips_image_hasalpha(im))
+        failed = vips_premultiply(im, &a, NULL) || vips_premultiply(d->other, &b, NULL);
+    failed = failed || vips_subtract(a, b, &diff, NULL) || vips_abs(diff, &abs, NULL) ||
+             vips_stats(abs, &stats, NULL);
     if (!failed) {
         double n = (double)im->Xsize * im->Ysize * im->Bands;
         d->max_abs = *VIPS_MATRIX(stats, 1, 0);
@@ -105,6 +111,8 @@ static int filter_measure(VipsImage *im, void *data) {
         for (int b = 1; b <= im->Bands; b++)
             if (*VIPS_MATRIX(stats, 4, b) > d->mean_abs) d->mean_abs = *VIPS_MATRIX(stats, 4, b);
     }
+    if (a != im) g_object_unref(a);
+    if (b != d->other && b) g_object_unref(b);
     if (stats) g_object_unref(stats);
     if (abs) g_object_unref(abs);
     if (diff) g_object_unref(diff);

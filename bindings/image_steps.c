@@ -69,7 +69,7 @@ static int steps_options(lua_State *L, int required) {
  * out as IMAGE_MAX_SIDE + 1, for the caller's range check to refuse. */
 static int steps_round(double v) {
     if (!(v < IMAGE_MAX_SIDE + 1)) return IMAGE_MAX_SIDE + 1;
-    int n = (int)lround(v);
+    int n = (int)rint(v); /* halves to even, as libvips' resize and sharp size it */
     return n < 1 ? 1 : n;
 }
 
@@ -208,7 +208,19 @@ static int steps_box(VipsImage *im, VipsImage **t, int fit, int w, int h, const 
         *out = t[0];
         return 0;
     }
-    if (vips_gravity(im, &t[0], image_gravity_value(o->position), w, h, NULL)) return -1;
+    /* Where the cut goes: an edge, or the middle (rounded up, as sharp). */
+    VipsCompassDirection g = image_gravity_value(o->position);
+    int west = g == VIPS_COMPASS_DIRECTION_WEST || g == VIPS_COMPASS_DIRECTION_NORTH_WEST ||
+               g == VIPS_COMPASS_DIRECTION_SOUTH_WEST;
+    int east = g == VIPS_COMPASS_DIRECTION_EAST || g == VIPS_COMPASS_DIRECTION_NORTH_EAST ||
+               g == VIPS_COMPASS_DIRECTION_SOUTH_EAST;
+    int north = g == VIPS_COMPASS_DIRECTION_NORTH || g == VIPS_COMPASS_DIRECTION_NORTH_EAST ||
+                g == VIPS_COMPASS_DIRECTION_NORTH_WEST;
+    int south = g == VIPS_COMPASS_DIRECTION_SOUTH || g == VIPS_COMPASS_DIRECTION_SOUTH_EAST ||
+                g == VIPS_COMPASS_DIRECTION_SOUTH_WEST;
+    int left = west ? 0 : east ? im->Xsize - w : (im->Xsize - w + 1) / 2;
+    int top = north ? 0 : south ? im->Ysize - h : (im->Ysize - h + 1) / 2;
+    if (vips_extract_area(im, &t[0], left, top, w, h, NULL)) return -1;
     *out = t[0];
     return 0;
 }

@@ -1,0 +1,50 @@
+-- DIT conformance: every case of spec/conformance/*_cases.lua through
+-- imgpipe and through sharp (the library DIT hands its edits to), outputs
+-- compared: format, width, height and bands exactly, pixels within
+-- support.conformance.TOLERANCE. Cases that differ by design check their
+-- own property; refused cases check that imgpipe refuses them.
+-- Skipped, with the reason, without node and sharp (make deps-test installs
+-- sharp into spec/conformance/node_modules) and under the sanitizers
+-- (the same C runs unsanitized in the busted stage; this spec is the
+-- slowest there and adds nothing the other image specs do not).
+local conformance = require "support.conformance"
+local paths = require "support.paths"
+
+local cases = {}
+for _, file in ipairs { "edit_cases" } do
+  for _, c in ipairs(require("conformance." .. file)) do cases[#cases + 1] = c end
+end
+
+describe("DIT conformance against sharp", function()
+  local why_not = conformance.unavailable()
+  if not why_not and os.getenv "IMGPIPE_SANITIZED" then
+    why_not = "skipped under the sanitizers (slow there; the busted stage runs it)"
+  end
+  if why_not then
+    it("runs the oracle", function() pending(why_not) end)
+    return
+  end
+
+  local run
+  setup(function() run = conformance.run(cases) end)
+  teardown(function() paths.cleanup() end)
+
+  it("has at least 100 cases", function() assert.is_true(#cases >= 100, #cases .. " cases") end)
+
+  for _, c in ipairs(cases) do
+    it(c.name, function()
+      local r = run.results[c]
+      assert(r.ok, c.name .. ": " .. r.why)
+    end)
+  end
+
+  it("counts the cases", function()
+    local count = { same = 0, different = 0, refused = 0 }
+    for _, c in ipairs(cases) do
+      local r = run.results[c]
+      count[r.kind] = count[r.kind] + 1
+    end
+    print(string.format("\nDIT conformance: %d cases, %d same, %d different by design, %d refused; %s",
+      #cases, count.same, count.different, count.refused, run.timing))
+  end)
+end)
