@@ -31,6 +31,22 @@ describe("DIT conformance against sharp", function()
 
   it("has at least 100 cases", function() assert.is_true(#cases >= 100, #cases .. " cases") end)
 
+  it("tells a wrong image from a right one (the comparison can fail)", function()
+    local image = require "imgpipe.image"
+    local card = image.test_card(320, 200)
+    local right = assert(card:save "png")
+    assert.is_true(conformance.compare(right, right).ok)
+    for _, wrong in ipairs {
+      card:crop(1, 0, 319, 200):extend { right = 1, extend_with = "copy" }, -- one pixel off
+      card:linear(1, 4),                                                    -- a little brighter
+      card:rotate(180),
+    } do
+      assert.is_false(conformance.compare(assert(wrong:save "png"), right).ok)
+    end
+    assert.is_false(conformance.compare(assert(card:save "jpeg"), right).ok) -- the format
+    assert.is_false(conformance.compare(assert(card:crop(0, 0, 319, 200):save "png"), right).ok) -- the size
+  end)
+
   for _, c in ipairs(cases) do
     it(c.name, function()
       local r = run.results[c]

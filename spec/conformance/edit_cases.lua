@@ -22,14 +22,6 @@ local function same(edit, name, source, fn, chain, format, options)
   }
 end
 
--- A case where imgpipe differs on purpose; check(mine, theirs) says how.
-local function different(edit, name, source, fn, chain, why, check, format)
-  cases[#cases + 1] = {
-    edit = edit, name = edit .. ": " .. name, source = source, imgpipe = conformance.chain(fn, format),
-    sharp = chain, format = format, expect = { different = why, check = check },
-  }
-end
-
 -- A case imgpipe refuses: fn must return nil, err (or raise).
 local function refused(edit, name, source, fn, chain, why, format)
   cases[#cases + 1] = {
@@ -60,19 +52,27 @@ for _, pos in ipairs { "north", "south", "east", "west", "north-east", "south-we
   end, { { "resize", { width = 120, height = 200, fit = "cover", position = sharp_pos } } })
 end
 same("resize", "contain, gravity north-east, red background", "card", function(img)
-  return img:resize { width = 200, height = 200, fit = "contain", position = "north-east", background = { 255, 0, 0 } }
+  return img:resize {
+    width = 200, height = 200, fit = "contain", position = "north-east", background = { 255, 0, 0 },
+  }
 end, { { "resize", { width = 200, height = 200, fit = "contain", position = "northeast",
   background = { r = 255, g = 0, b = 0, alpha = 1 } } } })
 same("resize", "contain, half-transparent background", "card", function(img)
   return img:resize { width = 200, height = 200, fit = "contain", background = { 0, 0, 255, 128 } }
-end, { { "resize", { width = 200, height = 200, fit = "contain", background = { r = 0, g = 0, b = 255, alpha = 128 / 255 } } } })
+end, { { "resize", {
+  width = 200, height = 200, fit = "contain", background = { r = 0, g = 0, b = 255, alpha = 128 / 255 },
+} } })
 same("resize", "contain on alpha, transparent background", "alpha", function(img)
   return img:resize { width = 200, height = 200, fit = "contain", background = { 0, 0, 0, 0 } }
-end, { { "resize", { width = 200, height = 200, fit = "contain", background = { r = 0, g = 0, b = 0, alpha = 0 } } } })
+end, { { "resize", {
+  width = 200, height = 200, fit = "contain", background = { r = 0, g = 0, b = 0, alpha = 0 },
+} } })
 for _, fit in ipairs { "cover", "inside", "contain", "fill" } do
   same("resize", fit .. ", withoutEnlargement", "small", function(img)
     return img:resize { width = 200, height = 100, fit = fit, enlarge = false, background = { 0, 0, 0 } }
-  end, { { "resize", { width = 200, height = 100, fit = fit, withoutEnlargement = true, background = "#000000" } } })
+  end, { { "resize", {
+    width = 200, height = 100, fit = fit, withoutEnlargement = true, background = "#000000",
+  } } })
 end
 same("resize", "inside to JPEG quality 70", "photo", function(img) return img:resize { width = 300, height = 300 } end,
   { { "resize", { width = 300, height = 300, fit = "inside" } } }, "jpeg", { quality = 70 })
@@ -83,7 +83,9 @@ same("extend", "all sides by 10", "card", function(img)
 end, { { "extend", 10 } })
 same("extend", "each side, red", "card", function(img)
   return img:extend { top = 5, bottom = 20, left = 15, right = 1, background = { 255, 0, 0 } }
-end, { { "extend", { top = 5, bottom = 20, left = 15, right = 1, background = { r = 255, g = 0, b = 0, alpha = 1 } } } })
+end, { { "extend", {
+  top = 5, bottom = 20, left = 15, right = 1, background = { r = 255, g = 0, b = 0, alpha = 1 },
+} } })
 same("extend", "transparent background", "card", function(img)
   return img:extend { top = 8, left = 8, background = { 0, 0, 0, 0 } }
 end, { { "extend", { top = 8, left = 8, background = { r = 0, g = 0, b = 0, alpha = 0 } } } })
@@ -161,7 +163,9 @@ same("convolve", "edge kernel", "photo", function(img)
 end, { { "convolve", { width = 3, height = 3, kernel = { -1, 0, 1, -2, 0, 2, -1, 0, 1 } } } })
 same("convolve", "scale and offset", "card", function(img)
   return img:convolve { width = 3, height = 3, kernel = { 1, 2, 1, 2, 4, 2, 1, 2, 1 }, scale = 32, offset = 40 }
-end, { { "convolve", { width = 3, height = 3, kernel = { 1, 2, 1, 2, 4, 2, 1, 2, 1 }, scale = 32, offset = 40 } } })
+end, { { "convolve", {
+  width = 3, height = 3, kernel = { 1, 2, 1, 2, 4, 2, 1, 2, 1 }, scale = 32, offset = 40,
+} } })
 same("flatten", "onto red", "alpha", function(img) return img:flatten { background = { 255, 0, 0 } } end,
   { { "flatten", { background = "#ff0000" } } })
 same("flatten", "onto black (default)", "alpha", function(img) return img:flatten { background = { 0, 0, 0 } } end,

@@ -49,8 +49,11 @@ function M.fixtures()
     grey = { bytes = assert(grey:save("png")), ext = "png" },
     alpha = { bytes = assert(alpha:save("png")), ext = "png" },
     small = { bytes = assert(image.test_card(64, 40):save("png")), ext = "png" },
-    bordered = { bytes = assert(card:extend { top = 20, left = 30, bottom = 5, right = 9, background = { 255, 255, 255 } }
-      :save("png")), ext = "png" },
+    bordered = {
+      bytes = assert(card:extend({ top = 20, left = 30, bottom = 5, right = 9, background = { 255, 255, 255 } })
+        :save "png"),
+      ext = "png",
+    },
     framed = { bytes = assert(photo:extend { top = 12, right = 40, background = { 250, 250, 250 } }
       :save("jpeg", { quality = 95 })), ext = "jpg" },
   }
@@ -105,7 +108,8 @@ function M.compare(mine, theirs)
   local a_info, b_info = assert(image.probe(mine)), assert(image.probe(theirs))
   for _, k in ipairs { "format", "width", "height", "bands" } do
     if a_info[k] ~= b_info[k] then
-      return { ok = false, why = string.format("%s: imgpipe %s, sharp %s", k, tostring(a_info[k]), tostring(b_info[k])) }
+      local why = string.format("%s: imgpipe %s, sharp %s", k, tostring(a_info[k]), tostring(b_info[k]))
+      return { ok = false, why = why }
     end
   end
   local a, b = M.decode(mine), M.decode(theirs)
@@ -126,7 +130,8 @@ function M.run(cases)
   local sharp, timing = run_sharp(dir, cases, inputs)
   local results = {}
   for i, c in ipairs(cases) do
-    results[c] = M.judge(c, fixtures[c.source].bytes, sharp[i], dir .. "/sharp-" .. i .. "." .. (c.format or "png"))
+    local sharp_file = dir .. "/sharp-" .. i .. "." .. (c.format or "png")
+    results[c] = M.judge(c, fixtures[c.source].bytes, sharp[i], sharp_file)
   end
   return { results = results, timing = timing }
 end
