@@ -137,9 +137,13 @@ static int edits_find_trim(VipsImage *im, void *data) {
         bg[i] = tr->bg_n ? (tr->bg_n >= 3 && colour >= 3 ? tr->bg[i] : tr->bg[0]) : corner[i];
     g_free(corner);
     VipsArrayDouble *background = vips_array_double_new(bg, bg_n);
-    if (!failed)
+    /* line_art is named only when asked for: libvips before 8.15 has no such option (an ImageError there) */
+    if (!failed && tr->line_art)
         failed = vips_find_trim(bands, &tr->left, &tr->top, &tr->width, &tr->height, "background", background,
-                                "threshold", tr->threshold, "line_art", tr->line_art, NULL);
+                                "threshold", tr->threshold, "line_art", TRUE, NULL);
+    else if (!failed)
+        failed = vips_find_trim(bands, &tr->left, &tr->top, &tr->width, &tr->height, "background", background,
+                                "threshold", tr->threshold, NULL);
     vips_area_unref(VIPS_AREA(background));
     if (!failed && alpha) {
         int l, t, w, h;
