@@ -4,67 +4,14 @@
 -- its key: sharp[key](value), or sharp[key]() for true) — sharp then applies
 -- them in its own fixed order, which dit_edits reproduces. Refused cases are
 -- edits imgpipe answers with a 400 naming the edit.
-local conformance = require "support.conformance"
-local paths = require "support.paths"
-
-package.path = paths.pipelines .. "/?.lua;" .. package.path
-local dit_edits = require "lib.transform.dit_edits"
+local dit_chain = require "support.dit_chain"
 
 local cases = {}
 
--- An edits list {{name, value}, ...} (ordered, as a JSON object's keys).
-local function edits_table(list)
-  local edits, order = {}, {}
-  for _, pair in ipairs(list) do
-    edits[pair[1]] = pair[2]
-    order[#order + 1] = pair[1]
-  end
-  return edits, order
-end
+local sharp_chain, output_of = dit_chain.sharp_chain, dit_chain.output_of
 
-local function ellipse(w, h, cx, cy, rx, ry)
-  return { ["$utf8"] = string.format('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d">' ..
-    '<ellipse cx="%g" cy="%g" rx="%g" ry="%g"/></svg>', w, h, cx, cy, rx, ry) }
-end
-
--- The sharp calls DIT makes for an edits list (roundCrop: the ellipse of
--- the image's size at that point, given by the case).
-local function sharp_chain(list, round)
-  local chain = { { "rotate" } }
-  for _, pair in ipairs(list) do
-    local name, value = pair[1], pair[2]
-    if name == "roundCrop" then
-      chain[#chain + 1] = { "composite", { { input = ellipse(table.unpack(round)), blend = "dest-in" } } }
-    elseif value == true then
-      chain[#chain + 1] = { name }
-    elseif name ~= "toFormat" and not ({ jpeg = 1, png = 1, webp = 1, avif = 1, gif = 1 })[name] then
-      chain[#chain + 1] = { name, value }
-    end
-  end
-  return chain
-end
-
--- imgpipe's side: plan, apply, save in the plan's format (or `format`).
 local function imgpipe_side(list, format)
-  return function(bytes)
-    local edits, order = edits_table(list)
-    local plan, why = dit_edits.plan(edits, order)
-    if not plan then return nil, why end
-    local img = conformance.decode(bytes)
-    local out, err = dit_edits.apply(img, plan)
-    if not out then return nil, err end
-    local options = next(plan.output.options) and plan.output.options or nil
-    return out:save(plan.output.format or format, options)
-  end
-end
-
-local function output_of(list, format)
-  local fmt, options = format, nil
-  for _, pair in ipairs(list) do
-    if pair[1] == "toFormat" then fmt = pair[2] == "jpg" and "jpeg" or pair[2] end
-    if ({ jpeg = 1, png = 1, webp = 1, avif = 1, gif = 1 })[pair[1]] then options = pair[2] end
-  end
-  return fmt, options
+  return function(bytes) return dit_chain.run(bytes, list, format) end
 end
 
 local function same(name, source, list, round)

@@ -406,6 +406,87 @@ function M.plan(edits, order)
   return plan
 end
 
+-- What the Thumbor form adds to a plan (lib/transform/thumbor.lua's
+-- extra): the output quality, rgb offsets (percent of 255 per band) and a
+-- proportion (the resize box, or the image, times p).
+function M.add_thumbor(plan, extra)
+  if extra.quality then plan.output.options.quality = extra.quality end
+  if extra.rgb then
+    local b = {}
+    for i, pct in ipairs(extra.rgb) do b[i] = pct * 255 / 100 end
+    plan.steps.linear = { a = 1, b = b }
+  end
+  local p = extra.proportion
+  if p then
+    local r = plan.steps.resize
+    if r and (r.width or r.height) then
+      r.width = r.width and math.max(1, math.floor(r.width * p + 0.5))
+      r.height = r.height and math.max(1, math.floor(r.height * p + 0.5))
+    else
+      plan.steps.resize = { scale = p }
+    end
+  end
+  return plan
+end
+
+-- The query-parameter edits DIT reads on any form (format, fit, width,
+-- height, rotate, flip, flop, grayscale / greyscale), folded into the
+-- ordered edits list, a parameter replacing the same edit of the request.
+-- Other parameters are not edits and are left alone. Returns the list, or
+-- nil and a message naming the parameter.
+local QUERY_BOOL = { ["true"] = true, ["false"] = false }
+
+local function set_edit(list, name, value)
+  for _, pair in ipairs(list) do
+    if pair[1] == name then
+      pair[2] = value
+      return
+    end
+  end
+  list[#list + 1] = { name, value }
+end
+
+local function resize_of(list)
+  for _, pair in ipairs(list) do
+    if pair[1] == "resize" and type(pair[2]) == "table" then return pair[2] end
+  end
+  local r = {}
+  list[#list + 1] = { "resize", r }
+  return r
+end
+
+local function query_size(name, v)
+  local n = v:match "^%d+$" and math.tointeger(tonumber(v))
+  if not n or n > 100000 then return nil, "query parameter " .. name .. ": a whole number 0..100000 expected" end
+  return n
+end
+
+function M.query_edits(query, list)
+  local q = query or {}
+  if q.format then set_edit(list, "toFormat", q.format) end
+  for _, name in ipairs { "width", "height" } do
+    if q[name] then
+      local n, err = query_size(name, q[name])
+      if not n then return nil, err end
+      resize_of(list)[name] = n
+    end
+  end
+  if q.fit then resize_of(list).fit = q.fit end
+  if q.rotate then
+    local n = q.rotate:match "^%d+$" and math.tointeger(tonumber(q.rotate))
+    if q.rotate ~= "" and not (n and n <= 359) then return nil, "query parameter rotate: 0-359 or blank expected" end
+    set_edit(list, "rotate", n or NULL)
+  end
+  for _, name in ipairs { "flip", "flop", "grayscale", "greyscale" } do
+    if q[name] then
+      local b = QUERY_BOOL[q[name]:lower()]
+      if b == nil then return nil, "query parameter " .. name .. ": true or false expected" end
+      set_edit(list, name == "greyscale" and "grayscale" or name, b)
+    end
+  end
+  return list
+end
+
 -- Applying --------------------------------------------------------------------
 
 local function colour_arg(c) return { c[1], c[2], c[3], c[4] or 255 } end
@@ -444,6 +525,7 @@ local function resize_then_turn(img, r, opts, angle)
 end
 
 local function do_resize(img, r, turn)
+  if r.scale then return img:resize { scale = r.scale } end
   local fit = r.fit
   local opts = { width = r.width, height = r.height, fit = fit, enlarge = r.enlarge, kernel = r.kernel,
     position = r.position, background = r.background and colour_arg(r.background) or { 0, 0, 0, 255 } }

@@ -214,4 +214,78 @@ function M.parse(path)
   return out
 end
 
+-- The request as DIT's default form says it: an ordered edits list
+-- {{name, value}, ...} for lib/transform/dit_edits.lua, and what the
+-- request layer handles itself: {quality, rgb, request = {smartCrop,
+-- overlayWith, animated}}. How each filter reads (Thumbor's meaning, in
+-- sharp's words; docs/dit.md has the table):
+--   AxB:CxD extract; WxH resize (cover; fit-in: inside); negative sides
+--   flop / flip; autojpg toFormat jpeg; background_color flatten onto it;
+--   blur(r, s) blur with sigma s (or r); convolution convolve (normalised:
+--   divided by the sum); equalize normalise; fill the contain padding
+--   (fit-in) or flatten; format toFormat; grayscale greyscale; no_upscale
+--   withoutEnlargement; proportion the size (or the image) times p;
+--   quality the output quality; rgb each band plus p% of 255; rotate
+--   rotate; sharpen(amount, radius) sharpen with sigma radius, m2 amount;
+--   stretch fit fill; upscale, strip_exif, strip_icc nothing (sharp
+--   enlarges by default; imgpipe writes no metadata); smart_crop,
+--   watermark, animated the request's smartCrop, overlayWith, animated.
+-- Filter -> function(args, ctx): ctx.add(name, value) adds an edit,
+-- ctx.resize is the resize edit (or nil), ctx.extra what the request
+-- layer handles.
+local FILTER_EDITS = {
+  autojpg = function(_, ctx) ctx.add("toFormat", "jpeg") end,
+  background_color = function(a, ctx) ctx.add("flatten", { background = a[1] }) end,
+  blur = function(a, ctx)
+    local sigma = a[2] or a[1]
+    if sigma > 0 then ctx.add("blur", math.max(sigma, 0.3)) end
+  end,
+  convolution = function(a, ctx)
+    local sum = 0
+    for _, v in ipairs(a[1]) do sum = sum + v end
+    ctx.add("convolve", { width = a[2], height = #a[1] // a[2], kernel = a[1], scale = a[3] and sum ~= 0 and sum or 1 })
+  end,
+  equalize = function(_, ctx) ctx.add("normalise", true) end,
+  fill = function(a, ctx)
+    if ctx.resize and ctx.resize.fit == "inside" then
+      ctx.resize.fit, ctx.resize.background = "contain", a[1]
+    else
+      ctx.add("flatten", { background = a[1] })
+    end
+  end,
+  format = function(a, ctx) ctx.add("toFormat", a[1]) end,
+  grayscale = function(_, ctx) ctx.add("greyscale", true) end,
+  no_upscale = function(_, ctx) if ctx.resize then ctx.resize.withoutEnlargement = true end end,
+  proportion = function(a, ctx) ctx.extra.proportion = a[1] end,
+  quality = function(a, ctx) ctx.extra.quality = math.max(a[1], 1) end,
+  rgb = function(a, ctx) ctx.extra.rgb = a end,
+  rotate = function(a, ctx) ctx.add("rotate", a[1]) end,
+  sharpen = function(a, ctx) ctx.add("sharpen", { sigma = math.max(a[2], 0.01), m2 = a[1] }) end,
+  stretch = function(_, ctx) if ctx.resize then ctx.resize.fit = "fill" end end,
+  smart_crop = function(a, ctx) ctx.extra.request.smartCrop = { faceIndex = a[1], padding = a[2] } end,
+  watermark = function(a, ctx)
+    ctx.extra.request.overlayWith = { bucket = a[1], key = a[2], options = { left = a[3], top = a[4] },
+      alpha = a[5], wRatio = a[6], hRatio = a[7] }
+  end,
+  animated = function(a, ctx) ctx.extra.request.animated = a[1] end,
+  upscale = function() end,    -- sharp enlarges unless told not to
+  strip_exif = function() end, -- imgpipe writes no metadata
+  strip_icc = function() end,
+}
+
+function M.to_edits(req)
+  local list = {}
+  local ctx = { extra = { request = {} } }
+  function ctx.add(name, value) list[#list + 1] = { name, value } end
+  if req.crop then ctx.add("extract", req.crop) end
+  if req.width or req.height then
+    ctx.resize = { width = req.width, height = req.height, fit = req.fit_in and "inside" or "cover" }
+    ctx.add("resize", ctx.resize)
+  end
+  if req.flop then ctx.add("flop", true) end
+  if req.flip then ctx.add("flip", true) end
+  for _, f in ipairs(req.filters) do FILTER_EDITS[f.name](f.args, ctx) end
+  return list, ctx.extra
+end
+
 return M

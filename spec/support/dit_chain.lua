@@ -1,0 +1,72 @@
+-- Helpers of the request-level conformance cases (spec/conformance/
+-- request_cases.lua, thumbor_cases.lua): an ordered DIT edits list
+-- {{name, value}, ...} as imgpipe runs it (lib/transform/dit_edits.lua)
+-- and as the sharp calls DIT makes for it.
+local conformance = require "support.conformance"
+local paths = require "support.paths"
+
+package.path = paths.pipelines .. "/?.lua;" .. package.path
+local dit_edits = require "lib.transform.dit_edits"
+
+local M = {}
+
+M.FORMAT_EDITS = { jpeg = true, png = true, webp = true, avif = true, gif = true }
+
+function M.edits_table(list)
+  local edits, order = {}, {}
+  for _, pair in ipairs(list) do
+    edits[pair[1]] = pair[2]
+    order[#order + 1] = pair[1]
+  end
+  return edits, order
+end
+
+local function ellipse(w, h, cx, cy, rx, ry)
+  return { ["$utf8"] = string.format('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d">' ..
+    '<ellipse cx="%g" cy="%g" rx="%g" ry="%g"/></svg>', w, h, cx, cy, rx, ry) }
+end
+
+-- sharp takes colours as {r, g, b, alpha} objects or strings already.
+-- The calls: sharp(source).rotate() to orient, then sharp[key](value), or
+-- sharp[key]() for true; roundCrop is the ellipse (w, h, cx, cy, rx, ry)
+-- the case gives, composited "dest-in".
+function M.sharp_chain(list, round)
+  local chain = { { "rotate" } }
+  for _, pair in ipairs(list) do
+    local name, value = pair[1], pair[2]
+    if name == "roundCrop" then
+      chain[#chain + 1] = { "composite", { { input = ellipse(table.unpack(round)), blend = "dest-in" } } }
+    elseif value == true then
+      chain[#chain + 1] = { name }
+    elseif name ~= "toFormat" and not M.FORMAT_EDITS[name] then
+      chain[#chain + 1] = { name, value }
+    end
+  end
+  return chain
+end
+
+-- The output format and options the list asks for (or `format`).
+function M.output_of(list, format)
+  local fmt, options = format, nil
+  for _, pair in ipairs(list) do
+    if pair[1] == "toFormat" then fmt = pair[2] == "jpg" and "jpeg" or pair[2] end
+    if M.FORMAT_EDITS[pair[1]] then options = pair[2] end
+  end
+  return fmt, options
+end
+
+-- Plans, applies and saves: imgpipe's side of a case. `extra` is the
+-- Thumbor form's (dit_edits.add_thumbor).
+function M.run(bytes, list, format, extra)
+  local edits, order = M.edits_table(list)
+  local plan, why = dit_edits.plan(edits, order)
+  if not plan then return nil, why end
+  if extra then dit_edits.add_thumbor(plan, extra) end
+  local img = conformance.decode(bytes)
+  local out, err = dit_edits.apply(img, plan)
+  if not out then return nil, err end
+  local options = next(plan.output.options) and plan.output.options or nil
+  return out:save(plan.output.format or format, options)
+end
+
+return M
