@@ -26,35 +26,8 @@ local function read(path, query)
   return folded, extra
 end
 
--- sharp's side of the extras: quality into the options, rgb as linear,
--- proportion as the resize box (or the image) times p.
 local function sharp_side(list, extra, source)
-  local chain = dit_chain.sharp_chain(list)
-  local fmt, options = dit_chain.output_of(list, "png")
-  if extra.quality then
-    options = options or {}
-    options.quality = extra.quality
-  end
-  if extra.rgb then
-    local b = {}
-    for i, pct in ipairs(extra.rgb) do b[i] = pct * 255 / 100 end
-    chain[#chain + 1] = { "linear", { 1, 1, 1 }, b }
-  end
-  if extra.proportion then
-    local resized = false
-    for _, step in ipairs(chain) do
-      if step[1] == "resize" then
-        resized = true
-        for _, k in ipairs { "width", "height" } do
-          if step[2][k] then step[2][k] = math.max(1, math.floor(step[2][k] * extra.proportion + 0.5)) end
-        end
-      end
-    end
-    if not resized then
-      chain[#chain + 1] = { "resize", { width = math.floor(SIZES[source][1] * extra.proportion + 0.5) } }
-    end
-  end
-  return chain, fmt, options
+  return dit_chain.sharp_side(list, extra, SIZES[source])
 end
 
 local function case(form, path, source, query, opts)

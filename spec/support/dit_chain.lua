@@ -55,6 +55,37 @@ function M.output_of(list, format)
   return fmt, options
 end
 
+-- The sharp calls for an edits list and the Thumbor form's extras:
+-- quality into the options, rgb as linear, proportion as the resize box
+-- (or the source's size, {w, h}) times p. Returns chain, format, options.
+function M.sharp_side(list, extra, size, round)
+  local chain = M.sharp_chain(list, round)
+  local fmt, options = M.output_of(list, "png")
+  extra = extra or {}
+  if extra.quality then
+    options = options or {}
+    options.quality = extra.quality
+  end
+  if extra.rgb then
+    local b = {}
+    for i, pct in ipairs(extra.rgb) do b[i] = pct * 255 / 100 end
+    chain[#chain + 1] = { "linear", { 1, 1, 1 }, b }
+  end
+  if extra.proportion then
+    local resized = false
+    for _, step in ipairs(chain) do
+      if step[1] == "resize" then
+        resized = true
+        for _, k in ipairs { "width", "height" } do
+          if step[2][k] then step[2][k] = math.max(1, math.floor(step[2][k] * extra.proportion + 0.5)) end
+        end
+      end
+    end
+    if not resized then chain[#chain + 1] = { "resize", { width = math.floor(size[1] * extra.proportion + 0.5) } } end
+  end
+  return chain, fmt, options
+end
+
 -- Plans, applies and saves: imgpipe's side of a case. `extra` is the
 -- Thumbor form's (dit_edits.add_thumbor).
 function M.run(bytes, list, format, extra)
