@@ -8,7 +8,6 @@ local json = require "cjson"
 
 package.path = paths.pipelines .. "/?.lua;" .. package.path
 local dit_edits = require "lib.transform.dit_edits"
-dit_edits.null(json.null)
 
 local function plan(edits, order) return dit_edits.plan(edits, order) end
 

@@ -33,6 +33,14 @@ describe("lib.transform.dit_request", function()
     assert.same({ "resize", "rotate" }, names(assert(dit_request.read(url_safe(text)))))
   end)
 
+  it("reads rotate: null as no auto-orientation", function()
+    local req = assert(dit_request.read(b64 '{"key":"k","edits":{"rotate":null,"resize":{"width":10}}}'))
+    local dit_edits = require "lib.transform.dit_edits"
+    local plan = assert(dit_edits.plan(dit_request.edits_of(req)))
+    assert.is_true(plan.no_orient)
+    assert.equal(10, plan.steps.resize.width)
+  end)
+
   it("finds the edits' order whatever the keys and strings hold", function()
     local text = '{"key":"x\\"y","other":{"edits":1},"edits":{"b\\u0041":1,"a":"}{\\":","c":[1,{"z":2}]}}'
     assert.same({ "bA", "a", "c" }, dit_request.member_order(text, "edits"))

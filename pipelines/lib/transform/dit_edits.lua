@@ -17,13 +17,13 @@
 -- checked plan or nil and a message naming the edit (the request's 400);
 -- apply() runs a plan on an image. Output options (toFormat and the
 -- per-format objects) are read here too and returned in plan.output.
+local json = require "cjson"
+
 local M = {}
 
-local NULL -- cjson.null, set by M.null
+local NULL = json.null -- JSON's null, as cjson decodes it
 
-function M.null(v) NULL = v end
-
-local function is_null(v) return v == nil or (NULL ~= nil and v == NULL) end
+local function is_null(v) return v == nil or v == NULL end
 
 local function fail(edit, msg) error({ edit = edit, message = "edits." .. edit .. ": " .. msg }, 0) end
 
