@@ -236,12 +236,12 @@ static int parse_error_body(aws_http_client *c, const aws_http_request *r, aws_h
             buf_init(&ev, 4 * MAX_ERROR_BODY);
             if (aws_xml_flatten(body, len, &ev, perr, sizeof perr) == 0) {
                 size_t n;
-                const char *code = aws_xml_find(&ev, "Error/Code", &n);
+                const char *code = aws_xml_find_error(&ev, "Code", &n);
                 if (code && n) {
                     copy_trimmed(e->code, sizeof e->code, code, n);
                     found = 1;
                 }
-                const char *msg = aws_xml_find(&ev, "Error/Message", &n);
+                const char *msg = aws_xml_find_error(&ev, "Message", &n);
                 if (msg) copy_trimmed(e->message, sizeof e->message, msg, n);
             }
             buf_free(&ev);
@@ -356,7 +356,7 @@ static int sign_request(aws_http_client *c, const aws_http_request *r, const aws
     p.body_len = r->body_len;
     p.region = r->region;
     p.service = r->service;
-    p.time = (int64_t)time(NULL);
+    p.time = r->time ? r->time : (int64_t)time(NULL);
     p.access_key_id = cr->access_key_id;
     p.secret_access_key = cr->secret_access_key;
     p.session_token = cr->session_token;

@@ -175,3 +175,14 @@ const char *aws_xml_find(const buf *events, const char *path, size_t *len) {
         }
     return NULL;
 }
+
+const char *aws_xml_find_error(const buf *events, const char *leaf, size_t *len) {
+    static const char *const roots[] = {"Error/", "ErrorResponse/Error/"};
+    char path[64];
+    for (size_t i = 0; i < sizeof roots / sizeof *roots; i++) {
+        if (snprintf(path, sizeof path, "%s%s", roots[i], leaf) >= (int)sizeof path) return NULL;
+        const char *v = aws_xml_find(events, path, len);
+        if (v) return v;
+    }
+    return NULL;
+}

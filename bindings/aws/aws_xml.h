@@ -42,4 +42,9 @@ int aws_xml_path_is(const aws_xml_event *ev, const char *path);
  * answers with a handful of fields. */
 const char *aws_xml_find(const buf *events, const char *path, size_t *len);
 
+/* The text of leaf ("Code", "Message") in an AWS error document: under
+ * <Error> (REST-XML, S3) or <ErrorResponse><Error> (query protocol, S3
+ * Control); NULL when absent. */
+const char *aws_xml_find_error(const buf *events, const char *leaf, size_t *len);
+
 #endif
