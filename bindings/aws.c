@@ -134,7 +134,7 @@ static buf *scratch_new(lua_State *L, size_t max) {
 /* ---- JSON protocols ------------------------------------------------------------------ */
 
 /* Decoded JSON numbers are floats; those with an integer value become
- * integers (a Version of 3 reads 3, not 3.0). Bounded by cjson's depth. */
+ * integers (a Version of 3 reads 3, not 3.0). Bounded by the decoder's depth. */
 static void integers_in(lua_State *L, int idx) {
     luaL_checkstack(L, 4, "JSON answer nested too deeply");
     lua_pushnil(L);
@@ -495,15 +495,7 @@ static int aws_xml_encode(lua_State *L) {
 /* ---- values and helpers ------------------------------------------------------------------- */
 
 /* aws.array{…}: marks a table as a JSON list, so that {} can be an empty one. */
-static int aws_array(lua_State *L) {
-    if (lua_isnoneornil(L, 1))
-        lua_newtable(L);
-    else
-        luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
-    luaL_setmetatable(L, AWS_ARRAY_MT);
-    return 1;
-}
+static int aws_array(lua_State *L) { return args_mark_table(L, 1, AWS_ARRAY_MT); }
 
 /* aws._last_call() -> {attempts=, delays_ms={…}}: what the last call did. */
 static int aws_last_call(lua_State *L) {
@@ -522,30 +514,11 @@ static const luaL_Reg aws_funcs[] = {
     {NULL, NULL},
 };
 
-/* A private cjson instance's decode (scripts changing the shared one's
- * settings cannot change how answers are read), strict and depth-bounded. */
-static void push_private_decode(lua_State *L) {
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "cjson");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "new");
-    lua_call(L, 0, 1);
-    lua_getfield(L, -1, "decode_max_depth");
-    lua_pushinteger(L, 2 * AWS_JSON_MAX_DEPTH);
-    lua_call(L, 1, 0);
-    lua_getfield(L, -1, "decode_invalid_numbers");
-    lua_pushboolean(L, 0);
-    lua_call(L, 1, 0);
-    lua_getfield(L, -1, "decode");
-    lua_replace(L, -3);
-    lua_pop(L, 1);
-}
-
 int luaopen_imgpipe_aws(lua_State *L) {
     luaL_newmetatable(L, AWS_ARRAY_MT);
     lua_pop(L, 1);
     luaL_newlibtable(L, aws_funcs);
-    push_private_decode(L);
+    aws_call_push_decoder(L);
     luaL_setfuncs(L, aws_funcs, 1);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");

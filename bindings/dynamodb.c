@@ -370,15 +370,7 @@ static int ddb_number_set(lua_State *L) { return make_set(L, 1); }
 static int ddb_binary_set(lua_State *L) { return make_set(L, 2); }
 
 /* dynamodb.list{…}: marks a table as a list (L), so that {} can be an empty list. */
-static int ddb_list(lua_State *L) {
-    if (lua_isnoneornil(L, 1))
-        lua_newtable(L);
-    else
-        luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
-    luaL_setmetatable(L, DDB_LIST_MT);
-    return 1;
-}
+static int ddb_list(lua_State *L) { return args_mark_table(L, 1, DDB_LIST_MT); }
 
 /* dynamodb.marshal(item) -> the JSON text of its attribute map. */
 static int ddb_marshal(lua_State *L) {
@@ -437,16 +429,7 @@ static const luaL_Reg ddb_funcs[] = {
 int luaopen_imgpipe_dynamodb(lua_State *L) {
     ddb_marshal_init(L);
     luaL_newlibtable(L, ddb_funcs);
-    /* A private cjson instance: scripts changing the shared one's settings
-     * cannot change how answers are read. */
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "cjson");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "new");
-    lua_call(L, 0, 1);
-    lua_getfield(L, -1, "decode");
-    lua_replace(L, -3);
-    lua_pop(L, 1);
+    aws_call_push_decoder(L);
     luaL_setfuncs(L, ddb_funcs, 1);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");

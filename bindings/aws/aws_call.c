@@ -10,6 +10,23 @@
 /* Answers above this are dropped once read, so an idle state keeps no big buffer. */
 #define SMALL_ANSWER (1u << 20)
 
+void aws_call_push_decoder(lua_State *L) {
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "cjson");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "new");
+    lua_call(L, 0, 1);
+    lua_getfield(L, -1, "decode_max_depth");
+    lua_pushinteger(L, AWS_CALL_JSON_MAX_DEPTH);
+    lua_call(L, 1, 0);
+    lua_getfield(L, -1, "decode_invalid_numbers");
+    lua_pushboolean(L, 0);
+    lua_call(L, 1, 0);
+    lua_getfield(L, -1, "decode");
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+}
+
 int aws_call_json(lua_State *L, aws_http_client *c, const aws_target *t, const aws_json_call *j, int decode) {
     char content_type[40];
     decode = lua_absindex(L, decode);

@@ -26,6 +26,16 @@ typedef struct aws_json_call {
     int64_t time;        /* signing time, Unix seconds; 0 = the clock */
 } aws_json_call;
 
+/* How deep a decoded answer may nest: DynamoDB's 32 levels of M and L
+ * take two JSON levels each. */
+#define AWS_CALL_JSON_MAX_DEPTH 128
+
+/* Pushes the decode function of a private lua-cjson instance, strict (no
+ * NaN, Infinity or hex numbers) and bounded by AWS_CALL_JSON_MAX_DEPTH:
+ * scripts that change the shared instance's settings cannot change how
+ * answers are read. */
+void aws_call_push_decoder(lua_State *L);
+
 /* Sends j to t with the state's client c (its url buffer is used for the
  * URL) and decodes the answer with the function at stack index decode (a
  * cjson decode). An empty answer is an empty table. Pushes the table and
