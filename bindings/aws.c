@@ -9,6 +9,7 @@
  *            REST services (S3 Control, …); the path is given unencoded
  *   answer = aws.query{service=, action=, version=, [params={}], [lists={}], …}
  *            query protocol (STS, IAM, …): the answer's XML as tables
+ *   text   = aws.json_encode(value)      (the JSON of aws.json's bodies, for aws.request)
  *   doc, root = aws.xml_decode(text, [{lists={}}])
  *   text   = aws.xml_encode(root, value, [{xmlns=, order={}}])
  *   aws.array(t) (a JSON list, possibly empty), aws.null (JSON null)
@@ -185,6 +186,18 @@ static int aws_json(lua_State *L) {
     int n = aws_call_json(L, c, &t, &j, DECODE_UPVALUE);
     if (n == 1) integers_in(L, lua_gettop(L));
     return n;
+}
+
+/* aws.json_encode(value) -> JSON text, by the rules of aws.json's bodies
+ * (for REST services that take JSON, through aws.request). */
+static int aws_json_encode(lua_State *L) {
+    luaL_checkany(L, 1);
+    lua_settop(L, 1);
+    buf *out = scratch_new(L, AWS_MAX_BODY);
+    aws_json_write(L, 1, out, 1, "value", AWS_ARRAY_MT);
+    lua_pushlstring(L, buf_str(out), out->len);
+    buf_free(out);
+    return 1;
 }
 
 /* ---- REST ------------------------------------------------------------------------------ */
@@ -504,14 +517,9 @@ static int aws_last_call(lua_State *L) {
 }
 
 static const luaL_Reg aws_funcs[] = {
-    {"_last_call", aws_last_call},
-    {"array", aws_array},
-    {"json", aws_json},
-    {"query", aws_query},
-    {"request", aws_request},
-    {"xml_decode", aws_xml_decode},
-    {"xml_encode", aws_xml_encode},
-    {NULL, NULL},
+    {"_last_call", aws_last_call},    {"array", aws_array},           {"json", aws_json},
+    {"json_encode", aws_json_encode}, {"query", aws_query},           {"request", aws_request},
+    {"xml_decode", aws_xml_decode},   {"xml_encode", aws_xml_encode}, {NULL, NULL},
 };
 
 int luaopen_imgpipe_aws(lua_State *L) {
