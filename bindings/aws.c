@@ -479,7 +479,9 @@ static int aws_xml_decode(lua_State *L) {
 
 /* aws.xml_encode(root, value, [{xmlns = , order = {…}}]) -> text */
 static int aws_xml_encode(lua_State *L) {
-    const char *root = luaL_checkstring(L, 1);
+    size_t rlen;
+    const char *root = luaL_checklstring(L, 1, &rlen);
+    luaL_argcheck(L, aws_xml_name_ok(root, rlen), 1, "not an XML element name");
     luaL_checkany(L, 2);
     if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
     lua_settop(L, 3);

@@ -55,8 +55,13 @@ int aws_call_json(lua_State *L, aws_http_client *c, const aws_target *t, const a
         lua_newtable(L);
         return 1;
     }
+    const char *body = buf_str(&c->resp_body);
+    size_t lead = strspn(body, " \t\r\n");
+    if (body[lead] != '{') /* an array, a string, a number: decodable, but not an answer */
+        return error_pushf(L, error_code_name(ERROR_INVALID_RESPONSE), c->resp_status, 0,
+                           "the %s answer is not a JSON object", j->target);
     lua_pushvalue(L, decode);
-    lua_pushlstring(L, buf_str(&c->resp_body), c->resp_body.len);
+    lua_pushlstring(L, body, c->resp_body.len);
     if (c->resp_body.cap > SMALL_ANSWER) buf_free(&c->resp_body);
     int status = lua_pcall(L, 1, 1, 0);
     if (status != LUA_OK || !lua_istable(L, -1)) {

@@ -44,7 +44,8 @@ static void add_child(xml_build *b, int level, const char *name, size_t nlen) {
     lua_pushvalue(L, key);
     if (n == 0 && !forced) {
         lua_pushvalue(L, value);
-    } else if (n <= 1) { /* a list starts: with this value, or the one before and this one */
+    } else if (n == 0 ||
+               (n == 1 && !forced)) { /* a list starts: this value, or the one before and this one */
         lua_createtable(L, 2, 0);
         if (n == 1) {
             lua_pushvalue(L, key);
@@ -156,7 +157,7 @@ static void put_text(xml_walk *w, const char *s, size_t n, int attribute) {
     xput(w, s + run, n - run);
 }
 
-static int xml_name_ok(const char *s, size_t n) {
+int aws_xml_name_ok(const char *s, size_t n) {
     if (n == 0 || n > XML_MAX_NAME) return 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
@@ -255,7 +256,7 @@ static xml_key *sorted_keys(xml_walk *w, int idx, size_t *count) {
         lua_pop(L, 1);
         if (lua_type(L, -1) != LUA_TSTRING) xml_fail(w, "element names must be strings");
         keys[i].name = lua_tolstring(L, -1, &keys[i].len);
-        if (!xml_name_ok(keys[i].name, keys[i].len))
+        if (!aws_xml_name_ok(keys[i].name, keys[i].len))
             xml_fail(w, lua_pushfstring(L, "'%s' is not an XML element name", keys[i].name));
         keys[i].rank = LUA_MAXINTEGER;
         if (w->o->ranks) {
@@ -297,7 +298,7 @@ void aws_xml_table_write(lua_State *L, const char *root, int idx, buf *out, cons
     w.at.field = o->field;
     idx = lua_absindex(L, idx);
     size_t rlen = strlen(root);
-    if (!xml_name_ok(root, rlen)) xml_fail(&w, "the root is not an XML element name");
+    if (!aws_xml_name_ok(root, rlen)) xml_fail(&w, "the root is not an XML element name");
     xput(&w, "<", 1);
     xput(&w, root, rlen);
     if (o->xmlns) {

@@ -21,6 +21,10 @@
 
 #include "buf.h"
 
+/* 1 when the n bytes at s can be an element name: a letter or '_', then
+ * letters, digits, '_', '-' and '.' (ASCII; at most 255). */
+int aws_xml_name_ok(const char *s, size_t n);
+
 /* Pushes the root element's value and its name (two values) built from
  * events; lists is the stack index of a set {name = true}, or 0. */
 void aws_xml_table_push(lua_State *L, const buf *events, int lists);
