@@ -286,12 +286,15 @@ static const luaL_Reg image_methods[] = {
     {"set_orientation", image_set_orientation},
     {"sharpen", image_sharpen},
     {"smartcrop", image_smartcrop},
+    {"stats", image_stats},
     {"width", image_width},
     {NULL, NULL},
 };
 
 static const luaL_Reg image_funcs[] = {
+    {"encodes", image_encodes},
     {"join_frames", image_join_frames},
+    {"limits", image_limits_get},
     {"new_from_memory", image_new_from_memory},
     {"probe", image_probe},
     {"probe_file", image_probe_file},
