@@ -39,7 +39,7 @@
  * frame img:save encodes as AVIF, the effort it spends by default, and how
  * many abandoned encodes (image_detach.c) the process lets run. */
 #define IMAGE_DEFAULT_MAX_AVIF_PIXELS       4194304
-#define IMAGE_DEFAULT_AVIF_EFFORT           2
+#define IMAGE_DEFAULT_AVIF_EFFORT           1
 #define IMAGE_DEFAULT_MAX_ABANDONED_ENCODES 2
 
 /* The image limit settings of the environment (image_limits.c, the one

@@ -7,7 +7,7 @@
  *            is what a file without a profile means. strip = false keeps
  *            what the image carries (orientation, ICC profile, ...).
  *   lossless webp and avif (png is always lossless)
- *   effort   CPU spent on compression: webp 0..6 (4), avif 0..9 (2: a
+ *   effort   CPU spent on compression: webp 0..6 (4), avif 0..9 (1: a
  *            serving speed, docs/limits.md), gif 1..10 (7), png 0..9 = zlib
  *            level (6); jpeg ignores it
  *   background  for jpeg, which has no alpha: the colour transparent
