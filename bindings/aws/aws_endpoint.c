@@ -110,11 +110,17 @@ int aws_endpoint_resolve(const char *service, const char *region, int presign, a
         snprintf(err, errlen, "%s: %s", var, why);
         return -1;
     }
-    /* The public endpoint: s3.amazonaws.com, or service.region.amazonaws.com. */
-    int n = !strcmp(service, "s3") && !strcmp(region, "us-east-1")
-                ? snprintf(host, sizeof host, "s3.amazonaws.com")
-                : snprintf(host, sizeof host, "%s.%s.amazonaws.com", service, region);
-    if (n < 0 || (size_t)n >= sizeof host || endpoint_set(out, "https://", host, (size_t)n, 1)) {
+    /* The public endpoint: s3.amazonaws.com, or service.region.amazonaws.com
+     * (joined by hand: this runs for every presigned URL). */
+    int global = !strcmp(service, "s3") && !strcmp(region, "us-east-1");
+    const char *parts[] = {service, ".", global ? "" : region, global ? "" : ".", "amazonaws.com"};
+    size_t n = 0;
+    for (size_t i = 0; i < 5 && n < sizeof host; i++) {
+        size_t k = strlen(parts[i]);
+        if (n + k < sizeof host) memcpy(host + n, parts[i], k);
+        n += k;
+    }
+    if (n >= sizeof host || endpoint_set(out, "https://", host, n, 1)) {
         snprintf(err, errlen, "no endpoint for service '%s' in region '%s'", service, region);
         return -1;
     }

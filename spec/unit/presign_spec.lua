@@ -334,6 +334,29 @@ describe("imgpipe.presign", function()
     end
   end)
 
+  describe("the signing key cache (one per Lua state)", function()
+    local function url_with(secret)
+      return presign.url { method = "GET", bucket = "b", key = "k", time = T0, region = "us-east-1",
+        endpoint = "http://localhost:4566", credentials = { access_key_id = AKID, secret_access_key = secret } }
+    end
+    it("notices a new secret under the same key id, day and region", function()
+      local a1 = query_param(url_with(SECRET), "X-Amz-Signature")
+      local b = query_param(url_with(SECRET:sub(1, -2) .. "X"), "X-Amz-Signature")
+      local a2 = query_param(url_with(SECRET), "X-Amz-Signature")
+      assert.not_equal(a1, b)
+      assert.equal(a1, a2)
+    end)
+    it("signs with secrets too long to cache, telling apart two that share a long prefix", function()
+      local long = string.rep("s", 200)
+      local x1 = query_param(url_with(long .. "1"), "X-Amz-Signature")
+      local y = query_param(url_with(long .. "2"), "X-Amz-Signature")
+      local x2 = query_param(url_with(long .. "1"), "X-Amz-Signature")
+      assert.not_equal(x1, y)
+      assert.equal(x1, x2)
+      assert.not_equal(x1, query_param(url_with(SECRET), "X-Amz-Signature"))
+    end)
+  end)
+
   describe("argument misuse raises", function()
     local function base()
       return { bucket = "b", key = "k", time = T0, region = "us-east-1", endpoint = "http://localhost:4566",
