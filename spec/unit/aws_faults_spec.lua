@@ -118,6 +118,13 @@ describe("imgpipe.aws under faults", function()
         "InvalidClientTokenId", 403, "scripted InvalidClientTokenId" },
       { "REST-XML <Error> NoSuchJob", job, xml_error(404, "NoSuchJob"), "NoSuchJob", 404 },
       { "S3 Control <ErrorResponse> AccessDenied", job, xml_error(403, "AccessDenied", true), "AccessDenied", 403 },
+      { "an XML document for a JSON call (moto's signature check)", secret,
+        { status = 403, body = "<?xml version=\"1.0\"?><ErrorResponse><Errors><Error><Code>SignatureDoesNotMatch" ..
+          "</Code><Message>bad signature</Message></Error></Errors></ErrorResponse>" },
+        "SignatureDoesNotMatch", 403, "bad signature" },
+      { "EC2's <Response><Errors><Error>", job,
+        { status = 400, body = "<Response><Errors><Error><Code>InvalidParameterValue</Code><Message>m</Message>" ..
+          "</Error></Errors><RequestID>r</RequestID></Response>" }, "InvalidParameterValue", 400 },
     }
     for _, row in ipairs(rows) do
       it(row[1], function()
