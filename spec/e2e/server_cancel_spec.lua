@@ -14,18 +14,36 @@ local q = paths.q
 local PROBE = paths.root .. "/spec/support/raw_http.py"
 
 local ROUTES = [[
-return {{ method = "GET", path = "/heavy", pipeline = "heavy" }}
+return {
+  { method = "GET", path = "/heavy", pipeline = "heavy" },
+  { method = "GET", path = "/caught", pipeline = "caught" },
+}
 ]]
 
--- Seconds inside one libvips call (the blur is computed while saving): no
--- Lua runs meanwhile, so the count hook cannot stop it.
+-- One libvips call that lasts until it is stopped: a 64000 x 64000 JPEG
+-- (4 gigapixels, computed while saving; its own budget of 20 s stops it on
+-- any machine). No Lua runs meanwhile, so the count hook cannot stop it:
+-- only the deadline and the cancel flag checked inside libvips' evaluation.
 local HEAVY = [[
 local image = require "imgpipe.image"
 return {handler = function()
-  local img <close> = assert(image.test_card(4000, 4000))
-  local blurred <close> = assert(img:blur{sigma = 100})
-  local out, err = blurred:save("jpeg", {quality = 90})
+  local card <close> = assert(image.test_card(16, 16))
+  local big <close> = assert(card:resize{scale = 4000, enlarge = true})
+  local out, err = big:save("jpeg", {quality = 90})
   if not out then error(err) end
+  return {statusCode = 200, body = '{"bytes":' .. #out .. '}'}
+end}
+]]
+
+-- The same work, its failure caught and answered as the client's fault
+-- (as a pipeline that maps every image error to 422 does).
+local CAUGHT = [[
+local image = require "imgpipe.image"
+return {handler = function()
+  local card <close> = assert(image.test_card(16, 16))
+  local big <close> = assert(card:resize{scale = 4000, enlarge = true})
+  local out, err = big:save("jpeg", {quality = 90})
+  if not out then return {statusCode = 422, body = '{"code":"' .. tostring(err.code) .. '"}'} end
   return {statusCode = 200, body = '{"bytes":' .. #out .. '}'}
 end}
 ]]
@@ -37,6 +55,7 @@ describe("imgpipe serve cancels C work (issue 9)", function()
     dir = paths.tmpdir()
     paths.write(dir .. "/routes.lua", ROUTES)
     paths.write(dir .. "/heavy.lua", HEAVY)
+    paths.write(dir .. "/caught.lua", CAUGHT)
   end)
 
   teardown(paths.cleanup)
@@ -56,6 +75,18 @@ describe("imgpipe serve cancels C work (issue 9)", function()
     assert.equal(0, codes.http)
   end)
 
+  it("answers 504, not the pipeline's 4xx, when the pipeline answers past its deadline", function()
+    local drv = modes.new { pipelines = dir, serve_args = "--workers 1 --timeout 1" }
+    local ok, err = pcall(function()
+      local r = drv:curl("--max-time 30", "/caught")
+      assert.equal(504, r.status, r.body)
+      assert.equal("Timeout", r.json.error.code)
+    end)
+    local codes = drv:stop()
+    assert(ok, err)
+    assert.equal(0, codes.http)
+  end)
+
   it("cancels libvips work when --drain ends: 503, exit 0, within --drain + 2 s", function()
     local drv = modes.new { pipelines = dir, serve_args = "--workers 1 --timeout 60 --drain 0" }
     local port = tonumber(drv:start_http().port)
@@ -63,7 +94,13 @@ describe("imgpipe serve cancels C work (issue 9)", function()
     paths.write(work .. "/req", "GET /heavy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     os.execute(("python3 %s send %d %s --timeout 30 > %s 2>&1 &"):format(q(PROBE), port, q(work .. "/req"),
       q(work .. "/out")))
-    os.execute "sleep 1.5"
+    -- In flight: the request and the scrape that sees it (workers answer
+    -- it no longer: the I/O threads do).
+    for _ = 1, 300 do
+      local m = drv:curl("--max-time 10", "/metrics")
+      if tonumber(m.body:match "\nimgpipe_http_workers_busy (%d+)") == 1 then break end
+      os.execute "sleep 0.05"
+    end
     local t0 = os.time()
     local rc = modes.stop_process(drv.http, "TERM")
     drv.http.rc = rc
