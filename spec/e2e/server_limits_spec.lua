@@ -248,7 +248,13 @@ describe("imgpipe serve connection limits (issue 9)", function()
     paths.write(work .. "/req", "GET /spin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     os.execute(("python3 %s send %d %s --timeout 20 > %s 2>&1 &"):format(q(PROBE), port, q(work .. "/req"),
       q(work .. "/out")))
-    os.execute "sleep 1.5" -- the probe is connected and the handler spinning
+    -- The probe is connected and the handler spinning (the I/O thread
+    -- answers /metrics meanwhile).
+    for _ = 1, 600 do
+      local m = drv:curl("--max-time 10", "/metrics")
+      if tonumber(m.body:match "\nimgpipe_http_workers_busy (%d+)") == 1 then break end
+      os.execute "sleep 0.05"
+    end
     local t0 = os.time()
     local rc = modes.stop_process(drv.http, "TERM")
     drv.http.rc = rc
