@@ -89,14 +89,16 @@ static void server_block_signals(sigset_t *stop_set) {
 static struct MHD_Daemon *server_start(server *s, struct sockaddr_storage *addr, unsigned flags) {
     /* libmicrohttpd stops accepting at its own connection limit, leaving new
      * connections unanswered in the listen queue: set it above ours and let
-     * server_conns_accept enforce --max-connections by closing the excess. */
+     * server_conns_accept enforce --max-connections (evicting or closing).
+     * The listen queue is deep enough that a flood of new connections does
+     * not make the kernel drop others' SYNs (a second's wait each). */
     unsigned mhd_limit = s->opt.max_connections * 2;
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)s->opt.port, server_conns_accept, s, server_http_access, s,
         MHD_OPTION_EXTERNAL_LOGGER, server_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)addr,
         MHD_OPTION_CONNECTION_LIMIT, mhd_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->opt.max_per_client,
         MHD_OPTION_CONNECTION_TIMEOUT, s->opt.idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        SERVER_POOL_BYTES, MHD_OPTION_LISTEN_BACKLOG_SIZE, s->opt.max_connections,
+        SERVER_POOL_BYTES, MHD_OPTION_LISTEN_BACKLOG_SIZE, 4 * s->opt.max_connections,
         MHD_OPTION_NOTIFY_CONNECTION, server_conns_notify, s, MHD_OPTION_URI_LOG_CALLBACK, server_http_uri, s,
         MHD_OPTION_NOTIFY_COMPLETED, server_http_completed, s, MHD_OPTION_END);
     if (!d) {

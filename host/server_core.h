@@ -89,6 +89,7 @@ typedef struct server_conn {
     server_request req;
     struct server_conn *prev, *next; /* under server.conns_lock */
     MHD_socket fd;
+    unsigned char peer[16];     /* the client's address (IPv4 as ::ffff:a.b.c.d) */
     atomic_llong reading_since; /* epoch ms */
 } server_conn;
 

@@ -12,7 +12,7 @@
 #define SERVER_DEFAULT_MAX_BODY        ((size_t)16 << 10)
 #define SERVER_DEFAULT_TIMEOUT_S       30
 #define SERVER_DEFAULT_MAX_CONNECTIONS 256
-#define SERVER_DEFAULT_MAX_QUEUE       64
+#define SERVER_DEFAULT_MAX_QUEUE       256
 #define SERVER_DEFAULT_IDLE_TIMEOUT_S  10
 #define SERVER_DEFAULT_READ_TIMEOUT_S  20
 #define SERVER_DEFAULT_DRAIN_S         10
@@ -23,9 +23,9 @@ static void server_usage(FILE *out) {
           "                     [--read-timeout SECONDS] [--timeout SECONDS] [--drain SECONDS]\n"
           "  --port             TCP port (default 8080; 0 picks a free one)\n"
           "  --host             address to listen on (default 127.0.0.1)\n"
-          "  --workers          Lua workers that run pipelines, one Lua state each (default: number\n"
-          "                     of CPUs); requests are read and answered by an I/O thread\n"
-          "  --max-queue        requests waiting for a worker at most (default 64); past it, 503\n"
+          "  --workers          Lua workers that run pipelines, one Lua state each (default: two per\n"
+          "                     CPU); requests are read and answered by an I/O thread\n"
+          "  --max-queue        requests waiting for a worker at most (default 256); past it, 503\n"
           "                     with Retry-After\n"
           "  --max-body         largest request body in bytes for routes that declare no max_body\n"
           "                     (default 16384, at most 6291456); larger: 413 before reading it\n"
@@ -120,11 +120,14 @@ static int server_option(server_options *o, const char *a, const char *v) {
 }
 
 int server_options_parse(server_options *o, int argc, char **argv) {
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    /* Two workers a CPU: a worker waiting on the network (S3) or inside a
+     * single-threaded encoder leaves its core to another, and as many long
+     * requests as there are CPUs still leave workers for short ones. */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN), workers = cpus > 0 ? 2 * cpus : 2;
     *o = (server_options){
         .host = "127.0.0.1",
         .port = 8080,
-        .workers = cpus > 0 ? (unsigned)(cpus < SERVER_MAX_WORKERS ? cpus : SERVER_MAX_WORKERS) : 2,
+        .workers = (unsigned)(workers < SERVER_MAX_WORKERS ? workers : SERVER_MAX_WORKERS),
         .max_queue = SERVER_DEFAULT_MAX_QUEUE,
         .max_connections = SERVER_DEFAULT_MAX_CONNECTIONS,
         .idle_timeout_s = SERVER_DEFAULT_IDLE_TIMEOUT_S,

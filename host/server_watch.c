@@ -229,6 +229,7 @@ int server_watch_init(server *s) {
 /* Checks the folder once a second until told to stop. */
 static void *server_watch_loop(void *arg) {
     server_watch *w = arg;
+    pthread_setname_np(pthread_self(), "imgpipe-watch");
     pthread_mutex_lock(&w->lock);
     while (!w->stop) {
         struct timespec until;

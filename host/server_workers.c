@@ -148,6 +148,7 @@ static void server_worker_run(server_worker *w, server_job *job) {
 static void *server_worker_loop(void *arg) {
     server_worker *w = arg;
     server_job *job;
+    pthread_setname_np(pthread_self(), "imgpipe-worker"); /* for top -H and perf */
     while ((job = server_queue_pop(&w->srv->queue)) != NULL) {
         atomic_fetch_add(&w->srv->busy, 1);
         server_worker_run(w, job);
