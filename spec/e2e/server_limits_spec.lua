@@ -205,6 +205,19 @@ describe("imgpipe serve connection limits (issue 9)", function()
     end)
   end)
 
+  it("at --max-connections, evicts young idle connections of the client holding most (issue 18)", function()
+    with_server("--workers 2 --max-connections 32 --max-per-client 32 --idle-timeout 5", function(port)
+      -- 32 idle connections opened 100 ms before the request: a client
+      -- that re-opens what is closed keeps its sockets that young. They used
+      -- to lock others out (only those idle for 250 ms gave way).
+      local r = probe(("idle %d --count 32 --source 127.0.0.3 --wait 0.1 --from 127.0.0.1 --path /echo --hold 1")
+        :format(port))
+      assert.equal(32, r.opened, json.encode(r))
+      assert.equal(200, r.request.status, json.encode(r))
+      assert.is_true(r.closed_by_server >= 1, json.encode(r))
+    end)
+  end)
+
   it("closes a connection that trickles its headers past --read-timeout", function()
     with_server("--workers 2 --idle-timeout 2 --read-timeout 3", function(port)
       -- One byte every half second never looks idle; the request never ends.
