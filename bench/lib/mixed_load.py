@@ -324,7 +324,14 @@ def main():
                        "min_answered": args.min_answered},
         })
         broken = []
-        if real.get("requests", 0) == 0 or real.get("non_2xx") or real.get("socket_errors"):
+        tried = real.get("requests", 0) + real.get("socket_errors", 0)
+        real["answered_share"] = round(real.get("requests", 0) / tried, 4) if tried else 0
+        if args.close and (args.churn or args.idle):
+            # A new connection per request against churn: the share answered.
+            if real.get("non_2xx") or real["answered_share"] < args.min_answered:
+                broken.append("real: %.1f%% of new connections answered, under %.0f%%" %
+                              (real["answered_share"] * 100, args.min_answered * 100))
+        elif real.get("requests", 0) == 0 or real.get("non_2xx") or real.get("socket_errors"):
             broken.append("real requests failed")
         if real.get("p99_ms", 1e9) > args.p99_ms:
             broken.append("p99 %.1f ms over %.0f ms" % (real.get("p99_ms", -1), args.p99_ms))
