@@ -60,15 +60,23 @@ describe("imgpipe serve cancels C work (issue 9)", function()
 
   teardown(paths.cleanup)
 
-  it("answers 504 within the bound while libvips is encoding", function()
+  -- What stopped the encode is in the server's log: libvips' evaluation saw
+  -- the deadline (Timeout), not the call's own 20 s budget (TooExpensive).
+  -- No clock is read here: the machine may be slow, the reason may not.
+  it("answers 504 while libvips is encoding: the deadline stops the encode", function()
     local drv = modes.new { pipelines = dir, serve_args = "--workers 1 --timeout 1" }
     local ok, err = pcall(function()
-      local t0 = os.time()
-      local r = drv:curl("--max-time 30", "/heavy")
-      local took = os.time() - t0
+      local r = drv:curl("--max-time 60", "/heavy")
       assert.equal(504, r.status, r.body)
       assert.equal("Timeout", r.json.error.code)
-      assert.is_true(took <= 3, "took " .. took .. " s against --timeout 1")
+      local rid, logged = r.headers["x-amzn-requestid"], nil
+      for line in drv:stderr("http"):gmatch "[^\n]+" do
+        local entry = json.decode(line)
+        if entry.requestId == rid and entry.level == "error" then logged = entry.error end
+      end
+      assert.is_string(logged)
+      assert.matches("Timeout", logged, 1, true)
+      assert.is_nil(logged:find("TooExpensive", 1, true), logged)
     end)
     local codes = drv:stop()
     assert(ok, err)
@@ -109,7 +117,9 @@ describe("imgpipe serve cancels C work (issue 9)", function()
       if modes.read_or(work .. "/out", ""):find "}" then break end
       os.execute "sleep 0.1"
     end
-    assert.is_true(took <= 3, "shutdown took " .. took .. " s (bound: --drain 0 + 2 s)")
+    -- Exit 0: the encode stopped when cancelled (work still running after
+    -- the server's own 2 s grace makes it exit 1); took is for the log.
+    io.stderr:write(("\n  shutdown with --drain 0 took %d s\n"):format(took))
     assert.equal(0, rc)
     local r = json.decode(modes.read_or(work .. "/out", "{}"))
     assert.equal(503, r.status, json.encode(r))
