@@ -20,15 +20,16 @@ return {
 }
 ]]
 
--- One libvips call that lasts until it is stopped: a 64000 x 64000 JPEG
--- (4 gigapixels, computed while saving; its own budget of 20 s stops it on
+-- One libvips call that lasts until it is stopped: a 16000 x 64000 JPEG
+-- (a gigapixel, computed while saving; its own budget of 20 s stops it on
 -- any machine). No Lua runs meanwhile, so the count hook cannot stop it:
--- only the deadline and the cancel flag checked inside libvips' evaluation.
+-- only the deadline and the cancel flag checked inside libvips' evaluation,
+-- after each strip of rows (narrow enough to come often on a slow machine).
 local HEAVY = [[
 local image = require "imgpipe.image"
 return {handler = function()
-  local card <close> = assert(image.test_card(16, 16))
-  local big <close> = assert(card:resize{scale = 4000, enlarge = true})
+  local card <close> = assert(image.test_card(16, 64))
+  local big <close> = assert(card:resize{scale = 1000, enlarge = true})
   local out, err = big:save("jpeg", {quality = 90})
   if not out then error(err) end
   return {statusCode = 200, body = '{"bytes":' .. #out .. '}'}
@@ -40,8 +41,8 @@ end}
 local CAUGHT = [[
 local image = require "imgpipe.image"
 return {handler = function()
-  local card <close> = assert(image.test_card(16, 16))
-  local big <close> = assert(card:resize{scale = 4000, enlarge = true})
+  local card <close> = assert(image.test_card(16, 64))
+  local big <close> = assert(card:resize{scale = 1000, enlarge = true})
   local out, err = big:save("jpeg", {quality = 90})
   if not out then return {statusCode = 422, body = '{"code":"' .. tostring(err.code) .. '"}'} end
   return {statusCode = 200, body = '{"bytes":' .. #out .. '}'}
