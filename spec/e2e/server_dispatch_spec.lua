@@ -42,9 +42,15 @@ return {handler = function()
 end}
 ]]
 
--- Three seconds inside C code (the count hook cannot stop it): a bound the
--- spec sets, longer than the --timeout of the spec that uses it.
-local SLEEP = 'return {handler = function() os.execute("sleep 3") return {statusCode = 200, body = "{}"} end}\n'
+-- Inside C code (the count hook cannot stop it) until the spec's stop file
+-- appears: a bound the spec sets, whatever the machine's speed.
+local SLEEP = [[
+local dir = os.getenv "DISPATCH_SPEC_DIR"
+return {handler = function()
+  os.execute("while [ ! -e '" .. dir .. "/stop' ]; do sleep 0.05; done")
+  return {statusCode = 200, body = "{}"}
+end}
+]]
 
 local ECHO = 'return {handler = function() return {statusCode = 200, body = \'{"echo":true}\'} end}\n'
 
@@ -192,21 +198,31 @@ describe("imgpipe serve dispatch (issue 18)", function()
   end)
 
   it("answers 504 without running a request that waited in the queue past its deadline", function()
-    with_server("--workers 1 --timeout 1", function(drv)
-      -- /sleep holds the only worker for 3 s inside C code; the request
-      -- queued behind it has spent its 1 s by then. /sleep itself ends past
-      -- its deadline too: whatever it returns, the answer is 504.
-      local work = paths.tmpdir()
-      local wait = background(drv, work, { { "sleep", "/sleep" } })
-      for _ = 1, 200 do
+    with_server("--workers 1 --timeout 1", function(drv, marks)
+      -- /sleep holds the only worker inside C code until the stop file;
+      -- /echo waits in the queue past its 1 s meanwhile. /sleep itself ends
+      -- past its deadline too: whatever it returns, the answer is 504.
+      local function gauge(name)
         local m = drv:curl("--max-time 10", "/metrics")
-        if tonumber(m.body:match "\nimgpipe_http_workers_busy (%d+)") == 1 then break end
+        return tonumber(m.body:match("\n" .. name .. " (%d+)"))
+      end
+      local wait_sleep = background(drv, paths.tmpdir(), { { "sleep", "/sleep" } })
+      for _ = 1, 600 do
+        if gauge "imgpipe_http_workers_busy" == 1 then break end
         os.execute "sleep 0.05"
       end
-      local r = drv:curl("--max-time 30", "/echo")
-      assert.equal(504, r.status, r.body)
-      assert.equal("Timeout", r.json.error.code)
-      assert.equal("504", wait().sleep.code)
+      local wait_echo = background(drv, paths.tmpdir(), { { "echo", "/echo" } })
+      for _ = 1, 600 do
+        if gauge "imgpipe_http_queue_waiting" == 1 then break end
+        os.execute "sleep 0.05"
+      end
+      assert.equal(1, gauge "imgpipe_http_queue_waiting")
+      os.execute "sleep 1.5" -- past the queued request's deadline (a wait, not a measure)
+      touch(marks .. "/stop")
+      local echo = wait_echo().echo
+      assert.equal("504", echo.code, echo.body)
+      assert.equal("Timeout", json.decode(echo.body).error.code)
+      assert.equal("504", wait_sleep().sleep.code)
     end)
   end)
 
