@@ -144,7 +144,8 @@ describe("imgpipe serve dispatch (issue 18)", function()
     -- Three connections open before the long request starts, and send
     -- their requests once it runs. Read by a thread that then ran the long
     -- one, they used to be closed unanswered by the --read-timeout sweep.
-    with_server("--workers 1 --timeout 120 --read-timeout 2", function(drv, marks)
+    -- (5 s: from their opening to their requests, on a loaded machine.)
+    with_server("--workers 1 --timeout 120 --read-timeout 5", function(drv, marks)
       local port = tonumber(drv:start_http().port)
       local out = marks .. "/held.json"
       os.execute(("timeout 100 python3 %s hold %d --count 3 --path /echo --ready %s --go %s --timeout 60 > %s &")
@@ -153,7 +154,7 @@ describe("imgpipe serve dispatch (issue 18)", function()
       local wait_long = background(drv, paths.tmpdir(), { { "long", "/long" } })
       wait_for(marks .. "/started", "the long request")
       touch(marks .. "/go")
-      os.execute "sleep 4" -- past --read-timeout and a few sweeps, the long one still running
+      os.execute "sleep 7" -- past --read-timeout and a few sweeps, the long one still running
       touch(marks .. "/stop")
       assert.equal("200", wait_long().long.code)
       local held
