@@ -304,6 +304,7 @@ static const luaL_Reg image_methods[] = {
     {"set_orientation", image_set_orientation},
     {"sharpen", image_sharpen},
     {"smartcrop", image_smartcrop},
+    {"stats", image_stats},
     {"threshold", image_threshold},
     {"tint", image_tint},
     {"trim", image_trim},
@@ -312,7 +313,9 @@ static const luaL_Reg image_methods[] = {
 };
 
 static const luaL_Reg image_funcs[] = {
+    {"encodes", image_encodes},
     {"join_frames", image_join_frames},
+    {"limits", image_limits_get},
     {"new_from_memory", image_new_from_memory},
     {"probe", image_probe},
     {"probe_file", image_probe_file},

@@ -35,6 +35,25 @@
 #define IMAGE_DEFAULT_BUDGET_MS             20000
 #define IMAGE_MAX_BUDGET_MS                 3600000
 
+/* AVIF output (docs/limits.md has the measurements): the most pixels of a
+ * frame img:save encodes as AVIF, the effort it spends by default, and how
+ * many abandoned encodes (image_detach.c) the process lets run. */
+#define IMAGE_DEFAULT_MAX_AVIF_PIXELS       4194304
+#define IMAGE_DEFAULT_AVIF_EFFORT           1
+#define IMAGE_DEFAULT_MAX_ABANDONED_ENCODES 2
+
+/* The image limit settings of the environment (image_limits.c, the one
+ * reader of them): MAX_PIXELS, MAX_FRAMES, MAX_JPEG_SCANS,
+ * MAX_ASPECT_RATIO, MAX_INTERLACED_PIXELS, IMAGE_BUDGET_MS,
+ * MAX_AVIF_PIXELS, MAX_ABANDONED_ENCODES. */
+typedef struct image_limits {
+    lua_Integer max_pixels, max_pages, max_scans, max_aspect_ratio, max_interlaced_pixels, budget_ms;
+    lua_Integer max_avif_pixels, max_abandoned_encodes;
+} image_limits;
+
+/* Fills out from the environment; raises naming a malformed variable. */
+IMAGE_INTERNAL void image_limits_read(lua_State *L, image_limits *out);
+
 /* Room for one libvips error message, copied out of its global buffer. */
 #define IMAGE_ERRMAX 512
 
@@ -101,6 +120,30 @@ IMAGE_INTERNAL int image_budget_fail(lua_State *L, const image_budget *b, int wh
 /* The budget_ms and deadline_ms options of the table at idx (0: none). */
 IMAGE_INTERNAL lua_Integer image_opt_budget(lua_State *L, int idx, lua_Integer def);
 IMAGE_INTERNAL int64_t image_opt_deadline(lua_State *L, int idx);
+
+/* An encode on a thread of its own, which the caller may abandon
+ * (image_detach.c). encode gets a memory image and a copy of the options
+ * and returns 0, or -1 with the libvips error pending. */
+typedef int (*image_encoder)(VipsImage *im, const void *options, void **buf, size_t *len);
+
+typedef struct image_detach_request {
+    VipsImage *im; /* a memory image: the job takes a reference */
+    image_encoder encode;
+    const void *options;
+    size_t options_size;
+    lua_Integer max_abandoned;
+} image_detach_request;
+
+enum { IMAGE_DETACH_DONE = 0, IMAGE_DETACH_FAILED, IMAGE_DETACH_STOPPED, IMAGE_DETACH_BUSY };
+
+/* Runs the encode and waits for it under b. DONE: *buf (g_free) and *len
+ * are the output. FAILED: error says why. STOPPED: b has the reason, the
+ * thread goes on alone and frees its work. BUSY: max_abandoned abandoned
+ * encodes are running, nothing was started. */
+IMAGE_INTERNAL int image_detach_run(const image_detach_request *r, image_budget *b, void **buf, size_t *len,
+                                    char *error, size_t error_size);
+/* Whether a new encode would be refused as BUSY now. */
+IMAGE_INTERNAL int image_detach_busy(lua_Integer max_abandoned);
 
 /* What the container says about the cost of decoding, read by walking its
  * structure without decoding anything (image_inspect.c): bounded work,
@@ -174,6 +217,9 @@ IMAGE_INTERNAL int image_thumbnail_bytes(lua_State *L, const char *data, size_t 
 IMAGE_INTERNAL int image_probe_file(lua_State *L);     /* image_file.c */
 IMAGE_INTERNAL int image_thumbnail_file(lua_State *L); /* image_file.c */
 IMAGE_INTERNAL int image_save(lua_State *L);           /* image_save.c */
+IMAGE_INTERNAL int image_limits_get(lua_State *L);     /* image_limits.c */
+IMAGE_INTERNAL int image_encodes(lua_State *L);        /* image_detach.c */
+IMAGE_INTERNAL int image_stats(lua_State *L);          /* image_stats.c */
 IMAGE_INTERNAL int image_test_card(lua_State *L);      /* image_make.c */
 IMAGE_INTERNAL int image_new_from_memory(lua_State *L);
 IMAGE_INTERNAL int image_join_frames(lua_State *L);

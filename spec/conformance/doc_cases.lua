@@ -1,13 +1,13 @@
 -- Every example URL of docs/dit.md as a conformance case: read as DIT
--- would (lib/transform/dit_request.lua), planned and applied, against
+-- would (lua/imgpipe/transform/dit_request.lua), planned and applied, against
 -- sharp; a URL on a line saying "refused" must be a 400.
 local dit_chain = require "support.dit_chain"
 local paths = require "support.paths"
 local image = require "imgpipe.image"
 
-package.path = paths.pipelines .. "/?.lua;" .. package.path
-local dit_request = require "lib.transform.dit_request"
-local dit_edits = require "lib.transform.dit_edits"
+local internals = require "support.internals"
+local dit_request = internals.require "imgpipe.transform.dit_request"
+local dit_edits = internals.require "imgpipe.transform.dit_edits"
 local conformance = require "support.conformance"
 
 local HOST = "https://d111111abcdef8.cloudfront.net"
@@ -31,8 +31,8 @@ local function render(path, query, bytes)
   if req.extra then dit_edits.add_thumbor(plan, req.extra) end
   local out, ierr = dit_edits.apply(conformance.decode(bytes), plan)
   if not out then return nil, ierr end
-  local options = next(plan.output.options) and plan.output.options or nil
-  return out:save(plan.output.format or "png", options)
+  local fmt = plan.output.format or "png"
+  return out:save(fmt, dit_edits.save_options(plan, fmt))
 end
 
 -- The ellipse sharp is given for roundCrop: the output's own size.

@@ -1,5 +1,5 @@
 -- DIT's default request form: edits objects, planned and applied by
--- pipelines/lib/transform/dit_edits.lua, against the sharp calls DIT makes
+-- lua/imgpipe/transform/dit_edits.lua, against the sharp calls DIT makes
 -- for them (sharp(source).rotate() to orient, then each edit in the order of
 -- its key: sharp[key](value), or sharp[key]() for true) — sharp then applies
 -- them in its own fixed order, which dit_edits reproduces. Refused cases are

@@ -1,16 +1,15 @@
 -- DIT's Thumbor form, its custom (rewrite) form and the query-parameter
--- edits: each path read by lib/transform/thumbor.lua (after
--- lib/transform/rewrite.lua for the custom form), turned into DIT edits,
+-- edits: each path read by lua/imgpipe/transform/thumbor.lua (after
+-- lua/imgpipe/transform/rewrite.lua for the custom form), turned into DIT edits,
 -- and run as the default form's are (support.dit_chain), against the
 -- sharp calls for the same edits. The filters' meanings are Thumbor's as
--- lib/transform/thumbor.lua documents them.
+-- lua/imgpipe/transform/thumbor.lua documents them.
 local dit_chain = require "support.dit_chain"
-local paths = require "support.paths"
 
-package.path = paths.pipelines .. "/?.lua;" .. package.path
-local thumbor = require "lib.transform.thumbor"
-local rewrite = require "lib.transform.rewrite"
-local dit_edits = require "lib.transform.dit_edits"
+local internals = require "support.internals"
+local thumbor = internals.require "imgpipe.transform.thumbor"
+local rewrite = internals.require "imgpipe.transform.rewrite"
+local dit_edits = internals.require "imgpipe.transform.dit_edits"
 
 local cases = {}
 

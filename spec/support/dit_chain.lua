@@ -1,12 +1,11 @@
 -- Helpers of the request-level conformance cases (spec/conformance/
 -- request_cases.lua, thumbor_cases.lua): an ordered DIT edits list
--- {{name, value}, ...} as imgpipe runs it (lib/transform/dit_edits.lua)
+-- {{name, value}, ...} as imgpipe runs it (lua/imgpipe/transform/dit_edits.lua)
 -- and as the sharp calls DIT makes for it.
 local conformance = require "support.conformance"
-local paths = require "support.paths"
 
-package.path = paths.pipelines .. "/?.lua;" .. package.path
-local dit_edits = require "lib.transform.dit_edits"
+local internals = require "support.internals"
+local dit_edits = internals.require "imgpipe.transform.dit_edits"
 
 local M = {}
 
@@ -96,8 +95,8 @@ function M.run(bytes, list, format, extra)
   local img = conformance.decode(bytes)
   local out, err = dit_edits.apply(img, plan)
   if not out then return nil, err end
-  local options = next(plan.output.options) and plan.output.options or nil
-  return out:save(plan.output.format or format, options)
+  local fmt = plan.output.format or format
+  return out:save(fmt, dit_edits.save_options(plan, fmt))
 end
 
 return M

@@ -1,17 +1,16 @@
--- DIT's default-form edits (pipelines/lib/transform/dit_edits.lua) without
+-- DIT's default-form edits (lua/imgpipe/transform/dit_edits.lua) without
 -- the oracle: what each edit accepts and refuses (a 400 naming it), the
 -- query-parameter edits, the Thumbor extras, and sizes after apply.
 -- spec/conformance/ compares the pixels with sharp.
-local paths = require "support.paths"
 local image = require "imgpipe.image"
 local json = require "cjson"
 
-package.path = paths.pipelines .. "/?.lua;" .. package.path
-local dit_edits = require "lib.transform.dit_edits"
+local internals = require "support.internals"
+local dit_edits = internals.require "imgpipe.transform.dit_edits"
 
 local function plan(edits, order) return dit_edits.plan(edits, order) end
 
-describe("lib.transform.dit_edits", function()
+describe("imgpipe.transform.dit_edits", function()
   local accepted = {
     { resize = { width = 100, height = 50, fit = "outside", position = "southeast", withoutEnlargement = true } },
     { resize = { width = 100, background = "#ff000080" } }, { resize = 120 }, { rotate = 45 },

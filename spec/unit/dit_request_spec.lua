@@ -1,13 +1,12 @@
--- DIT's request forms told apart and read (pipelines/lib/transform/dit_request.lua):
+-- DIT's request forms told apart and read (lua/imgpipe/transform/dit_request.lua):
 -- default (base64 JSON, edits in the order written), Thumbor, custom
 -- (rewrite), the query-parameter edits on each, and the 400s.
-local paths = require "support.paths"
 local json = require "cjson"
 local digest = require "imgpipe.digest"
 
-package.path = paths.pipelines .. "/?.lua;" .. package.path
-local dit_request = require "lib.transform.dit_request"
-local rewrite = require "lib.transform.rewrite"
+local internals = require "support.internals"
+local dit_request = internals.require "imgpipe.transform.dit_request"
+local rewrite = internals.require "imgpipe.transform.rewrite"
 
 local function b64(text) return "/" .. digest.base64(text) end
 local function url_safe(text)
@@ -20,7 +19,7 @@ local function names(req)
   return list
 end
 
-describe("lib.transform.dit_request", function()
+describe("imgpipe.transform.dit_request", function()
   it("reads the default form, keeping the order the edits are written in", function()
     local text = '{"bucket":"b","key":"a/b.jpg","edits":{"rotate":90,"resize":{"width":10,"fit":"fill"},' ..
       '"grayscale":true,"flip":{"nested":{"x":1}}},"outputFormat":"webp"}'
@@ -35,7 +34,7 @@ describe("lib.transform.dit_request", function()
 
   it("reads rotate: null as no auto-orientation", function()
     local req = assert(dit_request.read(b64 '{"key":"k","edits":{"rotate":null,"resize":{"width":10}}}'))
-    local dit_edits = require "lib.transform.dit_edits"
+    local dit_edits = internals.require "imgpipe.transform.dit_edits"
     local plan = assert(dit_edits.plan(dit_request.edits_of(req)))
     assert.is_true(plan.no_orient)
     assert.equal(10, plan.steps.resize.width)

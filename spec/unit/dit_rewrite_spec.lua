@@ -1,13 +1,13 @@
 -- DIT's custom request form: the rewrite expression engine
--- (pipelines/lib/transform/rewrite.lua) against what JavaScript's
+-- (lua/imgpipe/transform/rewrite.lua) against what JavaScript's
 -- String.prototype.replace gives for the same expression (the expected
 -- texts below were taken from Node.js; where node is installed, the spec
 -- asks it again), its refusals and its bounds.
 local paths = require "support.paths"
 local json = require "cjson"
 
-package.path = paths.pipelines .. "/?.lua;" .. package.path
-local rewrite = require "lib.transform.rewrite"
+local internals = require "support.internals"
+local rewrite = internals.require "imgpipe.transform.rewrite"
 
 -- {pattern, subject, substitution, what JavaScript gives}
 local rows = {
@@ -53,7 +53,7 @@ local function apply(pattern, subject, substitution)
   return assert(rewrite.rewrite(re, subject, substitution))
 end
 
-describe("lib.transform.rewrite", function()
+describe("imgpipe.transform.rewrite", function()
   for _, row in ipairs(rows) do
     it(string.format("%s on %q with %q", row[1], row[2], row[3]), function()
       assert.equal(row[4], (apply(row[1], row[2], row[3])))

@@ -1,14 +1,13 @@
--- DIT's Thumbor request form: the path parser (pipelines/lib/transform/thumbor.lua):
+-- DIT's Thumbor request form: the path parser (lua/imgpipe/transform/thumbor.lua):
 -- crop, fit-in, sizes, mirrors, every filter DIT maps with its arguments
 -- checked, and the 400 messages naming what is wrong.
-local paths = require "support.paths"
 
-package.path = paths.pipelines .. "/?.lua;" .. package.path
-local thumbor = require "lib.transform.thumbor"
+local internals = require "support.internals"
+local thumbor = internals.require "imgpipe.transform.thumbor"
 
 local function parse(path) return assert(thumbor.parse(path)) end
 
-describe("lib.transform.thumbor", function()
+describe("imgpipe.transform.thumbor", function()
   it("reads a bare key, keeping its folders", function()
     assert.same({ key = "photos/2024/a.jpg", filters = {} }, parse "/photos/2024/a.jpg")
   end)
