@@ -217,7 +217,7 @@ static int sign_request(aws_http_client *c, const aws_http_request *r, const aws
     p.body_len = r->body_len;
     p.region = r->region;
     p.service = r->service;
-    p.time = (int64_t)time(NULL);
+    p.time = r->time ? r->time : (int64_t)time(NULL);
     p.access_key_id = cr->access_key_id;
     p.secret_access_key = cr->secret_access_key;
     p.session_token = cr->session_token;

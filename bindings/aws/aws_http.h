@@ -74,6 +74,7 @@ typedef struct aws_http_request {
     aws_credentials_ref credentials; /* as whom (the binding resolved them) */
     aws_http_refresh_fn refresh;     /* NULL: an expired token is a plain failure */
     void *refresh_ud;
+    int64_t time; /* signing time, Unix seconds (reproducible requests); 0 = the clock */
 } aws_http_request;
 
 typedef struct aws_http_error {

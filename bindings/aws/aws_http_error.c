@@ -82,55 +82,73 @@ static const char *status_code_name(long status, const char *not_found) {
     }
 }
 
+/* Code and message of an XML error document (<Error> anywhere near the
+ * root: REST-XML, query, EC2); 1 when it held a code. */
+static int xml_error_fields(const char *body, size_t len, aws_http_error *e) {
+    buf ev;
+    char perr[128];
+    int found = 0;
+    buf_init(&ev, 4 * MAX_ERROR_BODY);
+    if (aws_xml_flatten(body, len, &ev, perr, sizeof perr) == 0) {
+        size_t n;
+        const char *code = aws_xml_find_error(&ev, "Code", &n);
+        if (code && n) {
+            copy_trimmed(e->code, sizeof e->code, code, n);
+            found = 1;
+        }
+        const char *msg = aws_xml_find_error(&ev, "Message", &n);
+        if (msg) copy_trimmed(e->message, sizeof e->message, msg, n);
+    }
+    buf_free(&ev);
+    return found;
+}
+
+/* Code (__type, after any '#') and message of a JSON error object; 1 when
+ * it held a code. */
+static int json_error_fields(const char *body, size_t len, aws_http_error *e) {
+    buf v;
+    int found = 0;
+    buf_init(&v, 4096);
+    if (aws_json_string_member(body, len, "__type", &v) == 1 && v.len) {
+        const char *t = buf_str(&v), *hash = strrchr(t, '#');
+        t = hash ? hash + 1 : t;
+        copy_trimmed(e->code, sizeof e->code, t, strlen(t));
+        found = 1;
+    }
+    buf_reset(&v);
+    if (aws_json_string_member(body, len, "message", &v) == 1 ||
+        aws_json_string_member(body, len, "Message", &v) == 1)
+        copy_trimmed(e->message, sizeof e->message, buf_str(&v), v.len);
+    buf_free(&v);
+    return found;
+}
+
+/* The code in x-amzn-ErrorType ("Code:http://…"); 1 when there is one. */
+static int header_error_code(const aws_http_answer *a, aws_http_error *e) {
+    size_t n;
+    const char *t = aws_http_answer_header(a, "x-amzn-ErrorType", &n);
+    if (!t || !n) return 0;
+    const char *colon = memchr(t, ':', n);
+    if (colon) n = (size_t)(colon - t);
+    copy_trimmed(e->code, sizeof e->code, t, n);
+    return 1;
+}
+
 /* Reads the code and message of an error answer from its body (XML or JSON),
  * falling back to the status. Returns 1 when the body held an error code. */
 int aws_http_parse_error_body(const aws_http_answer *a, const aws_http_request *r, aws_http_error *e) {
     const char *body = buf_str(a->body);
     size_t len = a->body->len;
-    int found = 0;
+    int readable = len && len <= MAX_ERROR_BODY, found = 0;
     e->code[0] = e->message[0] = '\0';
-    if (len && len <= MAX_ERROR_BODY) {
-        if (r->errors == AWS_ERRORS_XML) {
-            buf ev;
-            char perr[128];
-            buf_init(&ev, 4 * MAX_ERROR_BODY);
-            if (aws_xml_flatten(body, len, &ev, perr, sizeof perr) == 0) {
-                size_t n;
-                const char *code = aws_xml_find(&ev, "Error/Code", &n);
-                if (code && n) {
-                    copy_trimmed(e->code, sizeof e->code, code, n);
-                    found = 1;
-                }
-                const char *msg = aws_xml_find(&ev, "Error/Message", &n);
-                if (msg) copy_trimmed(e->message, sizeof e->message, msg, n);
-            }
-            buf_free(&ev);
-        } else {
-            buf v;
-            buf_init(&v, 4096);
-            if (aws_json_string_member(body, len, "__type", &v) == 1 && v.len) {
-                const char *t = buf_str(&v), *hash = strrchr(t, '#');
-                t = hash ? hash + 1 : t;
-                copy_trimmed(e->code, sizeof e->code, t, strlen(t));
-                found = 1;
-            }
-            buf_reset(&v);
-            if (aws_json_string_member(body, len, "message", &v) == 1 ||
-                aws_json_string_member(body, len, "Message", &v) == 1)
-                copy_trimmed(e->message, sizeof e->message, buf_str(&v), v.len);
-            buf_free(&v);
-        }
-    }
-    if (!found && r->errors == AWS_ERRORS_JSON) {
-        size_t n;
-        const char *t = aws_http_answer_header(a, "x-amzn-ErrorType", &n);
-        if (t && n) {
-            const char *colon = memchr(t, ':', n);
-            if (colon) n = (size_t)(colon - t);
-            copy_trimmed(e->code, sizeof e->code, t, n);
-            found = 1;
-        }
-    }
+    if (readable)
+        found =
+            r->errors == AWS_ERRORS_XML ? xml_error_fields(body, len, e) : json_error_fields(body, len, e);
+    if (!found && r->errors == AWS_ERRORS_JSON) found = header_error_code(a, e);
+    /* Stand-ins such as moto answer some failures of JSON-protocol calls
+     * (signatures, IAM) with an XML document. */
+    if (!found && r->errors == AWS_ERRORS_JSON && readable && body[strspn(body, " \t\r\n")] == '<')
+        found = xml_error_fields(body, len, e);
     if (!found) snprintf(e->code, sizeof e->code, "%s", status_code_name(a->status, r->not_found_code));
     if (!e->message[0]) snprintf(e->message, sizeof e->message, "HTTP %ld from %s", a->status, r->service);
     e->status = a->status;
