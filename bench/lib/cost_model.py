@@ -164,7 +164,9 @@ def run_once(tool, shape, s3, ddb, body, n, seq0, log, timeout_s):
                 if proc.poll() is not None:
                     break
                 srv.cond.wait(0.5)
-        if proc.poll() is not None:
+        if "init" in srv.answered:
+            failure = "the runtime reported an init error: %s" % srv.bodies["init"][:300].decode(errors="replace")
+        elif proc.poll() is not None:
             failure = "the process ended (exit %s%s)" % (
                 proc.returncode, ", killed: the OOM killer" if proc.returncode == -signal.SIGKILL else "")
         elif len(srv.answered) < n:
