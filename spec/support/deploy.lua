@@ -79,19 +79,14 @@ function M.translate(template, params, dir)
 end
 
 -- The resolved facts of a translated template (spec/support/template_facts.py).
--- d: {stack, table, queue}; params: template parameters.
+-- d: {stack, table, queue, [region]}; params: template parameters.
 function M.facts(translated, d, params)
   local out, err, code = paths.run(M.python .. " " .. paths.q(paths.root .. "/spec/support/template_facts.py") ..
     " " .. paths.q(translated) .. " --stack " .. paths.q(d.stack) .. " --account " .. M.account ..
-    " --region " .. M.region .. " --table " .. paths.q(d.table) .. " --queue " .. paths.q(d.queue) .. " " ..
-    param_args(params))
+    " --region " .. (d.region or M.region) .. " --table " .. paths.q(d.table) .. " --queue " .. paths.q(d.queue) ..
+    " " .. param_args(params))
   assert(code == 0, "template_facts failed: " .. err)
   return json.decode(out)
-end
-
--- The bucket names the template builds for a stack.
-function M.buckets(stack)
-  return stack .. "-uploads-" .. M.account, stack .. "-processed-" .. M.account
 end
 
 -- A moto_server on a free loopback port. Returns {url, port, pid, dir,
