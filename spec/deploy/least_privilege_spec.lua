@@ -63,7 +63,7 @@ end
 
 -- The translated template with statements changed: changes = {{role, sid,
 -- field, value}} (value nil removes the field); returns the facts of it.
-local function planted(translated, d, changes)
+local function planted(translated, d, changes, params)
   local file = paths.tmpdir() .. "/planted.json"
   local _, err, code = paths.run(deploy.python .. " -c " .. paths.q([[
 import json, sys
@@ -81,7 +81,7 @@ for change in json.loads(sys.argv[3]):
 json.dump(t, open(sys.argv[2], "w"))
 ]]) .. " " .. paths.q(translated) .. " " .. paths.q(file) .. " " .. paths.q(json.encode(changes)))
   assert(code == 0, err)
-  return deploy.facts(file, d, PARAMS)
+  return deploy.facts(file, d, params or PARAMS)
 end
 
 describe("deploy: least privilege, evaluated against the calls the pipelines make", function()
@@ -304,6 +304,91 @@ describe("deploy: least privilege, evaluated against the calls the pipelines mak
       local role = facts.roles[fns[h].fn.role]
       assert.are.equal("Allow", eval.evaluate_trust(role.trust, "lambda.amazonaws.com"), h)
       assert.are.equal("ImplicitDeny", eval.evaluate_trust(role.trust, "ec2.amazonaws.com"), h)
+    end
+  end)
+end)
+
+-- The optional role of S3 Batch Operations (BatchOperations=true): the
+-- calls a LambdaInvoke job makes with it, as AWS documents them (read the
+-- manifest, maybe by version; the bucket's location; write the completion
+-- report; invoke the function), evaluated the same way.
+describe("deploy: least privilege of the S3 Batch Operations role", function()
+  local missing = deploy.missing "samtranslator"
+  if missing then
+    it("evaluates the role against the calls of a job", function() pending("SKIPPED: " .. missing) end)
+    return
+  end
+
+  local D = { stack = "lp-batch", table = "lp-batch-images", queue = "lp-batch-failures" }
+  local BATCH = { UseCloudFront = "false", BatchOperations = "true" }
+  local translated, facts
+
+  -- What a job run with the role does, named from the stack's outputs.
+  local function job_calls(f)
+    local o = f.outputs
+    local bucket = "arn:aws:s3:::" .. o.BatchManifestBucket
+    return { batch = {
+      { action = "s3:GetObject", resource = bucket .. "/" .. o.BatchManifestPrefix .. "backfill-2026-12.csv" },
+      { action = "s3:GetObjectVersion", resource = bucket .. "/" .. o.BatchManifestPrefix .. "backfill-2026-12.csv" },
+      { action = "s3:GetBucketLocation", resource = "arn:aws:s3:::" .. o.BatchReportBucket },
+      { action = "s3:PutObject", resource = "arn:aws:s3:::" .. o.BatchReportBucket .. "/" .. o.BatchReportPrefix ..
+        "/job-8f1e2d3c/results/6a1b.csv" },
+      { action = "lambda:InvokeFunction", resource = o.BatchFunctionArn },
+    } }
+  end
+  local function check(f)
+    local others = {}
+    for logical, fn in pairs(f.functions) do
+      if fn.handler ~= "process" then
+        others[#others + 1] = "arn:aws:lambda:" .. deploy.region .. ":" .. deploy.account .. ":function:" ..
+          D.stack .. "-" .. logical
+      end
+    end
+    return eval.check({ batch = { statements = f.roles.BatchOperationsRole.statements } }, job_calls(f), {
+      buckets = { f.buckets.UploadBucket, f.buckets.ProcessedBucket, "someone-elses-bucket" }, functions = others })
+  end
+
+  setup(function()
+    translated = deploy.translate(TEMPLATE, BATCH, paths.tmpdir())
+    facts = deploy.facts(translated, D, BATCH)
+  end)
+  teardown(paths.cleanup)
+
+  it("is made only when asked for", function()
+    local plain = deploy.facts(deploy.translate(TEMPLATE, PARAMS, paths.tmpdir()), D, PARAMS)
+    assert.is_nil(plain.roles.BatchOperationsRole)
+    assert.is_nil(plain.outputs.BatchOperationsRoleArn)
+    assert.is_truthy(facts.roles.BatchOperationsRole)
+  end)
+
+  it("allows a job's calls and nothing one step outside; only S3 Batch Operations assumes it", function()
+    local r = check(facts)
+    assert.same({}, r.failures)
+    local trust = facts.roles.BatchOperationsRole.trust
+    assert.are.equal("Allow", eval.evaluate_trust(trust, "batchoperations.s3.amazonaws.com"))
+    assert.are.equal("ImplicitDeny", eval.evaluate_trust(trust, "lambda.amazonaws.com"))
+    assert.are.equal("arn:aws:lambda:" .. deploy.region .. ":" .. deploy.account .. ":function:" .. D.stack ..
+      "-ProcessFunction", facts.outputs.BatchFunctionArn)
+    print("# proved: the Batch Operations role allows the 5 calls of a job (manifest, its version, the bucket's " ..
+      "location, the report, invoking process) and denies " .. r.probes .. " calls one step outside")
+  end)
+
+  it("refuses a widened invoke, a widened manifest read and a missing report grant", function()
+    local PLANTS = {
+      { { "BatchOperationsRole", "InvokeProcess", "Resource", "*" }, "lambda:InvokeFunction arn:aws:lambda:" ..
+        deploy.region .. ":" .. deploy.account .. ":function:someone-elses-function is allowed" },
+      { { "BatchOperationsRole", "ReadManifests", "Resource", "arn:aws:s3:::" .. facts.buckets.ProcessedBucket ..
+        "/*" }, "s3:GetObject arn:aws:s3:::" .. facts.buckets.ProcessedBucket .. "/elsewhere/" },
+      { { "BatchOperationsRole", "WriteReports", "Resource", "arn:aws:s3:::" .. facts.buckets.ProcessedBucket ..
+        "/batch/manifests/*" }, "s3:PutObject arn:aws:s3:::" .. facts.buckets.ProcessedBucket ..
+        "/batch/reports/job-8f1e2d3c/results/6a1b.csv is not allowed" },
+    }
+    for _, plant in ipairs(PLANTS) do
+      local f = planted(translated, D, { plant[1] }, BATCH)
+      local text = table.concat(check(f).failures, "\n")
+      local at = text:find(plant[2], 1, true)
+      assert.is_truthy(at, plant[2] .. " not among:\n" .. text)
+      print("# refused, " .. plant[1][2] .. " changed: " .. text:match("[^\n]*", at))
     end
   end)
 end)

@@ -199,7 +199,10 @@ end
 
 local S3_OBJECT_ACTIONS = { "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:GetObjectVersion",
   "s3:PutObjectAcl", "s3:GetObjectAcl", "s3:PutObjectTagging", "s3:RestoreObject" }
+local S3_BUCKET_ACTIONS = { "s3:ListBucket", "s3:GetBucketLocation", "s3:GetBucketPolicy", "s3:PutBucketPolicy",
+  "s3:PutBucketNotification" }
 local SIBLINGS = {
+  lambda = { "InvokeFunction", "InvokeAsync", "GetFunction", "UpdateFunctionCode", "UpdateFunctionConfiguration" },
   dynamodb = { "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "BatchGetItem",
     "BatchWriteItem", "DescribeTable" },
   secretsmanager = { "GetSecretValue", "DescribeSecret", "PutSecretValue", "ListSecretVersionIds" },
@@ -217,13 +220,21 @@ end
 -- the function was not seen to make in that place. done: the function's
 -- recorded "action scope" pairs (scope: bucket and first key segment, or
 -- the resource).
-local function neighbours(c, buckets, done)
+local function neighbours(c, buckets, done, extra_functions)
   local out = {}
   local function add(action, resource, context)
     out[#out + 1] = { action = action, resource = resource, context = context }
   end
   local bucket, key = c.resource:match "^arn:aws:s3:::([^/]+)/(.*)$"
-  if c.action == "s3:ListBucket" then
+  local whole = c.resource:match "^arn:aws:s3:::([^/]+)$"
+  if whole and c.action ~= "s3:ListBucket" then
+    for _, other in ipairs(buckets) do
+      if other ~= whole then add(c.action, "arn:aws:s3:::" .. other) end
+    end
+    for _, a in ipairs(S3_BUCKET_ACTIONS) do
+      if not done[a .. " " .. c.resource] then add(a, c.resource, {}) end
+    end
+  elseif c.action == "s3:ListBucket" then
     local b = c.resource:match "^arn:aws:s3:::(.+)$"
     add(c.action, c.resource, {})
     add(c.action, c.resource, { ["s3:prefix"] = "" })
@@ -249,6 +260,10 @@ local function neighbours(c, buckets, done)
       add(c.action, "arn:aws:secretsmanager:" .. head .. "secret:someone-elses-secret-AbCdEf")
     elseif service == "ssm" then
       add(c.action, "arn:aws:ssm:" .. head .. "parameter/someone-elses-parameter")
+    elseif service == "lambda" then
+      add(c.action, "arn:aws:lambda:" .. head .. "function:someone-elses-function")
+      add(c.action, c.resource .. ":live") -- an alias, or a version, is another resource
+      for _, other in ipairs(extra_functions or {}) do add(c.action, other) end
     end
     for _, op in ipairs(SIBLINGS[service] or {}) do
       local a = service .. ":" .. op
@@ -274,39 +289,20 @@ local function used(s, action, resource, calls)
   return false
 end
 
--- Audits recorded requests against the functions' statements.
---   functions  name -> {statements, key (the access key id it signs with)}
---   records    the recorder's lines (decoded)
---   opts       {region, account, buckets = {names}, ignore_keys = {id = true},
+-- Checks calls against the functions' statements.
+--   functions  name -> {statements}
+--   calls      name -> {call}
+--   opts       {buckets = {names}, functions = {other function ARNs},
 --               lambda_own = {action pattern = reason}: grants Lambda uses, not the pipelines}
--- Returns {failures = {text}, calls = {name -> {call}}, probes = n}: every
--- call must be allowed, every grant used by a call (or Lambda's own), every
--- neighbour of a call denied.
-function M.audit(functions, records, opts)
-  local failures, calls, by_key, probes = {}, {}, {}, 0
+-- Returns {failures = {text}, probes = n}: every call must be allowed,
+-- every grant used by a call (or Lambda's own), every neighbour of a call
+-- denied.
+function M.check(functions, calls, opts)
+  local failures, probes = {}, 0
   local function fail(fmt, ...) failures[#failures + 1] = string.format(fmt, ...) end
   for name, f in pairs(functions) do
-    by_key[f.key] = name
-    calls[name] = {}
-  end
-  for _, raw in ipairs(records) do
-    local r = {} -- JSON nulls (userdata) dropped
-    for k, v in pairs(raw) do
-      if type(v) ~= "userdata" then r[k] = v end
-    end
-    local name = by_key[r.key]
-    if not name and not (opts.ignore_keys or {})[r.key] then
-      fail("a request signed by an unknown key %s: %s %s", tostring(r.key), r.method, r.path)
-    elseif name then
-      local ok, mapped = pcall(M.calls_of, r, opts)
-      if not ok then fail("%s: %s", name, mapped) else
-        for _, c in ipairs(mapped) do table.insert(calls[name], c) end
-      end
-    end
-  end
-  for name, f in pairs(functions) do
-    local done = {}
-    for _, c in ipairs(calls[name]) do
+    local mine, done = calls[name] or {}, {}
+    for _, c in ipairs(mine) do
       local decision, by = M.evaluate(f.statements, c)
       if decision ~= "Allow" then
         fail("%s: %s is not allowed (%s)%s", name, describe_call(c), decision,
@@ -320,31 +316,63 @@ function M.audit(functions, records, opts)
           for _, resource in ipairs(list(s.Resource)) do
             local own
             for pattern in pairs(opts.lambda_own or {}) do own = own or M.glob(pattern, action, true) end
-            if not own and not used(s, action, resource, calls[name]) then
-              fail("%s: statement %s grants %s on %s, which no call of the flow uses", name, tostring(s.Sid),
-                action, resource)
+            if not own and not used(s, action, resource, mine) then
+              fail("%s: statement %s grants %s on %s, which no call uses", name, tostring(s.Sid), action, resource)
             end
           end
         end
       end
     end
     local seen = {}
-    for _, c in ipairs(calls[name]) do
-      for _, n in ipairs(neighbours(c, opts.buckets or {}, done)) do
+    for _, c in ipairs(mine) do
+      for _, n in ipairs(neighbours(c, opts.buckets or {}, done, opts.functions)) do
         local text = describe_call(n)
         if not seen[text] then
           seen[text] = true
           probes = probes + 1
           local decision, by = M.evaluate(f.statements, n)
           if decision == "Allow" then
-            fail("%s: %s is allowed (statement %s), outside what the flow needs", name, text, tostring(by))
+            fail("%s: %s is allowed (statement %s), outside what is needed", name, text, tostring(by))
           end
         end
       end
     end
   end
   table.sort(failures)
-  return { failures = failures, calls = calls, probes = probes }
+  return { failures = failures, probes = probes }
+end
+
+-- Audits recorded requests: maps each to its calls (by the key that
+-- signed it: functions name -> {statements, key}), then M.check. opts as
+-- M.check's, plus region, account and ignore_keys = {id = true}. Returns
+-- M.check's answer with calls = {name -> {call}}.
+function M.audit(functions, records, opts)
+  local calls, by_key, unmapped = {}, {}, {}
+  for name, f in pairs(functions) do
+    by_key[f.key] = name
+    calls[name] = {}
+  end
+  for _, raw in ipairs(records) do
+    local r = {} -- JSON nulls (userdata) dropped
+    for k, v in pairs(raw) do
+      if type(v) ~= "userdata" then r[k] = v end
+    end
+    local name = by_key[r.key]
+    if not name and not (opts.ignore_keys or {})[r.key] then
+      unmapped[#unmapped + 1] = string.format("a request signed by an unknown key %s: %s %s", tostring(r.key),
+        r.method, r.path)
+    elseif name then
+      local ok, mapped = pcall(M.calls_of, r, opts)
+      if not ok then unmapped[#unmapped + 1] = name .. ": " .. mapped else
+        for _, c in ipairs(mapped) do table.insert(calls[name], c) end
+      end
+    end
+  end
+  local result = M.check(functions, calls, opts)
+  for _, u in ipairs(unmapped) do table.insert(result.failures, u) end
+  table.sort(result.failures)
+  result.calls = calls
+  return result
 end
 
 return M
