@@ -28,6 +28,7 @@
 # instead of AWS. AWS_CLI names the CLI to use (default: aws); LAYERS_DIR
 # the folder of the built zips (default build/layers).
 set -euo pipefail
+caller_dir=$PWD
 cd "$(dirname "$0")/.."
 . infra/deploy-common.sh
 
@@ -55,6 +56,7 @@ done
 [ ${#omit[@]} = 0 ] || [ $offline = 1 ] || die "--omit-type works only with --offline-transform"
 case $arch in x86_64 | arm64) ;; *) die "--arch must be x86_64 or arm64, not '$arch'" ;; esac
 case $packaging in layers | function) ;; *) die "--packaging must be layers or function, not '$packaging'" ;; esac
+case $pipelines in '' | /*) ;; *) pipelines=$caller_dir/$pipelines ;; esac # relative to where it was run
 [ -z "$pipelines" ] || [ -d "$pipelines" ] || die "no pipelines folder '$pipelines'"
 
 # The handlers the stack will name, and the reservation asked for.

@@ -168,11 +168,12 @@ describe("deploy: the scripts", function()
   end)
 
   describe("deploy-aws.sh with a stand-in AWS CLI", function()
-    local function deploy_stub(stack, extra, env)
+    local function deploy_stub(stack, extra, env, cwd)
       local dir = paths.tmpdir()
       local prefix, log = stub_aws(dir)
-      local out, err, code = paths.run("cd " .. paths.q(paths.root) .. " && " .. prefix .. (env or "") ..
-        " AWS_ENDPOINT_URL=http://stub infra/deploy-aws.sh --stack " .. paths.q(stack) ..
+      local out, err, code = paths.run("cd " .. paths.q(cwd or paths.root) .. " && " .. prefix .. (env or "") ..
+        " AWS_ENDPOINT_URL=http://stub " .. paths.q(paths.root .. "/infra/deploy-aws.sh") .. " --stack " ..
+        paths.q(stack) ..
         " --artifact-bucket my-artifacts --skip-build " .. (extra or ""))
       return out .. err, code, calls(log)
     end
@@ -282,6 +283,15 @@ describe("deploy: the scripts", function()
           "pipelines/transform.lua: -- transform 100644", "pipelines/upload.lua: -- upload 100644",
           "pipelines/www/ 40755", "pipelines/www/index.html: <p>shop</p> 100644" },
           zip_members(paths.root .. "/build/deploy/pipelines.zip"))
+      end)
+
+      it("takes the folder relative to where it is run", function()
+        local dir = folder(ALL)
+        local out, code = deploy_stub("shop", "--pipelines shop --param ProcessHandler=shop-process", "",
+          dir:match "^(.*)/shop$")
+        assert.are.equal(0, code, out)
+        assert.matches("pipelines/shop%-process%.lua", table.concat(zip_members(paths.root ..
+          "/build/deploy/pipelines.zip"), "\n"))
       end)
 
       it("puts the folder in place of the built pipelines in the function code (--packaging function)", function()
