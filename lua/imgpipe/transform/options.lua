@@ -1,0 +1,195 @@
+-- The options segment of a transformation URL, parsed and turned into ONE
+-- rendition declaration of imgpipe.renditions.
+--
+--   w_800,h_600,fit_cover,g_attention,f_auto,q_75,dpr_2,r_90,blur_2,sharpen_1,wm_logo
+--
+-- Comma-separated NAME_VALUE tokens, each name at most once, any order:
+--   w, h        the box in CSS pixels, 1..max_side (before dpr)
+--   fit         inside (default), cover, contain, fill
+--   g           gravity: centre (default), north, south, east, west, north-east,
+--               north-west, south-east, south-west (also n, s, e, w, ne, nw,
+--               se, sw, center); with fit cover also attention, entropy
+--   bg          contain's padding: rrggbb or rrggbbaa (hex)
+--   f           auto (AVIF, then WebP, then JPEG/PNG, from Accept), jpeg (jpg),
+--               png, webp, avif, gif
+--   q           quality 1..100
+--   dpr         device pixel ratio 1..4 (up to two decimals): the box times dpr
+--   r           rotate 90, 180 or 270 after the fit; the box names the
+--               rotated result (w_800,h_600,r_90 is 800 wide)
+--   blur        gaussian blur, sigma 0.3..100
+--   sharpen     1 (default unsharp mask) or a sigma 0.5..10
+--   wm          a watermark preset by name (imgpipe.transform.presets)
+-- With neither w nor h the image keeps its size (capped at max_side).
+--
+-- M.parse(text, limits) -> opts | nil, reason
+-- M.canonical(opts) -> the options in one fixed spelling (for ETags, cache keys)
+-- M.rendition(opts, format, presets, max_side) -> a rendition declaration
+local M = {}
+
+M.MAX_LENGTH = 512
+
+local FITS = { inside = true, cover = true, contain = true, fill = true }
+local GRAVITY = {
+  centre = "centre", center = "centre", north = "north", south = "south", east = "east", west = "west",
+  ["north-east"] = "north-east", ["north-west"] = "north-west", ["south-east"] = "south-east",
+  ["south-west"] = "south-west", n = "north", s = "south", e = "east", w = "west",
+  ne = "north-east", nw = "north-west", se = "south-east", sw = "south-west",
+  attention = "attention", entropy = "entropy",
+}
+local FORMATS = { auto = "auto", jpeg = "jpeg", jpg = "jpeg", png = "png", webp = "webp", avif = "avif", gif = "gif" }
+local ORDER = { "w", "h", "fit", "g", "bg", "f", "q", "dpr", "r", "blur", "sharpen", "wm" }
+
+-- A decimal number with at most two decimals, no sign, no exponent.
+local function decimal(v)
+  if not v:match "^%d+$" and not v:match "^%d+%.%d%d?$" then return nil end
+  return tonumber(v)
+end
+
+local function integer(v)
+  if not v:match "^%d+$" or #v > 6 then return nil end
+  return math.tointeger(tonumber(v))
+end
+
+-- Parsers: value text -> parsed value, or nil and what was expected.
+local function parsers(limits)
+  local max_side = limits.max_side
+  local function side(v)
+    local n = integer(v)
+    if not n or n < 1 or n > max_side then return nil, "a whole number of pixels 1.." .. max_side end
+    return n
+  end
+  return {
+    w = side,
+    h = side,
+    fit = function(v)
+      if not FITS[v] then return nil, "inside, cover, contain or fill" end
+      return v
+    end,
+    g = function(v)
+      if not GRAVITY[v] then return nil, "a compass direction (north, ne, ...), centre, attention or entropy" end
+      return GRAVITY[v]
+    end,
+    bg = function(v)
+      if not (v:match "^%x%x%x%x%x%x$" or v:match "^%x%x%x%x%x%x%x%x$") then return nil, "rrggbb or rrggbbaa (hex)" end
+      return v:lower()
+    end,
+    f = function(v)
+      if not FORMATS[v] then return nil, "auto, jpeg, png, webp, avif or gif" end
+      return FORMATS[v]
+    end,
+    q = function(v)
+      local n = integer(v)
+      if not n or n < 1 or n > 100 then return nil, "a quality 1..100" end
+      return n
+    end,
+    dpr = function(v)
+      local n = decimal(v)
+      if not n or n < 1 or n > 4 then return nil, "a ratio 1..4 with at most two decimals" end
+      return n
+    end,
+    r = function(v)
+      if v ~= "90" and v ~= "180" and v ~= "270" then return nil, "90, 180 or 270" end
+      return tonumber(v)
+    end,
+    blur = function(v)
+      local n = decimal(v)
+      if not n or n < 0.3 or n > 100 then return nil, "a sigma 0.3..100" end
+      return n
+    end,
+    sharpen = function(v)
+      local n = decimal(v)
+      if n == 1 then return 1 end
+      if not n or n < 0.5 or n > 10 then return nil, "1 (default) or a sigma 0.5..10" end
+      return n
+    end,
+    wm = function(v)
+      if not v:match "^[%w%-]+$" or #v > 64 then return nil, "a preset name (letters, digits, '-')" end
+      if limits.presets and not limits.presets[v] then return nil, "a known preset" end
+      return v
+    end,
+  }
+end
+
+-- Parses the options text. limits = {max_side, presets}. Returns the
+-- options table, or nil and a reason fit for a 400 answer.
+function M.parse(text, limits)
+  if type(text) ~= "string" or text == "" then return nil, "the options segment is empty" end
+  if #text > M.MAX_LENGTH then return nil, "the options segment is over " .. M.MAX_LENGTH .. " bytes" end
+  local parse = parsers(limits)
+  local opts = {}
+  for token in (text .. ","):gmatch "([^,]*)," do
+    local name, value = token:match "^([%a]+)_(.+)$"
+    if not name then return nil, string.format("option '%s' is not NAME_VALUE", token) end
+    local p = parse[name]
+    if not p then return nil, string.format("unknown option '%s' (known: %s)", name, table.concat(ORDER, ", ")) end
+    if opts[name] ~= nil then return nil, string.format("option '%s' is given twice", name) end
+    local v, expected = p(value)
+    if v == nil then return nil, string.format("option %s_%s: %s expected", name, value, expected) end
+    opts[name] = v
+  end
+  local fit = opts.fit or "inside"
+  if (fit == "cover" or fit == "contain" or fit == "fill") and not (opts.w and opts.h) then
+    return nil, "fit_" .. fit .. " needs both w and h"
+  end
+  if (opts.g == "attention" or opts.g == "entropy") and fit ~= "cover" then
+    return nil, "g_" .. opts.g .. " (smart crop) needs fit_cover"
+  end
+  if opts.bg and fit ~= "contain" then return nil, "bg needs fit_contain" end
+  local dpr = opts.dpr or 1
+  for _, s in ipairs { "w", "h" } do
+    if opts[s] and math.floor(opts[s] * dpr + 0.5) > limits.max_side then
+      return nil, string.format("%s_%d at dpr %s is over %d pixels", s, opts[s], dpr, limits.max_side)
+    end
+  end
+  return opts
+end
+
+local function spell(name, v)
+  if math.type(v) == "float" then
+    local s = string.format("%.2f", v):gsub("0+$", ""):gsub("%.$", "")
+    return name .. "_" .. s
+  end
+  return name .. "_" .. tostring(v)
+end
+
+-- The options in one spelling: fixed order, defaults left out.
+function M.canonical(opts)
+  local parts = {}
+  for _, name in ipairs(ORDER) do
+    local v = opts[name]
+    local default = (name == "fit" and v == "inside") or (name == "g" and v == "centre") or
+      (name == "dpr" and v == 1)
+    if v ~= nil and not default then parts[#parts + 1] = spell(name, v) end
+  end
+  return table.concat(parts, ",")
+end
+
+local function colour(hex)
+  local c = {}
+  for byte in hex:gmatch "%x%x" do c[#c + 1] = tonumber(byte, 16) end
+  return c
+end
+
+-- The rendition declaration for parsed options. format: the output format
+-- already chosen (jpeg, png, webp, avif, gif, or auto for JPEG/PNG by
+-- alpha). presets: name -> watermark table. max_side bounds a size-less
+-- request.
+function M.rendition(opts, format, presets, max_side)
+  local dpr = opts.dpr or 1
+  local w = opts.w and math.floor(opts.w * dpr + 0.5)
+  local h = opts.h and math.floor(opts.h * dpr + 0.5)
+  -- The box names the rotated result: fit into the turned box, then turn.
+  if opts.r == 90 or opts.r == 270 then w, h = h, w end
+  if not w and not h then w, h = max_side, max_side end
+  local r = {
+    name = "t", width = w, height = h, fit = opts.fit or "inside", gravity = opts.g,
+    background = opts.bg and colour(opts.bg), format = format, quality = opts.q, steps = {},
+  }
+  if opts.r then r.steps[#r.steps + 1] = { rotate = opts.r } end
+  if opts.sharpen then r.steps[#r.steps + 1] = { sharpen = opts.sharpen == 1 and true or { sigma = opts.sharpen } } end
+  if opts.blur then r.steps[#r.steps + 1] = { blur = opts.blur } end
+  if opts.wm then r.steps[#r.steps + 1] = { watermark = presets[opts.wm] } end
+  return r
+end
+
+return M
