@@ -337,6 +337,82 @@ describe("e2e: operations scripts", function()
     end)
   end)
 
+  -- #16 item 7: the ops scripts take the pipeline to run by name.
+  describe("--pipeline NAME", function()
+    local folder
+    setup(function()
+      folder = work .. "/mine"
+      os.execute("cp -r " .. paths.q(paths.pipelines) .. " " .. paths.q(folder))
+      paths.write(folder .. "/thumbs.lua", [[
+        local pipeline = require "imgpipe.pipeline"
+        return pipeline.process { renditions = { { name = "thumb", width = 48, height = 48, format = "webp" } } }
+      ]])
+    end)
+
+    it("backfill and retry run the named pipeline of the folder", function()
+      put_images("uploads/named/", 2, 440)
+      local mine = { IMGPIPE_PIPELINES = folder }
+      local lines, err, code = ops("backfill", "--prefix uploads/named/ --pipeline thumbs --checkpoint named.json",
+        mine)
+      assert.are.equal(0, code, err)
+      assert.same({ PROCESSED = 2 }, summary(lines).outcomes)
+      local ids = ids_of(of_kind(lines, "object"))
+      for id, r in pairs(inspect(ids)) do
+        assert.is_true(r.outWidth <= 48 and r.outHeight <= 48, id)
+        assert.matches("%.webp$", r.processedKey)
+      end
+      lines, err, code = ops("retry", "--pipeline thumbs --id " .. ids[1], mine)
+      assert.are.equal(0, code, err)
+      assert.same({ PROCESSED = 1 }, summary(lines).outcomes)
+    end)
+
+    it("the checkpoint belongs to the pipeline it was written for", function()
+      put_images("uploads/named2/", 2, 460)
+      local mine = { IMGPIPE_PIPELINES = folder, TABLE_NAME = "no-such-table" }
+      local _, err, code = ops("backfill", "--prefix uploads/named2/ --pipeline thumbs --checkpoint n2.json", mine)
+      assert.are.equal(1, code, err)
+      assert.are.equal("thumbs", cjson.decode(paths.read(work .. "/n2.json")).pipeline)
+      _, err, code = ops("backfill", "--prefix uploads/named2/ --checkpoint n2.json", { IMGPIPE_PIPELINES = folder })
+      assert.are.equal(2, code)
+      assert.matches("it is for pipeline thumbs, not process", err, nil, true)
+    end)
+  end)
+
+  -- #16 item 8: the ops scripts start nothing but imgpipe (no date, mktemp,
+  -- readlink, test, rm): the host gives them the clock, temporary folders,
+  -- the terminal and their own path (imgpipe.os).
+  describe("start no program but imgpipe", function()
+    local function code_of(file)
+      return paths.read(paths.pipelines .. "/ops/" .. file):gsub("%-%-[^\n]*", "")
+    end
+
+    it("in their code: io.popen once, to exec the imgpipe binary; no os.execute or os.tmpname", function()
+      local popens = 0
+      for _, f in ipairs { "backfill.lua", "checkpoint.lua", "common.lua", "failed.lua", "retry.lua" } do
+        local text = code_of(f)
+        assert.is_nil(text:find "%f[%w_]os%.execute", f)
+        assert.is_nil(text:find "%f[%w_]os%.tmpname", f)
+        for _ in text:gmatch "%f[%w_]io%.popen" do popens = popens + 1 end
+      end
+      assert.are.equal(1, popens)
+      assert.matches('local cmd = "exec " %.%. M%.q%(runner%.bin%) %.%. " run "', code_of "common.lua")
+    end)
+
+    it("when run with no PATH at all (nothing else could be found)", function()
+      put_images("uploads/nopath/", 2, 480)
+      local nopath = { PATH = "/nonexistent" }
+      local lines, err, code = ops("backfill", "--prefix uploads/nopath/ --dry-run", nopath)
+      assert.are.equal(0, code, err)
+      assert.same({ ["DRY_RUN:NEW"] = 2 }, summary(lines).outcomes)
+      lines, err, code = ops("backfill", "--prefix uploads/nopath/ --checkpoint nopath.json", nopath)
+      assert.are.equal(0, code, err)
+      assert.same({ PROCESSED = 2 }, summary(lines).outcomes)
+      lines, err, code = ops("failed", "--reason NoSuchCode", nopath)
+      assert.are.equal(0, code, err)
+      assert.same({}, lines)
+    end)
+  end)
+
   describe("refuses bad command lines with status 2 and a reason", function()
     local cases = {
       { "backfill", "--bogus", "unknown argument '%-%-bogus'" },
@@ -349,6 +425,8 @@ describe("e2e: operations scripts", function()
       { "retry", "--id", "needs a value" },
       { "failed", "--limit -3", "whole number from 1" },
       { "failed", "extra", "unknown argument 'extra'" },
+      { "backfill", "--pipeline nope", "no nope.lua in the pipelines folder" },
+      { "retry", "--pipeline ../x", "takes a pipeline name" },
     }
     for _, c in ipairs(cases) do
       it(c[1] .. " " .. c[2], function()
