@@ -502,7 +502,7 @@ describe("transform", function()
           path = "/t/" .. sign("w_0", K.photo, secret) .. "/w_0/" .. K.photo })
       end
 
-      it("reads the key at load from " .. service_name .. " (signed with imgpipe.sigv4, sent by curl)", function()
+      it("reads the key at load from " .. service_name .. " (through imgpipe.aws)", function()
         local d = driver()
         local ok = ask(d, VALUES[service_name])
         assert.is_true(ok.ok, ok.error_message)
