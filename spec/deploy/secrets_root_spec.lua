@@ -15,6 +15,7 @@ local digest = require "imgpipe.digest"
 local emptyroot = require "support.emptyroot"
 local json = require "cjson"
 local modes = require "support.modes"
+local moto_keys = require "support.moto_keys"
 local paths = require "support.paths"
 local random = require "imgpipe.random"
 
@@ -29,11 +30,6 @@ local why = unavailable()
 if why then
   describe("signing key in the packaged runtime", function() pending("skipped: " .. why) end)
   return
-end
-
-local function proved(text)
-  io.write("# proved: ", text, "\n")
-  io.flush()
 end
 
 local RUN = random.hex(6)
@@ -75,15 +71,10 @@ describe("signing key in the packaged runtime", function()
 
   setup(function()
     zips = emptyroot.artifacts()
-    moto = deploy.moto_start()
-    local out, err, code = paths.run(deploy.python .. " -c " .. paths.q(SETUP) .. " " .. paths.q(moto.url) .. " " ..
-      paths.q(IDS.ssm) .. " " .. paths.q(IDS.secretsmanager) .. " " .. KEYS.ssm .. " " .. KEYS.secretsmanager)
-    assert(code == 0, err)
-    user = json.decode(out)
-    deploy.moto_auth(moto, true)
+    moto, user = moto_keys.start(SETUP, IDS.ssm, IDS.secretsmanager, KEYS.ssm, KEYS.secretsmanager)
   end)
   teardown(function()
-    deploy.moto_stop(moto)
+    moto_keys.stop(moto)
     emptyroot.cleanup_all()
     paths.cleanup()
   end)
@@ -120,7 +111,8 @@ describe("signing key in the packaged runtime", function()
           assert.is_true(#r.libs >= 20, #r.libs .. " objects")
           for _, lib in ipairs(r.libs) do assert.is_true(from_package(lib), "loaded from outside: " .. lib) end
         end
-        proved(("%s root (no /bin, no shell, no curl): the key from %s '%s' on moto (SigV4 and IAM enforced) " ..
+        print(("# proved: %s root (no /bin, no shell, no curl): the key from %s '%s' on moto (SigV4 and IAM " ..
+          "enforced) " ..
           "checked a signed /t/ URL (400 InvalidOptions after the signature) and refused another key (403)%s"):format(
           kind, name, IDS[name], kind == "hostile" and (", " .. #r.libs .. " objects all from the package") or ""))
         emptyroot.cleanup(root)
@@ -143,7 +135,7 @@ describe("signing key in the packaged runtime", function()
       local body = r.init_errors[1].body
       assert.matches("signing key from secretsmanager", body, 1, true)
       assert.matches(row[3], body, 1, true)
-      proved("a refused read is an init error: " .. (json.decode(body).errorMessage or body):sub(1, 160))
+      print("# proved: a refused read is an init error: " .. (json.decode(body).errorMessage or body):sub(1, 160))
       emptyroot.cleanup(root)
     end)
   end
