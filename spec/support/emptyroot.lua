@@ -12,6 +12,8 @@
 --     function_zip=, dir=, output=} (output: what make printed).
 --
 --   root = emptyroot.prepare{runtime_zip=, pipelines_zip=}   (layers in /opt)
+--   root = emptyroot.prepare{runtime_zip=, layers={ZIP, ...}} (layers in /opt, in
+--                             that order; runtime_zip among them where it goes)
 --   root = emptyroot.prepare{function_zip=}                  (function code in /var/task)
 --     optional: hostile=true  stubs of every packaged library in /lib64 and
 --                             /usr/lib64 that abort if loaded
@@ -124,8 +126,9 @@ function M.prepare(opts)
     home = "/var/task"
   else
     assert(opts.runtime_zip, "emptyroot.prepare: runtime_zip or function_zip")
-    args[#args + 1] = "--runtime " .. q(opts.runtime_zip)
-    if opts.pipelines_zip then args[#args + 1] = "--pipelines " .. q(opts.pipelines_zip) end
+    for _, zip in ipairs(opts.layers or { opts.runtime_zip, opts.pipelines_zip }) do
+      args[#args + 1] = (zip == opts.runtime_zip and "--runtime " or "--layer ") .. q(zip)
+    end
     home = "/opt"
   end
   if opts.ca then args[#args + 1] = "--ca " .. q(opts.ca) end

@@ -2,12 +2,14 @@
 # Makes and removes the "empty roots" the packaged runtime is tried in
 # (spec/support/emptyroot.lua, bench/run.sh). Needs root (mount, chroot).
 #
-#   emptyroot.sh prepare ROOT [--runtime ZIP] [--pipelines ZIP] [--function ZIP]
-#                             [--ca PEM] [--hostile] [--no-proc]
+#   emptyroot.sh prepare ROOT [--runtime ZIP] [--pipelines ZIP] [--layer ZIP]...
+#                             [--function ZIP] [--ca PEM] [--hostile] [--no-proc]
 #   emptyroot.sh cleanup ROOT
 #
 # prepare: ROOT must be a new, empty folder under /tmp. It gets only
-#   /opt        the runtime and pipelines zips unpacked (the layers), or
+#   /opt        the runtime, pipelines and other layer zips unpacked in the
+#               order given, a later file replacing an earlier one (Lambda
+#               merges layers so), or
 #   /var/task   the function zip unpacked (runtime and scripts as function code)
 #   /proc       procfs, mounted (the bootstrap reads /proc/self/exe); with
 #               --no-proc an empty folder (the bootstrap falls back on argv[0])
@@ -47,11 +49,11 @@ cleanup() {
 }
 
 prepare() {
-  local runtime='' pipelines='' function='' ca='' hostile=0 proc=1
+  local runtime='' function='' ca='' hostile=0 proc=1 zips=() z
   while [ $# -gt 0 ]; do
     case $1 in
-      --runtime) runtime=$2; shift 2 ;;
-      --pipelines) pipelines=$2; shift 2 ;;
+      --runtime) runtime=$2; zips+=("$2"); shift 2 ;;
+      --pipelines | --layer) zips+=("$2"); shift 2 ;;
       --function) function=$2; shift 2 ;;
       --ca) ca=$2; shift 2 ;;
       --hostile) hostile=1; shift ;;
@@ -75,8 +77,7 @@ prepare() {
   else
     home=$root/opt
     mkdir -p "$home"
-    unzip -q "$runtime" -d "$home"
-    if [ -n "$pipelines" ]; then unzip -q "$pipelines" -d "$home"; fi
+    for z in "${zips[@]}"; do unzip -q -o "$z" -d "$home"; done
   fi
   [ -x "$home/bootstrap" ] || die "no executable bootstrap in the package"
 
@@ -100,7 +101,7 @@ C
     cc -shared -fPIC -O1 -o "$stub" "$src"
     for d in lib64 usr/lib64 usr/lib; do
       mkdir -p "$root/$d"
-      for name in "$home"/lib/*; do cp "$stub" "$root/$d/$(basename "$name")"; done
+      for name in "$home"/imgpipe/lib/*; do cp "$stub" "$root/$d/$(basename "$name")"; done
     done
     rm -f "$stub" "$root/.stub.c"
   fi
