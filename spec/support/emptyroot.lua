@@ -41,6 +41,10 @@
 --       searched = {every "trying file=" path}                            (ld_debug)
 --     }
 --
+--   root = emptyroot.host(PROGRAM, {ARGS...})
+--     no root at all: invoke runs PROGRAM on this machine, with exactly the
+--     same variables (and the sanitizer settings of the run, if any).
+--
 --   emptyroot.cleanup(root)    unmounts /proc and removes the root
 --   emptyroot.cleanup_all()    every root this process prepared
 local json = require "cjson"
@@ -146,6 +150,10 @@ function M.prepare(opts)
   return root
 end
 
+function M.host(program, args)
+  return { dir = "/", bootstrap = program, args = args or {}, host = true, cleaned = true }
+end
+
 function M.cleanup(root)
   if root.cleaned then return end
   local out, err, code = paths.run("bash " .. q(M.script) .. " cleanup " .. q(root.dir))
@@ -189,11 +197,15 @@ function M.invoke(root, opts)
     AWS_LAMBDA_FUNCTION_MEMORY_SIZE = "1024",
   }
   if opts.ld_debug then env.LD_DEBUG = "libs" end
+  if root.host then
+    for _, k in ipairs { "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS" } do env[k] = os.getenv(k) end
+  end
   for k, v in pairs(opts.env or {}) do env[k] = v end
   paths.write(work .. "/env.json", json.encode(env))
 
   local cmd = "timeout -k 5 " .. (opts.timeout or 90) .. " python3 " .. q(M.chroot_exec) .. " " ..
     q(root.dir) .. " " .. q(work .. "/env.json") .. " " .. q(root.bootstrap)
+  for _, arg in ipairs(root.args or {}) do cmd = cmd .. " " .. q(arg) end
   local _, stderr, code = paths.run(cmd)
   -- The fake writes its recording when it stops (it stops by itself once
   -- drained, but not after an init error).
