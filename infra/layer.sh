@@ -132,7 +132,7 @@ stage_runtime() { # DIR
   while read -r line; do
     case $line in
       *"=> not found"*) missing=$line; break ;;
-      *" => /"*) name=${line%% =>*} path=${line#* => } path=${path%% (*} ;;
+      *" => /"*) name=${line%% =>*} name=${name##*/} path=${line#* => } path=${path%% (*} ;;
       /*" (0x"*) path=${line%% (*} name=$(basename "$path") ;; # the loader itself
       *) continue ;; # linux-vdso (not a file); version errors (check-package reports them)
     esac
