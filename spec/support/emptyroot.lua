@@ -6,10 +6,18 @@
 --     true, or false and the reason (not root, no chroot/mount/unzip/cc, no
 --     python3): specs mark themselves pending with it.
 --
---   zips = emptyroot.artifacts()
+--   zips = emptyroot.artifacts([ARCH])
 --     runs `make layer` and `make layer PACKAGE=function` once per process
 --     into a temporary LAYER_OUT and returns {runtime_zip=, pipelines_zip=,
---     function_zip=, dir=, output=} (output: what make printed).
+--     function_zip=, dir=, output=} (output: what make printed). With ARCH
+--     ("arm64") other than this machine's: `make layer ARCH=...` only (no
+--     function zip), cross-built.
+--
+--   ok, why = emptyroot.emulation("arm64")
+--     true when this machine can cross-build and run arm64 packages here
+--     (cross compiler, :arm64 libraries, the prebuilt arm64 libvips,
+--     qemu-user-static registered with binfmt_misc, which it registers);
+--     false and the reason otherwise.
 --
 --   root = emptyroot.prepare{runtime_zip=, pipelines_zip=}   (layers in /opt)
 --   root = emptyroot.prepare{runtime_zip=, layers={ZIP, ...}} (layers in /opt, in
@@ -93,8 +101,60 @@ function M.available()
   return false, availability
 end
 
+local function host_arch()
+  local arch = paths.run("uname -m"):match "%S+"
+  return arch == "aarch64" and "arm64" or arch
+end
+
+local cross_built = {}
+local function cross_artifacts(arch)
+  if cross_built[arch] then return cross_built[arch] end
+  local dir = paths.tmpdir()
+  local o, e, code = paths.run("make -s -C " .. q(paths.root) .. " layer ARCH=" .. arch .. " LAYER_OUT=" .. q(dir))
+  if code ~= 0 then error("make layer ARCH=" .. arch .. " failed:\n" .. o .. e) end
+  cross_built[arch] = { dir = dir, runtime_zip = dir .. "/runtime-" .. arch .. ".zip",
+    pipelines_zip = dir .. "/pipelines.zip", output = o .. e }
+  return cross_built[arch]
+end
+
+local emulation = {}
+function M.emulation(arch)
+  if emulation[arch] == nil then
+    local machine = ({ arm64 = "aarch64" })[arch]
+    local ok, why = M.available()
+    local libvips = paths.root .. "/node_modules/@img/sharp-libvips-linux-" .. arch .. "/lib/libvips-cpp.so.8.18.7"
+    if not ok then
+      emulation[arch] = why
+    elseif not machine then
+      emulation[arch] = "no emulation known for " .. arch
+    elseif host_arch() == arch then
+      emulation[arch] = "this machine is " .. arch .. " itself: the other layer specs run its package natively"
+    else
+      for _, need in ipairs {
+        { "command -v " .. machine .. "-linux-gnu-gcc", machine .. "-linux-gnu-gcc (make deps-arm64)" },
+        { "command -v qemu-" .. machine .. "-static", "qemu-" .. machine .. "-static (make deps-arm64)" },
+        { "test -f /usr/lib/" .. machine .. "-linux-gnu/liblua5.4.a", "the :" .. arch .. " libraries (make deps-arm64)" },
+        { "test -f " .. q(libvips), "the prebuilt " .. arch .. " libvips (make deps-arm64)" },
+      } do
+        if not sh_ok(need[1]) then
+          emulation[arch] = "missing " .. need[2]
+          break
+        end
+      end
+    end
+    if emulation[arch] == nil then
+      local out, err, code = paths.run("bash " .. q(M.script) .. " binfmt " .. machine)
+      emulation[arch] = code == 0 and { flags = out:match "%S*" } or
+        ("qemu-" .. machine .. " cannot be registered with binfmt_misc: " .. (err:match "[^\n]+" or "?"))
+    end
+  end
+  if type(emulation[arch]) == "table" then return true, emulation[arch] end
+  return false, emulation[arch]
+end
+
 local built
-function M.artifacts()
+function M.artifacts(arch)
+  if arch and arch ~= host_arch() then return cross_artifacts(arch) end
   if built then return built end
   local dir = paths.tmpdir()
   local out = {}
@@ -104,13 +164,12 @@ function M.artifacts()
     out[#out + 1] = o .. e
     if code ~= 0 then error("make layer PACKAGE=" .. package .. " failed:\n" .. o .. e) end
   end
-  local arch = paths.run("uname -m"):match "%S+"
-  if arch == "aarch64" then arch = "arm64" end
+  local arch_name = host_arch()
   built = {
     dir = dir,
-    runtime_zip = dir .. "/runtime-" .. arch .. ".zip",
+    runtime_zip = dir .. "/runtime-" .. arch_name .. ".zip",
     pipelines_zip = dir .. "/pipelines.zip",
-    function_zip = dir .. "/function-" .. arch .. ".zip",
+    function_zip = dir .. "/function-" .. arch_name .. ".zip",
     output = table.concat(out),
   }
   return built
