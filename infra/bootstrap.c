@@ -124,7 +124,8 @@ static void bootstrap_fonts(const char *dir) {
     const char *set = getenv("FONTCONFIG_FILE");
     if (set && *set) return;
     char conf[PATH_MAX];
-    if (bootstrap_join(conf, sizeof conf, dir, BOOTSTRAP_HOME "fonts/fonts.conf") == 0 && bootstrap_readable(conf))
+    if (bootstrap_join(conf, sizeof conf, dir, BOOTSTRAP_HOME "fonts/fonts.conf") == 0 &&
+        bootstrap_readable(conf))
         setenv("FONTCONFIG_FILE", conf, 1);
 }
 

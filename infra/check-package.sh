@@ -29,7 +29,7 @@
 set -euo pipefail
 
 die() { echo "check-package: $*" >&2; exit 2; }
-pkg= loader= layers=()
+pkg='' loader='' layers=()
 while [ $# -gt 0 ]; do
   case $1 in
     --layer) [ $# -ge 2 ] || die "--layer needs a folder"; layers+=("$(cd "$2" && pwd)") || die "no such folder: $2"; shift 2 ;;

@@ -58,7 +58,7 @@ if [ "$(uname -m)" != "$machine" ]; then
   [ -f "$target_loader" ] || die "$target_loader is missing (make deps-arm64)"
   strip=$machine-linux-gnu-strip
 else
-  strip=strip
+  strip='strip'
 fi
 command -v "$strip" >/dev/null || die "$strip is missing (binutils; for arm64 binutils-aarch64-linux-gnu)"
 case $PACKAGE in layers | function) ;; *) die "PACKAGE must be layers or function, not '$PACKAGE'" ;; esac

@@ -25,10 +25,9 @@ local emptyroot = require "support.emptyroot"
 
 local q = paths.q
 
-local available, why = emptyroot.emulation "arm64"
-if available and modes.sanitized then
-  available, why = false, "the sanitizer stage: the package holds the plain build; emulated once, in the busted stage"
-end
+local available, why = false, "the sanitizer stage: the package holds the plain build; emulated once, " ..
+  "in the busted stage"
+if not modes.sanitized then available, why = emptyroot.emulation "arm64" end
 if not available then
   describe("arm64 package", function()
     pending("skipped: " .. why)
@@ -54,7 +53,7 @@ local function pixels(img)
   local parts = {}
   for y = 0, img:height() - 1 do
     for x = 0, img:width() - 1 do
-      for _, v in ipairs(img:getpoint(x, y)) do parts[#parts + 1] = string.char(math.floor(v + 0.5)) end
+      for _, v in ipairs(assert(img:getpoint(x, y))) do parts[#parts + 1] = string.char(math.floor(v + 0.5)) end
     end
   end
   return table.concat(parts)
@@ -85,7 +84,7 @@ function kinds.text(event)
   for x = 0, t:width() - 1 do
     local c = 0
     for y = 0, t:height() - 1 do
-      local p = t:getpoint(x, y)
+      local p = assert(t:getpoint(x, y))
       c = c + p[#p]
     end
     columns[#columns + 1] = c
@@ -100,8 +99,8 @@ local FORMATS = { "jpeg", "png", "webp", "avif", "gif" }
 local SECRET = "arm64-spec-signing-key"
 local PROBE_EVENTS = {
   { kind = "echo", hello = "graviton" },
-  { kind = "codecs", width = 1200, height = 900, thumb = 160, formats = FORMATS },
-  { kind = "text", text = "imgpipe arm64 Wg 0123", size = 20 },
+  { kind = "codecs", width = 640, height = 480, thumb = 64, formats = FORMATS },
+  { kind = "text", text = "imgpipe arm64 Wg", size = 16 },
 }
 local TRANSFORMS = { "w_240,f_jpeg", "w_240,f_webp", "w_200,h_200,fit_cover,f_png" }
 local TRANSFORM_ENV = {
@@ -129,7 +128,7 @@ local source_jpeg
 
 local function answers(root, handler, events, env, ld_debug)
   local r = emptyroot.invoke(root, { handler = handler, events = events, env = env, ld_debug = ld_debug,
-    timeout = 600 })
+    timeout = 900, event_timeout_ms = 900000 })
   assert.same({}, r.init_errors, handler .. " init error: " .. emptyroot.log_lines(r.stderr))
   local out = {}
   for i, o in ipairs(r.outcomes) do
@@ -181,8 +180,8 @@ describe("make layer ARCH=arm64", function()
     assert(os.execute("cd " .. q(dir) .. " && unzip -q " .. q(arm.runtime_zip)))
     for _, f in ipairs { "bootstrap", "imgpipe/bin/imgpipe", "imgpipe/lib/libvips-cpp.so.8.18.7",
       "imgpipe/lib/libc.so.6", "imgpipe/lib/ld-linux-aarch64.so.1" } do
-      local head = paths.run("objdump -f " .. q(dir .. "/" .. f))
-      assert.matches("aarch64", head, 1, true)
+      local head = paths.run("readelf -h " .. q(dir .. "/" .. f))
+      assert.matches("Machine:%s+AArch64", head)
     end
     proved("runtime-arm64.zip: bootstrap, bin/imgpipe, libvips, glibc and ld-linux-aarch64.so.1 are aarch64 ELF files")
   end)
@@ -202,8 +201,8 @@ describe("arm64 package under qemu-aarch64-static", function()
       local echo, codecs, text = res.probe[1], res.probe[2], res.probe[3]
       assert.equal("graviton", echo.event.hello)
       assert.equal("@/opt/pipelines/probe.lua", echo.source)
-      assert.equal(160, codecs.width)
-      assert.equal(120, codecs.height)
+      assert.equal(64, codecs.width)
+      assert.equal(48, codecs.height)
       for _, f in ipairs(FORMATS) do assert.equal(f, codecs.formats[f].format) end
       assert.is_true(text.width > 50 and text.height > 10)
       for i, r in ipairs(res.transform) do

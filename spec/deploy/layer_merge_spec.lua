@@ -125,7 +125,8 @@ describe("a third layer shipping lib/libz.so.1 and lib/libcurl.so.4", function()
           assert.is_nil(tried:match "^/opt/lib/", "the loader looked in /opt/lib: " .. tried)
         end
 
-        local img = emptyroot.invoke(root, { handler = "image", events = { { width = 800, height = 600, thumb = 160 } } })
+        local img = emptyroot.invoke(root, { handler = "image",
+          events = { { width = 800, height = 600, thumb = 160 } } })
         o = img.outcomes[1]
         assert.equal("response", o.kind, tostring(o.body) .. "\n" .. emptyroot.log_lines(img.stderr))
         assert.same({ format = "webp", width = 160, height = 120 }, o.value)

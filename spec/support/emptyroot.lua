@@ -35,12 +35,14 @@
 --     (spec/support/emptyroot.sh does the work; see it for the exact layout.)
 --
 --   res = emptyroot.invoke(root, {handler=, events={EVENT, ...}, env={...},
---                                 ld_debug=bool, timeout=S})
+--                                 ld_debug=bool, timeout=S, event_timeout_ms=MS})
 --     starts spec/support/fake_runtime_api.py on loopback with the events
 --     queued, runs the root's bootstrap chrooted with exactly Lambda's
 --     variables (AWS_LAMBDA_RUNTIME_API, _HANDLER, LAMBDA_TASK_ROOT=/var/task,
 --     Lambda's LD_LIBRARY_PATH, TZ=:UTC, AWS_REGION=us-east-1) plus env, until
 --     the queue is drained; the runtime then finds the API gone and exits.
+--     timeout: the whole run (90 s); event_timeout_ms: each event's Lambda
+--     deadline, counted from the start of the run (60000).
 --     res = {
 --       outcomes = {{kind = "response"|"error"|"missing", body = TEXT,
 --                    value = decoded JSON or nil, error_type = ...}, ...}  (one per event, in order)
@@ -133,7 +135,8 @@ function M.emulation(arch)
       for _, need in ipairs {
         { "command -v " .. machine .. "-linux-gnu-gcc", machine .. "-linux-gnu-gcc (make deps-arm64)" },
         { "command -v qemu-" .. machine .. "-static", "qemu-" .. machine .. "-static (make deps-arm64)" },
-        { "test -f /usr/lib/" .. machine .. "-linux-gnu/liblua5.4.a", "the :" .. arch .. " libraries (make deps-arm64)" },
+        { "test -f /usr/lib/" .. machine .. "-linux-gnu/liblua5.4.a", "the :" .. arch .. " libraries (make deps-arm64)"
+        },
         { "test -f " .. q(libvips), "the prebuilt " .. arch .. " libvips (make deps-arm64)" },
       } do
         if not sh_ok(need[1]) then
@@ -237,7 +240,7 @@ function M.invoke(root, opts)
   local work = paths.tmpdir()
   local queued = {}
   for i, event in ipairs(opts.events or {}) do
-    queued[i] = { event = event, request_id = "emptyroot-" .. i, timeout_ms = 60000 }
+    queued[i] = { event = event, request_id = "emptyroot-" .. i, timeout_ms = opts.event_timeout_ms or 60000 }
   end
   paths.write(work .. "/events.json", json.encode(queued))
   local fake = { prefix = work .. "/fake" }
