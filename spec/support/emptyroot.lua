@@ -244,7 +244,9 @@ function M.invoke(root, opts)
   end
   paths.write(work .. "/events.json", json.encode(queued))
   local fake = { prefix = work .. "/fake" }
-  fake.pid = modes.spawn("exec python3 " .. q(modes.fake_runtime) .. " --lifetime 180 --exit-when-drained" ..
+  -- The fake outlives the run (it stops by itself once drained).
+  fake.pid = modes.spawn("exec python3 " .. q(modes.fake_runtime) .. " --lifetime " .. ((opts.timeout or 90) + 90) ..
+    " --exit-when-drained" ..
     " --events " .. q(work .. "/events.json") .. " --record " .. q(work .. "/rec.json"), fake.prefix)
   local port = modes.wait_for_line(fake.prefix, "listening on 127%.0%.0%.1:(%d+)", "fake Runtime API")
 
