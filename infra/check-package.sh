@@ -75,7 +75,25 @@ problems=$work/problems
 : >"$problems"
 problem() { echo "$*" >>"$problems"; }
 
-is_elf() { [ "$(head -c4 "$1" | od -An -c | tr -d ' ')" = '177ELF' ]; }
+is_elf() { # FILE (no process: this runs for every file of the package)
+  local magic=
+  LC_ALL=C read -r -n 4 magic <"$1" 2>/dev/null || true
+  [ "$magic" = $'\x7fELF' ]
+}
+
+# The versions each packaged provider defines, read once per provider:
+# defined["libc.so.6 GLIBC_2.34"]=1, newest["libc.so.6 GLIBC"]=GLIBC_2.36.
+declare -A defined=() newest=() read_defs=()
+read_provider() { # NAME
+  local k v family
+  read_defs[$1]=1
+  while read -r k v; do
+    [ "$k" = defines ] || continue
+    defined["$1 $v"]=1
+    family=${v%%_[0-9]*}
+    newest["$1 $family"]=$v
+  done < <(facts "$lib/$1" | sort -k2,2V)
+}
 
 # One file's dynamic facts, one per line: needed NAME | path RUNPATH |
 # defines VERSION | requires FILE VERSION | interp | dynamic.
@@ -104,10 +122,11 @@ rel_of() { # PATH
   echo "$p"
 }
 
-# The static facts of one ELF file; prints "program" or "object" (a shared
-# object or module) or "static" for the loader check.
+# The static facts of one ELF file; sets elf_kind to "program" or "object"
+# (a shared object or module) or "static" for the loader check. Not run in a
+# subshell: the providers' versions are read once for the whole package.
 check_static() { # FILE TOP (the package or layer folder holding it)
-  local f=$1 top=$2 rel origin kind=static dirs d real provider key family newest found
+  local f=$1 top=$2 rel origin kind=static dirs d real family found
   rel=$(rel_of "$f")
   facts "$f" >"$work/facts"
   origin=$(dirname "$f")
@@ -136,31 +155,28 @@ check_static() { # FILE TOP (the package or layer folder holding it)
         [ -n "$found" ] || problem "$rel needs $a, which the package does not hold"
         ;;
       requires)
-        provider=$lib/$a
-        [ -f "$provider" ] || continue # reported as a missing library already
-        key=$(printf '%s' "$a" | tr -c 'A-Za-z0-9' _)
-        if [ ! -f "$work/defs-$key" ]; then
-          facts "$provider" | awk '$1 == "defines" { print $2 }' >"$work/defs-$key"
-        fi
-        if ! grep -qxF "$b" "$work/defs-$key"; then
+        [ -f "$lib/$a" ] || continue # reported as a missing library already
+        [ -n "${read_defs[$a]:-}" ] || read_provider "$a"
+        if [ -z "${defined["$a $b"]:-}" ]; then
           family=${b%%_[0-9]*}
-          newest=$(grep "^${family}_[0-9]" "$work/defs-$key" | sort -V | tail -1 || true)
-          problem "$rel needs $b from $a, which the package's $a does not define (it has up to ${newest:-no $family version})"
+          problem "$rel needs $b from $a, which the package's $a does not define (it has up to ${newest["$a $family"]:-no $family version})"
         fi
         ;;
     esac
   done <"$work/facts"
-  echo "$kind"
+  elf_kind=$kind
 }
 
 files=0
+elf_kind=
 : >"$work/objects"
 : >"$work/programs"
 for top in "$pkg" "${layers[@]}"; do
   while IFS= read -r -d '' f; do
     is_elf "$f" || continue
     files=$((files + 1))
-    kind=$(check_static "$f" "$top")
+    check_static "$f" "$top"
+    kind=$elf_kind
     # The loader is what runs the checks; libc.so.6 has an interpreter too
     # but is a library: whatever lives in imgpipe/lib is an object.
     case $f in "$lib/$loader") continue ;; "$lib"/*) [ "$kind" = static ] || kind=object ;; esac
