@@ -116,7 +116,11 @@ end
 -- A throwaway CA and a certificate for 127.0.0.1 signed by it; a loopback
 -- HTTPS stub serving it.
 local tls = {}
+-- Started by the first describe that needs it, not at the top: the make
+-- layer rows before it take minutes on a busy machine, and the stub's
+-- lifetime is bounded.
 local function start_tls_stub()
+  if tls.proc then return end
   local dir = paths.tmpdir()
   local ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
   local steps = {
@@ -134,7 +138,7 @@ local function start_tls_stub()
   tls.body = "hello from the loopback TLS stub " .. os.time()
   tls.proc = { prefix = dir .. "/stub" }
   tls.proc.pid = modes.spawn("exec python3 " .. q(paths.root .. "/spec/support/tls_stub.py") .. " " ..
-    q(dir .. "/server.crt") .. " " .. q(dir .. "/server.key") .. " " .. q(tls.body) .. " --lifetime 600",
+    q(dir .. "/server.crt") .. " " .. q(dir .. "/server.key") .. " " .. q(tls.body) .. " --lifetime 1200",
     tls.proc.prefix)
   tls.port = modes.wait_for_line(tls.proc.prefix, "listening on 127%.0%.0%.1:(%d+)", "TLS stub")
   tls.endpoint = "https://127.0.0.1:" .. tls.port
@@ -144,7 +148,6 @@ local zips
 
 setup(function()
   zips = emptyroot.artifacts()
-  start_tls_stub()
 end)
 
 teardown(function()
@@ -382,6 +385,7 @@ local function run_all(root, opts)
 end
 
 describe("empty root", function()
+  setup(start_tls_stub)
   it("runs echo, image and HTTPS pipelines from the runtime and pipelines layers in /opt", function()
     local root = emptyroot.prepare { runtime_zip = zips.runtime_zip, pipelines_zip = zips.pipelines_zip,
       ca = tls.ca, files = spec_pipelines "/opt" }
@@ -489,6 +493,7 @@ end}
 end)
 
 describe("hostile root", function()
+  setup(start_tls_stub)
   it("loads every library from /opt/imgpipe/lib, whatever /lib64, /usr/lib64, /usr/lib and LD_LIBRARY_PATH hold",
     function()
     local root = emptyroot.prepare { runtime_zip = zips.runtime_zip, pipelines_zip = zips.pipelines_zip,
@@ -537,6 +542,7 @@ describe("hostile root", function()
 end)
 
 describe("function code", function()
+  setup(start_tls_stub)
   it("runs from /var/task with no /opt: runtime and pipelines from one zip", function()
     local root = emptyroot.prepare { function_zip = zips.function_zip, ca = tls.ca, hostile = true,
       files = spec_pipelines "/var/task" }
