@@ -259,6 +259,8 @@ IMAGE_INTERNAL int image_field_option(lua_State *L, int arg, const char *field, 
 /* Returns the count of values (0 when absent), each checked to be 0..max. */
 IMAGE_INTERNAL int image_field_colour(lua_State *L, int arg, const char *field, double out[4], double max);
 IMAGE_INTERNAL extern const char *const image_gravity_names[];
+/* The direction of image_gravity_names[index]. */
+IMAGE_INTERNAL VipsCompassDirection image_gravity_value(int index);
 IMAGE_INTERNAL VipsCompassDirection image_field_gravity(lua_State *L, int arg, const char *field,
                                                         const char *def);
 
@@ -271,5 +273,58 @@ IMAGE_INTERNAL int image_smartcrop(lua_State *L);
 IMAGE_INTERNAL int image_embed(lua_State *L);
 IMAGE_INTERNAL int image_contain(lua_State *L);
 IMAGE_INTERNAL int image_resize(lua_State *L);
+
+/* The edits (image_edits*.c): the operations sharp and AWS's Dynamic
+ * Image Transformation offer that the steps above do not. Each method
+ * checks its arguments, then image_edit_begin decodes the receiver and
+ * pushes the new handle; image_edit_end stores the result (image_finish). */
+typedef struct image_edit {
+    VipsImage *in;     /* the receiver's first frame (t[0]) */
+    image_handle *out; /* the new handle, on the stack */
+    VipsObject *ctx;   /* owns t[] */
+    VipsImage **t;     /* n scratch slots, t[0] = in */
+    int failed;
+} image_edit;
+/* Returns 0, or pushes nil, err (the receiver could not be decoded) and returns -1. */
+IMAGE_INTERNAL int image_edit_begin(lua_State *L, image_edit *e, int n);
+IMAGE_INTERNAL int image_edit_end(lua_State *L, image_edit *e, int failed, VipsImage *result,
+                                  const char *what);
+/* Computes what a measuring call (find_trim, percent, getpoint...) needs
+ * from im under the receiver's budget: run(im', data) on a watched copy.
+ * Returns 0, or pushes nil, err and returns -1. */
+typedef int (*image_measure_fn)(VipsImage *im, void *data);
+IMAGE_INTERNAL int image_measure(lua_State *L, VipsImage *im, image_measure_fn run, void *data,
+                                 const char *what);
+/* Background values for in (image_steps.c): in itself, or in with an alpha
+ * band added (t[0]) when the colour c (n values, 0..255) is not opaque. */
+IMAGE_INTERNAL VipsImage *image_background(VipsImage *in, const double *c, int n, VipsImage **t,
+                                           double *values, int *count);
+/* An operation on the colour bands: in -> *out, scratch t[0..IMAGE_COLOUR_SLOTS). */
+#define IMAGE_COLOUR_SLOTS 14
+typedef int (*image_colour_op)(VipsImage *in, VipsImage **t, const void *arg, VipsImage **out);
+/* Runs op on the colour bands of in (scratch t[0..IMAGE_COLOUR_SLOTS + 5)),
+ * casts back to in's format and joins the alpha band again
+ * (image_edits_colour.c). Returns 0, or -1 with the libvips error pending. */
+IMAGE_INTERNAL int image_colour_apply(VipsImage *in, VipsImage **t, image_colour_op op, const void *arg,
+                                      VipsImage **out);
+IMAGE_INTERNAL int image_rotate_any(lua_State *L); /* image_edits.c: rotate by a free angle */
+IMAGE_INTERNAL int image_extend(lua_State *L);
+IMAGE_INTERNAL int image_trim(lua_State *L);
+IMAGE_INTERNAL int image_affine(lua_State *L);
+IMAGE_INTERNAL int image_round_crop(lua_State *L);
+IMAGE_INTERNAL int image_remove_alpha(lua_State *L);
+IMAGE_INTERNAL int image_ensure_alpha(lua_State *L);
+IMAGE_INTERNAL int image_gamma(lua_State *L); /* image_edits_colour.c */
+IMAGE_INTERNAL int image_negate(lua_State *L);
+IMAGE_INTERNAL int image_normalise(lua_State *L);
+IMAGE_INTERNAL int image_clahe(lua_State *L);
+IMAGE_INTERNAL int image_threshold(lua_State *L);
+IMAGE_INTERNAL int image_linear(lua_State *L);
+IMAGE_INTERNAL int image_recomb(lua_State *L);
+IMAGE_INTERNAL int image_modulate(lua_State *L);
+IMAGE_INTERNAL int image_tint(lua_State *L);
+IMAGE_INTERNAL int image_median(lua_State *L); /* image_edits_filter.c */
+IMAGE_INTERNAL int image_convolve(lua_State *L);
+IMAGE_INTERNAL int image_compare(lua_State *L);
 
 #endif
