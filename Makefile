@@ -51,7 +51,7 @@ ALL_CFLAGS = -std=gnu11 -fPIC $(WARN) $(DEFS) $(CFLAGS) $(SAN_FLAGS) -Ibindings 
 
 BINDING_SRC = $(sort $(wildcard bindings/*.c bindings/core/*.c bindings/aws/*.c))
 HOST_SRC    = $(sort $(wildcard host/*.c))
-BINDING_OBJ = $(BINDING_SRC:%.c=$(BUILD)/obj/%.o)
+BINDING_OBJ = $(BINDING_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/package_lua.o
 HOST_OBJ    = $(HOST_SRC:%.c=$(BUILD)/obj/%.o)
 
 # The host links Lua and lua-cjson statically (nothing to install on Lambda)
@@ -70,6 +70,18 @@ $(BUILD)/obj/%.o: %.c $(wildcard bindings/*.h bindings/core/*.h bindings/aws/*.h
 
 $(BUILD)/imgpipe: $(HOST_OBJ) $(BINDING_OBJ)
 	$(CC) $(CFLAGS) $(SAN_FLAGS) -Wl,-E -o $@ $^ $(HOST_LIBS)
+
+# The imgpipe Lua package (lua/imgpipe/) embedded in the binary and in
+# imgpipe.so: lua/embed.lua writes every module's source into one C file
+# (bindings/package.h; lua/manifest.lua lists the public modules).
+LUA_PACKAGE_SRC = $(sort $(shell find lua/imgpipe -name '*.lua'))
+$(BUILD)/gen/package_lua.c: lua/embed.lua lua/manifest.lua $(LUA_PACKAGE_SRC)
+	@mkdir -p $(dir $@)
+	lua5.4 lua/embed.lua lua/manifest.lua $(LUA_PACKAGE_SRC) >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/package_lua.o: $(BUILD)/gen/package_lua.c bindings/package.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 # One shared object holding every binding; Lua's all-in-one loader finds
 # luaopen_imgpipe_<name> in it for require "imgpipe.<name>".
@@ -101,7 +113,7 @@ test-fast: all
 	@spec/run.sh --fast
 
 lint:
-	@luacheck -q pipelines spec examples bench infra
+	@luacheck -q lua pipelines spec examples bench infra
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -10,6 +10,7 @@
 #include "invocation.h"
 #include "modules.h"
 #include "names.h"
+#include "package.h"
 
 /* lua-cjson's entry point (liblua5.4-cjson.a). */
 int luaopen_cjson(lua_State *L);
@@ -75,19 +76,13 @@ static int state_setup(lua_State *L) {
     lua_setfield(L, -2, "cjson.safe");
     lua_pop(L, 1);
 
-    /* Pipelines first, so `require "lib.keys"` finds pipelines/lib/keys.lua;
-     * then the pipeline library (IMGPIPE_LIBRARY: the runtime package's
-     * lua/ folder, set by its bootstrap), so that `require "imgpipe.pipeline"`
-     * works from any pipelines folder, one without the library included. */
-    const char *library = getenv("IMGPIPE_LIBRARY");
+    /* The pipelines folder on package.path; the imgpipe Lua package is
+     * embedded and found before any file (bindings/package.h). */
     lua_getfield(L, -1, "path");
-    if (library && *library)
-        lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s/?.lua;%s/?/init.lua;%s", dir, dir, library, library,
-                        lua_tostring(L, -1));
-    else
-        lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir, lua_tostring(L, -1));
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir, lua_tostring(L, -1));
     lua_setfield(L, -3, "path");
     lua_pop(L, 2);
+    package_preload(L);
 
     /* A cjson instance of the host's own, never handed to scripts: its
      * settings are the defaults whatever a pipeline does to "cjson". */

@@ -23,9 +23,6 @@
  *                      a folder (runtime and scripts packaged together as
  *                      function code); else unset, and imgpipe uses
  *                      /opt/pipelines (the pipelines layer).
- *   IMGPIPE_LIBRARY    left alone when set; else DIR/lua when the package has
- *                      it (the pipeline library, found after the pipelines
- *                      folder whatever that folder holds).
  *   FONTCONFIG_FILE    left alone when set; else DIR/fonts/fonts.conf when
  *                      the package has it (the font image.text renders
  *                      with: Lambda's image has no fonts and no /etc/fonts).
@@ -129,14 +126,6 @@ static void bootstrap_fonts(const char *dir) {
         setenv("FONTCONFIG_FILE", conf, 1);
 }
 
-static void bootstrap_library(const char *dir) {
-    const char *set = getenv("IMGPIPE_LIBRARY");
-    if (set && *set) return;
-    char lib[PATH_MAX];
-    if (bootstrap_join(lib, sizeof lib, dir, "lua") == 0 && bootstrap_is_dir(lib))
-        setenv("IMGPIPE_LIBRARY", lib, 1);
-}
-
 int main(int argc, char **argv) {
     char dir[PATH_MAX], loader[PATH_MAX], libdir[PATH_MAX], program[PATH_MAX], name[PATH_MAX];
     if (bootstrap_home(argc > 0 ? argv[0] : NULL, dir)) return 127;
@@ -151,7 +140,6 @@ int main(int argc, char **argv) {
     bootstrap_ca(dir);
     bootstrap_pipelines(dir);
     bootstrap_fonts(dir);
-    bootstrap_library(dir);
 
     char **args = calloc((size_t)(argc > 0 ? argc : 1) + BOOTSTRAP_LOADER_ARGS, sizeof *args);
     if (!args) {

@@ -67,14 +67,6 @@ stage_runtime() { # DIR
   rm -rf "$dir"
   mkdir -p "$dir/bin" "$dir/lib" "$dir/certs" "$dir/fonts"
   cp "$src/bootstrap" "$dir/bootstrap"
-  # The pipeline library (require "imgpipe.pipeline" and the lib/ modules it
-  # uses) travels with the runtime, so that any pipelines layer — the
-  # project's or a user's own folder — can declare pipelines with it; the
-  # bootstrap names it in IMGPIPE_LIBRARY.
-  mkdir -p "$dir/lua"
-  cp -r pipelines/imgpipe pipelines/lib "$dir/lua/"
-  find "$dir/lua" -type d -exec chmod 755 {} +
-  find "$dir/lua" -type f -exec chmod 644 {} +
   cp infra/fonts/fonts.conf "$dir/fonts/fonts.conf"
   cp "$font" "$dir/fonts/DejaVuSans.ttf"
   cp "$font_licence" "$dir/fonts/LICENSE"

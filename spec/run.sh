@@ -61,7 +61,7 @@ step_ok "make (VIPS=prebuilt, -Wall -Wextra, no warnings)" bash -c \
 if [ ! -x build/imgpipe ]; then echo "0 passed, $((failed)) failed"; exit 1; fi
 
 stage "lint"
-step_ok "luacheck (pipelines spec examples bench infra)" luacheck -q pipelines spec examples bench infra
+step_ok "luacheck (lua pipelines spec examples bench infra)" luacheck -q lua pipelines spec examples bench infra
 step_ok "no banned C calls (sprintf, strcpy, sscanf, strerror, access, ...)" spec/support/banned-calls.sh
 step_ok "C formatted as .clang-format says (make format-check)" spec/support/format-check.sh
 step_ok "no C function over 80 lines (clang-tidy readability-function-size)" spec/support/function-size.sh

@@ -17,7 +17,6 @@
 local image = require "imgpipe.image"
 
 local ROOT = (debug.getinfo(1, "S").source:match "^@(.*)/bench/scripts/[^/]*$") or "."
-package.path = ROOT .. "/pipelines/?.lua;" .. package.path
 local pipeline = require "imgpipe.pipeline"
 
 local function read(path)

@@ -9,18 +9,16 @@
 -- A list is signed too: {"urls": [{"options": ..., "key": ...}, ...], "base": ...}.
 -- DIT's form: {"dit": {"bucket": ..., "key": ..., "edits": {...}}, "base": ...}
 -- gives the base64 path with its ?signature=.
-local dit = require "lib.transform.dit"
-local secret = require "lib.transform.secret"
-local signing = require "lib.transform.signing"
+local signing = require "imgpipe.signing"
 
-local key = secret.signing_key()
+local key = signing.signing_key()
 if not key then
   error("no signing key: set TRANSFORM_SIGNING_KEY (or TRANSFORM_SIGNING_KEY_PARAMETER / _SECRET)", 0)
 end
 
 local function one(item, base)
   if type(item.dit) == "table" then
-    local path = dit.encode(item.dit)
+    local path = signing.dit_path(item.dit)
     local signature = signing.dit_signature(key, path)
     return { path = path, signature = signature, url = (base or "") .. path .. "?signature=" .. signature }
   end

@@ -17,7 +17,7 @@
 -- (checkpoint kept) after N objects, to backfill in slices.
 local json = require "cjson"
 local s3 = require "imgpipe.s3"
-local config = require "lib.config"
+local pipeline = require "imgpipe.pipeline"
 local common = require "ops.common"
 
 local USAGE = [[
@@ -39,7 +39,7 @@ local opts = common.parse_args(arg or {}, {
   prefix = "string", ["dry-run"] = "boolean", concurrency = "integer", checkpoint = "string",
   restart = "boolean", ["stop-after"] = "integer", timeout = "integer", imgpipe = "string",
 }, USAGE)
-local cfg = config.load()
+local cfg = pipeline.config()
 local prefix = opts.prefix or cfg.upload_prefix
 local concurrency = opts.concurrency or 4
 if concurrency > MAX_CONCURRENCY then
@@ -107,13 +107,12 @@ end
 -- --dry-run: what each object's image record says now.
 local function dry_run()
   local dynamodb = require "imgpipe.dynamodb"
-  local keys_lib = require "lib.keys"
   local total = count(nil, nil)
   local progress = common.progress(total, terminal)
   each_page(nil, nil, function(keys)
     local outcomes = {}
     for _, key in ipairs(keys) do
-      local id = keys_lib.image_id_for(cfg, cfg.upload_bucket, key)
+      local id = pipeline.image_id_for(cfg, cfg.upload_bucket, key)
       local item, err = dynamodb.get_item { table = cfg.table, key = { imageId = id } }
       local now = err and "UNKNOWN" or (item and item.status) or "NEW"
       progress.object { key = key, imageId = id, outcome = "DRY_RUN", current = now }

@@ -7,7 +7,7 @@
 -- which infra/template.yaml and the local stack both create; no scan.
 local json = require "cjson"
 local dynamodb = require "imgpipe.dynamodb"
-local config = require "lib.config"
+local pipeline = require "imgpipe.pipeline"
 local common = require "ops.common"
 
 local USAGE = [[
@@ -18,7 +18,7 @@ usage: imgpipe run pipelines/ops/failed.lua -- [--limit N] [--reason CODE] [--js
 Columns: image id, age of the failure, reason, upload key.]]
 
 local opts = common.parse_args(arg or {}, { limit = "integer", reason = "string", json = "boolean" }, USAGE)
-local cfg = config.load()
+local cfg = pipeline.config()
 local STATUS_INDEX = "status-index"
 
 -- Calls fn(item) for each FAILED item, page by page, until fn returns false.

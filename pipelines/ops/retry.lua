@@ -13,8 +13,7 @@
 -- failed re-run only sets lastFailure) and keeps serving its output.
 local json = require "cjson"
 local dynamodb = require "imgpipe.dynamodb"
-local config = require "lib.config"
-local keys = require "lib.keys"
+local pipeline = require "imgpipe.pipeline"
 local common = require "ops.common"
 
 local USAGE = [[
@@ -33,11 +32,11 @@ local opts = common.parse_args(arg or {}, {
   id = "list", reason = "string", limit = "integer", ["dry-run"] = "boolean", concurrency = "integer",
   timeout = "integer", imgpipe = "string",
 }, USAGE)
-local cfg = config.load()
+local cfg = pipeline.config()
 local concurrency = opts.concurrency or 4
 if concurrency > 32 then common.usage_error(USAGE, "--concurrency is at most 32") end
 for _, id in ipairs(opts.id or {}) do
-  if not keys.valid_image_id(id) then
+  if not pipeline.valid_image_id(id) then
     common.usage_error(USAGE, "'" .. id .. "' is not an image id (a UUID from /upload, or obj-<32 hex>)")
   end
 end

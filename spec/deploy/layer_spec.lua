@@ -171,22 +171,20 @@ describe("make layer", function()
       if name:find "x86%-64" and not zips.runtime_zip:find "x86_64" then name = "lib/ld-linux-aarch64.so.1" end
       assert.is_true(has(runtime, name), "the runtime zip lacks " .. name)
     end
-    -- No pipelines: only the pipeline library, under lua/ (IMGPIPE_LIBRARY),
-    -- so that any pipelines layer can declare pipelines with it.
+    -- No Lua file at all: the imgpipe package is embedded in bin/imgpipe.
     for _, name in ipairs(runtime) do
-      if name:match "%.lua$" then
-        assert.matches("^lua/", name, 1, false, "a script in the runtime zip: " .. name)
-      end
+      assert.is_nil(name:match "%.lua$", "a script in the runtime zip: " .. name)
       assert.is_nil(name:match "^pipelines", "scripts in the runtime zip: " .. name)
     end
-    assert.is_true(has(runtime, "lua/imgpipe/pipeline.lua") and has(runtime, "lua/lib/pipeline.lua"),
-      "the runtime zip lacks the pipeline library")
     local scripts = zip_names(zips.pipelines_zip)
-    for _, name in ipairs(scripts) do assert.matches("^pipelines/", name) end
-    assert.is_true(has(scripts, "pipelines/process.lua") and has(scripts, "pipelines/lib/config.lua"))
+    for _, name in ipairs(scripts) do
+      assert.matches("^pipelines/", name)
+      assert.is_nil(name:match "^pipelines/lib/", "the library in the pipelines zip: " .. name)
+    end
+    assert.is_true(has(scripts, "pipelines/process.lua"))
     local fn = zip_names(zips.function_zip)
     assert.is_true(has(fn, "bootstrap") and has(fn, "lib/libc.so.6") and has(fn, "pipelines/process.lua"))
-    proved(("runtime zip: %d entries, no pipelines (the library under lua/); " ..
+    proved(("runtime zip: %d entries, no pipelines (the package is in the binary); " ..
       "pipelines zip: %d entries under pipelines/; function zip: both (%d entries)"):format(#runtime, #scripts, #fn))
   end)
 
@@ -326,12 +324,14 @@ describe("empty root", function()
     emptyroot.cleanup(root)
   end)
 
-  it("lets a pipelines folder without the library declare pipelines (the library ships in the runtime)", function()
+  it("lets a pipelines folder without the library declare pipelines (the package is in the binary)", function()
     local mine = [[
 local pipeline = require "imgpipe.pipeline"
 return {handler = function()
   local ok = pcall(pipeline.process, {renditions = {{name = "x", width = 10, heigth = 10}}})
-  return {library = os.getenv "IMGPIPE_LIBRARY", process = type(pipeline.process), checks_fields = not ok}
+  local private = select(2, pcall(require, "imgpipe.keys"))
+  return {library = os.getenv "IMGPIPE_LIBRARY", process = type(pipeline.process), checks_fields = not ok,
+    private = private}
 end}
 ]]
     local root = emptyroot.prepare { runtime_zip = zips.runtime_zip, pipelines_zip = zips.pipelines_zip,
@@ -339,10 +339,11 @@ end}
     local r = emptyroot.invoke(root, { handler = "mine", events = { {} }, env = { IMGPIPE_PIPELINES = "/opt/mine" } })
     local o = r.outcomes[1]
     assert.equal("response", o.kind, tostring(o.body) .. "\n" .. emptyroot.log_lines(r.stderr))
-    assert.equal("/opt/lua", o.value.library)
+    assert.is_nil(o.value.library)
     assert.equal("function", o.value.process)
     assert.is_true(o.value.checks_fields)
-    proved("a pipelines folder holding only mine.lua required imgpipe.pipeline from the runtime's /opt/lua")
+    assert.matches("module 'imgpipe.keys' is private to the imgpipe package", o.value.private, 1, true)
+    proved("a pipelines folder holding only mine.lua required imgpipe.pipeline from the binary")
     emptyroot.cleanup(root)
   end)
 

@@ -14,9 +14,8 @@ end
 
 local helper = require "support.pipeline_helper"
 
-package.path = paths.pipelines .. "/?.lua;" .. package.path
-local renditions = require "lib.renditions"
-local keys = require "lib.keys"
+local pipeline = require "imgpipe.pipeline"
+local renditions = require "imgpipe.renditions"
 
 local EXAMPLES = paths.root .. "/examples/pipelines"
 
@@ -144,7 +143,7 @@ describe("the example pipelines", function()
           local first = lossy:run(mode, "three-renditions", event, { deadline_ms = now_ms + 4000 })
           assert.equal("ERROR", first.status)
           assert.matches("recording PROCESSED failed", first.reason, 1, true)
-          local id = keys.image_id_for({ upload_prefix = "uploads/" }, t.settings.UPLOAD_BUCKET, key)
+          local id = pipeline.image_id_for({ upload_prefix = "uploads/" }, t.settings.UPLOAD_BUCKET, key)
           local written = t:outputs(id)
           assert.equal(3, #written)
           local before = {}
@@ -259,7 +258,7 @@ describe("imgpipe.pipeline", function()
         assert.equal("ERROR", r.status)
         assert.matches("configuration error", r.reason, 1, true)
         assert.matches("PROCESSED_BUCKET", r.reason, 1, true)
-        local item = t:item(keys.image_id_for({ upload_prefix = "uploads/" }, t.settings.UPLOAD_BUCKET, key))
+        local item = t:item(pipeline.image_id_for({ upload_prefix = "uploads/" }, t.settings.UPLOAD_BUCKET, key))
         assert.equal("PENDING", item.status)
         assert.is_nil(item.claimToken) -- the lease was given back
         local items = t:run(mode, "process", key) -- once fixed, the retry processes it

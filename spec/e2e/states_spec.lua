@@ -20,9 +20,8 @@ end
 local s3 = require "imgpipe.s3"
 local dynamodb = require "imgpipe.dynamodb"
 
-package.path = paths.pipelines .. "/?.lua;" .. package.path
-local keys = require "lib.keys"
-local s3event = require "lib.s3event"
+local pipeline = require "imgpipe.pipeline"
+local s3event = require("support.internals").require "imgpipe.s3event"
 
 local jpeg, get_item, put_upload, processed_keys = service.jpeg, service.get_item, service.put_upload,
   service.processed_keys
@@ -35,7 +34,7 @@ local GRACE_MS = 300
 
 local function key_for(name) return "uploads/" .. RUN .. "-" .. name end
 
-local function image_id(key) return keys.image_id_for({ upload_prefix = "uploads/" }, env.UPLOAD_BUCKET, key) end
+local function image_id(key) return pipeline.image_id_for({ upload_prefix = "uploads/" }, env.UPLOAD_BUCKET, key) end
 
 local function now_ms()
   local p = assert(io.popen "date +%s%3N")

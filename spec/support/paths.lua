@@ -12,6 +12,7 @@ end
 M.root = os.getenv "IMGPIPE_ROOT" or dirname(dirname(dirname(here)))
 M.bin = os.getenv "IMGPIPE_BIN" or (M.root .. "/build/imgpipe")
 M.pipelines = M.root .. "/pipelines"
+M.package = M.root .. "/lua/imgpipe" -- the imgpipe Lua package's sources
 
 local shared = os.getenv "IMGPIPE_SHARED" or (M.root .. "/../shared")
 local probe = io.open(shared .. "/test-images/README.md", "r")

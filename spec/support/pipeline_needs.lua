@@ -1,10 +1,12 @@
 -- What each pipeline calls, read from its source: the IAM permissions the
 -- function running it needs, derived from the code rather than written down.
 --
--- A pipeline file, and the lib/ modules it requires, are scanned for calls
--- of the host primitives (s3.*, dynamodb.*, presign.*). Calls into a lib
--- module (images.claim(...)) count the primitives of that function and of
--- the module's functions it calls in turn. Which bucket a call touches is
+-- A pipeline file, the package's behaviour behind each declaration it
+-- makes (pipeline.process{...}: lua/imgpipe/pipeline/process.lua), and the
+-- package modules they require are scanned for calls of the host
+-- primitives (s3.*, dynamodb.*, presign.*). Calls into a package module
+-- (images.claim(...)) count the primitives of that function and of the
+-- module's functions it calls in turn. Which bucket a call touches is
 -- read from its `bucket = ...` argument; BUCKETS below names what each
 -- expression means. A call whose bucket expression is not in BUCKETS, or a
 -- primitive not in ACTIONS, is an error: the table must be extended (and the
@@ -114,8 +116,8 @@ local function module_calls(mod, name, seen)
   if seen[name] then return {} end
   seen[name] = true
   local body = mod.fns[name]
-  if not body then error(string.format("lib.%s has no function %s", mod.name, name), 0) end
-  local out = primitive_calls(body, "lib/" .. mod.name .. ".lua:" .. name)
+  if not body then error(string.format("imgpipe.%s has no function %s", mod.name, name), 0) end
+  local out = primitive_calls(body, "lua/imgpipe/" .. mod.name .. ".lua:" .. name)
   for other in pairs(mod.fns) do
     if other ~= name and (body:find("M%." .. other .. "%s*%(") or body:find("%f[%w_.]" .. other .. "%s*%(")) then
       for _, c in ipairs(module_calls(mod, other, seen)) do out[#out + 1] = c end
@@ -124,13 +126,16 @@ local function module_calls(mod, name, seen)
   return out
 end
 
+-- A module of the package (imgpipe.<name>, one level), split into its
+-- functions; nil for the host's own modules (imgpipe.s3, ...).
 local modules = {}
-local function lib_module(name)
-  if not modules[name] then
-    local src = read(paths.pipelines .. "/lib/" .. name .. ".lua")
-    modules[name] = { name = name, fns = split_functions(src) }
+local function package_module(name)
+  if modules[name] == nil then
+    local f = io.open(paths.package .. "/" .. name .. ".lua", "r")
+    modules[name] = f and { name = name, fns = split_functions(f:read "a") } or false
+    if f then f:close() end
   end
-  return modules[name]
+  return modules[name] or nil
 end
 
 -- The primitive calls a pipeline makes: {call, bucket} deduplicated, sorted.
@@ -139,17 +144,19 @@ function M.calls(pipeline)
   -- A declaration (pipeline.process{...}, pipeline.upload{...}, ...) runs
   -- the library's module of that kind: its calls are the pipeline's.
   for kind in src:gmatch "%f[%w_]pipeline%.([%a_]+)%s*[{(]" do
-    local f = io.open(paths.pipelines .. "/lib/pipeline/" .. kind .. ".lua", "r")
+    local f = io.open(paths.package .. "/pipeline/" .. kind .. ".lua", "r")
     if f then
       src = src .. "\n" .. f:read "a"
       f:close()
     end
   end
   local calls = primitive_calls(src, pipeline .. ".lua")
-  for var, lib in src:gmatch 'local%s+([%w_]+)%s*=%s*require%s*%(?%s*"lib%.([%w_]+)"' do
-    local mod = lib_module(lib)
+  for var, name in src:gmatch 'local%s+([%w_]+)%s*=%s*require%s*%(?%s*"imgpipe%.([%w_]+)"' do
+    local mod = package_module(name)
     for fn in src:gmatch("%f[%w_]" .. var .. "%.([%w_]+)%s*%(") do
-      for _, c in ipairs(module_calls(mod, fn)) do calls[#calls + 1] = c end
+      if mod then
+        for _, c in ipairs(module_calls(mod, fn)) do calls[#calls + 1] = c end
+      end
     end
   end
   local set, out = {}, {}
@@ -210,14 +217,16 @@ function M.statement_grants(statements)
 end
 
 -- Every environment variable the pipelines read: os.getenv "X" anywhere
--- under pipelines/, and the names given to lib/config.lua's readers.
+-- under pipelines/ and in the package, and the names given to
+-- imgpipe.config's readers.
 -- Variables Lambda itself sets in every function's environment: a pipeline
 -- may read them (to tell Lambda from imgpipe serve), the template never sets them.
 local LAMBDA_SETS = { AWS_LAMBDA_RUNTIME_API = true, AWS_LAMBDA_FUNCTION_NAME = true, AWS_REGION = true }
 
 function M.env_vars()
   local set = {}
-  local files = assert(io.popen("find " .. paths.q(paths.pipelines) .. " -name '*.lua' | sort"))
+  local files = assert(io.popen("find " .. paths.q(paths.pipelines) .. " " .. paths.q(paths.package) ..
+    " -name '*.lua' | sort"))
   for file in files:lines() do
     local src = read(file)
     for name in src:gmatch 'os%.getenv%s*%(?%s*"(%u[%u%d_]*)"' do set[name] = true end

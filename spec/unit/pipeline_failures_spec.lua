@@ -1,11 +1,9 @@
--- lib/pipeline/failures.lua: one classification of every error a pipeline
+-- imgpipe.pipeline.failures: one classification of every error a pipeline
 -- meets, from err.code and err.retryable.
-local paths = require "support.paths"
 
-package.path = paths.pipelines .. "/?.lua;" .. package.path
-local failures = require "lib.pipeline.failures"
+local failures = require("support.internals").require "imgpipe.pipeline.failures"
 
-describe("lib.pipeline.failures", function()
+describe("imgpipe.pipeline.failures", function()
   local rows = {
     { { code = "TooManyPixels", retryable = false }, "permanent" },
     { { code = "InvalidImage" }, "permanent" },

@@ -3,12 +3,12 @@
 local paths = require "support.paths"
 local json = require "cjson"
 
-package.path = paths.pipelines .. "/?.lua;" .. package.path
-local s3event = require "lib.s3event"
-local keys = require "lib.keys"
-local http = require "lib.http"
+local internals = require "support.internals"
+local s3event = internals.require "imgpipe.s3event"
+local keys = internals.require "imgpipe.keys"
+local http = internals.require "imgpipe.http"
 
-describe("lib.s3event", function()
+describe("imgpipe.s3event", function()
   local key_rows = {
     { "uploads/plain.jpg", "uploads/plain.jpg" },
     { "uploads/with+space.jpg", "uploads/with space.jpg" },
@@ -59,7 +59,7 @@ describe("lib.s3event", function()
   end)
 end)
 
-describe("lib.keys", function()
+describe("imgpipe.keys", function()
   local cfg = { upload_prefix = "uploads/", processed_prefix = "processed/" }
   local id = "3f1c2b4a-1d2e-4f60-8a9b-0c1d2e3f4a5b"
 
@@ -116,7 +116,7 @@ describe("lib.keys", function()
   end
 end)
 
-describe("lib.http", function()
+describe("imgpipe.http", function()
   local body_rows = {
     { "a JSON object", { body = '{"a":1}' }, { a = 1 } },
     { "base64 JSON", { body = "eyJhIjoxfQ==", isBase64Encoded = true }, { a = 1 } },
@@ -143,19 +143,17 @@ describe("lib.http", function()
   end
 end)
 
-describe("lib.config", function()
+describe("imgpipe.config (pipeline.config)", function()
   teardown(paths.cleanup)
   local bin = paths.q(paths.bin)
   local probe = paths.tmpdir() .. "/config.lua"
   paths.write(probe, [[
-    package.path = arg[1] .. "/?.lua;" .. package.path
-    local ok, c = pcall(require("lib.config").load)
+    local ok, c = pcall(require("imgpipe.pipeline").config)
     io.write(require("cjson").encode(ok and c or {error = c}))
   ]])
   local base = "UPLOAD_BUCKET=up PROCESSED_BUCKET=down TABLE_NAME=t "
   local function load(env)
-    local out, err, code = paths.run("env -i " .. env .. " " .. bin .. " run " .. probe .. " -- " ..
-      paths.q(paths.pipelines))
+    local out, err, code = paths.run("env -i " .. env .. " " .. bin .. " run " .. probe)
     assert.equal(0, code, err)
     return json.decode(out)
   end

@@ -1,11 +1,9 @@
--- lib.renditions: declared renditions in, encoded images out. Every output
+-- imgpipe.renditions: declared renditions in, encoded images out. Every output
 -- is decoded again and its pixels checked.
 local image = require "imgpipe.image"
 local fx = require "support.image_fixtures"
-local paths = require "support.paths"
 
-package.path = paths.pipelines .. "/?.lua;" .. package.path
-local renditions = require "lib.renditions"
+local renditions = require "imgpipe.renditions"
 
 local function near(want, got, tolerance, what)
   assert(math.abs(want - got) <= tolerance,
@@ -30,7 +28,7 @@ end
 -- The card, 640x480, as a JPEG source.
 local source = fx.encode(fx.card(640, 480), "jpeg", { quality = 95 })
 
-describe("lib.renditions", function()
+describe("imgpipe.renditions", function()
   describe("fits", function()
     it("inside: fits the box, aspect kept, never enlarged by default", function()
       local made = make(source, {

@@ -1,5 +1,7 @@
--- The pipeline library: behaviours are declared, the plumbing lives here.
--- Pipelines reach it as `require "imgpipe.pipeline"` (pipelines/imgpipe/pipeline.lua).
+-- imgpipe.pipeline, the public face of the imgpipe Lua package: behaviours
+-- are declared, the plumbing lives here. The host embeds the package, so
+-- `require "imgpipe.pipeline"` works from any pipelines folder and no file
+-- there can replace it (docs/package.md).
 --
 --   local pipeline = require "imgpipe.pipeline"
 --   return pipeline.process {
@@ -16,34 +18,52 @@
 --   one decode, written to PROCESSED_BUCKET, the DynamoDB record (item field
 --   `renditions`: name -> {key, width, height, bytes, contentType}; the
 --   top-level processedKey, outWidth, ... repeat the first rendition),
---   failures as data. A rendition is declared as in lib/renditions.lua.
+--   failures as data. A rendition is declared as in imgpipe.renditions.
 --   limits defaults to pipeline.image_limits(config).
 -- pipeline.upload { [accept], [config] }
 --   POST /upload: accept lists the content types (default: JPEG, PNG, WebP,
 --   GIF, AVIF).
 -- pipeline.download { [config] }
 --   GET /download/{imageId}[?rendition=NAME]: the first rendition by default.
+-- pipeline.transform { [config] }
+--   GET|HEAD /t/{signature}/{options}/{key+} and DIT's base64 form: images
+--   transformed on request (docs/transform.md). config defaults to
+--   pipeline.transform_config().
 --
 -- Each returns the pipeline module, {handler = function(event, ctx)}
 -- (process adds the checked `renditions` and the `limits`, for specs and
 -- benchmarks that make the renditions without S3). A
 -- declaration with an unknown or malformed field raises when the pipeline is
 -- loaded, naming the field. config defaults to pipeline.config(): the
--- environment (lib/config.lua).
-local config = require "lib.config"
-local http = require "lib.http"
-local renditions = require "lib.renditions"
+-- environment (imgpipe.config).
+--
+-- Also: pipeline.image_id_for(cfg, bucket, key) (the image id of an upload
+-- key: the UUID of uploads/<uuid>.<ext>, else obj-<hash>), and
+-- pipeline.valid_image_id(id).
+local config = require "imgpipe.config"
+local http = require "imgpipe.http"
+local keys = require "imgpipe.keys"
+local renditions = require "imgpipe.renditions"
 
 local M = {}
 
 M.renditions = renditions
 
-local loaded
+local loaded, loaded_transform
 -- The configuration from the environment, read once per Lua state.
 function M.config()
   loaded = loaded or config.load()
   return loaded
 end
+
+-- The transform's configuration: the service's plus its own entries.
+function M.transform_config()
+  loaded_transform = loaded_transform or config.load_transform()
+  return loaded_transform
+end
+
+M.image_id_for = keys.image_id_for
+M.valid_image_id = keys.valid_image_id
 
 -- The image limits of the configuration, as image.thumbnail options: the one
 -- place where configuration reaches the decoder.
@@ -52,7 +72,7 @@ function M.image_limits(cfg)
     max_pixels = cfg.max_pixels,
     max_pages = cfg.max_frames,
     fast_shrink = cfg.shrink_on_load == "fast",
-    -- The cost limits (docs/limits.md); nil where lib/config.lua has none yet.
+    -- The cost limits (docs/limits.md); nil where imgpipe.config has none yet.
     max_scans = cfg.max_jpeg_scans,
     max_aspect_ratio = cfg.max_aspect_ratio,
     max_interlaced_pixels = cfg.max_interlaced_pixels,
@@ -75,8 +95,8 @@ local function check_fields(what, decl, known)
   end
 end
 
-local function config_of(decl)
-  local cfg = decl.config or M.config()
+local function config_of(decl, default)
+  local cfg = decl.config or (default or M.config)()
   http.cors_origin = cfg.cors_origin
   return cfg
 end
@@ -89,7 +109,7 @@ function M.process(decl)
     error("pipeline.process: limits must be a table of image.thumbnail limits", 2)
   end
   local limits = decl.limits or M.image_limits(cfg)
-  local handler = require("lib.pipeline.process").new { cfg = cfg, renditions = checked, limits = limits }
+  local handler = require("imgpipe.pipeline.process").new { cfg = cfg, renditions = checked, limits = limits }
   return { handler = handler, renditions = checked, limits = limits }
 end
 
@@ -105,13 +125,19 @@ function M.upload(decl)
     accept[t] = ext
   end
   if next(accept) == nil then error("pipeline.upload: accept must list at least one content type", 2) end
-  return { handler = require("lib.pipeline.upload").new { cfg = config_of(decl), accept = accept } }
+  return { handler = require("imgpipe.pipeline.upload").new { cfg = config_of(decl), accept = accept } }
 end
 
 function M.download(decl)
   decl = decl or {}
   check_fields("download", decl, { config = true })
-  return { handler = require("lib.pipeline.download").new { cfg = config_of(decl) } }
+  return { handler = require("imgpipe.pipeline.download").new { cfg = config_of(decl) } }
+end
+
+function M.transform(decl)
+  decl = decl or {}
+  check_fields("transform", decl, { config = true })
+  return { handler = require("imgpipe.pipeline.transform").new { cfg = config_of(decl, M.transform_config) } }
 end
 
 return M

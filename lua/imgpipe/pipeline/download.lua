@@ -8,9 +8,9 @@
 -- Without ?rendition the first declared rendition is answered.
 -- ?redirect=1 answers 302 to the URL.
 local presign = require "imgpipe.presign"
-local http = require "lib.http"
-local images = require "lib.images"
-local keys = require "lib.keys"
+local http = require "imgpipe.http"
+local images = require "imgpipe.images"
+local keys = require "imgpipe.keys"
 
 local M = {}
 
@@ -51,7 +51,7 @@ function M.new(decl)
 
   -- The image id of a request: GET /download/{imageId}, or GET /download?key=
   -- with the object's key in the upload bucket (an object put there without
-  -- /upload has the id obj-<32 hex>, see lib/keys.lua). Returns the id and
+  -- /upload has the id obj-<32 hex>, see imgpipe.keys). Returns the id and
   -- the key it came from, or nil and a 400 answer.
   local function image_id_of(event)
     local id = http.path_param(event, "imageId")

@@ -1,6 +1,6 @@
 -- Renditions as data: a list of declared renditions in, encoded images out.
 --
---   local renditions = require "lib.renditions"
+--   local renditions = require "imgpipe.renditions"
 --   local made, err = renditions.make(bytes, {
 --     { name = "small", width = 160, height = 160, fit = "cover", gravity = "attention", format = "webp" },
 --     { name = "large", width = 1280, format = "webp", quality = 75,

@@ -4,26 +4,26 @@
 --
 -- For each uploaded object: the guards (key, recursion, prefix, time left),
 -- look it up (an object that does not exist gets no item), claim the image
--- record with a lease (lib/images.lua, docs/states.md), check the size,
+-- record with a lease (imgpipe.images, docs/states.md), check the size,
 -- fetch the bytes, check format, pixels and frames from the header, make
--- every declared rendition from one decode (lib/renditions.lua), write them
+-- every declared rendition from one decode (imgpipe.renditions), write them
 -- to the processed bucket and record PROCESSED with every rendition.
 --
 -- A permanent failure (bomb, unsupported or corrupt image, too large)
 -- records FAILED with the reason and counts as done; a PROCESSED image is
 -- never turned into FAILED. Anything else is retried: the lease is given
 -- back (or lapses) and the handler raises, so Lambda delivers the event
--- again; a configuration fault says what to check (lib/pipeline/failures.lua).
+-- again; a configuration fault says what to check (imgpipe.pipeline.failures).
 -- A retry that finds the outputs of these bytes already written only
 -- records them.
 local image = require "imgpipe.image"
 local s3 = require "imgpipe.s3"
-local http = require "lib.http"
-local images = require "lib.images"
-local keys = require "lib.keys"
-local renditions = require "lib.renditions"
-local s3event = require "lib.s3event"
-local failures = require "lib.pipeline.failures"
+local http = require "imgpipe.http"
+local images = require "imgpipe.images"
+local keys = require "imgpipe.keys"
+local renditions = require "imgpipe.renditions"
+local s3event = require "imgpipe.s3event"
+local failures = require "imgpipe.pipeline.failures"
 
 local M = {}
 

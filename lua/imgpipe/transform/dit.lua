@@ -7,7 +7,7 @@
 --
 -- optionally signed by ?signature=<hex HMAC-SHA256 of the path, "/" .. base64>.
 -- The edits imgpipe supports are turned into the options of a /t/ URL
--- (lib/transform/options.lua) and checked there:
+-- (imgpipe.transform.options) and checked there:
 --   resize {width, height, fit = cover|contain|fill|inside, background = {r, g, b, alpha}}
 --   rotate 90|180|270 (null: none), blur (sigma), sharpen (true or sigma),
 --   toFormat / outputFormat (jpeg, png, webp, avif, gif), jpeg|png|webp|avif = {quality}
@@ -100,7 +100,7 @@ local function tokens(edits, output_format)
 end
 
 -- Decodes a DIT path segment. Returns {bucket, key, options} (options: the
--- option text of lib/transform/options.lua), or nil and a reason.
+-- option text of imgpipe.transform.options), or nil and a reason.
 function M.decode(segment)
   if type(segment) ~= "string" or segment == "" then return nil, "empty request" end
   if #segment > M.MAX_LENGTH then return nil, "the request is over " .. M.MAX_LENGTH .. " bytes" end

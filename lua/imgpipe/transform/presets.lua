@@ -1,5 +1,5 @@
 -- Watermark presets, by the name a URL gives in wm_NAME. Each is the
--- watermark table of a rendition step (lib/renditions.lua): text or image,
+-- watermark table of a rendition step (imgpipe.renditions): text or image,
 -- gravity, margin, opacity, size, colour, font. Edit, add, remove: a name
 -- not listed here is a 400.
 return {

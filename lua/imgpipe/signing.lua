@@ -8,12 +8,19 @@
 -- signature. Checked in constant time: every byte of the expected
 -- signature is compared whatever the first difference.
 --
---   local signing = require "lib.transform.signing"
+-- imgpipe.signing is public (examples/pipelines/sign-url.lua uses it):
+--
+--   local signing = require "imgpipe.signing"
 --   signing.sign(secret, "w_800,f_auto", "photos/cat.jpg")  -> 43 characters
 --   signing.verify(secret, given, "w_800,f_auto", "photos/cat.jpg") -> true | false
 --   signing.url(base, secret, "w_800,f_auto", "photos/cat.jpg") -> base .. "/t/<sig>/w_800,f_auto/photos/cat.jpg"
 --   signing.dit_signature(secret, "/eyJ...") -> lowercase hex, as DIT's ?signature=
+--   signing.dit_path{bucket, key, edits, outputFormat} -> "/eyJ...", DIT's base64 JSON path
+--   signing.signing_key() -> the key the transform pipeline uses (TRANSFORM_SIGNING_KEY,
+--     or the SSM parameter / Secrets Manager secret it names), its origin; nil when none is set
 local digest = require "imgpipe.digest"
+local dit = require "imgpipe.transform.dit"
+local key_source = require "imgpipe.transform.secret"
 
 local M = {}
 
@@ -41,7 +48,19 @@ function M.equal(expected, given)
 end
 
 function M.verify(secret, given, options, key)
-  return M.equal(M.sign(secret, options, key), given)
+  -- DIT's request path for a request table {bucket, key, edits, outputFormat}.
+function M.dit_path(req)
+  return dit.encode(req)
+end
+
+-- The signing key from the environment, SSM or Secrets Manager, and where
+-- it came from; nil when none is configured. Raises when a configured
+-- source cannot be read.
+function M.signing_key()
+  return key_source.signing_key()
+end
+
+return M.equal(M.sign(secret, options, key), given)
 end
 
 -- Percent-encodes a key for a URL path, keeping '/'.
@@ -58,6 +77,18 @@ end
 -- DIT's signature: HMAC-SHA256 of the request path ("/" .. base64 JSON), hex.
 function M.dit_signature(secret, path)
   return digest.hex(digest.hmac_sha256(secret, path))
+end
+
+-- DIT's request path for a request table {bucket, key, edits, outputFormat}.
+function M.dit_path(req)
+  return dit.encode(req)
+end
+
+-- The signing key from the environment, SSM or Secrets Manager, and where
+-- it came from; nil when none is configured. Raises when a configured
+-- source cannot be read.
+function M.signing_key()
+  return key_source.signing_key()
 end
 
 return M

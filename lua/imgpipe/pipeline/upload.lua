@@ -8,9 +8,9 @@
 -- (method "POST"). The client never chooses the key.
 local presign = require "imgpipe.presign"
 local random = require "imgpipe.random"
-local http = require "lib.http"
-local images = require "lib.images"
-local keys = require "lib.keys"
+local http = require "imgpipe.http"
+local images = require "imgpipe.images"
+local keys = require "imgpipe.keys"
 
 local M = {}
 

@@ -1,5 +1,5 @@
 -- The options segment of a transformation URL, parsed and turned into ONE
--- rendition declaration of lib/renditions.lua.
+-- rendition declaration of imgpipe.renditions.
 --
 --   w_800,h_600,fit_cover,g_attention,f_auto,q_75,dpr_2,r_90,blur_2,sharpen_1,wm_logo
 --
@@ -18,7 +18,7 @@
 --               rotated result (w_800,h_600,r_90 is 800 wide)
 --   blur        gaussian blur, sigma 0.3..100
 --   sharpen     1 (default unsharp mask) or a sigma 0.5..10
---   wm          a watermark preset by name (lib/transform/presets.lua)
+--   wm          a watermark preset by name (imgpipe.transform.presets)
 -- With neither w nor h the image keeps its size (capped at max_side).
 --
 -- M.parse(text, limits) -> opts | nil, reason

@@ -1,0 +1,312 @@
+-- The behaviour behind pipeline.transform{...}: images transformed on
+-- request (docs/transform.md).
+--
+--   GET|HEAD /t/{signature}/{options}/{key+}   e.g. /t/<sig>/w_800,h_600,fit_cover,g_attention,f_auto/cat.jpg
+--   GET|HEAD /{request+}                       DIT's form: base64 JSON {bucket, key, edits}, ?signature=<hex>
+--
+-- Steps: check the signature (403), the options (400) and the key (400),
+-- pick the format (f_auto: from Accept), answer 304 when If-None-Match
+-- names the ETag the answer would have, fetch the source from UPLOAD_BUCKET
+-- under TRANSFORM_SOURCE_PREFIX (404 when missing, 413 over
+-- MAX_UPLOAD_BYTES), make the one rendition the options declare
+-- (imgpipe.renditions; 422 for a source that is not an image or over
+-- MAX_PIXELS / MAX_FRAMES) and answer it with Content-Type, Cache-Control,
+-- a strong ETag and Vary: Accept when the format was negotiated. On Lambda
+-- an output over TRANSFORM_MAX_INLINE_BYTES is written under
+-- TRANSFORM_CACHE_PREFIX in PROCESSED_BUCKET and answered with a 302 to it.
+--
+-- Every step takes the instance `t` = {cfg, signing_key, limits} that
+-- M.new makes from the declaration.
+local digest = require "imgpipe.digest"
+local log = require "imgpipe.log"
+local presign = require "imgpipe.presign"
+local s3 = require "imgpipe.s3"
+local http = require "imgpipe.http"
+local renditions = require "imgpipe.renditions"
+local dit = require "imgpipe.transform.dit"
+local negotiate = require "imgpipe.transform.negotiate"
+local options = require "imgpipe.transform.options"
+local presets = require "imgpipe.transform.presets"
+local secret = require "imgpipe.transform.secret"
+local signing = require "imgpipe.signing"
+local source = require "imgpipe.transform.source"
+
+local M = {}
+
+local NO_KEY = "transform needs a signing key: set TRANSFORM_SIGNING_KEY, TRANSFORM_SIGNING_KEY_PARAMETER (SSM) or " ..
+  "TRANSFORM_SIGNING_KEY_SECRET (Secrets Manager), or TRANSFORM_UNSIGNED=1 for development only"
+local EXTENSIONS = { jpeg = "jpg", png = "png", webp = "webp", avif = "avif", gif = "gif" }
+
+-- Responses -------------------------------------------------------------------
+
+local function fail(status, code, message)
+  local res = http.error(status, code, message)
+  res.headers["Cache-Control"] = "no-store"
+  return res
+end
+
+local function base_headers(t, etag, vary)
+  local cfg = t.cfg
+  local h = { ["Cache-Control"] = cfg.transform_cache_control, ETag = etag }
+  if vary then h.Vary = "Accept" end
+  if cfg.cors_origin then h["Access-Control-Allow-Origin"] = cfg.cors_origin end
+  return h
+end
+
+-- ETags are "<hash>-<format>": the hash covers the source's ETag, the key,
+-- the options and the negotiated format; the suffix names the format made,
+-- so that a 304 can carry the Content-Type of what the client holds
+-- (imgpipe serve would otherwise give it application/json).
+-- The format of the tag in If-None-Match carrying this hash (weak
+-- comparison, as RFC 9110 says for If-None-Match), or nil.
+local function matched_format(if_none_match, hash)
+  if not if_none_match then return nil end
+  for tag in if_none_match:gmatch "[^,%s]+" do
+    local h, format = tag:gsub("^W/", ""):match '^"(%x+)%-(%a+)"$'
+    if h == hash and renditions.content_types[format] then return format end
+  end
+  return nil
+end
+
+-- Steps, each returning its result, or nil and the response to send -----------
+
+-- The request: {options = text, key = relative key} and whether it was
+-- signed correctly.
+local function read_request(t, event)
+  local cfg, signing_key = t.cfg, t.signing_key
+  local p = type(event.pathParameters) == "table" and event.pathParameters or {}
+  if type(p.request) == "string" then
+    -- DIT signs the path: checked before the base64 JSON is even decoded.
+    local given = http.query(event, "signature")
+    local ok = signing_key and given and signing.equal(signing.dit_signature(signing_key, "/" .. p.request), given)
+    if given and not signing_key and not cfg.transform_unsigned then
+      return nil, fail(503, "NotConfigured", NO_KEY)
+    end
+    if not ok and not cfg.transform_unsigned then
+      return nil, fail(403, given and "InvalidSignature" or "MissingSignature",
+        given and "the signature does not match the path" or "this URL is not signed")
+    end
+    local req, why = dit.decode(p.request)
+    if not req then return nil, fail(400, "InvalidRequest", "DIT request: " .. why) end
+    if req.bucket and req.bucket ~= cfg.upload_bucket then
+      return nil, fail(403, "BucketNotAllowed", "only the configured source bucket can be read")
+    end
+    if req.key:sub(1, #cfg.source_prefix) ~= cfg.source_prefix then
+      return nil, fail(404, "NotFound", "only keys under the source prefix can be read")
+    end
+    return { options = req.options, key = req.key:sub(#cfg.source_prefix + 1), dit = true,
+      signature = given, valid = ok }
+  end
+  local sig, opts, key = p.signature, p.options, p.key
+  if type(sig) ~= "string" or type(opts) ~= "string" or type(key) ~= "string" then
+    return nil, fail(400, "InvalidRequest", "expected /t/{signature}/{options}/{key}")
+  end
+  local given = sig ~= "_" and sig or nil
+  local ok = signing_key and given and signing.verify(signing_key, given, opts, key)
+  return { options = opts, key = key, signature = given, valid = ok }
+end
+
+local function check_signature(t, req)
+  local cfg, signing_key = t.cfg, t.signing_key
+  if cfg.transform_unsigned or req.valid then return true end
+  if not req.signature then
+    return nil, fail(403, "MissingSignature", "this URL is not signed")
+  end
+  -- A signed URL this server cannot check: its set-up, not the client, is at fault.
+  if not signing_key then return nil, fail(503, "NotConfigured", NO_KEY) end
+  return nil, fail(403, "InvalidSignature", "the signature does not match the options and key")
+end
+
+local function check_options(t, req)
+  local cfg = t.cfg
+  local opts, why
+  if req.options == "" then opts = {} else opts, why = options.parse(req.options, t.limits) end
+  if not opts then return nil, fail(400, "InvalidOptions", why) end
+  if cfg.transform_allowed_sizes and (opts.w or opts.h) then
+    local box = (opts.w or "") .. "x" .. (opts.h or "")
+    if not cfg.transform_allowed_sizes[box] then
+      return nil, fail(400, "SizeNotAllowed", "the size " .. box .. " is not in TRANSFORM_ALLOWED_SIZES")
+    end
+  end
+  return opts
+end
+
+-- The output format and whether it was negotiated.
+local function pick_format(opts, event)
+  if opts.f == "auto" then return negotiate.pick(negotiate.header(event, "Accept")), true end
+  return opts.f or "auto", false
+end
+
+local function etag_hash(source_etag, object_key, opts, format)
+  local basis = table.concat({ source_etag or "", object_key, options.canonical(opts), format }, "\n")
+  return digest.sha256_hex(basis):sub(1, 40)
+end
+
+-- TRANSFORM_SOURCE_DIR: the original from a folder (imgpipe serve). The
+-- key was checked by imgpipe.transform.source (no "..", no leading "/").
+-- Returns body, {etag}, or nil and an error like the S3 binding's.
+local function read_file(cfg, object_key)
+  local path = cfg.transform_source_dir .. "/" .. object_key:sub(#cfg.source_prefix + 1)
+  local f = io.open(path, "rb")
+  if not f then return nil, { code = "NoSuchKey", status = 404 } end
+  local size = f:seek "end"
+  if not size or size > cfg.max_upload_bytes then
+    f:close()
+    return nil, { code = size and "ResponseTooLarge" or "NoSuchKey", status = size and 413 or 404 }
+  end
+  f:seek "set"
+  local body = f:read "a"
+  f:close()
+  if not body then return nil, { code = "NoSuchKey", status = 404 } end
+  return body, { etag = digest.sha256_hex(body) }
+end
+
+local function fetch(cfg, object_key)
+  if cfg.transform_source_dir then return read_file(cfg, object_key) end
+  return s3.get { bucket = cfg.upload_bucket, key = object_key, max_bytes = cfg.max_upload_bytes }
+end
+
+local function look_up(cfg, object_key)
+  if cfg.transform_source_dir then
+    local body, info = read_file(cfg, object_key)
+    if not body then return nil, info end
+    return info
+  end
+  return s3.head { bucket = cfg.upload_bucket, key = object_key }
+end
+
+local function s3_failure(cfg, err, object_key)
+  if err.code == "NoSuchKey" or err.status == 404 then
+    return fail(404, "NotFound", "no source image " .. object_key:sub(#cfg.source_prefix + 1))
+  end
+  if err.code == "ResponseTooLarge" then
+    return fail(413, "SourceTooLarge", "the source is over " .. cfg.max_upload_bytes .. " bytes")
+  end
+  if err.retryable then return fail(503, "ServiceUnavailable", "the source could not be read; try again") end
+  return fail(502, "SourceUnavailable", "the source could not be read (" .. tostring(err.code) .. ")")
+end
+
+-- Failures that are ours, not the source's: a 500 naming the request id.
+local SERVER_FAULTS = { FontNotFound = true }
+
+local function render(cfg, body, opts, format)
+  local made, err = renditions.make(body, { options.rendition(opts, format, presets, cfg.transform_max_side) }, {
+    max_pixels = cfg.max_pixels, max_pages = cfg.max_frames, fast_shrink = cfg.shrink_on_load == "fast",
+  })
+  if made then return made[1] end
+  if type(err) ~= "table" or SERVER_FAULTS[err.code] then error(err) end
+  -- Anything else the image module reports is about these bytes (not an
+  -- image, corrupt, truncated, over MAX_PIXELS or MAX_FRAMES): 422.
+  return nil, fail(422, tostring(err.code or "InvalidImage"), tostring(err.message or err))
+end
+
+-- On Lambda: an output too large for a response goes to the cache prefix,
+-- answered with a redirect.
+local function redirect_large(t, made, etag, vary)
+  local cfg = t.cfg
+  local key = cfg.transform_cache_prefix .. etag:match "^\"(%x+)" .. "." .. EXTENSIONS[made.format]
+  local put, err = s3.put { bucket = cfg.processed_bucket, key = key, body = made.bytes,
+    content_type = made.content_type, cache_control = cfg.transform_cache_control }
+  if not put then
+    return fail(err.retryable and 503 or 502, "CacheWriteFailed",
+      "the output could not be stored: " .. tostring(err.code))
+  end
+  local url, cache
+  if cfg.public_base_url then
+    url = cfg.public_base_url:gsub("/+$", "") .. "/" .. signing.encode_key(key)
+    cache = cfg.transform_cache_control
+  else
+    url = presign.url { method = "GET", bucket = cfg.processed_bucket, key = key, expires = cfg.url_expires }
+    cache = "private, max-age=" .. math.max(0, cfg.url_expires - 60)
+  end
+  local h = base_headers(t, etag, vary)
+  h["Cache-Control"] = cache
+  h.Location = url
+  return { statusCode = 302, headers = h, body = "" }
+end
+
+local function handle(t, event, ctx)
+  local cfg = t.cfg
+  if not http.is_request(event) then
+    return fail(400, "InvalidRequest", "transform expects an API Gateway request")
+  end
+  if event.httpMethod ~= "GET" and event.httpMethod ~= "HEAD" then
+    return fail(405, "MethodNotAllowed", "GET or HEAD")
+  end
+  local req, res = read_request(t, event)
+  if not req then return res end
+  local ok
+  ok, res = check_signature(t, req)
+  if not ok then return res end
+  local opts
+  opts, res = check_options(t, req)
+  if not opts then return res end
+  local object_key, why = source.object_key(cfg.source_prefix, req.key)
+  if not object_key then return fail(400, "InvalidKey", why) end
+  local format, vary = pick_format(opts, event)
+
+  local if_none_match = negotiate.header(event, "If-None-Match")
+  if if_none_match then
+    local info, err = look_up(cfg, object_key)
+    if not info then return s3_failure(cfg, err, object_key) end
+    local hash = etag_hash(info.etag, object_key, opts, format)
+    local held = matched_format(if_none_match, hash)
+    if held then
+      local h = base_headers(t, '"' .. hash .. "-" .. held .. '"', vary)
+      h["Content-Type"] = renditions.content_types[held]
+      return { statusCode = 304, headers = h, body = "" }
+    end
+  end
+
+  local body, info = fetch(cfg, object_key)
+  if not body then return s3_failure(cfg, info, object_key) end
+  local made
+  made, res = render(cfg, body, opts, format)
+  if not made then return res end
+  local etag = '"' .. etag_hash(info.etag, object_key, opts, format) .. "-" .. made.format .. '"'
+  ctx.log.info("transformed", { key = object_key, options = req.options, format = made.format,
+    width = made.width, height = made.height, bytes = #made.bytes })
+
+  if ctx.mode == "lambda" and #made.bytes > cfg.transform_max_inline then
+    return redirect_large(t, made, etag, vary)
+  end
+  local h = base_headers(t, etag, vary)
+  h["Content-Type"] = made.content_type
+  if ctx.mode == "http" then
+    -- imgpipe serve sends a body as it is: no base64 round trip.
+    return { statusCode = 200, headers = h, body = made.bytes, isBase64Encoded = false }
+  end
+  return { statusCode = 200, headers = h, body = digest.base64(made.bytes), isBase64Encoded = true }
+end
+
+local NO_KEY_WARNING = NO_KEY .. "; /t/ requests answer 503 until then"
+
+-- The signing key of the instance, read once when the pipeline is loaded
+-- (on Lambda: at init).
+local function load_key(cfg)
+  local key, origin = secret.signing_key()
+  if cfg.transform_unsigned then
+    log.warn("TRANSFORM_UNSIGNED=1: transformation URLs are NOT checked; anyone can ask for any size. " ..
+      "For development only; never deploy this setting", { unsigned = true })
+  elseif not key then
+    -- A transform function on Lambda without its key is a broken deployment:
+    -- an init error. Elsewhere (imgpipe serve with every route, the CLI) the
+    -- rest of the service must not depend on this optional feature's setup:
+    -- /t/ requests answer 503 naming what to set (see the handler).
+    if os.getenv "AWS_LAMBDA_RUNTIME_API" then error(NO_KEY, 0) end
+    log.warn(NO_KEY_WARNING, { transform = "not configured" })
+  else
+    log.info("transformation URLs are signed", { key = origin })
+  end
+  return key
+end
+
+-- decl: {cfg (the transform configuration, imgpipe.config.load_transform)}
+function M.new(decl)
+  local cfg = decl.cfg
+  local t = { cfg = cfg, signing_key = load_key(cfg),
+    limits = { max_side = cfg.transform_max_side, presets = presets } }
+  return function(event, ctx) return handle(t, event, ctx) end
+end
+
+return M
