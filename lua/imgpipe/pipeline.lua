@@ -66,19 +66,8 @@ M.image_id_for = keys.image_id_for
 M.valid_image_id = keys.valid_image_id
 
 -- The image limits of the configuration, as image.thumbnail options: the one
--- place where configuration reaches the decoder.
-function M.image_limits(cfg)
-  return {
-    max_pixels = cfg.max_pixels,
-    max_pages = cfg.max_frames,
-    fast_shrink = cfg.shrink_on_load == "fast",
-    -- The cost limits (docs/limits.md); nil where imgpipe.config has none yet.
-    max_scans = cfg.max_jpeg_scans,
-    max_aspect_ratio = cfg.max_aspect_ratio,
-    max_interlaced_pixels = cfg.max_interlaced_pixels,
-    budget_ms = cfg.image_budget_ms,
-  }
-end
+-- place where configuration reaches the decoder (shared with the transform).
+M.image_limits = config.image_limits
 
 local function check_fields(what, decl, known)
   if type(decl) ~= "table" then
