@@ -32,7 +32,8 @@
 --
 -- Each returns the pipeline module, {handler = function(event, ctx)}
 -- (process adds the checked `renditions` and the `limits`, for specs and
--- benchmarks that make the renditions without S3). A
+-- benchmarks that make the renditions without S3; transform adds `ready`,
+-- why it cannot serve yet, when it has no signing key). A
 -- declaration with an unknown or malformed field raises when the pipeline is
 -- loaded, naming the field. config defaults to pipeline.config(): the
 -- environment (imgpipe.config).
@@ -126,7 +127,10 @@ end
 function M.transform(decl)
   decl = decl or {}
   check_fields("transform", decl, { config = true })
-  return { handler = require("imgpipe.pipeline.transform").new { cfg = config_of(decl, M.transform_config) } }
+  local handler, not_ready = require("imgpipe.pipeline.transform").new {
+    cfg = config_of(decl, M.transform_config) }
+  -- ready: absent when it is, else why not (/healthz of imgpipe serve says it).
+  return { handler = handler, ready = not_ready }
 end
 
 return M

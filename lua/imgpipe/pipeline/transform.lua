@@ -358,11 +358,15 @@ local function load_key(cfg)
 end
 
 -- decl: {cfg (the transform configuration, imgpipe.config.load_transform)}
+-- Returns the handler, and why the instance is not ready (no signing key
+-- and not TRANSFORM_UNSIGNED: every signed URL would be 503), or nil: the
+-- pipeline module's `ready` field, which imgpipe serve's /healthz reports.
 function M.new(decl)
   local cfg = decl.cfg
   local t = { cfg = cfg, signing_key = load_key(cfg),
     limits = { max_side = cfg.transform_max_side, presets = presets } }
-  return function(event, ctx) return handle(t, event, ctx) end
+  local not_ready = not t.signing_key and not cfg.transform_unsigned and NO_KEY or nil
+  return function(event, ctx) return handle(t, event, ctx) end, not_ready
 end
 
 return M
