@@ -29,6 +29,11 @@
 #             and server RSS against the bounds docs/server-limits.md states;
 #             then 2 long AVIF requests in flight, and connection churn from 8
 #             addresses (share of new connections answered)
+#   cost      a Lambda cost model (bench/lib/cost_model.py): each event handler
+#             of the events section in a cgroup of Lambda's shape (memory M MB,
+#             CPU M/1769 of a core) for M in 128 256 512 1024 1769: duration
+#             per event, OOM failures, cost per million images, the cheapest M;
+#             skipped (and said so) where cgroups are not writable
 #   transform on-the-fly transformations over HTTP (bench/lib/transform_bench.py):
 #             imgpipe serve (pipelines/transform.lua), ipx (npm) and nginx's
 #             image_filter on the same 6 MP JPEG from one folder; wrk at 1, 16
@@ -45,16 +50,18 @@ ROOT=$PWD
 export IMGPIPE_BIN=${IMGPIPE_BIN:-$ROOT/build/imgpipe}
 export OUT=${BENCH_OUT:-$ROOT/bench/out}
 export RES=$OUT/results
-SECTIONS=${BENCH_ONLY:-resize events coldstart presign http mixed transform}
+SECTIONS=${BENCH_ONLY:-resize events coldstart presign http mixed transform cost}
 QUICK=${BENCH_QUICK:-0}
 PY=/usr/bin/python3 # Debian's: python3-pil and python3-boto3 live there
 SHARED_IMAGE=$ROOT/../shared/test-images/2569067123_aca715a2ee_o.jpg
 
 if [ "$QUICK" = 1 ]; then
   R_RESIZE6=2 R_RESIZE24=1 R_EVENTS=1 N_EVENTS=10 R_COLD=3 R_PRESIGN=1 HTTP_S=2 MIXED_S=3 TRANSFORM_S=2
+  N_COST=5
   export BENCH_BATCH=10
 else
   R_RESIZE6=7 R_RESIZE24=3 R_EVENTS=3 N_EVENTS=50 R_COLD=15 R_PRESIGN=3 HTTP_S=5 MIXED_S=10 TRANSFORM_S=5
+  N_COST=20
   export BENCH_BATCH=50
 fi
 
@@ -123,6 +130,19 @@ section_events() {
   say "events end to end: $N_EVENTS S3 events per run, $R_EVENTS rounds"
   $PY bench/lib/lambda_bench.py events "$OUT/work/lambda-tools.json" "$R_EVENTS" "$N_EVENTS" \
     "$OUT/images/photo-6mp.jpg" "$RES/events.json"
+}
+
+section_cost() {
+  local stack_dir=$OUT/work/stack-cost
+  say "cost model: Lambda's shape (cgroup v1 memory + cpu), $N_COST events per handler and memory size"
+  mkdir -p "$stack_dir"
+  # shellcheck disable=SC2064
+  trap "infra/local-stack.sh stop '$stack_dir' >/dev/null 2>&1 || true" EXIT
+  infra/local-stack.sh start "$stack_dir"
+  # shellcheck disable=SC1091
+  . "$stack_dir/stack.env"
+  export AWS_DEFAULT_REGION=$AWS_REGION
+  $PY bench/lib/cost_model.py "$OUT/work/lambda-tools.json" "$N_COST" "$OUT/images/photo-6mp.jpg" "$RES/cost.json"
 }
 
 section_coldstart() {
@@ -289,10 +309,10 @@ fi
 cp "$OUT/images/ORIGIN" "$RES/images-origin"
 $PY bench/lib/tools.py lambda "$OUT/work/lambda-tools.json"
 
-export PY QUICK R_RESIZE6 R_RESIZE24 R_EVENTS N_EVENTS R_COLD R_PRESIGN HTTP_S MIXED_S TRANSFORM_S
+export PY QUICK R_RESIZE6 R_RESIZE24 R_EVENTS N_EVENTS R_COLD R_PRESIGN HTTP_S MIXED_S TRANSFORM_S N_COST
 trap 'exit 130' INT TERM
 for s in $SECTIONS; do
-  case $s in resize | events | coldstart | presign | http | mixed | transform) ;; *) die "unknown section '$s'" ;; esac
+  case $s in resize | events | coldstart | presign | http | mixed | transform | cost) ;; *) die "unknown section '$s'" ;; esac
   if ! "$BASH" "$ROOT/bench/run.sh" --section "$s" 2>&1 | tee "$RES/section-$s.log"; then
     echo "$s" >>"$RES/failed"
     echo "bench: section $s failed (log: $RES/section-$s.log); going on with the others" >&2

@@ -12,7 +12,7 @@ local conformance = require "support.conformance"
 local paths = require "support.paths"
 
 local cases = {}
-for _, file in ipairs { "edit_cases" } do
+for _, file in ipairs { "edit_cases", "request_cases", "thumbor_cases", "doc_cases" } do
   for _, c in ipairs(require("conformance." .. file)) do cases[#cases + 1] = c end
 end
 
@@ -30,7 +30,7 @@ describe("DIT conformance against sharp", function()
   setup(function() run = conformance.run(cases) end)
   teardown(function() paths.cleanup() end)
 
-  it("has at least 100 cases", function() assert.is_true(#cases >= 100, #cases .. " cases") end)
+  it("has at least 150 cases", function() assert.is_true(#cases >= 150, #cases .. " cases") end)
 
   it("tells a wrong image from a right one (the comparison can fail)", function()
     local image = require "imgpipe.image"

@@ -7,17 +7,20 @@ local conformance = require "support.conformance"
 
 local cases = {}
 
--- sharp's output options in imgpipe's words (img:save).
-local function save_options(options)
-  if not options then return nil end
-  return { quality = options.quality, lossless = options.lossless, interlace = options.progressive }
+-- sharp's output options in imgpipe's words (img:save), with sharp's
+-- defaults where imgpipe's differ (AVIF effort: sharp 4, imgpipe 1).
+local function save_options(options, format)
+  if not options and format ~= "avif" then return nil end
+  options = options or {}
+  return { quality = options.quality, lossless = options.lossless, interlace = options.progressive,
+    effort = options.effort or (format == "avif" and 4 or nil) }
 end
 
 -- A case where imgpipe should give what sharp gives.
 local function same(edit, name, source, fn, chain, format, options)
   cases[#cases + 1] = {
     edit = edit, name = edit .. ": " .. name, source = source,
-    imgpipe = conformance.chain(fn, format, save_options(options)), sharp = chain, format = format,
+    imgpipe = conformance.chain(fn, format, save_options(options, format)), sharp = chain, format = format,
     options = options,
   }
 end

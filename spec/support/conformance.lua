@@ -13,7 +13,8 @@
 --             pixels within M.TOLERANCE; or {different = "why", check =
 --             function(mine, theirs) ... end} (both probes and decoded
 --             images; raises when the property does not hold); or
---             {refused = "why"}: imgpipe refuses it (imgpipe returns nil, err)
+--             {refused = "why", names = "text"}: imgpipe refuses it (returns nil,
+--             err, or raises), with err containing names when given
 local image = require "imgpipe.image"
 local json = require "cjson"
 local paths = require "support.paths"
@@ -138,6 +139,10 @@ end
 
 local function judge_refused(c, mine, err)
   if mine then return { kind = "refused", ok = false, why = "imgpipe accepted it: " .. c.expect.refused } end
+  local names = c.expect.names
+  if names and not tostring(err):find(names, 1, true) then
+    return { kind = "refused", ok = false, why = "refused, but not naming '" .. names .. "': " .. tostring(err) }
+  end
   return { kind = "refused", ok = true, why = tostring(err) }
 end
 

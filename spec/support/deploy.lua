@@ -79,19 +79,14 @@ function M.translate(template, params, dir)
 end
 
 -- The resolved facts of a translated template (spec/support/template_facts.py).
--- d: {stack, table, queue}; params: template parameters.
+-- d: {stack, table, queue, [region]}; params: template parameters.
 function M.facts(translated, d, params)
   local out, err, code = paths.run(M.python .. " " .. paths.q(paths.root .. "/spec/support/template_facts.py") ..
     " " .. paths.q(translated) .. " --stack " .. paths.q(d.stack) .. " --account " .. M.account ..
-    " --region " .. M.region .. " --table " .. paths.q(d.table) .. " --queue " .. paths.q(d.queue) .. " " ..
-    param_args(params))
+    " --region " .. (d.region or M.region) .. " --table " .. paths.q(d.table) .. " --queue " .. paths.q(d.queue) ..
+    " " .. param_args(params))
   assert(code == 0, "template_facts failed: " .. err)
   return json.decode(out)
-end
-
--- The bucket names the template builds for a stack.
-function M.buckets(stack)
-  return stack .. "-uploads-" .. M.account, stack .. "-processed-" .. M.account
 end
 
 -- A moto_server on a free loopback port. Returns {url, port, pid, dir,
@@ -140,11 +135,15 @@ end
 
 -- Environment prefix for the pyenv AWS CLI against a moto server. The
 -- service-specific endpoints of the local stack (spec/run.sh exports them)
--- would win over AWS_ENDPOINT_URL, so they are removed.
+-- would win over AWS_ENDPOINT_URL, so they are removed. The server is named
+-- localhost (it listens on 127.0.0.1, which localhost resolves to): a
+-- template over 51,200 bytes reaches CloudFormation as a TemplateURL in the
+-- artifact bucket, and moto reads the bucket out of a path-style URL only
+-- when its host says localhost (or s3.amazonaws.com).
 function M.aws_env(server, keys)
   keys = keys or { id = "testing", secret = "testing" }
   return "env -u AWS_ENDPOINT_URL_S3 -u AWS_ENDPOINT_URL_DYNAMODB -u AWS_PROFILE -u AWS_SESSION_TOKEN " ..
-    "AWS_ENDPOINT_URL=" .. server.url .. " AWS_ACCESS_KEY_ID=" .. keys.id ..
+    "AWS_ENDPOINT_URL=" .. server.url:gsub("//127%.0%.0%.1:", "//localhost:") .. " AWS_ACCESS_KEY_ID=" .. keys.id ..
     " AWS_SECRET_ACCESS_KEY=" .. paths.q(keys.secret) .. " AWS_DEFAULT_REGION=" .. M.region ..
     " AWS_REGION=" .. M.region .. " AWS_PAGER= "
 end

@@ -23,6 +23,7 @@ M.MAX_LENGTH = 4096
 local FORMATS = { jpeg = "jpeg", jpg = "jpeg", png = "png", webp = "webp", avif = "avif", gif = "gif" }
 local QUALITY_EDITS = { jpeg = true, png = true, webp = true, avif = true }
 local TOP = { bucket = true, key = true, edits = true, outputFormat = true }
+local FITS = { cover = true, contain = true, fill = true, inside = true }
 
 local function whole(v, what)
   if math.type(v) == "float" and v == math.floor(v) then v = math.tointeger(v) end
@@ -71,7 +72,8 @@ local function tokens(edits, output_format)
       if v.width ~= nil and v.width ~= json.null then add("w_" .. whole(v.width, "edits.resize.width")) end
       if v.height ~= nil and v.height ~= json.null then add("h_" .. whole(v.height, "edits.resize.height")) end
       if v.fit ~= nil then
-        if type(v.fit) ~= "string" then error("edits.resize.fit must be a string", 0) end
+        -- one word of a fixed list: never option text pasted into the options
+        if not FITS[v.fit] then error("edits.resize.fit must be cover, contain, fill or inside", 0) end
         add("fit_" .. v.fit)
       end
       if v.background ~= nil then add("bg_" .. hex_colour(v.background)) end

@@ -1,0 +1,394 @@
+-- DIT's custom request form: the path is rewritten by a regular expression
+-- from the environment (REWRITE_MATCH_PATTERN, a JavaScript regular
+-- expression such as "/^\/small\/(.*)$/" with its flags) and a
+-- substitution (REWRITE_SUBSTITUTION, with $1, $&, $$ ...), then read as a
+-- Thumbor path.
+--
+-- The expression is never handed to Lua's own patterns (whose syntax
+-- differs: "%", "-" and friends would mean something else): this module
+-- reads the JavaScript syntax itself and matches by backtracking, within
+-- bounds. What it reads: literals and escapes (\/ \. \\ \n \t ...), ".",
+-- classes ([a-z0-9_], [^/], \d \w \s \D \W \S), groups ((...) captures,
+-- (?:...) does not), alternation "|", the quantifiers * + ? {n} {n,} {n,m}
+-- (greedy, or lazy with a "?" after), anchors ^ $ \b \B, back references
+-- \1..\9, and the flags g (every match), i (case-insensitive),
+-- m (^ and $ at line ends), s ("." matches a newline). Anything else
+-- (lookaround, named groups, the y and u flags) is refused when the
+-- pattern is compiled, which happens once, when the configuration loads.
+--
+-- Bounds: a pattern of at most MAX_PATTERN bytes, a subject of at most
+-- MAX_SUBJECT bytes, MAX_STEPS matching steps for one rewrite (a pattern
+-- that backtracks catastrophically stops there: rewrite returns nil, err),
+-- MAX_REPEAT for a counted repetition, and an output of at most MAX_OUTPUT.
+local M = {}
+
+M.MAX_PATTERN = 1024
+M.MAX_SUBJECT = 4096
+M.MAX_OUTPUT = 8192
+M.MAX_STEPS = 200000
+M.MAX_REPEAT = 1000
+
+-- Parsing ------------------------------------------------------------------------
+
+local CLASS_ESCAPES = {
+  d = function(c) return c:match "%d" ~= nil end,
+  w = function(c) return c:match "[%w_]" ~= nil end,
+  s = function(c) return c:match "%s" ~= nil end,
+}
+local CHAR_ESCAPES = { n = "\n", r = "\r", t = "\t", f = "\f", v = "\v", ["0"] = "\0" }
+
+local function parse_error(p, msg) error({ rewrite = "position " .. p.pos .. ": " .. msg }, 0) end
+
+local function peek(p, n) return p.src:sub(p.pos, p.pos + (n or 1) - 1) end
+
+local function take(p)
+  local c = p.src:sub(p.pos, p.pos)
+  p.pos = p.pos + 1
+  return c
+end
+
+-- A predicate for an escape inside or outside a class: a char set test,
+-- or a literal character.
+local function escape_test(p, c)
+  local lower = c:lower()
+  if CLASS_ESCAPES[lower] then
+    local test = CLASS_ESCAPES[lower]
+    if c == lower then return test end
+    return function(ch) return not test(ch) end
+  end
+  if c == "x" then
+    local hex = p.src:sub(p.pos, p.pos + 1)
+    if not hex:match "^%x%x$" then parse_error(p, "\\x needs two hex digits") end
+    p.pos = p.pos + 2
+    return string.char(tonumber(hex, 16))
+  end
+  if c == "u" or c == "c" or c == "k" or c == "p" or c == "P" then parse_error(p, "\\" .. c .. " is not supported") end
+  if c:match "%a" and not CHAR_ESCAPES[c] then parse_error(p, "unknown escape \\" .. c) end
+  return CHAR_ESCAPES[c] or c
+end
+
+local function class_item(p)
+  local c = take(p)
+  if c == "" then parse_error(p, "unterminated class") end
+  if c == "\\" then return escape_test(p, take(p)) end
+  return c
+end
+
+local function parse_class(p)
+  local negate = false
+  if peek(p) == "^" then
+    negate = true
+    p.pos = p.pos + 1
+  end
+  local tests = {}
+  local first = true
+  while first or peek(p) ~= "]" do
+    first = false
+    local item = class_item(p)
+    if type(item) == "string" and peek(p) == "-" and peek(p, 2):sub(2) ~= "]" and peek(p, 2):sub(2) ~= "" then
+      p.pos = p.pos + 1
+      local hi = class_item(p)
+      if type(hi) ~= "string" or hi < item then parse_error(p, "bad range in class") end
+      local lo = item
+      tests[#tests + 1] = function(ch) return ch >= lo and ch <= hi end
+    elseif type(item) == "string" then
+      tests[#tests + 1] = function(ch) return ch == item end
+    else
+      tests[#tests + 1] = item
+    end
+  end
+  p.pos = p.pos + 1 -- "]"
+  return { kind = "set", negate = negate, tests = tests }
+end
+
+local parse_alternation
+
+local function parse_group(p)
+  local capture = true
+  if peek(p) == "?" then
+    if peek(p, 2) ~= "?:" then parse_error(p, "lookaround and named groups are not supported") end
+    p.pos = p.pos + 2
+    capture = false
+  end
+  local index
+  if capture then
+    p.groups = p.groups + 1
+    index = p.groups
+  end
+  local body = parse_alternation(p)
+  if take(p) ~= ")" then parse_error(p, "missing )") end
+  return { kind = "group", capture = index, body = body }
+end
+
+local function parse_escape_atom(p)
+  local c = take(p)
+  if c == "" then parse_error(p, "pattern ends with \\") end
+  if c == "b" or c == "B" then return { kind = "boundary", negate = c == "B" } end
+  if c:match "[1-9]" then return { kind = "backref", index = tonumber(c) } end
+  local t = escape_test(p, c)
+  if type(t) == "string" then return { kind = "char", char = t } end
+  return { kind = "set", negate = false, tests = { t } }
+end
+
+local function parse_atom(p)
+  local c = take(p)
+  if c == "(" then return parse_group(p) end
+  if c == "[" then return parse_class(p) end
+  if c == "." then return { kind = "any" } end
+  if c == "^" then return { kind = "start" } end
+  if c == "$" then return { kind = "end" } end
+  if c == "\\" then return parse_escape_atom(p) end
+  if c:match "[*+?{]" and not (c == "{" and not p.src:sub(p.pos):match "^%d+,?%d*}") then
+    parse_error(p, "nothing to repeat")
+  end
+  if c == ")" or c == "|" then parse_error(p, "unexpected " .. c) end
+  return { kind = "char", char = c }
+end
+
+local function parse_quantifier(p, atom)
+  local c = peek(p)
+  local min, max
+  if c == "*" then min, max = 0, math.huge
+  elseif c == "+" then min, max = 1, math.huge
+  elseif c == "?" then min, max = 0, 1
+  elseif c == "{" and p.src:sub(p.pos):match "^{%d+,?%d*}" then
+    local lo, comma, hi = p.src:match("^{(%d+)(,?)(%d*)}", p.pos)
+    min = tonumber(lo)
+    max = comma == "" and min or (hi == "" and math.huge or tonumber(hi))
+    if min > M.MAX_REPEAT or (max ~= math.huge and max > M.MAX_REPEAT) or max < min then
+      parse_error(p, "bad or too large repetition count")
+    end
+    p.pos = p.pos + #(lo .. comma .. hi) + 2
+  else
+    return atom
+  end
+  p.pos = p.pos + (c == "{" and 0 or 1)
+  local lazy = peek(p) == "?"
+  if lazy then p.pos = p.pos + 1 end
+  if atom.kind == "start" or atom.kind == "end" or atom.kind == "boundary" then parse_error(p, "nothing to repeat") end
+  return { kind = "repeat", atom = atom, min = min, max = max, lazy = lazy }
+end
+
+local function parse_sequence(p)
+  local items = {}
+  while p.pos <= #p.src and peek(p) ~= "|" and peek(p) ~= ")" do
+    items[#items + 1] = parse_quantifier(p, parse_atom(p))
+  end
+  return { kind = "seq", items = items }
+end
+
+parse_alternation = function(p)
+  local branches = { parse_sequence(p) }
+  while peek(p) == "|" do
+    p.pos = p.pos + 1
+    branches[#branches + 1] = parse_sequence(p)
+  end
+  if #branches == 1 then return branches[1] end
+  return { kind = "alt", branches = branches }
+end
+
+-- Matching ----------------------------------------------------------------------
+-- A node is matched by m(node, i, k): k(j) continues after the node ended
+-- at j. Every call counts a step; past MAX_STEPS the match stops.
+
+local TOO_COMPLEX = {}
+
+local function matcher(state)
+  local s, flags = state.subject, state.flags
+  local function step()
+    state.steps = state.steps + 1
+    if state.steps > M.MAX_STEPS then error(TOO_COMPLEX, 0) end
+  end
+  local function fold(c) return flags.i and c:lower() or c end
+  local function is_word(i) return i >= 1 and i <= #s and s:sub(i, i):match "[%w_]" ~= nil end
+  local function test_set(node, c)
+    if flags.i then c = c:lower() end
+    local hit = false
+    for _, t in ipairs(node.tests) do
+      if t(c) or (flags.i and t(c:upper())) then
+        hit = true
+        break
+      end
+    end
+    return hit ~= node.negate
+  end
+
+  local m
+  local function single(node, i)
+    -- the end of a one-character node at i, or nil
+    if i > #s then return nil end
+    local c = s:sub(i, i)
+    if node.kind == "char" then return fold(c) == fold(node.char) and i + 1 or nil end
+    if node.kind == "any" then return (flags.s or c ~= "\n") and i + 1 or nil end
+    if node.kind == "set" then return test_set(node, c) and i + 1 or nil end
+  end
+
+  local function repeat_node(node, i, k, count)
+    step()
+    local function more()
+      if count >= node.max then return nil end
+      return m(node.atom, i, function(j)
+        if j == i and count >= node.min then return nil end -- no progress: stop looping
+        return repeat_node(node, j, k, count + 1)
+      end)
+    end
+    if count < node.min then return more() end
+    if node.lazy then return k(i) or more() end
+    return more() or k(i)
+  end
+
+  m = function(node, i, k)
+    step()
+    local kind = node.kind
+    if kind == "char" or kind == "any" or kind == "set" then
+      local j = single(node, i)
+      return j and k(j)
+    elseif kind == "seq" then
+      local function from(n, at)
+        if n > #node.items then return k(at) end
+        return m(node.items[n], at, function(j) return from(n + 1, j) end)
+      end
+      return from(1, i)
+    elseif kind == "alt" then
+      for _, b in ipairs(node.branches) do
+        local r = m(b, i, k)
+        if r then return r end
+      end
+      return nil
+    elseif kind == "group" then
+      if not node.capture then return m(node.body, i, k) end
+      local saved = state.caps[node.capture]
+      local r = m(node.body, i, function(j)
+        local before = state.caps[node.capture]
+        state.caps[node.capture] = { i, j }
+        local r2 = k(j)
+        if not r2 then state.caps[node.capture] = before end
+        return r2
+      end)
+      if not r then state.caps[node.capture] = saved end
+      return r
+    elseif kind == "repeat" then
+      return repeat_node(node, i, k, 0)
+    elseif kind == "start" then
+      if i == 1 or (flags.m and s:sub(i - 1, i - 1) == "\n") then return k(i) end
+      return nil
+    elseif kind == "end" then
+      if i == #s + 1 or (flags.m and s:sub(i, i) == "\n") then return k(i) end
+      return nil
+    elseif kind == "boundary" then
+      local at = is_word(i - 1) ~= is_word(i)
+      if at ~= node.negate then return k(i) end
+      return nil
+    elseif kind == "backref" then
+      local cap = state.caps[node.index]
+      if not cap then return k(i) end
+      local text = s:sub(cap[1], cap[2] - 1)
+      local here = s:sub(i, i + #text - 1)
+      if fold(here) == fold(text) then return k(i + #text) end
+      return nil
+    end
+  end
+  return m
+end
+
+-- Compiling ---------------------------------------------------------------------
+
+-- "/body/flags" or a bare body. Returns a compiled expression, or nil, err.
+function M.compile(text)
+  if type(text) ~= "string" or text == "" then return nil, "the pattern is empty" end
+  if #text > M.MAX_PATTERN then return nil, "the pattern is over " .. M.MAX_PATTERN .. " bytes" end
+  local body, flag_text = text:match "^/(.*)/(%a*)$"
+  if not body then body, flag_text = text, "" end
+  local flags = {}
+  for f in flag_text:gmatch "." do
+    if not f:match "[gims]" then return nil, "flag '" .. f .. "' is not supported (g, i, m, s are)" end
+    if flags[f] then return nil, "flag '" .. f .. "' given twice" end
+    flags[f] = true
+  end
+  local p = { src = body, pos = 1, groups = 0 }
+  local ok, tree = pcall(parse_alternation, p)
+  if ok and p.pos <= #body then ok, tree = false, { rewrite = "position " .. p.pos .. ": unexpected )" } end
+  if not ok then
+    if type(tree) == "table" and tree.rewrite then return nil, "bad pattern: " .. tree.rewrite end
+    error(tree, 0)
+  end
+  for i = 1, 9 do
+    if body:find("\\" .. i, 1, true) and i > p.groups then
+      return nil, "bad pattern: back reference \\" .. i .. " to no group"
+    end
+  end
+  return { tree = tree, flags = flags, groups = p.groups, source = text }
+end
+
+-- The substitution for one match: $$ $& $` $' $1..$99.
+local function substitute(template, subject, first, last, caps, groups)
+  return (template:gsub("%$([%$&`']?)(%d?%d?)", function(sym, digits)
+    if sym == "$" then return "$" .. digits end
+    if sym == "&" then return subject:sub(first, last - 1) .. digits end
+    if sym == "`" then return subject:sub(1, first - 1) .. digits end
+    if sym == "'" then return subject:sub(last) .. digits end
+    if digits == "" then return "$" end
+    local n = tonumber(digits)
+    if n > groups and #digits == 2 then n, digits = tonumber(digits:sub(1, 1)), digits:sub(2) else digits = "" end
+    if n == 0 or n > groups then return "$" .. tostring(n) .. digits end
+    local cap = caps[n]
+    return (cap and subject:sub(cap[1], cap[2] - 1) or "") .. digits
+  end))
+end
+
+-- Finds the first match at or after position `from`: first, last (exclusive), caps.
+local function find(re, state, from)
+  local m = matcher(state)
+  for start = from, #state.subject + 1 do
+    state.caps = {}
+    local last = m(re.tree, start, function(j) return j end)
+    if last then return start, last, state.caps end
+  end
+  return nil
+end
+
+-- subject rewritten as JavaScript's String.prototype.replace would (every
+-- match with the g flag, the first otherwise). Returns the new text and
+-- whether anything matched, or nil, err when a bound is passed.
+function M.rewrite(re, subject, template)
+  if #subject > M.MAX_SUBJECT then return nil, "the path is over " .. M.MAX_SUBJECT .. " bytes" end
+  local state = { subject = subject, flags = re.flags, steps = 0 }
+  local out, at, matched = {}, 1, false
+  local ok, err = pcall(function()
+    while at <= #subject + 1 do
+      local first, last, caps = find(re, state, at)
+      if not first then break end
+      matched = true
+      out[#out + 1] = subject:sub(at, first - 1)
+      out[#out + 1] = substitute(template, subject, first, last, caps, re.groups)
+      at = last
+      if last == first then -- an empty match: step over one character
+        out[#out + 1] = subject:sub(at, at)
+        at = at + 1
+      end
+      if not re.flags.g then break end
+    end
+  end)
+  if not ok then
+    if err == TOO_COMPLEX then return nil, "the rewrite pattern needs more than " .. M.MAX_STEPS .. " steps" end
+    error(err, 0)
+  end
+  out[#out + 1] = subject:sub(at)
+  local text = table.concat(out)
+  if #text > M.MAX_OUTPUT then return nil, "the rewritten path is over " .. M.MAX_OUTPUT .. " bytes" end
+  return text, matched
+end
+
+-- Whether the expression matches anywhere in subject (nil, err past a bound).
+function M.test(re, subject)
+  if #subject > M.MAX_SUBJECT then return nil, "the path is over " .. M.MAX_SUBJECT .. " bytes" end
+  local state = { subject = subject, flags = re.flags, steps = 0 }
+  local ok, first = pcall(find, re, state, 1)
+  if not ok then
+    if first == TOO_COMPLEX then return nil, "the rewrite pattern needs more than " .. M.MAX_STEPS .. " steps" end
+    error(first, 0)
+  end
+  return first ~= nil
+end
+
+return M
