@@ -737,7 +737,7 @@ describe("transform", function()
       d:stop()
     end)
 
-    it("says a transform without a signing key is not ready (the module's ready field)", function()
+    it("says a transform without a signing key is not ready (its ready field, /healthz)", function()
       local script = paths.tmpdir() .. "/ready.lua"
       paths.write(script, [[return { handler = function()
         local t = require("imgpipe.pipeline").transform {}
@@ -753,6 +753,26 @@ describe("transform", function()
       assert.matches("needs a signing key", ready "TRANSFORM_SIGNING_KEY=")
       assert.is_true(ready("TRANSFORM_SIGNING_KEY=" .. SECRET))
       assert.is_true(ready "TRANSFORM_SIGNING_KEY= TRANSFORM_UNSIGNED=1")
+      -- imgpipe serve starts (the rest of the service works) and /healthz
+      -- says the transform is not ready, with the reason; with a key, ok.
+      local bare = modes.new { pipelines = paths.pipelines }
+      local keyed = modes.new { pipelines = paths.pipelines, env = { TRANSFORM_SIGNING_KEY = SECRET } }
+      local ok, err = pcall(function()
+        local h = bare:curl("", "/healthz")
+        assert.equal(503, h.status, h.body)
+        assert.equal("not_ready", h.json.status)
+        assert.is_true(h.json.pipelines.transform.loaded)
+        assert.is_false(h.json.pipelines.transform.ready)
+        assert.matches("TRANSFORM_SIGNING_KEY", h.json.pipelines.transform.reason, 1, true)
+        assert.same({ loaded = true }, h.json.pipelines.upload)
+        assert.equal(503, bare:curl("", "/t/" .. sign("w_10", K.photo) .. "/w_10/" .. K.photo).status)
+        local k = keyed:curl("", "/healthz")
+        assert.equal(200, k.status, k.body)
+        assert.same({ loaded = true }, k.json.pipelines.transform)
+      end)
+      bare:stop()
+      keyed:stop()
+      assert(ok, err)
     end)
   end)
 end)
