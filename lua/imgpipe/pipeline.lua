@@ -32,7 +32,8 @@
 --
 -- Each returns the pipeline module, {handler = function(event, ctx)}
 -- (process adds the checked `renditions` and the `limits`, for specs and
--- benchmarks that make the renditions without S3). A
+-- benchmarks that make the renditions without S3; transform adds `ready`,
+-- why it cannot serve yet, when it has no signing key). A
 -- declaration with an unknown or malformed field raises when the pipeline is
 -- loaded, naming the field. config defaults to pipeline.config(): the
 -- environment (imgpipe.config).
@@ -66,19 +67,8 @@ M.image_id_for = keys.image_id_for
 M.valid_image_id = keys.valid_image_id
 
 -- The image limits of the configuration, as image.thumbnail options: the one
--- place where configuration reaches the decoder.
-function M.image_limits(cfg)
-  return {
-    max_pixels = cfg.max_pixels,
-    max_pages = cfg.max_frames,
-    fast_shrink = cfg.shrink_on_load == "fast",
-    -- The cost limits (docs/limits.md); nil where imgpipe.config has none yet.
-    max_scans = cfg.max_jpeg_scans,
-    max_aspect_ratio = cfg.max_aspect_ratio,
-    max_interlaced_pixels = cfg.max_interlaced_pixels,
-    budget_ms = cfg.image_budget_ms,
-  }
-end
+-- place where configuration reaches the decoder (shared with the transform).
+M.image_limits = config.image_limits
 
 local function check_fields(what, decl, known)
   if type(decl) ~= "table" then
@@ -137,7 +127,10 @@ end
 function M.transform(decl)
   decl = decl or {}
   check_fields("transform", decl, { config = true })
-  return { handler = require("imgpipe.pipeline.transform").new { cfg = config_of(decl, M.transform_config) } }
+  local handler, not_ready = require("imgpipe.pipeline.transform").new {
+    cfg = config_of(decl, M.transform_config) }
+  -- ready: absent when it is, else why not (/healthz of imgpipe serve says it).
+  return { handler = handler, ready = not_ready }
 end
 
 return M

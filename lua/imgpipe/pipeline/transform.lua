@@ -9,18 +9,24 @@
 -- names the ETag the answer would have, fetch the source from UPLOAD_BUCKET
 -- under TRANSFORM_SOURCE_PREFIX (404 when missing, 413 over
 -- MAX_UPLOAD_BYTES), make the one rendition the options declare
--- (imgpipe.renditions; 422 for a source that is not an image or over
--- MAX_PIXELS / MAX_FRAMES) and answer it with Content-Type, Cache-Control,
--- a strong ETag and Vary: Accept when the format was negotiated. On Lambda
+-- (imgpipe.renditions, under every image limit the process pipeline has:
+-- imgpipe.config.image_limits; 422 for a source that is not an image or is
+-- over a limit; 504 when the deadline comes first, 503 when the host
+-- drains or too many abandoned AVIF encodes run) and answer it with
+-- Content-Type, Cache-Control, a strong ETag and Vary: Accept when the
+-- format was negotiated. f_auto asks for AVIF only when its measured worst
+-- case fits the request's time (imgpipe.transform.negotiate). On Lambda
 -- an output over TRANSFORM_MAX_INLINE_BYTES is written under
 -- TRANSFORM_CACHE_PREFIX in PROCESSED_BUCKET and answered with a 302 to it.
 --
 -- Every step takes the instance `t` = {cfg, signing_key, limits} that
 -- M.new makes from the declaration.
 local digest = require "imgpipe.digest"
+local image = require "imgpipe.image"
 local log = require "imgpipe.log"
 local presign = require "imgpipe.presign"
 local s3 = require "imgpipe.s3"
+local config = require "imgpipe.config"
 local http = require "imgpipe.http"
 local renditions = require "imgpipe.renditions"
 local dit = require "imgpipe.transform.dit"
@@ -54,16 +60,29 @@ local function base_headers(t, etag, vary)
 end
 
 -- ETags are "<hash>-<format>": the hash covers the source's ETag, the key,
--- the options and the negotiated format; the suffix names the format made,
--- so that a 304 can carry the Content-Type of what the client holds
--- (imgpipe serve would otherwise give it application/json).
--- The format of the tag in If-None-Match carrying this hash (weak
--- comparison, as RFC 9110 says for If-None-Match), or nil.
-local function matched_format(if_none_match, hash)
-  if not if_none_match then return nil end
+-- the options, the format asked for (f_auto: what the Accept header asks)
+-- and the format made, which the suffix names so that a 304 can carry the
+-- Content-Type of what the client holds (imgpipe serve would otherwise give
+-- it application/json). A tag whose suffix is not the format its hash was
+-- made for matches nothing: a forged suffix must not get a 304 with an
+-- ETag no 200 ever had.
+local MAX_TAGS = 32 -- of If-None-Match looked at
+
+local function etag_hash(source_etag, object_key, opts, asked, made)
+  local basis = table.concat({ source_etag or "", object_key, options.canonical(opts), asked, made }, "\n")
+  return digest.sha256_hex(basis):sub(1, 40)
+end
+
+-- The tag of If-None-Match that names this answer, as {hash, format}
+-- (weak comparison, as RFC 9110 says for If-None-Match), or nil.
+-- hash_of(format) is the hash an answer in that format would carry.
+local function matched_tag(if_none_match, hash_of)
+  local n = 0
   for tag in if_none_match:gmatch "[^,%s]+" do
+    n = n + 1
+    if n > MAX_TAGS then break end
     local h, format = tag:gsub("^W/", ""):match '^"(%x+)%-(%a+)"$'
-    if h == hash and renditions.content_types[format] then return format end
+    if h and renditions.content_types[format] and h == hash_of(format) then return { h, format } end
   end
   return nil
 end
@@ -137,11 +156,6 @@ local function pick_format(opts, event)
   return opts.f or "auto", false
 end
 
-local function etag_hash(source_etag, object_key, opts, format)
-  local basis = table.concat({ source_etag or "", object_key, options.canonical(opts), format }, "\n")
-  return digest.sha256_hex(basis):sub(1, 40)
-end
-
 -- TRANSFORM_SOURCE_DIR: the original from a folder (imgpipe serve). The
 -- key was checked by imgpipe.transform.source (no "..", no leading "/").
 -- Returns body, {etag}, or nil and an error like the S3 binding's.
@@ -176,6 +190,7 @@ local function look_up(cfg, object_key)
 end
 
 local function s3_failure(cfg, err, object_key)
+  if err.code == "Timeout" then return fail(504, "Timeout", "the source could not be read in time") end
   if err.code == "NoSuchKey" or err.status == 404 then
     return fail(404, "NotFound", "no source image " .. object_key:sub(#cfg.source_prefix + 1))
   end
@@ -188,16 +203,49 @@ end
 
 -- Failures that are ours, not the source's: a 500 naming the request id.
 local SERVER_FAULTS = { FontNotFound = true }
+-- Failures of time, not of the image: the request's deadline came first
+-- (504), the host is draining (503), too many abandoned AVIF encodes run
+-- (503, try again shortly).
+local TIME_FAULTS = { Timeout = 504, Cancelled = 503, Busy = 503 }
+local BUSY_RETRY_AFTER = "2"
 
 local function render(cfg, body, opts, format)
-  local made, err = renditions.make(body, { options.rendition(opts, format, presets, cfg.transform_max_side) }, {
-    max_pixels = cfg.max_pixels, max_pages = cfg.max_frames, fast_shrink = cfg.shrink_on_load == "fast",
-  })
+  local made, err = renditions.make(body, { options.rendition(opts, format, presets, cfg.transform_max_side) },
+    config.image_limits(cfg))
   if made then return made[1] end
   if type(err) ~= "table" or SERVER_FAULTS[err.code] then error(err) end
+  local status = TIME_FAULTS[err.code]
+  if status then
+    local res = fail(status, err.code, tostring(err.message))
+    if err.code == "Busy" then res.headers["Retry-After"] = BUSY_RETRY_AFTER end
+    return nil, res
+  end
   -- Anything else the image module reports is about these bytes (not an
-  -- image, corrupt, truncated, over MAX_PIXELS or MAX_FRAMES): 422.
+  -- image, corrupt, truncated, over an image limit): 422.
   return nil, fail(422, tostring(err.code or "InvalidImage"), tostring(err.message or err))
+end
+
+-- The time a request may spend on its image: what is left of it, and at
+-- most IMAGE_BUDGET_MS (0: none).
+local function request_budget(cfg, ctx)
+  local left = ctx.remaining_ms and ctx.remaining_ms() or math.huge
+  local budget = cfg.image_budget_ms > 0 and cfg.image_budget_ms or math.huge
+  return math.min(left, budget)
+end
+
+-- f_auto's AVIF, only where its measured worst case fits the request and
+-- the output is under MAX_AVIF_PIXELS; else the next format the client
+-- accepts. asked is what the Accept header asks for.
+local function settle_format(t, body, opts, asked, event, ctx)
+  if asked ~= "avif" or opts.f ~= "auto" then return asked end
+  local probe = image.probe(body)
+  if not probe then return asked end -- render says what is wrong with the bytes
+  local W, H = probe.width, probe.height
+  if probe.orientation >= 5 and probe.orientation <= 8 then W, H = H, W end
+  local r = options.rendition(opts, "avif", presets, t.cfg.transform_max_side)
+  local pixels = negotiate.output_pixels(r, W, H)
+  if negotiate.avif_fits(pixels, t.cfg.max_avif_pixels, request_budget(t.cfg, ctx)) then return asked end
+  return negotiate.pick(negotiate.header(event, "Accept"), true)
 end
 
 -- On Lambda: an output too large for a response goes to the cache prefix,
@@ -243,17 +291,18 @@ local function handle(t, event, ctx)
   if not opts then return res end
   local object_key, why = source.object_key(cfg.source_prefix, req.key)
   if not object_key then return fail(400, "InvalidKey", why) end
-  local format, vary = pick_format(opts, event)
+  local asked, vary = pick_format(opts, event)
 
   local if_none_match = negotiate.header(event, "If-None-Match")
   if if_none_match then
     local info, err = look_up(cfg, object_key)
     if not info then return s3_failure(cfg, err, object_key) end
-    local hash = etag_hash(info.etag, object_key, opts, format)
-    local held = matched_format(if_none_match, hash)
+    local held = matched_tag(if_none_match, function(made)
+      return etag_hash(info.etag, object_key, opts, asked, made)
+    end)
     if held then
-      local h = base_headers(t, '"' .. hash .. "-" .. held .. '"', vary)
-      h["Content-Type"] = renditions.content_types[held]
+      local h = base_headers(t, '"' .. held[1] .. "-" .. held[2] .. '"', vary)
+      h["Content-Type"] = renditions.content_types[held[2]]
       return { statusCode = 304, headers = h, body = "" }
     end
   end
@@ -261,9 +310,9 @@ local function handle(t, event, ctx)
   local body, info = fetch(cfg, object_key)
   if not body then return s3_failure(cfg, info, object_key) end
   local made
-  made, res = render(cfg, body, opts, format)
+  made, res = render(cfg, body, opts, settle_format(t, body, opts, asked, event, ctx))
   if not made then return res end
-  local etag = '"' .. etag_hash(info.etag, object_key, opts, format) .. "-" .. made.format .. '"'
+  local etag = '"' .. etag_hash(info.etag, object_key, opts, asked, made.format) .. "-" .. made.format .. '"'
   ctx.log.info("transformed", { key = object_key, options = req.options, format = made.format,
     width = made.width, height = made.height, bytes = #made.bytes })
 
@@ -285,6 +334,13 @@ local NO_KEY_WARNING = NO_KEY .. "; /t/ requests answer 503 until then"
 -- (on Lambda: at init).
 local function load_key(cfg)
   local key, origin = secret.signing_key()
+  if cfg.transform_unsigned and key then
+    -- Which one was meant? Unsigned URLs where a key was set up would let
+    -- anyone ask for any size on a deployment that looks signed: refuse.
+    error("TRANSFORM_UNSIGNED=1 and a signing key (" .. tostring(origin) .. ") are both set: transformation " ..
+      "URLs would not be checked although a key is configured. Unset TRANSFORM_UNSIGNED (production) or " ..
+      "the key (development)", 0)
+  end
   if cfg.transform_unsigned then
     log.warn("TRANSFORM_UNSIGNED=1: transformation URLs are NOT checked; anyone can ask for any size. " ..
       "For development only; never deploy this setting", { unsigned = true })
@@ -302,11 +358,15 @@ local function load_key(cfg)
 end
 
 -- decl: {cfg (the transform configuration, imgpipe.config.load_transform)}
+-- Returns the handler, and why the instance is not ready (no signing key
+-- and not TRANSFORM_UNSIGNED: every signed URL would be 503), or nil: the
+-- pipeline module's `ready` field, which imgpipe serve's /healthz reports.
 function M.new(decl)
   local cfg = decl.cfg
   local t = { cfg = cfg, signing_key = load_key(cfg),
     limits = { max_side = cfg.transform_max_side, presets = presets } }
-  return function(event, ctx) return handle(t, event, ctx) end
+  local not_ready = not t.signing_key and not cfg.transform_unsigned and NO_KEY or nil
+  return function(event, ctx) return handle(t, event, ctx) end, not_ready
 end
 
 return M
