@@ -67,7 +67,7 @@ local function targets()
     }
     if not page then die("cannot query the status index of " .. cfg.table .. ": " .. tostring(err)) end
     for _, item in ipairs(page.items) do
-      local code = tostring(item.reason or ""):match "^(%w+):"
+      local code = pipeline.failure_of(item)
       if not opts.reason or code == opts.reason then
         out[#out + 1] = item
         if opts.limit and #out >= opts.limit then return out end

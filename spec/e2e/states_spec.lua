@@ -366,7 +366,7 @@ describe("image states", function()
         assert.equal("NoSuchKey", out.value.records[1].code)
         local it_ = get_item(up.imageId)
         assert.equal("FAILED", it_.status)
-        assert.matches("^NoSuchKey:", it_.reason)
+        assert.same({ "NoSuchKey", "the object was deleted before it was processed" }, { it_.reasonCode, it_.reason })
 
         local stray = key_for("never-uploaded-" .. mode .. ".png")
         out = invoke(service.s3_event(stray, { size = 10 }))

@@ -30,7 +30,8 @@
 --   "cli" and "lambda": the S3 event of the key (or the event given);
 --   "http": POST {bucket, key} to the pipeline's route in routes.lua.
 --   result = {status = "PROCESSED" | "FAILED" | "SKIPPED" | "ERROR", imageId,
---   code, reason, renditions, raw (what the mode answered)}; ERROR is a
+--   code, reason (FAILED: the record's reasonCode and reason), renditions,
+--   raw (what the mode answered)}; ERROR is a
 --   handler that raised (a retry in Lambda) or a 5xx. opts (Lambda only):
 --   {deadline_ms} for the invocation.
 -- t:request(mode, method, path, [{query, body}]) -> {status, headers, body,
@@ -143,7 +144,7 @@ local function from_answer(r)
     res.code = body.alreadyProcessed and "AlreadyDone" or nil
     res.renditions = body.renditions
   elseif r.status == 422 then
-    res.status, res.reason = "FAILED", tostring(err.code) .. ": " .. tostring(err.message)
+    res.status, res.reason = "FAILED", err.message
   elseif r.status >= 500 then
     res.status, res.reason = "ERROR", err.message or r.body
   else

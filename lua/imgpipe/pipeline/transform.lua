@@ -46,10 +46,8 @@ local function fail(status, code, message)
 end
 
 local function base_headers(t, etag, vary)
-  local cfg = t.cfg
-  local h = { ["Cache-Control"] = cfg.transform_cache_control, ETag = etag }
+  local h = { ["Cache-Control"] = t.cfg.transform_cache_control, ETag = etag }
   if vary then h.Vary = "Accept" end
-  if cfg.cors_origin then h["Access-Control-Allow-Origin"] = cfg.cors_origin end
   return h
 end
 
@@ -70,33 +68,45 @@ end
 
 -- Steps, each returning its result, or nil and the response to send -----------
 
--- The request: {options = text, key = relative key} and whether it was
--- signed correctly.
-local function read_request(t, event)
-  local cfg, signing_key = t.cfg, t.signing_key
-  local p = type(event.pathParameters) == "table" and event.pathParameters or {}
-  if type(p.request) == "string" then
-    -- DIT signs the path: checked before the base64 JSON is even decoded.
-    local given = http.query(event, "signature")
-    local ok = signing_key and given and signing.equal(signing.dit_signature(signing_key, "/" .. p.request), given)
-    if given and not signing_key and not cfg.transform_unsigned then
-      return nil, fail(503, "NotConfigured", NO_KEY)
-    end
-    if not ok and not cfg.transform_unsigned then
-      return nil, fail(403, given and "InvalidSignature" or "MissingSignature",
-        given and "the signature does not match the path" or "this URL is not signed")
-    end
-    local req, why = dit.decode(p.request)
-    if not req then return nil, fail(400, "InvalidRequest", "DIT request: " .. why) end
-    if req.bucket and req.bucket ~= cfg.upload_bucket then
-      return nil, fail(403, "BucketNotAllowed", "only the configured source bucket can be read")
-    end
-    if req.key:sub(1, #cfg.source_prefix) ~= cfg.source_prefix then
-      return nil, fail(404, "NotFound", "only keys under the source prefix can be read")
-    end
-    return { options = req.options, key = req.key:sub(#cfg.source_prefix + 1), dit = true,
-      signature = given, valid = ok }
+-- Each request form is a reader: (t, event, path parameters) -> the
+-- request {options = option text (imgpipe.transform.options), key = key
+-- below the source prefix, signature = given or nil, valid = signed
+-- correctly}, or nil and the answer to send.
+
+-- DIT signs the path: checked before the base64 JSON is even decoded.
+-- Returns the signature given and whether it is valid, or nil and the answer.
+local function dit_signature(t, event, p)
+  local signing_key, unsigned = t.signing_key, t.cfg.transform_unsigned
+  local given = http.query(event, "signature")
+  local ok = signing_key and given and signing.equal(signing.dit_signature(signing_key, "/" .. p.request), given)
+  if given and not signing_key and not unsigned then return nil, fail(503, "NotConfigured", NO_KEY) end
+  if not ok and not unsigned then
+    return nil, fail(403, given and "InvalidSignature" or "MissingSignature",
+      given and "the signature does not match the path" or "this URL is not signed")
   end
+  return given or false, ok
+end
+
+-- DIT's form: GET /{base64 JSON}?signature=<hex> (imgpipe.transform.dit).
+local function read_dit_request(t, event, p)
+  local cfg = t.cfg
+  local given, ok = dit_signature(t, event, p)
+  if given == nil then return nil, ok end
+  local req, why = dit.decode(p.request)
+  if not req then return nil, fail(400, "InvalidRequest", "DIT request: " .. why) end
+  if req.bucket and req.bucket ~= cfg.upload_bucket then
+    return nil, fail(403, "BucketNotAllowed", "only the configured source bucket can be read")
+  end
+  if req.key:sub(1, #cfg.source_prefix) ~= cfg.source_prefix then
+    return nil, fail(404, "NotFound", "only keys under the source prefix can be read")
+  end
+  return { options = req.options, key = req.key:sub(#cfg.source_prefix + 1), dit = true,
+    signature = given or nil, valid = ok }
+end
+
+-- The /t/{signature}/{options}/{key+} form.
+local function read_t_request(t, _, p)
+  local signing_key = t.signing_key
   local sig, opts, key = p.signature, p.options, p.key
   if type(sig) ~= "string" or type(opts) ~= "string" or type(key) ~= "string" then
     return nil, fail(400, "InvalidRequest", "expected /t/{signature}/{options}/{key}")
@@ -104,6 +114,12 @@ local function read_request(t, event)
   local given = sig ~= "_" and sig or nil
   local ok = signing_key and given and signing.verify(signing_key, given, opts, key)
   return { options = opts, key = key, signature = given, valid = ok }
+end
+
+local function read_request(t, event)
+  local p = type(event.pathParameters) == "table" and event.pathParameters or {}
+  if type(p.request) == "string" then return read_dit_request(t, event, p) end
+  return read_t_request(t, event, p)
 end
 
 local function check_signature(t, req)
@@ -225,46 +241,58 @@ local function redirect_large(t, made, etag, vary)
   return { statusCode = 302, headers = h, body = "" }
 end
 
-local function handle(t, event, ctx)
-  local cfg = t.cfg
+-- The checked request: {req, opts, object_key, format, vary}, or nil and
+-- the answer to send.
+local function checked_request(t, event)
   if not http.is_request(event) then
-    return fail(400, "InvalidRequest", "transform expects an API Gateway request")
+    return nil, fail(400, "InvalidRequest", "transform expects an API Gateway request")
   end
   if event.httpMethod ~= "GET" and event.httpMethod ~= "HEAD" then
-    return fail(405, "MethodNotAllowed", "GET or HEAD")
+    return nil, fail(405, "MethodNotAllowed", "GET or HEAD")
   end
   local req, res = read_request(t, event)
-  if not req then return res end
+  if not req then return nil, res end
   local ok
   ok, res = check_signature(t, req)
-  if not ok then return res end
+  if not ok then return nil, res end
   local opts
   opts, res = check_options(t, req)
-  if not opts then return res end
-  local object_key, why = source.object_key(cfg.source_prefix, req.key)
-  if not object_key then return fail(400, "InvalidKey", why) end
+  if not opts then return nil, res end
+  local object_key, why = source.object_key(t.cfg.source_prefix, req.key)
+  if not object_key then return nil, fail(400, "InvalidKey", why) end
   local format, vary = pick_format(opts, event)
+  return { req = req, opts = opts, object_key = object_key, format = format, vary = vary }
+end
 
+-- 304 when If-None-Match names the ETag the answer would have; else nil
+-- (or nil and the answer to a failed look-up).
+local function not_modified(t, event, c)
   local if_none_match = negotiate.header(event, "If-None-Match")
-  if if_none_match then
-    local info, err = look_up(cfg, object_key)
-    if not info then return s3_failure(cfg, err, object_key) end
-    local hash = etag_hash(info.etag, object_key, opts, format)
-    local held = matched_format(if_none_match, hash)
-    if held then
-      local h = base_headers(t, '"' .. hash .. "-" .. held .. '"', vary)
-      h["Content-Type"] = renditions.content_types[held]
-      return { statusCode = 304, headers = h, body = "" }
-    end
-  end
+  if not if_none_match then return nil end
+  local info, err = look_up(t.cfg, c.object_key)
+  if not info then return s3_failure(t.cfg, err, c.object_key) end
+  local hash = etag_hash(info.etag, c.object_key, c.opts, c.format)
+  local held = matched_format(if_none_match, hash)
+  if not held then return nil end
+  local h = base_headers(t, '"' .. hash .. "-" .. held .. '"', c.vary)
+  h["Content-Type"] = renditions.content_types[held]
+  return { statusCode = 304, headers = h, body = "" }
+end
 
+local function handle(t, event, ctx)
+  local cfg = t.cfg
+  local c, res = checked_request(t, event)
+  if not c then return res end
+  res = not_modified(t, event, c)
+  if res then return res end
+  local object_key, opts, format, vary = c.object_key, c.opts, c.format, c.vary
   local body, info = fetch(cfg, object_key)
   if not body then return s3_failure(cfg, info, object_key) end
   local made
   made, res = render(cfg, body, opts, format)
   if not made then return res end
   local etag = '"' .. etag_hash(info.etag, object_key, opts, format) .. "-" .. made.format .. '"'
-  ctx.log.info("transformed", { key = object_key, options = req.options, format = made.format,
+  ctx.log.info("transformed", { key = object_key, options = c.req.options, format = made.format,
     width = made.width, height = made.height, bytes = #made.bytes })
 
   if ctx.mode == "lambda" and #made.bytes > cfg.transform_max_inline then
