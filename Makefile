@@ -100,6 +100,7 @@ deps:
 	@infra/install-deps.sh build
 deps-test:
 	@infra/install-deps.sh test
+	@spec/conformance/install.sh
 deps-system-vips:
 	@infra/install-deps.sh system-vips
 

@@ -1,9 +1,12 @@
 -- The inputs behind docs/limits.md: for each limit, the worst input it
 -- still admits (and the attack it refuses), made here and then processed
 -- the way the process pipeline does (thumbnail_file to 800x800, lazy, fast
--- shrink, default limits, save as JPEG). bench/limits.sh runs each case in
--- two processes: `make` writes the input file, `run` processes it under
--- /usr/bin/time (wall time, peak RSS).
+-- shrink, default limits, save as JPEG). The AVIF output cases (a fifth
+-- entry: the size and save options) make an AVIF instead, as the transform
+-- does: at the ceiling (MAX_AVIF_PIXELS), over it, past a budget, and at
+-- each effort. bench/limits.sh runs each case in two processes: `make`
+-- writes the input file, `run` processes it under /usr/bin/time (wall
+-- time, CPU time, peak RSS).
 --   imgpipe run bench/limits.lua --timeout 600 -- make CASE FILE
 --   imgpipe run bench/limits.lua --timeout 600 -- run CASE FILE
 --   imgpipe run bench/limits.lua -- list
@@ -17,6 +20,15 @@ local fx = require "support.image_fixtures"
 local MAX_PIXELS, MAX_SCANS, MAX_ASPECT, MAX_INTERLACED = 40000000, 100, 100, 16777216
 
 local function side(pixels) return math.floor(math.sqrt(pixels)) end
+
+-- AVIF output: the ceiling (bindings/image.h) and the inputs measured there.
+local AVIF_CEILING = 2048 * 2048
+local function noise_png(w, h) return fx.encode(fx.noise(w, h, 1), "png", { effort = 1 }) end
+local function photo()
+  local paths = require "support.paths"
+  assert(paths.test_images, "the shared test photo is not here (../shared/test-images)")
+  return paths.read(paths.test_images .. "/2569067123_aca715a2ee_o.jpg")
+end
 
 -- name, what it is, maker (returns the bytes)
 local CASES = {
@@ -81,6 +93,19 @@ local CASES = {
       return fx.encode(fx.card(s, s), "png", { effort = 1, interlace = true })
     end,
     { budget_ms = 100 } },
+  -- AVIF output (issue 18): the worst case at the ceiling (measured without
+-- a budget, to see the whole encode), and what is refused.
+  { "avif-out-ceiling-noise", "noise 2048x2048 saved as AVIF (default effort): the worst at the ceiling",
+    function() local s = side(AVIF_CEILING) return noise_png(s, s) end, { budget_ms = 0 }, { size = 2048 } },
+  { "avif-out-ceiling-card", "test card 2048x2048 saved as AVIF (default effort)",
+    function() local s = side(AVIF_CEILING) return fx.encode(fx.card(s, s), "png", { effort = 1 }) end,
+    { budget_ms = 0 }, { size = 2048 } },
+  { "avif-out-ceiling-photo", "the 2725x2225 test photo to 2048 px, saved as AVIF (default effort)", photo,
+    { budget_ms = 0 }, { size = 2048 } },
+  { "avif-out-over-ceiling", "noise 2049x2048 saved as AVIF: over MAX_AVIF_PIXELS",
+    function() return noise_png(2049, 2048) end, nil, { size = 2049 } },
+  { "avif-out-budget-500ms", "noise 2048x2048 as AVIF at effort 4 with budget_ms = 500 (finding 1: was 9 s)",
+    function() return noise_png(2048, 2048) end, { budget_ms = 500 }, { size = 2048, effort = 4 } },
   { "gif-max-frames", "GIF of 100 frames (1x1), animated = false",
     function() return fx.gif_frames(100) end },
   -- The attacks of issue 9, which the limits refuse.
@@ -97,6 +122,17 @@ local CASES = {
   { "attack-jpeg-883-scans-16M", "legal progressive JPEG 4096x4096 grey, 883 scans (finding 2)",
     function() return (fx.jpeg_progressive(4096, 4096, 883, 1)) end },
 }
+
+-- The effort trade-off of AVIF: time and bytes at each effort, on the
+-- photo (1024 px) and on noise (1024 x 1024, the slowest content).
+for effort = 0, 4 do
+  CASES[#CASES + 1] = { "avif-effort-" .. effort .. "-photo", "the test photo to 1024 px, AVIF effort " .. effort,
+    photo, { budget_ms = 0 }, { size = 1024, effort = effort } }
+end
+for effort = 0, 4 do
+  CASES[#CASES + 1] = { "avif-effort-" .. effort .. "-noise", "noise 1024x1024, AVIF effort " .. effort,
+    function() return noise_png(1024, 1024) end, { budget_ms = 0 }, { size = 1024, effort = effort } }
+end
 
 local function find(name)
   for _, c in ipairs(CASES) do if c[1] == name then return c end end
@@ -121,11 +157,15 @@ local function handler(_, ctx)
   assert(verb == "run", "make, run or list")
   local t0 = ctx.remaining_ms()
   local result = { case = name, what = case[2] }
-  local options = { width = 800, height = 800, size = "down", lazy = true, fast_shrink = true }
+  local out_case = case[5]
+  local box = out_case and out_case.size or 800
+  local options = { width = box, height = box, size = "down", lazy = true, fast_shrink = true }
   for k, v in pairs(case[4] or {}) do options[k] = v end
   local img, err = image.thumbnail_file(file, options)
   if img then
-    local out, serr = img:save("jpeg", { quality = 80 })
+    local format, save = "jpeg", { quality = 80 }
+    if out_case then format, save = "avif", { effort = out_case.effort } end
+    local out, serr = img:save(format, save)
     if out then
       result.outcome, result.out_bytes = "processed", #out
       result.out_size = img:width() .. "x" .. img:height()

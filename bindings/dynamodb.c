@@ -23,15 +23,14 @@
 #include <string.h>
 
 #include "args.h"
+#include "aws/aws_call.h"
 #include "aws/aws_http.h"
 #include "aws/aws_settings.h"
 #include "dynamodb_marshal.h"
-#include "error.h"
 #include "modules.h"
 #include "names.h"
 
-#define DDB_MAX_ANSWER   (32u << 20)
-#define DDB_SMALL_ANSWER (1u << 20)
+#define DDB_MAX_ANSWER (32u << 20)
 
 /* upvalue 1: decode function of a private lua-cjson instance */
 #define DECODE_UPVALUE lua_upvalueindex(1)
@@ -133,35 +132,9 @@ static int ddb_call(lua_State *L, aws_http_client *c, const char *op) {
     char target[64];
     aws_target t;
     if (aws_target_resolve(L, "dynamodb", &t)) return 2;
-    buf_reset(&c->url);
-    if (buf_concat(&c->url, t.ep.url, "/", NULL)) return luaL_error(L, "endpoint URL too long");
     snprintf(target, sizeof target, "DynamoDB_20120810.%s", op);
-    aws_header headers[2] = {{"Content-Type", "application/x-amz-json-1.0"}, {"X-Amz-Target", target}};
-    aws_http_request r;
-    memset(&r, 0, sizeof r);
-    r.method = "POST";
-    r.url = buf_str(&c->url);
-    r.headers = headers;
-    r.nheaders = 2;
-    r.body = buf_str(&c->body);
-    r.body_len = c->body.len;
-    r.service = "dynamodb";
-    r.region = t.region;
-    r.errors = AWS_ERRORS_JSON;
-    r.max_response = DDB_MAX_ANSWER;
-    r.credentials = t.creds;
-    if (t.from_chain) r.refresh = aws_settings_refresh, r.refresh_ud = L;
-    aws_http_error e;
-    if (aws_http_send(L, c, &r, &e)) return aws_http_push_error(L, &e);
-    lua_pushvalue(L, DECODE_UPVALUE);
-    lua_pushlstring(L, buf_str(&c->resp_body), c->resp_body.len);
-    if (c->resp_body.cap > DDB_SMALL_ANSWER) buf_free(&c->resp_body);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_istable(L, -1)) {
-        const char *why = lua_tostring(L, -1);
-        return error_pushf(L, error_code_name(ERROR_INVALID_RESPONSE), c->resp_status, 0,
-                           "DynamoDB %s answer is not a JSON object: %s", op, why ? why : "?");
-    }
-    return 1;
+    aws_json_call j = {"dynamodb", target, "1.0", buf_str(&c->body), c->body.len, DDB_MAX_ANSWER, 0};
+    return aws_call_json(L, c, &t, &j, DECODE_UPVALUE);
 }
 
 /* Leaves the unmarshalled map in field name of the answer at idx, or an
@@ -397,15 +370,7 @@ static int ddb_number_set(lua_State *L) { return make_set(L, 1); }
 static int ddb_binary_set(lua_State *L) { return make_set(L, 2); }
 
 /* dynamodb.list{…}: marks a table as a list (L), so that {} can be an empty list. */
-static int ddb_list(lua_State *L) {
-    if (lua_isnoneornil(L, 1))
-        lua_newtable(L);
-    else
-        luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
-    luaL_setmetatable(L, DDB_LIST_MT);
-    return 1;
-}
+static int ddb_list(lua_State *L) { return args_mark_table(L, 1, DDB_LIST_MT); }
 
 /* dynamodb.marshal(item) -> the JSON text of its attribute map. */
 static int ddb_marshal(lua_State *L) {
@@ -464,16 +429,7 @@ static const luaL_Reg ddb_funcs[] = {
 int luaopen_imgpipe_dynamodb(lua_State *L) {
     ddb_marshal_init(L);
     luaL_newlibtable(L, ddb_funcs);
-    /* A private cjson instance: scripts changing the shared one's settings
-     * cannot change how answers are read. */
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "cjson");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "new");
-    lua_call(L, 0, 1);
-    lua_getfield(L, -1, "decode");
-    lua_replace(L, -3);
-    lua_pop(L, 1);
+    aws_call_push_decoder(L);
     luaL_setfuncs(L, ddb_funcs, 1);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");

@@ -113,10 +113,7 @@ void ddb_format_number(lua_State *L, int idx, char out[32]) {
     }
     double d = lua_tonumber(L, idx);
     if (!isfinite(d)) luaL_error(L, "DynamoDB numbers cannot be NaN or infinite");
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(out, 32, "%.*g", prec, d);
-        if (strtod(out, NULL) == d) return;
-    }
+    codec_double_text(d, out);
 }
 
 /* A decimal number as sign, significant digits (no leading or trailing

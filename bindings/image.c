@@ -10,7 +10,10 @@
  * Methods of an image: width, height, bands, pages, has_alpha,
  * interpretation, format, close (here); save (image_save.c); crop, rotate,
  * flip, flatten, composite, set_orientation, colourspace, icc_transform,
- * extract_band, bandjoin, getpoint (image_ops.c).
+ * extract_band, bandjoin, getpoint (image_ops.c); extend, trim, affine,
+ * round_crop, remove_alpha, ensure_alpha (image_edits.c); gamma, negate,
+ * normalise, clahe, threshold, linear, recomb, modulate, tint
+ * (image_edits_colour.c); median, convolve, compare (image_edits_filter.c).
  *
  * Images are handles (full userdata, metatable "imgpipe.image"): __gc and
  * __close both close, closing twice is harmless, any method on a closed
@@ -261,37 +264,58 @@ static int image_tostring(lua_State *L) {
 }
 
 static const luaL_Reg image_methods[] = {
-    {"bands", image_bands},
+    {"affine", image_affine},
     {"bandjoin", image_bandjoin},
+    {"bands", image_bands},
     {"blur", image_blur},
+    {"clahe", image_clahe},
     {"close", image_close},
     {"colourspace", image_colourspace},
+    {"compare", image_compare},
     {"composite", image_composite},
     {"contain", image_contain},
+    {"convolve", image_convolve},
     {"crop", image_crop},
     {"embed", image_embed},
+    {"ensure_alpha", image_ensure_alpha},
+    {"extend", image_extend},
     {"extract_band", image_extract_band},
     {"flatten", image_flatten},
     {"flip", image_flip},
     {"format", image_format},
+    {"gamma", image_gamma},
     {"getpoint", image_getpoint},
     {"has_alpha", image_has_alpha},
     {"height", image_height},
     {"icc_transform", image_icc_transform},
     {"interpretation", image_interpretation},
+    {"linear", image_linear},
+    {"median", image_median},
+    {"modulate", image_modulate},
+    {"negate", image_negate},
+    {"normalise", image_normalise},
     {"pages", image_pages},
+    {"recomb", image_recomb},
+    {"remove_alpha", image_remove_alpha},
     {"resize", image_resize},
     {"rotate", image_rotate},
+    {"round_crop", image_round_crop},
     {"save", image_save},
     {"set_orientation", image_set_orientation},
     {"sharpen", image_sharpen},
     {"smartcrop", image_smartcrop},
+    {"stats", image_stats},
+    {"threshold", image_threshold},
+    {"tint", image_tint},
+    {"trim", image_trim},
     {"width", image_width},
     {NULL, NULL},
 };
 
 static const luaL_Reg image_funcs[] = {
+    {"encodes", image_encodes},
     {"join_frames", image_join_frames},
+    {"limits", image_limits_get},
     {"new_from_memory", image_new_from_memory},
     {"probe", image_probe},
     {"probe_file", image_probe_file},

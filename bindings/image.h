@@ -35,6 +35,25 @@
 #define IMAGE_DEFAULT_BUDGET_MS             20000
 #define IMAGE_MAX_BUDGET_MS                 3600000
 
+/* AVIF output (docs/limits.md has the measurements): the most pixels of a
+ * frame img:save encodes as AVIF, the effort it spends by default, and how
+ * many abandoned encodes (image_detach.c) the process lets run. */
+#define IMAGE_DEFAULT_MAX_AVIF_PIXELS       4194304
+#define IMAGE_DEFAULT_AVIF_EFFORT           1
+#define IMAGE_DEFAULT_MAX_ABANDONED_ENCODES 2
+
+/* The image limit settings of the environment (image_limits.c, the one
+ * reader of them): MAX_PIXELS, MAX_FRAMES, MAX_JPEG_SCANS,
+ * MAX_ASPECT_RATIO, MAX_INTERLACED_PIXELS, IMAGE_BUDGET_MS,
+ * MAX_AVIF_PIXELS, MAX_ABANDONED_ENCODES. */
+typedef struct image_limits {
+    lua_Integer max_pixels, max_pages, max_scans, max_aspect_ratio, max_interlaced_pixels, budget_ms;
+    lua_Integer max_avif_pixels, max_abandoned_encodes;
+} image_limits;
+
+/* Fills out from the environment; raises naming a malformed variable. */
+IMAGE_INTERNAL void image_limits_read(lua_State *L, image_limits *out);
+
 /* Room for one libvips error message, copied out of its global buffer. */
 #define IMAGE_ERRMAX 512
 
@@ -101,6 +120,30 @@ IMAGE_INTERNAL int image_budget_fail(lua_State *L, const image_budget *b, int wh
 /* The budget_ms and deadline_ms options of the table at idx (0: none). */
 IMAGE_INTERNAL lua_Integer image_opt_budget(lua_State *L, int idx, lua_Integer def);
 IMAGE_INTERNAL int64_t image_opt_deadline(lua_State *L, int idx);
+
+/* An encode on a thread of its own, which the caller may abandon
+ * (image_detach.c). encode gets a memory image and a copy of the options
+ * and returns 0, or -1 with the libvips error pending. */
+typedef int (*image_encoder)(VipsImage *im, const void *options, void **buf, size_t *len);
+
+typedef struct image_detach_request {
+    VipsImage *im; /* a memory image: the job takes a reference */
+    image_encoder encode;
+    const void *options;
+    size_t options_size;
+    lua_Integer max_abandoned;
+} image_detach_request;
+
+enum { IMAGE_DETACH_DONE = 0, IMAGE_DETACH_FAILED, IMAGE_DETACH_STOPPED, IMAGE_DETACH_BUSY };
+
+/* Runs the encode and waits for it under b. DONE: *buf (g_free) and *len
+ * are the output. FAILED: error says why. STOPPED: b has the reason, the
+ * thread goes on alone and frees its work. BUSY: max_abandoned abandoned
+ * encodes are running, nothing was started. */
+IMAGE_INTERNAL int image_detach_run(const image_detach_request *r, image_budget *b, void **buf, size_t *len,
+                                    char *error, size_t error_size);
+/* Whether a new encode would be refused as BUSY now. */
+IMAGE_INTERNAL int image_detach_busy(lua_Integer max_abandoned);
 
 /* What the container says about the cost of decoding, read by walking its
  * structure without decoding anything (image_inspect.c): bounded work,
@@ -174,6 +217,9 @@ IMAGE_INTERNAL int image_thumbnail_bytes(lua_State *L, const char *data, size_t 
 IMAGE_INTERNAL int image_probe_file(lua_State *L);     /* image_file.c */
 IMAGE_INTERNAL int image_thumbnail_file(lua_State *L); /* image_file.c */
 IMAGE_INTERNAL int image_save(lua_State *L);           /* image_save.c */
+IMAGE_INTERNAL int image_limits_get(lua_State *L);     /* image_limits.c */
+IMAGE_INTERNAL int image_encodes(lua_State *L);        /* image_detach.c */
+IMAGE_INTERNAL int image_stats(lua_State *L);          /* image_stats.c */
 IMAGE_INTERNAL int image_test_card(lua_State *L);      /* image_make.c */
 IMAGE_INTERNAL int image_new_from_memory(lua_State *L);
 IMAGE_INTERNAL int image_join_frames(lua_State *L);
@@ -213,6 +259,8 @@ IMAGE_INTERNAL int image_field_option(lua_State *L, int arg, const char *field, 
 /* Returns the count of values (0 when absent), each checked to be 0..max. */
 IMAGE_INTERNAL int image_field_colour(lua_State *L, int arg, const char *field, double out[4], double max);
 IMAGE_INTERNAL extern const char *const image_gravity_names[];
+/* The direction of image_gravity_names[index]. */
+IMAGE_INTERNAL VipsCompassDirection image_gravity_value(int index);
 IMAGE_INTERNAL VipsCompassDirection image_field_gravity(lua_State *L, int arg, const char *field,
                                                         const char *def);
 
@@ -225,5 +273,58 @@ IMAGE_INTERNAL int image_smartcrop(lua_State *L);
 IMAGE_INTERNAL int image_embed(lua_State *L);
 IMAGE_INTERNAL int image_contain(lua_State *L);
 IMAGE_INTERNAL int image_resize(lua_State *L);
+
+/* The edits (image_edits*.c): the operations sharp and AWS's Dynamic
+ * Image Transformation offer that the steps above do not. Each method
+ * checks its arguments, then image_edit_begin decodes the receiver and
+ * pushes the new handle; image_edit_end stores the result (image_finish). */
+typedef struct image_edit {
+    VipsImage *in;     /* the receiver's first frame (t[0]) */
+    image_handle *out; /* the new handle, on the stack */
+    VipsObject *ctx;   /* owns t[] */
+    VipsImage **t;     /* n scratch slots, t[0] = in */
+    int failed;
+} image_edit;
+/* Returns 0, or pushes nil, err (the receiver could not be decoded) and returns -1. */
+IMAGE_INTERNAL int image_edit_begin(lua_State *L, image_edit *e, int n);
+IMAGE_INTERNAL int image_edit_end(lua_State *L, image_edit *e, int failed, VipsImage *result,
+                                  const char *what);
+/* Computes what a measuring call (find_trim, percent, getpoint...) needs
+ * from im under the receiver's budget: run(im', data) on a watched copy.
+ * Returns 0, or pushes nil, err and returns -1. */
+typedef int (*image_measure_fn)(VipsImage *im, void *data);
+IMAGE_INTERNAL int image_measure(lua_State *L, VipsImage *im, image_measure_fn run, void *data,
+                                 const char *what);
+/* Background values for in (image_steps.c): in itself, or in with an alpha
+ * band added (t[0]) when the colour c (n values, 0..255) is not opaque. */
+IMAGE_INTERNAL VipsImage *image_background(VipsImage *in, const double *c, int n, VipsImage **t,
+                                           double *values, int *count);
+/* An operation on the colour bands: in -> *out, scratch t[0..IMAGE_COLOUR_SLOTS). */
+#define IMAGE_COLOUR_SLOTS 14
+typedef int (*image_colour_op)(VipsImage *in, VipsImage **t, const void *arg, VipsImage **out);
+/* Runs op on the colour bands of in (scratch t[0..IMAGE_COLOUR_SLOTS + 5)),
+ * casts back to in's format and joins the alpha band again
+ * (image_edits_colour.c). Returns 0, or -1 with the libvips error pending. */
+IMAGE_INTERNAL int image_colour_apply(VipsImage *in, VipsImage **t, image_colour_op op, const void *arg,
+                                      VipsImage **out);
+IMAGE_INTERNAL int image_rotate_any(lua_State *L); /* image_edits.c: rotate by a free angle */
+IMAGE_INTERNAL int image_extend(lua_State *L);
+IMAGE_INTERNAL int image_trim(lua_State *L);
+IMAGE_INTERNAL int image_affine(lua_State *L);
+IMAGE_INTERNAL int image_round_crop(lua_State *L);
+IMAGE_INTERNAL int image_remove_alpha(lua_State *L);
+IMAGE_INTERNAL int image_ensure_alpha(lua_State *L);
+IMAGE_INTERNAL int image_gamma(lua_State *L); /* image_edits_colour.c */
+IMAGE_INTERNAL int image_negate(lua_State *L);
+IMAGE_INTERNAL int image_normalise(lua_State *L);
+IMAGE_INTERNAL int image_clahe(lua_State *L);
+IMAGE_INTERNAL int image_threshold(lua_State *L);
+IMAGE_INTERNAL int image_linear(lua_State *L);
+IMAGE_INTERNAL int image_recomb(lua_State *L);
+IMAGE_INTERNAL int image_modulate(lua_State *L);
+IMAGE_INTERNAL int image_tint(lua_State *L);
+IMAGE_INTERNAL int image_median(lua_State *L); /* image_edits_filter.c */
+IMAGE_INTERNAL int image_convolve(lua_State *L);
+IMAGE_INTERNAL int image_compare(lua_State *L);
 
 #endif

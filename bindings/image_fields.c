@@ -145,3 +145,5 @@ static const VipsCompassDirection fields_gravity_values[] = {
 VipsCompassDirection image_field_gravity(lua_State *L, int arg, const char *field, const char *def) {
     return fields_gravity_values[image_field_option(L, arg, field, def, image_gravity_names)];
 }
+
+VipsCompassDirection image_gravity_value(int index) { return fields_gravity_values[index]; }

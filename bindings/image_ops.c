@@ -4,7 +4,8 @@
  * return nil, {code="ImageError"}.
  *
  *   img:crop(left, top, width, height)
- *   img:rotate(angle)                 90, 180 or 270 (clockwise), or 0
+ *   img:rotate(angle)                 90, 180 or 270 (clockwise), or 0; other
+ *                                     angles (and a background): image_edits.c
  *   img:flip("horizontal"|"vertical")
  *   img:flatten([{background}])       alpha removed onto background (white)
  *   img:composite(overlay, [{x, y, mode="over", opacity=1}])   watermarks
@@ -19,6 +20,7 @@
  *   img:extract_band(first, [count])  bands first .. first+count-1 (0-based)
  *   img:bandjoin(other)               other's bands appended (e.g. an alpha)
  *   img:getpoint(x, y)                the band values at x, y */
+#include <math.h>
 #include <string.h>
 
 #include "error.h"
@@ -76,10 +78,12 @@ int image_crop(lua_State *L) {
 }
 
 int image_rotate(lua_State *L) {
+    image_check(L, 1);
+    double turn_by = luaL_checknumber(L, 2);
+    if (!(fabs(turn_by) <= 1e6) || fmod(turn_by, 90) != 0) return image_rotate_any(L); /* image_edits.c */
     VipsImage *in = image_check_decoded(L, 1);
     if (!in) return 2;
     lua_Integer angle = luaL_checkinteger(L, 2);
-    luaL_argcheck(L, angle % 90 == 0, 2, "a multiple of 90 expected");
     angle = ((angle % 360) + 360) % 360;
     VipsAngle turn = angle == 90    ? VIPS_ANGLE_D90
                      : angle == 180 ? VIPS_ANGLE_D180

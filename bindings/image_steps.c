@@ -45,8 +45,14 @@ static const VipsKernel steps_kernel_values[] = {VIPS_KERNEL_NEAREST,  VIPS_KERN
                                                  VIPS_KERNEL_CUBIC,    VIPS_KERNEL_MITCHELL,
                                                  VIPS_KERNEL_LANCZOS2, VIPS_KERNEL_LANCZOS3};
 
-enum { FIT_INSIDE, FIT_OUTSIDE, FIT_FILL };
-static const char *const steps_fit_names[] = {"inside", "outside", "fill", NULL};
+enum { FIT_INSIDE, FIT_OUTSIDE, FIT_FILL, FIT_COVER, FIT_CONTAIN };
+static const char *const steps_fit_names[] = {"inside", "outside", "fill", "cover", "contain", NULL};
+
+/* position of resize: a gravity, or where a cover crop finds the interest. */
+static const char *const steps_position_names[] = {
+    "centre",     "center",     "north",      "south",     "east",    "west", "north-east",
+    "north-west", "south-east", "south-west", "attention", "entropy", NULL};
+enum { POSITION_ATTENTION = 10, POSITION_ENTROPY = 11 };
 
 static VipsImage **steps_scratch(VipsObject **ctx, int n) {
     *ctx = VIPS_OBJECT(vips_image_new());
@@ -63,7 +69,7 @@ static int steps_options(lua_State *L, int required) {
  * out as IMAGE_MAX_SIDE + 1, for the caller's range check to refuse. */
 static int steps_round(double v) {
     if (!(v < IMAGE_MAX_SIDE + 1)) return IMAGE_MAX_SIDE + 1;
-    int n = (int)lround(v);
+    int n = (int)rint(v); /* halves to even, as libvips' resize and sharp size it */
     return n < 1 ? 1 : n;
 }
 
@@ -101,6 +107,8 @@ static int steps_scale_to(VipsImage *in, VipsImage **t, int w, int h, VipsKernel
 /* The size of a W x H image scaled to the box w x h (0: unbounded side). */
 static void steps_fit(int W, int H, int w, int h, int fit, int enlarge, int *ow, int *oh) {
     double fx = w ? (double)w / W : 0, fy = h ? (double)h / H : 0;
+    if (fit == FIT_COVER) fit = FIT_OUTSIDE; /* scaled as these, then cut or padded */
+    if (fit == FIT_CONTAIN) fit = FIT_INSIDE;
     if (fit == FIT_FILL) {
         if (!w) fx = fy;
         if (!h) fy = fx;
@@ -128,8 +136,8 @@ static void steps_fit(int W, int H, int w, int h, int fit, int enlarge, int *ow,
 /* Background values for `in` (pixels of its format), and in itself given
  * an alpha band when the background is not opaque (t[0]). Returns the
  * image to use, or NULL with the libvips error pending. */
-static VipsImage *steps_background(VipsImage *in, const double *c, int n, VipsImage **t, double *values,
-                                   int *count) {
+VipsImage *image_background(VipsImage *in, const double *c, int n, VipsImage **t, double *values,
+                            int *count) {
     double scale = in->BandFmt == VIPS_FORMAT_USHORT ? 257 : 1;
     int has_alpha = vips_image_hasalpha(in);
     double grey = 0, rgb[3] = {0, 0, 0}, alpha = has_alpha ? 0 : 255;
@@ -161,7 +169,7 @@ static int steps_place(VipsImage *im, VipsImage **t, const double *bg, int bg_n,
                        VipsCompassDirection gravity, VipsImage **out) {
     double values[16];
     int count;
-    VipsImage *base = steps_background(im, bg, bg_n, &t[0], values, &count);
+    VipsImage *base = image_background(im, bg, bg_n, &t[0], values, &count);
     if (!base) return -1;
     VipsArrayDouble *background = vips_array_double_new(values, count);
     int failed = x >= 0 ? vips_embed(base, &t[1], x, y, w, h, "extend", VIPS_EXTEND_BACKGROUND, "background",
@@ -173,6 +181,50 @@ static int steps_place(VipsImage *im, VipsImage **t, const double *bg, int bg_n,
     return failed;
 }
 
+/* How cover cuts and contain pads (resize). */
+typedef struct steps_box_options {
+    int position; /* steps_position_names */
+    double bg[4];
+    int bg_n;
+} steps_box_options;
+
+/* The scaled image im brought to the w x h box: cover cuts what is over
+ * (where position says), contain pads what is missing (background). A
+ * side already inside the box (enlarge = false) stays as it is. */
+static int steps_box(VipsImage *im, VipsImage **t, int fit, int w, int h, const steps_box_options *o,
+                     VipsImage **out) {
+    if (fit == FIT_CONTAIN)
+        return steps_place(im, t, o->bg, o->bg_n, w, h, -1, -1, image_gravity_value(o->position), out);
+    if (w > im->Xsize) w = im->Xsize;
+    if (h > im->Ysize) h = im->Ysize;
+    if (w == im->Xsize && h == im->Ysize) {
+        *out = im;
+        return 0;
+    }
+    if (o->position >= POSITION_ATTENTION) {
+        VipsInteresting how =
+            o->position == POSITION_ATTENTION ? VIPS_INTERESTING_ATTENTION : VIPS_INTERESTING_ENTROPY;
+        if (vips_smartcrop(im, &t[0], w, h, "interesting", how, NULL)) return -1;
+        *out = t[0];
+        return 0;
+    }
+    /* Where the cut goes: an edge, or the middle (rounded up, as sharp). */
+    VipsCompassDirection g = image_gravity_value(o->position);
+    int west = g == VIPS_COMPASS_DIRECTION_WEST || g == VIPS_COMPASS_DIRECTION_NORTH_WEST ||
+               g == VIPS_COMPASS_DIRECTION_SOUTH_WEST;
+    int east = g == VIPS_COMPASS_DIRECTION_EAST || g == VIPS_COMPASS_DIRECTION_NORTH_EAST ||
+               g == VIPS_COMPASS_DIRECTION_SOUTH_EAST;
+    int north = g == VIPS_COMPASS_DIRECTION_NORTH || g == VIPS_COMPASS_DIRECTION_NORTH_EAST ||
+                g == VIPS_COMPASS_DIRECTION_NORTH_WEST;
+    int south = g == VIPS_COMPASS_DIRECTION_SOUTH || g == VIPS_COMPASS_DIRECTION_SOUTH_EAST ||
+                g == VIPS_COMPASS_DIRECTION_SOUTH_WEST;
+    int left = west ? 0 : east ? im->Xsize - w : (im->Xsize - w + 1) / 2;
+    int top = north ? 0 : south ? im->Ysize - h : (im->Ysize - h + 1) / 2;
+    if (vips_extract_area(im, &t[0], left, top, w, h, NULL)) return -1;
+    *out = t[0];
+    return 0;
+}
+
 int image_resize(lua_State *L) {
     VipsImage *in = image_check_decoded(L, 1);
     if (!in) return 2;
@@ -182,6 +234,9 @@ int image_resize(lua_State *L) {
     double scale = image_field_number(L, o, "scale", 0, 1e-4, 1e4);
     int fit = image_field_option(L, o, "fit", "inside", steps_fit_names);
     int enlarge = image_field_bool(L, o, "enlarge", 1);
+    steps_box_options box;
+    box.position = image_field_option(L, o, "position", "centre", steps_position_names);
+    box.bg_n = image_field_colour(L, o, "background", box.bg, 255);
     VipsKernel kernel =
         steps_kernel_values[image_field_option(L, o, "kernel", "lanczos3", steps_kernel_names)];
     luaL_argcheck(L, (w || h) != (scale > 0), 2, "field 'width' or 'height', or field 'scale', expected");
@@ -195,8 +250,10 @@ int image_resize(lua_State *L) {
     luaL_argcheck(L, ow <= IMAGE_MAX_SIDE && oh <= IMAGE_MAX_SIDE, 2, "the result would be too large");
     image_handle *out = image_push_handle(L);
     VipsObject *ctx;
-    VipsImage **t = steps_scratch(&ctx, 6), *result = NULL;
+    VipsImage **t = steps_scratch(&ctx, 10), *result = NULL;
     int failed = image_first_frame(in, &t[0]) || steps_scale_to(t[0], &t[1], ow, oh, kernel, &result);
+    if (!failed && w && h && (fit == FIT_COVER || fit == FIT_CONTAIN))
+        failed = steps_box(result, &t[6], fit, w, h, &box, &result);
     return image_finish(L, out, ctx, failed ? NULL : result, "resize");
 }
 

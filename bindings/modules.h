@@ -5,6 +5,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+int luaopen_imgpipe_aws(lua_State *L);
 int luaopen_imgpipe_digest(lua_State *L);
 int luaopen_imgpipe_dynamodb(lua_State *L);
 int luaopen_imgpipe_image(lua_State *L);

@@ -52,9 +52,15 @@
 #define PRESIGN_MAX_OBJECT      5368709120LL /* 5 GiB, the largest single upload */
 #define PRESIGN_MAX_FIELDS      64
 
+/* Per Lua state. presign.url writes into url and result, kept from call to
+ * call: no allocation for them once warm, no userdata to collect, nothing
+ * to leak on a raise. (No Lua code runs while a call uses them, so calls
+ * cannot nest.) */
 typedef struct presign_config {
     int64_t max_expires;
     aws_sigv4_cache cache;
+    buf url;
+    aws_sigv4_result result;
 } presign_config;
 
 /* Everything a call mallocs, owned by a userdata so a raise cannot leak it. */
@@ -79,6 +85,8 @@ static int presign_box_close(lua_State *L) {
 static int presign_config_close(lua_State *L) {
     presign_config *cfg = (presign_config *)luaL_checkudata(L, 1, PRESIGN_CONFIG_MT);
     aws_sigv4_cache_wipe(&cfg->cache);
+    buf_free(&cfg->url);
+    aws_sigv4_result_free(&cfg->result);
     return 0;
 }
 
@@ -198,20 +206,21 @@ static int presign_url(lua_State *L) {
     aws_sigv4_params p;
     aws_endpoint ep;
     if (presign_prepare(L, &c, &p, &ep)) return 2;
-    presign_box *box = presign_new_box(L);
-    presign_object_url(L, &c, &ep, overrides, &box->url);
+    buf_reset(&cfg->url);
+    presign_object_url(L, &c, &ep, overrides, &cfg->url);
     aws_header ct = {"Content-Type", content_type};
     char err[256];
     p.method = method;
-    p.url = buf_str(&box->url);
+    p.url = buf_str(&cfg->url);
     p.headers = content_type ? &ct : NULL;
     p.nheaders = content_type ? 1 : 0;
     p.payload_hash = "UNSIGNED-PAYLOAD";
     p.presign = 1;
     p.expires = c.expires;
-    int status = aws_sigv4_sign(&p, &cfg->cache, &box->result, err, sizeof err);
+    aws_sigv4_result_free(&cfg->result); /* the previous call's */
+    int status = aws_sigv4_sign(&p, &cfg->cache, &cfg->result, err, sizeof err);
     if (status) return presign_sign_failed(L, status, err);
-    lua_pushlstring(L, box->result.url.data, box->result.url.len);
+    lua_pushlstring(L, cfg->result.url.data, cfg->result.url.len);
     return 1;
 }
 
@@ -416,6 +425,7 @@ int luaopen_imgpipe_presign(lua_State *L) {
     presign_config *cfg =
         (presign_config *)handle_new(L, sizeof *cfg, PRESIGN_CONFIG_MT, presign_config_close);
     cfg->max_expires = max;
+    buf_init(&cfg->url, 1 << 16);
     luaL_setfuncs(L, presign_funcs, 1);
     lua_pushinteger(L, (lua_Integer)max);
     lua_setfield(L, -2, "max_expires");

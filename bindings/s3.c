@@ -12,6 +12,20 @@
  *   s3.configure{[endpoint=], [region=], [credentials={access_key_id=, secret_access_key=,
  * [session_token=]}]}
  *
+ * Calls that run while others do (the transfers of this Lua state share a
+ * curl multi handle; any call, an S3 or DynamoDB one, or a wait, moves them
+ * all along):
+ *   pending    = s3.get_start{same arguments as get}
+ *   pending    = s3.put_start{same arguments as put}
+ *   body, info = pending:wait()      (get_start's; {etag=} for put_start) or nil, err
+ *   pending:close()                  aborts it if it still runs; also on __close and __gc
+ *   {{etag=}, …} = s3.put_many{{bucket=, key=, body=, …}, …}   (at most 64, all at once)
+ *              or nil, err           err.index: the first item (in order) that failed,
+ *                                    after every item has finished
+ * A pending call waited for is closed; using it after close raises. Each
+ * has the retries, deadline and cancel checks of a plain call. Bad
+ * arguments raise from the *_start call; no credentials returns nil, err.
+ *
  * info = {content_type, etag, content_length, last_modified, cache_control,
  * content_range, metadata={…}}. ETags keep S3's quotes; last_modified is ISO
  * 8601 UTC ("2026-11-22T08:00:00.000Z") everywhere. Keys are sent exactly
@@ -31,6 +45,7 @@
 #include "aws/aws_xml.h"
 #include "codec.h"
 #include "error.h"
+#include "handle.h"
 #include "modules.h"
 #include "names.h"
 
@@ -39,6 +54,8 @@
 #define S3_DEFAULT_GET_MAX (64u << 20)
 #define S3_LIST_MAX_ANSWER (16u << 20)
 #define S3_SMALL_ANSWER    (1u << 20)
+#define S3_PENDING_MT      "imgpipe.s3.pending"
+#define S3_PUT_MANY_MAX    64
 
 /* ---- arguments --------------------------------------------------------------- */
 
@@ -159,7 +176,7 @@ static void push_http_date_iso(lua_State *L, const char *v, size_t n) {
 }
 
 /* Pushes the info table of a GET or HEAD answer. */
-static void push_object_info(lua_State *L, const aws_http_client *c) {
+static void push_object_info(lua_State *L, const aws_http_answer *c) {
     lua_createtable(L, 0, 8);
     static const struct {
         const char *header, *field;
@@ -170,11 +187,11 @@ static void push_object_info(lua_State *L, const aws_http_client *c) {
     };
     for (size_t i = 0; i < sizeof plain / sizeof *plain; i++) {
         size_t n;
-        const char *v = aws_http_header(c, plain[i].header, &n);
+        const char *v = aws_http_answer_header(c, plain[i].header, &n);
         if (v) set_field_lstring(L, plain[i].field, v, n);
     }
     size_t n;
-    const char *v = aws_http_header(c, "Content-Length", &n);
+    const char *v = aws_http_answer_header(c, "Content-Length", &n);
     if (v) {
         char tmp[32];
         if (n < sizeof tmp) {
@@ -184,7 +201,7 @@ static void push_object_info(lua_State *L, const aws_http_client *c) {
             lua_setfield(L, -2, "content_length");
         }
     }
-    v = aws_http_header(c, "Last-Modified", &n);
+    v = aws_http_answer_header(c, "Last-Modified", &n);
     if (v) {
         push_http_date_iso(L, v, n);
         lua_setfield(L, -2, "last_modified");
@@ -192,7 +209,7 @@ static void push_object_info(lua_State *L, const aws_http_client *c) {
     lua_newtable(L);
     size_t pos = 0, nl, vl;
     const char *name, *value;
-    while (aws_http_header_next(c, &pos, &name, &nl, &value, &vl)) {
+    while (aws_http_answer_header_next(c, &pos, &name, &nl, &value, &vl)) {
         if (nl > 11 && !strncasecmp(name, "x-amz-meta-", 11)) {
             luaL_Buffer b;
             luaL_buffinit(L, &b);
@@ -204,6 +221,12 @@ static void push_object_info(lua_State *L, const aws_http_client *c) {
         }
     }
     lua_setfield(L, -2, "metadata");
+}
+
+/* The client's last answer. */
+static aws_http_answer client_answer(aws_http_client *c) {
+    aws_http_answer a = {&c->resp_body, &c->resp_headers, c->resp_status};
+    return a;
 }
 
 /* Drops a big answer body so an idle state does not hold on to it. */
@@ -252,24 +275,31 @@ static int send_or_fail(lua_State *L, s3_call *k) {
 
 /* ---- calls ------------------------------------------------------------------------- */
 
-static int s3_get(lua_State *L) {
+/* Arguments and request of a GET; the Range header goes into hs. 0, or
+ * pushes nil, err and returns 2. */
+static int get_call(lua_State *L, s3_call *k, s3_headers *hs) {
     s3_object o;
-    s3_call k;
     check_object(L, &o);
     const char *range = opt_header_value(L, "range");
     if (range && (strlen(range) <= 6 || strncmp(range, "bytes=", 6)))
         args_field_error(L, 1, "range", "'bytes=first-last' expected");
     lua_Integer max = args_opt_integer(L, 1, "max_bytes", S3_DEFAULT_GET_MAX, 1, (lua_Integer)1 << 32);
-    if (object_call(L, &k, "GET", &o)) return 2;
+    if (object_call(L, k, "GET", &o)) return 2;
+    if (range) add_header(hs, "Range", range);
+    k->r.headers = hs->h;
+    k->r.nheaders = hs->n;
+    k->r.max_response = (size_t)max;
+    return 0;
+}
+
+static int s3_get(lua_State *L) {
+    s3_call k;
     s3_headers hs = {.n = 0};
-    if (range) add_header(&hs, "Range", range);
-    k.r.headers = hs.h;
-    k.r.nheaders = hs.n;
-    k.r.max_response = (size_t)max;
-    if (send_or_fail(L, &k)) return 2;
+    if (get_call(L, &k, &hs) || send_or_fail(L, &k)) return 2;
     lua_pushlstring(L, buf_str(&k.c->resp_body), k.c->resp_body.len);
     release_big_answer(k.c);
-    push_object_info(L, k.c);
+    aws_http_answer a = client_answer(k.c);
+    push_object_info(L, &a);
     return 2;
 }
 
@@ -280,7 +310,8 @@ static int s3_head(lua_State *L) {
     if (object_call(L, &k, "HEAD", &o)) return 2;
     k.r.not_found_code = "NoSuchKey";
     if (send_or_fail(L, &k)) return 2;
-    push_object_info(L, k.c);
+    aws_http_answer a = client_answer(k.c);
+    push_object_info(L, &a);
     return 1;
 }
 
@@ -294,23 +325,36 @@ static int content_headers(lua_State *L, s3_headers *hs) {
     return add_metadata(L, hs) >= 0 || ctype || cache; /* an empty metadata table replaces with nothing */
 }
 
-static int s3_put(lua_State *L) {
+/* Arguments and request of a PUT (the body borrowed from argument 1's
+ * table). 0, or pushes nil, err and returns 2. */
+static int put_call(lua_State *L, s3_call *k, s3_headers *hs) {
     s3_object o;
-    s3_call k;
-    size_t bodylen, n;
+    size_t bodylen;
     check_object(L, &o);
     const char *body = args_bytes(L, 1, "body", &bodylen);
-    s3_headers hs = {.n = 0};
-    content_headers(L, &hs);
-    if (object_call(L, &k, "PUT", &o)) return 2;
-    k.r.headers = hs.h;
-    k.r.nheaders = hs.n;
-    k.r.body = body;
-    k.r.body_len = bodylen;
-    if (send_or_fail(L, &k)) return 2;
+    content_headers(L, hs);
+    if (object_call(L, k, "PUT", &o)) return 2;
+    k->r.headers = hs->h;
+    k->r.nheaders = hs->n;
+    k->r.body = body;
+    k->r.body_len = bodylen;
+    return 0;
+}
+
+/* Pushes {etag=} of a PUT answer. */
+static void push_put_result(lua_State *L, const aws_http_answer *a) {
+    size_t n;
     lua_createtable(L, 0, 1);
-    const char *etag = aws_http_header(k.c, "ETag", &n);
+    const char *etag = aws_http_answer_header(a, "ETag", &n);
     if (etag) set_field_lstring(L, "etag", etag, n);
+}
+
+static int s3_put(lua_State *L) {
+    s3_call k;
+    s3_headers hs = {.n = 0};
+    if (put_call(L, &k, &hs) || send_or_fail(L, &k)) return 2;
+    aws_http_answer a = client_answer(k.c);
+    push_put_result(L, &a);
     return 1;
 }
 
@@ -469,6 +513,160 @@ static int s3_list(lua_State *L) {
     return 1;
 }
 
+/* ---- calls that run while others do ------------------------------------------------ */
+
+enum { S3_PENDING_GET = 1, S3_PENDING_PUT };
+
+/* A started call: the transfer (its memory never moves: it is the
+ * userdata's) and what kind of answer wait gives. The PUT body is the
+ * userdata's user value, alive as long as the transfer may send it. */
+typedef struct s3_pending {
+    aws_http_transfer t;
+    int kind;
+    int open;
+} s3_pending;
+
+static int pending_close(lua_State *L) {
+    s3_pending *p = luaL_checkudata(L, 1, S3_PENDING_MT);
+    if (p->open) aws_http_transfer_close(&p->t);
+    p->open = 0;
+    return 0;
+}
+
+static s3_pending *pending_check(lua_State *L) {
+    s3_pending *p = luaL_checkudata(L, 1, S3_PENDING_MT);
+    if (!p->open) luaL_error(L, "pending S3 call used after close (it was waited for, or closed)");
+    return p;
+}
+
+/* Starts the call prepared in k as a new pending userdata (pushed), the
+ * PUT body at body_idx (0: none) kept as its user value. Returns 1, or
+ * pushes nil, err and returns 2. */
+static int pending_start(lua_State *L, s3_call *k, int kind, int body_idx) {
+    s3_pending *p = lua_newuserdatauv(L, sizeof *p, 1);
+    memset(p, 0, sizeof *p);
+    luaL_setmetatable(L, S3_PENDING_MT);
+    int ud = lua_gettop(L);
+    p->kind = kind;
+    if (body_idx) {
+        lua_pushvalue(L, body_idx);
+        lua_setiuservalue(L, ud, 1);
+    }
+    p->open = 1;
+    if (!aws_http_transfer_start(L, k->c, &p->t, &k->r)) return 1;
+    aws_http_error e = p->t.err;
+    aws_http_transfer_close(&p->t);
+    p->open = 0;
+    return aws_http_push_error(L, &e);
+}
+
+static int s3_get_start(lua_State *L) {
+    s3_call k;
+    s3_headers hs = {.n = 0};
+    if (get_call(L, &k, &hs)) return 2;
+    return pending_start(L, &k, S3_PENDING_GET, 0);
+}
+
+static int s3_put_start(lua_State *L) {
+    s3_call k;
+    s3_headers hs = {.n = 0};
+    if (put_call(L, &k, &hs)) return 2;
+    lua_getfield(L, 1, "body"); /* checked by put_call: a string */
+    return pending_start(L, &k, S3_PENDING_PUT, lua_gettop(L));
+}
+
+/* pending:wait() -> what get or put would have returned; closes it. */
+static int pending_wait(lua_State *L) {
+    s3_pending *p = pending_check(L);
+    int failed = aws_http_transfer_wait(L, &p->t), n = 1;
+    aws_http_transfer_note(&p->t);
+    if (failed) {
+        aws_http_error e = p->t.err;
+        pending_close(L);
+        return aws_http_push_error(L, &e);
+    }
+    if (p->kind == S3_PENDING_GET) {
+        lua_pushlstring(L, buf_str(&p->t.own_body), p->t.own_body.len);
+        push_object_info(L, &p->t.answer);
+        n = 2;
+    } else {
+        push_put_result(L, &p->t.answer);
+    }
+    aws_http_transfer_close(&p->t); /* the answer is in Lua strings now */
+    p->open = 0;
+    return n;
+}
+
+/* Starts item i of put_many's list (at 1) with put_start (at fn), leaving
+ * the pending on the stack; a bad item raises naming its index. */
+static int put_many_start(lua_State *L, lua_Integer i) {
+    lua_pushcfunction(L, s3_put_start);
+    if (lua_rawgeti(L, 1, i) != LUA_TTABLE) luaL_error(L, "put_many: item %d is not a table", (int)i);
+    if (lua_pcall(L, 1, 2, 0) != LUA_OK)
+        luaL_error(L, "put_many: item %d: %s", (int)i, lua_tostring(L, -1) ? lua_tostring(L, -1) : "error");
+    if (lua_isnil(L, -2)) return 0; /* nil, err: no credentials */
+    lua_pop(L, 1);
+    return 1;
+}
+
+/* s3.put_many{items} -> {{etag=}, …}, or nil, err (err.index) once every
+ * item has finished. */
+static int s3_put_many(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+    luaL_argcheck(L, n >= 1 && n <= S3_PUT_MANY_MAX, 1, "1 to 64 items expected");
+    lua_settop(L, 1);
+    lua_createtable(L, (int)n, 0); /* 2: the pendings (closed by __gc should anything raise) */
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (!put_many_start(L, i)) { /* nil, err: the ones started go now */
+            for (lua_Integer j = 1; j < i; j++) {
+                lua_rawgeti(L, 2, j);
+                s3_pending *p = lua_touserdata(L, -1);
+                if (p->open) aws_http_transfer_close(&p->t);
+                p->open = 0;
+                lua_pop(L, 1);
+            }
+            return 2;
+        }
+        lua_rawseti(L, 2, i);
+    }
+    lua_createtable(L, (int)n, 0); /* 3: results */
+    int failed_at = 0;             /* 4: the first error */
+    lua_pushnil(L);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_pushcfunction(L, pending_wait);
+        lua_rawgeti(L, 2, i);
+        lua_call(L, 1, 2); /* result, nil or nil, err */
+        if (lua_isnil(L, -2)) {
+            if (!failed_at) {
+                failed_at = (int)i;
+                lua_pushinteger(L, i);
+                lua_setfield(L, -2, "index");
+                lua_pushvalue(L, -1);
+                lua_replace(L, 4);
+            }
+            lua_pop(L, 2);
+            lua_pushboolean(L, 0);
+        } else {
+            lua_pop(L, 1);
+        }
+        lua_rawseti(L, 3, i);
+    }
+    if (failed_at) {
+        lua_pushnil(L);
+        lua_pushvalue(L, 4);
+        return 2;
+    }
+    lua_pushvalue(L, 3);
+    return 1;
+}
+
+static const luaL_Reg s3_pending_methods[] = {
+    {"close", pending_close},
+    {"wait", pending_wait},
+    {NULL, NULL},
+};
+
 /* s3.configure{[endpoint=], [region=], [credentials=]}: settings of this Lua
  * state's S3 calls that take precedence over the environment; s3.configure{}
  * goes back to the environment. */
@@ -489,13 +687,17 @@ static const luaL_Reg s3_funcs[] = {
     {"copy", s3_copy},
     {"delete", s3_delete},
     {"get", s3_get},
+    {"get_start", s3_get_start},
     {"head", s3_head},
     {"list", s3_list},
     {"put", s3_put},
+    {"put_many", s3_put_many},
+    {"put_start", s3_put_start},
     {NULL, NULL},
 };
 
 int luaopen_imgpipe_s3(lua_State *L) {
+    handle_register(L, S3_PENDING_MT, pending_close, s3_pending_methods);
     luaL_newlib(L, s3_funcs);
     return 1;
 }

@@ -66,21 +66,37 @@ int aws_endpoint_parse(const char *url, aws_endpoint *out, char *err, size_t err
     return -1;
 }
 
+/* Services whose SDK service id differs from their endpoint name: the SDKs
+ * read AWS_ENDPOINT_URL_<service id in upper case, spaces as '_'>. */
+static const char *sdk_service_id(const char *service) {
+    static const char *const ids[][2] = {{"secretsmanager", "SECRETS_MANAGER"}};
+    for (size_t i = 0; i < sizeof ids / sizeof *ids; i++)
+        if (!strcmp(service, ids[i][0])) return ids[i][1];
+    return NULL;
+}
+
+/* var = "AWS_ENDPOINT_URL_" + id in upper case with '-' as '_'; the value
+ * when that variable is set and not empty, else NULL. */
+static const char *service_variable(const char *id, char var[64]) {
+    static const char generic[] = "AWS_ENDPOINT_URL_";
+    size_t k = sizeof generic - 1;
+    memcpy(var, generic, k);
+    for (const char *s = id; *s && k < 63; s++)
+        var[k++] = *s == '-' ? '_' : (char)toupper((unsigned char)*s);
+    var[k] = '\0';
+    const char *v = getenv(var);
+    return v && *v ? v : NULL;
+}
+
 /* The first variable of the endpoint chain that is set, or NULL; its name in *var. */
 static const char *endpoint_variable(const char *service, int presign, char var[64]) {
     static const char presign_var[] = "IMGPIPE_PRESIGN_ENDPOINT_URL", generic[] = "AWS_ENDPOINT_URL";
-    const char *v = NULL;
+    const char *v = NULL, *id = sdk_service_id(service);
     if (presign && (v = getenv(presign_var)) && *v) {
         memcpy(var, presign_var, sizeof presign_var);
         return v;
     }
-    size_t k = sizeof generic - 1;
-    memcpy(var, generic, k);
-    var[k++] = '_';
-    for (const char *s = service; *s && k < 63; s++)
-        var[k++] = (char)toupper((unsigned char)*s);
-    var[k] = '\0';
-    if ((v = getenv(var)) && *v) return v;
+    if ((id && (v = service_variable(id, var))) || (v = service_variable(service, var))) return v;
     memcpy(var, generic, sizeof generic);
     return (v = getenv(var)) && *v ? v : NULL;
 }
@@ -94,11 +110,17 @@ int aws_endpoint_resolve(const char *service, const char *region, int presign, a
         snprintf(err, errlen, "%s: %s", var, why);
         return -1;
     }
-    /* The public endpoint: s3.amazonaws.com, or service.region.amazonaws.com. */
-    int n = !strcmp(service, "s3") && !strcmp(region, "us-east-1")
-                ? snprintf(host, sizeof host, "s3.amazonaws.com")
-                : snprintf(host, sizeof host, "%s.%s.amazonaws.com", service, region);
-    if (n < 0 || (size_t)n >= sizeof host || endpoint_set(out, "https://", host, (size_t)n, 1)) {
+    /* The public endpoint: s3.amazonaws.com, or service.region.amazonaws.com
+     * (joined by hand: this runs for every presigned URL). */
+    int global = !strcmp(service, "s3") && !strcmp(region, "us-east-1");
+    const char *parts[] = {service, ".", global ? "" : region, global ? "" : ".", "amazonaws.com"};
+    size_t n = 0;
+    for (size_t i = 0; i < 5 && n < sizeof host; i++) {
+        size_t k = strlen(parts[i]);
+        if (n + k < sizeof host) memcpy(host + n, parts[i], k);
+        n += k;
+    }
+    if (n >= sizeof host || endpoint_set(out, "https://", host, n, 1)) {
         snprintf(err, errlen, "no endpoint for service '%s' in region '%s'", service, region);
         return -1;
     }

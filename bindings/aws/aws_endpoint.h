@@ -26,9 +26,12 @@ const char *aws_region(const char **var);
  * authority but slashes. AWS hosts get https. 0, or -1 with err. */
 int aws_endpoint_parse(const char *url, aws_endpoint *out, char *err, size_t errlen);
 
-/* The endpoint for service ("s3", "dynamodb") in region from the
- * environment: AWS_ENDPOINT_URL_<SERVICE>, then AWS_ENDPOINT_URL, then the
- * public AWS endpoint. With presign set (S3 only),
+/* The endpoint for service ("s3", "dynamodb", "s3-control": the endpoint
+ * name, as in service.region.amazonaws.com) in region from the environment:
+ * AWS_ENDPOINT_URL_<SERVICE> (upper case, '-' as '_'; for a service whose
+ * SDK service id differs, such as Secrets Manager, the SDKs' variable
+ * AWS_ENDPOINT_URL_SECRETS_MANAGER first), then AWS_ENDPOINT_URL, then the
+ * public AWS endpoint service.region.amazonaws.com. With presign set (S3 only),
  * IMGPIPE_PRESIGN_ENDPOINT_URL comes first: the address clients use when it
  * differs from the one the host reaches S3 by. 0, or -1 with err naming the
  * variable that holds a bad URL. */

@@ -1,6 +1,10 @@
+/* The AWS transport: one client per Lua state, its transfers on a curl
+ * multi handle (see aws_http.h). Error answers are read in
+ * aws_http_error.c. */
 #include "aws_http.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,9 +14,7 @@
 #include <curl/curl.h>
 #include <lauxlib.h>
 
-#include "aws_fetch.h"
-#include "aws_json.h"
-#include "aws_xml.h"
+#include "aws_http_internal.h"
 #include "error.h"
 #include "handle.h"
 #include "invocation.h"
@@ -20,22 +22,46 @@
 #define CLIENT_MT            "imgpipe.aws_http_client"
 #define MAX_HEADER_BYTES     (64 * 1024)
 #define DEFAULT_MAX_RESPONSE (1u << 20)
-#define MAX_ERROR_BODY       (64 * 1024)
+#define MAX_STORE            (1u << 20) /* a started transfer's copies of its request */
 /* An attempt needs at least this much time before the deadline to be worth
  * starting. */
 #define MIN_ATTEMPT_MS 100
-/* Backoff sleeps wake this often to look at the cancel flag. */
+/* Waits for the network wake this often to look at cancel flags and
+ * retries that have come due. */
 #define SLEEP_SLICE_MS 20
 
 static char client_key; /* registry key (its address) */
 
+static void attempt_release(aws_http_transfer *t);
+
 /* ---- client lifetime ---------------------------------------------------- */
+
+/* Transfers still live when the client goes (lua_close finalises in any
+ * order): their curl side goes now, and they fail as Cancelled. */
+static void client_detach_all(aws_http_client *c) {
+    for (aws_http_transfer *t = c->live, *next; t; t = next) {
+        next = t->next;
+        attempt_release(t);
+        if (t->state != AWS_TRANSFER_DONE) {
+            aws_http_stop_error(&t->err, INVOCATION_CANCELLED);
+            t->state = AWS_TRANSFER_DONE;
+            t->failed = -1;
+        }
+        t->client = NULL;
+        t->next = NULL;
+    }
+    c->live = NULL;
+}
 
 static int client_close(lua_State *L) {
     aws_http_client *c = luaL_checkudata(L, 1, CLIENT_MT);
-    if (c->curl) {
-        curl_easy_cleanup(c->curl);
-        c->curl = NULL;
+    if (c->multi) {
+        client_detach_all(c);
+        for (int i = 0; i < c->npool; i++)
+            curl_easy_cleanup(c->pool[i]);
+        c->npool = 0;
+        curl_multi_cleanup(c->multi);
+        c->multi = NULL;
         curl_global_cleanup();
     }
     aws_sigv4_cache_wipe(&c->sigcache);
@@ -66,9 +92,9 @@ static aws_http_client *client_create(lua_State *L) {
     buf_init(&c->resp_body, DEFAULT_MAX_RESPONSE);
     buf_init(&c->resp_headers, MAX_HEADER_BYTES);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) luaL_error(L, "libcurl failed to initialise");
-    if (!(c->curl = curl_easy_init())) {
+    if (!(c->multi = curl_multi_init())) {
         curl_global_cleanup();
-        luaL_error(L, "libcurl: cannot create a handle");
+        luaL_error(L, "libcurl: cannot create a multi handle");
     }
     c->max_attempts = (int)env_int("AWS_MAX_ATTEMPTS", 5, 1, 10);
     c->base_ms = env_int("IMGPIPE_AWS_RETRY_BASE_MS", 50, 1, 60000);
@@ -103,19 +129,19 @@ aws_http_client *aws_http_client_get(lua_State *L) {
 /* ---- answer collection -------------------------------------------------- */
 
 static size_t on_header(char *data, size_t size, size_t n, void *ud) {
-    aws_http_client *c = ud;
+    buf *headers = ud;
     size_t len = size * n;
     /* A new status line starts a new answer (after 100 Continue). */
     if (len >= 5 && !memcmp(data, "HTTP/", 5))
-        buf_reset(&c->resp_headers);
+        buf_reset(headers);
     else
-        (void)buf_append(&c->resp_headers, data, len); /* past the cap: dropped */
+        (void)buf_append(headers, data, len); /* past the cap: dropped */
     return len;
 }
 
-int aws_http_header_next(const aws_http_client *c, size_t *pos, const char **name, size_t *nlen,
-                         const char **value, size_t *vlen) {
-    const char *base = buf_str(&c->resp_headers), *end = base + c->resp_headers.len;
+int aws_http_answer_header_next(const aws_http_answer *a, size_t *pos, const char **name, size_t *nlen,
+                                const char **value, size_t *vlen) {
+    const char *base = buf_str(a->headers), *end = base + a->headers->len;
     while (base + *pos < end) {
         const char *line = base + *pos;
         const char *eol = memchr(line, '\n', (size_t)(end - line));
@@ -137,10 +163,10 @@ int aws_http_header_next(const aws_http_client *c, size_t *pos, const char **nam
     return 0;
 }
 
-const char *aws_http_header(const aws_http_client *c, const char *name, size_t *len) {
+const char *aws_http_answer_header(const aws_http_answer *a, const char *name, size_t *len) {
     size_t pos = 0, nl, vl, want = strlen(name);
     const char *n, *v;
-    while (aws_http_header_next(c, &pos, &n, &nl, &v, &vl))
+    while (aws_http_answer_header_next(a, &pos, &n, &nl, &v, &vl))
         if (nl == want && !strncasecmp(n, name, nl)) {
             if (len) *len = vl;
             return v;
@@ -148,186 +174,21 @@ const char *aws_http_header(const aws_http_client *c, const char *name, size_t *
     return NULL;
 }
 
-/* ---- errors --------------------------------------------------------------- */
-
-/* Whether an AWS error code is one AWS documents as worth retrying. */
-static int aws_http_code_is_retryable(const char *code) {
-    static const char *const codes[] = {
-        "BandwidthLimitExceeded",
-        "EC2ThrottledException",
-        "InternalError",
-        "InternalFailure",
-        "InternalServerError",
-        "LimitExceededException",
-        "PriorRequestNotComplete",
-        "ProvisionedThroughputExceeded",
-        "ProvisionedThroughputExceededException",
-        "RequestLimitExceeded",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "ServiceUnavailable",
-        "SlowDown",
-        "ThrottledException",
-        "Throttling",
-        "ThrottlingException",
-        "TooManyRequestsException",
-        "TransactionInProgressException",
-        NULL,
-    };
-    for (int i = 0; codes[i]; i++)
-        if (!strcmp(code, codes[i])) return 1;
-    return 0;
+/* The client's last answer (aws_http_send's). */
+static aws_http_answer client_answer(const aws_http_client *c) {
+    aws_http_answer a = {(buf *)&c->resp_body, (buf *)&c->resp_headers, c->resp_status};
+    return a;
 }
 
-static void set_error(aws_http_error *e, const char *code, long status, int retryable, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static void set_error(aws_http_error *e, const char *code, long status, int retryable, const char *fmt, ...) {
-    snprintf(e->code, sizeof e->code, "%s", code);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->message, sizeof e->message, fmt, ap);
-    va_end(ap);
-    e->status = status;
-    e->retryable = retryable;
+int aws_http_header_next(const aws_http_client *c, size_t *pos, const char **name, size_t *nlen,
+                         const char **value, size_t *vlen) {
+    aws_http_answer a = client_answer(c);
+    return aws_http_answer_header_next(&a, pos, name, nlen, value, vlen);
 }
 
-static void copy_trimmed(char *dst, size_t cap, const char *src, size_t len) {
-    if (len >= cap) len = cap - 1;
-    memcpy(dst, src, len);
-    dst[len] = '\0';
-}
-
-static const char *status_code_name(long status, const char *not_found) {
-    switch (status) {
-    case 301: return "PermanentRedirect";
-    case 307: return "TemporaryRedirect";
-    case 400: return "BadRequest";
-    case 401: return "Unauthorized";
-    case 403: return "AccessDenied";
-    case 404: return not_found ? not_found : "NotFound";
-    case 405: return "MethodNotAllowed";
-    case 409: return "Conflict";
-    case 412: return "PreconditionFailed";
-    case 413: return "EntityTooLarge";
-    case 416: return "InvalidRange";
-    case 429: return "TooManyRequests";
-    case 500: return "InternalError";
-    case 501: return "NotImplemented";
-    case 502: return "BadGateway";
-    case 503: return "ServiceUnavailable";
-    case 504: return "GatewayTimeout";
-    default: return status >= 500 ? "ServerError" : "HttpError";
-    }
-}
-
-/* Reads the code and message of an error answer from its body (XML or JSON),
- * falling back to the status. Returns 1 when the body held an error code. */
-static int parse_error_body(aws_http_client *c, const aws_http_request *r, aws_http_error *e) {
-    const char *body = buf_str(&c->resp_body);
-    size_t len = c->resp_body.len;
-    int found = 0;
-    e->code[0] = e->message[0] = '\0';
-    if (len && len <= MAX_ERROR_BODY) {
-        if (r->errors == AWS_ERRORS_XML) {
-            buf ev;
-            char perr[128];
-            buf_init(&ev, 4 * MAX_ERROR_BODY);
-            if (aws_xml_flatten(body, len, &ev, perr, sizeof perr) == 0) {
-                size_t n;
-                const char *code = aws_xml_find(&ev, "Error/Code", &n);
-                if (code && n) {
-                    copy_trimmed(e->code, sizeof e->code, code, n);
-                    found = 1;
-                }
-                const char *msg = aws_xml_find(&ev, "Error/Message", &n);
-                if (msg) copy_trimmed(e->message, sizeof e->message, msg, n);
-            }
-            buf_free(&ev);
-        } else {
-            buf v;
-            buf_init(&v, 4096);
-            if (aws_json_string_member(body, len, "__type", &v) == 1 && v.len) {
-                const char *t = buf_str(&v), *hash = strrchr(t, '#');
-                t = hash ? hash + 1 : t;
-                copy_trimmed(e->code, sizeof e->code, t, strlen(t));
-                found = 1;
-            }
-            buf_reset(&v);
-            if (aws_json_string_member(body, len, "message", &v) == 1 ||
-                aws_json_string_member(body, len, "Message", &v) == 1)
-                copy_trimmed(e->message, sizeof e->message, buf_str(&v), v.len);
-            buf_free(&v);
-        }
-    }
-    if (!found && r->errors == AWS_ERRORS_JSON) {
-        size_t n;
-        const char *t = aws_http_header(c, "x-amzn-ErrorType", &n);
-        if (t && n) {
-            const char *colon = memchr(t, ':', n);
-            if (colon) n = (size_t)(colon - t);
-            copy_trimmed(e->code, sizeof e->code, t, n);
-            found = 1;
-        }
-    }
-    if (!found) snprintf(e->code, sizeof e->code, "%s", status_code_name(c->resp_status, r->not_found_code));
-    if (!e->message[0])
-        snprintf(e->message, sizeof e->message, "HTTP %ld from %s", c->resp_status, r->service);
-    e->status = c->resp_status;
-    e->retryable = aws_http_code_is_retryable(e->code) || (c->resp_status >= 500 && c->resp_status != 501) ||
-                   c->resp_status == 429;
-    return found;
-}
-
-/* Why the progress callback stopped a transfer (0: it did not). */
-typedef struct stop_watch {
-    int64_t deadline_ms;
-    const atomic_int *flag;
-    int reason;
-} stop_watch;
-
-/* CURLOPT_XFERINFOFUNCTION: aborts the transfer when the host's cancel flag
- * is raised or the invocation deadline passes. */
-static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
-    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
-    stop_watch *w = ud;
-    w->reason = invocation_stop_reason(w->deadline_ms, w->flag);
-    return w->reason != INVOCATION_RUN;
-}
-
-/* The failure of a stopped call: Cancelled or Timeout, both retryable. */
-static void stop_error(aws_http_error *e, int reason) {
-    if (reason == INVOCATION_CANCELLED)
-        set_error(e, error_code_name(ERROR_CANCELLED), 0, 1, "the call was cancelled (the host is stopping)");
-    else
-        set_error(e, error_code_name(ERROR_TIMEOUT), 0, 1, "the invocation deadline passed during the call");
-}
-
-static void transport_error(CURLcode rc, const aws_fetch_sink *sink, const stop_watch *w, const char *errbuf,
-                            aws_http_error *e) {
-    const char *detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
-    if (sink->too_large) {
-        set_error(e, error_code_name(ERROR_RESPONSE_TOO_LARGE), 0, 0,
-                  "the answer is larger than the %zu-byte limit", sink->b->max);
-        return;
-    }
-    if (rc == CURLE_ABORTED_BY_CALLBACK && w->reason != INVOCATION_RUN) {
-        stop_error(e, w->reason);
-        return;
-    }
-    switch (rc) {
-    case CURLE_OPERATION_TIMEDOUT: set_error(e, error_code_name(ERROR_TIMEOUT), 0, 1, "%s", detail); break;
-    case CURLE_URL_MALFORMAT:
-    case CURLE_UNSUPPORTED_PROTOCOL: set_error(e, "InvalidEndpoint", 0, 0, "%s", detail); break;
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_CERTPROBLEM: set_error(e, error_code_name(ERROR_TLS), 0, 0, "TLS: %s", detail); break;
-    case CURLE_OUT_OF_MEMORY: set_error(e, error_code_name(ERROR_OUT_OF_MEMORY), 0, 0, "%s", detail); break;
-    default: /* resets, refused connections, DNS hiccups, truncated answers */
-        set_error(e, error_code_name(ERROR_NETWORK), 0, 1, "%s", detail);
-        break;
-    }
+const char *aws_http_header(const aws_http_client *c, const char *name, size_t *len) {
+    aws_http_answer a = client_answer(c);
+    return aws_http_answer_header(&a, name, len);
 }
 
 int aws_http_push_error(lua_State *L, const aws_http_error *e) {
@@ -356,7 +217,7 @@ static int sign_request(aws_http_client *c, const aws_http_request *r, const aws
     p.body_len = r->body_len;
     p.region = r->region;
     p.service = r->service;
-    p.time = (int64_t)time(NULL);
+    p.time = r->time ? r->time : (int64_t)time(NULL);
     p.access_key_id = cr->access_key_id;
     p.secret_access_key = cr->secret_access_key;
     p.session_token = cr->session_token;
@@ -364,7 +225,7 @@ static int sign_request(aws_http_client *c, const aws_http_request *r, const aws
     p.normalize = !r->s3_signing;
     p.sign_body = r->s3_signing;
     if (!aws_sigv4_sign(&p, &c->sigcache, sig, serr, sizeof serr)) return 0;
-    set_error(err, error_code_name(ERROR_SIGNING), 0, 0, "cannot sign the request: %s", serr);
+    aws_http_set_error(err, error_code_name(ERROR_SIGNING), 0, 0, "cannot sign the request: %s", serr);
     return -1;
 }
 
@@ -386,7 +247,7 @@ static struct curl_slist *header_list(const aws_http_request *r, const aws_sigv4
         failed = 1;
     if (!failed) return list;
     curl_slist_free_all(list);
-    set_error(err, error_code_name(ERROR_OUT_OF_MEMORY), 0, 0, "cannot build the request headers");
+    aws_http_set_error(err, error_code_name(ERROR_OUT_OF_MEMORY), 0, 0, "cannot build the request headers");
     return NULL;
 }
 
@@ -402,66 +263,6 @@ static void method_options(CURL *h, const aws_http_request *r) {
     }
 }
 
-/* Returns 0 when an HTTP answer came back (any status), -1 with err filled
- * otherwise. */
-static int attempt_once(aws_http_client *c, const aws_http_request *r, const aws_credentials_ref *cr,
-                        int64_t timeout_ms, stop_watch *w, aws_http_error *err) {
-    CURL *h = c->curl;
-    struct curl_slist *list = NULL;
-    aws_sigv4_result sig;
-    char errbuf[CURL_ERROR_SIZE] = "";
-    int rc = -1;
-    memset(&sig, 0, sizeof sig);
-    if (sign_request(c, r, cr, &sig, err) || !(list = header_list(r, &sig, err))) goto cleanup;
-    curl_easy_reset(h);
-    buf_reset(&c->resp_body);
-    buf_reset(&c->resp_headers);
-    c->resp_body.max = r->max_response ? r->max_response : DEFAULT_MAX_RESPONSE;
-    c->resp_status = 0;
-    aws_fetch_sink sink = {&c->resp_body, 0};
-    aws_fetch_common_options(h, r->url, (long)c->connect_timeout_ms, (long)timeout_ms,
-                             c->ca_file[0] ? c->ca_file : NULL);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, aws_fetch_on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, w);
-    method_options(h, r);
-    CURLcode cc = curl_easy_perform(h);
-    if (cc != CURLE_OK) {
-        transport_error(cc, &sink, w, errbuf, err);
-        goto cleanup;
-    }
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &c->resp_status);
-    rc = 0;
-cleanup:
-    /* The handle keeps pointers to the list and error buffer until reset. */
-    curl_easy_reset(h);
-    curl_slist_free_all(list);
-    aws_sigv4_result_free(&sig);
-    return rc;
-}
-
-/* An answer is a success when 2xx, except a 200 carrying an <Error>
- * document where the request says one may come (CopyObject). */
-static int answer_failed(aws_http_client *c, const aws_http_request *r, aws_http_error *err) {
-    if (c->resp_status >= 200 && c->resp_status < 300) {
-        /* Cheap look first: the root element of an error answer is <Error>. */
-        if (!r->error_in_200 || !strstr(buf_str(&c->resp_body), "<Error>")) return 0;
-        aws_http_error probe;
-        memset(&probe, 0, sizeof probe);
-        if (!parse_error_body(c, r, &probe)) return 0;
-        *err = probe;
-        return 1;
-    }
-    parse_error_body(c, r, err);
-    return 1;
-}
-
 static uint64_t next_random(aws_http_client *c) {
     uint64_t x = c->rng; /* xorshift64*: jitter only, not secrets */
     x ^= x >> 12;
@@ -469,21 +270,6 @@ static uint64_t next_random(aws_http_client *c) {
     x ^= x >> 27;
     c->rng = x;
     return x * 0x2545F4914F6CDD1Dull;
-}
-
-/* Sleeps ms in slices, waking early when the host raises the cancel flag;
- * returns the stop reason (INVOCATION_RUN when the whole sleep passed). */
-static int sleep_ms(int64_t ms, const stop_watch *w) {
-    int64_t end = invocation_now_ms() + ms;
-    for (int64_t left = ms; left > 0; left = end - invocation_now_ms()) {
-        int reason = invocation_stop_reason(0, w->flag);
-        if (reason != INVOCATION_RUN) return reason;
-        int64_t slice = left < SLEEP_SLICE_MS ? left : SLEEP_SLICE_MS;
-        struct timespec ts = {(time_t)(slice / 1000), (long)(slice % 1000) * 1000000L};
-        while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
-        }
-    }
-    return INVOCATION_RUN;
 }
 
 static int is_expired_token(const char *code) {
@@ -496,66 +282,392 @@ static void note_deadline(aws_http_error *err) {
     snprintf(err->message + n, sizeof err->message - n, " (gave up: invocation deadline)");
 }
 
-/* The time an attempt may take now, or -1 (err set) when none is left. */
-static int64_t attempt_budget(aws_http_client *c, const stop_watch *w, int attempt, aws_http_error *err) {
-    int reason = invocation_stop_reason(0, w->flag);
+/* ---- the easy-handle pool ------------------------------------------------------ */
+
+static CURL *pool_take(aws_http_client *c) { return c->npool ? c->pool[--c->npool] : curl_easy_init(); }
+
+static void pool_give(aws_http_client *c, CURL *h) {
+    curl_easy_reset(h); /* the handle kept pointers to the transfer's list and buffers */
+    if (c->npool < AWS_HTTP_MAX_RUNNING)
+        c->pool[c->npool++] = h;
+    else
+        curl_easy_cleanup(h);
+}
+
+/* ---- transfers ------------------------------------------------------------------ */
+
+static const atomic_int *transfer_flag(const aws_http_transfer *t) { return t->cancel_flag; }
+
+/* CURLOPT_XFERINFOFUNCTION: aborts the attempt when the host's cancel flag
+ * is raised or the invocation deadline passes. */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    aws_http_transfer *t = ud;
+    t->stop_reason = invocation_stop_reason(t->deadline_ms, transfer_flag(t));
+    return t->stop_reason != INVOCATION_RUN;
+}
+
+/* The curl side of the running attempt goes: the handle back to the pool,
+ * the header list and the signature freed. */
+static void attempt_release(aws_http_transfer *t) {
+    aws_http_client *c = t->client;
+    if (t->easy && c) {
+        curl_multi_remove_handle(c->multi, t->easy);
+        pool_give(c, t->easy);
+        c->running--;
+    }
+    t->easy = NULL;
+    curl_slist_free_all(t->list);
+    t->list = NULL;
+    aws_sigv4_result_free(&t->sig);
+}
+
+static void transfer_finish(aws_http_transfer *t, int failed) {
+    t->state = AWS_TRANSFER_DONE;
+    t->failed = failed;
+}
+
+/* The time the next attempt may take, or -1 (t->err set) when none is left. */
+static int64_t attempt_budget(aws_http_client *c, aws_http_transfer *t) {
+    int reason = invocation_stop_reason(0, transfer_flag(t));
     if (reason != INVOCATION_RUN) {
-        stop_error(err, reason);
+        aws_http_stop_error(&t->err, reason);
         return -1;
     }
-    int64_t left = w->deadline_ms ? w->deadline_ms - invocation_now_ms() : c->timeout_ms;
+    int64_t left = t->deadline_ms ? t->deadline_ms - invocation_now_ms() : c->timeout_ms;
     if (left >= MIN_ATTEMPT_MS) return left < c->timeout_ms ? left : c->timeout_ms;
-    if (attempt == 1)
-        set_error(err, error_code_name(ERROR_TIMEOUT), 0, 1,
-                  "the invocation deadline leaves no time for the call");
+    if (t->attempt == 1)
+        aws_http_set_error(&t->err, error_code_name(ERROR_TIMEOUT), 0, 1,
+                           "the invocation deadline leaves no time for the call");
     else
-        note_deadline(err);
+        note_deadline(&t->err);
     return -1;
 }
 
-/* Waits before the next attempt (capped full jitter). 0, or -1 when the
- * deadline or the cancel flag says to stop (err updated). */
-static int backoff(aws_http_client *c, const stop_watch *w, int attempt, aws_http_error *err) {
+static void attempt_options(aws_http_client *c, aws_http_transfer *t, CURL *h, int64_t timeout_ms) {
+    const aws_http_request *r = &t->r;
+    aws_fetch_common_options(h, r->url, (long)c->connect_timeout_ms, (long)timeout_ms,
+                             c->ca_file[0] ? c->ca_file : NULL);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, t->errbuf);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, t->list);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, aws_fetch_on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &t->sink);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, t->answer.headers);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, t);
+    curl_easy_setopt(h, CURLOPT_PRIVATE, t);
+    method_options(h, r);
+}
+
+/* Starts the next attempt of a waiting transfer: signed afresh, on a handle
+ * from the pool, added to the multi handle. Returns 1 when there is no room
+ * (it stays waiting); 0 when it runs, or is done (failed: no time left, or
+ * it cannot be signed or set up). */
+static int attempt_begin(aws_http_client *c, aws_http_transfer *t) {
+    if (c->running >= AWS_HTTP_MAX_RUNNING) return 1;
+    t->attempt++;
+    int64_t timeout = attempt_budget(c, t);
+    if (timeout < 0) {
+        transfer_finish(t, -1);
+        return 0;
+    }
+    t->attempts = t->attempt;
+    CURL *h = NULL;
+    if (sign_request(c, &t->r, &t->creds, &t->sig, &t->err) ||
+        !(t->list = header_list(&t->r, &t->sig, &t->err)))
+        goto fail;
+    if (!(h = pool_take(c))) {
+        aws_http_set_error(&t->err, error_code_name(ERROR_OUT_OF_MEMORY), 0, 0,
+                           "libcurl: cannot create a handle");
+        goto fail;
+    }
+    buf_reset(t->answer.body);
+    buf_reset(t->answer.headers);
+    t->answer.body->max = t->r.max_response ? t->r.max_response : DEFAULT_MAX_RESPONSE;
+    t->answer.status = 0;
+    t->sink.b = t->answer.body;
+    t->sink.too_large = 0;
+    t->errbuf[0] = '\0';
+    t->stop_reason = INVOCATION_RUN;
+    attempt_options(c, t, h, timeout);
+    if (curl_multi_add_handle(c->multi, h) != CURLM_OK) {
+        pool_give(c, h);
+        aws_http_set_error(&t->err, error_code_name(ERROR_OUT_OF_MEMORY), 0, 0,
+                           "libcurl: cannot start a transfer");
+        goto fail;
+    }
+    t->easy = h;
+    c->running++;
+    t->state = AWS_TRANSFER_RUNNING;
+    return 0;
+fail:
+    attempt_release(t);
+    transfer_finish(t, -1);
+    return 0;
+}
+
+/* The next attempt after a failed one waits (capped full jitter). 0, or -1
+ * when the deadline leaves no room for it (err updated). */
+static int schedule_backoff(aws_http_client *c, aws_http_transfer *t) {
     int64_t ceiling = c->base_ms;
-    for (int i = 1; i < attempt && ceiling < c->cap_ms; i++)
+    for (int i = 1; i < t->attempt && ceiling < c->cap_ms; i++)
         ceiling *= 2;
     if (ceiling > c->cap_ms) ceiling = c->cap_ms;
-    int64_t delay = (int64_t)(next_random(c) % (uint64_t)(ceiling + 1));
-    if (w->deadline_ms && invocation_now_ms() + delay + MIN_ATTEMPT_MS >= w->deadline_ms) {
-        note_deadline(err);
+    int64_t delay = (int64_t)(next_random(c) % (uint64_t)(ceiling + 1)), now = invocation_now_ms();
+    if (t->deadline_ms && now + delay + MIN_ATTEMPT_MS >= t->deadline_ms) {
+        note_deadline(&t->err);
         return -1;
     }
-    if (c->last_ndelays < AWS_HTTP_MAX_DELAYS) c->last_delays_ms[c->last_ndelays++] = delay;
-    int reason = sleep_ms(delay, w);
-    if (reason == INVOCATION_RUN) return 0;
-    stop_error(err, reason);
-    return -1;
+    if (t->ndelays < AWS_HTTP_MAX_DELAYS) t->delays_ms[t->ndelays++] = delay;
+    t->state = AWS_TRANSFER_WAITING;
+    t->not_before_ms = now + delay;
+    return 0;
+}
+
+/* Started transfers keep their own copy of the credentials (the chain's
+ * strings may be replaced while they wait). */
+static int own_credentials(aws_http_transfer *t) {
+    buf *s = &t->cred_store;
+    const char *parts[3] = {t->creds.access_key_id, t->creds.secret_access_key, t->creds.session_token};
+    size_t off[3] = {0, 0, 0};
+    buf_reset(s);
+    for (int i = 0; i < 3; i++) {
+        off[i] = s->len;
+        if (parts[i] && buf_append(s, parts[i], strlen(parts[i]) + 1)) return -1;
+    }
+    for (int i = 0; i < 3; i++)
+        parts[i] = parts[i] ? s->data + off[i] : NULL;
+    t->creds.access_key_id = parts[0];
+    t->creds.secret_access_key = parts[1];
+    t->creds.session_token = parts[2];
+    return 0;
+}
+
+/* A failed attempt: fresh credentials once after ExpiredToken (and the same
+ * attempt again), else a retry after a backoff when it may be retried, else
+ * done. */
+static void after_failure(lua_State *L, aws_http_client *c, aws_http_transfer *t) {
+    if (t->r.refresh && !t->refreshed && is_expired_token(t->err.code)) {
+        char cerr[256];
+        t->refreshed = 1;
+        t->attempt--;
+        if (!t->r.refresh(t->owns ? (void *)L : t->r.refresh_ud, &t->creds, cerr, sizeof cerr)) {
+            if (t->owns && own_credentials(t)) {
+                aws_http_set_error(&t->err, error_code_name(ERROR_OUT_OF_MEMORY), 0, 0,
+                                   "credentials too long");
+                transfer_finish(t, -1);
+                return;
+            }
+            t->state = AWS_TRANSFER_WAITING;
+            t->not_before_ms = 0;
+            return;
+        }
+        aws_http_set_error(&t->err, error_code_name(ERROR_CREDENTIALS), 0, 0, "%s", cerr);
+        transfer_finish(t, -1);
+        return;
+    }
+    if (!t->err.retryable || t->attempt >= c->max_attempts || schedule_backoff(c, t)) transfer_finish(t, -1);
+}
+
+/* An answer is a success when 2xx, except a 200 carrying an <Error>
+ * document where the request says one may come (CopyObject). */
+static int answer_failed(const aws_http_answer *a, const aws_http_request *r, aws_http_error *err) {
+    if (a->status >= 200 && a->status < 300) {
+        /* Cheap look first: the root element of an error answer is <Error>. */
+        if (!r->error_in_200 || !strstr(buf_str(a->body), "<Error>")) return 0;
+        aws_http_error probe;
+        memset(&probe, 0, sizeof probe);
+        if (!aws_http_parse_error_body(a, r, &probe)) return 0;
+        *err = probe;
+        return 1;
+    }
+    aws_http_parse_error_body(a, r, err);
+    return 1;
+}
+
+/* curl finished an attempt of t with cc. */
+static void attempt_end(lua_State *L, aws_http_client *c, aws_http_transfer *t, CURLcode cc) {
+    int sent = 0;
+    if (cc != CURLE_OK) {
+        aws_http_transport_error(cc, &t->sink, t->stop_reason, t->errbuf, &t->err);
+        sent = -1;
+    } else {
+        curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->answer.status);
+    }
+    attempt_release(t);
+    if (sent == 0 && !answer_failed(&t->answer, &t->r, &t->err)) {
+        transfer_finish(t, 0);
+        return;
+    }
+    after_failure(L, c, t);
+}
+
+/* One turn of the engine, without waiting: starts the waiting transfers
+ * whose time has come (or ends them when the host cancels), lets curl move
+ * every running one, and handles those it finished. */
+static void drive_step(lua_State *L, aws_http_client *c) {
+    int64_t now = invocation_now_ms();
+    for (aws_http_transfer *t = c->live; t; t = t->next) {
+        if (t->state != AWS_TRANSFER_WAITING) continue;
+        int reason = invocation_stop_reason(0, transfer_flag(t));
+        if (reason != INVOCATION_RUN) {
+            aws_http_stop_error(&t->err, reason);
+            transfer_finish(t, -1);
+        } else if (t->not_before_ms <= now) {
+            attempt_begin(c, t);
+        }
+    }
+    int running, left;
+    curl_multi_perform(c->multi, &running);
+    CURLMsg *msg;
+    while (c->multi && (msg = curl_multi_info_read(c->multi, &left))) {
+        aws_http_transfer *t = NULL;
+        if (msg->msg != CURLMSG_DONE) continue;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+        /* (the refresh callback in after_failure may run Lua, and a
+         * collection may close other transfers: curl then drops their
+         * messages, and the list is not walked here) */
+        if (t) attempt_end(L, c, t, msg->data.result);
+    }
+}
+
+/* How long the engine may wait for the network now (ms). */
+static long drive_wait_ms(aws_http_client *c) {
+    long ms = SLEEP_SLICE_MS, curl_ms = -1;
+    int64_t now = invocation_now_ms();
+    curl_multi_timeout(c->multi, &curl_ms);
+    if (curl_ms >= 0 && curl_ms < ms) ms = curl_ms;
+    for (aws_http_transfer *t = c->live; t; t = t->next)
+        if (t->state == AWS_TRANSFER_WAITING && c->running < AWS_HTTP_MAX_RUNNING) {
+            int64_t due = t->not_before_ms - now;
+            if (due < ms) ms = due > 0 ? (long)due : 0;
+        }
+    return ms;
+}
+
+int aws_http_transfer_wait(lua_State *L, aws_http_transfer *t) {
+    aws_http_client *c = t->client;
+    while (c && c->multi && t->state != AWS_TRANSFER_DONE) {
+        drive_step(L, c);
+        if (t->state == AWS_TRANSFER_DONE) break;
+        curl_multi_poll(c->multi, NULL, 0, (int)drive_wait_ms(c), NULL);
+    }
+    if (t->state != AWS_TRANSFER_DONE) { /* the client is gone */
+        aws_http_stop_error(&t->err, INVOCATION_CANCELLED);
+        transfer_finish(t, -1);
+    }
+    return t->failed;
+}
+
+/* Common set-up; t is linked into the client's live list, waiting. */
+static void transfer_init(lua_State *L, aws_http_client *c, aws_http_transfer *t, const aws_http_request *r) {
+    t->r = *r;
+    t->creds = r->credentials;
+    t->deadline_ms = invocation_deadline_ms(L);
+    t->cancel_flag = invocation_cancel_flag(L);
+    t->state = AWS_TRANSFER_WAITING;
+    t->not_before_ms = 0;
+    t->client = c;
+    t->next = c->live;
+    c->live = t;
+}
+
+/* Copies the request's strings and headers into t->store (sized once). */
+static int own_request(aws_http_transfer *t) {
+    aws_http_request *r = &t->r;
+    size_t n = strlen(r->method) + strlen(r->url) + strlen(r->service) + strlen(r->region) + 8;
+    for (size_t i = 0; i < r->nheaders; i++)
+        n += strlen(r->headers[i].name) + strlen(r->headers[i].value) + 2;
+    if (r->not_found_code) n += strlen(r->not_found_code) + 1;
+    if (r->nheaders && !(t->hcopy = malloc(r->nheaders * sizeof *t->hcopy))) return -1;
+    if (buf_prealloc(&t->store, n) || t->store.cap < n + 1) return -1;
+    /* The store never grows past this point, so pointers into it hold. */
+    const char **fields[] = {&r->method, &r->url, &r->service, &r->region, &r->not_found_code};
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
+        if (!*fields[i]) continue;
+        size_t off = t->store.len;
+        if (buf_append(&t->store, *fields[i], strlen(*fields[i]) + 1)) return -1;
+        *fields[i] = t->store.data + off;
+    }
+    for (size_t i = 0; i < r->nheaders; i++) {
+        size_t noff = t->store.len, voff;
+        if (buf_append(&t->store, r->headers[i].name, strlen(r->headers[i].name) + 1)) return -1;
+        voff = t->store.len;
+        if (buf_append(&t->store, r->headers[i].value, strlen(r->headers[i].value) + 1)) return -1;
+        t->hcopy[i].name = t->store.data + noff;
+        t->hcopy[i].value = t->store.data + voff;
+    }
+    r->headers = t->hcopy;
+    return own_credentials(t);
+}
+
+int aws_http_transfer_start(lua_State *L, aws_http_client *c, aws_http_transfer *t,
+                            const aws_http_request *r) {
+    buf_init(&t->own_body, DEFAULT_MAX_RESPONSE);
+    buf_init(&t->own_headers, MAX_HEADER_BYTES);
+    buf_init(&t->store, MAX_STORE);
+    buf_init(&t->cred_store, 16 * 1024);
+    t->answer.body = &t->own_body;
+    t->answer.headers = &t->own_headers;
+    t->owns = 1;
+    transfer_init(L, c, t, r);
+    if (own_request(t)) {
+        aws_http_set_error(&t->err, error_code_name(ERROR_OUT_OF_MEMORY), 0, 0, "cannot copy the request");
+        transfer_finish(t, -1);
+        return -1;
+    }
+    drive_step(L, c); /* on the wire now, not at the next call */
+    return 0;
+}
+
+void aws_http_transfer_close(aws_http_transfer *t) {
+    aws_http_client *c = t->client;
+    attempt_release(t);
+    if (c) {
+        for (aws_http_transfer **p = &c->live; *p; p = &(*p)->next)
+            if (*p == t) {
+                *p = t->next;
+                break;
+            }
+    }
+    t->client = NULL;
+    t->next = NULL;
+    if (t->owns) {
+        buf_free(&t->own_body);
+        buf_free(&t->own_headers);
+        buf_wipe(&t->store);
+        buf_wipe(&t->cred_store);
+        free(t->hcopy);
+        t->hcopy = NULL;
+    }
+}
+
+void aws_http_transfer_note(aws_http_transfer *t) {
+    aws_http_client *c = t->client;
+    if (!c) return;
+    c->last_attempts = t->attempts;
+    c->last_ndelays = t->ndelays;
+    memcpy(c->last_delays_ms, t->delays_ms, sizeof t->delays_ms);
 }
 
 int aws_http_send(lua_State *L, aws_http_client *c, const aws_http_request *r, aws_http_error *err) {
-    stop_watch w = {invocation_deadline_ms(L), invocation_cancel_flag(L), INVOCATION_RUN};
-    aws_credentials_ref creds = r->credentials;
-    int refreshed = 0;
-    memset(err, 0, sizeof *err);
-    c->last_attempts = 0;
-    c->last_ndelays = 0;
-    for (int attempt = 1;; attempt++) {
-        int64_t timeout = attempt_budget(c, &w, attempt, err);
-        if (timeout < 0) return -1;
-        c->last_attempts = attempt;
-        int sent = attempt_once(c, r, &creds, timeout, &w, err);
-        if (sent == 0 && !answer_failed(c, r, err)) return 0;
-        if (r->refresh && !refreshed && is_expired_token(err->code)) {
-            /* Fresh credentials once, and the same attempt again straight away. */
-            char cerr[256];
-            refreshed = 1;
-            attempt--;
-            if (!r->refresh(r->refresh_ud, &creds, cerr, sizeof cerr)) continue;
-            set_error(err, error_code_name(ERROR_CREDENTIALS), 0, 0, "%s", cerr);
-            return -1;
-        }
-        if (!err->retryable || attempt >= c->max_attempts || backoff(c, &w, attempt, err)) return -1;
-    }
+    aws_http_transfer *t = &c->sync;
+    aws_http_transfer_close(t); /* what a call that raised may have left */
+    memset(t, 0, sizeof *t);
+    t->answer.body = &c->resp_body;
+    t->answer.headers = &c->resp_headers;
+    transfer_init(L, c, t, r);
+    int rc = aws_http_transfer_wait(L, t);
+    if (rc)
+        *err = t->err;
+    else
+        memset(err, 0, sizeof *err);
+    c->resp_status = t->answer.status;
+    aws_http_transfer_note(t);
+    aws_http_transfer_close(t);
+    return rc;
 }
 
 void aws_http_push_last_call(lua_State *L) {

@@ -1,11 +1,21 @@
 /* The HTTP client every AWS call goes through, on libcurl.
  *
- * One client per Lua state (a userdata kept in the registry), owning one
- * curl easy handle reused with curl_easy_reset, the signing-key cache and
- * the buffers of the request being built and the answer being read, so that
- * nothing a binding allocates for a call is held only in a C local (a Lua
- * error cannot leak it). The server runs one Lua state per thread, so a
- * client is never shared across threads.
+ * One client per Lua state (a userdata kept in the registry), owning a
+ * curl multi handle with a small pool of easy handles (reused with
+ * curl_easy_reset; at most AWS_HTTP_MAX_RUNNING transfers at once), the
+ * signing-key cache and the buffers of the request being built and the
+ * answer being read, so that nothing a binding allocates for a call is held
+ * only in a C local (a Lua error cannot leak it). The server runs one Lua
+ * state per thread, so a client is never shared across threads.
+ *
+ * Every request is a transfer on the multi handle. aws_http_send starts one
+ * and drives the multi handle until it is done; driving moves every other
+ * transfer of the state along too, so a transfer started earlier with
+ * aws_http_transfer_start (an S3 GET, say) progresses while a synchronous
+ * call (a DynamoDB claim) runs, and several started transfers (PUTs) run at
+ * once. Each transfer has its own attempts, backoff (a time before which it
+ * does not restart, not a sleep), deadline and cancel checks, exactly as a
+ * synchronous call has.
  *
  * aws_http_send signs (SigV4, X-Amz-Date taken afresh) and sends a request
  * with the credentials the binding resolved, retrying what AWS documents as
@@ -32,6 +42,7 @@
 #include <lua.h>
 
 #include "aws_credentials.h"
+#include "aws_fetch.h"
 #include "aws_sigv4.h"
 #include "buf.h"
 
@@ -63,6 +74,7 @@ typedef struct aws_http_request {
     aws_credentials_ref credentials; /* as whom (the binding resolved them) */
     aws_http_refresh_fn refresh;     /* NULL: an expired token is a plain failure */
     void *refresh_ud;
+    int64_t time; /* signing time, Unix seconds (reproducible requests); 0 = the clock */
 } aws_http_request;
 
 typedef struct aws_http_error {
@@ -72,8 +84,57 @@ typedef struct aws_http_error {
     int retryable;
 } aws_http_error;
 
+/* Where an answer is: body, header lines ("name: value\r\n"), status. */
+typedef struct aws_http_answer {
+    buf *body;
+    buf *headers;
+    long status;
+} aws_http_answer;
+
+#define AWS_HTTP_MAX_RUNNING 8 /* transfers in flight per client; more wait their turn */
+
+struct aws_http_client;
+
+enum { AWS_TRANSFER_WAITING = 1, AWS_TRANSFER_RUNNING, AWS_TRANSFER_DONE };
+
+/* One request and its attempts. Lives where its owner puts it (a Lua
+ * userdata for started transfers; inside the client for aws_http_send) and
+ * must not move while it is live (between start and close). */
+typedef struct aws_http_transfer {
+    struct aws_http_client *client; /* NULL when not live */
+    struct aws_http_transfer *next; /* the client's list of live transfers */
+    aws_http_request r;             /* as started; see aws_http_transfer_start for what it owns */
+    aws_credentials_ref creds;      /* current ones (an ExpiredToken refresh replaces them) */
+    buf store;                      /* owned copies of the request's strings (sized once) */
+    buf cred_store;                 /* owned copies of the credentials */
+    aws_header *hcopy;              /* owned copies of the headers (into store) */
+    int owns;                       /* started with aws_http_transfer_start */
+    int state;                      /* AWS_TRANSFER_* */
+    int64_t not_before_ms;          /* WAITING: the earliest start of the next attempt */
+    int64_t deadline_ms;            /* the invocation's, when it started */
+    const void *cancel_flag;        /* the host's cancel flag (atomic_int), or NULL */
+    int stop_reason;                /* why the progress callback stopped the attempt */
+    int attempt, refreshed;
+    void *easy; /* CURL * while RUNNING */
+    struct curl_slist *list;
+    aws_sigv4_result sig;
+    buf own_body, own_headers;
+    aws_http_answer answer; /* points at own_* (started) or at the client's resp_* (aws_http_send) */
+    aws_fetch_sink sink;    /* curl writes the body through it */
+    char errbuf[CURL_ERROR_SIZE];
+    int failed; /* DONE: 0, or -1 with err */
+    aws_http_error err;
+    int attempts; /* what it did (for tests and logs) */
+    int64_t delays_ms[AWS_HTTP_MAX_DELAYS];
+    int ndelays;
+} aws_http_transfer;
+
 typedef struct aws_http_client {
-    void *curl; /* CURL *, NULL once closed */
+    void *multi;                      /* CURLM *, NULL once closed */
+    void *pool[AWS_HTTP_MAX_RUNNING]; /* idle CURL * handles */
+    int npool, running;               /* idle handles; transfers RUNNING */
+    aws_http_transfer *live;          /* started and not closed */
+    aws_http_transfer sync;           /* aws_http_send's */
     aws_sigv4_cache sigcache;
     buf url;          /* scratch for the binding: the request URL */
     buf body;         /* scratch for the binding: the request body */
@@ -99,6 +160,31 @@ aws_http_client *aws_http_client_get(lua_State *L);
 /* Sends r. Returns 0 on a 2xx answer (c->resp_status, c->resp_body,
  * c->resp_headers hold it) or -1 with err filled. Never raises. */
 int aws_http_send(lua_State *L, aws_http_client *c, const aws_http_request *r, aws_http_error *err);
+
+/* Starts r as a transfer t (t zeroed by the caller, at its final address)
+ * and returns without waiting. t keeps copies of r's URL, method, headers,
+ * region and credentials; the body is borrowed: the caller keeps it alive
+ * until t is closed. The ExpiredToken refresh callback gets the lua_State
+ * driving the transfer as its ud. The answer goes to t's own buffers (at
+ * most r->max_response bytes). 0, or -1 with t->err (out of memory). */
+int aws_http_transfer_start(lua_State *L, aws_http_client *c, aws_http_transfer *t,
+                            const aws_http_request *r);
+
+/* Drives the client until t is done (every other live transfer moves along
+ * too). Returns t->failed: 0 with t->answer, or -1 with t->err. */
+int aws_http_transfer_wait(lua_State *L, aws_http_transfer *t);
+
+/* Aborts t if it is still running and frees what it holds; idempotent.
+ * Afterwards t is not live (t->client NULL). */
+void aws_http_transfer_close(aws_http_transfer *t);
+
+/* Copies t's attempts and delays into the client's last-call record. */
+void aws_http_transfer_note(aws_http_transfer *t);
+
+/* The value of the first header called name in an answer (as aws_http_header). */
+const char *aws_http_answer_header(const aws_http_answer *a, const char *name, size_t *len);
+int aws_http_answer_header_next(const aws_http_answer *a, size_t *pos, const char **name, size_t *nlen,
+                                const char **value, size_t *vlen);
 
 /* Pushes nil, err as error_push does; returns 2. */
 int aws_http_push_error(lua_State *L, const aws_http_error *e);

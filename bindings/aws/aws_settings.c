@@ -111,12 +111,23 @@ int aws_target_chain_credentials(lua_State *L, aws_target *t) {
     return 0;
 }
 
-int aws_target_resolve(lua_State *L, const char *service, aws_target *t) {
+int aws_target_resolve_call(lua_State *L, const char *service, const aws_target_call *call, aws_target *t) {
     memset(t, 0, sizeof *t);
-    t->region = aws_settings_region(L, service);
-    aws_settings_endpoint(L, service, t->region, 0, &t->ep);
+    t->region = call && call->region ? call->region : aws_settings_region(L, service);
+    if (call && call->ep)
+        t->ep = *call->ep;
+    else
+        aws_settings_endpoint(L, service, t->region, 0, &t->ep);
+    if (call && call->creds.access_key_id) {
+        t->creds = call->creds;
+        return 0;
+    }
     if (settings_credentials(L, service, &t->creds)) return 0;
     return aws_target_chain_credentials(L, t);
+}
+
+int aws_target_resolve(lua_State *L, const char *service, aws_target *t) {
+    return aws_target_resolve_call(L, service, NULL, t);
 }
 
 int aws_settings_refresh(void *ud, aws_credentials_ref *creds, char *err, size_t errlen) {

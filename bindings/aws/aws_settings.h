@@ -44,6 +44,17 @@ typedef struct aws_target {
  * pushes nil, err (CredentialsError) and returns 2. */
 int aws_target_resolve(lua_State *L, const char *service, aws_target *t);
 
+/* What a call names itself, over the settings and the environment; NULL
+ * (creds.access_key_id NULL) where the call leaves it to them. */
+typedef struct aws_target_call {
+    const char *region;
+    const aws_endpoint *ep;
+    aws_credentials_ref creds;
+} aws_target_call;
+
+/* aws_target_resolve with call's choices first (call may be NULL). */
+int aws_target_resolve_call(lua_State *L, const char *service, const aws_target_call *call, aws_target *t);
+
 /* Credentials from the chain into t (t->from_chain set). 0, or pushes
  * nil, err (CredentialsError) and returns 2. */
 int aws_target_chain_credentials(lua_State *L, aws_target *t);

@@ -160,6 +160,19 @@ static int sigv4_normalize_path(buf *out, const char *path, size_t len) {
 
 /* ---- small helpers ---- */
 
+/* Writes v as n decimal digits, zero-padded. */
+static void sigv4_digits(char *out, int v, int n) {
+    for (int i = n - 1; i >= 0; i--, v /= 10)
+        out[i] = (char)('0' + v % 10);
+}
+
+static int sigv4_ndigits(int64_t v) {
+    int n = 1;
+    for (; v >= 10; v /= 10)
+        n++;
+    return n;
+}
+
 static int sigv4_is_space(char c) {
     return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
 }
@@ -270,43 +283,77 @@ static int sigv4_parse_url(const char *url, sigv4_url *u, char *err, size_t errl
     return 0;
 }
 
-/* Derives (or takes from the cache) the signing key for date/region/service. */
-static int sigv4_signing_key(EVP_MAC_CTX *mac, const aws_sigv4_params *p, const char *date,
-                             aws_sigv4_cache *cache, unsigned char key[32]) {
-    int rc = -1;
-    unsigned char secret_digest[32], k[32];
-    char scope[sizeof cache->scope];
+/* "date/region/service/access key id" into scope (sizeof cache->scope);
+ * its length, or 0 when it does not fit. */
+static size_t sigv4_cache_scope(char *scope, size_t cap, const aws_sigv4_params *p, const char *date) {
+    const char *parts[] = {date, p->region, p->service, p->access_key_id};
+    size_t n = 0;
+    for (size_t i = 0; i < 4; i++) {
+        size_t k = strlen(parts[i]);
+        if (n + k + 2 > cap) return 0;
+        memcpy(scope + n, parts[i], k);
+        n += k;
+        scope[n++] = i < 3 ? '/' : '\0';
+    }
+    return n - 1;
+}
+
+/* The signing key: HMAC chain "AWS4"+secret -> date -> region -> service -> "aws4_request". */
+static int sigv4_derive_key(EVP_MAC_CTX *mac, const aws_sigv4_params *p, const char *date,
+                            unsigned char k[32]) {
     buf kSecret;
     buf_init(&kSecret, 4096);
-    const char *secret = p->secret_access_key;
-    int n = snprintf(scope, sizeof scope, "%s/%s/%s/%s", date, p->region, p->service, p->access_key_id);
-    int cacheable = cache && n > 0 && (size_t)n < sizeof scope;
-    if (sigv4_sha256_raw(secret, strlen(secret), secret_digest)) goto cleanup;
-    if (cacheable && cache->valid && !strcmp(cache->scope, scope) &&
-        !CRYPTO_memcmp(cache->secret_digest, secret_digest, 32)) {
-        memcpy(key, cache->key, 32);
-        rc = 0;
-        goto cleanup;
-    }
-    if (buf_appends(&kSecret, "AWS4") || buf_appends(&kSecret, secret)) goto cleanup;
-    if (sigv4_hmac(mac, kSecret.data, kSecret.len, date, strlen(date), k) ||
-        sigv4_hmac(mac, k, 32, p->region, strlen(p->region), k) ||
-        sigv4_hmac(mac, k, 32, p->service, strlen(p->service), k) ||
-        sigv4_hmac(mac, k, 32, "aws4_request", 12, k))
-        goto cleanup;
-    memcpy(key, k, 32);
-    if (cacheable) {
-        memcpy(cache->scope, scope, (size_t)n + 1);
-        memcpy(cache->secret_digest, secret_digest, 32);
-        memcpy(cache->key, k, 32);
-        cache->valid = 1;
-    }
-    rc = 0;
-cleanup:
+    int bad = buf_lit(&kSecret, "AWS4") || buf_appends(&kSecret, p->secret_access_key) ||
+              sigv4_hmac(mac, kSecret.data, kSecret.len, date, strlen(date), k) ||
+              sigv4_hmac(mac, k, 32, p->region, strlen(p->region), k) ||
+              sigv4_hmac(mac, k, 32, p->service, strlen(p->service), k) ||
+              sigv4_hmac(mac, k, 32, "aws4_request", 12, k);
     buf_wipe(&kSecret);
+    return bad ? -1 : 0;
+}
+
+/* An HMAC context keyed with the signing key of date, region and service,
+ * ready for EVP_MAC_update. From the cache when it holds this scope and
+ * secret (reinitialised with the key it keeps); else a new one, which the
+ * cache takes when it can and *own holds (to be freed) when it cannot.
+ * NULL on an OpenSSL failure. */
+static EVP_MAC_CTX *sigv4_signer(const aws_sigv4_params *p, const char *date, aws_sigv4_cache *cache,
+                                 EVP_MAC_CTX **own) {
+    char scope[sizeof cache->scope];
+    unsigned char k[32];
+    size_t slen = strlen(p->secret_access_key);
+    size_t n = cache ? sigv4_cache_scope(scope, sizeof scope, p, date) : 0;
+    int cacheable = n && slen < sizeof cache->secret;
+    if (cacheable && cache->valid && cache->mac && !strcmp(cache->scope, scope) &&
+        cache->secret_len == slen && !CRYPTO_memcmp(cache->secret, p->secret_access_key, slen))
+        return EVP_MAC_init(cache->mac, NULL, 0, NULL) ? cache->mac : NULL;
+    EVP_MAC_CTX *mac = sigv4_algorithms_ready() ? EVP_MAC_CTX_dup(sigv4_hmac_template) : NULL;
+    int bad = !mac || sigv4_derive_key(mac, p, date, k) || !EVP_MAC_init(mac, k, 32, NULL);
     OPENSSL_cleanse(k, sizeof k);
-    OPENSSL_cleanse(secret_digest, sizeof secret_digest);
-    return rc;
+    if (bad) {
+        EVP_MAC_CTX_free(mac);
+        return NULL;
+    }
+    if (!cacheable) return *own = mac;
+    aws_sigv4_cache_wipe(cache);
+    memcpy(cache->scope, scope, n + 1);
+    memcpy(cache->secret, p->secret_access_key, slen);
+    cache->secret_len = slen;
+    cache->mac = mac;
+    cache->valid = 1;
+    return mac;
+}
+
+/* HMAC-SHA256 of data with the signing key, as lowercase hex. */
+static int sigv4_sign_data(const aws_sigv4_params *p, const char *date, aws_sigv4_cache *cache,
+                           const void *data, size_t len, char signature[65]) {
+    EVP_MAC_CTX *own = NULL, *mac = sigv4_signer(p, date, cache, &own);
+    unsigned char md[32];
+    size_t outlen = 0;
+    int bad = !mac || !EVP_MAC_update(mac, data, len) || !EVP_MAC_final(mac, md, &outlen, 32) || outlen != 32;
+    EVP_MAC_CTX_free(own);
+    if (!bad) codec_hex(md, 32, signature);
+    return bad ? -1 : 0;
 }
 
 static int sigv4_nonempty(const char *s) { return s && *s; }
@@ -318,13 +365,12 @@ typedef struct sigv4_state {
     sigv4_url u;
     const char *token; /* NULL when none */
     char amz_date[17], date[9], payload_hex[65];
-    buf arena;        /* names and values of headers and parameters */
-    buf scope;        /* date/region/service/aws4_request */
-    buf signed_names; /* "host;x-amz-date" */
-    buf path;         /* the path as on the wire */
-    sigv4_entry *headers, *params;
+    buf arena;                              /* names and values of headers and parameters */
+    buf scope;                              /* date/region/service/aws4_request */
+    buf signed_names;                       /* "host;x-amz-date" */
+    buf path;                               /* the path as on the wire */
+    sigv4_entry *headers, *params, *sorted; /* one block, at headers */
     size_t nh, np, params_cap;
-    EVP_MAC_CTX *mac;
     int status; /* what a failed step returns */
     char *err;
     size_t errlen;
@@ -366,8 +412,7 @@ static int sigv4_check_inputs(sigv4_state *st) {
         return sigv4_fail(st, AWS_SIGV4_BAD_INPUT, "bad url");
     if (aws_sigv4_dates(p->time, st->amz_date, st->date))
         return sigv4_fail(st, AWS_SIGV4_BAD_INPUT, "time out of range");
-    if (!sigv4_algorithms_ready() || !(st->mac = EVP_MAC_CTX_dup(sigv4_hmac_template)))
-        return sigv4_fail(st, AWS_SIGV4_CRYPTO, "OpenSSL has no SHA256/HMAC");
+    if (!sigv4_algorithms_ready()) return sigv4_fail(st, AWS_SIGV4_CRYPTO, "OpenSSL has no SHA256/HMAC");
     st->token = sigv4_nonempty(p->session_token) ? p->session_token : NULL;
     if (aws_sigv4_scope(&st->scope, NULL, st->date, p->region, p->service)) return sigv4_full(st);
     return 0;
@@ -390,17 +435,38 @@ static int sigv4_payload(sigv4_state *st) {
     return 0;
 }
 
-/* Room for this request's entries (every field is written before it is
- * read, so no zeroing): the caller's headers plus the signer's, the URL's
- * parameters plus the presign ones. */
+/* An upper bound of what the arena will hold: headers as given, plus the
+ * signer's; the query and the presign parameters encoded (at most 3 bytes a
+ * byte) with their NULs. Sizes the arena once; a wrong guess only costs a
+ * regrowth. */
+static size_t sigv4_arena_bound(const sigv4_state *st) {
+    const aws_sigv4_params *p = st->p;
+    size_t names = 32, values = 96 + st->u.host_len, token = st->token ? strlen(st->token) : 0;
+    for (size_t i = 0; i < p->nheaders; i++) { /* checked in sigv4_caller_headers */
+        names += (p->headers[i].name ? strlen(p->headers[i].name) : 0) + 2;
+        values += (p->headers[i].value ? strlen(p->headers[i].value) : 0) + 1;
+    }
+    size_t n = names + values + token + 3 * st->u.query_len + 2 * st->params_cap;
+    if (p->presign) /* the signed names, credential and token encoded; the fixed names and values */
+        n += 3 * (names + strlen(p->access_key_id) + strlen(p->region) + strlen(p->service) + token) + 240;
+    return n;
+}
+
+/* Room for this request's entries in one block (every field is written
+ * before it is read, so no zeroing): the caller's headers plus the
+ * signer's, the URL's parameters plus the presign ones, and the sorted copy
+ * of the parameters; then the arena, sized once. */
 static int sigv4_allocate(sigv4_state *st) {
     size_t cap = 8;
     for (size_t i = 0; i < st->u.query_len && cap < SIGV4_MAX_PARAMS; i++)
         if (st->u.query[i] == '&') cap++;
     st->params_cap = cap + 1 < SIGV4_MAX_PARAMS ? cap + 1 : SIGV4_MAX_PARAMS;
-    st->headers = malloc((st->p->nheaders + 4) * sizeof *st->headers);
-    st->params = malloc(st->params_cap * sizeof *st->params);
-    return st->headers && st->params ? 0 : sigv4_full(st);
+    size_t nh = st->p->nheaders + 4;
+    st->headers = malloc((nh + 2 * st->params_cap) * sizeof *st->headers);
+    if (!st->headers) return sigv4_full(st);
+    st->params = st->headers + nh;
+    st->sorted = st->params + st->params_cap;
+    return buf_prealloc(&st->arena, sigv4_arena_bound(st)) ? sigv4_full(st) : 0;
 }
 
 /* Adds a header whose lowercase name is already at name_off in the arena. */
@@ -517,10 +583,11 @@ static int sigv4_add_param(sigv4_state *st, const char *name, const char *value)
 /* Presigning: the authentication parameters, in botocore's order. */
 static int sigv4_presign_params(sigv4_state *st) {
     const aws_sigv4_params *p = st->p;
-    char expires[24];
+    char expires[8]; /* 1 to 604800, checked */
+    sigv4_digits(expires, (int)p->expires, sigv4_ndigits(p->expires));
+    expires[sigv4_ndigits(p->expires)] = '\0';
     buf credential;
     buf_init(&credential, SIGV4_MAX_SMALL);
-    snprintf(expires, sizeof expires, "%lld", (long long)p->expires);
     int bad = aws_sigv4_scope(&credential, p->access_key_id, st->date, p->region, p->service) ||
               sigv4_add_param(st, "X-Amz-Algorithm", SIGV4_ALGORITHM) ||
               sigv4_add_param(st, "X-Amz-Credential", buf_str(&credential)) ||
@@ -539,39 +606,41 @@ static int sigv4_presign_params(sigv4_state *st) {
  * Also keeps the wire form (encoded once) in st->path for a presigned URL. */
 static int sigv4_canonical_path(sigv4_state *st, buf *cr) {
     const aws_sigv4_params *p = st->p;
-    const char *raw = st->u.path_len ? st->u.path : "/";
-    size_t rawlen = st->u.path_len ? st->u.path_len : 1;
-    if (sigv4_path_encode_once(&st->path, raw, rawlen)) return sigv4_full(st);
-    const char *src = p->double_encode ? raw : st->path.data;
-    size_t srclen = p->double_encode ? rawlen : st->path.len;
+    const char *src = st->u.path_len ? st->u.path : "/";
+    size_t srclen = st->u.path_len ? st->u.path_len : 1;
+    if (buf_prealloc(&st->path, 3 * srclen) || sigv4_path_encode_once(&st->path, src, srclen))
+        return sigv4_full(st);
+    if (!p->double_encode) src = st->path.data, srclen = st->path.len;
+    /* The rest of the canonical request comes from the arena, the signed
+     * names and the payload hash: size it once. */
+    size_t rest = st->arena.len + st->np + 2 * st->nh + st->signed_names.len + sizeof st->payload_hex + 8;
+    if (buf_prealloc(cr, 3 * srclen + rest)) return sigv4_full(st);
     buf tmp;
     buf_init(&tmp, SIGV4_MAX_URL);
-    int bad = p->normalize ? sigv4_normalize_path(&tmp, src, srclen) : buf_append(&tmp, src, srclen);
-    if (!bad)
-        bad =
-            p->double_encode ? codec_uri_encode(cr, tmp.data, tmp.len, 1) : buf_append(cr, tmp.data, tmp.len);
+    int bad = 0;
+    if (p->normalize) {
+        bad = buf_prealloc(&tmp, srclen + 1) || sigv4_normalize_path(&tmp, src, srclen);
+        src = tmp.data, srclen = tmp.len;
+    }
+    if (!bad) bad = p->double_encode ? codec_uri_encode(cr, src, srclen, 1) : buf_append(cr, src, srclen);
     buf_free(&tmp);
-    return bad || buf_append(cr, "\n", 1) ? sigv4_full(st) : 0;
+    return bad || buf_lit(cr, "\n") ? sigv4_full(st) : 0;
 }
 
 /* Sorted by encoded name, then encoded value; a sorted copy, so the URL
  * keeps the parameters in their order. */
 static int sigv4_canonical_query(sigv4_state *st, buf *cr) {
-    sigv4_entry *sorted = NULL;
+    sigv4_entry *sorted = st->sorted;
     const char *a = st->arena.data;
-    if (st->np) {
-        if (!(sorted = malloc(st->np * sizeof *sorted))) return sigv4_full(st);
-        memcpy(sorted, st->params, st->np * sizeof *sorted);
-        for (size_t i = 0; i < st->np; i++)
-            sorted[i].arena = a;
-        qsort(sorted, st->np, sizeof *sorted, sigv4_entry_cmp_name_value);
-    }
+    memcpy(sorted, st->params, st->np * sizeof *sorted);
+    for (size_t i = 0; i < st->np; i++)
+        sorted[i].arena = a;
+    qsort(sorted, st->np, sizeof *sorted, sigv4_entry_cmp_name_value);
     int bad = 0;
     for (size_t i = 0; i < st->np && !bad; i++)
-        bad = (i && buf_append(cr, "&", 1)) || buf_appends(cr, a + sorted[i].name) ||
-              buf_append(cr, "=", 1) || buf_appends(cr, a + sorted[i].value);
-    free(sorted);
-    return bad || buf_append(cr, "\n", 1) ? sigv4_full(st) : 0;
+        bad = (i && buf_lit(cr, "&")) || buf_appends(cr, a + sorted[i].name) || buf_lit(cr, "=") ||
+              buf_appends(cr, a + sorted[i].value);
+    return bad || buf_lit(cr, "\n") ? sigv4_full(st) : 0;
 }
 
 /* One "name:value" line per name, duplicates joined with ','; then the
@@ -604,18 +673,16 @@ static int sigv4_string_to_sign(sigv4_state *st, const buf *cr, buf *sts) {
     char hex[65];
     if (sigv4_sha256_raw(cr->data, cr->len, md)) return sigv4_fail(st, AWS_SIGV4_CRYPTO, "SHA-256 failed");
     codec_hex(md, 32, hex);
-    if (buf_concat(sts, SIGV4_ALGORITHM, "\n", st->amz_date, "\n", buf_str(&st->scope), "\n", hex, NULL))
+    if (buf_prealloc(sts, sizeof SIGV4_ALGORITHM + sizeof st->amz_date + st->scope.len + sizeof hex) ||
+        buf_lit(sts, SIGV4_ALGORITHM "\n") || buf_append(sts, st->amz_date, 16) || buf_lit(sts, "\n") ||
+        buf_append(sts, st->scope.data, st->scope.len) || buf_lit(sts, "\n") || buf_append(sts, hex, 64))
         return sigv4_full(st);
     return 0;
 }
 
 static int sigv4_signature(sigv4_state *st, aws_sigv4_cache *cache, const buf *sts, char signature[65]) {
-    unsigned char key[32], md[32];
-    int bad = sigv4_signing_key(st->mac, st->p, st->date, cache, key) ||
-              sigv4_hmac(st->mac, key, 32, sts->data, sts->len, md);
-    OPENSSL_cleanse(key, sizeof key);
-    if (bad) return sigv4_fail(st, AWS_SIGV4_CRYPTO, "HMAC-SHA256 failed inside OpenSSL");
-    codec_hex(md, 32, signature);
+    if (sigv4_sign_data(st->p, st->date, cache, sts->data, sts->len, signature))
+        return sigv4_fail(st, AWS_SIGV4_CRYPTO, "HMAC-SHA256 failed inside OpenSSL");
     return 0;
 }
 
@@ -626,14 +693,16 @@ static int sigv4_signature(sigv4_state *st, aws_sigv4_cache *cache, const buf *s
 static int sigv4_presigned_url(sigv4_state *st, aws_sigv4_result *out) {
     buf *url = &out->url;
     const char *a = st->arena.data;
-    int bad = buf_append(url, st->u.origin, st->u.origin_len) || buf_append(url, st->path.data, st->path.len);
+    size_t token = st->token && st->p->omit_session_token ? 3 * strlen(st->token) + 32 : 0;
+    int bad = buf_prealloc(url, st->u.origin_len + st->path.len + st->arena.len + 2 * st->np + 96 + token) ||
+              buf_append(url, st->u.origin, st->u.origin_len) || buf_append(url, st->path.data, st->path.len);
     for (size_t i = 0; i < st->np && !bad; i++)
         bad = buf_append(url, i ? "&" : "?", 1) || buf_appends(url, a + st->params[i].name) ||
-              buf_append(url, "=", 1) || buf_appends(url, a + st->params[i].value);
-    bad = bad || buf_concat(url, "&X-Amz-Signature=", out->signature, NULL);
-    if (!bad && st->token && st->p->omit_session_token)
-        bad = buf_appends(url, "&X-Amz-Security-Token=") ||
-              codec_uri_encode(url, st->token, strlen(st->token), 0);
+              buf_lit(url, "=") || buf_appends(url, a + st->params[i].value);
+    bad = bad || buf_lit(url, "&X-Amz-Signature=") || buf_append(url, out->signature, 64);
+    if (!bad && token)
+        bad =
+            buf_lit(url, "&X-Amz-Security-Token=") || codec_uri_encode(url, st->token, strlen(st->token), 0);
     return bad ? sigv4_full(st) : 0;
 }
 
@@ -679,9 +748,7 @@ static void sigv4_state_init(sigv4_state *st, const aws_sigv4_params *p, char *e
 }
 
 static void sigv4_state_free(sigv4_state *st) {
-    EVP_MAC_CTX_free(st->mac);
     free(st->headers);
-    free(st->params);
     buf_wipe(&st->arena); /* holds the session token */
     buf_free(&st->scope);
     buf_free(&st->signed_names);
@@ -712,9 +779,7 @@ int aws_sigv4_sign(const aws_sigv4_params *p, aws_sigv4_cache *cache, aws_sigv4_
 
 int aws_sigv4_sign_string(const aws_sigv4_params *p, aws_sigv4_cache *cache, const char *string_to_sign,
                           size_t len, char signature[65], char *err, size_t errlen) {
-    unsigned char key[32], md[32];
     char amz_date[17], date[9];
-    EVP_MAC_CTX *mac = NULL;
     signature[0] = '\0';
     if (!sigv4_nonempty(p->region) || !sigv4_nonempty(p->service) || !sigv4_nonempty(p->access_key_id) ||
         !sigv4_nonempty(p->secret_access_key) || strchr(p->region, '/') || strchr(p->service, '/') ||
@@ -726,16 +791,10 @@ int aws_sigv4_sign_string(const aws_sigv4_params *p, aws_sigv4_cache *cache, con
         snprintf(err, errlen, "time out of range");
         return AWS_SIGV4_BAD_INPUT;
     }
-    int bad = !sigv4_algorithms_ready() || !(mac = EVP_MAC_CTX_dup(sigv4_hmac_template)) ||
-              sigv4_signing_key(mac, p, date, cache, key) ||
-              sigv4_hmac(mac, key, 32, string_to_sign, len, md);
-    EVP_MAC_CTX_free(mac);
-    OPENSSL_cleanse(key, sizeof key);
-    if (bad) {
+    if (sigv4_sign_data(p, date, cache, string_to_sign, len, signature)) {
         snprintf(err, errlen, "HMAC-SHA256 failed inside OpenSSL");
         return AWS_SIGV4_CRYPTO;
     }
-    codec_hex(md, 32, signature);
     return 0;
 }
 
@@ -743,7 +802,16 @@ int aws_sigv4_dates(int64_t t, char amz_date[17], char date[9]) {
     time_t tt = (time_t)t;
     struct tm tm;
     if (t < 0 || (int64_t)tt != t || !gmtime_r(&tt, &tm) || tm.tm_year + 1900 > 9999) return -1;
-    strftime(amz_date, 17, "%Y%m%dT%H%M%SZ", &tm);
+    /* "yyyymmddThhmmssZ", without strftime's format parsing */
+    sigv4_digits(amz_date, tm.tm_year + 1900, 4);
+    sigv4_digits(amz_date + 4, tm.tm_mon + 1, 2);
+    sigv4_digits(amz_date + 6, tm.tm_mday, 2);
+    amz_date[8] = 'T';
+    sigv4_digits(amz_date + 9, tm.tm_hour, 2);
+    sigv4_digits(amz_date + 11, tm.tm_min, 2);
+    sigv4_digits(amz_date + 13, tm.tm_sec, 2);
+    amz_date[15] = 'Z';
+    amz_date[16] = '\0';
     memcpy(date, amz_date, 8);
     date[8] = '\0';
     return 0;
@@ -751,8 +819,12 @@ int aws_sigv4_dates(int64_t t, char amz_date[17], char date[9]) {
 
 int aws_sigv4_scope(buf *out, const char *access_key_id, const char *date, const char *region,
                     const char *service) {
-    if (access_key_id && buf_concat(out, access_key_id, "/", NULL)) return -1;
-    return buf_concat(out, date, "/", region, "/", service, "/aws4_request", NULL);
+    size_t start = out->len;
+    int bad = (access_key_id && (buf_appends(out, access_key_id) || buf_lit(out, "/"))) ||
+              buf_appends(out, date) || buf_lit(out, "/") || buf_appends(out, region) || buf_lit(out, "/") ||
+              buf_appends(out, service) || buf_lit(out, "/aws4_request");
+    if (bad && out->data) out->data[out->len = start] = '\0';
+    return bad ? -1 : 0;
 }
 
 void aws_sigv4_result_free(aws_sigv4_result *r) {
@@ -767,4 +839,8 @@ void aws_sigv4_result_free(aws_sigv4_result *r) {
     r->nadded = 0;
 }
 
-void aws_sigv4_cache_wipe(aws_sigv4_cache *cache) { OPENSSL_cleanse(cache, sizeof *cache); }
+void aws_sigv4_cache_wipe(aws_sigv4_cache *cache) {
+    EVP_MAC_CTX_free(cache->mac); /* clears the key it holds */
+    OPENSSL_cleanse(cache, sizeof *cache);
+    cache->mac = NULL;
+}

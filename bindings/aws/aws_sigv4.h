@@ -62,11 +62,16 @@ typedef struct aws_sigv4_params {
 
 /* Signing keys cached per day, region and service. Owned by the caller (one
  * per Lua state), so no locking is needed. Zero-initialise before first use;
- * aws_sigv4_cache_wipe when done. */
+ * aws_sigv4_cache_wipe when done (it frees and wipes). A hit costs no key
+ * derivation and no HMAC key schedule: the cache keeps an HMAC context keyed
+ * with the signing key, and the secret it came from (to notice rotation)
+ * next to the scope. */
+struct evp_mac_ctx_st;
 typedef struct aws_sigv4_cache {
-    char scope[128];                 /* "yyyymmdd/region/service/<access key id>" */
-    unsigned char secret_digest[32]; /* SHA-256 of the secret the key was made from */
-    unsigned char key[32];
+    char scope[128];  /* "yyyymmdd/region/service/<access key id>" */
+    char secret[128]; /* the secret access key the key was made from */
+    size_t secret_len;
+    struct evp_mac_ctx_st *mac; /* HMAC-SHA256 keyed with the signing key */
     int valid;
 } aws_sigv4_cache;
 

@@ -175,3 +175,22 @@ const char *aws_xml_find(const buf *events, const char *path, size_t *len) {
         }
     return NULL;
 }
+
+const char *aws_xml_find_error(const buf *events, const char *leaf, size_t *len) {
+    char tail[64];
+    int n = snprintf(tail, sizeof tail, "Error/%s", leaf);
+    if (n < 0 || (size_t)n >= sizeof tail) return NULL;
+    aws_xml_iter it;
+    aws_xml_event ev;
+    aws_xml_iter_init(&it, events);
+    while (aws_xml_next(&it, &ev)) {
+        size_t t = (size_t)n;
+        if (ev.kind != AWS_XML_TEXT || ev.path_len < t || memcmp(ev.path + ev.path_len - t, tail, t))
+            continue;
+        if (ev.path_len == t || ev.path[ev.path_len - t - 1] == '/') {
+            if (len) *len = ev.text_len;
+            return ev.text;
+        }
+    }
+    return NULL;
+}

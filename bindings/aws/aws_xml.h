@@ -42,4 +42,10 @@ int aws_xml_path_is(const aws_xml_event *ev, const char *path);
  * answers with a handful of fields. */
 const char *aws_xml_find(const buf *events, const char *path, size_t *len);
 
+/* The text of the first leaf ("Code", "Message") of an <Error> element in
+ * an AWS error document: <Error> itself (REST-XML, S3), <ErrorResponse>
+ * <Error> (query protocol, S3 Control), <Response><Errors><Error> (EC2);
+ * NULL when absent. */
+const char *aws_xml_find_error(const buf *events, const char *leaf, size_t *len);
+
 #endif

@@ -140,3 +140,14 @@ int args_opt_credentials(lua_State *L, int arg, const char *field, args_credenti
     out->session_token = vals[2];
     return 1;
 }
+
+int args_mark_table(lua_State *L, int arg, const char *mt) {
+    if (lua_isnoneornil(L, arg)) {
+        lua_newtable(L);
+    } else {
+        luaL_checktype(L, arg, LUA_TTABLE);
+        lua_pushvalue(L, arg);
+    }
+    luaL_setmetatable(L, mt);
+    return 1;
+}

@@ -45,6 +45,10 @@ int args_opt_option(lua_State *L, int arg, const char *field, int def, const cha
  * allowed): values that go into HTTP headers. */
 void args_check_header_value(lua_State *L, int arg, const char *field, const char *s, size_t len);
 
+/* Pushes the table argument arg (a new empty one when absent) given the
+ * metatable mt: markers such as dynamodb.list and aws.array. Returns 1. */
+int args_mark_table(lua_State *L, int arg, const char *mt);
+
 /* {access_key_id, secret_access_key, [session_token]} in field (the
  * strings are referenced by the table). Returns 0 when the field is absent,
  * 1 when read. */

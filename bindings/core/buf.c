@@ -26,7 +26,12 @@ static int buf_reserve(buf *b, size_t extra) {
     return 0;
 }
 
-int buf_append(buf *b, const void *data, size_t len) {
+int buf_prealloc(buf *b, size_t n) {
+    size_t room = b->max - b->len; /* len never exceeds max */
+    return buf_reserve(b, n < room ? n : room);
+}
+
+int buf_append_slow(buf *b, const void *data, size_t len) {
     if (buf_reserve(b, len)) return -1;
     if (len) memcpy(b->data + b->len, data, len);
     b->len += len;
@@ -34,7 +39,17 @@ int buf_append(buf *b, const void *data, size_t len) {
     return 0;
 }
 
-int buf_appends(buf *b, const char *s) { return buf_append(b, s, strlen(s)); }
+int buf_append_int(buf *b, long long n) {
+    char digits[24];
+    size_t i = sizeof digits;
+    unsigned long long u = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+    do {
+        digits[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (n < 0) digits[--i] = '-';
+    return buf_append(b, digits + i, sizeof digits - i);
+}
 
 int buf_concat(buf *b, ...) {
     va_list ap;

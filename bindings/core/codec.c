@@ -1,6 +1,8 @@
 /* Hex, base64, percent-encoding, UTF-8 and JSON strings (see codec.h). */
 #include "codec.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char codec_lower_hex[] = "0123456789abcdef";
@@ -257,4 +259,11 @@ int codec_json_string(buf *b, const char *s, size_t len, unsigned flags) {
         i += n;
     }
     return buf_append(b, "\"", 1) ? CODEC_FULL : 0;
+}
+
+void codec_double_text(double d, char out[32]) {
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(out, 32, "%.*g", prec, d);
+        if (strtod(out, NULL) == d) return;
+    }
 }

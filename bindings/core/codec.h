@@ -48,6 +48,12 @@ enum {
  * decoded NUL gives -1. Returns the decoded length. */
 long codec_percent_decode(const char *s, size_t n, unsigned flags, char *out);
 
+/* ---- numbers ---- */
+
+/* The shortest "%.*g" spelling of the finite d that reads back as d (17
+ * significant digits at most) into out. */
+void codec_double_text(double d, char out[32]);
+
 /* ---- UTF-8 ---- */
 
 /* 1 when all n bytes are well-formed UTF-8 (no overlong forms, no

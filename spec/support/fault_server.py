@@ -21,7 +21,15 @@ Other routes:
   GET  /creds               container credentials (POST /__control/creds sets the JSON;
                             answers 401 unless Authorization matches the "token" field)
   GET  /__control/log       {"requests": [{method, path, t, authorization, token, target,
-                            date, range}], "creds_hits": n}
+                            date, range, length, headers, body_b64, t_end,
+                            client_closed}], "creds_hits": n}
+                            (headers: all of them, as sent; body_b64: the first
+                            64 KiB of the body, base64; t: when the request arrived;
+                            t_end: when its answer was written; client_closed: the
+                            client hung up during a delay, which is then cut short
+                            and nothing is answered)
+A CONNECT (a client using this server as its HTTPS proxy) is recorded and
+answered like any request: its path is the host:port asked for.
   POST /__control/reset     clears plan and log
   POST /__control/quit      stops the server
 
@@ -30,6 +38,7 @@ Listens on 127.0.0.1 only, on a free port written to FILE. Bounded: body
 sizes, delays, log length, its own lifetime (default 600 s).
 """
 import argparse
+import base64
 import http.client
 import json
 import os
@@ -42,6 +51,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 MAX_BODY = 64 << 20
 MAX_LOG = 20000
 MAX_DELAY = 30.0
+MAX_LOGGED_BODY = 64 << 10
 
 lock = threading.Lock()
 state = {"plan": [], "default": {"status": 200, "body": ""}, "log": [], "creds": None, "creds_hits": 0}
@@ -105,10 +115,33 @@ class Handler(BaseHTTPRequestHandler):
             "date": self.headers.get("X-Amz-Date"),
             "range": self.headers.get("Range"),
             "length": len(body),
+            "headers": dict(self.headers.items()),
+            "body_b64": base64.b64encode(body[:MAX_LOGGED_BODY]).decode(),
         }
         with lock:
             if len(state["log"]) < MAX_LOG:
                 state["log"].append(entry)
+        return entry
+
+    def client_gone(self):
+        """True when the client has closed its end (EOF is readable)."""
+        try:
+            return self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def wait(self, delay, entry):
+        """Sleeps delay seconds in short slices, watching for the client to hang up."""
+        end = time.time() + delay
+        while time.time() < end:
+            if self.client_gone():
+                with lock:
+                    entry["client_closed"] = True
+                return False
+            time.sleep(min(0.02, max(0.0, end - time.time())))
+        return True
 
     def control(self, body):
         cmd = self.path[len("/__control/"):]
@@ -177,11 +210,19 @@ class Handler(BaseHTTPRequestHandler):
             return self.control(body)
         if self.path.startswith("/creds"):
             return self.creds()
-        self.record(body)
+        entry = self.record(body)
         step = next_step(self.command, self.path)
         delay = min(float(step.get("delay", 0)), MAX_DELAY)
-        if delay > 0:
-            time.sleep(delay)
+        if delay > 0 and not self.wait(delay, entry):
+            self.close_connection = True
+            return None
+        try:
+            return self.respond(step, body)
+        finally:
+            with lock:
+                entry["t_end"] = time.time()
+
+    def respond(self, step, body):
         if step.get("drop"):
             self.close_connection = True
             try:
@@ -199,7 +240,7 @@ class Handler(BaseHTTPRequestHandler):
             payload = step.get("body", "")
         return self.answer(int(step.get("status", 200)), payload, headers)
 
-    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = do_CONNECT = handle_any
 
 
 def main():

@@ -19,6 +19,24 @@ function M.encode(img, format, options)
 end
 
 function M.jpeg() return M.encode(M.card(), "jpeg", { quality = 90 }) end
+
+-- An sRGB image of w x h pixels of uniform random noise, the same for the
+-- same seed: the worst content for an encoder (nothing to predict), so
+-- the slowest AVIF encode of its size.
+function M.noise(w, h, seed)
+  local x = 0x9E3779B97F4A7C15 ~ (seed or 1) -- xorshift64: no global random state touched
+  local rows, row = {}, {}
+  for y = 1, h do
+    for i = 1, w * 3 do
+      x = x ~ (x << 13)
+      x = x ~ (x >> 7)
+      x = x ~ (x << 17)
+      row[i] = (x >> 24) & 255
+    end
+    rows[y] = string.char(table.unpack(row, 1, w * 3))
+  end
+  return assert(image.new_from_memory(table.concat(rows), w, h, 3))
+end
 function M.png() return M.encode(M.card(), "png") end
 
 -- The stored pixels of an image whose EXIF orientation n makes the card

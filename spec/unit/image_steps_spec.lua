@@ -247,7 +247,7 @@ describe("image toolkit methods", function()
     local rows = {
       { "resize", {}, "field 'width' or 'height', or field 'scale', expected" },
       { "resize", { width = 10, scale = 2 }, "field 'width' or 'height', or field 'scale', expected" },
-      { "resize", { width = 10, fit = "cover" }, "field 'fit': invalid value 'cover'" },
+      { "resize", { width = 10, fit = "crop" }, "field 'fit': invalid value 'crop'" },
       { "resize", { width = 10, kernel = "box" }, "field 'kernel': invalid value 'box'" },
       { "contain", { width = 10 }, "field 'height': integer expected, got nil" },
       { "contain", { width = 10, height = 10, background = { 1, 2, 3, 4, 5 } }, "field 'background'" },

@@ -4,6 +4,7 @@
 local presign = require "imgpipe.presign"
 local json = require "cjson"
 local paths = require "support.paths"
+local boto = require "support.botocore"
 
 local T0 = 1369353600 -- 2013-05-24T00:00:00Z, the date of the S3 documentation examples
 local AKID, SECRET = "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -37,28 +38,7 @@ local function base64_decode(s)
   return table.concat(out)
 end
 
--- The interpreters that have botocore, one per distinct botocore release
--- (Debian's python3-botocore signs S3 through awscrt; a pip botocore in pure
--- Python): both are independent implementations to compare with.
-local function interpreters()
-  local found, seen = {}, {}
-  for _, py in ipairs { os.getenv "IMGPIPE_PYTHON" or "/usr/bin/python3", "python3" } do
-    local out, _, code = paths.run(py .. " -c 'import botocore; print(botocore.__version__)'")
-    local version = out:match "^(%S+)"
-    if code == 0 and version and not seen[version] then
-      seen[version] = true
-      found[#found + 1] = { python = py, version = version }
-    end
-  end
-  return found
-end
-
-local function botocore(python, cases)
-  local out, err, code = paths.run(python .. " " .. paths.q(paths.root .. "/spec/support/botocore_presign.py"),
-    json.encode(cases))
-  assert(code == 0, err)
-  return json.decode(out)
-end
+local function botocore(python, cases) return boto.run(python, "botocore_presign.py", cases) end
 
 local function aws_endpoint(region)
   return region == "us-east-1" and "https://s3.amazonaws.com" or ("https://s3." .. region .. ".amazonaws.com")
@@ -189,7 +169,7 @@ describe("imgpipe.presign", function()
   teardown(paths.cleanup)
 
   describe("presigned URLs match botocore", function()
-    local pythons = interpreters()
+    local pythons = boto.interpreters()
     if #pythons == 0 then
       pending("no python3 with botocore")
       return
@@ -222,7 +202,7 @@ describe("imgpipe.presign", function()
   end)
 
   describe("POST policies match botocore", function()
-    local pythons = interpreters()
+    local pythons = boto.interpreters()
     if #pythons == 0 then
       pending("no python3 with botocore")
       return
@@ -352,6 +332,29 @@ describe("imgpipe.presign", function()
         if row.post then assert.equal(row.post, post) end
       end)
     end
+  end)
+
+  describe("the signing key cache (one per Lua state)", function()
+    local function url_with(secret)
+      return presign.url { method = "GET", bucket = "b", key = "k", time = T0, region = "us-east-1",
+        endpoint = "http://localhost:4566", credentials = { access_key_id = AKID, secret_access_key = secret } }
+    end
+    it("notices a new secret under the same key id, day and region", function()
+      local a1 = query_param(url_with(SECRET), "X-Amz-Signature")
+      local b = query_param(url_with(SECRET:sub(1, -2) .. "X"), "X-Amz-Signature")
+      local a2 = query_param(url_with(SECRET), "X-Amz-Signature")
+      assert.not_equal(a1, b)
+      assert.equal(a1, a2)
+    end)
+    it("signs with secrets too long to cache, telling apart two that share a long prefix", function()
+      local long = string.rep("s", 200)
+      local x1 = query_param(url_with(long .. "1"), "X-Amz-Signature")
+      local y = query_param(url_with(long .. "2"), "X-Amz-Signature")
+      local x2 = query_param(url_with(long .. "1"), "X-Amz-Signature")
+      assert.not_equal(x1, y)
+      assert.equal(x1, x2)
+      assert.not_equal(x1, query_param(url_with(SECRET), "X-Amz-Signature"))
+    end)
   end)
 
   describe("argument misuse raises", function()
