@@ -99,7 +99,7 @@ describe("a pipeline with check, record, a custom step and a placeholder", funct
       assert.equal(200, d.status, d.body)
       assert.same({ item.placeholder, item.colour }, { d.json.placeholder, d.json.colour })
       assert.same({ shop = "north", portrait = true, stepped = true }, d.json.attributes)
-      assert.same({ 240, 320, "card" }, { d.json.width, d.json.height, d.json.rendition })
+      assert.same({ 240, 320 }, { d.json.width, d.json.height })
     end)
   end)
 end)
