@@ -12,14 +12,17 @@
 --     },
 --   }
 --
--- pipeline.process { renditions, [limits], [config], [check], [record], [placeholder] }
+-- pipeline.process { renditions, [limits], [config], [check], [record], [placeholder], [presets] }
 --   S3 ObjectCreated events and POST /process {bucket, key}: guards, claims
 --   as leases, size/pixel/frame checks before decoding, every rendition from
 --   one decode, written to PROCESSED_BUCKET, the DynamoDB record (item field
 --   `renditions`: name -> {key, width, height, bytes, contentType}; the
 --   top-level processedKey, outWidth, ... repeat the first rendition;
 --   docs/record.md), failures as data. A rendition is declared as in
---   imgpipe.renditions; a custom step is a function(img, job) in its steps.
+--   imgpipe.renditions; a custom step is a function(img, job) in its steps;
+--   {preset = "card", ...} is the named preset "card" (imgpipe.presets: the
+--   pipelines folder's presets.lua, or the declaration's `presets`) under
+--   the rendition's own fields.
 --   limits defaults to pipeline.image_limits(config). The hooks, over the
 --   job record (imgpipe.process.job lists its fields: job.key, job.width and
 --   job.height upright, job.format, job.bytes, ...):
@@ -38,10 +41,10 @@
 --   GIF, AVIF).
 -- pipeline.download { [config] }
 --   GET /download/{imageId}[?rendition=NAME]: the first rendition by default.
--- pipeline.transform { [config] }
+-- pipeline.transform { [config], [presets] }
 --   GET|HEAD /t/{signature}/{options}/{key+} and DIT's base64 form: images
---   transformed on request (docs/transform.md). config defaults to
---   pipeline.transform_config().
+--   transformed on request (docs/transform.md); p_NAME in the options is a
+--   named preset. config defaults to pipeline.transform_config().
 --
 -- Each returns the pipeline module, {handler = function(event, ctx)}
 -- (process adds the checked `renditions` and the `limits`, for specs and
@@ -60,6 +63,7 @@ local renditions = require "imgpipe.renditions"
 local failures = require "imgpipe.pipeline.failures"
 local images = require "imgpipe.images"
 local hooks = require "imgpipe.process.hooks"
+local presets = require "imgpipe.presets"
 
 local M = {}
 
@@ -143,12 +147,12 @@ local function answering(cfg, handler)
 end
 
 local PROCESS_FIELDS = { renditions = true, limits = true, config = true, check = true, record = true,
-  placeholder = true }
+  placeholder = true, presets = true }
 
 function M.process(decl)
   check_fields("process", decl, PROCESS_FIELDS)
   local cfg = config_of(decl)
-  local checked = renditions.check(decl.renditions)
+  local checked = renditions.check(presets.expand(decl.renditions, presets.load(decl.presets)))
   if decl.limits ~= nil and type(decl.limits) ~= "table" then
     error("pipeline.process: limits must be a table of image.thumbnail limits", 2)
   end
@@ -183,9 +187,10 @@ end
 
 function M.transform(decl)
   decl = decl or {}
-  check_fields("transform", decl, { config = true })
+  check_fields("transform", decl, { config = true, presets = true })
   local cfg = config_of(decl, M.transform_config)
-  return { handler = answering(cfg, require("imgpipe.pipeline.transform").new { cfg = cfg }) }
+  local named = presets.load(decl.presets)
+  return { handler = answering(cfg, require("imgpipe.pipeline.transform").new { cfg = cfg, presets = named }) }
 end
 
 return M

@@ -15,7 +15,7 @@
 -- an output over TRANSFORM_MAX_INLINE_BYTES is written under
 -- TRANSFORM_CACHE_PREFIX in PROCESSED_BUCKET and answered with a 302 to it.
 --
--- Every step takes the instance `t` = {cfg, signing_key, limits} that
+-- Every step takes the instance `t` = {cfg, signing_key, named, limits} that
 -- M.new makes from the declaration.
 local digest = require "imgpipe.digest"
 local log = require "imgpipe.log"
@@ -26,7 +26,8 @@ local renditions = require "imgpipe.renditions"
 local dit = require "imgpipe.transform.dit"
 local negotiate = require "imgpipe.transform.negotiate"
 local options = require "imgpipe.transform.options"
-local presets = require "imgpipe.transform.presets"
+local watermarks = require "imgpipe.transform.watermarks"
+local presets = require "imgpipe.presets"
 local secret = require "imgpipe.transform.secret"
 local signing = require "imgpipe.signing"
 local source = require "imgpipe.transform.source"
@@ -153,8 +154,11 @@ local function pick_format(opts, event)
   return opts.f or "auto", false
 end
 
-local function etag_hash(source_etag, object_key, opts, format)
-  local basis = table.concat({ source_etag or "", object_key, options.canonical(opts), format }, "\n")
+-- The hash covers a named preset's declaration too: changing the preset
+-- changes the answer's ETag.
+local function etag_hash(t, source_etag, object_key, opts, format)
+  local preset = opts.p and presets.signature(t.named[opts.p]) or ""
+  local basis = table.concat({ source_etag or "", object_key, options.canonical(opts), format, preset }, "\n")
   return digest.sha256_hex(basis):sub(1, 40)
 end
 
@@ -205,8 +209,10 @@ end
 -- Failures that are ours, not the source's: a 500 naming the request id.
 local SERVER_FAULTS = { FontNotFound = true }
 
-local function render(cfg, body, opts, format)
-  local made, err = renditions.make(body, { options.rendition(opts, format, presets, cfg.transform_max_side) }, {
+local function render(t, body, opts, format)
+  local cfg = t.cfg
+  local r = options.rendition(opts, format, watermarks, cfg.transform_max_side, t.named)
+  local made, err = renditions.make(body, { r }, {
     max_pixels = cfg.max_pixels, max_pages = cfg.max_frames, fast_shrink = cfg.shrink_on_load == "fast",
   })
   if made then return made[1] end
@@ -271,7 +277,7 @@ local function not_modified(t, event, c)
   if not if_none_match then return nil end
   local info, err = look_up(t.cfg, c.object_key)
   if not info then return s3_failure(t.cfg, err, c.object_key) end
-  local hash = etag_hash(info.etag, c.object_key, c.opts, c.format)
+  local hash = etag_hash(t, info.etag, c.object_key, c.opts, c.format)
   local held = matched_format(if_none_match, hash)
   if not held then return nil end
   local h = base_headers(t, '"' .. hash .. "-" .. held .. '"', c.vary)
@@ -289,9 +295,9 @@ local function handle(t, event, ctx)
   local body, info = fetch(cfg, object_key)
   if not body then return s3_failure(cfg, info, object_key) end
   local made
-  made, res = render(cfg, body, opts, format)
+  made, res = render(t, body, opts, format)
   if not made then return res end
-  local etag = '"' .. etag_hash(info.etag, object_key, opts, format) .. "-" .. made.format .. '"'
+  local etag = '"' .. etag_hash(t, info.etag, object_key, opts, format) .. "-" .. made.format .. '"'
   ctx.log.info("transformed", { key = object_key, options = c.req.options, format = made.format,
     width = made.width, height = made.height, bytes = #made.bytes })
 
@@ -329,11 +335,13 @@ local function load_key(cfg)
   return key
 end
 
--- decl: {cfg (the transform configuration, imgpipe.config.load_transform)}
+-- decl: {cfg (the transform configuration, imgpipe.config.load_transform),
+-- presets (the named presets, imgpipe.presets.load)}
 function M.new(decl)
   local cfg = decl.cfg
-  local t = { cfg = cfg, signing_key = load_key(cfg),
-    limits = { max_side = cfg.transform_max_side, presets = presets } }
+  local named = decl.presets or {}
+  local t = { cfg = cfg, signing_key = load_key(cfg), named = named,
+    limits = { max_side = cfg.transform_max_side, presets = watermarks, named = named } }
   return function(event, ctx) return handle(t, event, ctx) end
 end
 
