@@ -15,6 +15,8 @@ set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export IMGPIPE_ROOT=$ROOT
+# The Lambda Runtime API emulator imgpipe.testing runs Lambda mode with.
+export IMGPIPE_RUNTIME_API_EMULATOR=$ROOT/spec/support/fake_runtime_api.py
 
 fast=0
 if [ "${1:-}" = --fast ]; then fast=1; shift; fi
