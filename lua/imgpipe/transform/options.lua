@@ -52,69 +52,73 @@ local function integer(v)
   return math.tointeger(tonumber(v))
 end
 
--- Parsers: value text -> parsed value, or nil and what was expected.
+-- Parsers: value text -> parsed value, or nil and what was expected. These
+-- do not depend on the limits; parsers(limits) adds the ones that do.
+local PLAIN = {
+  fit = function(v)
+    if not FITS[v] then return nil, "inside, cover, contain or fill" end
+    return v
+  end,
+  g = function(v)
+    if not GRAVITY[v] then return nil, "a compass direction (north, ne, ...), centre, attention or entropy" end
+    return GRAVITY[v]
+  end,
+  bg = function(v)
+    if not (v:match "^%x%x%x%x%x%x$" or v:match "^%x%x%x%x%x%x%x%x$") then return nil, "rrggbb or rrggbbaa (hex)" end
+    return v:lower()
+  end,
+  f = function(v)
+    if not FORMATS[v] then return nil, "auto, jpeg, png, webp, avif or gif" end
+    return FORMATS[v]
+  end,
+  q = function(v)
+    local n = integer(v)
+    if not n or n < 1 or n > 100 then return nil, "a quality 1..100" end
+    return n
+  end,
+  dpr = function(v)
+    local n = decimal(v)
+    if not n or n < 1 or n > 4 then return nil, "a ratio 1..4 with at most two decimals" end
+    return n
+  end,
+  r = function(v)
+    if v ~= "90" and v ~= "180" and v ~= "270" then return nil, "90, 180 or 270" end
+    return tonumber(v)
+  end,
+  blur = function(v)
+    local n = decimal(v)
+    if not n or n < 0.3 or n > 100 then return nil, "a sigma 0.3..100" end
+    return n
+  end,
+  sharpen = function(v)
+    local n = decimal(v)
+    if n == 1 then return 1 end
+    if not n or n < 0.5 or n > 10 then return nil, "1 (default) or a sigma 0.5..10" end
+    return n
+  end,
+}
+
 local function parsers(limits)
   local max_side = limits.max_side
+  local out = {}
+  for k, f in pairs(PLAIN) do out[k] = f end
   local function side(v)
     local n = integer(v)
     if not n or n < 1 or n > max_side then return nil, "a whole number of pixels 1.." .. max_side end
     return n
   end
-  return {
-    w = side,
-    h = side,
-    fit = function(v)
-      if not FITS[v] then return nil, "inside, cover, contain or fill" end
-      return v
-    end,
-    g = function(v)
-      if not GRAVITY[v] then return nil, "a compass direction (north, ne, ...), centre, attention or entropy" end
-      return GRAVITY[v]
-    end,
-    bg = function(v)
-      if not (v:match "^%x%x%x%x%x%x$" or v:match "^%x%x%x%x%x%x%x%x$") then return nil, "rrggbb or rrggbbaa (hex)" end
-      return v:lower()
-    end,
-    f = function(v)
-      if not FORMATS[v] then return nil, "auto, jpeg, png, webp, avif or gif" end
-      return FORMATS[v]
-    end,
-    q = function(v)
-      local n = integer(v)
-      if not n or n < 1 or n > 100 then return nil, "a quality 1..100" end
-      return n
-    end,
-    dpr = function(v)
-      local n = decimal(v)
-      if not n or n < 1 or n > 4 then return nil, "a ratio 1..4 with at most two decimals" end
-      return n
-    end,
-    r = function(v)
-      if v ~= "90" and v ~= "180" and v ~= "270" then return nil, "90, 180 or 270" end
-      return tonumber(v)
-    end,
-    blur = function(v)
-      local n = decimal(v)
-      if not n or n < 0.3 or n > 100 then return nil, "a sigma 0.3..100" end
-      return n
-    end,
-    sharpen = function(v)
-      local n = decimal(v)
-      if n == 1 then return 1 end
-      if not n or n < 0.5 or n > 10 then return nil, "1 (default) or a sigma 0.5..10" end
-      return n
-    end,
-    wm = function(v)
-      if not v:match "^[%w%-]+$" or #v > 64 then return nil, "a preset name (letters, digits, '-')" end
-      if limits.presets and not limits.presets[v] then return nil, "a known preset" end
-      return v
-    end,
-    p = function(v)
-      if not v:match "^[%w_%-]+$" or #v > 64 then return nil, "a preset name (letters, digits, '_', '-')" end
-      if not (limits.named and limits.named[v]) then return nil, "a preset of presets.lua" end
-      return v
-    end,
-  }
+  out.w, out.h = side, side
+  function out.wm(v)
+    if not v:match "^[%w%-]+$" or #v > 64 then return nil, "a preset name (letters, digits, '-')" end
+    if limits.presets and not limits.presets[v] then return nil, "a known preset" end
+    return v
+  end
+  function out.p(v)
+    if not v:match "^[%w_%-]+$" or #v > 64 then return nil, "a preset name (letters, digits, '_', '-')" end
+    if not (limits.named and limits.named[v]) then return nil, "a preset of presets.lua" end
+    return v
+  end
+  return out
 end
 
 -- The tokens of the options text into opts: nil, or a reason.

@@ -45,9 +45,8 @@ local function write_private(content)
   return path
 end
 
--- One signed JSON call; returns the decoded answer or raises.
-local function call(service, id)
-  local c = CALLS[service]
+-- The region, endpoint and host of a call; raises naming what is missing.
+local function where(service, c)
   local region = env "AWS_REGION" or env "AWS_DEFAULT_REGION"
   if not region then error("AWS_REGION is not set: needed to read the transformation signing key", 0) end
   local endpoint = env(c.variable) or env "AWS_ENDPOINT_URL" or
@@ -55,12 +54,16 @@ local function call(service, id)
   endpoint = endpoint:gsub("/+$", "")
   local host = endpoint:match "^https?://([^/]+)"
   if not host then error(c.variable .. " must be an http(s) URL, not '" .. endpoint .. "'", 0) end
+  return region, endpoint, host
+end
+
+-- The request's header lines, signed; raises without credentials.
+local function signed_lines(service, c, region, endpoint, host, body)
   local access, secret = env "AWS_ACCESS_KEY_ID", env "AWS_SECRET_ACCESS_KEY"
   if not (access and secret) then
     error("no AWS credentials in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) to read the " ..
       "transformation signing key", 0)
   end
-  local body = json.encode(c.body(id))
   local headers = { { "Host", host }, { "Content-Type", "application/x-amz-json-1.1" }, { "X-Amz-Target", c.target } }
   local signed = assert(sigv4.sign {
     method = "POST", url = endpoint .. "/", body = body, region = region, service = service, time = os.time(),
@@ -74,6 +77,11 @@ local function call(service, id)
       if h[1]:lower() ~= "host" then lines[#lines + 1] = h[1] .. ": " .. h[2] end
     end
   end
+  return lines
+end
+
+-- POSTs body with the header lines; returns the answer text and status.
+local function post(endpoint, lines, body)
   local head_file, body_file = write_private(table.concat(lines, "\n") .. "\n"), write_private(body)
   local p = io.popen(M.curl .. " -sS --noproxy '*' --max-time 10 -X POST -H @" .. q(head_file) .. " --data-binary @" ..
     q(body_file) .. " -w '\\n%{http_code}' " .. q(endpoint .. "/") .. " 2>&1")
@@ -82,9 +90,18 @@ local function call(service, id)
   os.remove(head_file)
   os.remove(body_file)
   local answer, status = out:match "^(.*)\n(%d%d%d)$"
+  return answer or out, status
+end
+
+-- One signed JSON call; returns the decoded answer or raises.
+local function call(service, id)
+  local c = CALLS[service]
+  local region, endpoint, host = where(service, c)
+  local body = json.encode(c.body(id))
+  local answer, status = post(endpoint, signed_lines(service, c, region, endpoint, host, body), body)
   if status ~= "200" then
     error(string.format("reading the transformation signing key from %s '%s' failed: %s", service, id,
-      (answer or out):sub(1, 300)), 0)
+      answer:sub(1, 300)), 0)
   end
   local ok, decoded = pcall(json.decode, answer)
   local value = ok and type(decoded) == "table" and c.value(decoded)
