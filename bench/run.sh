@@ -26,7 +26,9 @@
 #   http      wrk against imgpipe serve: a trivial route, a presign route
 #   mixed     imgpipe serve under 256 idle attacker sockets plus 16 connections
 #             of real traffic (bench/lib/mixed_load.py): real-request latency
-#             and server RSS against the bounds docs/server-limits.md states
+#             and server RSS against the bounds docs/server-limits.md states;
+#             then 2 long AVIF requests in flight, and connection churn from 8
+#             addresses (share of new connections answered)
 #   transform on-the-fly transformations over HTTP (bench/lib/transform_bench.py):
 #             imgpipe serve (pipelines/transform.lua), ipx (npm) and nginx's
 #             image_filter on the same 6 MP JPEG from one folder; wrk at 1, 16
@@ -203,6 +205,21 @@ section_mixed() {
   $PY bench/lib/mixed_load.py "$IMGPIPE_BIN" "$RES/mixed.json" --idle 256 --conns 16 --seconds "$MIXED_S" || rc=1
   say "mixed load: 256 idle sockets from 8 addresses + 16 connections of wrk, ${MIXED_S}s"
   $PY bench/lib/mixed_load.py "$IMGPIPE_BIN" "$RES/mixed-spread.json" --idle 256 --sources 8 --conns 16 \
+    --seconds "$MIXED_S" || rc=1
+  # Two AVIF encodes (seconds each, one libheif call) kept in flight: /healthz
+  # and the trivial route must not wait for them. RSS: the encodes' own.
+  say "mixed load: 2 long AVIF requests in flight + 16 connections of wrk, ${MIXED_S}s"
+  $PY bench/lib/mixed_load.py "$IMGPIPE_BIN" "$RES/mixed-long.json" --idle 0 --long 2 --conns 16 \
+    --seconds "$MIXED_S" --rss-mb 512 || rc=1
+  # Churn: idle sockets from 8 addresses re-opened as fast as they are closed
+  # (up to 2000 a second), real clients opening a connection per request;
+  # then 300 real clients from 8 addresses doing the same (37 an address:
+  # within the per-client share, so only the connection limit can refuse).
+  say "mixed load: 600 idle sockets from 8 addresses re-opened at 2000/s + wrk, a new connection per request"
+  $PY bench/lib/mixed_load.py "$IMGPIPE_BIN" "$RES/mixed-churn-idle.json" --idle 600 --sources 8 --open-rate 2000 \
+    --close --conns 16 --seconds "$MIXED_S" || rc=1
+  say "mixed load: 300 clients from 8 addresses, a new connection per request, + wrk"
+  $PY bench/lib/mixed_load.py "$IMGPIPE_BIN" "$RES/mixed-churn.json" --idle 0 --churn 300 --sources 8 --conns 16 \
     --seconds "$MIXED_S" || rc=1
   return $rc
 }

@@ -28,6 +28,10 @@ int apigw_validate(const char *raw_path, const char *raw_query, const char **why
         *why = "the path has a malformed percent-escape";
         return -1;
     }
+    return apigw_validate_query(raw_query, why);
+}
+
+int apigw_validate_query(const char *raw_query, const char **why) {
     if (raw_query && codec_percent_decode(raw_query, strlen(raw_query), CODEC_PCT_PLUS, NULL) < 0) {
         *why = "the query string has a malformed percent-escape";
         return -1;
@@ -174,7 +178,10 @@ int apigw_push_event(lua_State *L) {
 
     lua_pushvalue(L, 2);
     lua_setfield(L, ev, "resource");
-    if (apigw_push_decoded(L, req->raw_path, strlen(req->raw_path), 0)) lua_pushstring(L, req->raw_path);
+    if (req->path)
+        lua_pushlstring(L, req->path, req->path_len);
+    else if (apigw_push_decoded(L, req->raw_path, strlen(req->raw_path), 0))
+        lua_pushstring(L, req->raw_path);
     int path = lua_gettop(L);
     lua_pushvalue(L, path);
     lua_setfield(L, ev, "path");

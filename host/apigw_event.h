@@ -19,7 +19,9 @@ typedef struct apigw_header {
 
 typedef struct apigw_request {
     const char *method;
-    const char *raw_path;  /* as received, percent-encoded, without the query */
+    const char *raw_path; /* as received, percent-encoded, without the query */
+    const char *path;     /* raw_path decoded once by the caller, or NULL to decode it here */
+    size_t path_len;
     const char *raw_query; /* after '?', or NULL */
     apigw_header headers[APIGW_MAX_HEADERS];
     size_t nheaders;
@@ -38,6 +40,9 @@ int apigw_push_decoded(lua_State *L, const char *s, size_t n, int plus_is_space)
 
 /* Checks that a raw path and query decode cleanly: 0, or -1 with a reason. */
 int apigw_validate(const char *raw_path, const char *raw_query, const char **why);
+
+/* The same for the query alone (NULL passes). */
+int apigw_validate_query(const char *raw_query, const char **why);
 
 /* lua_CFunction: with a light userdata apigw_request at 1, the route
  * pattern (resource) at 2 and the path parameters table (or nil) at 3,

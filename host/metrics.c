@@ -4,11 +4,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
+
 static const double metrics_bounds[METRICS_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                                        0.5,   1,    2.5,   5,    10};
 
-void metrics_init(metrics_set *m) {
+void metrics_init(metrics_set *m, size_t max_series) {
     memset(m, 0, sizeof *m);
+    m->max_series = max_series;
     pthread_mutex_init(&m->lock, NULL);
 }
 
@@ -39,7 +42,7 @@ static metrics_series *metrics_find(metrics_set *m, metrics_kind kind, const cha
         if (s->hash == h && s->kind == kind && !strcmp(s->family, family) && !strcmp(s->labels, labels))
             return s;
     }
-    if (m->n == METRICS_MAX_SERIES || strlen(family) >= METRICS_FAMILY_MAX ||
+    if ((m->max_series && m->n >= m->max_series) || strlen(family) >= METRICS_FAMILY_MAX ||
         strlen(labels) >= METRICS_LABELS_MAX)
         return NULL;
     if (m->n == m->cap) {
@@ -96,22 +99,54 @@ void metrics_merge(metrics_set *to, metrics_set *from) {
     pthread_mutex_unlock(&from->lock);
 }
 
+/* Length of the well-formed UTF-8 sequence at p (1 to 4), or 0. */
+static size_t metrics_utf8_at(const char *p) {
+    size_t n = (unsigned char)*p < 0x80 ? 1 : (*p & 0xE0) == 0xC0 ? 2 : (*p & 0xF0) == 0xE0 ? 3 : 4;
+    for (size_t i = 1; i < n; i++)
+        if (!p[i]) return 0;
+    return codec_is_utf8(p, n) ? n : 0;
+}
+
 int metrics_label(char labels[METRICS_LABELS_MAX], const char *name, const char *value) {
     size_t used = strlen(labels);
     char *out = labels + used, *end = labels + METRICS_LABELS_MAX - 1;
     int n = snprintf(out, (size_t)(end - out), "%s%s=\"", used ? "," : "", name);
     if (n < 0 || n >= end - out) return -1;
     out += n;
-    for (const char *p = value; *p; p++) {
-        const char *esc = *p == '\\' ? "\\\\" : *p == '"' ? "\\\"" : *p == '\n' ? "\\n" : NULL;
-        size_t len = esc ? 2 : 1;
+    for (const char *p = value; *p;) {
+        size_t len = metrics_utf8_at(p);
+        const char *src = p;
+        if (!len) /* not UTF-8: the replacement character, one byte at a time */
+            src = "\xEF\xBF\xBD", len = 3;
+        else if (*p == '\\' || *p == '"' || *p == '\n')
+            src = *p == '\\' ? "\\\\" : *p == '"' ? "\\\"" : "\\n", len = 2;
         if (out + len + 1 > end) return -1;
-        memcpy(out, esc ? esc : p, len);
+        memcpy(out, src, len);
         out += len;
+        p += src == p ? len : 1;
     }
     *out++ = '"';
     *out = '\0';
     return 0;
+}
+
+const char *metrics_method(const char *method) {
+    static const char *const known[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", NULL};
+    for (const char *const *k = known; *k; k++)
+        if (!strcmp(method, *k)) return *k;
+    return "other";
+}
+
+void metrics_status(unsigned status, char out[8]) {
+    static const unsigned known[] = {200, 201, 202, 204, 206, 301, 302, 303, 304, 307, 308, 400,
+                                     401, 403, 404, 405, 406, 409, 410, 411, 412, 413, 414, 415,
+                                     416, 422, 429, 431, 500, 501, 502, 503, 504, 0};
+    for (const unsigned *k = known; *k; k++)
+        if (*k == status) {
+            snprintf(out, 8, "%u", status);
+            return;
+        }
+    snprintf(out, 8, "%uxx", status >= 100 && status < 600 ? status / 100 : 5);
 }
 
 static int metrics_compare(const void *a, const void *b) {
@@ -125,7 +160,7 @@ static int metrics_header(buf *b, const metrics_series *s) {
     static const char *const types[] = {"counter", "summary", "histogram"};
     const char *help = "reported by pipelines through log.metric";
     if (!strcmp(s->family, "imgpipe_http_requests"))
-        help = "HTTP requests answered by a handler, by route, method and status";
+        help = "HTTP requests answered, by route, method and status";
     else if (!strcmp(s->family, "imgpipe_http_request_duration_seconds"))
         help = "time from a request's arrival to its answer, by route";
     const char *suffix = s->kind == METRICS_COUNTER ? "_total" : "";
@@ -167,7 +202,7 @@ static int metrics_series_lines(buf *b, const metrics_series *s) {
     return err || metrics_line(b, s->family, "_count", s->labels, NULL, v);
 }
 
-int metrics_render(metrics_set *m, long in_flight, buf *b) {
+int metrics_render(metrics_set *m, const metrics_gauge *gauges, size_t ngauges, buf *b) {
     pthread_mutex_lock(&m->lock);
     if (m->n) qsort(m->series, m->n, sizeof *m->series, metrics_compare);
     int err = 0;
@@ -176,16 +211,15 @@ int metrics_render(metrics_set *m, long in_flight, buf *b) {
         if (i == 0 || strcmp(s->family, m->series[i - 1].family)) err = metrics_header(b, s);
         err = err || metrics_series_lines(b, s);
     }
-    err =
-        err ||
-        buf_appendf(b,
-                    "# HELP imgpipe_http_requests_in_flight requests whose headers are in, not yet answered\n"
-                    "# TYPE imgpipe_http_requests_in_flight gauge\n"
-                    "imgpipe_http_requests_in_flight %ld\n"
-                    "# HELP imgpipe_metrics_dropped_total observations of series over the limit of %d\n"
-                    "# TYPE imgpipe_metrics_dropped_total counter\n"
-                    "imgpipe_metrics_dropped_total %llu\n",
-                    in_flight, METRICS_MAX_SERIES, (unsigned long long)m->dropped);
+    for (size_t i = 0; i < ngauges && !err; i++)
+        err = buf_appendf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %ld\n", gauges[i].name, gauges[i].help,
+                          gauges[i].name, gauges[i].name, gauges[i].value);
+    err = err || buf_appendf(b,
+                             "# HELP imgpipe_metrics_dropped_total observations of pipeline figures over the "
+                             "limit of %d series per worker\n"
+                             "# TYPE imgpipe_metrics_dropped_total counter\n"
+                             "imgpipe_metrics_dropped_total %llu\n",
+                             METRICS_MAX_SERIES, (unsigned long long)m->dropped);
     pthread_mutex_unlock(&m->lock);
     return err ? -1 : 0;
 }

@@ -15,8 +15,11 @@
 
 #include "buf.h"
 
-/* At most this many series per set; observations of further ones are
- * counted in `dropped` (and exposed as imgpipe_metrics_dropped_total). */
+/* At most this many series in a worker's set of pipeline figures (their
+ * dimensions are the pipelines' choice); observations of further ones are
+ * counted in `dropped` (and exposed as imgpipe_metrics_dropped_total). The
+ * server's own request series are bounded by design instead: routes x
+ * METRICS_METHODS x the status labels of metrics_status. */
 #define METRICS_MAX_SERIES 2000
 #define METRICS_FAMILY_MAX 160
 #define METRICS_LABELS_MAX 640
@@ -44,10 +47,19 @@ typedef struct metrics_set {
     pthread_mutex_t lock;
     metrics_series *series;
     size_t n, cap;
+    size_t max_series; /* 0: no limit (a set bounded by what goes in) */
     uint64_t dropped;
 } metrics_set;
 
-void metrics_init(metrics_set *m);
+/* A gauge rendered after the series: name, HELP text, value. */
+typedef struct metrics_gauge {
+    const char *name, *help;
+    long value;
+} metrics_gauge;
+
+/* max_series: METRICS_MAX_SERIES for pipeline figures, 0 for a set whose
+ * labels are bounded by design. */
+void metrics_init(metrics_set *m, size_t max_series);
 void metrics_free(metrics_set *m);
 
 /* Records one observation (takes m's lock). unit may be NULL. */
@@ -58,14 +70,23 @@ void metrics_observe(metrics_set *m, metrics_kind kind, const char *family, cons
  * caller's own). */
 void metrics_merge(metrics_set *to, metrics_set *from);
 
-/* Appends a label pair, value escaped as the text format says
- * (backslash, double quote, newline), comma-separated from what is in
- * labels. 0, or -1 when it does not fit in METRICS_LABELS_MAX. */
+/* Appends a label pair, comma-separated from what is in labels. The value
+ * is made valid UTF-8 (each byte of a malformed sequence becomes U+FFFD)
+ * and escaped as the text format says (backslash, double quote, newline).
+ * 0, or -1 when it does not fit in METRICS_LABELS_MAX. */
 int metrics_label(char labels[METRICS_LABELS_MAX], const char *name, const char *value);
 
+/* The method label of a request: the method when it is one of GET, HEAD,
+ * POST, PUT, PATCH, DELETE, OPTIONS; "other" for anything else. */
+const char *metrics_method(const char *method);
+
+/* The status label of an answer into out: the code itself for the codes
+ * HTTP APIs commonly answer, else its class ("2xx" ... "5xx"). */
+void metrics_status(unsigned status, char out[8]);
+
 /* Renders the set as Prometheus text: families sorted, each with one
- * HELP and one TYPE line. in_flight is a gauge added as
- * imgpipe_http_requests_in_flight. 0, or -1 when b is full. */
-int metrics_render(metrics_set *m, long in_flight, buf *b);
+ * HELP and one TYPE line, then the gauges and the dropped counter.
+ * 0, or -1 when b is full. */
+int metrics_render(metrics_set *m, const metrics_gauge *gauges, size_t ngauges, buf *b);
 
 #endif

@@ -1,19 +1,18 @@
 #include "routes.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
 
-#include "apigw_event.h"
 #include "codec.h"
 #include "names.h"
 
-#define ROUTES_MAX         1000
-#define ROUTES_SEGMENT_MAX 1024
+#define ROUTES_MAX 1000
 
 /* Moves *p past the next non-empty segment: its start and length, or 0. */
-static int routes_segment(const char **p, const char **seg, size_t *len) {
+static int routes_next_segment(const char **p, const char **seg, size_t *len) {
     const char *s = *p;
     while (*s == '/')
         s++;
@@ -27,7 +26,7 @@ static int routes_segment(const char **p, const char **seg, size_t *len) {
 }
 
 /* "{name}" -> 1, "{name+}" -> 2, else 0; the name in *name, *nlen. */
-static int routes_param(const char *seg, size_t len, const char **name, size_t *nlen) {
+static int routes_param_kind(const char *seg, size_t len, const char **name, size_t *nlen) {
     if (len < 3 || seg[0] != '{' || seg[len - 1] != '}') return 0;
     int greedy = seg[len - 2] == '+';
     *name = seg + 1;
@@ -65,8 +64,11 @@ void routes_check(lua_State *L, int idx) {
         lua_pop(L, 1);
         const char *p = path, *seg, *name;
         size_t len, nlen;
-        while (routes_segment(&p, &seg, &len)) {
-            int kind = routes_param(seg, len, &name, &nlen);
+        int params = 0;
+        while (routes_next_segment(&p, &seg, &len)) {
+            int kind = routes_param_kind(seg, len, &name, &nlen);
+            if (kind && ++params > ROUTES_MAX_PARAMS)
+                luaL_error(L, "routes.lua: entry %I: more than %d path parameters", i, ROUTES_MAX_PARAMS);
             if (kind == 2 && *p && strspn(p, "/") != strlen(p))
                 luaL_error(L, "routes.lua: entry %I: a greedy {name+} must be the last segment", i);
             if (!kind && memchr(seg, '{', len))
@@ -76,45 +78,159 @@ void routes_check(lua_State *L, int idx) {
     }
 }
 
-/* Sets params[name] to the decoded segment (when params is non-zero).
- * 0 when the segment does not decode. */
-static int routes_capture(lua_State *L, int params, const char *name, size_t nlen, const char *seg,
-                          size_t len) {
-    if (!params) return 1;
-    lua_pushlstring(L, name, nlen);
-    if (apigw_push_decoded(L, seg, len, 0)) {
-        lua_pop(L, 1);
-        return 0;
-    }
-    lua_rawset(L, params);
-    return 1;
-}
+/* ------------------------------------------------------------------ */
+/* Paths, decoded once                                                 */
 
-/* Does raw_path match pattern? When params is non-zero, sets each captured
- * parameter (decoded) in the table at that index. */
-static int routes_try(lua_State *L, const char *pattern, const char *raw_path, int params) {
-    const char *pp = pattern, *rp = raw_path, *pseg, *rseg, *name;
-    size_t plen, rlen, nlen;
-    char literal[ROUTES_SEGMENT_MAX];
-    while (routes_segment(&pp, &pseg, &plen)) {
-        if (!routes_segment(&rp, &rseg, &rlen)) return 0;
-        int kind = routes_param(pseg, plen, &name, &nlen);
-        if (kind == 2) { /* the rest of the path, without trailing slashes */
-            size_t rest = strlen(rseg);
-            while (rest && rseg[rest - 1] == '/')
-                rest--;
-            return routes_capture(L, params, name, nlen, rseg, rest);
-        }
-        if (kind == 1) {
-            if (!routes_capture(L, params, name, nlen, rseg, rlen)) return 0;
+int routes_path_decode(routes_path *p, const char *raw_path) {
+    memset(p, 0, sizeof *p);
+    size_t n = strlen(raw_path), nseg = 0;
+    for (size_t i = 0; i < n; i++)
+        nseg += raw_path[i] != '/' && (i == 0 || raw_path[i - 1] == '/');
+    p->decoded = malloc(n + 1);
+    p->seg = calloc(nseg ? nseg : 1, sizeof *p->seg);
+    if (!p->decoded || !p->seg) goto fail;
+    size_t out = 0, i = 0;
+    while (i < n) {
+        if (raw_path[i] == '/') {
+            p->decoded[out++] = raw_path[i++];
             continue;
         }
-        /* A literal segment: compare with the decoded path segment. */
-        if (rlen >= sizeof literal) return 0;
-        long o = codec_percent_decode(rseg, rlen, CODEC_PCT_LENIENT, literal);
-        if (o < 0 || (size_t)o != plen || memcmp(literal, pseg, plen)) return 0;
+        size_t j = i;
+        while (j < n && raw_path[j] != '/')
+            j++;
+        long d = codec_percent_decode(raw_path + i, j - i, 0, p->decoded + out);
+        if (d < 0) goto fail;
+        p->seg[p->nseg++] = (routes_segment){i, j - i, out, (size_t)d};
+        out += (size_t)d;
+        i = j;
     }
-    return !routes_segment(&rp, &rseg, &rlen);
+    p->decoded[out] = '\0';
+    p->decoded_len = out;
+    return 0;
+fail:
+    routes_path_free(p);
+    return -1;
+}
+
+void routes_path_free(routes_path *p) {
+    free(p->decoded);
+    free(p->seg);
+    memset(p, 0, sizeof *p);
+}
+
+/* ------------------------------------------------------------------ */
+/* The table                                                           */
+
+enum { ROUTES_LITERAL, ROUTES_PARAM, ROUTES_GREEDY };
+
+typedef struct routes_piece {
+    int kind;
+    const char *text; /* the literal, or the parameter's name (in the entry's pattern) */
+    size_t len;
+} routes_piece;
+
+typedef struct routes_entry {
+    char *method, *pattern, *pipeline;
+    long long max_body;
+    routes_piece *pieces;
+    size_t npieces;
+} routes_entry;
+
+struct routes_table {
+    routes_entry *entries;
+    size_t n;
+};
+
+void routes_table_free(routes_table *t) {
+    if (!t) return;
+    for (size_t i = 0; i < t->n; i++) {
+        free(t->entries[i].method);
+        free(t->entries[i].pattern);
+        free(t->entries[i].pipeline);
+        free(t->entries[i].pieces);
+    }
+    free(t->entries);
+    free(t);
+}
+
+size_t routes_table_count(const routes_table *t) { return t ? t->n : 0; }
+
+const char *routes_table_pipeline(const routes_table *t, size_t i) {
+    return t && i < t->n ? t->entries[i].pipeline : NULL;
+}
+
+/* The pattern's segments as pieces: 0, or -1 when out of memory. */
+static int routes_split(routes_entry *e) {
+    const char *p = e->pattern, *seg, *name;
+    size_t len, nlen, n = 0;
+    while (routes_next_segment(&p, &seg, &len))
+        n++;
+    e->pieces = calloc(n ? n : 1, sizeof *e->pieces);
+    if (!e->pieces) return -1;
+    p = e->pattern;
+    while (routes_next_segment(&p, &seg, &len)) {
+        int kind = routes_param_kind(seg, len, &name, &nlen);
+        routes_piece *c = &e->pieces[e->npieces++];
+        *c = kind ? (routes_piece){kind == 2 ? ROUTES_GREEDY : ROUTES_PARAM, name, nlen}
+                  : (routes_piece){ROUTES_LITERAL, seg, len};
+    }
+    return 0;
+}
+
+/* Copies entry i of the list at idx into e: 0, or -1 out of memory. */
+static int routes_copy_entry(lua_State *L, int idx, lua_Integer i, routes_entry *e) {
+    lua_rawgeti(L, idx, i);
+    lua_getfield(L, -1, "method");
+    lua_getfield(L, -2, "path");
+    lua_getfield(L, -3, "pipeline");
+    lua_getfield(L, -4, "max_body");
+    e->method = strdup(lua_tostring(L, -4));
+    e->pattern = strdup(lua_tostring(L, -3));
+    e->pipeline = strdup(lua_tostring(L, -2));
+    e->max_body = lua_isinteger(L, -1) ? (long long)lua_tointeger(L, -1) : -1;
+    lua_pop(L, 5);
+    if (!e->method || !e->pattern || !e->pipeline) return -1;
+    return routes_split(e);
+}
+
+routes_table *routes_table_new(lua_State *L, int idx) {
+    idx = lua_absindex(L, idx);
+    size_t n = (size_t)lua_rawlen(L, idx);
+    routes_table *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->entries = calloc(n ? n : 1, sizeof *t->entries);
+    if (!t->entries) goto fail;
+    for (size_t i = 0; i < n; i++) {
+        t->n = i + 1;
+        if (routes_copy_entry(L, idx, (lua_Integer)i + 1, &t->entries[i])) goto fail;
+    }
+    return t;
+fail:
+    routes_table_free(t);
+    return NULL;
+}
+
+/* Does the path match the entry's pattern? With m, records the captures. */
+static int routes_try(const routes_entry *e, const routes_path *p, routes_match *m) {
+    size_t i = 0;
+    if (m) m->nparams = 0;
+    for (size_t k = 0; k < e->npieces; k++, i++) {
+        const routes_piece *c = &e->pieces[k];
+        if (i >= p->nseg) return 0;
+        const routes_segment *s = &p->seg[i];
+        if (c->kind == ROUTES_LITERAL) {
+            if (s->dec_len != c->len || memcmp(p->decoded + s->dec_off, c->text, c->len)) return 0;
+            continue;
+        }
+        size_t len = s->dec_len;
+        if (c->kind == ROUTES_GREEDY) { /* the rest of the path, without trailing slashes */
+            const routes_segment *last = &p->seg[p->nseg - 1];
+            len = last->dec_off + last->dec_len - s->dec_off;
+            i = p->nseg - 1;
+        }
+        if (m) m->params[m->nparams++] = (routes_param){c->text, c->len, s->dec_off, len};
+    }
+    return i == p->nseg;
 }
 
 /* Appends method to the list in out unless it is there already. */
@@ -126,65 +242,41 @@ static void routes_add_method(char *out, size_t len, const char *method) {
     snprintf(out + used, len - used, "%s%s", used ? ", " : "", method);
 }
 
-int routes_match(lua_State *L, int idx, const char *method, const char *raw_path) {
-    idx = lua_absindex(L, idx);
-    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
-    int top = lua_gettop(L);
-    char allowed[256];
-    allowed[0] = '\0';
-    for (lua_Integer i = 1; i <= n; i++) {
-        lua_settop(L, top);
-        lua_rawgeti(L, idx, i);             /* top+1: entry */
-        lua_getfield(L, top + 1, "path");   /* top+2 */
-        lua_getfield(L, top + 1, "method"); /* top+3 */
-        const char *pattern = lua_tostring(L, top + 2), *m = lua_tostring(L, top + 3);
-        if (!pattern || !m || !routes_try(L, pattern, raw_path, 0)) continue;
-        if (strcmp(m, method) && strcmp(m, "ANY")) {
-            routes_add_method(allowed, sizeof allowed, m);
+int routes_table_match(const routes_table *t, const char *method, const routes_path *p, routes_match *m) {
+    memset(m, 0, sizeof *m);
+    m->outcome = ROUTES_NOT_FOUND;
+    for (size_t i = 0; t && i < t->n; i++) {
+        const routes_entry *e = &t->entries[i];
+        if (!routes_try(e, p, NULL)) continue;
+        if (strcmp(e->method, method) && strcmp(e->method, "ANY")) {
+            routes_add_method(m->allowed, sizeof m->allowed, e->method);
+            m->outcome = ROUTES_WRONG_METHOD;
             continue;
         }
-        lua_getfield(L, top + 1, "pipeline"); /* top+4 */
-        lua_pushvalue(L, top + 2);            /* top+5: resource */
-        if (strchr(pattern, '{')) {
-            lua_newtable(L);
-            routes_try(L, pattern, raw_path, lua_gettop(L)); /* matched above: cannot fail */
-        } else {
-            lua_pushnil(L);
-        }
-        lua_getfield(L, top + 1, "max_body"); /* top+7: checked by routes_check */
-        /* Keep the last four (pipeline, resource, params, max_body). */
-        lua_rotate(L, top + 1, 4);
-        lua_settop(L, top + 4);
-        return ROUTES_FOUND;
+        routes_try(e, p, m);
+        m->outcome = ROUTES_FOUND;
+        m->pipeline = e->pipeline;
+        m->resource = e->pattern;
+        m->max_body = e->max_body;
+        m->allowed[0] = '\0';
+        break;
     }
-    lua_settop(L, top);
-    if (allowed[0]) {
-        lua_pushstring(L, allowed);
-        return ROUTES_WRONG_METHOD;
-    }
-    return ROUTES_NOT_FOUND;
+    return m->outcome;
 }
 
-int routes_methods(lua_State *L, int idx, const char *raw_path, char *out, size_t len) {
+int routes_table_methods(const routes_table *t, const routes_path *p, char *out, size_t len) {
     static const char *const any[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", NULL};
-    idx = lua_absindex(L, idx);
-    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
     int found = 0;
     if (len) out[0] = '\0';
-    for (lua_Integer i = 1; i <= n && len; i++) {
-        lua_rawgeti(L, idx, i);
-        lua_getfield(L, -1, "path");
-        lua_getfield(L, -2, "method");
-        const char *pattern = lua_tostring(L, -2), *m = lua_tostring(L, -1);
-        if (pattern && m && routes_try(L, pattern, raw_path, 0)) {
-            found++;
-            if (strcmp(m, "ANY"))
-                routes_add_method(out, len, m);
-            else
-                for (const char *const *a = any; *a; a++)
-                    routes_add_method(out, len, *a);
-        }
-        lua_pop(L, 3);
+    for (size_t i = 0; t && i < t->n && len; i++) {
+        const routes_entry *e = &t->entries[i];
+        if (!routes_try(e, p, NULL)) continue;
+        found++;
+        if (strcmp(e->method, "ANY"))
+            routes_add_method(out, len, e->method);
+        else
+            for (const char *const *a = any; *a; a++)
+                routes_add_method(out, len, *a);
     }
     return found;
 }

@@ -3,4 +3,5 @@
 return {
   { method = "GET", path = "/hello", pipeline = "hello" },
   { method = "GET", path = "/presign/{name}", pipeline = "presign" },
+  { method = "GET", path = "/avif", pipeline = "avif" },
 }

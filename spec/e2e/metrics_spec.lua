@@ -9,7 +9,33 @@ local ROUTES = [[
 return {
   { method = "GET", path = "/work/{n}", pipeline = "work" },
   { method = "GET", path = "/fail", pipeline = "fail" },
+  { method = "GET", path = "/late", pipeline = "fail" },
+  { method = "ANY", path = "/any", pipeline = "fail" },
 }
+]]
+
+local KNOWN_METHODS = { GET = true, HEAD = true, POST = true, PUT = true, PATCH = true, DELETE = true,
+  OPTIONS = true, other = true }
+
+-- Sends one request per method on its own connection (Connection: close),
+-- from one Python process; prints how many got an HTTP answer.
+local JUNK_SENDER = [[
+import socket, sys
+port, path, count = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+answered = 0
+for i in range(count):
+    method = b"J%04dX" % i if i else b"G\xffT"
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(method + b" " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    answered += data.startswith(b"HTTP/1.1 ")
+print(answered)
 ]]
 
 local WORK = [[
@@ -80,6 +106,7 @@ local function parse_labels(rest, where)
     assert(labels[lname] == nil, where .. ": label twice: " .. lname)
     local value, j = label_value(rest, after, where)
     labels[lname] = value
+    assert(utf8.len(value), where .. ": label value is not valid UTF-8")
     local sep = rest:sub(j, j)
     assert(sep == "," or sep == "}", where .. ": expected ',' or '}'")
     i = sep == "," and j + 1 or j
@@ -241,8 +268,51 @@ describe("metrics", function()
       { note = 'say "hi"\\there' }))
   end)
 
-  it("answers 405 to anything but GET /metrics", function()
+  it("answers 405 to anything but GET /metrics, and counts it as 405", function()
     assert.equal(405, drv:curl("-X POST", "/metrics").status)
+    assert.equal(405, drv:curl("-X DELETE", "/healthz").status)
+    local f = parse_prometheus(drv:curl("", "/metrics").body)
+    assert.equal(1, sample(f, "imgpipe_http_requests_total", "imgpipe_http_requests_total",
+      { route = "/metrics", method = "POST", status = "405" }))
+    assert.equal(1, sample(f, "imgpipe_http_requests_total", "imgpipe_http_requests_total",
+      { route = "/healthz", method = "DELETE", status = "405" }))
+    for _, s in ipairs(f.imgpipe_http_requests_total.samples) do
+      assert.is_not.equal("0", s.labels.status)
+    end
+  end)
+
+  it("keeps /metrics valid and bounded whatever methods clients send", function()
+    -- G\xffT, then 1,999 distinct junk methods: to a routed path (ANY), an
+    -- unrouted one, and a GET-only one.
+    local script = paths.tmpdir() .. "/junk.py"
+    paths.write(script, JUNK_SENDER)
+    local port = drv:start_http().port
+    for _, path in ipairs { "/any", "/nowhere", "/fail" } do
+      local out, err, code = paths.run(("timeout 300 python3 %s %s %s 2000"):format(paths.q(script), port, path))
+      assert.equal(0, code, err)
+      assert.equal(2000, tonumber(out), out)
+    end
+    -- A genuine series that is new after all of that is still recorded.
+    assert.equal(500, drv:curl("", "/late").status)
+    local r = drv:curl("", "/metrics")
+    assert.equal(200, r.status)
+    local f = parse_prometheus(r.body)
+    check_histograms(f)
+    local series = 0
+    for _, s in ipairs(f.imgpipe_http_requests_total.samples) do
+      series = series + 1
+      assert.is_true(KNOWN_METHODS[s.labels.method], "method label " .. s.labels.method)
+    end
+    assert.is_true(series < 40, series .. " series")
+    assert.equal(2000, sample(f, "imgpipe_http_requests_total", "imgpipe_http_requests_total",
+      { route = "/any", method = "other", status = "500" }))
+    assert.equal(2000, sample(f, "imgpipe_http_requests_total", "imgpipe_http_requests_total",
+      { route = "(none)", method = "other", status = "404" }))
+    assert.equal(2000, sample(f, "imgpipe_http_requests_total", "imgpipe_http_requests_total",
+      { route = "(none)", method = "other", status = "405" }))
+    assert.equal(1, sample(f, "imgpipe_http_requests_total", "imgpipe_http_requests_total",
+      { route = "/late", method = "GET", status = "500" }))
+    assert.equal(0, sample(f, "imgpipe_metrics_dropped_total", "imgpipe_metrics_dropped_total", {}))
   end)
 
   it("writes CloudWatch EMF lines in Lambda mode", function()

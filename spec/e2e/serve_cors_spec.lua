@@ -124,6 +124,15 @@ end}
         assert.is_nil(r.headers["access-control-allow-origin"], args)
       end
     end)
+
+    it("carry Vary: Origin on every answer, so a cache never hands one origin's answer to another", function()
+      for _, args in ipairs { "-H " .. paths.q("Origin: " .. EVIL), "", "-X DELETE" } do
+        local r = drv:curl(args, "/hi")
+        assert.is_true(list(r.headers.vary).origin, args)
+      end
+      assert.is_true(list(drv:curl("", "/nowhere").headers.vary).origin)
+      assert.is_true(list(drv:curl("", "/healthz").headers.vary).origin)
+    end)
   end)
 
   it("refuses every preflight when CORS_ALLOW_ORIGIN is not set", function()

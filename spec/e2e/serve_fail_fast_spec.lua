@@ -79,22 +79,32 @@ describe("imgpipe serve fails fast", function()
     end)
 
     it("reports a pipeline edited to fail after start, whose requests get 500 with the request id", function()
+      -- The watcher checks the folder once a second: ask until it has.
+      local function eventually(path, status)
+        local r
+        for _ = 1, 100 do
+          r = drv:curl("", path)
+          if r.status == status then return r end
+          os.execute "sleep 0.1"
+        end
+        error(path .. " still answers " .. tostring(r.status) .. ": " .. r.body)
+      end
       os.execute "sleep 1.1" -- a new mtime second for the reload check
       paths.write(dir .. "/beta.lua", "error('beta is broken now', 0)\n")
+      local h = eventually("/healthz", 503)
+      assert.equal("failing", h.json.status)
+      assert.same({ loaded = true }, h.json.pipelines.alpha)
+      assert.same({ loaded = false, error = "beta is broken now" }, h.json.pipelines.beta)
       local r = drv:curl("", "/b")
       assert.equal(500, r.status, r.body)
       assert.equal("InternalError", r.json.error.code)
       assert.equal(r.headers["x-amzn-requestid"], r.json.error.requestId)
-      local h = drv:curl("", "/healthz")
-      assert.equal(503, h.status, h.body)
-      assert.equal("failing", h.json.status)
-      assert.same({ loaded = true }, h.json.pipelines.alpha)
-      assert.same({ loaded = false, error = "beta is broken now" }, h.json.pipelines.beta)
       paths.write(dir .. "/beta.lua", OK)
       os.execute "sleep 1.1"
       paths.write(dir .. "/beta.lua", OK .. "-- fixed\n")
-      assert.equal(200, drv:curl("", "/healthz").status)
+      eventually("/healthz", 200)
       assert.equal(200, drv:curl("", "/b").status)
     end)
+
   end)
 end)

@@ -14,6 +14,10 @@
   raw_http.py burst PORT --count N [--path P] [--timeout S]
       N connections at once, each one GET P; prints {"statuses": {code: n},
       "closed": n, "unanswered": n, "max_seconds": s}
+  raw_http.py hold PORT --count N --ready FILE --go FILE [--path P] [--timeout S]
+      opens N connections that send nothing, writes FILE --ready, waits for
+      the file --go to exist, then sends GET P on each; prints {"statuses":
+      {code: n}, "closed": n, "unanswered": n}
 
 Loopback only; every wait is bounded by --timeout (default 10 s, at most 120).
 """
@@ -205,9 +209,49 @@ def burst(args):
     return {"statuses": statuses, "closed": closed, "unanswered": unanswered, "max_seconds": round(seconds, 3)}
 
 
+def hold(args):
+    socks = [socket.create_connection(("127.0.0.1", args.port), timeout=args.timeout) for _ in range(args.count)]
+    with open(args.ready, "w") as f:
+        f.write("%d\n" % len(socks))
+    end = time.time() + args.timeout
+    while time.time() < end:
+        try:
+            with open(args.go):
+                break
+        except OSError:
+            time.sleep(0.05)
+    raw = ("GET %s HTTP/1.1\r\nHost: spec\r\nConnection: close\r\n\r\n" % args.path).encode()
+    sel = selectors.DefaultSelector()
+    for s in socks:
+        s.sendall(raw)
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, {"data": b""})
+    statuses, closed = {}, 0
+    while sel.get_map() and time.time() < end:
+        for key, _ in sel.select(0.2):
+            try:
+                chunk = key.fileobj.recv(65536)
+            except OSError:
+                chunk = b""
+            if chunk:
+                key.data["data"] += chunk
+                continue
+            status, _ = parse(key.data["data"])
+            if status is None:
+                closed += 1
+            else:
+                statuses[str(status)] = statuses.get(str(status), 0) + 1
+            sel.unregister(key.fileobj)
+            key.fileobj.close()
+    unanswered = len(sel.get_map())
+    for key in list(sel.get_map().values()):
+        key.fileobj.close()
+    return {"statuses": statuses, "closed": closed, "unanswered": unanswered}
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["send", "idle", "trickle", "burst"])
+    ap.add_argument("what", choices=["send", "idle", "trickle", "burst", "hold"])
     ap.add_argument("port", type=int)
     ap.add_argument("file", nargs="?")
     ap.add_argument("--count", type=int, default=1)
@@ -218,6 +262,8 @@ def main():
     ap.add_argument("--timeout", type=float, default=10)
     ap.add_argument("--every", type=float, default=0.5)
     ap.add_argument("--wait", type=float, default=0.3)
+    ap.add_argument("--ready")
+    ap.add_argument("--go")
     args = ap.parse_args()
     args.timeout = min(args.timeout, 120)
     args.hold = min(args.hold, 120)
@@ -231,6 +277,8 @@ def main():
             out = trickle(args.port, f.read(), max(0.01, min(args.every, 10)), args.timeout)
     elif args.what == "idle":
         out = idle(args)
+    elif args.what == "hold":
+        out = hold(args)
     else:
         out = burst(args)
     print(json.dumps(out))
