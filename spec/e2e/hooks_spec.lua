@@ -173,3 +173,26 @@ describe("a hook declaration that cannot work", function()
     end)
   end
 end)
+
+-- Records written before reasonCode existed hold "Code: message" in
+-- reason: they are still answered with their code.
+describe("an image FAILED before reasonCode existed", function()
+  local dir = paths.tmpdir()
+  paths.write(dir .. "/download.lua", 'return require("imgpipe.pipeline").download {}\n')
+  paths.write(dir .. "/routes.lua",
+    'return { { method = "GET", path = "/download/{imageId}", pipeline = "download" } }\n')
+  local t = helper.new { pipelines = dir }
+  teardown(function() t:stop() end)
+
+  helper.each_mode(function(mode)
+    it("is answered 422 with its code and message (" .. mode .. ")", function()
+      local id = require("imgpipe.random").uuid()
+      assert(require("imgpipe.dynamodb").put_item { table = t.settings.TABLE_NAME, item = { imageId = id,
+        status = "FAILED", originalKey = "uploads/" .. id .. ".png",
+        reason = "TooManyPixels: 9x9 is over the limit" } })
+      local r = t:request(mode, "GET", "/download/" .. id)
+      assert.equal(422, r.status, r.body)
+      assert.same({ "TooManyPixels", "9x9 is over the limit" }, { r.json.error.code, r.json.error.message })
+    end)
+  end)
+end)
