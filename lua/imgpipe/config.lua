@@ -4,6 +4,7 @@
 -- a default. A missing or malformed value is an error naming the variable,
 -- raised when the pipeline is loaded (an init error on Lambda).
 local image = require "imgpipe.image"
+local http = require "imgpipe.http"
 
 local M = {}
 
@@ -105,11 +106,11 @@ function M.load()
     -- expiresAt) this long after /upload; 0 = never.
     pending_ttl_s = integer("PENDING_TTL_SECONDS", 7 * 86400, 0, 365 * 86400),
     public_base_url = os.getenv "PUBLIC_BASE_URL", -- e.g. the CloudFront domain serving the processed bucket
-    cors_origin = os.getenv "CORS_ALLOW_ORIGIN",
+    -- "*" or a comma-separated list of origins (imgpipe.http.cors).
+    cors_origins = http.origins(os.getenv "CORS_ALLOW_ORIGIN"),
   }
   image_limits_into(c)
   if c.public_base_url == "" then c.public_base_url = nil end
-  if c.cors_origin == "" then c.cors_origin = nil end
   if c.public_base_url and not c.public_base_url:find("^https?://[^/]+") then
     error("PUBLIC_BASE_URL must start with https:// (for example https://d111111abcdef8.cloudfront.net)", 0)
   end

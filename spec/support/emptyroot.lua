@@ -235,6 +235,36 @@ local function read_json(path)
   return json.decode(text)
 end
 
+-- Each queued invocation's outcome {kind, body, value, error_type} from the
+-- fake's recording.
+local function outcomes(rec, queued)
+  local by_id = {}
+  for _, r in ipairs(rec.responses or {}) do by_id[r.request_id] = { kind = "response", body = r.body } end
+  for _, r in ipairs(rec.errors or {}) do
+    by_id[r.request_id] = { kind = "error", body = r.body, error_type = r.error_type }
+  end
+  local out = {}
+  for i, inv in ipairs(queued) do
+    local o = by_id[inv.request_id] or { kind = "missing", body = "" }
+    local ok, value = pcall(json.decode, o.body)
+    o.value = ok and value or nil
+    out[i] = o
+  end
+  return out
+end
+
+-- The libraries the loader initialised and the files it tried (LD_DEBUG=libs).
+local function loader_trace(stderr, res)
+  local seen = {}
+  for path in stderr:gmatch "calling init: (%S+)" do
+    if not seen[path] then
+      seen[path] = true
+      res.libs[#res.libs + 1] = path
+    end
+  end
+  for path in stderr:gmatch "trying file=(%S+)" do res.searched[#res.searched + 1] = path end
+end
+
 function M.invoke(root, opts)
   assert(opts.handler, "emptyroot.invoke: handler")
   local work = paths.tmpdir()
@@ -280,30 +310,9 @@ function M.invoke(root, opts)
   end
   modes.stop_process(fake)
   local rec = read_json(work .. "/rec.json") or { responses = {}, errors = {}, init_errors = {} }
-
-  local by_id = {}
-  for _, r in ipairs(rec.responses or {}) do by_id[r.request_id] = { kind = "response", body = r.body } end
-  for _, r in ipairs(rec.errors or {}) do
-    by_id[r.request_id] = { kind = "error", body = r.body, error_type = r.error_type }
-  end
-  local res = { outcomes = {}, init_errors = rec.init_errors or {}, stderr = stderr, exit = code,
+  local res = { outcomes = outcomes(rec, queued), init_errors = rec.init_errors or {}, stderr = stderr, exit = code,
     libs = {}, searched = {} }
-  for i, inv in ipairs(queued) do
-    local o = by_id[inv.request_id] or { kind = "missing", body = "" }
-    local ok, value = pcall(json.decode, o.body)
-    o.value = ok and value or nil
-    res.outcomes[i] = o
-  end
-  if opts.ld_debug then
-    local seen = {}
-    for path in stderr:gmatch "calling init: (%S+)" do
-      if not seen[path] then
-        seen[path] = true
-        res.libs[#res.libs + 1] = path
-      end
-    end
-    for path in stderr:gmatch "trying file=(%S+)" do res.searched[#res.searched + 1] = path end
-  end
+  if opts.ld_debug then loader_trace(stderr, res) end
   os.execute("rm -rf " .. q(work))
   return res
 end
