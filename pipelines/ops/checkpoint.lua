@@ -35,9 +35,9 @@ local function key_ok(key, prefix)
   return type(key) == "string" and #key <= MAX_KEY_BYTES and key:sub(1, #prefix) == prefix and #key > #prefix
 end
 
--- Why the decoded checkpoint cannot be used for `want` (bucket, prefix,
--- pipeline), or nil.
-local function problem(cp, want)
+-- Why the checkpoint's shape (a JSON object of backfill's fields, of this
+-- version) is wrong, or nil.
+local function shape_problem(cp)
   if type(cp) ~= "table" or cp[1] ~= nil then return "it is not a JSON object" end
   for k in pairs(cp) do
     if not FIELDS[k] then return "it has a field '" .. tostring(k) .. "' backfill does not write" end
@@ -46,6 +46,14 @@ local function problem(cp, want)
     local v = cp.version == nil and "missing" or json.encode(cp.version)
     return string.format("its version is %s (this backfill writes version %d)", v, M.VERSION)
   end
+  return nil
+end
+
+-- Why the decoded checkpoint cannot be used for `want` (bucket, prefix,
+-- pipeline), or nil.
+local function problem(cp, want)
+  local why = shape_problem(cp)
+  if why then return why end
   for _, f in ipairs { "bucket", "prefix", "pipeline" } do
     if cp[f] ~= want[f] then
       return string.format("it is for %s %s, not %s (s3://%s/%s with pipeline %s)", f, tostring(cp[f]), want[f],

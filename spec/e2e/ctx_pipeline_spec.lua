@@ -44,3 +44,47 @@ describe("e2e: ctx.pipeline", function()
     assert.matches('\\"pipeline\\":\\"shop%-thumbs\\"', out)
   end)
 end)
+
+-- Metrics carry the pipeline's own name: the process pipeline deployed as
+-- "photos" (a copy of pipelines/process.lua under that name) reports
+-- pipeline = "photos" in its EMF lines, on Lambda.
+describe("e2e: metrics carry the pipeline's name", function()
+  local json = require "cjson"
+  local service = require "support.service"
+  local env, missing = service.env()
+  if not env then
+    it("needs the local stack", function() error(missing) end)
+    return
+  end
+  local dir, drv
+  setup(function()
+    dir = paths.tmpdir()
+    paths.write(dir .. "/photos.lua", paths.read(paths.pipelines .. "/process.lua"))
+    drv = modes.new { pipelines = dir }
+  end)
+  teardown(function()
+    if drv then drv:stop() end
+    paths.cleanup()
+  end)
+
+  it("reports pipeline = photos for process deployed as photos (lambda)", function()
+    local key = "uploads/" .. require("imgpipe.random").hex(4) .. "-photos.jpg"
+    local info = service.put_upload(key, service.jpeg(64, 48))
+    local out = drv:invoke("lambda", "photos", service.s3_event(key, { size = info.content_length }))
+    assert.is_true(out.ok, out.error_message)
+    assert.equal("PROCESSED", out.value.records[1].status)
+    local names, seen = {}, 0
+    for line in drv:stderr("lambda", "photos"):gmatch "[^\n]+" do
+      local ok, doc = pcall(json.decode, line)
+      if ok and type(doc) == "table" and type(doc._aws) == "table" then
+        seen = seen + 1
+        assert.equal("photos", doc.pipeline, line)
+        names[doc._aws.CloudWatchMetrics[1].Metrics[1].Name] = true
+      end
+    end
+    for _, name in ipairs { "fetch_ms", "render_ms", "total_ms", "outcome", "cold_start" } do
+      assert.is_true(names[name] == true, "no EMF line for " .. name)
+    end
+    assert.is_true(seen >= 5, seen .. " EMF lines")
+  end)
+end)

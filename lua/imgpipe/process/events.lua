@@ -8,10 +8,9 @@ local images = require "imgpipe.images"
 local s3event = require "imgpipe.s3event"
 local failures = require "imgpipe.pipeline.failures"
 local runner = require "imgpipe.process.runner"
+local steps = require "imgpipe.process.steps"
 
 local M = {}
-
-local DIMS = { pipeline = "process" }
 
 -- One "outcome" count per object: ok, the failure's code, the reason it
 -- was skipped, or Retry / ConfigurationError.
@@ -24,19 +23,21 @@ local function count_outcome(ctx, ok, res)
   else
     code = res.code or "Skipped"
   end
-  ctx.log.metric("outcome", 1, { unit = "Count", dims = { pipeline = "process", code = code } })
+  local dims = steps.dims(ctx)
+  dims.code = code
+  ctx.log.metric("outcome", 1, { unit = "Count", dims = dims })
 end
 
 -- Runs one object, counted. Raises what the runner raises.
 local function run_counted(p, rec, ctx, force)
   if p.cold then
     p.cold = false
-    ctx.log.metric("cold_start", 1, { unit = "Count", dims = DIMS })
+    ctx.log.metric("cold_start", 1, { unit = "Count", dims = steps.dims(ctx) })
   end
   local started = ctx.log.clock_ms()
   local ok, res, item = pcall(runner.run, p, rec, ctx, force)
   count_outcome(ctx, ok, res)
-  ctx.log.metric("total_ms", ctx.log.clock_ms() - started, { unit = "Milliseconds", dims = DIMS })
+  ctx.log.metric("total_ms", ctx.log.clock_ms() - started, { unit = "Milliseconds", dims = steps.dims(ctx) })
   if not ok then error(res, 0) end
   return res, item
 end
