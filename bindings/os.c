@@ -110,9 +110,19 @@ static int os_executable(lua_State *L) {
     return 1;
 }
 
+/* sleep(seconds): 0 to 60 seconds, resumed after a signal until done. */
+static int os_sleep(lua_State *L) {
+    lua_Number secs = luaL_checknumber(L, 1);
+    luaL_argcheck(L, secs >= 0 && secs <= 60, 1, "seconds from 0 to 60");
+    struct timespec left = {(time_t)secs, (long)((secs - (lua_Number)(time_t)secs) * 1e9)};
+    for (int tries = 0; tries < 1000 && nanosleep(&left, &left) != 0 && errno == EINTR; tries++) {
+    }
+    return 0;
+}
+
 static const luaL_Reg os_funcs[] = {
-    {"executable", os_executable}, {"isatty", os_isatty}, {"now", os_now},
-    {"rmdir", os_rmdir},           {"tmpdir", os_tmpdir}, {NULL, NULL},
+    {"sleep", os_sleep}, {"executable", os_executable}, {"isatty", os_isatty}, {"now", os_now},
+    {"rmdir", os_rmdir}, {"tmpdir", os_tmpdir},         {NULL, NULL},
 };
 
 int luaopen_imgpipe_os(lua_State *L) {

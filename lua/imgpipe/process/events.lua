@@ -1,4 +1,5 @@
--- What reaches pipeline.process: S3 ObjectCreated events, POST /process
+-- What reaches pipeline.process: S3 ObjectCreated events, S3 Batch
+-- Operations invocations (imgpipe.process.batch), POST /process
 -- {bucket, key} (answers {original, processed}), and {bucket, key, force}
 -- from an operator at the CLI. Each object goes through the runner
 -- (imgpipe.process.runner); here its outcome becomes the answer of the
@@ -8,6 +9,7 @@ local images = require "imgpipe.images"
 local s3event = require "imgpipe.s3event"
 local failures = require "imgpipe.pipeline.failures"
 local runner = require "imgpipe.process.runner"
+local batch = require "imgpipe.process.batch"
 local steps = require "imgpipe.process.steps"
 
 local M = {}
@@ -142,6 +144,7 @@ function M.handler(p)
     if s3event.is_test_event(event) then return { ignored = "s3:TestEvent" } end
     if http.is_request(event) then return request(p, event, ctx) end
     if s3event.is_s3_event(event) then return s3_event(p, event, ctx) end
+    if batch.is_batch(event) then return batch.handle(run_counted, p, event, ctx) end
     if type(event) == "table" and event.bucket ~= nil then return operator(p, event, ctx) end
     error("process expects an S3 event or POST /process {bucket, key}", 0)
   end
