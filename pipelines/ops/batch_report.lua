@@ -12,6 +12,8 @@ local M = {}
 
 -- Bounds: the result files of one report, the failures kept for display.
 local MAX_FILES = 1000
+local MAX_MANIFEST = 1 << 20
+local MAX_CSV = 256 << 20
 M.MAX_FAILURES = 100
 
 -- The fields of one CSV line ("" is a quote inside a quoted field).
@@ -85,17 +87,17 @@ local function add_rows(summary, rows)
   end
 end
 
-local function get(bucket, key)
-  local obj, err = s3.get { bucket = bucket, key = key }
-  if not obj then return nil, "cannot read s3://" .. bucket .. "/" .. key .. ": " .. tostring(err) end
-  return obj.body
+local function get(bucket, key, max_bytes)
+  local body, err = s3.get { bucket = bucket, key = key, max_bytes = max_bytes }
+  if not body then return nil, "cannot read s3://" .. bucket .. "/" .. key .. ": " .. tostring(err) end
+  return body
 end
 
 -- The report of job `id`: {total, failed, counts = {["succeeded:Succeeded"] = n, ...},
 -- failures = {{key, code, reason}}}, or nil and why.
 function M.read(bucket, prefix, id)
   local key = prefix:gsub("/+$", "") .. "/job-" .. id .. "/manifest.json"
-  local text, err = get(bucket, key)
+  local text, err = get(bucket, key, MAX_MANIFEST)
   if not text then return nil, err end
   local ok, doc = pcall(json.decode, text)
   if not ok or type(doc) ~= "table" or type(doc.Results) ~= "table" then
@@ -110,7 +112,7 @@ function M.read(bucket, prefix, id)
     if type(r) ~= "table" or type(r.Bucket) ~= "string" or type(r.Key) ~= "string" then
       return nil, "the report's manifest lists a result file without Bucket and Key"
     end
-    local csv, cerr = get(r.Bucket, r.Key)
+    local csv, cerr = get(r.Bucket, r.Key, MAX_CSV)
     if not csv then return nil, cerr end
     add_rows(summary, csv_rows(csv))
   end
