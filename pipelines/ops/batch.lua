@@ -139,8 +139,10 @@ local function start()
   local put, err = s3.put { bucket = s.manifest_bucket, key = key, body = table.concat(lines, "\n") .. "\n",
     content_type = "text/csv" }
   if not put then die("cannot write the manifest s3://" .. s.manifest_bucket .. "/" .. key .. ": " .. tostring(err)) end
+  -- CreateJob takes the ETag without the quotes S3 answers it with
+  local etag = tostring(put.etag):gsub('^"(.*)"$', "%1")
   local doc = control(s.account, "POST", "/v20180820/jobs",
-    create_request(s, "arn:aws:s3:::" .. s.manifest_bucket .. "/" .. key, put.etag, token))
+    create_request(s, "arn:aws:s3:::" .. s.manifest_bucket .. "/" .. key, etag, token))
   io.stdout:write(json.encode { event = "created", jobId = doc.JobId, objects = #lines,
     manifest = "s3://" .. s.manifest_bucket .. "/" .. key }, "\n")
 end
