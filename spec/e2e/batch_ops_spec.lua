@@ -218,6 +218,29 @@ describe("e2e: ops batch (S3 Batch Operations)", function()
       " one step outside")
   end)
 
+  it("starts a job over an S3 Inventory report's manifest, only where the role may read it", function()
+    local key = settings.manifest_prefix .. "inventory-" .. RUN .. "/2026-12-06T00-00Z/manifest.json"
+    assert(s3.put { bucket = env.PROCESSED_BUCKET, key = key, body = json.encode { sourceBucket = env.UPLOAD_BUCKET,
+      fileFormat = "CSV", fileSchema = "Bucket, Key", files = {} } })
+    local before = #requests()
+    local lines, code, err = ops("start --inventory " .. q("s3://" .. env.PROCESSED_BUCKET .. "/" .. key))
+    assert.equal(0, code, err)
+    assert.is_true(lines[#lines].inventory)
+    local sent = requests()[before + 1]
+    model_ok(sent)
+    local body = require("imgpipe.aws").xml_decode(sent.body)
+    assert.equal("S3InventoryReport_CSV_20161130", body.Manifest.Spec.Format)
+    assert.is_nil(body.Manifest.Spec.Fields)
+    assert.equal("arn:aws:s3:::" .. env.PROCESSED_BUCKET .. "/" .. key, body.Manifest.Location.ObjectArn)
+    local head = assert(s3.head { bucket = env.PROCESSED_BUCKET, key = key })
+    assert.equal((head.etag:gsub('"', "")), body.Manifest.Location.ETag)
+    -- elsewhere: refused before anything is sent
+    lines, code, err = ops("start --inventory " .. q("s3://" .. env.UPLOAD_BUCKET .. "/inv/manifest.json"))
+    assert.equal(2, code)
+    assert.matches("the only place the job's role may read", err, 1, true)
+    assert.equal(before + 1, #requests())
+  end)
+
   it("the model check refuses a CreateJob that is not one", function()
     if botocore_missing() then
       pending("SKIPPED: " .. botocore_missing())
