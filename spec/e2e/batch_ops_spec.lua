@@ -235,7 +235,8 @@ describe("e2e: ops batch (S3 Batch Operations)", function()
     local head = assert(s3.head { bucket = env.PROCESSED_BUCKET, key = key })
     assert.equal((head.etag:gsub('"', "")), body.Manifest.Location.ETag)
     -- elsewhere: refused before anything is sent
-    lines, code, err = ops("start --inventory " .. q("s3://" .. env.UPLOAD_BUCKET .. "/inv/manifest.json"))
+    local _
+    _, code, err = ops("start --inventory " .. q("s3://" .. env.UPLOAD_BUCKET .. "/inv/manifest.json"))
     assert.equal(2, code)
     assert.matches("the only place the job's role may read", err, 1, true)
     assert.equal(before + 1, #requests())
