@@ -149,9 +149,10 @@ static size_t server_answer_cache_figures(server *s, metrics_set *all, metrics_g
     const uint64_t counts[] = {st.hits, st.misses, st.stores, st.evictions, st.refused};
     for (size_t i = 0; i < sizeof counts / sizeof *counts; i++)
         metrics_observe(all, METRICS_COUNTER, names[i], "", NULL, (double)counts[i]);
-    gauges[n++] = (metrics_gauge){"imgpipe_result_cache_bytes", "bytes the result cache holds", (long)st.bytes};
-    gauges[n++] = (metrics_gauge){"imgpipe_result_cache_entries", "results the result cache holds",
-                                  (long)st.entries};
+    gauges[n++] =
+        (metrics_gauge){"imgpipe_result_cache_bytes", "bytes the result cache holds", (long)st.bytes};
+    gauges[n++] =
+        (metrics_gauge){"imgpipe_result_cache_entries", "results the result cache holds", (long)st.entries};
     gauges[n++] = (metrics_gauge){"imgpipe_result_cache_max_bytes", "the result cache's bound in bytes",
                                   (long)st.max_bytes};
     return n;
