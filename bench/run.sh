@@ -21,7 +21,8 @@
 #             (process pipeline, Lambda mode), Python (boto3 + Pillow),
 #             Node.js (AWS SDK v3 + sharp)
 #   coldstart process start to the first GET /next on a Runtime API stand-in;
-#             also the packaged runtime (make layer) chrooted in an empty root
+#             also the packaged runtime (make layer) chrooted in an empty root,
+#             and the arm64 package under qemu (informational: emulated)
 #   presign   microseconds per presigned URL: imgpipe, botocore, SDK v3
 #   http      wrk against imgpipe serve: a trivial route, a presign route
 #   mixed     imgpipe serve under 256 idle attacker sockets plus 16 connections
@@ -145,6 +146,33 @@ section_cost() {
   $PY bench/lib/cost_model.py "$OUT/work/lambda-tools.json" "$N_COST" "$OUT/images/photo-6mp.jpg" "$RES/cost.json"
 }
 
+# The arm64 package (make layer ARCH=arm64) in a second empty root, run
+# under qemu-aarch64 (binfmt_misc): informational, emulated. Adds the row
+# imgpipe-packaged-arm64 to TOOLS, or says in $RES/coldstart-arm64-skipped why not.
+coldstart_arm64() { # TOOLS LAYERS BASE X86_ROOT
+  local tools=$1 layers=$2 base=$3 why=
+  rm -f "$RES/coldstart-arm64-skipped"
+  if [ "$(uname -m)" = aarch64 ]; then
+    why="this machine is arm64: imgpipe-packaged is the arm64 package"
+  elif ! why=$(spec/support/emptyroot.sh binfmt aarch64 2>&1 >/dev/null); then
+    :
+  elif ! why=$(make --no-print-directory -s layer ARCH=arm64 LAYER_OUT="$layers" 2>&1 >/dev/null); then
+    why="make layer ARCH=arm64 failed: $(echo "$why" | tail -1)"
+  else
+    why=
+    spec/support/emptyroot.sh prepare "$base/arm64" --runtime "$layers/runtime-arm64.zip" \
+      --pipelines "$layers/pipelines.zip"
+    # shellcheck disable=SC2064
+    trap "spec/support/emptyroot.sh cleanup '$base/arm64'; spec/support/emptyroot.sh cleanup '$4'; rmdir '$base'" EXIT
+    $PY -c 'import json, sys
+tools = json.load(open(sys.argv[1]))
+t = dict(next(t for t in tools if t["name"] == "imgpipe-packaged"), name="imgpipe-packaged-arm64")
+t["argv"] = ["/usr/sbin/chroot", sys.argv[2], "/opt/bootstrap"]
+json.dump(tools + [t], open(sys.argv[1], "w"), indent=1)' "$tools" "$base/arm64"
+  fi
+  [ -z "$why" ] || echo "$why" >"$RES/coldstart-arm64-skipped"
+}
+
 section_coldstart() {
   local tools=$OUT/work/lambda-tools.json layers=$OUT/work/layers base root
   rm -f "$RES/coldstart-packaged-skipped"
@@ -162,6 +190,7 @@ section_coldstart() {
       --pipelines "$layers/pipelines.zip"
     tools=$OUT/work/coldstart-tools.json
     $PY bench/lib/tools.py lambda "$tools" "$root"
+    coldstart_arm64 "$tools" "$layers-arm64" "$base" "$root"
   else
     echo "it needs root (mount, chroot) and zip" >"$RES/coldstart-packaged-skipped"
   fi

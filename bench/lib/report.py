@@ -374,7 +374,7 @@ def coldstart_section(res, out, targets):
                "interleaved; the page cache is warm (as for every tool).\n" % data["rounds"])
     out.append("| runtime | to first GET /next, ms: median (min–max) | RSS then, MB | time ÷ imgpipe's |")
     out.append("|---|---|---|---|")
-    for k in ("imgpipe", "imgpipe-packaged", "python", "node"):
+    for k in ("imgpipe", "imgpipe-packaged", "imgpipe-packaged-arm64", "python", "node"):
         if k in t:
             out.append("| %s | %s | %.0f | %.1f |" % (k, span(t[k]["start_s"], "%.1f", 1e3),
                                                      med(t[k]["rss_kb"]) / MB,
@@ -391,13 +391,21 @@ runtimes' own starts only; on AWS Lambda the sandbox start comes on top for ever
         out.append("**imgpipe-packaged** — the runtime layer as Lambda runs it (`make layer`): "
                    "`chroot ROOT /opt/bootstrap` in an empty root holding only the runtime and pipelines "
                    "layers in /opt and /proc, /tmp; the static bootstrap execs the packaged glibc loader "
-                   "with `--library-path /opt/lib`, which loads the packaged libraries (Lambda's "
+                   "with `--library-path /opt/imgpipe/lib`, which loads the packaged libraries (Lambda's "
                    "LD_LIBRARY_PATH set and ignored). Same pipeline as imgpipe; the difference is the price "
                    "of the self-contained package.\n")
     else:
         skipped = load(res, "coldstart-packaged-skipped")
         out.append("The packaged runtime (imgpipe-packaged) was not measured%s.\n" % (
             ": " + skipped if skipped else ""))
+    if "imgpipe-packaged-arm64" in t:
+        out.append("**imgpipe-packaged-arm64** — the arm64 package (`make layer ARCH=arm64`, cross-built) in "
+                   "its own empty root, run by qemu-aarch64 on this x86_64 machine: informational only, "
+                   "emulated; it says nothing of a Graviton's speed.\n")
+    else:
+        skipped = load(res, "coldstart-arm64-skipped")
+        if skipped:
+            out.append("The arm64 package (imgpipe-packaged-arm64) was not measured: %s.\n" % skipped.strip())
     bare = load(res, "bare-start.json")
     if bare:
         out.append("For scale, the bare interpreters (hyperfine, 20 runs, `-N`): " + ", ".join(

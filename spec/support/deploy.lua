@@ -21,33 +21,46 @@ local function sh_ok(cmd)
   return code == 0
 end
 
+-- Per tool: nil when it is there, else the reason it is not.
+local PIP = { samtranslator = "aws-sam-translator", cfnlint = "cfn-lint", moto = "'moto[server]'", boto3 = "boto3" }
+
+local function python_module(tool)
+  if sh_ok(M.python .. " -c 'import " .. tool .. "'") then return nil end
+  return M.python .. " has no " .. tool .. " module (pip install " .. PIP[tool] .. ")"
+end
+
+local function on_path(tool, what)
+  if sh_ok("command -v " .. tool) then return nil end
+  return tool .. what
+end
+
+local function awscli()
+  local out, _, code = paths.run(M.aws .. " --version")
+  local major, minor = out:match "aws%-cli/(%d+)%.(%d+)"
+  major, minor = tonumber(major), tonumber(minor)
+  if code ~= 0 or not major then return "no AWS CLI ('" .. M.aws .. "')" end
+  if (major == 1 and minor < 29) or (major == 2 and minor < 13) then
+    return "the AWS CLI '" .. M.aws .. "' (" .. out:match "%S+" .. ") ignores AWS_ENDPOINT_URL (needs 1.29+ or 2.13+)"
+  end
+  return nil
+end
+
+local CHECKS = {
+  samtranslator = python_module, moto = python_module, cfnlint = python_module, boto3 = python_module,
+  ["cfn-lint"] = function(t) return on_path(t, " is not on the PATH") end,
+  moto_server = function(t) return on_path(t, " is not on the PATH") end,
+  awscli = awscli,
+  zip = function(t) return on_path(t, " is not installed") end,
+  unzip = function(t) return on_path(t, " is not installed") end,
+  curl = function(t) return on_path(t, " is not installed") end,
+}
+
 local have_cache = {}
 -- nil when the tool is there, else the reason it is not (for pending()).
 function M.missing(tool)
   if have_cache[tool] ~= nil then return have_cache[tool] or nil end
-  local reason
-  if tool == "samtranslator" or tool == "moto" or tool == "cfnlint" or tool == "boto3" then
-    if not sh_ok(M.python .. " -c 'import " .. tool .. "'") then
-      local pip = {
-        samtranslator = "aws-sam-translator", cfnlint = "cfn-lint", moto = "'moto[server]'", boto3 = "boto3",
-      }
-      reason = M.python .. " has no " .. tool .. " module (pip install " .. pip[tool] .. ")"
-    end
-  elseif tool == "cfn-lint" or tool == "moto_server" then
-    if not sh_ok("command -v " .. tool) then reason = tool .. " is not on the PATH" end
-  elseif tool == "awscli" then
-    local out, _, code = paths.run(M.aws .. " --version")
-    local major, minor = out:match "aws%-cli/(%d+)%.(%d+)"
-    major, minor = tonumber(major), tonumber(minor)
-    if code ~= 0 or not major then
-      reason = "no AWS CLI ('" .. M.aws .. "')"
-    elseif (major == 1 and minor < 29) or (major == 2 and minor < 13) then
-      reason = "the AWS CLI '" .. M.aws .. "' (" .. out:match "%S+" ..
-        ") ignores AWS_ENDPOINT_URL (needs 1.29+ or 2.13+)"
-    end
-  elseif tool == "zip" or tool == "unzip" or tool == "curl" then
-    if not sh_ok("command -v " .. tool) then reason = tool .. " is not installed" end
-  end
+  local check = CHECKS[tool]
+  local reason = check and check(tool) or nil
   have_cache[tool] = reason or false
   return reason
 end

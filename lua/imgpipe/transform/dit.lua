@@ -55,55 +55,66 @@ local function hex_colour(bg)
   return table.concat(parts)
 end
 
+-- Each supported edit: (value, add, state) adds option tokens with add(),
+-- or raises a message; state.format is the output format.
+local function only(v, allowed, what)
+  if type(v) ~= "table" then error(what .. " must be an object", 0) end
+  for k in pairs(v) do
+    if not allowed[k] then error(what .. "." .. tostring(k) .. " is not supported", 0) end
+  end
+end
+
+local EDITS = {
+  resize = function(v, add)
+    only(v, { width = true, height = true, fit = true, background = true }, "edits.resize")
+    if v.width ~= nil and v.width ~= json.null then add("w_" .. whole(v.width, "edits.resize.width")) end
+    if v.height ~= nil and v.height ~= json.null then add("h_" .. whole(v.height, "edits.resize.height")) end
+    if v.fit ~= nil then
+      -- one word of a fixed list: never option text pasted into the options
+      if not FITS[v.fit] then error("edits.resize.fit must be cover, contain, fill or inside", 0) end
+      add("fit_" .. v.fit)
+    end
+    if v.background ~= nil then add("bg_" .. hex_colour(v.background)) end
+  end,
+  rotate = function(v, add)
+    if v ~= json.null then add("r_" .. whole(v, "edits.rotate")) end
+  end,
+  blur = function(v, add) add("blur_" .. sigma(v, "edits.blur")) end,
+  sharpen = function(v, add)
+    if v == true then add "sharpen_1" elseif v ~= false then add("sharpen_" .. sigma(v, "edits.sharpen")) end
+  end,
+  toFormat = function(v, _, state)
+    if type(v) ~= "string" or not FORMATS[v] then error("edits.toFormat must be jpeg, png, webp, avif or gif", 0) end
+    state.format = FORMATS[v]
+  end,
+}
+
+local function quality_edit(name, v, add)
+  only(v, { quality = true }, "edits." .. name)
+  if v.quality ~= nil then add("q_" .. whole(v.quality, "edits." .. name .. ".quality")) end
+end
+
 -- edits table -> list of option tokens; raises a message on a bad edit.
 local function tokens(edits, output_format)
-  local t = {}
+  local t, state = {}, { format = output_format }
   local function add(s) t[#t + 1] = s end
   if edits ~= nil and (type(edits) ~= "table" or edits[1] ~= nil) then error("edits must be an object", 0) end
-  local format = output_format
   for name, v in pairs(edits or {}) do
-    if name == "resize" then
-      if type(v) ~= "table" then error("edits.resize must be an object", 0) end
-      for k in pairs(v) do
-        if k ~= "width" and k ~= "height" and k ~= "fit" and k ~= "background" then
-          error("edits.resize." .. tostring(k) .. " is not supported", 0)
-        end
-      end
-      if v.width ~= nil and v.width ~= json.null then add("w_" .. whole(v.width, "edits.resize.width")) end
-      if v.height ~= nil and v.height ~= json.null then add("h_" .. whole(v.height, "edits.resize.height")) end
-      if v.fit ~= nil then
-        -- one word of a fixed list: never option text pasted into the options
-        if not FITS[v.fit] then error("edits.resize.fit must be cover, contain, fill or inside", 0) end
-        add("fit_" .. v.fit)
-      end
-      if v.background ~= nil then add("bg_" .. hex_colour(v.background)) end
-    elseif name == "rotate" then
-      if v ~= json.null then add("r_" .. whole(v, "edits.rotate")) end
-    elseif name == "blur" then
-      add("blur_" .. sigma(v, "edits.blur"))
-    elseif name == "sharpen" then
-      if v == true then add "sharpen_1" elseif v ~= false then add("sharpen_" .. sigma(v, "edits.sharpen")) end
-    elseif name == "toFormat" then
-      if type(v) ~= "string" or not FORMATS[v] then error("edits.toFormat must be jpeg, png, webp, avif or gif", 0) end
-      format = FORMATS[v]
+    if EDITS[name] then
+      EDITS[name](v, add, state)
     elseif QUALITY_EDITS[name] then
-      if type(v) ~= "table" then error("edits." .. name .. " must be an object", 0) end
-      for k in pairs(v) do
-        if k ~= "quality" then error("edits." .. name .. "." .. tostring(k) .. " is not supported", 0) end
-      end
-      if v.quality ~= nil then add("q_" .. whole(v.quality, "edits." .. name .. ".quality")) end
+      quality_edit(name, v, add)
     else
       error("edit '" .. tostring(name) .. "' is not supported (supported: resize, rotate, blur, sharpen, " ..
         "toFormat, jpeg, png, webp, avif)", 0)
     end
   end
-  if format then add("f_" .. format) end
+  if state.format then add("f_" .. state.format) end
   return t
 end
 
--- Decodes a DIT path segment. Returns {bucket, key, options} (options: the
--- option text of imgpipe.transform.options), or nil and a reason.
-function M.decode(segment)
+-- The JSON object of a DIT path segment, or nil and a reason.
+local function request_object(segment)
   if type(segment) ~= "string" or segment == "" then return nil, "empty request" end
   if #segment > M.MAX_LENGTH then return nil, "the request is over " .. M.MAX_LENGTH .. " bytes" end
   -- Standard base64; the URL-safe alphabet and missing padding are accepted too.
@@ -113,6 +124,14 @@ function M.decode(segment)
   if not text then return nil, "the path is not base64" end
   local ok, req = pcall(json.decode, text)
   if not ok or type(req) ~= "table" or req[1] ~= nil then return nil, "the path is not the base64 of a JSON object" end
+  return req
+end
+
+-- Decodes a DIT path segment. Returns {bucket, key, options} (options: the
+-- option text of imgpipe.transform.options), or nil and a reason.
+function M.decode(segment)
+  local req, why = request_object(segment)
+  if not req then return nil, why end
   for k in pairs(req) do
     if not TOP[k] then return nil, "field '" .. tostring(k) .. "' is not supported" end
   end

@@ -10,10 +10,10 @@
 --
 -- A result's name is a hash over the source's current ETag, the object key,
 -- the options in their one canonical spelling (imgpipe.transform.options),
--- the format asked for, and what else shapes the answer (libvips' version,
--- TRANSFORM_MAX_SIDE, SHRINK_ON_LOAD): never the text the client sent. A
--- source with new bytes has a new ETag, so no result of its old bytes is
--- ever found for it again.
+-- the format asked for, a named preset's declaration, and what else shapes
+-- the answer (libvips' version, TRANSFORM_MAX_SIDE, SHRINK_ON_LOAD): never
+-- the text the client sent. A source with new bytes has a new ETag, so no
+-- result of its old bytes is ever found for it again.
 --
 -- The transform's two steps around fetching and rendering:
 --
@@ -56,10 +56,11 @@ local function fingerprint(cfg)
 end
 
 -- The name of a result: fields length-prefixed, so no field's text can
--- pass for another's.
-function M.name(rc, source_etag, object_key, opts, asked)
-  return digest.sha256_hex(string.pack("s4s4s4s4s4", rc.fingerprint, source_etag or "", object_key,
-    options.canonical(opts), asked))
+-- pass for another's. preset: the named preset's declaration
+-- (imgpipe.presets.signature), "" without one.
+function M.name(rc, source_etag, object_key, opts, asked, preset)
+  return digest.sha256_hex(string.pack("s4s4s4s4s4s4", rc.fingerprint, source_etag or "", object_key,
+    options.canonical(opts), asked, preset or ""))
 end
 
 -- Results are stored only when they are what the request asked for: a
