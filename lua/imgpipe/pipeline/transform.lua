@@ -438,8 +438,6 @@ end
 -- pipeline module's `ready` field, which imgpipe serve's /healthz reports.
 function M.new(decl)
   local cfg = decl.cfg
-function M.new(decl)
-  local cfg = decl.cfg
   local named = decl.presets or {}
   local t = { cfg = cfg, signing_key = load_key(cfg), named = named,
     limits = { max_side = cfg.transform_max_side, presets = watermarks, named = named },
