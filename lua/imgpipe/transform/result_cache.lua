@@ -130,6 +130,8 @@ end
 local S3 = {}
 S3.__index = S3
 
+local QUIET_MISSES = { NoSuchKey = true, AccessDenied = true, ResponseTooLarge = true }
+
 function S3:key(name)
   return self.prefix .. name
 end
@@ -137,7 +139,9 @@ end
 function S3:get(name)
   local bytes, info = s3.get { bucket = self.bucket, key = self:key(name), max_bytes = self.max_entry }
   if not bytes then
-    if info.code ~= "NoSuchKey" and info.status ~= 404 and info.code ~= "ResponseTooLarge" then
+    -- A role without s3:ListBucket on the bucket (the template's) is told
+    -- 403 AccessDenied for a key that is not there: a miss like a 404.
+    if not QUIET_MISSES[info.code] and info.status ~= 404 then
       log.warn("result cache: look-up failed, rendering instead", { code = tostring(info.code) })
     end
     return nil
