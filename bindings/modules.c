@@ -3,6 +3,7 @@
 /* Adding a module is one line here. Keep sorted. */
 const luaL_Reg imgpipe_modules[] = {
     {"imgpipe.aws", luaopen_imgpipe_aws},
+    {"imgpipe.cache", luaopen_imgpipe_cache},
     {"imgpipe.digest", luaopen_imgpipe_digest},
     {"imgpipe.dynamodb", luaopen_imgpipe_dynamodb},
     {"imgpipe.image", luaopen_imgpipe_image},
