@@ -2,7 +2,7 @@
 -- request (docs/transform.md).
 --
 --   GET|HEAD /t/{signature}/{options}/{key+}   e.g. /t/<sig>/w_800,h_600,fit_cover,g_attention,f_auto/cat.jpg
---   GET|HEAD /{request+}                       DIT's form: base64 JSON {bucket, key, edits}, ?signature=<hex>
+--   GET|HEAD /{request+}                       DIT's request forms (imgpipe.transform.dit, docs/dit.md)
 --
 -- Steps: check the signature (403), the options (400) and the key (400),
 -- pick the format (f_auto: from Accept), answer 304 when If-None-Match
@@ -73,30 +73,8 @@ end
 -- The request: {options = text, key = relative key} and whether it was
 -- signed correctly.
 local function read_request(t, event)
-  local cfg, signing_key = t.cfg, t.signing_key
+  local signing_key = t.signing_key
   local p = type(event.pathParameters) == "table" and event.pathParameters or {}
-  if type(p.request) == "string" then
-    -- DIT signs the path: checked before the base64 JSON is even decoded.
-    local given = http.query(event, "signature")
-    local ok = signing_key and given and signing.equal(signing.dit_signature(signing_key, "/" .. p.request), given)
-    if given and not signing_key and not cfg.transform_unsigned then
-      return nil, fail(503, "NotConfigured", NO_KEY)
-    end
-    if not ok and not cfg.transform_unsigned then
-      return nil, fail(403, given and "InvalidSignature" or "MissingSignature",
-        given and "the signature does not match the path" or "this URL is not signed")
-    end
-    local req, why = dit.decode(p.request)
-    if not req then return nil, fail(400, "InvalidRequest", "DIT request: " .. why) end
-    if req.bucket and req.bucket ~= cfg.upload_bucket then
-      return nil, fail(403, "BucketNotAllowed", "only the configured source bucket can be read")
-    end
-    if req.key:sub(1, #cfg.source_prefix) ~= cfg.source_prefix then
-      return nil, fail(404, "NotFound", "only keys under the source prefix can be read")
-    end
-    return { options = req.options, key = req.key:sub(#cfg.source_prefix + 1), dit = true,
-      signature = given, valid = ok }
-  end
   local sig, opts, key = p.signature, p.options, p.key
   if type(sig) ~= "string" or type(opts) ~= "string" or type(key) ~= "string" then
     return nil, fail(400, "InvalidRequest", "expected /t/{signature}/{options}/{key}")
@@ -225,11 +203,16 @@ local function redirect_large(t, made, etag, vary)
   return { statusCode = 302, headers = h, body = "" }
 end
 
+-- What imgpipe.transform.dit (DIT's request forms on /{request+}) reads
+-- and answers with.
+local DIT_IO = { fetch = fetch, look_up = look_up, base_headers = base_headers, redirect_large = redirect_large }
+
 local function handle(t, event, ctx)
   local cfg = t.cfg
   if not http.is_request(event) then
     return fail(400, "InvalidRequest", "transform expects an API Gateway request")
   end
+  if dit.handles(event) then return dit.handle(t, event, ctx, DIT_IO) end
   if event.httpMethod ~= "GET" and event.httpMethod ~= "HEAD" then
     return fail(405, "MethodNotAllowed", "GET or HEAD")
   end
@@ -306,6 +289,7 @@ function M.new(decl)
   local cfg = decl.cfg
   local t = { cfg = cfg, signing_key = load_key(cfg),
     limits = { max_side = cfg.transform_max_side, presets = presets } }
+  t.dit = dit.load(cfg, t.signing_key)
   return function(event, ctx) return handle(t, event, ctx) end
 end
 
