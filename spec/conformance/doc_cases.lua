@@ -7,8 +7,6 @@ local image = require "imgpipe.image"
 
 local internals = require "support.internals"
 local dit_request = internals.require "imgpipe.transform.dit_request"
-local dit_edits = internals.require "imgpipe.transform.dit_edits"
-local conformance = require "support.conformance"
 
 local HOST = "https://d111111abcdef8.cloudfront.net"
 local PHOTO = { 480, 320 }
@@ -25,14 +23,7 @@ end
 local function render(path, query, bytes)
   local req, why = dit_request.read(path, query)
   if not req then return nil, why end
-  local edits, order = dit_request.edits_of(req)
-  local plan, err = dit_edits.plan(edits, order)
-  if not plan then return nil, err end
-  if req.extra then dit_edits.add_thumbor(plan, req.extra) end
-  local out, ierr = dit_edits.apply(conformance.decode(bytes), plan)
-  if not out then return nil, ierr end
-  local fmt = plan.output.format or "png"
-  return out:save(fmt, dit_edits.save_options(plan, fmt))
+  return dit_chain.run(bytes, req.list, "png", req.extra)
 end
 
 -- The ellipse sharp is given for roundCrop: the output's own size.
