@@ -87,8 +87,9 @@ function CHECK.overlayWith(v)
   if not is_null(v.bucket) and type(v.bucket) ~= "string" then return nil, "edits.overlayWith: bucket must be text" end
   local o = { bucket = not is_null(v.bucket) and v.bucket or nil, key = v.key }
   o.alpha = is_null(v.alpha) and 0 or number(v.alpha, 0, 100)
-  o.w_ratio = is_null(v.wRatio) and false or number(v.wRatio, 0.01, 100)
-  o.h_ratio = is_null(v.hRatio) and false or number(v.hRatio, 0.01, 100)
+  o.w_ratio, o.h_ratio = false, false -- false: not given
+  if not is_null(v.wRatio) then o.w_ratio = number(v.wRatio, 0.01, 100) end
+  if not is_null(v.hRatio) then o.h_ratio = number(v.hRatio, 0.01, 100) end
   if not o.alpha then return nil, "edits.overlayWith: alpha must be 0..100 (percent transparent)" end
   if o.w_ratio == nil or o.h_ratio == nil then return nil, "edits.overlayWith: wRatio and hRatio must be 0..100" end
   local pos
