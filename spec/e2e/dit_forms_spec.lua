@@ -195,7 +195,8 @@ describe("DIT request forms on the transform route", function()
         local x, y = 320 - 10 - 16, 200 - 10 - 16
         local got, under = out:getpoint(x, y), base:getpoint(x, y)
         assert.is_true(math.abs(got[1] - (under[1] + 255) / 2) <= 2, got[1] .. " vs " .. under[1])
-        assert.same(base:getpoint(x - 20, y - 20), out:getpoint(x - 20, y - 20))
+        assert.same({ table.unpack(base:getpoint(x - 20, y - 20), 1, 3) },
+          { table.unpack(out:getpoint(x - 20, y - 20), 1, 3) })
         refused(get(mode, b64 { key = KEY, edits = { overlayWith = { bucket = "other", key = OVERLAY } } }), 403)
         refused(get(mode, b64 { key = KEY, edits = { overlayWith = { key = DIR .. "none.png" } } }), 404,
           nil, "overlayWith")

@@ -214,6 +214,9 @@ function RUN.overlayWith(img, a, env)
   local out
   out, err = img:composite(ovl, { x = x or 0, y = y or 0, opacity = 1 - a.alpha / 100 })
   if not out then return nil, image_failure(err) end
+  -- sharp's composite gives its result an alpha band (opaque where the image had none)
+  if not out:has_alpha() then out, err = out:ensure_alpha(255) end
+  if not out then return nil, image_failure(err) end
   return out
 end
 

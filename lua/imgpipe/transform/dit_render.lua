@@ -174,7 +174,8 @@ local function animated_box(job)
   for name in pairs(s.plan.steps) do
     if name ~= "resize" then return nil end
   end
-  if not r or r.scale or r.kernel or not (r.fit == "fill" or r.fit == "inside" or not (r.width and r.height)) then
+  if not r then return {} end
+  if r.scale or r.kernel or not (r.fit == "fill" or r.fit == "inside" or not (r.width and r.height)) then
     return nil
   end
   local size = r.fit == "fill" and r.width and r.height and "force" or (r.enlarge == false and "down" or "both")

@@ -54,6 +54,12 @@ local function boolean(text)
   return nil
 end
 
+-- A watermark's width or height ratio: a percentage, or "none" (false).
+local function ratio(text)
+  if text == "none" then return false end
+  return number(text, 0, 100)
+end
+
 -- Filter name -> {count of arguments (min, max), check(args) -> values or nil, why}.
 local FILTERS = {
   animated = { 1, 1, function(a) local b = boolean(a[1]); return b ~= nil and { b } or nil, "true or false" end },
@@ -103,10 +109,10 @@ local FILTERS = {
   upscale = { 0, 0 },
   watermark = { 7, 7, function(a)
     local x, y = integer(a[3], -M.MAX_SIDE, M.MAX_SIDE), integer(a[4], -M.MAX_SIDE, M.MAX_SIDE)
-    local alpha, wr, hr = integer(a[5], 0, 100), number(a[6], 0, 100), number(a[7], 0, 100)
-    local ok = a[1] ~= "" and a[2] ~= "" and x and y and alpha and wr and hr
+    local alpha, wr, hr = integer(a[5], 0, 100), ratio(a[6]), ratio(a[7])
+    local ok = a[1] ~= "" and a[2] ~= "" and x and y and alpha and wr ~= nil and hr ~= nil
     return ok and { a[1], a[2], x, y, alpha, wr, hr } or nil,
-      "bucket, key, x, y, alpha 0-100, width ratio, height ratio"
+      "bucket, key, x, y, alpha 0-100, width and height ratios (0-100 or none)"
   end },
 }
 
@@ -265,7 +271,7 @@ local FILTER_EDITS = {
   smart_crop = function(a, ctx) ctx.extra.request.smartCrop = { faceIndex = a[1], padding = a[2] } end,
   watermark = function(a, ctx)
     ctx.extra.request.overlayWith = { bucket = a[1], key = a[2], options = { left = a[3], top = a[4] },
-      alpha = a[5], wRatio = a[6], hRatio = a[7] }
+      alpha = a[5], wRatio = a[6] ~= 0 and a[6] or nil, hRatio = a[7] ~= 0 and a[7] or nil }
   end,
   animated = function(a, ctx) ctx.extra.request.animated = a[1] end,
   upscale = function() end,    -- sharp enlarges unless told not to
