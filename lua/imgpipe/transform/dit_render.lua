@@ -196,6 +196,46 @@ local function decode_animated(bytes, job, env)
   return img
 end
 
+-- Shrink-on-load, as sharp does it: when the first thing the edits do to
+-- the pixels is a resize to a size given in pixels, a JPEG or WebP is
+-- decoded at 1/2, 1/4 or 1/8 of its size, the largest reduction that still
+-- leaves at least as many pixels as the resize keeps on either axis. The
+-- decoded size, or nil to decode it whole.
+local SHRINKS = { 8, 4, 2 }
+
+local function resize_scale(r, W, H)
+  if r.scale or r.kernel == "nearest" then return nil end
+  local sx, sy = r.width and r.width / W, r.height and r.height / H
+  if not (sx and sy) then
+    local s = sx or sy
+    return s, s
+  end
+  if r.fit == "fill" then return sx, sy end
+  if r.fit == "inside" or r.fit == "contain" then
+    local s = math.min(sx, sy)
+    return s, s
+  end
+  local s = math.max(sx, sy)
+  return s, s
+end
+
+local function shrunk_size(job, info)
+  local first = job.stages[1]
+  local plan = first and first.plan
+  if not plan or job.no_orient or not (info.format == "jpeg" or info.format == "webp") then return nil end
+  local st = plan.steps
+  if st.trim or st.gamma or plan.extract_pre or (st.rotate and st.rotate.before) or not st.resize then return nil end
+  local W, H = info.width, info.height
+  if info.orientation >= 5 then W, H = H, W end
+  local sx, sy = resize_scale(st.resize, W, H)
+  if not sx then return nil end
+  local most = math.max(sx, sy)
+  for _, f in ipairs(SHRINKS) do
+    if most * f <= 1 then return math.ceil(W / f), math.ceil(H / f) end
+  end
+  return nil
+end
+
 local function decode(bytes, job, env)
   local info, err = image.probe(bytes, { allow = READ })
   if not info then return nil, image_failure(err) end
@@ -205,7 +245,8 @@ local function decode(bytes, job, env)
     if not img then return nil, err end
     return img, info
   end
-  img, err = image.thumbnail(bytes, { width = 100000, height = 100000, size = "down", lazy = false,
+  local w, h = shrunk_size(job, info)
+  img, err = image.thumbnail(bytes, { width = w or 100000, height = h or 100000, size = "down", lazy = false,
     max_pixels = env.max_pixels, max_pages = env.max_pages, allow = READ })
   if not img then return nil, image_failure(err) end
   if job.no_orient and info.orientation ~= 1 then
