@@ -16,7 +16,7 @@ local root = os.getenv "IMGPIPE_ROOT" or "."
 package.path = root .. "/spec/?.lua;" .. package.path
 local fx = require "support.image_fixtures"
 
--- The defaults under test (bindings/image.h; pipelines/lib/config.lua).
+-- The defaults under test (bindings/image.h; lua/imgpipe/config.lua).
 local MAX_PIXELS, MAX_SCANS, MAX_ASPECT, MAX_INTERLACED = 40000000, 100, 100, 16777216
 
 local function side(pixels) return math.floor(math.sqrt(pixels)) end

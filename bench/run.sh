@@ -21,7 +21,8 @@
 #             (process pipeline, Lambda mode), Python (boto3 + Pillow),
 #             Node.js (AWS SDK v3 + sharp)
 #   coldstart process start to the first GET /next on a Runtime API stand-in;
-#             also the packaged runtime (make layer) chrooted in an empty root
+#             also the packaged runtime (make layer) chrooted in an empty root,
+#             and the arm64 package under qemu (informational: emulated)
 #   presign   microseconds per presigned URL: imgpipe, botocore, SDK v3
 #   http      wrk against imgpipe serve: a trivial route, a presign route
 #   mixed     imgpipe serve under 256 idle attacker sockets plus 16 connections
@@ -29,6 +30,11 @@
 #             and server RSS against the bounds docs/server-limits.md states;
 #             then 2 long AVIF requests in flight, and connection churn from 8
 #             addresses (share of new connections answered)
+#   cost      a Lambda cost model (bench/lib/cost_model.py): each event handler
+#             of the events section in a cgroup of Lambda's shape (memory M MB,
+#             CPU M/1769 of a core) for M in 128 256 512 1024 1769: duration
+#             per event, OOM failures, cost per million images, the cheapest M;
+#             skipped (and said so) where cgroups are not writable
 #   transform on-the-fly transformations over HTTP (bench/lib/transform_bench.py):
 #             imgpipe serve (pipelines/transform.lua), ipx (npm) and nginx's
 #             image_filter on the same 6 MP JPEG from one folder; wrk at 1, 16
@@ -45,16 +51,18 @@ ROOT=$PWD
 export IMGPIPE_BIN=${IMGPIPE_BIN:-$ROOT/build/imgpipe}
 export OUT=${BENCH_OUT:-$ROOT/bench/out}
 export RES=$OUT/results
-SECTIONS=${BENCH_ONLY:-resize events coldstart presign http mixed transform}
+SECTIONS=${BENCH_ONLY:-resize events coldstart presign http mixed transform cost}
 QUICK=${BENCH_QUICK:-0}
 PY=/usr/bin/python3 # Debian's: python3-pil and python3-boto3 live there
 SHARED_IMAGE=$ROOT/../shared/test-images/2569067123_aca715a2ee_o.jpg
 
 if [ "$QUICK" = 1 ]; then
   R_RESIZE6=2 R_RESIZE24=1 R_EVENTS=1 N_EVENTS=10 R_COLD=3 R_PRESIGN=1 HTTP_S=2 MIXED_S=3 TRANSFORM_S=2
+  N_COST=5
   export BENCH_BATCH=10
 else
   R_RESIZE6=7 R_RESIZE24=3 R_EVENTS=3 N_EVENTS=50 R_COLD=15 R_PRESIGN=3 HTTP_S=5 MIXED_S=10 TRANSFORM_S=5
+  N_COST=20
   export BENCH_BATCH=50
 fi
 
@@ -125,6 +133,46 @@ section_events() {
     "$OUT/images/photo-6mp.jpg" "$RES/events.json"
 }
 
+section_cost() {
+  local stack_dir=$OUT/work/stack-cost
+  say "cost model: Lambda's shape (cgroup v1 memory + cpu), $N_COST events per handler and memory size"
+  mkdir -p "$stack_dir"
+  # shellcheck disable=SC2064
+  trap "infra/local-stack.sh stop '$stack_dir' >/dev/null 2>&1 || true" EXIT
+  infra/local-stack.sh start "$stack_dir"
+  # shellcheck disable=SC1091
+  . "$stack_dir/stack.env"
+  export AWS_DEFAULT_REGION=$AWS_REGION
+  $PY bench/lib/cost_model.py "$OUT/work/lambda-tools.json" "$N_COST" "$OUT/images/photo-6mp.jpg" "$RES/cost.json"
+}
+
+# The arm64 package (make layer ARCH=arm64) in a second empty root, run
+# under qemu-aarch64 (binfmt_misc): informational, emulated. Adds the row
+# imgpipe-packaged-arm64 to TOOLS, or says in $RES/coldstart-arm64-skipped why not.
+coldstart_arm64() { # TOOLS LAYERS BASE X86_ROOT
+  local tools=$1 layers=$2 base=$3 why=
+  rm -f "$RES/coldstart-arm64-skipped"
+  if [ "$(uname -m)" = aarch64 ]; then
+    why="this machine is arm64: imgpipe-packaged is the arm64 package"
+  elif ! why=$(spec/support/emptyroot.sh binfmt aarch64 2>&1 >/dev/null); then
+    :
+  elif ! why=$(make --no-print-directory -s layer ARCH=arm64 LAYER_OUT="$layers" 2>&1 >/dev/null); then
+    why="make layer ARCH=arm64 failed: $(echo "$why" | tail -1)"
+  else
+    why=
+    spec/support/emptyroot.sh prepare "$base/arm64" --runtime "$layers/runtime-arm64.zip" \
+      --pipelines "$layers/pipelines.zip"
+    # shellcheck disable=SC2064
+    trap "spec/support/emptyroot.sh cleanup '$base/arm64'; spec/support/emptyroot.sh cleanup '$4'; rmdir '$base'" EXIT
+    $PY -c 'import json, sys
+tools = json.load(open(sys.argv[1]))
+t = dict(next(t for t in tools if t["name"] == "imgpipe-packaged"), name="imgpipe-packaged-arm64")
+t["argv"] = ["/usr/sbin/chroot", sys.argv[2], "/opt/bootstrap"]
+json.dump(tools + [t], open(sys.argv[1], "w"), indent=1)' "$tools" "$base/arm64"
+  fi
+  [ -z "$why" ] || echo "$why" >"$RES/coldstart-arm64-skipped"
+}
+
 section_coldstart() {
   local tools=$OUT/work/lambda-tools.json layers=$OUT/work/layers base root
   rm -f "$RES/coldstart-packaged-skipped"
@@ -142,6 +190,7 @@ section_coldstart() {
       --pipelines "$layers/pipelines.zip"
     tools=$OUT/work/coldstart-tools.json
     $PY bench/lib/tools.py lambda "$tools" "$root"
+    coldstart_arm64 "$tools" "$layers-arm64" "$base" "$root"
   else
     echo "it needs root (mount, chroot) and zip" >"$RES/coldstart-packaged-skipped"
   fi
@@ -289,10 +338,10 @@ fi
 cp "$OUT/images/ORIGIN" "$RES/images-origin"
 $PY bench/lib/tools.py lambda "$OUT/work/lambda-tools.json"
 
-export PY QUICK R_RESIZE6 R_RESIZE24 R_EVENTS N_EVENTS R_COLD R_PRESIGN HTTP_S MIXED_S TRANSFORM_S
+export PY QUICK R_RESIZE6 R_RESIZE24 R_EVENTS N_EVENTS R_COLD R_PRESIGN HTTP_S MIXED_S TRANSFORM_S N_COST
 trap 'exit 130' INT TERM
 for s in $SECTIONS; do
-  case $s in resize | events | coldstart | presign | http | mixed | transform) ;; *) die "unknown section '$s'" ;; esac
+  case $s in resize | events | coldstart | presign | http | mixed | transform | cost) ;; *) die "unknown section '$s'" ;; esac
   if ! "$BASH" "$ROOT/bench/run.sh" --section "$s" 2>&1 | tee "$RES/section-$s.log"; then
     echo "$s" >>"$RES/failed"
     echo "bench: section $s failed (log: $RES/section-$s.log); going on with the others" >&2

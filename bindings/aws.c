@@ -53,7 +53,7 @@
 /* Room for the events of an XML text of n bytes: each element's path is
  * repeated in its events, so deep documents of short leaves take several
  * times their size. */
-#define XML_EVENTS_MAX(n) (16 * (n) + (64u << 10))
+#define XML_EVENTS_MAX(n) (8 * (n) + (64u << 10))
 
 /* upvalue 1: decode function of a private lua-cjson instance */
 #define DECODE_UPVALUE lua_upvalueindex(1)

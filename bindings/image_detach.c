@@ -23,12 +23,23 @@
  * module's only process-wide state). While max_abandoned of them run, a
  * new encode is refused (Busy, retryable) before it decodes anything.
  *
+ * Exit. A process that exits while an encode runs would unload libvips
+ * (and libheif, aom) under the thread's feet: it crashed so, under load.
+ * So the first encode registers an exit handler (atexit: in a shared
+ * object glibc also runs it when the object is unloaded, as lua_close does
+ * with C modules) that waits for the running encodes, at most
+ * DETACH_EXIT_WAIT_MS; past that it flushes stdio and ends the process at
+ * once with status 1 (_exit), skipping the library destructors rather than
+ * crashing in them.
+ *
  *   image.encodes([wait_ms]) -> {running, abandoned, max_abandoned}
  *       running: encodes on their threads now (abandoned ones included);
  *       waits up to wait_ms (0..600000, default 0) for the abandoned ones
  *       to end first (specs, and a host that wants to exit cleanly). */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 
@@ -37,6 +48,8 @@
 /* How often a waiting caller looks at its budget and the cancel flag. */
 #define DETACH_SLICE_MS 10
 #define DETACH_MAX_WAIT 600000
+/* How long an exiting process waits for its running encodes. */
+#define DETACH_EXIT_WAIT_MS 30000
 
 typedef struct detach_job {
     int refs;      /* 2 while both sides hold it */
@@ -57,12 +70,43 @@ static pthread_mutex_t detach_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t detach_changed; /* a job ended; CLOCK_MONOTONIC */
 static int detach_running, detach_abandoned;
 
+static void detach_deadline_in(struct timespec *ts, int ms) {
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    ts->tv_sec += ms / 1000 + ts->tv_nsec / 1000000000L;
+    ts->tv_nsec %= 1000000000L;
+}
+
+/* Waits up to ms for no encode to be running. Returns how many still run. */
+static int detach_wait_idle(int ms) {
+    struct timespec until;
+    detach_deadline_in(&until, ms);
+    pthread_mutex_lock(&detach_lock);
+    int rc = 0;
+    while (detach_running > 0 && rc == 0)
+        rc = pthread_cond_timedwait(&detach_changed, &detach_lock, &until);
+    int left = detach_running;
+    pthread_mutex_unlock(&detach_lock);
+    return left;
+}
+
+/* The exit handler (see the top of the file). */
+static void detach_at_exit(void) {
+    int left = detach_wait_idle(DETACH_EXIT_WAIT_MS);
+    if (!left) return;
+    fflush(NULL);
+    fprintf(stderr, "imgpipe: %d AVIF encode(s) still running %d s after exit began; ending now\n", left,
+            DETACH_EXIT_WAIT_MS / 1000);
+    _exit(1);
+}
+
 static void detach_init(void) {
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&detach_changed, &attr);
     pthread_condattr_destroy(&attr);
+    atexit(detach_at_exit);
 }
 
 static void detach_free(detach_job *job) {
@@ -104,13 +148,6 @@ int image_detach_busy(lua_Integer max_abandoned) {
     int busy = detach_abandoned >= max_abandoned;
     pthread_mutex_unlock(&detach_lock);
     return busy;
-}
-
-static void detach_deadline_in(struct timespec *ts, int ms) {
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_nsec += (long)ms * 1000000L;
-    ts->tv_sec += ts->tv_nsec / 1000000000L;
-    ts->tv_nsec %= 1000000000L;
 }
 
 /* Starts the job's thread, counted as running; 0, or -1 with nothing

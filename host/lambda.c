@@ -22,9 +22,15 @@
  *   Runtime.InvalidResponse  the result cannot be encoded as JSON
  *   Function.ResponseSizeTooLarge  the encoded result is over 6 MB
  *
- * Pipelines folder: IMGPIPE_PIPELINES; else LAMBDA_TASK_ROOT when the
- * pipeline file is there (scripts in the function package); else
- * /opt/pipelines (scripts in a layer). */
+ * Pipelines folder (docs/deploy-runtime.md), the first that applies:
+ *   1. IMGPIPE_PIPELINES when set, whether it holds NAME.lua or not;
+ *   2. $LAMBDA_TASK_ROOT when it holds NAME.lua (scripts at the top of the
+ *      function code);
+ *   3. $LAMBDA_TASK_ROOT/pipelines when it holds NAME.lua (runtime and
+ *      scripts as one function package: make layer PACKAGE=function);
+ *   4. /opt/pipelines (the pipelines layer).
+ * Function code wins over layers, as Lambda's own /var/task/bootstrap wins
+ * over /opt/bootstrap: it is the one function's, a layer may be shared. */
 #include "lambda.h"
 
 #include <stdio.h>
@@ -45,6 +51,7 @@
 
 #define LAMBDA_NAME_MAX      64
 #define LAMBDA_NEXT_ATTEMPTS 4
+#define LAMBDA_PATH_MAX      1024
 /* Above this the event buffer is given back after the invocation. */
 #define LAMBDA_KEEP_EVENT_BYTES ((size_t)1 << 20)
 
@@ -86,14 +93,24 @@ static int lambda_parse_handler(const char *spec, lambda_handler *h, char *err, 
     return 0;
 }
 
+/* 1 when dir/pipeline.lua is a regular file. */
+static int lambda_holds(const char *dir, const char *pipeline) {
+    char path[LAMBDA_PATH_MAX];
+    struct stat st;
+    int n = snprintf(path, sizeof path, "%s/%s.lua", dir, pipeline);
+    return n > 0 && (size_t)n < sizeof path && stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* The pipelines folder, in the order of the comment at the top; scratch
+ * (len bytes) holds it when it is made here. */
 static const char *lambda_pipelines_dir(const char *pipeline, char *scratch, size_t len) {
     const char *dir = getenv("IMGPIPE_PIPELINES");
     if (dir && *dir) return dir;
     const char *task = getenv("LAMBDA_TASK_ROOT");
     if (task && *task) {
-        struct stat st;
-        snprintf(scratch, len, "%s/%s.lua", task, pipeline);
-        if (stat(scratch, &st) == 0 && S_ISREG(st.st_mode)) return task;
+        if (lambda_holds(task, pipeline)) return task;
+        int n = snprintf(scratch, len, "%s/pipelines", task);
+        if (n > 0 && (size_t)n < len && lambda_holds(scratch, pipeline)) return scratch;
     }
     return state_pipelines_dir(MODE_LAMBDA);
 }
@@ -137,6 +154,10 @@ static int lambda_init_pipeline(lua_State *L, runtime_api *api, const lambda_han
     const char *type = status == LUA_ERRSYNTAX ? "Runtime.SyntaxError"
                        : status == LUA_ERRFILE ? "Runtime.HandlerNotFound"
                                                : "Runtime.InitError";
+    const char *set = getenv("IMGPIPE_PIPELINES");
+    if (status == LUA_ERRFILE && !(set && *set))
+        lua_pushfstring(L, "%s (looked for %s.lua in $LAMBDA_TASK_ROOT, $LAMBDA_TASK_ROOT/pipelines and %s)",
+                        lua_tostring(L, -1), h->pipeline, dir);
     lambda_report(api, NULL, type, "cannot load the pipeline", lua_tostring(L, -1));
     return -1;
 }
@@ -228,9 +249,10 @@ int lambda_main(int argc, char **argv) {
             puts("usage: imgpipe lambda   (AWS Lambda custom runtime; also when started as 'bootstrap')\n"
                  "  AWS_LAMBDA_RUNTIME_API  host:port of the Runtime API (set by Lambda)\n"
                  "  _HANDLER                the pipeline: NAME or NAME.FUNCTION\n"
-                 "  IMGPIPE_PIPELINES       the scripts folder (default $LAMBDA_TASK_ROOT if it holds "
-                 "NAME.lua,\n"
-                 "                          else /opt/pipelines)");
+                 "  IMGPIPE_PIPELINES       the scripts folder, used whatever it holds; when unset,\n"
+                 "                          the first of $LAMBDA_TASK_ROOT, $LAMBDA_TASK_ROOT/pipelines\n"
+                 "                          that holds NAME.lua (function code), else /opt/pipelines\n"
+                 "                          (the pipelines layer)");
             return 0;
         }
         fprintf(stderr, "imgpipe lambda: unexpected argument '%s'\n", argv[i]);

@@ -128,8 +128,9 @@ struct MHD_Response *server_answer_healthz(server *s, const server_reply *to, co
     } else {
         buf body;
         buf_init(&body, SERVER_HEALTH_MAX_BYTES + 64);
-        *status = c->failed ? 503 : 200;
-        int err = buf_appendf(&body, "{\"status\":\"%s\",\"pipelines\":", c->failed ? "failing" : "ok");
+        *status = c->failed || c->not_ready ? 503 : 200;
+        const char *state = c->failed ? "failing" : c->not_ready ? "not_ready" : "ok";
+        int err = buf_appendf(&body, "{\"status\":\"%s\",\"pipelines\":", state);
         err = err || buf_append(&body, c->health, c->health_len) || buf_appends(&body, "}");
         res = err ? NULL : server_answer_json(to, body.data, body.len);
         buf_free(&body);

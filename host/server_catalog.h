@@ -19,7 +19,8 @@ typedef struct server_catalog {
     routes_table *routes; /* NULL when routes.lua cannot load */
     char *health;         /* {"name":{"loaded":true},"other":{"loaded":false,"error":".."}} */
     size_t health_len;
-    int failed; /* routed pipelines that cannot load */
+    int failed;    /* routed pipelines that cannot load */
+    int not_ready; /* loaded, but their module says they are not ready (its `ready` field) */
 } server_catalog;
 
 typedef struct server_catalog_box {

@@ -99,16 +99,26 @@ static void server_watch_hook(lua_State *L, lua_Debug *ar) {
         luaL_error(L, "loading took longer than %d ms", SERVER_WATCH_LOAD_MS);
 }
 
+/* Loads one pipeline; returns why it is not ready (its module's `ready`),
+ * or nil. */
 static int server_load_one(lua_State *L) {
     server_lua_push_handler(L, lua_tostring(L, 1), lua_tostring(L, 2));
-    return 0;
+    if (!server_lua_push_not_ready(L, lua_tostring(L, 2))) lua_pushnil(L);
+    return 1;
 }
 
 /* Appends the load state of one pipeline; its error (first line) is on top
- * of the stack when it failed. */
+ * of the stack when it failed, why it is not ready (or nil) when it loaded. */
 static int server_health_entry(server_build *a, lua_State *L, const char *name, int loaded) {
     int err = a->json->len > 1 && buf_appends(a->json, ",");
     err = err || codec_json_string(a->json, name, strlen(name), CODEC_JSON_REPLACE);
+    if (loaded && lua_type(L, -1) == LUA_TSTRING) {
+        size_t n;
+        const char *why = lua_tolstring(L, -1, &n);
+        err = err || buf_appends(a->json, ":{\"loaded\":true,\"ready\":false,\"reason\":");
+        err = err || codec_json_string(a->json, why, n, CODEC_JSON_REPLACE);
+        return err || buf_appends(a->json, "}");
+    }
     if (loaded) return err || buf_appends(a->json, ":{\"loaded\":true}");
     size_t len;
     const char *msg = lua_tolstring(L, -1, &len);
@@ -137,8 +147,9 @@ static int server_load_all(server_build *a, lua_State *L) {
             lua_pushcfunction(L, server_load_one);
             lua_pushstring(L, dir);
             lua_pushstring(L, name);
-            int loaded = state_pcall(L, 2, 0) == LUA_OK;
+            int loaded = state_pcall(L, 2, 1) == LUA_OK;
             a->catalog->failed += !loaded;
+            a->catalog->not_ready += loaded && lua_type(L, -1) == LUA_TSTRING;
             err = server_health_entry(a, L, name, loaded);
         }
         lua_settop(L, seen);

@@ -3,27 +3,31 @@
  * Built static (cc -static), so that it needs nothing from the machine it
  * runs on. It finds the directory it lives in (/opt as a layer, /var/task
  * as function code, anywhere in a test root) and execs the dynamic loader
- * shipped in that directory's lib/:
+ * shipped in that directory's imgpipe/lib/ (the runtime's own folder, which
+ * no other layer writes: layers merge into /opt, and one that ships lib/
+ * cannot replace these libraries):
  *
- *   DIR/lib/LOADER --inhibit-cache --library-path DIR/lib
- *                  --argv0 DIR/bootstrap DIR/bin/imgpipe [ARGS...]
+ *   DIR/imgpipe/lib/LOADER --inhibit-cache --library-path DIR/imgpipe/lib
+ *                  --argv0 DIR/bootstrap DIR/imgpipe/bin/imgpipe [ARGS...]
  *
  * --library-path replaces LD_LIBRARY_PATH (Lambda sets one that starts with
- * /lib64 and /usr/lib64), --inhibit-cache keeps the host's ld.so.cache out,
- * and the packaged binary carries no RUNPATH outside the package: every
- * library, glibc included, comes from DIR/lib. The program keeps the name
- * "bootstrap", which is what puts imgpipe in Lambda mode (host/main.c).
+ * /lib64 and /usr/lib64 and ends with /opt/lib), --inhibit-cache keeps the
+ * host's ld.so.cache out, and the packaged binary carries no RUNPATH: every
+ * library, glibc included, comes from DIR/imgpipe/lib. The program keeps
+ * the name "bootstrap", which is what puts imgpipe in Lambda mode
+ * (host/main.c).
  *
- * Before the exec it fills in two settings when the environment has none:
+ * The pipelines folder is not the bootstrap's business: imgpipe itself
+ * picks it (IMGPIPE_PIPELINES, else the function code, else /opt/pipelines;
+ * see host/lambda.c), and the environment reaches it as Lambda set it.
+ *
+ * Before the exec it fills in these settings when the environment has none:
  *   SSL_CERT_FILE      left alone when set; else nothing when the system has
  *                      a CA bundle where imgpipe looks (Debian's or Amazon
  *                      Linux's path, see bindings/aws/aws_http.c); else
- *                      DIR/certs/ca-bundle.crt, the bundle in the package.
- *   IMGPIPE_PIPELINES  left alone when set; else DIR/pipelines when that is
- *                      a folder (runtime and scripts packaged together as
- *                      function code); else unset, and imgpipe uses
- *                      /opt/pipelines (the pipelines layer).
- *   FONTCONFIG_FILE    left alone when set; else DIR/fonts/fonts.conf when
+ *                      DIR/imgpipe/certs/ca-bundle.crt, the bundle in the
+ *                      package.
+ *   FONTCONFIG_FILE    left alone when set; else DIR/imgpipe/fonts/fonts.conf when
  *                      the package has it (the font image.text renders
  *                      with: Lambda's image has no fonts and no /etc/fonts).
  *
@@ -47,6 +51,9 @@
 
 /* Extra arguments the loader gets before the program's own. */
 #define BOOTSTRAP_LOADER_ARGS 8
+
+/* The runtime's own folder beside the bootstrap: bin/, lib/, certs/, fonts/. */
+#define BOOTSTRAP_HOME "imgpipe/"
 
 static const char *const bootstrap_system_ca[] = {
     "/etc/ssl/certs/ca-certificates.crt", /* Debian, Ubuntu */
@@ -94,51 +101,38 @@ static int bootstrap_readable(const char *path) {
     return 1;
 }
 
-static int bootstrap_is_dir(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 static void bootstrap_ca(const char *dir) {
     const char *set = getenv("SSL_CERT_FILE");
     if (set && *set) return;
     for (size_t i = 0; i < sizeof bootstrap_system_ca / sizeof *bootstrap_system_ca; i++)
         if (bootstrap_readable(bootstrap_system_ca[i])) return;
     char bundled[PATH_MAX];
-    if (bootstrap_join(bundled, sizeof bundled, dir, "certs/ca-bundle.crt") == 0 &&
+    if (bootstrap_join(bundled, sizeof bundled, dir, BOOTSTRAP_HOME "certs/ca-bundle.crt") == 0 &&
         bootstrap_readable(bundled))
         setenv("SSL_CERT_FILE", bundled, 1);
-}
-
-static void bootstrap_pipelines(const char *dir) {
-    const char *set = getenv("IMGPIPE_PIPELINES");
-    if (set && *set) return;
-    char own[PATH_MAX];
-    if (bootstrap_join(own, sizeof own, dir, "pipelines") == 0 && bootstrap_is_dir(own))
-        setenv("IMGPIPE_PIPELINES", own, 1);
 }
 
 static void bootstrap_fonts(const char *dir) {
     const char *set = getenv("FONTCONFIG_FILE");
     if (set && *set) return;
     char conf[PATH_MAX];
-    if (bootstrap_join(conf, sizeof conf, dir, "fonts/fonts.conf") == 0 && bootstrap_readable(conf))
+    if (bootstrap_join(conf, sizeof conf, dir, BOOTSTRAP_HOME "fonts/fonts.conf") == 0 &&
+        bootstrap_readable(conf))
         setenv("FONTCONFIG_FILE", conf, 1);
 }
 
 int main(int argc, char **argv) {
     char dir[PATH_MAX], loader[PATH_MAX], libdir[PATH_MAX], program[PATH_MAX], name[PATH_MAX];
     if (bootstrap_home(argc > 0 ? argv[0] : NULL, dir)) return 127;
-    if (bootstrap_join(loader, sizeof loader, dir, "lib/" BOOTSTRAP_LOADER) ||
-        bootstrap_join(libdir, sizeof libdir, dir, "lib") ||
-        bootstrap_join(program, sizeof program, dir, "bin/imgpipe") ||
+    if (bootstrap_join(loader, sizeof loader, dir, BOOTSTRAP_HOME "lib/" BOOTSTRAP_LOADER) ||
+        bootstrap_join(libdir, sizeof libdir, dir, BOOTSTRAP_HOME "lib") ||
+        bootstrap_join(program, sizeof program, dir, BOOTSTRAP_HOME "bin/imgpipe") ||
         bootstrap_join(name, sizeof name, dir, "bootstrap")) {
         errno = ENAMETOOLONG;
         bootstrap_fail("path too long", dir);
         return 127;
     }
     bootstrap_ca(dir);
-    bootstrap_pipelines(dir);
     bootstrap_fonts(dir);
 
     char **args = calloc((size_t)(argc > 0 ? argc : 1) + BOOTSTRAP_LOADER_ARGS, sizeof *args);

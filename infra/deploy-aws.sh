@@ -4,13 +4,18 @@
 #
 #   infra/deploy-aws.sh --stack NAME --artifact-bucket BUCKET [options] [--param Name=Value ...]
 #
-#   --stack NAME              the CloudFormation stack (lower case: its bucket names derive from it)
+#   --stack NAME              the CloudFormation stack (lower case: the upload bucket's name derives from it)
 #   --artifact-bucket BUCKET  an existing bucket that receives the packaged layers and code
-#   --arch x86_64|arm64       runtime architecture (default x86_64)
+#   --arch x86_64|arm64       the functions' architecture and the runtime built for it
+#                             (build/layers/runtime-<arch>.zip; default x86_64)
 #   --packaging layers|function
 #                             layers (default): runtime layer + pipelines layer;
 #                             function: both inside the function code (LocalStack's free tier)
-#   --param Name=Value        a template parameter, e.g. --param MaxDimension=1200 (repeatable)
+#   --pipelines DIR           the pipelines folder to deploy (default: the repository's pipelines/);
+#                             every handler the stack names must be a pipeline of it
+#   --param Name=Value        a template parameter, e.g. --param MaxDimension=1200 (repeatable);
+#                             the handlers too: --param ProcessHandler=my-process (Upload-, Process-,
+#                             Download-, Page-, TransformHandler)
 #   --skip-build              use build/layers/ as it is instead of running make layer
 #   --offline-transform       translate the SAM template here (infra/sam-translate.py) and
 #                             deploy plain CloudFormation: for CloudFormation implementations
@@ -23,12 +28,13 @@
 # instead of AWS. AWS_CLI names the CLI to use (default: aws); LAYERS_DIR
 # the folder of the built zips (default build/layers).
 set -euo pipefail
+caller_dir=$PWD
 cd "$(dirname "$0")/.."
 . infra/deploy-common.sh
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-2}"; }
 
-stack='' artifacts='' arch=x86_64 packaging=layers build=1 offline=0
+stack='' artifacts='' arch=x86_64 packaging=layers build=1 offline=0 pipelines=''
 params=() omit=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -36,6 +42,7 @@ while [ $# -gt 0 ]; do
     --artifact-bucket) artifacts=${2:?--artifact-bucket needs a bucket}; shift 2 ;;
     --arch) arch=${2:?--arch needs x86_64 or arm64}; shift 2 ;;
     --packaging) packaging=${2:?--packaging needs layers or function}; shift 2 ;;
+    --pipelines) pipelines=${2:?--pipelines needs a folder}; shift 2 ;;
     --param) [[ ${2:-} == *=* ]] || die "--param needs Name=Value"; params+=("$2"); shift 2 ;;
     --skip-build) build=0; shift ;;
     --offline-transform) offline=1; shift ;;
@@ -49,6 +56,20 @@ done
 [ ${#omit[@]} = 0 ] || [ $offline = 1 ] || die "--omit-type works only with --offline-transform"
 case $arch in x86_64 | arm64) ;; *) die "--arch must be x86_64 or arm64, not '$arch'" ;; esac
 case $packaging in layers | function) ;; *) die "--packaging must be layers or function, not '$packaging'" ;; esac
+case $pipelines in '' | /*) ;; *) pipelines=$caller_dir/$pipelines ;; esac # relative to where it was run
+[ -z "$pipelines" ] || [ -d "$pipelines" ] || die "no pipelines folder '$pipelines'"
+
+# The handlers the stack will name, and the reservation asked for.
+handlers=(UploadHandler=upload ProcessHandler=process DownloadHandler=download PageHandler=page
+  TransformHandler=transform)
+reserved=''
+for p in "${params[@]+"${params[@]}"}"; do
+  for i in "${!handlers[@]}"; do
+    [ "${p%%=*}" = "${handlers[$i]%%=*}" ] && handlers[i]=$p
+  done
+  [ "${p%%=*}" = ProcessReservedConcurrency ] && reserved=${p#*=}
+done
+check_handlers "${pipelines:-pipelines}" "${handlers[@]}"
 
 if [ -n "${AWS_ENDPOINT_URL:-}" ]; then
   need_endpoint_support
@@ -57,17 +78,21 @@ else
   command -v "$AWS_CLI" >/dev/null || die "no AWS CLI ('$AWS_CLI')"
 fi
 
-# Before anything is built or created: the names must work.
+# Before anything is built or created: the names must work, and the
+# concurrency asked for must be there.
 account=$(caller_account)
 [ -n "$account" ] || die "cannot read the account id (aws sts get-caller-identity): check the credentials"
-check_stack_name "$stack" "$account"
-say "stack $stack in account $account: buckets $stack-uploads-$account and $stack-processed-$account"
+region=$(cli_region)
+[ -n "$region" ] || die "the AWS CLI has no region: set AWS_DEFAULT_REGION (or a region in its configuration)"
+check_stack_name "$stack" "$region"
+say "stack $stack in account $account, $region: upload bucket $(upload_bucket_name "$stack" "$region" "<stack id>"), processed bucket named by CloudFormation"
+if [[ $reserved =~ ^[0-9]+$ ]]; then check_reserved_concurrency "$stack" "$reserved"; fi
 
 if [ $build = 1 ]; then
-  if [ "$packaging" = function ]; then make --no-print-directory layer PACKAGE=function
-  else make --no-print-directory layer; fi
+  make --no-print-directory layer ARCH="$arch" PACKAGE="$packaging"
 fi
-stage_artifacts "$arch" "$packaging"
+stage_artifacts "$arch" "$packaging" "$pipelines"
+say "pipelines: ${pipelines:-pipelines (the repository)}; handlers: ${handlers[*]}"
 for f in build/deploy/runtime.zip build/deploy/pipelines.zip build/deploy/function.zip; do
   say "artifact $f: $(file_size "$f") bytes"
 done

@@ -12,5 +12,6 @@ return {
     "imgpipe.pipeline",
     "imgpipe.renditions",
     "imgpipe.signing",
+    "imgpipe.testing",
   },
 }

@@ -1,7 +1,8 @@
 #!/bin/bash
 # The test suite behind `make test`. Stages:
 #   build      the default build (VIPS=prebuilt) and the Lua C module
-#   lint       luacheck on every Lua file; the C style checks: banned calls,
+#   lint       luacheck on every Lua file (cyclomatic complexity at most 15), no
+#              function of the Lua package over 60 lines; the C style checks: banned calls,
 #              clang-format (make format-check), functions of 80 lines at most
 #   busted     all specs under system lua5.4 with build/lua/imgpipe.so
 #   sanitizers all specs again inside build/asan/imgpipe (ASan + UBSan)
@@ -15,6 +16,8 @@ set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export IMGPIPE_ROOT=$ROOT
+# The Lambda Runtime API emulator imgpipe.testing runs Lambda mode with.
+export IMGPIPE_RUNTIME_API_EMULATOR=$ROOT/spec/support/fake_runtime_api.py
 
 fast=0
 if [ "${1:-}" = --fast ]; then fast=1; shift; fi
@@ -61,7 +64,8 @@ step_ok "make (VIPS=prebuilt, -Wall -Wextra, no warnings)" bash -c \
 if [ ! -x build/imgpipe ]; then echo "0 passed, $((failed)) failed"; exit 1; fi
 
 stage "lint"
-step_ok "luacheck (lua pipelines spec examples bench infra)" luacheck -q lua pipelines spec examples bench infra
+step_ok "luacheck (lua pipelines spec examples bench infra; complexity at most 15)" luacheck -q lua pipelines spec examples bench infra
+step_ok "no function of the Lua package over 60 lines" spec/support/lua-function-size.sh
 step_ok "no banned C calls (sprintf, strcpy, sscanf, strerror, access, ...)" spec/support/banned-calls.sh
 step_ok "C formatted as .clang-format says (make format-check)" spec/support/format-check.sh
 step_ok "no C function over 80 lines (clang-tidy readability-function-size)" spec/support/function-size.sh

@@ -105,17 +105,31 @@ WOULD_TAKE = {
                          "after each invocation (host/lambda.c) and malloc_trim(0) would bring the peak "
                          "nearer the working set of one image.",
     "events-mem-node": "As for Python.",
+    "cost-node": "Per event, Lambda bills memory x duration, and below 1,769 MB the duration is mostly "
+                 "CPU time at a fraction of a core: the cost at a handler's cheapest size follows its CPU "
+                 "seconds per event (the image step, the client libraries, the JSON and signing) and the "
+                 "smallest size at which it still runs. Fewer CPU seconds per event (issue #19 items 1, 3 and "
+                 "4) and a smaller resident set (so 128 MB holds it) are what moves this ratio.",
+    "cost-python": "Per event, Lambda bills memory x duration, and below 1,769 MB the duration is mostly "
+                   "CPU time at a fraction of a core: the cost at a handler's cheapest size follows its CPU "
+                   "seconds per event and the smallest size at which it still runs. Fewer CPU seconds per "
+                   "event (issue #19 items 1, 3 and 4) are what moves this ratio; imgpipe already runs at 128 "
+                   "MB.",
+    "cost-oom": "imgpipe was killed by the OOM killer, or failed, at the size that is otherwise its cheapest: "
+                "its peak memory (see the table) has to fit with room for the page cache of the input.",
     "cold-python": "",
     "cold-node": "",
-    "presign-botocore": "perf on `imgpipe run bench/scripts/presign-loop.lua` (at commit 4b2cf95) puts about "
-                        "60% of the time in aws_sigv4_sign, and there string building outweighs the "
-                        "cryptography: appends and buffer growth (buf_append, buf_reserve, realloc) about 20% "
-                        "of the total, printf formatting (buf_appendf -> vsnprintf) about 12%, SHA-256 and "
-                        "HMAC together about 14%; the Lua side (the argument table, the calls) about 20%. "
-                        "Writing the canonical request and the query into one buffer sized once per call, "
-                        "with memcpy for the fixed parts and no printf (bindings/aws/aws_sigv4.c, "
-                        "bindings/buf.c), is where the remaining factor is.",
 }
+
+
+WOULD_TAKE["presign-botocore"] = (
+    "callgrind over 4000 presigned URLs (`valgrind --tool=callgrind imgpipe run bench/scripts/presign-loop.lua "
+    "-- 3000`, 1000 warm-up + 3000) counts 48.9k instructions per URL in presign_url at 564084e (81.1k "
+    "before): SHA-256 of the canonical request and the HMAC are now about half of it (valgrind runs "
+    "OpenSSL's generic SHA-256 code; the machine's SHA extensions make that half cheaper in a real run), "
+    "then the Lua side (reading the argument table), getenv for the region and endpoint on every call, and "
+    "the signer's few allocations (arena, path, canonical request, URL). Caching the region and endpoint "
+    "per state, and one allocation for all of the signer's buffers, are what is left.")
 
 
 class Target:
@@ -360,7 +374,7 @@ def coldstart_section(res, out, targets):
                "interleaved; the page cache is warm (as for every tool).\n" % data["rounds"])
     out.append("| runtime | to first GET /next, ms: median (min–max) | RSS then, MB | time ÷ imgpipe's |")
     out.append("|---|---|---|---|")
-    for k in ("imgpipe", "imgpipe-packaged", "python", "node"):
+    for k in ("imgpipe", "imgpipe-packaged", "imgpipe-packaged-arm64", "python", "node"):
         if k in t:
             out.append("| %s | %s | %.0f | %.1f |" % (k, span(t[k]["start_s"], "%.1f", 1e3),
                                                      med(t[k]["rss_kb"]) / MB,
@@ -377,13 +391,21 @@ runtimes' own starts only; on AWS Lambda the sandbox start comes on top for ever
         out.append("**imgpipe-packaged** — the runtime layer as Lambda runs it (`make layer`): "
                    "`chroot ROOT /opt/bootstrap` in an empty root holding only the runtime and pipelines "
                    "layers in /opt and /proc, /tmp; the static bootstrap execs the packaged glibc loader "
-                   "with `--library-path /opt/lib`, which loads the packaged libraries (Lambda's "
+                   "with `--library-path /opt/imgpipe/lib`, which loads the packaged libraries (Lambda's "
                    "LD_LIBRARY_PATH set and ignored). Same pipeline as imgpipe; the difference is the price "
                    "of the self-contained package.\n")
     else:
         skipped = load(res, "coldstart-packaged-skipped")
         out.append("The packaged runtime (imgpipe-packaged) was not measured%s.\n" % (
             ": " + skipped if skipped else ""))
+    if "imgpipe-packaged-arm64" in t:
+        out.append("**imgpipe-packaged-arm64** — the arm64 package (`make layer ARCH=arm64`, cross-built) in "
+                   "its own empty root, run by qemu-aarch64 on this x86_64 machine: informational only, "
+                   "emulated; it says nothing of a Graviton's speed.\n")
+    else:
+        skipped = load(res, "coldstart-arm64-skipped")
+        if skipped:
+            out.append("The arm64 package (imgpipe-packaged-arm64) was not measured: %s.\n" % skipped.strip())
     bare = load(res, "bare-start.json")
     if bare:
         out.append("For scale, the bare interpreters (hyperfine, 20 runs, `-N`): " + ", ".join(
@@ -428,7 +450,7 @@ query parameters (`x-id`, `x-amz-checksum-mode`, `X-Amz-Content-Sha256`).
 """)
     if "botocore" in us:
         r = pratio(us["botocore"], us["imgpipe"])
-        targets.append(Target("presign-botocore", "Presign: botocore time ÷ imgpipe time", r, 20.0, True,
+        targets.append(Target("presign-botocore", "Presign: botocore time ÷ imgpipe time", r, 25.0, True,
                               "%.1fx" % r + pspan(us["botocore"], us["imgpipe"], "%.1f")))
 
 
@@ -563,6 +585,68 @@ def transform_section(res, out, targets):
                               False, "%.2f" % worst_mem))
 
 
+COST_TOOLS = ("imgpipe", "python", "node")
+
+
+def cost_section(res, out, targets):
+    out.append("## 8. Lambda cost model (Lambda's resource shape: cgroup memory limit and CPU quota)\n")
+    r = load(res, "cost.json")
+    if not r:
+        out.append("Not run (`BENCH_ONLY=cost`, or the section failed: see its log).\n")
+        return
+    p = r["prices"]
+    if r.get("skipped"):
+        out.append("Skipped: %s. The section needs write access to the cgroup v1 `memory` and `cpu` "
+                   "controllers (root, on a machine that mounts them).\n" % r["skipped"])
+        return
+    out.append("`bench/lib/cost_model.py`: each handler of section 2, started as a Lambda runtime inside a "
+               "cgroup v1 pair with `memory.limit_in_bytes` = M MiB (swap limited to the same) and "
+               "`cpu.cfs_quota_us`/`cpu.cfs_period_us` = M/1769 of one core (Lambda gives one vCPU at 1,769 "
+               "MB), handed %d S3 events (copies of %s) one at a time by the Runtime API stand-in; the local "
+               "stack and the stand-in run outside the cgroup. Billed duration: each event's time from "
+               "hand-out to answer, rounded up to the millisecond, averaged. Cost per million images = "
+               "10^6 x (M/1024 x billed seconds x GB-second price + request price), with the %s prices of "
+               "%s (%s): $%.10f per GB-second, $%.2f per million requests; %s (%s). A failure (an error "
+               "answer, the process killed, an OOM kill in the cgroup, or an RSS peak over M: the cgroup is charged "
+               "only for pages first touched in it, while a Lambda sandbox holds every page) rules that size out; `failcnt` counts "
+               "the times the cgroup hit its limit (page cache reclaimed, not necessarily a failure). The cgroup "
+               "peak (`memory.max_usage_in_bytes`) counts only pages charged to the cgroup: shared libraries "
+               "already cached by earlier runs are not, so it is below the process's RSS peak (`VmHWM`), "
+               "which counts them.\n" % (
+                   r["events"], r["image"], p["architecture"], p["region"], p["source"], p["gb_second_usd"],
+                   p["request_usd"] * 1e6, p["billing"], "prices as of " + p["as_of"]))
+    out.append("| handler | memory MB | CPU share | mean billed ms/event | cgroup peak MB | RSS peak MB | failcnt "
+               "| $ per million images | failure |")
+    out.append("|---|---|---|---|---|---|---|---|---|")
+    for run in sorted(r["runs"], key=lambda x: (COST_TOOLS.index(x["tool"]) if x["tool"] in COST_TOOLS else 9,
+                                                x["memory_mb"])):
+        cost = run.get("cost_per_million_usd")
+        out.append("| %s | %d | %.3f | %s | %d | %s | %d | %s | %s |" % (
+            run["tool"], run["memory_mb"], min(1.0, run["memory_mb"] / 1769.0),
+            "%.1f" % (1e3 * run["mean_billed_s"]) if cost is not None else "–",
+            run["memory"]["max_usage_kb"] // 1024, run.get("peak_rss_kb", 0) // 1024 or "–",
+            run["memory"]["failcnt"],
+            "%.2f" % cost if cost is not None else "–", run["failure"] or ""))
+    ch = r.get("cheapest", {})
+    out.append("")
+    out.append("Cheapest size per handler: " + "; ".join(
+        "%s %d MB ($%.2f per million)" % (k, ch[k]["memory_mb"], ch[k]["cost_per_million_usd"])
+        for k in COST_TOOLS if k in ch) + ".\n")
+    if "imgpipe" not in ch:
+        return
+    mine = ch["imgpipe"]["cost_per_million_usd"]
+    for k, need, label in (("node", 0.5, "Node.js"), ("python", 0.2, "Python")):
+        if k in ch:
+            ratio = mine / ch[k]["cost_per_million_usd"]
+            targets.append(Target("cost-" + k, "Cost model: imgpipe's cheapest ÷ %s's cheapest" % label, ratio, need,
+                                  False, "%.2f ($%.2f vs $%.2f per million)" % (
+                                      ratio, mine, ch[k]["cost_per_million_usd"])))
+    at = [x for x in r["runs"] if x["tool"] == "imgpipe" and x["memory_mb"] == ch["imgpipe"]["memory_mb"]]
+    clean = sum(1 for x in at if not x["failure"] and not x["memory"]["oom_kill"]) / max(1, len(at))
+    targets.append(Target("cost-oom", "Cost model: runs without OOM or failure at imgpipe's chosen size", clean,
+                          1.0, True, "%d%% at %d MB" % (round(100 * clean), ch["imgpipe"]["memory_mb"])))
+
+
 # ---- header, summary, chart ----------------------------------------------------------
 
 def machine_and_versions(res, out):
@@ -666,6 +750,7 @@ def main():
     http_section(res, body)
     mixed_section(res, body, targets)
     transform_section(res, body, targets)
+    cost_section(res, body, targets)
 
     out = ["# imgpipe benchmarks\n"]
     started, finished = load(res, "started") or "?", load(res, "finished") or "?"
@@ -694,7 +779,8 @@ def main():
         out.append("")
     else:
         out.append("Every target is met in this run.\n")
-    close = [t for t in targets if t.met and (t.measured / t.need if t.higher else t.need / t.measured) < 1.05]
+    close = [t for t in targets if t.met and t.key != "cost-oom" and
+             (t.measured / t.need if t.higher else t.need / t.measured) < 1.05]
     if close:
         out.append("Met by less than 5%%, so they may go either way from run to run on this machine (see the "
                    "per-round ranges): %s.\n" % "; ".join("%s, %s" % (t.label, t.shown.split(" (rounds")[0])

@@ -445,6 +445,36 @@ static int own_credentials(aws_http_transfer *t) {
     return 0;
 }
 
+typedef struct refresh_call {
+    aws_http_refresh_fn fn;
+    void *ud;
+    aws_credentials_ref *creds;
+    char *err;
+    size_t errlen;
+    int rc;
+} refresh_call;
+
+static int refresh_protected(lua_State *L) {
+    refresh_call *a = lua_touserdata(L, 1);
+    a->rc = a->fn(a->ud, a->creds, a->err, a->errlen);
+    return 0;
+}
+
+/* Runs t's refresh callback so that nothing it raises leaves the engine
+ * (a raise would strand transfers half-way). 0, or -1 with err. */
+static int refresh_credentials(lua_State *L, aws_http_transfer *t, char *err, size_t errlen) {
+    refresh_call a = {t->r.refresh, t->owns ? (void *)L : t->r.refresh_ud, &t->creds, err, errlen, -1};
+    lua_pushcfunction(L, refresh_protected);
+    lua_pushlightuserdata(L, &a);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        snprintf(err, errlen, "refreshing the credentials failed: %s",
+                 lua_tostring(L, -1) ? lua_tostring(L, -1) : "an error object");
+        lua_pop(L, 1);
+        return -1;
+    }
+    return a.rc ? -1 : 0;
+}
+
 /* A failed attempt: fresh credentials once after ExpiredToken (and the same
  * attempt again), else a retry after a backoff when it may be retried, else
  * done. */
@@ -453,7 +483,9 @@ static void after_failure(lua_State *L, aws_http_client *c, aws_http_transfer *t
         char cerr[256];
         t->refreshed = 1;
         t->attempt--;
-        if (!t->r.refresh(t->owns ? (void *)L : t->r.refresh_ud, &t->creds, cerr, sizeof cerr)) {
+        int bad = refresh_credentials(L, t, cerr, sizeof cerr);
+        if (!t->client) return; /* closed meanwhile (a collection during the refresh) */
+        if (!bad) {
             if (t->owns && own_credentials(t)) {
                 aws_http_set_error(&t->err, error_code_name(ERROR_OUT_OF_MEMORY), 0, 0,
                                    "credentials too long");
@@ -653,8 +685,13 @@ void aws_http_transfer_note(aws_http_transfer *t) {
 }
 
 int aws_http_send(lua_State *L, aws_http_client *c, const aws_http_request *r, aws_http_error *err) {
-    aws_http_transfer *t = &c->sync;
-    aws_http_transfer_close(t); /* what a call that raised may have left */
+    if (c->sync_depth >= AWS_HTTP_SYNC_DEPTH) {
+        aws_http_set_error(err, error_code_name(ERROR_CREDENTIALS), 0, 0, "AWS calls nested too deeply");
+        return -1;
+    }
+    /* Nothing in a drive raises (the refresh runs protected), so the depth
+     * is always back to what it was when this returns. */
+    aws_http_transfer *t = &c->sync[c->sync_depth++];
     memset(t, 0, sizeof *t);
     t->answer.body = &c->resp_body;
     t->answer.headers = &c->resp_headers;
@@ -667,6 +704,7 @@ int aws_http_send(lua_State *L, aws_http_client *c, const aws_http_request *r, a
     c->resp_status = t->answer.status;
     aws_http_transfer_note(t);
     aws_http_transfer_close(t);
+    c->sync_depth--;
     return rc;
 }
 

@@ -92,6 +92,7 @@ typedef struct aws_http_answer {
 } aws_http_answer;
 
 #define AWS_HTTP_MAX_RUNNING 8 /* transfers in flight per client; more wait their turn */
+#define AWS_HTTP_SYNC_DEPTH  3 /* aws_http_send inside aws_http_send (through a refresh) */
 
 struct aws_http_client;
 
@@ -134,7 +135,10 @@ typedef struct aws_http_client {
     void *pool[AWS_HTTP_MAX_RUNNING]; /* idle CURL * handles */
     int npool, running;               /* idle handles; transfers RUNNING */
     aws_http_transfer *live;          /* started and not closed */
-    aws_http_transfer sync;           /* aws_http_send's */
+    /* aws_http_send's, one per nesting level (a credentials refresh inside
+     * a call may make a call of its own) */
+    aws_http_transfer sync[AWS_HTTP_SYNC_DEPTH];
+    int sync_depth;
     aws_sigv4_cache sigcache;
     buf url;          /* scratch for the binding: the request URL */
     buf body;         /* scratch for the binding: the request body */

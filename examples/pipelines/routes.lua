@@ -7,5 +7,7 @@ return {
   { method = "POST", path = "/process/three-renditions", pipeline = "three-renditions" },
   { method = "POST", path = "/process/avatar", pipeline = "avatar" },
   { method = "POST", path = "/process/keep-animation", pipeline = "keep-animation" },
+  { method = "POST", path = "/process/shop", pipeline = "shop" },
+  { method = "POST", path = "/process/photos", pipeline = "photos" },
   { method = "GET", path = "/download/{imageId}", pipeline = "download" },
 }

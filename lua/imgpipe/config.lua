@@ -3,6 +3,9 @@
 -- Required: UPLOAD_BUCKET, PROCESSED_BUCKET, TABLE_NAME. Everything else has
 -- a default. A missing or malformed value is an error naming the variable,
 -- raised when the pipeline is loaded (an init error on Lambda).
+local image = require "imgpipe.image"
+local http = require "imgpipe.http"
+
 local M = {}
 
 local function required(name)
@@ -48,6 +51,35 @@ local function overlaps(a, b)
   return a:sub(1, #b) == b or b:sub(1, #a) == a
 end
 
+-- The image limits (MAX_PIXELS, MAX_FRAMES, MAX_JPEG_SCANS,
+-- MAX_ASPECT_RATIO, MAX_INTERLACED_PIXELS, IMAGE_BUDGET_MS, MAX_AVIF_PIXELS)
+-- come from image.limits(), the one reader of them (bindings/image_limits.c),
+-- which also gives img:save its AVIF ceiling: the process pipeline, the
+-- transform and the binding cannot disagree (docs/limits.md).
+local function image_limits_into(c)
+  local l = image.limits()
+  c.max_pixels, c.max_frames = l.max_pixels, l.max_pages
+  c.max_jpeg_scans, c.max_aspect_ratio = l.max_scans, l.max_aspect_ratio
+  c.max_interlaced_pixels = l.max_interlaced_pixels
+  c.image_budget_ms = l.budget_ms -- wall-clock ms of libvips work per image call; 0 = none
+  c.max_avif_pixels = l.max_avif_pixels
+end
+
+-- The limits of a configuration as image.thumbnail options: the one place
+-- where configuration reaches the decoder (pipeline.image_limits; the
+-- transform uses it too).
+function M.image_limits(cfg)
+  return {
+    max_pixels = cfg.max_pixels,
+    max_pages = cfg.max_frames,
+    fast_shrink = cfg.shrink_on_load == "fast",
+    max_scans = cfg.max_jpeg_scans,
+    max_aspect_ratio = cfg.max_aspect_ratio,
+    max_interlaced_pixels = cfg.max_interlaced_pixels,
+    budget_ms = cfg.image_budget_ms,
+  }
+end
+
 function M.load()
   local c = {
     upload_bucket = required "UPLOAD_BUCKET",
@@ -57,14 +89,6 @@ function M.load()
     processed_prefix = prefix("PROCESSED_PREFIX", "processed/"),
     max_dimension = integer("MAX_DIMENSION", 800, 16, 16384),
     max_upload_bytes = integer("MAX_UPLOAD_BYTES", 25 * 1024 * 1024, 1, 5 * 1024 * 1024 * 1024),
-    max_pixels = integer("MAX_PIXELS", 40000000, 1, 1000000000),
-    max_frames = integer("MAX_FRAMES", 100, 1, 10000),
-    -- Cost limits of one image, checked before decoding (docs/limits.md).
-    max_jpeg_scans = integer("MAX_JPEG_SCANS", 100, 1, 100000),
-    max_aspect_ratio = integer("MAX_ASPECT_RATIO", 100, 1, 100000),
-    max_interlaced_pixels = integer("MAX_INTERLACED_PIXELS", 16777216, 1, 1000000000),
-    -- Wall-clock ms of libvips work per image call (decode, save); 0 = none.
-    image_budget_ms = integer("IMAGE_BUDGET_MS", 20000, 0, 3600000),
     url_expires = integer("URL_EXPIRES", 900, 1, 604800),
     quality = integer("OUTPUT_QUALITY", 80, 1, 100),
     output_format = choice("OUTPUT_FORMAT", "auto", { "auto", "jpeg", "png", "webp", "avif" }),
@@ -82,10 +106,11 @@ function M.load()
     -- expiresAt) this long after /upload; 0 = never.
     pending_ttl_s = integer("PENDING_TTL_SECONDS", 7 * 86400, 0, 365 * 86400),
     public_base_url = os.getenv "PUBLIC_BASE_URL", -- e.g. the CloudFront domain serving the processed bucket
-    cors_origin = os.getenv "CORS_ALLOW_ORIGIN",
+    -- "*" or a comma-separated list of origins (imgpipe.http.cors).
+    cors_origins = http.origins(os.getenv "CORS_ALLOW_ORIGIN"),
   }
+  image_limits_into(c)
   if c.public_base_url == "" then c.public_base_url = nil end
-  if c.cors_origin == "" then c.cors_origin = nil end
   if c.public_base_url and not c.public_base_url:find("^https?://[^/]+") then
     error("PUBLIC_BASE_URL must start with https:// (for example https://d111111abcdef8.cloudfront.net)", 0)
   end

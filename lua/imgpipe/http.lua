@@ -1,15 +1,12 @@
--- API Gateway (REST, payload 1.0) responses and request helpers.
+-- API Gateway (REST, payload 1.0) responses and request helpers. No state:
+-- what depends on the configuration (CORS) takes it as an argument.
 local json = require "cjson"
 local digest = require "imgpipe.digest"
 
 local M = {}
 
--- CORS header added to every response when CORS_ALLOW_ORIGIN is set.
-M.cors_origin = nil
-
 local function headers(extra)
   local h = { ["Content-Type"] = "application/json" }
-  if M.cors_origin then h["Access-Control-Allow-Origin"] = M.cors_origin end
   for k, v in pairs(extra or {}) do h[k] = v end
   return h
 end
@@ -60,6 +57,59 @@ function M.json_body(event, max_bytes)
     return nil, M.error(400, "InvalidRequest", "the request body must be a JSON object")
   end
   return value
+end
+
+-- A request header (any case), or nil.
+function M.header(event, name)
+  local h = event.headers
+  if type(h) ~= "table" then return nil end
+  local want = name:lower()
+  for k, v in pairs(h) do
+    if type(k) == "string" and k:lower() == want and type(v) == "string" then return v end
+  end
+  return nil
+end
+
+-- The allowed origins of CORS_ALLOW_ORIGIN ("*", or a comma-separated
+-- list of origins) as a list, or nil when it is empty.
+function M.origins(setting)
+  if setting == nil then return nil end
+  local list = {}
+  for origin in setting:gmatch "[^,%s]+" do list[#list + 1] = origin end
+  if #list == 0 then return nil end
+  return list
+end
+
+local function add_vary(h, value)
+  for k, v in pairs(h) do
+    if type(k) == "string" and k:lower() == "vary" then
+      h[k] = v .. ", " .. value
+      return
+    end
+  end
+  h.Vary = value
+end
+
+-- Adds the CORS headers of `origins` (M.origins) to an answer to `event`:
+-- "*" answers "*"; a list answers the request's Origin when it is one of
+-- them (a browser takes one origin, never a list), with Vary: Origin,
+-- since the answer then depends on it. Returns the answer.
+function M.cors(origins, event, answer)
+  if not origins or type(answer) ~= "table" then return answer end
+  answer.headers = type(answer.headers) == "table" and answer.headers or {}
+  if origins[1] == "*" then
+    answer.headers["Access-Control-Allow-Origin"] = "*"
+    return answer
+  end
+  add_vary(answer.headers, "Origin")
+  local origin = M.header(event, "Origin")
+  for _, allowed in ipairs(origins) do
+    if origin == allowed then
+      answer.headers["Access-Control-Allow-Origin"] = origin
+      break
+    end
+  end
+  return answer
 end
 
 -- A query string parameter, or nil.

@@ -1,15 +1,6 @@
--- The images table: one item per image, keyed by imageId.
---
---   status            PENDING -> PROCESSED | FAILED   (docs/states.md)
---   originalKey, contentType, uploadTimestamp, filename        (upload)
---   processedKey, bytes, width, height, outWidth, outHeight,
---   outContentType, outBytes, processedAt, etag, sequencer     (process)
---   renditions   name -> {key, width, height, bytes, contentType}  (process;
---                the top-level out* fields repeat the first rendition)
---   reason, failedAt                                           (failure)
---   lastFailure, lastFailedAt       (a later attempt failed; PROCESSED kept)
---   claimToken, leaseUntil, claimSequencer, claimedAt          (while processing)
---   attempts            claims since the item was last settled (a retry sees > 0)
+-- The images table: one item per image, keyed by imageId. Every attribute,
+-- its type, who writes it and when: docs/record.md (M.ATTRIBUTES below is
+-- the same list; a spec keeps the two in step).
 --
 -- At-least-once delivery: an invocation must first claim the item. A claim
 -- is a lease: it ends at leaseUntil (Unix milliseconds), a little after the
@@ -29,6 +20,30 @@ local random = require "imgpipe.random"
 local M = {}
 
 local CLAIM_FIELDS = { "claimToken", "leaseUntil", "claimSequencer", "claimedAt" }
+
+-- The library's own attributes: a pipeline's record hook cannot write these.
+M.ATTRIBUTES = {
+  "imageId", "status", "originalKey", "contentType", "filename", "uploadTimestamp", "expiresAt",
+  "processedKey", "bytes", "width", "height", "outWidth", "outHeight", "outBytes", "outContentType",
+  "renditions", "placeholder", "colour", "processedAt", "etag", "sequencer",
+  "reasonCode", "reason", "failedAt", "lastFailureCode", "lastFailure", "lastFailedAt",
+  "claimToken", "leaseUntil", "claimSequencer", "claimedAt", "attempts",
+}
+M.RESERVED = {}
+for _, name in ipairs(M.ATTRIBUTES) do M.RESERVED[name] = true end
+
+-- The failure recorded on an item: code, message; nil when none. Items
+-- written before reasonCode existed hold one string "Code: message": this
+-- is the one place that reads it (and only for those items).
+function M.failure_of(item, which)
+  local code = which == "last" and item.lastFailureCode or item.reasonCode
+  local message = which == "last" and item.lastFailure or item.reason
+  if message == nil then return nil end
+  if code then return code, message end
+  local old_code, old_message = tostring(message):match "^(%w+): (.*)$"
+  if old_code then return old_code, old_message end
+  return "ProcessingFailed", tostring(message)
+end
 
 local function iso_now()
   return os.date "!%Y-%m-%dT%H:%M:%SZ"
@@ -137,8 +152,8 @@ end
 
 -- Settles a claim: SET the given assignments, REMOVE the claim (and any
 -- extra attributes), on condition that the lease is still ours (and any
--- extra condition).
-local function settle(cfg, claim, sets, values, removes, condition)
+-- extra condition). names: more expression attribute names.
+local function settle(cfg, claim, sets, values, removes, condition, names)
   values[":token"] = claim.token
   if claim.sequencer then
     values[":seq"] = claim.sequencer
@@ -146,22 +161,26 @@ local function settle(cfg, claim, sets, values, removes, condition)
   end
   local remove = { "attempts", table.unpack(CLAIM_FIELDS) }
   for _, r in ipairs(removes or {}) do remove[#remove + 1] = r end
+  local all_names = { ["#status"] = "status" }
+  for k, v in pairs(names or {}) do all_names[k] = v end
   return dynamodb.update_item {
     table = cfg.table,
     key = { imageId = claim.image_id },
     update = "SET " .. table.concat(sets, ", ") .. " REMOVE " .. table.concat(remove, ", "),
     condition = "claimToken = :token" .. (condition and (" AND " .. condition) or ""),
-    names = { ["#status"] = "status" },
+    names = all_names,
     values = values,
   }
 end
 
 local OUTPUT_FIELDS = { "processedKey", "width", "height", "outWidth", "outHeight", "bytes", "outBytes",
-  "outContentType", "contentType", "renditions" }
+  "outContentType", "contentType", "renditions", "placeholder", "colour" }
 
 -- Records PROCESSED with what was made (the fields of OUTPUT_FIELDS found
--- in `out`). Returns true, or false and the error.
-function M.processed(cfg, claim, out)
+-- in `out`) and a pipeline's own attributes (`extra`, from its record hook:
+-- checked by the caller, none of M.ATTRIBUTES), in one conditional write.
+-- Returns true, or false and the error.
+function M.processed(cfg, claim, out, extra)
   local values = { [":processed"] = "PROCESSED", [":at"] = iso_now() }
   local sets = { "#status = :processed", "processedAt = :at" }
   for _, field in ipairs(OUTPUT_FIELDS) do
@@ -170,31 +189,38 @@ function M.processed(cfg, claim, out)
       sets[#sets + 1] = field .. " = :" .. field
     end
   end
-  local removes = { "reason", "failedAt", "lastFailure", "lastFailedAt" }
+  local names, n = {}, 0
+  for field, value in pairs(extra or {}) do
+    n = n + 1
+    names["#x" .. n], values[":x" .. n] = field, value
+    sets[#sets + 1] = "#x" .. n .. " = :x" .. n
+  end
+  local removes = { "reasonCode", "reason", "failedAt", "lastFailureCode", "lastFailure", "lastFailedAt" }
   if claim.etag then
     values[":etag"] = claim.etag
     sets[#sets + 1] = "etag = :etag"
   else
     removes[#removes + 1] = "etag"
   end
-  local _, err = settle(cfg, claim, sets, values, removes)
+  local _, err = settle(cfg, claim, sets, values, removes, nil, names)
   return err == nil, err
 end
 
--- Records a permanent failure ("TooManyPixels: ..."). An item that was
--- PROCESSED when claimed stays PROCESSED, its output untouched: the failure
--- goes to lastFailure. Returns true and the status the item now has, or
--- false and the error.
-function M.failed(cfg, claim, reason)
-  local values = { [":reason"] = reason, [":at"] = iso_now(), [":processed"] = "PROCESSED" }
+-- Records a permanent failure {code, message}: reasonCode and reason. An
+-- item that was PROCESSED when claimed stays PROCESSED, its output
+-- untouched: the failure goes to lastFailureCode and lastFailure. Returns
+-- true and the status the item now has, or false and the error.
+function M.failed(cfg, claim, failure)
+  local values = { [":code"] = failure.code, [":reason"] = failure.message, [":at"] = iso_now(),
+    [":processed"] = "PROCESSED" }
   if claim.previous_status == "PROCESSED" then
-    local _, err = settle(cfg, claim, { "lastFailure = :reason", "lastFailedAt = :at" }, values, nil,
-      "#status = :processed")
+    local _, err = settle(cfg, claim, { "lastFailureCode = :code", "lastFailure = :reason", "lastFailedAt = :at" },
+      values, nil, "#status = :processed")
     if err then return false, err end
     return true, "PROCESSED"
   end
   values[":failed"] = "FAILED"
-  local sets = { "#status = :failed", "reason = :reason", "failedAt = :at" }
+  local sets = { "#status = :failed", "reasonCode = :code", "reason = :reason", "failedAt = :at" }
   if claim.etag then
     values[":etag"] = claim.etag
     sets[#sets + 1] = "etag = :etag"
@@ -209,10 +235,10 @@ end
 -- the client stops waiting. Never creates an item and never touches one
 -- that is settled, leased, or belongs to another key. Best effort: returns
 -- true when it settled the item.
-function M.failed_missing(cfg, image_id, rec, reason)
-  local values = { [":key"] = rec.key, [":pending"] = "PENDING", [":failed"] = "FAILED", [":reason"] = reason,
-    [":at"] = iso_now(), [":now"] = M.now_ms() }
-  local sets = { "#status = :failed", "reason = :reason", "failedAt = :at" }
+function M.failed_missing(cfg, image_id, rec, code, message)
+  local values = { [":key"] = rec.key, [":pending"] = "PENDING", [":failed"] = "FAILED", [":code"] = code,
+    [":reason"] = message, [":at"] = iso_now(), [":now"] = M.now_ms() }
+  local sets = { "#status = :failed", "reasonCode = :code", "reason = :reason", "failedAt = :at" }
   local condition = "originalKey = :key AND #status = :pending" ..
     " AND (attribute_not_exists(leaseUntil) OR leaseUntil < :now)"
   if rec.sequencer then

@@ -35,7 +35,11 @@
 --                     size = 24, colour = {255, 255, 255}, font, fontfile,
 --                     width (of an image watermark, px)}},
 --                   {sharpen = true or {sigma, ...}}, {blur = sigma or {sigma}},
---                   {rotate = 90 | 180 | 270}, {flatten = true or {background}}
+--                   {rotate = 90 | 180 | 270}, {flatten = true or {background}},
+--                   or a function(img, job) returning the image to go on with
+--                   (img itself or a new one; nil, err to fail): a custom
+--                   step. It may raise; the failure names the rendition and
+--                   the step. job is what M.make was given as opts.job.
 --
 -- Decoding: the source is decoded once, at the size of the largest
 -- rendition (shrink-on-load, fast_shrink), and every still rendition is
@@ -44,231 +48,29 @@
 -- does. A kept animation is decoded on its own (all frames).
 --
 -- M.check(list) raises on a bad declaration, with a message naming the
--- rendition and the field; M.make(bytes, list, [limits]) checks first, then
--- returns the list of made renditions, or nil, err (err.code from
--- imgpipe.image: InvalidImage, UnsupportedFormat, TooManyPixels,
--- ImageError, FontNotFound; err.rendition names the rendition).
--- limits: {max_pixels, max_pages, allow, fast_shrink = true, ...}: every field is
--- passed on to image.thumbnail.
+-- rendition and the field; M.make(bytes, list, [limits], [opts]) checks
+-- first, then returns the list of made renditions, or nil, err (err.code
+-- from imgpipe.image: InvalidImage, UnsupportedFormat, TooManyPixels,
+-- ImageError, FontNotFound; StepFailed for a custom step that raised or
+-- returned something else than an image; err.rendition names the
+-- rendition). limits: {max_pixels, max_pages, allow, fast_shrink = true,
+-- ...}: every field is passed on to image.thumbnail. opts: {probe (what
+-- image.probe said of these bytes: not read again), job (for custom steps)}.
 local image = require "imgpipe.image"
+local declaration = require "imgpipe.renditions.declaration"
+local failures = require "imgpipe.pipeline.failures"
 
 local M = {}
 
-local MAX_SIDE = 100000
+local MAX_SIDE, SMART = declaration.MAX_SIDE, declaration.SMART
 
 M.content_types = {
   jpeg = "image/jpeg", png = "image/png", webp = "image/webp", avif = "image/avif", gif = "image/gif",
 }
 
-local FITS = { inside = true, cover = true, contain = true, fill = true }
-local FORMATS = { auto = true, jpeg = true, png = true, webp = true, avif = true, gif = true }
-local COMPASS = {
-  centre = true, center = true, north = true, south = true, east = true, west = true,
-  ["north-east"] = true, ["north-west"] = true, ["south-east"] = true, ["south-west"] = true,
-}
-local SMART = { attention = true, entropy = true }
-local FIELDS = {
-  name = true, width = true, height = true, fit = true, gravity = true, background = true, enlarge = true,
-  format = true, quality = true, effort = true, lossless = true, strip = true, keep_animation = true,
-  steps = true,
-}
-local WATERMARK_FIELDS = {
-  text = true, image = true, gravity = true, margin = true, opacity = true, size = true, colour = true,
-  font = true, fontfile = true, dpi = true, width = true,
-}
-
-local function sorted_keys(set)
-  local names = {}
-  for k in pairs(set) do names[#names + 1] = k end
-  table.sort(names)
-  return table.concat(names, ", ")
-end
-
--- A declaration checker bound to one rendition: fail(field, message) raises.
-local function checker(index, r)
-  local label = type(r) == "table" and type(r.name) == "string"
-    and string.format("rendition %d ('%s')", index, r.name) or string.format("rendition %d", index)
-  local c = {}
-  function c.fail(field, message)
-    error(string.format("renditions: %s: field '%s': %s", label, field, message), 0)
-  end
-  function c.int(t, field, prefix, min, max, required)
-    local v = t[field]
-    if v == nil then
-      if required then c.fail(prefix .. field, "integer expected, got nil") end
-      return nil
-    end
-    if math.type(v) ~= "integer" then
-      c.fail(prefix .. field, "integer expected, got " .. (math.type(v) or type(v)))
-    end
-    if v < min or v > max then c.fail(prefix .. field, string.format("%d is out of range %d..%d", v, min, max)) end
-    return v
-  end
-  function c.number(t, field, prefix, min, max)
-    local v = t[field]
-    if v == nil then return nil end
-    if type(v) ~= "number" then c.fail(prefix .. field, "number expected, got " .. type(v)) end
-    if not (v >= min and v <= max) then
-      c.fail(prefix .. field, string.format("%s is out of range %s..%s", v, min, max))
-    end
-    return v
-  end
-  function c.bool(t, field, prefix, default)
-    local v = t[field]
-    if v == nil then return default end
-    if type(v) ~= "boolean" then c.fail(prefix .. field, "boolean expected, got " .. type(v)) end
-    return v
-  end
-  function c.enum(t, field, prefix, set, default)
-    local v = t[field]
-    if v == nil then return default end
-    if type(v) ~= "string" or not set[v] then
-      c.fail(prefix .. field, string.format("one of %s expected, got %s", sorted_keys(set),
-        type(v) == "string" and ("'" .. v .. "'") or type(v)))
-    end
-    return v
-  end
-  function c.colour(t, field, prefix)
-    local v = t[field]
-    if v == nil then return nil end
-    local list = type(v) == "number" and { v } or v
-    if type(list) ~= "table" or #list < 1 or #list > 4 then
-      c.fail(prefix .. field, "a number or 1 to 4 numbers 0..255 expected")
-    end
-    for i = 1, #list do
-      if type(list[i]) ~= "number" or list[i] < 0 or list[i] > 255 then
-        c.fail(prefix .. field, "a number or 1 to 4 numbers 0..255 expected")
-      end
-    end
-    return v
-  end
-  function c.only(t, allowed, prefix)
-    for k in pairs(t) do
-      if not allowed[k] then
-        c.fail(prefix .. tostring(k), "unknown field (known: " .. sorted_keys(allowed) .. ")")
-      end
-    end
-  end
-  return c
-end
-
-local function check_step(c, i, step)
-  local prefix = string.format("steps[%d].", i)
-  if type(step) ~= "table" then c.fail(prefix:sub(1, -2), "a table such as {sharpen = true} expected") end
-  local kind, value = next(step)
-  if kind == nil or next(step, kind) ~= nil then
-    c.fail(prefix:sub(1, -2), "exactly one of watermark, sharpen, blur, rotate, flatten expected")
-  end
-  prefix = prefix .. kind
-  if kind == "watermark" then
-    if type(value) ~= "table" then c.fail(prefix, "table expected, got " .. type(value)) end
-    c.only(value, WATERMARK_FIELDS, prefix .. ".")
-    local text, img = value.text, value.image
-    if (text == nil) == (img == nil) then c.fail(prefix, "one of 'text' or 'image' expected") end
-    if text ~= nil and (type(text) ~= "string" or text == "") then
-      c.fail(prefix .. ".text", "non-empty string expected")
-    end
-    if img ~= nil and type(img) ~= "string" and not (type(img) == "userdata" and img.width) then
-      c.fail(prefix .. ".image", "image bytes (string) or an image expected, got " .. type(img))
-    end
-    c.enum(value, "gravity", prefix .. ".", COMPASS)
-    c.int(value, "margin", prefix .. ".", 0, MAX_SIDE)
-    c.number(value, "opacity", prefix .. ".", 0, 1)
-    c.number(value, "size", prefix .. ".", 1, 2000)
-    c.int(value, "dpi", prefix .. ".", 1, 2400)
-    c.int(value, "width", prefix .. ".", 1, MAX_SIDE)
-    c.colour(value, "colour", prefix .. ".")
-    for _, f in ipairs { "font", "fontfile" } do
-      if value[f] ~= nil and type(value[f]) ~= "string" then c.fail(prefix .. "." .. f, "string expected") end
-    end
-  elseif kind == "sharpen" or kind == "flatten" then
-    if value ~= true and type(value) ~= "table" then c.fail(prefix, "true or a table of options expected") end
-    if kind == "flatten" and type(value) == "table" then
-      c.only(value, { background = true }, prefix .. ".")
-      c.colour(value, "background", prefix .. ".")
-    end
-  elseif kind == "blur" then
-    local sigma = type(value) == "table" and value.sigma or value
-    if type(sigma) ~= "number" or sigma < 0.1 or sigma > 1000 then
-      c.fail(prefix, "a sigma 0.1..1000 (or {sigma = ...}) expected")
-    end
-  elseif kind == "rotate" then
-    if value ~= 90 and value ~= 180 and value ~= 270 then c.fail(prefix, "90, 180 or 270 expected") end
-  else
-    c.fail(prefix, "unknown step (known: blur, flatten, rotate, sharpen, watermark)")
-  end
-end
-
--- Checks one declaration; returns a normalised copy.
-local function check_one(index, r, names)
-  local c = checker(index, r)
-  if type(r) ~= "table" then
-    error(string.format("renditions: rendition %d: table expected, got %s", index, type(r)), 0)
-  end
-  c.only(r, FIELDS, "")
-  if type(r.name) ~= "string" or not r.name:match "^[%w_%-%.]+$" then
-    c.fail("name", "a name of letters, digits, '_', '-', '.' expected")
-  end
-  if names[r.name] then c.fail("name", "the name is used twice") end
-  names[r.name] = true
-  local n = { name = r.name }
-  n.width = c.int(r, "width", "", 1, MAX_SIDE)
-  n.height = c.int(r, "height", "", 1, MAX_SIDE)
-  if not n.width and not n.height then c.fail("width", "width or height (or both) expected") end
-  n.fit = c.enum(r, "fit", "", FITS, "inside")
-  if n.fit ~= "inside" and not (n.width and n.height) then
-    c.fail(n.width and "height" or "width", "fit '" .. n.fit .. "' needs both width and height")
-  end
-  local gravities = COMPASS
-  if n.fit == "cover" then
-    local all = {}
-    for k in pairs(COMPASS) do all[k] = true end
-    for k in pairs(SMART) do all[k] = true end
-    gravities = all
-  end
-  n.gravity = c.enum(r, "gravity", "", gravities, "centre")
-  if n.gravity == "center" then n.gravity = "centre" end
-  n.background = c.colour(r, "background", "")
-  n.enlarge = c.bool(r, "enlarge", "", false)
-  n.format = c.enum(r, "format", "", FORMATS, "auto")
-  n.quality = c.int(r, "quality", "", 1, 100)
-  n.effort = c.int(r, "effort", "", 0, 10)
-  n.lossless = c.bool(r, "lossless", "", nil)
-  n.strip = c.bool(r, "strip", "", true)
-  n.keep_animation = c.bool(r, "keep_animation", "", false)
-  n.steps = {}
-  if r.steps ~= nil then
-    if type(r.steps) ~= "table" then c.fail("steps", "array of steps expected, got " .. type(r.steps)) end
-    for i, step in ipairs(r.steps) do
-      check_step(c, i, step)
-      n.steps[i] = step
-    end
-  end
-  if n.keep_animation then
-    if n.fit ~= "inside" and n.fit ~= "cover" then
-      c.fail("keep_animation", "an animation can be fit 'inside' or 'cover' only")
-    end
-    if SMART[n.gravity] then
-      c.fail("gravity", "an animation is cut by a compass gravity only (no smart crop)")
-    end
-    if n.format ~= "auto" and n.format ~= "gif" and n.format ~= "webp" then
-      c.fail("format", "an animation is kept in gif or webp (or auto)")
-    end
-    if #n.steps > 0 then c.fail("steps", "steps cannot be applied to a kept animation") end
-  end
-  return n
-end
-
--- Checks a list of declarations (raises on the first bad one); returns
--- normalised copies, defaults filled in.
-function M.check(list)
-  if type(list) ~= "table" or #list == 0 then
-    error("renditions: a non-empty array of renditions expected", 0)
-  end
-  local names, out = {}, {}
-  for i, r in ipairs(list) do out[i] = check_one(i, r, names) end
-  return out
-end
+-- Checks a list of declarations (raises on the first bad one, naming the
+-- rendition and the field); returns normalised copies, defaults filled in.
+M.check = declaration.check
 
 -- Sizes --------------------------------------------------------------------
 
@@ -313,19 +115,23 @@ end
 
 -- Composites a text or image watermark onto img; returns the new image, or
 -- nil, err.
-function M.watermark(img, wm)
-  local overlay, err
+-- The watermark's own image: its text rendered, or its image (bytes or an
+-- image) at its width.
+local function overlay_of(wm)
   if wm.text then
-    overlay, err = image.text(wm.text, {
+    return image.text(wm.text, {
       size = wm.size or 24, colour = wm.colour or { 255, 255, 255 }, font = wm.font, fontfile = wm.fontfile,
       dpi = wm.dpi,
     })
   elseif type(wm.image) == "string" then
-    overlay, err = image.thumbnail(wm.image, { width = wm.width or MAX_SIDE, size = wm.width and "both" or "down" })
-  else
-    overlay = wm.image
-    if wm.width then overlay, err = overlay:resize { width = wm.width } end
+    return image.thumbnail(wm.image, { width = wm.width or MAX_SIDE, size = wm.width and "both" or "down" })
   end
+  if wm.width then return wm.image:resize { width = wm.width } end
+  return wm.image
+end
+
+function M.watermark(img, wm)
+  local overlay, err = overlay_of(wm)
   if not overlay then return nil, err end
   local margin = wm.margin or 16
   local room_w, room_h = img:width() - 2 * margin, img:height() - 2 * margin
@@ -346,11 +152,38 @@ local STEPS = {
   flatten = function(img, v) return img:flatten(v ~= true and v or nil) end,
 }
 
-local function apply_steps(img, steps)
-  for _, step in ipairs(steps) do
-    local kind, value = next(step)
-    local out, err = STEPS[kind](img, value)
-    img:close() -- each step makes a new image; the one before is done with
+local function is_image(v)
+  return type(v) == "userdata" and type(v.width) == "function"
+end
+
+-- A custom step: fn(img, job) -> the image to go on with. Whatever it
+-- raises or returns amiss is a StepFailed naming the step.
+local function custom_step(fn, img, job, r, i)
+  local ok, out, err = pcall(fn, img, job)
+  local what = string.format("rendition '%s': steps[%d] (a function)", r.name, i)
+  if not ok then
+    return nil, { code = "StepFailed", message = what .. " raised: " .. failures.describe(out), retryable = true }
+  end
+  if out == nil and type(err) == "table" then return nil, err end
+  if not is_image(out) then
+    return nil, { code = "StepFailed", retryable = true,
+      message = what .. " returned " .. (out == nil and "nothing" or ("a " .. type(out))) .. ", not an image" }
+  end
+  return out
+end
+
+local function apply_steps(img, r, job)
+  for i, step in ipairs(r.steps) do
+    local out, err
+    if type(step) == "function" then
+      out, err = custom_step(step, img, job, r, i)
+    else
+      local kind, value = next(step)
+      out, err = STEPS[kind](img, value)
+    end
+    -- Each step makes a new image (a custom one may hand back its input):
+    -- the one before is done with.
+    if out ~= img then img:close() end
     if not out then return nil, err end
     img = out
   end
@@ -449,71 +282,98 @@ local function tag(err, r)
 end
 
 -- Makes every declared rendition of the source bytes. See the top of the file.
-function M.make(bytes, list, limits)
-  if type(bytes) ~= "string" then error("renditions.make: source bytes (string) expected", 2) end
-  local decls = M.check(list)
-  limits = limits or {}
-  local probe, perr = image.probe(bytes, { allow = limits.allow })
-  if not probe then return nil, perr end
-  local W, H = probe.width, probe.height
-  if probe.orientation >= 5 and probe.orientation <= 8 then W, H = H, W end
-  local animated = probe.pages > 1 and (probe.format == "gif" or probe.format == "webp")
+-- Encodes img for rendition r and closes it: the made rendition, or nil
+-- and the error (tagged with the rendition).
+local function encode_closing(r, img, source_format)
+  local made, err = encode(r, img, source_format)
+  img:close()
+  if not made then return tag(err, r) end
+  return made
+end
 
-  -- Enlarged renditions are bounded like decoded ones.
-  local max_pixels = limits.max_pixels or 40000000
+-- Enlarged renditions are bounded like decoded ones: nil, or the error.
+local function over_pixels(decls, W, H, max_pixels)
   for _, r in ipairs(decls) do
     local w, h = fit_size(W, H, r.width, r.height, r.fit == "inside" and "inside" or "outside", r.enlarge)
     if r.fit ~= "inside" then w, h = math.max(w, r.width), math.max(h, r.height) end
     if w * h > max_pixels then
-      return tag({ code = "TooManyPixels", retryable = false,
-        message = string.format("%dx%d is over the limit of %d pixels", w, h, max_pixels) }, r)
+      return select(2, tag({ code = "TooManyPixels", retryable = false,
+        message = string.format("%dx%d is over the limit of %d pixels", w, h, max_pixels) }, r))
     end
   end
+  return nil
+end
 
-  local out, still = {}, {}
+-- The kept animations into out[i]; returns the indexes of the still ones,
+-- or nil and the error.
+local function make_animations(src, decls, out)
+  local still = {}
   for i, r in ipairs(decls) do
-    if r.keep_animation and animated then
-      local img, err = animation_for(bytes, r, limits, W, H)
+    if r.keep_animation and src.animated then
+      local img, err = animation_for(src.bytes, r, src.limits, src.W, src.H)
       if not img then return tag(err, r) end
-      local made, serr = encode(r, img, probe.format)
-      img:close()
-      if not made then return tag(serr, r) end
-      out[i] = made
+      out[i], err = encode_closing(r, img, src.format)
+      if not out[i] then return nil, err end
     else
       still[#still + 1] = i
     end
   end
+  return still
+end
 
-  if #still == 1 and direct(decls[still[1]]) then
-    -- One rendition: decoded at its size and encoded while decoding.
-    local r = decls[still[1]]
-    local img, err = thumbnail_for(bytes, r, limits, { lazy = true })
-    if not img then return tag(err, r) end
-    local made, serr = encode(r, img, probe.format)
-    img:close()
-    if not made then return tag(serr, r) end
-    out[still[1]] = made
-  elseif #still > 0 then
-    -- One decode, at the largest size any rendition needs (never above the
-    -- source's), and every rendition derived from it in memory.
-    local scale = 0
-    for _, i in ipairs(still) do scale = math.max(scale, math.min(1, needed_scale(decls[i], W, H))) end
-    local master, err = image.thumbnail(bytes, load_options(limits, {
-      width = math.min(W, math.ceil(W * scale)), height = math.min(H, math.ceil(H * scale)), size = "down",
-    }))
-    if not master then return tag(err, decls[still[1]]) end
-    for _, i in ipairs(still) do
-      local r = decls[i]
-      local img, derr = derive(master, r, W, H)
-      if img then img, derr = apply_steps(img, r.steps) end
-      if not img then master:close() return tag(derr, r) end
-      local made, serr = encode(r, img, probe.format)
-      img:close()
-      if not made then master:close() return tag(serr, r) end
-      out[i] = made
-    end
-    master:close()
+-- The still renditions from one decode, at the largest size any of them
+-- needs (never above the source's), derived in memory.
+local function make_from_master(src, decls, still, out)
+  local W, H = src.W, src.H
+  local scale = 0
+  for _, i in ipairs(still) do scale = math.max(scale, math.min(1, needed_scale(decls[i], W, H))) end
+  local master <close>, err = image.thumbnail(src.bytes, load_options(src.limits, {
+    width = math.min(W, math.ceil(W * scale)), height = math.min(H, math.ceil(H * scale)), size = "down",
+  }))
+  if not master then return tag(err, decls[still[1]]) end
+  for _, i in ipairs(still) do
+    local r = decls[i]
+    local img, derr = derive(master, r, W, H)
+    if img then img, derr = apply_steps(img, r, src.job) end
+    if not img then return tag(derr, r) end
+    out[i], derr = encode_closing(r, img, src.format)
+    if not out[i] then return nil, derr end
   end
+  return true
+end
+
+-- The still renditions: one without steps is decoded at its size and
+-- encoded while decoding; several share one decode.
+local function make_still(src, decls, still, out)
+  if #still == 0 then return true end
+  if #still > 1 or not direct(decls[still[1]]) then return make_from_master(src, decls, still, out) end
+  local r = decls[still[1]]
+  local img, err = thumbnail_for(src.bytes, r, src.limits, { lazy = true })
+  if not img then return tag(err, r) end
+  out[still[1]], err = encode_closing(r, img, src.format)
+  if not out[still[1]] then return nil, err end
+  return true
+end
+
+-- Makes every declared rendition of the source bytes. See the top of the file.
+function M.make(bytes, list, limits, opts)
+  if type(bytes) ~= "string" then error("renditions.make: source bytes (string) expected", 2) end
+  local decls = M.check(list)
+  limits, opts = limits or {}, opts or {}
+  local probe, perr = opts.probe, nil
+  if not probe then probe, perr = image.probe(bytes, { allow = limits.allow }) end
+  if not probe then return nil, perr end
+  local W, H = probe.width, probe.height
+  if probe.orientation >= 5 and probe.orientation <= 8 then W, H = H, W end
+  local err = over_pixels(decls, W, H, limits.max_pixels or 40000000)
+  if err then return nil, err end
+  local src = { bytes = bytes, limits = limits, job = opts.job, W = W, H = H, format = probe.format,
+    animated = probe.pages > 1 and (probe.format == "gif" or probe.format == "webp") }
+  local out = {}
+  local still, aerr = make_animations(src, decls, out)
+  if not still then return nil, aerr end
+  local ok, serr = make_still(src, decls, still, out)
+  if not ok then return nil, serr end
   return out
 end
 

@@ -25,36 +25,48 @@ function M.is_s3_event(event)
   return type(event) == "table" and type(event.Records) == "table"
 end
 
--- The object records of an event: {bucket, key, size, etag, sequencer,
--- event_name, event_time}, or a record {invalid = reason} for one that
--- cannot be used. Records from other sources or of other kinds are
--- reported as ignored.
+-- The bucket name and the object table of a record, or nil.
+local function bucket_and_object(r)
+  local s3 = type(r.s3) == "table" and r.s3 or {}
+  local bucket = type(s3.bucket) == "table" and s3.bucket.name
+  local object = type(s3.object) == "table" and s3.object or {}
+  if type(bucket) ~= "string" or bucket == "" or type(object.key) ~= "string" or object.key == "" then return nil end
+  return bucket, object
+end
+
+-- One record of an event: {index, bucket, key, size, etag, sequencer,
+-- event_name, event_time}, or {index, invalid = reason}, or {index,
+-- ignored = reason}.
+local function record(i, r)
+  local rec = { index = i }
+  if type(r) ~= "table" or r.eventSource ~= "aws:s3" then
+    rec.ignored = "not an S3 record"
+    return rec
+  end
+  if type(r.eventName) ~= "string" or not r.eventName:find("^ObjectCreated:") then
+    rec.ignored = "not an ObjectCreated event (" .. tostring(r.eventName) .. ")"
+    return rec
+  end
+  local bucket, object = bucket_and_object(r)
+  if not bucket then
+    rec.invalid = "the record names no bucket or key"
+    return rec
+  end
+  rec.bucket = bucket
+  rec.key = M.decode_key(object.key)
+  rec.size = math.tointeger(object.size)
+  rec.etag = type(object.eTag) == "string" and object.eTag or nil
+  rec.sequencer = M.normalize_sequencer(object.sequencer)
+  rec.event_name = r.eventName
+  rec.event_time = r.eventTime
+  return rec
+end
+
+-- The object records of an event (see `record` above). Records from other
+-- sources or of other kinds are reported as ignored.
 function M.records(event)
   local out = {}
-  for i, r in ipairs(event.Records) do
-    local rec = { index = i }
-    if type(r) ~= "table" or r.eventSource ~= "aws:s3" then
-      rec.ignored = "not an S3 record"
-    elseif type(r.eventName) ~= "string" or not r.eventName:find("^ObjectCreated:") then
-      rec.ignored = "not an ObjectCreated event (" .. tostring(r.eventName) .. ")"
-    else
-      local s3 = type(r.s3) == "table" and r.s3 or {}
-      local bucket = type(s3.bucket) == "table" and s3.bucket.name
-      local object = type(s3.object) == "table" and s3.object or {}
-      if type(bucket) ~= "string" or bucket == "" or type(object.key) ~= "string" or object.key == "" then
-        rec.invalid = "the record names no bucket or key"
-      else
-        rec.bucket = bucket
-        rec.key = M.decode_key(object.key)
-        rec.size = math.tointeger(object.size)
-        rec.etag = type(object.eTag) == "string" and object.eTag or nil
-        rec.sequencer = M.normalize_sequencer(object.sequencer)
-        rec.event_name = r.eventName
-        rec.event_time = r.eventTime
-      end
-    end
-    out[#out + 1] = rec
-  end
+  for i, r in ipairs(event.Records) do out[#out + 1] = record(i, r) end
   return out
 end
 

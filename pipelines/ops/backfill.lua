@@ -123,6 +123,14 @@ local function dry_run()
   progress.summary { dry_run = true }
 end
 
+local function announce_resume(after, done_before)
+  if not terminal then
+    io.stdout:write(json.encode { event = "resume", after = after, done_before = done_before }, "\n")
+  else
+    io.stdout:write("resuming after ", after, " (", done_before, " done before)\n")
+  end
+end
+
 local function backfill()
   local cp = read_checkpoint()
   local after, token = cp and cp.last_key, cp and cp.continuation ~= json.null and cp.continuation or nil
@@ -132,11 +140,7 @@ local function backfill()
   local runner = { bin = common.imgpipe_binary(opts.imgpipe), timeout = common.timeout(opts, USAGE),
     dir = common.tmpdir() }
   local progress = common.progress(total, terminal)
-  if cp and not terminal then
-    io.stdout:write(json.encode { event = "resume", after = after, done_before = done_before }, "\n")
-  elseif cp then
-    io.stdout:write("resuming after ", after, " (", done_before, " done before)\n")
-  end
+  if cp then announce_resume(after, done_before) end
   local processed, stopped = 0, false
   local ok, err = pcall(each_page, token, after, function(keys, page_token)
     local i = 1

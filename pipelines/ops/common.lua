@@ -188,6 +188,16 @@ function M.progress(total, terminal)
     return math.max(M.now() - started, 0.001)
   end
 
+  -- The bar, redrawn in place.
+  local function draw(rate, eta)
+    local width = 30
+    local frac = p.total and p.total > 0 and p.done / p.total or 0
+    local fill = math.floor(frac * width + 0.5)
+    io.stdout:write(string.format("\r[%s%s] %d/%s %3d%%  %.1f/s  ETA %s ", string.rep("#", fill),
+      string.rep(".", width - fill), p.done, p.total and tostring(p.total) or "?", math.floor(frac * 100),
+      rate, duration(eta)))
+  end
+
   function p.add(outcomes)
     for _, o in ipairs(outcomes) do
       p.done = p.done + 1
@@ -200,12 +210,7 @@ function M.progress(total, terminal)
     local left = p.total and math.max(p.total - p.done, 0) or nil
     local eta = left and rate > 0 and left / rate or nil
     if terminal then
-      local width = 30
-      local frac = p.total and p.total > 0 and p.done / p.total or 0
-      local fill = math.floor(frac * width + 0.5)
-      io.stdout:write(string.format("\r[%s%s] %d/%s %3d%%  %.1f/s  ETA %s ", string.rep("#", fill),
-        string.rep(".", width - fill), p.done, p.total and tostring(p.total) or "?", math.floor(frac * 100),
-        rate, duration(eta)))
+      draw(rate, eta)
     else
       io.stdout:write(json.encode { event = "progress", done = p.done, total = p.total,
         rate = math.floor(rate * 100 + 0.5) / 100, eta_s = eta and math.floor(eta + 0.5) or json.null }, "\n")

@@ -47,18 +47,18 @@ if not as_json then
   io.stdout:write(string.format("%-40s %8s  %s\n", "IMAGE", "AGE", "REASON / KEY"))
 end
 each_failed(function(item)
-  local code = tostring(item.reason or ""):match "^(%w+):"
+  local code, message = pipeline.failure_of(item)
   if opts.reason and code ~= opts.reason then return true end
   local failed_at = common.epoch_of(item.failedAt)
   local age = failed_at and math.max(now - failed_at, 0) or nil
   if as_json then
     io.stdout:write(json.encode {
-      imageId = item.imageId, reason = item.reason, code = code, failedAt = item.failedAt,
+      imageId = item.imageId, reason = message, code = code, failedAt = item.failedAt,
       ageSeconds = age or json.null, originalKey = item.originalKey, uploadTimestamp = item.uploadTimestamp,
     }, "\n")
   else
     io.stdout:write(string.format("%-40s %8s  %s\n%49s  %s\n", item.imageId, common.duration(age),
-      tostring(item.reason), "", tostring(item.originalKey)))
+      tostring(code) .. ": " .. tostring(message), "", tostring(item.originalKey)))
   end
   shown = shown + 1
   return not (opts.limit and shown >= opts.limit)

@@ -35,11 +35,15 @@ local opts = common.parse_args(arg or {}, {
 local cfg = pipeline.config()
 local concurrency = opts.concurrency or 4
 if concurrency > 32 then common.usage_error(USAGE, "--concurrency is at most 32") end
-for _, id in ipairs(opts.id or {}) do
-  if not pipeline.valid_image_id(id) then
-    common.usage_error(USAGE, "'" .. id .. "' is not an image id (a UUID from /upload, or obj-<32 hex>)")
+
+local function check_ids()
+  for _, id in ipairs(opts.id or {}) do
+    if not pipeline.valid_image_id(id) then
+      common.usage_error(USAGE, "'" .. id .. "' is not an image id (a UUID from /upload, or obj-<32 hex>)")
+    end
   end
 end
+check_ids()
 
 local function die(message)
   io.stderr:write("retry: ", message, "\n")
@@ -67,7 +71,7 @@ local function targets()
     }
     if not page then die("cannot query the status index of " .. cfg.table .. ": " .. tostring(err)) end
     for _, item in ipairs(page.items) do
-      local code = tostring(item.reason or ""):match "^(%w+):"
+      local code = pipeline.failure_of(item)
       if not opts.reason or code == opts.reason then
         out[#out + 1] = item
         if opts.limit and #out >= opts.limit then return out end
@@ -82,7 +86,7 @@ local terminal = common.stdout_is_terminal()
 local list = targets()
 local progress = common.progress(#list, terminal)
 
-if opts.dry_run then
+local function dry_run()
   for _, item in ipairs(list) do
     progress.object { imageId = item.imageId, key = item.originalKey, outcome = "DRY_RUN",
       current = item.missing and "MISSING" or item.status, reason = item.reason }
@@ -91,13 +95,11 @@ if opts.dry_run then
   progress.summary { dry_run = true }
   os.exit(0)
 end
+if opts.dry_run then dry_run() end
 
-local runner = { bin = common.imgpipe_binary(opts.imgpipe), timeout = common.timeout(opts, USAGE),
-  dir = common.tmpdir() }
-local i = 1
-while i <= #list do
-  local batch, events, results = {}, {}, {}
-  for j = i, math.min(i + concurrency - 1, #list) do batch[#batch + 1] = list[j] end
+-- One batch of images re-processed side by side.
+local function run_batch(runner, batch)
+  local events, results = {}, {}
   for _, item in ipairs(batch) do
     if not item.missing and type(item.originalKey) == "string" then
       events[#events + 1] = { bucket = cfg.upload_bucket, key = item.originalKey, force = true }
@@ -120,7 +122,12 @@ while i <= #list do
       outcome = r.outcome, code = r.code, reason = r.reason, itemStatus = r.itemStatus }
   end
   progress.add(results)
-  i = i + #batch
+end
+
+local runner = { bin = common.imgpipe_binary(opts.imgpipe), timeout = common.timeout(opts, USAGE),
+  dir = common.tmpdir() }
+for i = 1, #list, concurrency do
+  run_batch(runner, table.move(list, i, math.min(i + concurrency - 1, #list), 1, {}))
 end
 common.remove_dir(runner.dir)
 progress.summary()

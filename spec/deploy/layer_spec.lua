@@ -10,7 +10,7 @@
 --     Amazon Linux offers it (/etc/pki/tls/certs/ca-bundle.crt);
 --   - hostile root: the same with aborting stubs of every packaged library in
 --     /lib64, /usr/lib64 (and /usr/lib) and Lambda's LD_LIBRARY_PATH: LD_DEBUG=libs shows
---     every object loaded from /opt/lib;
+--     every object loaded from /opt/imgpipe/lib;
 --   - function code: runtime and pipelines from one zip in /var/task.
 -- Needs root (mount, chroot): elsewhere one pending test says why. The
 -- sanitizer stage of spec/run.sh skips it (the package holds the plain build).
@@ -56,6 +56,7 @@ local json = require "cjson"
 return {handler = function(event, ctx)
   return {event = event, mode = ctx.mode, request_id = ctx.request_id,
           ssl_cert_file = os.getenv "SSL_CERT_FILE", pipelines = os.getenv "IMGPIPE_PIPELINES",
+          source = debug.getinfo(1, "S").source,
           ld_library_path = os.getenv "LD_LIBRARY_PATH",
           json_ok = json.encode({1}) == "[1]"}
 end}
@@ -115,7 +116,11 @@ end
 -- A throwaway CA and a certificate for 127.0.0.1 signed by it; a loopback
 -- HTTPS stub serving it.
 local tls = {}
+-- Started by the first describe that needs it, not at the top: the make
+-- layer rows before it take minutes on a busy machine, and the stub's
+-- lifetime is bounded.
 local function start_tls_stub()
+  if tls.proc then return end
   local dir = paths.tmpdir()
   local ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
   local steps = {
@@ -133,7 +138,7 @@ local function start_tls_stub()
   tls.body = "hello from the loopback TLS stub " .. os.time()
   tls.proc = { prefix = dir .. "/stub" }
   tls.proc.pid = modes.spawn("exec python3 " .. q(paths.root .. "/spec/support/tls_stub.py") .. " " ..
-    q(dir .. "/server.crt") .. " " .. q(dir .. "/server.key") .. " " .. q(tls.body) .. " --lifetime 600",
+    q(dir .. "/server.crt") .. " " .. q(dir .. "/server.key") .. " " .. q(tls.body) .. " --lifetime 1200",
     tls.proc.prefix)
   tls.port = modes.wait_for_line(tls.proc.prefix, "listening on 127%.0%.0%.1:(%d+)", "TLS stub")
   tls.endpoint = "https://127.0.0.1:" .. tls.port
@@ -143,7 +148,6 @@ local zips
 
 setup(function()
   zips = emptyroot.artifacts()
-  start_tls_stub()
 end)
 
 teardown(function()
@@ -155,7 +159,7 @@ end)
 describe("make layer", function()
   it("passes on the real package, prints each artifact's sizes, and splits runtime from scripts", function()
     local out = zips.output
-    assert.matches("every library and symbol version they need is in the package", out, 1, true)
+    assert.matches("every library, symbol version and symbol they need is in the package", out, 1, true)
     for _, zip in ipairs { zips.runtime_zip, zips.pipelines_zip, zips.function_zip } do
       local line = out:match("layer: " .. zip:gsub("%p", "%%%0") .. ": ([^\n]+)")
       assert.is_truthy(line, "no size line for " .. zip .. " in:\n" .. out)
@@ -165,10 +169,11 @@ describe("make layer", function()
     assert.matches("of Lambda's 250 MB", out, 1, true)
 
     local runtime = zip_names(zips.runtime_zip)
-    for _, name in ipairs { "bootstrap", "bin/imgpipe", "lib/ld-linux-x86-64.so.2", "lib/libc.so.6",
-      "lib/libstdc++.so.6", "lib/libgcc_s.so.1", "lib/libcurl.so.4", "lib/libexpat.so.1", "lib/libz.so.1",
-      "certs/ca-bundle.crt" } do
-      if name:find "x86%-64" and not zips.runtime_zip:find "x86_64" then name = "lib/ld-linux-aarch64.so.1" end
+    for _, name in ipairs { "bootstrap", "imgpipe/bin/imgpipe", "imgpipe/lib/ld-linux-x86-64.so.2",
+      "imgpipe/lib/libc.so.6", "imgpipe/lib/libstdc++.so.6", "imgpipe/lib/libgcc_s.so.1", "imgpipe/lib/libcurl.so.4",
+      "imgpipe/lib/libexpat.so.1", "imgpipe/lib/libz.so.1", "imgpipe/certs/ca-bundle.crt",
+      "imgpipe/fonts/fonts.conf" } do
+      if name:find "x86%-64" and not zips.runtime_zip:find "x86_64" then name = "imgpipe/lib/ld-linux-aarch64.so.1" end
       assert.is_true(has(runtime, name), "the runtime zip lacks " .. name)
     end
     -- No Lua file at all: the imgpipe package is embedded in bin/imgpipe.
@@ -183,7 +188,13 @@ describe("make layer", function()
     end
     assert.is_true(has(scripts, "pipelines/process.lua"))
     local fn = zip_names(zips.function_zip)
-    assert.is_true(has(fn, "bootstrap") and has(fn, "lib/libc.so.6") and has(fn, "pipelines/process.lua"))
+    assert.is_true(has(fn, "bootstrap") and has(fn, "imgpipe/lib/libc.so.6") and has(fn, "pipelines/process.lua"))
+    -- Nothing of the runtime outside imgpipe/ but the bootstrap: a layer
+    -- shipping lib/, bin/ or certs/ replaces none of it.
+    for _, name in ipairs(runtime) do
+      assert.is_truthy(name == "bootstrap" or name:match "^imgpipe/",
+        "the runtime zip has a file outside imgpipe/: " .. name)
+    end
     proved(("runtime zip: %d entries, no pipelines (the package is in the binary); " ..
       "pipelines zip: %d entries under pipelines/; function zip: both (%d entries)"):format(#runtime, #scripts, #fn))
   end)
@@ -194,7 +205,7 @@ describe("make layer", function()
     local _, err, code = paths.run(q(dir .. "/bootstrap"))
     assert.equal(127, code)
     assert.matches("bootstrap: cannot start the packaged loader: " .. dir:gsub("%p", "%%%0") ..
-      "/lib/ld%-linux%-[%w%-]+%.so%.%d: No such file or directory", err)
+      "/imgpipe/lib/ld%-linux%-[%w%-]+%.so%.%d: No such file or directory", err)
     proved("a bootstrap without its lib/ exits 127: " .. err:match "[^\n]+")
   end)
 
@@ -211,6 +222,10 @@ describe("make layer", function()
       provider = "libstdc++.so.6", version = "GLIBCXX_3.4.99",
       make = "lib/libplanted.so needs GLIBCXX_3.4.99 from libstdc++.so.6", also = "it has up to GLIBCXX_3.4.",
       check = "lib/libplanted.so needs GLIBCXX_3.4.99 from libstdc++.so.6" },
+    { what = "a symbol the packaged glibc lacks, under a version it defines",
+      provider = "libc.so.6", version = "GLIBC_2.2.5", symbol = "mxmcpy",
+      make = "lib/libplanted.so needs symbol mxmcpy (version GLIBC_2.2.5), which nothing in the package defines",
+      check = "lib/libplanted.so needs symbol mxmcpy (version GLIBC_2.2.5), which nothing in the package defines" },
     { what = "a library the package does not hold",
       provider = "libimgpipe-absent.so.1", version = "ABSENT_1.0",
       make = "cannot find a library: libimgpipe-absent.so.1 => not found",
@@ -219,14 +234,15 @@ describe("make layer", function()
   for _, row in ipairs(rows) do
     it("fails on a package that needs " .. row.what, function()
       local dir = paths.tmpdir()
+      local symbol = row.symbol or "imgpipe_planted_call"
       local sh = table.concat({
         "cd " .. q(dir),
         "mkdir -p provider out",
-        "echo 'int imgpipe_planted_call(void) { return 1; }' >provider.c",
-        "printf '%s { global: imgpipe_planted_call; local: *; };\\n' " .. q(row.version) .. " >provider.map",
+        "echo 'int " .. symbol .. "(void) { return 1; }' >provider.c",
+        "printf '%s { global: " .. symbol .. "; local: *; };\\n' " .. q(row.version) .. " >provider.map",
         "cc -shared -fPIC -nostdlib -Wl,-soname," .. row.provider .. " -Wl,--version-script=provider.map" ..
           " -o provider/" .. row.provider .. " provider.c",
-        "printf 'int imgpipe_planted_call(void);\\nint planted(void) { return imgpipe_planted_call(); }\\n'" ..
+        "printf 'int " .. symbol .. "(void);\\nint planted(void) { return " .. symbol .. "(); }\\n'" ..
           " >planted.c",
         "cc -shared -fPIC -nostdlib -o libplanted.so planted.c provider/" .. row.provider,
       }, " && ")
@@ -235,6 +251,9 @@ describe("make layer", function()
       -- The planted library really carries the requirement.
       local p = paths.run("objdump -p " .. q(dir .. "/libplanted.so"))
       assert.matches(row.version, p, 1, true)
+      if row.symbol then
+        assert.matches(row.version .. "%)%s+" .. row.symbol, (paths.run("objdump -T " .. q(dir .. "/libplanted.so"))))
+      end
       assert.matches("NEEDED%s+" .. row.provider:gsub("%p", "%%%0"), p)
 
       local out, err
@@ -251,16 +270,76 @@ describe("make layer", function()
 
       local copy = dir .. "/package"
       assert(os.execute("mkdir -p " .. q(copy) .. " && cd " .. q(copy) .. " && unzip -q " ..
-        q(zips.runtime_zip) .. " && cp " .. q(dir .. "/libplanted.so") .. " lib/"))
+        q(zips.runtime_zip) .. " && cp " .. q(dir .. "/libplanted.so") .. " imgpipe/lib/"))
       out, err, code = paths.run("bash " .. q(paths.root .. "/infra/check-package.sh") .. " " .. q(copy))
       assert.equal(1, code, out .. err)
       assert.matches(row.check, out .. err, 1, true)
       -- The same copy without the planted file passes.
-      os.remove(copy .. "/lib/libplanted.so")
+      os.remove(copy .. "/imgpipe/lib/libplanted.so")
       out, err, code = paths.run("bash " .. q(paths.root .. "/infra/check-package.sh") .. " " .. q(copy))
       assert.equal(0, code, out .. err)
     end)
   end
+end)
+
+-- C modules a pipelines layer may ship (pipelines/native/*.so, loaded into
+-- imgpipe's scope at run time): one that uses only the Lua API imgpipe
+-- exports passes; one needing a library the package lacks, and one needing
+-- a Lua API function that does not exist, are refused by name.
+describe("check-package on the pipelines layer's C modules", function()
+  local MODULES = {
+    ok = "#include <lua.h>\nint luaopen_native_ok(lua_State *L) { lua_pushinteger(L, 1); return 1; }\n",
+    needs = "int imgpipe_absent_call(void);\nint luaopen_native_needs(void *L) { return imgpipe_absent_call(); }\n",
+    bad = "int lua_imgpipe_nonexistent(void *);\n" ..
+      "int luaopen_native_bad(void *L) { return lua_imgpipe_nonexistent(L); }\n",
+  }
+
+  local function module_tree(dir, names)
+    local sh = { "cd " .. q(dir), "mkdir -p layer/pipelines/native",
+      "echo 'int imgpipe_absent_call(void) { return 0; }' >absent.c",
+      "cc -shared -fPIC -Wl,-soname,libimgpipe-absent.so.1 -o libimgpipe-absent.so.1 absent.c" }
+    for _, name in ipairs(names) do
+      paths.write(dir .. "/" .. name .. ".c", MODULES[name])
+      sh[#sh + 1] = "cc -shared -fPIC -I/usr/include/lua5.4 -o layer/pipelines/native/" .. name .. ".so " .. name ..
+        ".c" .. (name == "needs" and " ./libimgpipe-absent.so.1" or "")
+    end
+    local o, e, code = paths.run(table.concat(sh, " && "))
+    assert(code == 0, o .. e)
+    return dir .. "/layer"
+  end
+
+  local function check(dir, layer)
+    local copy = dir .. "/package"
+    if not io.open(copy .. "/bootstrap") then
+      assert(os.execute("mkdir -p " .. q(copy) .. " && cd " .. q(copy) .. " && unzip -q " .. q(zips.runtime_zip)))
+    end
+    local out, err, code = paths.run("bash " .. q(paths.root .. "/infra/check-package.sh") .. " " .. q(copy) ..
+      " --layer " .. q(layer))
+    return code, out .. err
+  end
+
+  it("passes a module that needs only the Lua API imgpipe exports", function()
+    local dir = paths.tmpdir()
+    local code, text = check(dir, module_tree(dir, { "ok" }))
+    assert.equal(0, code, text)
+    assert.matches("and of 1 more objects or modules in its scope", text, 1, true)
+    proved("pipelines/native/ok.so (lua_pushinteger from imgpipe's own Lua) bound in imgpipe's scope: passes")
+  end)
+
+  it("refuses a module that needs a missing library, and one that needs a missing symbol", function()
+    local dir = paths.tmpdir()
+    local code, text = check(dir, module_tree(dir, { "ok", "needs", "bad" }))
+    assert.equal(1, code, text)
+    for _, want in ipairs {
+      "pipelines/native/needs.so needs libimgpipe-absent.so.1, which the package does not hold",
+      "pipelines/native/needs.so needs symbol imgpipe_absent_call, which nothing in the package defines",
+      "pipelines/native/bad.so needs symbol lua_imgpipe_nonexistent, which nothing in the package defines",
+    } do
+      assert.matches(want, text, 1, true)
+      proved("check-package refused: " .. want)
+    end
+    assert.is_nil(text:match "native/ok%.so needs", text)
+  end)
 end)
 
 -- The three invocations every root must pass; returns what they answered.
@@ -284,7 +363,10 @@ local function run_all(root, opts)
   assert.equal("lambda", echo.mode)
   assert.equal("emptyroot-1", echo.request_id)
   assert.is_true(echo.json_ok)
-  assert.equal(root.home .. "/pipelines", echo.pipelines)
+  -- The pipeline came from the layer's (or function code's) pipelines/,
+  -- found by imgpipe itself: the bootstrap sets no IMGPIPE_PIPELINES.
+  assert.equal("@" .. root.home .. "/pipelines/echo.lua", echo.source)
+  assert.is_nil(echo.pipelines)
 
   local img = res.image.outcomes[1].value
   assert.equal("jpeg", img.input)
@@ -301,6 +383,7 @@ local function run_all(root, opts)
 end
 
 describe("empty root", function()
+  setup(start_tls_stub)
   it("runs echo, image and HTTPS pipelines from the runtime and pipelines layers in /opt", function()
     local root = emptyroot.prepare { runtime_zip = zips.runtime_zip, pipelines_zip = zips.pipelines_zip,
       ca = tls.ca, files = spec_pipelines "/opt" }
@@ -317,7 +400,7 @@ describe("empty root", function()
     assert.is_nil(echo.ssl_cert_file)
     assert.is_nil(https.ssl_cert_file)
     proved("empty root (/opt /proc /tmp + the CA at /etc/pki/tls/certs/ca-bundle.crt, no /dev, no /lib64): " ..
-      "/opt/bootstrap answered echo (mode lambda, pipelines " .. echo.pipelines .. ")")
+      "/opt/bootstrap answered echo (mode lambda, loaded from " .. echo.source:sub(2) .. ")")
     proved(("image: 1600x1200 JPEG -> thumbnail %dx%d WebP (%d bytes) with the packaged libvips"):format(
       img.width, img.height, img.bytes))
     proved("HTTPS GET to " .. tls.endpoint .. " verified with the CA Lambda's way offered and nothing else")
@@ -355,7 +438,7 @@ end}
     local o = r.outcomes[1]
     assert.equal("response", o.kind, tostring(o.body) .. "\n" .. emptyroot.log_lines(r.stderr))
     local packaged = o.value
-    assert.equal("/opt/fonts/fonts.conf", packaged.fontconfig)
+    assert.equal("/opt/imgpipe/fonts/fonts.conf", packaged.fontconfig)
     -- The same pipeline on the build machine, with its own fontconfig.
     local dir = paths.tmpdir()
     paths.write(dir .. "/text.lua", TEXT)
@@ -371,7 +454,7 @@ end}
     for i, c in ipairs(here.columns) do diff = diff + math.abs(c - packaged.columns[i]) end
     assert.is_true(diff <= 0.01 * here.total,
       ("column alpha differs by %d of %d"):format(diff, here.total))
-    proved(("text %dx%d rendered in the empty root with /opt/fonts (FONTCONFIG_FILE set by the bootstrap); " ..
+    proved(("text %dx%d rendered in the empty root with /opt/imgpipe/fonts (FONTCONFIG_FILE set by the bootstrap); " ..
       "column alpha within %d of %d of the build machine's"):format(packaged.width, packaged.height, diff,
       here.total))
     emptyroot.cleanup(root)
@@ -381,7 +464,7 @@ end}
     local root = emptyroot.prepare { runtime_zip = zips.runtime_zip, pipelines_zip = zips.pipelines_zip,
       files = spec_pipelines "/opt" }
     local echo = emptyroot.invoke(root, { handler = "echo", events = { {} } }).outcomes[1].value
-    assert.equal("/opt/certs/ca-bundle.crt", echo.ssl_cert_file)
+    assert.equal("/opt/imgpipe/certs/ca-bundle.crt", echo.ssl_cert_file)
     local r = emptyroot.invoke(root, { handler = "https", events = { { endpoint = tls.endpoint } } })
     local v = r.outcomes[1].value
     assert.equal("response", r.outcomes[1].kind)
@@ -404,14 +487,16 @@ end}
       ca = tls.ca, proc = false, files = spec_pipelines "/opt" }
     assert.equal("", (paths.run("ls -A " .. q(root.dir .. "/proc"))))
     local _, echo, img = run_all(root)
-    proved(("no /proc mounted: echo (pipelines %s), image (%dx%d WebP) and HTTPS pass"):format(
-      echo.pipelines, img.width, img.height))
+    proved(("no /proc mounted: echo (%s), image (%dx%d WebP) and HTTPS pass"):format(
+      echo.source:sub(2), img.width, img.height))
     emptyroot.cleanup(root)
   end)
 end)
 
 describe("hostile root", function()
-  it("loads every library from /opt/lib, whatever /lib64, /usr/lib64, /usr/lib and LD_LIBRARY_PATH hold", function()
+  setup(start_tls_stub)
+  it("loads every library from /opt/imgpipe/lib, whatever /lib64, /usr/lib64, /usr/lib and LD_LIBRARY_PATH hold",
+    function()
     local root = emptyroot.prepare { runtime_zip = zips.runtime_zip, pipelines_zip = zips.pipelines_zip,
       ca = tls.ca, hostile = true, files = spec_pipelines "/opt" }
     -- The stubs are there under the packaged names, and they do abort when loaded.
@@ -437,20 +522,20 @@ describe("hostile root", function()
     assert.is_nil(r.stderr:match "HOSTILE LIBRARY LOADED", r.stderr)
     assert.is_true(#r.libs >= 20, "LD_DEBUG=libs showed " .. #r.libs .. " objects:\n" .. r.stderr:sub(1, 3000))
     for _, lib in ipairs(r.libs) do
-      assert.is_truthy(lib:match "^/opt/lib/", "loaded from outside the package: " .. lib)
+      assert.is_truthy(lib:match "^/opt/imgpipe/lib/", "loaded from outside the package: " .. lib)
     end
     assert.is_true(#r.searched > 0, "LD_DEBUG=libs showed no file tried")
     for _, tried in ipairs(r.searched) do
-      assert.is_truthy(tried:match "^/opt/lib/", "the loader looked outside the package: " .. tried)
+      assert.is_truthy(tried:match "^/opt/imgpipe/lib/", "the loader looked outside the package: " .. tried)
     end
     -- The loader was told where to look: --library-path, not the environment.
-    assert.matches("search path=/opt/lib%s+%(%-%-library%-path%)", r.stderr)
+    assert.matches("search path=/opt/imgpipe/lib%s+%(%-%-library%-path%)", r.stderr)
     assert.is_nil(r.stderr:match "%(LD_LIBRARY_PATH%)", "the loader used LD_LIBRARY_PATH")
     local names = {}
     for _, lib in ipairs(r.libs) do names[#names + 1] = lib:match "[^/]+$" end
     table.sort(names)
     proved(("hostile root: /lib64, /usr/lib64 and /usr/lib hold %d aborting stubs, LD_LIBRARY_PATH=%s; " ..
-      "LD_DEBUG=libs: %d objects initialised, all from /opt/lib (%s), %d files tried, all in /opt/lib; " ..
+      "LD_DEBUG=libs: %d objects initialised, all from /opt/imgpipe/lib (%s), %d files tried, all there; " ..
       "echo, image, HTTPS pass"):format(nstubs, emptyroot.LAMBDA_LD_LIBRARY_PATH, #r.libs,
       table.concat(names, " "), #r.searched))
     emptyroot.cleanup(root)
@@ -458,16 +543,17 @@ describe("hostile root", function()
 end)
 
 describe("function code", function()
+  setup(start_tls_stub)
   it("runs from /var/task with no /opt: runtime and pipelines from one zip", function()
     local root = emptyroot.prepare { function_zip = zips.function_zip, ca = tls.ca, hostile = true,
       files = spec_pipelines "/var/task" }
     local top = paths.run("ls -A " .. q(root.dir))
     assert.is_nil(top:match "opt", "the function-code root has an /opt")
     local res, echo = run_all(root, { ld_debug = true })
-    assert.equal("/var/task/pipelines", echo.pipelines)
+    assert.equal("@/var/task/pipelines/echo.lua", echo.source)
     assert.is_true(#res.echo.libs >= 20)
     for _, lib in ipairs(res.echo.libs) do
-      assert.is_truthy(lib:match "^/var/task/lib/", "loaded from outside the package: " .. lib)
+      assert.is_truthy(lib:match "^/var/task/imgpipe/lib/", "loaded from outside the package: " .. lib)
     end
     -- The packaged pipelines are found there too: process.lua itself refuses
     -- to load without its configuration, and loads and answers with it.
@@ -479,8 +565,8 @@ describe("function code", function()
       AWS_SECRET_ACCESS_KEY = "secret" } })
     assert.same({}, r.init_errors, "process did not load: " .. emptyroot.log_lines(r.stderr))
     assert.is_not.equal("missing", r.outcomes[1].kind)
-    proved("function code: /var/task/bootstrap ran echo, image and HTTPS with IMGPIPE_PIPELINES=" ..
-      echo.pipelines .. ", " .. #res.echo.libs .. " objects all from /var/task/lib; the packaged process.lua loads")
+    proved("function code: /var/task/bootstrap ran echo, image and HTTPS from " .. echo.source:sub(2) ..
+      ", " .. #res.echo.libs .. " objects all from /var/task/imgpipe/lib; the packaged process.lua loads")
     emptyroot.cleanup(root)
   end)
 end)

@@ -3,7 +3,9 @@
 -- and checked against the pipelines it deploys: routes, handlers,
 -- environment, S3 trigger, and each function's IAM statements against what
 -- its pipeline calls (support/pipeline_needs.lua reads that from the code).
+local json = require "cjson"
 local deploy = require "support.deploy"
+local modes = require "support.modes"
 local needs = require "support.pipeline_needs"
 local paths = require "support.paths"
 
@@ -25,7 +27,8 @@ local function runtime_grants(fn, facts_stack)
     out[#out + 1] = "sqs:SendMessage arn:aws:sqs:" .. deploy.region .. ":" .. deploy.account .. ":" .. D.queue
   end
   if fn == "transform" then
-    out[#out + 1] = "secretsmanager:GetSecretValue " .. facts_stack .. "-TransformSigningSecret"
+    out[#out + 1] = "secretsmanager:GetSecretValue arn:aws:secretsmanager:" .. deploy.region .. ":" ..
+      deploy.account .. ":secret:" .. facts_stack .. "-TransformSigningSecret-AbCdEf"
   end
   return out
 end
@@ -52,6 +55,108 @@ local function set_of(list)
   local s = {}
   for _, v in ipairs(list) do s[v] = true end
   return s
+end
+
+-- The headers every preflight must grant: what the API's clients send
+-- (the upload page, signed POST /process, the API key).
+local CLIENT_HEADERS = { "content-type", "authorization", "x-amz-date", "x-amz-security-token", "x-api-key" }
+
+local function header_set(value)
+  local set = {}
+  for h in (value or ""):gmatch "[^,%s]+" do set[h:lower()] = true end
+  return set
+end
+
+-- What is wrong with the API's preflights (facts from template_facts.py)
+-- for API Gateway with BinaryMediaTypes */*: every routed path has an
+-- OPTIONS method, unauthenticated, whose mock integration converts the
+-- (binary) request and the response to text, whose request template picks
+-- a status the default response answers with a declared method response,
+-- granting the origin, exactly the path's routed methods, the client
+-- headers and a max-age. A sorted list of "path: problem", empty when right.
+local function preflight_problems(f, origin)
+  local problems = {}
+  local function bad(path, why) problems[#problems + 1] = path .. ": " .. why end
+  local routed = {}
+  for _, r in ipairs(f.routes) do
+    routed[r.path] = routed[r.path] or {}
+    table.insert(routed[r.path], r.method)
+  end
+  for path in pairs(f.preflights) do
+    if not routed[path] then bad(path, "OPTIONS on a path with no route") end
+  end
+  for path, methods in pairs(routed) do
+    local op = f.preflights[path]
+    if not op then
+      bad(path, "no OPTIONS method")
+    else
+      local integ = op["x-amazon-apigateway-integration"] or {}
+      if integ.type ~= "mock" then bad(path, "integration type " .. tostring(integ.type) .. ", not mock") end
+      if integ.contentHandling ~= "CONVERT_TO_TEXT" then
+        bad(path, "integration contentHandling " .. tostring(integ.contentHandling) ..
+          ": a binary request body cannot be transformed")
+      end
+      if op.security and #op.security > 0 then bad(path, "the preflight requires authorization") end
+      for name, r in pairs(integ.responses or {}) do
+        if r.contentHandling ~= "CONVERT_TO_TEXT" then
+          bad(path, "response " .. name .. " contentHandling " .. tostring(r.contentHandling))
+        end
+      end
+      local ok, req = pcall(json.decode, (integ.requestTemplates or {})["application/json"] or "")
+      local answer = (integ.responses or {}).default
+      if not (ok and type(req) == "table" and req.statusCode) then
+        bad(path, "no application/json request template naming a statusCode")
+      elseif not answer or tostring(math.tointeger(req.statusCode)) ~= answer.statusCode then
+        bad(path, "the default response does not answer status " .. tostring(req.statusCode))
+      else
+        local declared = ((op.responses or {})[answer.statusCode] or {}).headers or {}
+        local p = answer.responseParameters or {}
+        for name in pairs(p) do
+          local header = name:match "^method%.response%.header%.(.+)$"
+          if not (header and declared[header]) then bad(path, name .. " is not a declared method response header") end
+        end
+        local function value(h) return (p["method.response.header." .. h] or ""):match "^'(.*)'$" end
+        table.sort(methods)
+        if value "Access-Control-Allow-Origin" ~= origin then bad(path, "Allow-Origin is not " .. origin) end
+        if value "Access-Control-Allow-Methods" ~= table.concat(methods, ", ") then
+          bad(path, "Allow-Methods " .. tostring(value "Access-Control-Allow-Methods") .. ", routed: " ..
+            table.concat(methods, ", "))
+        end
+        local granted = header_set(value "Access-Control-Allow-Headers")
+        for _, h in ipairs(CLIENT_HEADERS) do
+          if not granted[h] then bad(path, "Allow-Headers lacks " .. h) end
+        end
+        if not (value "Access-Control-Max-Age" or ""):match "^%d+$" then bad(path, "no Max-Age") end
+      end
+    end
+  end
+  table.sort(problems)
+  return problems
+end
+
+-- The template with its OPTIONS methods taken out and SAM's `Cors` put
+-- back, as it was before the preflights were written out.
+local function with_sam_cors(text)
+  local out, skipping = {}, false
+  for line in (text .. "\n"):gmatch "([^\n]*)\n" do
+    if line == "            options:" then
+      skipping = true
+    elseif skipping and line:find "^            %S" then
+      skipping = false
+    end
+    if not skipping then out[#out + 1] = line end
+  end
+  local cors = table.concat({
+    "      Cors:",
+    "        AllowOrigin: !Sub \"'${AllowedOrigin}'\"",
+    "        AllowMethods: \"'GET,POST,OPTIONS'\"",
+    "        AllowHeaders: \"'Content-Type,Authorization,X-Amz-Date,X-Amz-Security-Token,X-Api-Key'\"",
+    "        MaxAge: \"'600'\"",
+    "      MethodSettings:",
+  }, "\n")
+  local result, n = table.concat(out, "\n"):gsub("\n      MethodSettings:", "\n" .. cors, 1)
+  assert(n == 1, "no MethodSettings in the template")
+  return result
 end
 
 describe("deploy: the SAM template", function()
@@ -81,6 +186,17 @@ describe("deploy: the SAM template", function()
       assert.matches("provided.al2099", out)
     end)
 
+    it("would report the classic cycle: the functions' environment naming the bucket that notifies process", function()
+      local dir = paths.tmpdir()
+      local text, n = paths.read(TEMPLATE):gsub("\n        UPLOAD_BUCKET: !Sub\n[^\n]*\n[^\n]*\n",
+        "\n        UPLOAD_BUCKET: !Ref UploadBucket\n", 1)
+      assert.are.equal(1, n)
+      paths.write(dir .. "/t.yaml", text)
+      local out, _, code = paths.run("cfn-lint " .. paths.q(dir .. "/t.yaml"))
+      assert.are_not.equal(0, code)
+      assert.matches("E3004 Circular Dependencies for resource UploadBucket", out, nil, true)
+    end)
+
     it("has a reason written beside every check the template switches off", function()
       local lines, in_ignores, previous = {}, false, ""
       for line in (paths.read(TEMPLATE) .. "\n"):gmatch "([^\n]*)\n" do lines[#lines + 1] = line end
@@ -105,10 +221,11 @@ describe("deploy: the SAM template", function()
     end
 
     local facts
-    local function load(params)
+    local function load_in(d, params, template)
       local dir = paths.tmpdir()
-      return deploy.facts(deploy.translate(TEMPLATE, params, dir), D, params)
+      return deploy.facts(deploy.translate(template or TEMPLATE, params, dir), d, params)
     end
+    local function load(params) return load_in(D, params) end
     before_each(function() facts = facts or load {} end)
 
     local function functions_by_handler(f)
@@ -145,6 +262,17 @@ describe("deploy: the SAM template", function()
       for _, fn in pairs(arm.functions) do assert.same({ "arm64" }, fn.architectures) end
     end)
 
+    it("takes each function's handler as a parameter", function()
+      local names = { Upload = "my_upload", Process = "shop-process.run", Download = "d", Page = "p", Transform = "t" }
+      local params = {}
+      for fn, handler in pairs(names) do params[fn .. "Handler"] = handler end
+      local f = load(params)
+      for fn, handler in pairs(names) do
+        assert.are.equal(handler, f.functions[fn .. "Function"].handler)
+        assert.are.equal(fn:lower(), facts.functions[fn .. "Function"].handler)
+      end
+    end)
+
     it("sets, in every function, each environment variable a pipeline reads", function()
       local vars = needs.env_vars()
       assert.is_true(#vars >= 10, "the scan found only " .. #vars .. " variables")
@@ -163,13 +291,32 @@ describe("deploy: the SAM template", function()
         local n = f.notifications[1]
         assert.are.equal(prefix, n.prefix)
         assert.are.equal("ProcessFunction", n["function"])
-        assert.are.equal(deploy.buckets(D.stack), n.bucket)
+        assert.are.equal(f.buckets.UploadBucket, n.bucket)
         for _, fn in pairs(f.functions) do assert.are.equal(prefix, fn.env.UPLOAD_PREFIX) end
       end
     end)
 
+    it("names the upload bucket by stack, region and stack id; CloudFormation names the processed one", function()
+      -- template_facts.py stands in for the stack id (its uuid ends in 0a1b2c3d4e5f) and for the
+      -- name CloudFormation gives a bucket without BucketName.
+      local west = load_in({ stack = D.stack, table = D.table, queue = D.queue, region = "eu-west-3" }, {})
+      assert.are.equal(D.stack .. "-uploads-us-east-1-0a1b2c3d4e5f", facts.buckets.UploadBucket)
+      assert.are.equal(D.stack .. "-uploads-eu-west-3-0a1b2c3d4e5f", west.buckets.UploadBucket)
+      assert.are.equal(D.stack .. "-processedbucket-1q2w3e4r5t6y", facts.buckets.ProcessedBucket)
+      for _, f in ipairs { facts, west } do
+        for logical, fn in pairs(f.functions) do
+          assert.are.equal(f.buckets.UploadBucket, fn.env.UPLOAD_BUCKET, logical)
+          assert.are.equal(f.buckets.ProcessedBucket, fn.env.PROCESSED_BUCKET, logical)
+        end
+        assert.are.equal(f.buckets.UploadBucket, f.outputs.UploadBucketName)
+        assert.are.equal(f.buckets.ProcessedBucket, f.outputs.ProcessedBucketName)
+      end
+      print("# proved: functions, roles, trigger and outputs name " .. facts.buckets.UploadBucket .. " and " ..
+        facts.buckets.ProcessedBucket .. "; another region, another upload bucket")
+    end)
+
     it("gives each function exactly the IAM grants its pipeline's calls need, no more", function()
-      local upload, processed = deploy.buckets(D.stack)
+      local upload, processed = facts.buckets.UploadBucket, facts.buckets.ProcessedBucket
       local d = {
         upload_bucket = upload, processed_bucket = processed, upload_prefix = "uploads/",
         processed_prefix = "processed/",
@@ -223,17 +370,64 @@ describe("deploy: the SAM template", function()
         local want = ({ ["/process"] = { "AWS_IAM" }, ["/upload"] = { "api_key" } })[r.path] or {}
         assert.same(want, r.auth, r.path)
       end
-      local cors = sorted(facts.cors)
-      -- one preflight per path, whatever methods the path has (GET and HEAD of /t/...)
-      local want, seen = {}, {}
-      for _, r in ipairs(facts.routes) do
-        if not seen[r.path] then want[#want + 1] = r.path end
-        seen[r.path] = true
-      end
-      assert.same(sorted(want), cors)
+      assert.same({}, preflight_problems(keyed, "*"))
       assert.is_nil(functions_by_handler(facts).process.fn.reserved_concurrency)
       local f = load { ProcessReservedConcurrency = "7" }
       assert.are.equal("7", tostring(functions_by_handler(f).process.fn.reserved_concurrency))
+    end)
+
+    describe("CORS preflights with every media type binary", function()
+      it("answers each routed path from a mock that converts request and response to text", function()
+        local problems = preflight_problems(facts, "*")
+        assert.same({}, problems)
+        local app = load { AllowedOrigin = "https://app.example.com" }
+        assert.same({}, preflight_problems(app, "https://app.example.com"))
+        local n = 0
+        for _ in pairs(facts.preflights) do n = n + 1 end
+        print("# proved: " .. n .. " OPTIONS methods, each a mock with contentHandling CONVERT_TO_TEXT on the " ..
+          "request and the response, answering the path's own methods")
+      end)
+
+      it("grants the headers and max-age imgpipe serve grants (host/cors.c)", function()
+        local drv = modes.new { pipelines = paths.pipelines, env = {
+          UPLOAD_BUCKET = "u", PROCESSED_BUCKET = "p", TABLE_NAME = "t", AWS_REGION = deploy.region,
+          AWS_ACCESS_KEY_ID = "AKIDEXAMPLE", AWS_SECRET_ACCESS_KEY = "secret", CORS_ALLOW_ORIGIN = "*",
+        } }
+        local ok, err = pcall(function()
+          local r = drv:curl("-X OPTIONS -H 'Origin: https://app.example' -H 'Access-Control-Request-Method: POST'",
+            "/upload")
+          assert.are.equal(204, r.status, r.body)
+          for path, op in pairs(facts.preflights) do
+            local p = op["x-amazon-apigateway-integration"].responses.default.responseParameters
+            assert.are.equal("'" .. r.headers["access-control-allow-headers"] .. "'",
+              p["method.response.header.Access-Control-Allow-Headers"], path)
+            assert.are.equal("'" .. r.headers["access-control-max-age"] .. "'",
+              p["method.response.header.Access-Control-Max-Age"], path)
+          end
+        end)
+        local codes = drv:stop()
+        assert(ok, err)
+        assert.are.equal(0, codes.http)
+      end)
+
+      it("refuses SAM's own Cors preflights (no contentHandling) and a response left binary", function()
+        local dir = paths.tmpdir()
+        paths.write(dir .. "/sam-cors.yaml", with_sam_cors(paths.read(TEMPLATE)))
+        local sam = load_in(D, {}, dir .. "/sam-cors.yaml")
+        local problems = preflight_problems(sam, "*")
+        local unconverted = 0
+        for _, p in ipairs(problems) do
+          if p:find("integration contentHandling nil", 1, true) then unconverted = unconverted + 1 end
+        end
+        assert.are.equal(#sam.cors, unconverted, table.concat(problems, "\n"))
+        assert.is_true(unconverted >= 8)
+        -- one response left binary, in an otherwise right template
+        local copy = json.decode(json.encode(facts))
+        copy.preflights["/upload"]["x-amazon-apigateway-integration"].responses.default.contentHandling = nil
+        assert.same({ "/upload: response default contentHandling nil" }, preflight_problems(copy, "*"))
+        print("# proved: SAM's Cors makes " .. unconverted .. " mock OPTIONS without contentHandling; the check " ..
+          "refuses them, and a single response left binary")
+      end)
     end)
   end)
 

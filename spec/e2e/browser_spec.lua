@@ -191,7 +191,7 @@ describe("e2e: the upload page in headless Chromium", function()
           key = { imageId = id } })
         local head = item.processedKey and s3.head { bucket = ]] .. string.format("%q", env.PROCESSED_BUCKET) ..
         [[, key = item.processedKey }
-        out[id] = { status = item.status, stored = head ~= nil and head ~= false, reason = item.reason }
+        out[id] = { status = item.status, stored = head ~= nil and head ~= false, code = item.reasonCode }
       end
       print(json.encode(out))
     ]])
@@ -203,7 +203,7 @@ describe("e2e: the upload page in headless Chromium", function()
     assert.are.equal("PROCESSED", got[ids[2]].status)
     assert.is_true(got[ids[2]].stored)
     assert.are.equal("FAILED", got[ids[3]].status)
-    assert.matches("^TooLarge:", got[ids[3]].reason)
+    assert.are.equal("TooLarge", got[ids[3]].code)
     assert.is_false(got[ids[3]].stored)
   end)
 

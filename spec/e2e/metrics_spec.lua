@@ -74,43 +74,53 @@ local function parse_value(s, where)
   return v
 end
 
+-- A quoted label value starting at j (after the quote): the value and the
+-- position after the closing quote.
+local function label_value(rest, j, where)
+  local out = {}
+  while true do
+    local c = rest:sub(j, j)
+    assert(c ~= "" and c ~= "\n", where .. ": unterminated label value")
+    if c == "\\" then
+      local e = rest:sub(j + 1, j + 1)
+      assert(e == "\\" or e == '"' or e == "n", where .. ": bad escape \\" .. e)
+      out[#out + 1] = e == "n" and "\n" or e
+      j = j + 2
+    elseif c == '"' then
+      return table.concat(out), j + 1
+    else
+      out[#out + 1] = c
+      j = j + 1
+    end
+  end
+end
+
+-- {labels} at the start of rest: the labels table and what follows.
+local function parse_labels(rest, where)
+  local labels = {}
+  if rest:sub(1, 1) ~= "{" then return labels, rest end
+  local i = 2
+  while rest:sub(i, i) ~= "}" do
+    local lname, after = rest:match('^([^=]+)="()', i)
+    assert(lname and lname:match(LABEL), where .. ": bad label name")
+    assert(labels[lname] == nil, where .. ": label twice: " .. lname)
+    local value, j = label_value(rest, after, where)
+    labels[lname] = value
+    assert(utf8.len(value), where .. ": label value is not valid UTF-8")
+    local sep = rest:sub(j, j)
+    assert(sep == "," or sep == "}", where .. ": expected ',' or '}'")
+    i = sep == "," and j + 1 or j
+    assert(sep ~= "," or rest:sub(i, i) ~= "}", where .. ": trailing comma")
+  end
+  return labels, rest:sub(i + 1)
+end
+
 -- name{labels} value: name, labels table, value.
 local function parse_sample(line, where)
   local name, rest = line:match "^([^{%s]+)(.*)$"
   assert(name and name:match(NAME), where .. ": bad metric name")
-  local labels = {}
-  if rest:sub(1, 1) == "{" then
-    local i = 2
-    while rest:sub(i, i) ~= "}" do
-      local lname, after = rest:match('^([^=]+)="()', i)
-      assert(lname and lname:match(LABEL), where .. ": bad label name")
-      assert(labels[lname] == nil, where .. ": label twice: " .. lname)
-      local out, j = {}, after
-      while true do
-        local c = rest:sub(j, j)
-        assert(c ~= "" and c ~= "\n", where .. ": unterminated label value")
-        if c == "\\" then
-          local e = rest:sub(j + 1, j + 1)
-          assert(e == "\\" or e == '"' or e == "n", where .. ": bad escape \\" .. e)
-          out[#out + 1] = e == "n" and "\n" or e
-          j = j + 2
-        elseif c == '"' then
-          j = j + 1
-          break
-        else
-          out[#out + 1] = c
-          j = j + 1
-        end
-      end
-      labels[lname] = table.concat(out)
-      assert(utf8.len(labels[lname]), where .. ": label value is not valid UTF-8")
-      local sep = rest:sub(j, j)
-      assert(sep == "," or sep == "}", where .. ": expected ',' or '}'")
-      i = sep == "," and j + 1 or j
-      assert(sep ~= "," or rest:sub(i, i) ~= "}", where .. ": trailing comma")
-    end
-    rest = rest:sub(i + 1)
-  end
+  local labels
+  labels, rest = parse_labels(rest, where)
   local value, ts = rest:match "^ (%S+)$"
   if not value then value, ts = rest:match "^ (%S+) (%-?%d+)$" end
   assert(value, where .. ": expected ' value [timestamp]'")

@@ -38,7 +38,7 @@ return {handler = function()
   local declared = pipeline.process { renditions = { { name = "x", width = 10 } } }
   return {
     source = debug.getinfo(pipeline.process, "S").source,
-    renditions_source = debug.getinfo(renditions.check, "S").source,
+    renditions_source = debug.getinfo(renditions.make, "S").source,
     same_renditions = pipeline.renditions == renditions,
     handler = type(declared.handler),
     signature = signing.sign("k", "w_10", "a.jpg"),
@@ -97,7 +97,7 @@ describe("the imgpipe package", function()
     assert.equal(0, code, err)
     local facts = json.decode(out)
     check_facts(facts)
-    assert.same({ "imgpipe.pipeline", "imgpipe.renditions", "imgpipe.signing" }, facts.public)
+    assert.same({ "imgpipe.pipeline", "imgpipe.renditions", "imgpipe.signing", "imgpipe.testing" }, facts.public)
   end)
 
   it("works without IMGPIPE_LIBRARY or any library file, from a folder outside the repository", function()

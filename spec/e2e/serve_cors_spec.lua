@@ -91,7 +91,7 @@ describe("imgpipe serve CORS", function()
     setup(function()
       dir = paths.tmpdir()
       paths.write(dir .. "/routes.lua", 'return {{method = "GET", path = "/hi", pipeline = "hi"}}\n')
-      -- The pipeline sets its own (list-valued) header, as pipelines/lib/http.lua does.
+      -- The pipeline sets its own (list-valued) header; the server answers the one that matches.
       paths.write(dir .. "/hi.lua", [[
 return {handler = function()
   return {statusCode = 200, headers = {["Access-Control-Allow-Origin"] = os.getenv "CORS_ALLOW_ORIGIN"}, body = "{}"}

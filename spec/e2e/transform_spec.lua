@@ -2,7 +2,10 @@
 -- local stack, through the binary in Lambda and HTTP modes (and the CLI
 -- where it says something): each option, Accept negotiation, ETags and
 -- 304s, HEAD, signatures, keys that try to leave the source prefix,
--- hostile sources, an output over Lambda's response limit, DIT's form.
+-- hostile sources, an output over Lambda's response limit, DIT's form;
+-- the image limits, deadlines and AVIF bound of issue 18. The sources are
+-- the shared test images where ../shared is beside the repository, and
+-- made here otherwise (a fresh clone), with the same sizes.
 local json = require "cjson"
 local paths = require "support.paths"
 local modes = require "support.modes"
@@ -24,13 +27,30 @@ local random = require "imgpipe.random"
 local SECRET = "spec-" .. random.hex(16)
 local RUN = random.hex(4)
 local PREFIX = "uploads/"
-local SHARED = paths.root .. "/../shared/test-images/"
+local fx = require "support.image_fixtures"
 
 local function read_file(path)
   local f = assert(io.open(path, "rb"))
   local s = f:read "a"
   f:close()
   return s
+end
+
+-- The source files: the shared test images, or stand-ins made here with
+-- what the specs below rely on (the photo's 2725 x 2225, Landscape_6's
+-- 450 x 600 stored with orientation 6 where the stand-in is 240 x 320, the
+-- same upright shape; pixel counts over MAX_PIXELS; a header that does not
+-- decode).
+local function source_files()
+  if paths.test_images then
+    local function shared(name) return read_file(paths.test_images .. "/" .. name) end
+    return { photo = shared "2569067123_aca715a2ee_o.jpg", alpha = shared "with-alpha.png",
+      exif6 = shared "Landscape_6.jpg", giant = shared "giant-image.jpg", bomb = shared "65536-uint32-limit.png",
+      corrupt = shared "corrupt-header.jpg", small = shared "flowers.jpeg" }
+  end
+  return { photo = fx.encode(fx.card(2725, 2225), "jpeg", { quality = 90 }),
+    alpha = fx.encode(fx.with_alpha(), "png"), exif6 = fx.oriented(6), giant = fx.png_bomb(20000, 14000),
+    bomb = fx.png_bomb(65536, 65536), corrupt = fx.corrupt_jpeg(), small = fx.jpeg() }
 end
 
 local function put(key, body, content_type)
@@ -77,14 +97,15 @@ end
 
 describe("transform", function()
   local drv, unsigned_drv
+  local files = source_files()
   setup(function()
-    local photo = read_file(SHARED .. "2569067123_aca715a2ee_o.jpg")
+    local photo = files.photo
     put(K.photo, photo)
-    put(K.alpha, read_file(SHARED .. "with-alpha.png"), "image/png")
-    put(K.exif6, read_file(SHARED .. "Landscape_6.jpg"))
-    put(K.giant, read_file(SHARED .. "giant-image.jpg"))
-    put(K.bomb, read_file(SHARED .. "65536-uint32-limit.png"), "image/png")
-    put(K.corrupt, read_file(SHARED .. "corrupt-header.jpg"))
+    put(K.alpha, files.alpha, "image/png")
+    put(K.exif6, files.exif6)
+    put(K.giant, files.giant)
+    put(K.bomb, files.bomb, "image/png")
+    put(K.corrupt, files.corrupt)
     put(K.truncated, photo:sub(1, #photo // 3))
     put(K.bigfile, photo .. urandom(MAX_UPLOAD))
     local noise <close> = image.new_from_memory(urandom(1400 * 1400 * 3), 1400, 1400, 3)
@@ -264,6 +285,28 @@ describe("transform", function()
           { headers = { Accept = "image/webp", ["If-None-Match"] = etag } })
         assert.equal(200, changed.status)
         assert.not_equal(etag, changed.headers.etag)
+      end)
+
+      it("takes a tag whose format suffix was changed for a plain miss (issue 18)", function()
+        local key = RUN .. "/forged-" .. mode .. ".jpg"
+        local card <close> = image.test_card(320, 240)
+        put(key, assert(card:save("jpeg")))
+        local first = get(mode, "w_80,f_auto", key, { headers = { Accept = "image/webp" } })
+        assert.equal(200, first.status, first.body)
+        local etag = first.headers.etag
+        for _, other in ipairs { "png", "jpeg", "avif", "gif" } do
+          local forged = etag:gsub("%-webp\"$", "-" .. other .. '"')
+          local r = get(mode, "w_80,f_auto", key, { headers = { Accept = "image/webp", ["If-None-Match"] = forged } })
+          assert.equal(200, r.status, forged)
+          assert.equal(etag, r.headers.etag, "the 200's own tag")
+          assert.equal("image/webp", r.headers["content-type"])
+        end
+        -- Explicit formats too: the suffix of a jpeg answer changed to png.
+        local jpeg = get(mode, "w_80", key)
+        local png_tag = jpeg.headers.etag:gsub("%-jpeg", "-png")
+        local r = get(mode, "w_80", key, { headers = { ["If-None-Match"] = png_tag } })
+        assert.equal(200, r.status)
+        assert.equal(304, get(mode, "w_80", key, { headers = { ["If-None-Match"] = jpeg.headers.etag } }).status)
       end)
 
       it("answers HEAD with the headers of the GET", function()
@@ -503,7 +546,7 @@ describe("transform", function()
           path = "/t/" .. sign("w_0", K.photo, secret) .. "/w_0/" .. K.photo })
       end
 
-      it("reads the key at load from " .. service_name .. " (signed with imgpipe.sigv4, sent by curl)", function()
+      it("reads the key at load from " .. service_name .. " (through imgpipe.aws)", function()
         local d = driver()
         local ok = ask(d, VALUES[service_name])
         assert.is_true(ok.ok, ok.error_message)
@@ -530,8 +573,8 @@ describe("transform", function()
   it("serves originals from TRANSFORM_SOURCE_DIR when set (http), inside that folder only", function()
     local dir = paths.tmpdir()
     os.execute("mkdir -p " .. paths.q(dir .. "/in"))
-    paths.write(dir .. "/in/photo.jpg", read_file(SHARED .. "flowers.jpeg"))
-    paths.write(dir .. "/outside.jpg", read_file(SHARED .. "flowers.jpeg"))
+    paths.write(dir .. "/in/photo.jpg", files.small)
+    paths.write(dir .. "/outside.jpg", files.small)
     local d = modes.new { pipelines = paths.pipelines,
       env = { TRANSFORM_SIGNING_KEY = SECRET, TRANSFORM_SOURCE_DIR = dir .. "/in" } }
     local function ask(options, key)
@@ -565,5 +608,172 @@ describe("transform", function()
     assert.is_true(not ok or lambda_out.ok == false, "Lambda answered without a key")
     assert.matches("TRANSFORM_SIGNING_KEY", text, 1, true)
     d:stop()
+  end)
+
+  -- Issue 18: the transform honours every image limit the process pipeline
+  -- does (one reader of them: image.limits()), a deadline is 504 and a
+  -- drain 503, f_auto's AVIF has a bound, a key and TRANSFORM_UNSIGNED
+  -- together are refused, and a transform without a key says it is not ready.
+  describe("limits, time and configuration (issue 18)", function()
+    local LIMITS = { MAX_JPEG_SCANS = "5", MAX_ASPECT_RATIO = "10", MAX_INTERLACED_PIXELS = "10000",
+      IMAGE_BUDGET_MS = "1" }
+    -- One source over each limit (all of them far under MAX_PIXELS), with
+    -- the code both pipelines answer: 10 scans, 20:1, an interlaced 40,000
+    -- pixels, and 36 MP of PNG to decode in 1 ms. (The budget is looked at
+    -- between batches of output tiles: /t/ asks for a 3000 px output, more
+    -- than one batch; a 100 px one is a single batch, done before any look.)
+    local OVER = {
+      { "scans", function() return (fx.jpeg_progressive(64, 64, 10, 3)) end, "TooExpensive", "max_scans" },
+      { "aspect", function() return fx.png_zeros(200, 10) end, "TooManyPixels", "max_aspect_ratio" },
+      { "interlaced", function() return fx.png_zeros(200, 200, { interlace = true }) end, "TooManyPixels",
+        "max_interlaced_pixels" },
+      { "budget", function() return fx.png_zeros(6000, 6000, { colour = 2 }) end, "TooExpensive", "budget_ms" },
+    }
+    local limits_drv, ceiling_drv, slow_drv
+    local SLOW = RUN .. "/slow.jpg" -- blur_100 on 4000 x 4000: seconds inside libvips on any machine
+    setup(function()
+      local e = { TRANSFORM_SIGNING_KEY = SECRET }
+      for k, v in pairs(LIMITS) do e[k] = v end
+      limits_drv = modes.new { pipelines = paths.pipelines, env = e }
+      ceiling_drv = modes.new { pipelines = paths.pipelines,
+        env = { TRANSFORM_SIGNING_KEY = SECRET, MAX_AVIF_PIXELS = "50000" } }
+      slow_drv = modes.new { pipelines = paths.pipelines, env = { TRANSFORM_SIGNING_KEY = SECRET },
+        serve_args = "--timeout 1" }
+      for _, mode in ipairs { "lambda", "http" } do
+        for _, o in ipairs(OVER) do
+          put(RUN .. "/over-" .. mode .. "-" .. o[1] .. ".img", o[2](), "application/octet-stream")
+        end
+      end
+      local big <close> = image.test_card(4000, 4000)
+      put(SLOW, assert(big:save("jpeg", { quality = 90 })))
+    end)
+    teardown(function()
+      for _, d in ipairs { limits_drv, ceiling_drv, slow_drv } do d:stop() end
+    end)
+
+    for _, mode in ipairs { "lambda", "http" } do
+      it("answers 422 on /t/ and on /process for the same four sources (" .. mode .. ")", function()
+        for _, o in ipairs(OVER) do
+          local key = RUN .. "/over-" .. mode .. "-" .. o[1] .. ".img"
+          local t = get(mode, "w_3000", key, { driver = limits_drv })
+          assert.equal(422, t.status, "/t/ " .. o[1] .. ": " .. t.body)
+          assert.equal(o[3], t.json.error.code, o[1])
+          local p = limits_drv:request(mode, modes.apigw { method = "POST", path = "/process",
+            body = json.encode { bucket = env.UPLOAD_BUCKET, key = PREFIX .. key }, pipelines = paths.pipelines })
+          assert.equal(422, p.status, "/process " .. o[1] .. ": " .. p.body)
+        end
+      end)
+
+      it("asks for AVIF with f_auto only under MAX_AVIF_PIXELS; f_avif over it is 422 (" .. mode .. ")", function()
+        local both = { Accept = "image/avif,image/webp,*/*" }
+        local small = get(mode, "w_200,f_auto", K.photo, { driver = ceiling_drv, headers = both })
+        assert.equal("image/avif", small.headers["content-type"], small.body) -- 200 x 163 = 32,600 pixels
+        local large = get(mode, "w_400,f_auto", K.photo, { driver = ceiling_drv, headers = both })
+        assert.equal(200, large.status, large.body)
+        assert.equal("image/webp", large.headers["content-type"]) -- 400 x 327 = 130,800 pixels
+        assert.equal("Accept", large.headers.vary)
+        local only = get(mode, "w_400,f_auto", K.photo, { driver = ceiling_drv, headers = { Accept = "image/avif" } })
+        assert.equal("image/jpeg", only.headers["content-type"])
+        -- The tag of the fallback answers a conditional request.
+        local again = get(mode, "w_400,f_auto", K.photo,
+          { driver = ceiling_drv, headers = { Accept = both.Accept, ["If-None-Match"] = large.headers.etag } })
+        assert.equal(304, again.status)
+        assert.equal("image/webp", again.headers["content-type"])
+        local explicit = get(mode, "w_400,f_avif", K.photo, { driver = ceiling_drv })
+        assert.equal(422, explicit.status, explicit.body)
+        assert.equal("TooManyPixels", explicit.json.error.code)
+        assert.matches("MAX_AVIF_PIXELS", explicit.json.error.message, 1, true)
+      end)
+    end
+
+    it("answers 504 when the deadline comes inside libvips (http: --timeout 1; lambda: its deadline)", function()
+      local r = get("http", "blur_100", SLOW, { driver = slow_drv })
+      assert.equal(504, r.status, r.body)
+      assert.equal("Timeout", r.json.error.code)
+      local ev = modes.apigw { method = "GET", path = "/t/" .. sign("blur_100", SLOW) .. "/blur_100/" .. SLOW,
+        pipelines = paths.pipelines }
+      ev.pathParameters = { signature = sign("blur_100", SLOW), options = "blur_100", key = SLOW }
+      local out = slow_drv:request("lambda", ev, { pipeline = "transform", deadline_ms = (os.time() + 2) * 1000 })
+      assert.equal(504, out.status, out.body)
+      assert.equal("Timeout", out.json.error.code)
+    end)
+
+    it("answers 503 when imgpipe serve drains during the transform (http)", function()
+      local d = modes.new { pipelines = paths.pipelines, env = { TRANSFORM_SIGNING_KEY = SECRET },
+        serve_args = "--workers 1 --timeout 60 --drain 0" }
+      local port = tonumber(d:start_http().port)
+      local work = paths.tmpdir()
+      paths.write(work .. "/req", "GET /t/" .. sign("blur_100", SLOW) .. "/blur_100/" .. encode_key(SLOW) ..
+        " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      os.execute(("python3 %s send %d %s --timeout 60 > %s 2>&1 &"):format(
+        paths.q(paths.root .. "/spec/support/raw_http.py"), port, paths.q(work .. "/req"), paths.q(work .. "/out")))
+      -- TERM once the request is on the worker (bounded wait; the blur lasts).
+      for _ = 1, 300 do
+        local m = d:curl("", "/metrics")
+        if tonumber(m.body:match "\nimgpipe_http_workers_busy (%d+)" or "0") >= 1 then break end
+        os.execute "sleep 0.1"
+      end
+      d.http.rc = modes.stop_process(d.http, "TERM")
+      local answer
+      for _ = 1, 100 do
+        answer = modes.read_or(work .. "/out", "")
+        if answer:find "}" then break end
+        os.execute "sleep 0.1"
+      end
+      local ok, r = pcall(json.decode, answer)
+      assert(ok and type(r) == "table", "no answer: " .. answer)
+      assert.equal(503, r.status, answer) -- the transform's Cancelled, or the server's own answer at drain
+    end)
+
+    it("refuses to start with TRANSFORM_UNSIGNED=1 and a signing key both set", function()
+      local d = modes.new { pipelines = paths.pipelines,
+        env = { TRANSFORM_UNSIGNED = "1", TRANSFORM_SIGNING_KEY = SECRET } }
+      local event = modes.apigw { method = "GET", path = "/t/_/w_10/" .. K.photo, pipelines = paths.pipelines }
+      local out = d:invoke("cli", "transform", event)
+      assert.is_false(out.ok, "the transform loaded")
+      assert.matches("TRANSFORM_UNSIGNED=1 and a signing key", out.error_message, 1, true)
+      local started, err = pcall(d.start_http, d)
+      assert.is_false(started, "imgpipe serve started")
+      assert.matches("TRANSFORM_UNSIGNED=1 and a signing key", tostring(err), 1, true)
+      d:stop()
+    end)
+
+    it("says a transform without a signing key is not ready (its ready field, /healthz)", function()
+      local script = paths.tmpdir() .. "/ready.lua"
+      paths.write(script, [[return { handler = function()
+        local t = require("imgpipe.pipeline").transform {}
+        return { ready = t.ready or true }
+      end }]])
+      local function ready(extra)
+        local out, err = paths.run("env " .. extra .. " " .. paths.q(paths.bin) .. " run " .. paths.q(script) ..
+          " --event -", "{}")
+        local ok, r = pcall(json.decode, out)
+        assert(ok and type(r) == "table", tostring(out) .. tostring(err))
+        return r.ready
+      end
+      assert.matches("needs a signing key", ready "TRANSFORM_SIGNING_KEY=")
+      assert.is_true(ready("TRANSFORM_SIGNING_KEY=" .. SECRET))
+      assert.is_true(ready "TRANSFORM_SIGNING_KEY= TRANSFORM_UNSIGNED=1")
+      -- imgpipe serve starts (the rest of the service works) and /healthz
+      -- says the transform is not ready, with the reason; with a key, ok.
+      local bare = modes.new { pipelines = paths.pipelines }
+      local keyed = modes.new { pipelines = paths.pipelines, env = { TRANSFORM_SIGNING_KEY = SECRET } }
+      local ok, err = pcall(function()
+        local h = bare:curl("", "/healthz")
+        assert.equal(503, h.status, h.body)
+        assert.equal("not_ready", h.json.status)
+        assert.is_true(h.json.pipelines.transform.loaded)
+        assert.is_false(h.json.pipelines.transform.ready)
+        assert.matches("TRANSFORM_SIGNING_KEY", h.json.pipelines.transform.reason, 1, true)
+        assert.same({ loaded = true }, h.json.pipelines.upload)
+        assert.equal(503, bare:curl("", "/t/" .. sign("w_10", K.photo) .. "/w_10/" .. K.photo).status)
+        local k = keyed:curl("", "/healthz")
+        assert.equal(200, k.status, k.body)
+        assert.same({ loaded = true }, k.json.pipelines.transform)
+      end)
+      bare:stop()
+      keyed:stop()
+      assert(ok, err)
+    end)
   end)
 end)

@@ -7,6 +7,7 @@
 local aws = require "imgpipe.aws"
 local deploy = require "support.deploy"
 local json = require "cjson"
+local moto_keys = require "support.moto_keys"
 local paths = require "support.paths"
 local random = require "imgpipe.random"
 
@@ -43,15 +44,10 @@ describe("imgpipe.aws on moto_server (IAM and SigV4 enforced)", function()
   end
   local moto, made
   setup(function()
-    moto = deploy.moto_start()
-    local out, err, code = paths.run(deploy.python .. " -c " .. paths.q(SETUP) .. " " .. paths.q(moto.url) .. " " ..
-      paths.q(PARAM) .. " " .. paths.q(SECRET_ID) .. " " .. VALUES.ssm .. " " .. VALUES.secretsmanager)
-    assert(code == 0, err)
-    made = json.decode(out)
-    deploy.moto_auth(moto, true)
+    moto, made = moto_keys.start(SETUP, PARAM, SECRET_ID, VALUES.ssm, VALUES.secretsmanager)
   end)
   teardown(function()
-    deploy.moto_stop(moto)
+    moto_keys.stop(moto)
     paths.cleanup()
   end)
 

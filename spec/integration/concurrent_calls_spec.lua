@@ -3,6 +3,7 @@
 -- each request arrived and when it was answered (spec/support/fault_server.py),
 -- never from timings taken here; then round trips against the local stack.
 local fault = require "support.fault"
+local paths = require "support.paths"
 local stack = require "support.stack"
 local json = require "cjson"
 
@@ -194,6 +195,37 @@ describe("calls that run while others do (fake endpoint)", function()
     local ok, msg = pcall(s3.put_many, { { bucket = "bkt", key = "a", body = "x" }, { bucket = "bkt", key = "b" } })
     assert.is_false(ok)
     assert.matches("item 2", msg)
+  end)
+end)
+
+describe("a started call after ExpiredToken (container credentials, in an imgpipe process)", function()
+  local srv
+
+  setup(function() srv = fault.start() end)
+  teardown(function() srv:stop() end)
+
+  it("refreshes the credentials once and tries again, as a plain call does", function()
+    srv:creds { AccessKeyId = "AKCONTAINER", SecretAccessKey = "cs", Token = "t", token = "tok",
+      Expiration = os.date("!%Y-%m-%dT%H:%M:%SZ", os.time() + 3600) }
+    srv:plan({ s3_error(400, "ExpiredToken") }, ok_object)
+    local script = paths.tmpdir() .. "/expired.lua"
+    paths.write(script, [[
+      local s3 = require "imgpipe.s3"
+      local body, err = s3.get_start({ bucket = "bkt", key = "k" }):wait()
+      io.write(require("cjson").encode { body = body or false, code = err and err.code or false,
+        attempts = s3._last_call().attempts })]])
+    local out, err, code = paths.run("env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN " ..
+      "-u AWS_PROFILE -u AWS_SHARED_CREDENTIALS_FILE -u AWS_ENDPOINT_URL HOME=/nonexistent " ..
+      "AWS_CONTAINER_CREDENTIALS_FULL_URI=" .. paths.q(srv.url .. "/creds") ..
+      " AWS_CONTAINER_AUTHORIZATION_TOKEN=tok AWS_ENDPOINT_URL_S3=" .. paths.q(srv.url) .. " " ..
+      paths.q(paths.bin) .. " run " .. paths.q(script))
+    assert.equal(0, code, err)
+    local res = json.decode(out)
+    assert.equal("payload", res.body, out)
+    local log = srv:log()
+    assert.equal(2, #only(log.requests, "GET"))
+    assert.equal(2, log.creds_hits) -- resolved, then refreshed after ExpiredToken
+    assert.equal(1, res.attempts) -- the retry after a refresh is the same attempt, as for a plain call
   end)
 end)
 

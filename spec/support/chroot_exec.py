@@ -5,7 +5,8 @@
 
 ENV.json is an object of variable -> value; nothing else is passed on. The
 variables reach only PROGRAM (chroot(1) would be started with them too, and
-LD_DEBUG would then trace the host's chroot as well). Needs root.
+LD_DEBUG would then trace the host's chroot as well). Needs root, except
+with ROOT "/": PROGRAM then runs on this machine with exactly ENV.json.
 """
 import json
 import os
@@ -18,7 +19,8 @@ def main():
     root, env_file, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
     with open(env_file) as f:
         env = {str(k): str(v) for k, v in json.load(f).items()}
-    os.chroot(root)
+    if root != "/":
+        os.chroot(root)
     os.chdir("/")
     try:
         os.execve(argv[0], argv, env)

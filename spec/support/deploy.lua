@@ -21,33 +21,46 @@ local function sh_ok(cmd)
   return code == 0
 end
 
+-- Per tool: nil when it is there, else the reason it is not.
+local PIP = { samtranslator = "aws-sam-translator", cfnlint = "cfn-lint", moto = "'moto[server]'", boto3 = "boto3" }
+
+local function python_module(tool)
+  if sh_ok(M.python .. " -c 'import " .. tool .. "'") then return nil end
+  return M.python .. " has no " .. tool .. " module (pip install " .. PIP[tool] .. ")"
+end
+
+local function on_path(tool, what)
+  if sh_ok("command -v " .. tool) then return nil end
+  return tool .. what
+end
+
+local function awscli()
+  local out, _, code = paths.run(M.aws .. " --version")
+  local major, minor = out:match "aws%-cli/(%d+)%.(%d+)"
+  major, minor = tonumber(major), tonumber(minor)
+  if code ~= 0 or not major then return "no AWS CLI ('" .. M.aws .. "')" end
+  if (major == 1 and minor < 29) or (major == 2 and minor < 13) then
+    return "the AWS CLI '" .. M.aws .. "' (" .. out:match "%S+" .. ") ignores AWS_ENDPOINT_URL (needs 1.29+ or 2.13+)"
+  end
+  return nil
+end
+
+local CHECKS = {
+  samtranslator = python_module, moto = python_module, cfnlint = python_module, boto3 = python_module,
+  ["cfn-lint"] = function(t) return on_path(t, " is not on the PATH") end,
+  moto_server = function(t) return on_path(t, " is not on the PATH") end,
+  awscli = awscli,
+  zip = function(t) return on_path(t, " is not installed") end,
+  unzip = function(t) return on_path(t, " is not installed") end,
+  curl = function(t) return on_path(t, " is not installed") end,
+}
+
 local have_cache = {}
 -- nil when the tool is there, else the reason it is not (for pending()).
 function M.missing(tool)
   if have_cache[tool] ~= nil then return have_cache[tool] or nil end
-  local reason
-  if tool == "samtranslator" or tool == "moto" or tool == "cfnlint" or tool == "boto3" then
-    if not sh_ok(M.python .. " -c 'import " .. tool .. "'") then
-      local pip = {
-        samtranslator = "aws-sam-translator", cfnlint = "cfn-lint", moto = "'moto[server]'", boto3 = "boto3",
-      }
-      reason = M.python .. " has no " .. tool .. " module (pip install " .. pip[tool] .. ")"
-    end
-  elseif tool == "cfn-lint" or tool == "moto_server" then
-    if not sh_ok("command -v " .. tool) then reason = tool .. " is not on the PATH" end
-  elseif tool == "awscli" then
-    local out, _, code = paths.run(M.aws .. " --version")
-    local major, minor = out:match "aws%-cli/(%d+)%.(%d+)"
-    major, minor = tonumber(major), tonumber(minor)
-    if code ~= 0 or not major then
-      reason = "no AWS CLI ('" .. M.aws .. "')"
-    elseif (major == 1 and minor < 29) or (major == 2 and minor < 13) then
-      reason = "the AWS CLI '" .. M.aws .. "' (" .. out:match "%S+" ..
-        ") ignores AWS_ENDPOINT_URL (needs 1.29+ or 2.13+)"
-    end
-  elseif tool == "zip" or tool == "unzip" or tool == "curl" then
-    if not sh_ok("command -v " .. tool) then reason = tool .. " is not installed" end
-  end
+  local check = CHECKS[tool]
+  local reason = check and check(tool) or nil
   have_cache[tool] = reason or false
   return reason
 end
@@ -79,19 +92,14 @@ function M.translate(template, params, dir)
 end
 
 -- The resolved facts of a translated template (spec/support/template_facts.py).
--- d: {stack, table, queue}; params: template parameters.
+-- d: {stack, table, queue, [region]}; params: template parameters.
 function M.facts(translated, d, params)
   local out, err, code = paths.run(M.python .. " " .. paths.q(paths.root .. "/spec/support/template_facts.py") ..
     " " .. paths.q(translated) .. " --stack " .. paths.q(d.stack) .. " --account " .. M.account ..
-    " --region " .. M.region .. " --table " .. paths.q(d.table) .. " --queue " .. paths.q(d.queue) .. " " ..
-    param_args(params))
+    " --region " .. (d.region or M.region) .. " --table " .. paths.q(d.table) .. " --queue " .. paths.q(d.queue) ..
+    " " .. param_args(params))
   assert(code == 0, "template_facts failed: " .. err)
   return json.decode(out)
-end
-
--- The bucket names the template builds for a stack.
-function M.buckets(stack)
-  return stack .. "-uploads-" .. M.account, stack .. "-processed-" .. M.account
 end
 
 -- A moto_server on a free loopback port. Returns {url, port, pid, dir,
@@ -140,11 +148,15 @@ end
 
 -- Environment prefix for the pyenv AWS CLI against a moto server. The
 -- service-specific endpoints of the local stack (spec/run.sh exports them)
--- would win over AWS_ENDPOINT_URL, so they are removed.
+-- would win over AWS_ENDPOINT_URL, so they are removed. The server is named
+-- localhost (it listens on 127.0.0.1, which localhost resolves to): a
+-- template over 51,200 bytes reaches CloudFormation as a TemplateURL in the
+-- artifact bucket, and moto reads the bucket out of a path-style URL only
+-- when its host says localhost (or s3.amazonaws.com).
 function M.aws_env(server, keys)
   keys = keys or { id = "testing", secret = "testing" }
   return "env -u AWS_ENDPOINT_URL_S3 -u AWS_ENDPOINT_URL_DYNAMODB -u AWS_PROFILE -u AWS_SESSION_TOKEN " ..
-    "AWS_ENDPOINT_URL=" .. server.url .. " AWS_ACCESS_KEY_ID=" .. keys.id ..
+    "AWS_ENDPOINT_URL=" .. server.url:gsub("//127%.0%.0%.1:", "//localhost:") .. " AWS_ACCESS_KEY_ID=" .. keys.id ..
     " AWS_SECRET_ACCESS_KEY=" .. paths.q(keys.secret) .. " AWS_DEFAULT_REGION=" .. M.region ..
     " AWS_REGION=" .. M.region .. " AWS_PAGER= "
 end

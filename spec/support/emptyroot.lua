@@ -6,12 +6,22 @@
 --     true, or false and the reason (not root, no chroot/mount/unzip/cc, no
 --     python3): specs mark themselves pending with it.
 --
---   zips = emptyroot.artifacts()
+--   zips = emptyroot.artifacts([ARCH])
 --     runs `make layer` and `make layer PACKAGE=function` once per process
 --     into a temporary LAYER_OUT and returns {runtime_zip=, pipelines_zip=,
---     function_zip=, dir=, output=} (output: what make printed).
+--     function_zip=, dir=, output=} (output: what make printed). With ARCH
+--     ("arm64") other than this machine's: `make layer ARCH=...` only (no
+--     function zip), cross-built.
+--
+--   ok, why = emptyroot.emulation("arm64")
+--     true when this machine can cross-build and run arm64 packages here
+--     (cross compiler, :arm64 libraries, the prebuilt arm64 libvips,
+--     qemu-user-static registered with binfmt_misc, which it registers);
+--     false and the reason otherwise.
 --
 --   root = emptyroot.prepare{runtime_zip=, pipelines_zip=}   (layers in /opt)
+--   root = emptyroot.prepare{runtime_zip=, layers={ZIP, ...}} (layers in /opt, in
+--                             that order; runtime_zip among them where it goes)
 --   root = emptyroot.prepare{function_zip=}                  (function code in /var/task)
 --     optional: hostile=true  stubs of every packaged library in /lib64 and
 --                             /usr/lib64 that abort if loaded
@@ -25,12 +35,14 @@
 --     (spec/support/emptyroot.sh does the work; see it for the exact layout.)
 --
 --   res = emptyroot.invoke(root, {handler=, events={EVENT, ...}, env={...},
---                                 ld_debug=bool, timeout=S})
+--                                 ld_debug=bool, timeout=S, event_timeout_ms=MS})
 --     starts spec/support/fake_runtime_api.py on loopback with the events
 --     queued, runs the root's bootstrap chrooted with exactly Lambda's
 --     variables (AWS_LAMBDA_RUNTIME_API, _HANDLER, LAMBDA_TASK_ROOT=/var/task,
 --     Lambda's LD_LIBRARY_PATH, TZ=:UTC, AWS_REGION=us-east-1) plus env, until
 --     the queue is drained; the runtime then finds the API gone and exits.
+--     timeout: the whole run (90 s); event_timeout_ms: each event's Lambda
+--     deadline, counted from the start of the run (60000).
 --     res = {
 --       outcomes = {{kind = "response"|"error"|"missing", body = TEXT,
 --                    value = decoded JSON or nil, error_type = ...}, ...}  (one per event, in order)
@@ -38,6 +50,10 @@
 --       libs = {host-side path of every object the loader initialised, ...}  (ld_debug)
 --       searched = {every "trying file=" path}                            (ld_debug)
 --     }
+--
+--   root = emptyroot.host(PROGRAM, {ARGS...})
+--     no root at all: invoke runs PROGRAM on this machine, with exactly the
+--     same variables (and the sanitizer settings of the run, if any).
 --
 --   emptyroot.cleanup(root)    unmounts /proc and removes the root
 --   emptyroot.cleanup_all()    every root this process prepared
@@ -87,8 +103,61 @@ function M.available()
   return false, availability
 end
 
+local function host_arch()
+  local arch = paths.run("uname -m"):match "%S+"
+  return arch == "aarch64" and "arm64" or arch
+end
+
+local cross_built = {}
+local function cross_artifacts(arch)
+  if cross_built[arch] then return cross_built[arch] end
+  local dir = paths.tmpdir()
+  local o, e, code = paths.run("make -s -C " .. q(paths.root) .. " layer ARCH=" .. arch .. " LAYER_OUT=" .. q(dir))
+  if code ~= 0 then error("make layer ARCH=" .. arch .. " failed:\n" .. o .. e) end
+  cross_built[arch] = { dir = dir, runtime_zip = dir .. "/runtime-" .. arch .. ".zip",
+    pipelines_zip = dir .. "/pipelines.zip", output = o .. e }
+  return cross_built[arch]
+end
+
+local emulation = {}
+function M.emulation(arch)
+  if emulation[arch] == nil then
+    local machine = ({ arm64 = "aarch64" })[arch]
+    local ok, why = M.available()
+    local libvips = paths.root .. "/node_modules/@img/sharp-libvips-linux-" .. arch .. "/lib/libvips-cpp.so.8.18.7"
+    if not ok then
+      emulation[arch] = why
+    elseif not machine then
+      emulation[arch] = "no emulation known for " .. arch
+    elseif host_arch() == arch then
+      emulation[arch] = "this machine is " .. arch .. " itself: the other layer specs run its package natively"
+    else
+      for _, need in ipairs {
+        { "command -v " .. machine .. "-linux-gnu-gcc", machine .. "-linux-gnu-gcc (make deps-arm64)" },
+        { "command -v qemu-" .. machine .. "-static", "qemu-" .. machine .. "-static (make deps-arm64)" },
+        { "test -f /usr/lib/" .. machine .. "-linux-gnu/liblua5.4.a", "the :" .. arch .. " libraries (make deps-arm64)"
+        },
+        { "test -f " .. q(libvips), "the prebuilt " .. arch .. " libvips (make deps-arm64)" },
+      } do
+        if not sh_ok(need[1]) then
+          emulation[arch] = "missing " .. need[2]
+          break
+        end
+      end
+    end
+    if emulation[arch] == nil then
+      local out, err, code = paths.run("bash " .. q(M.script) .. " binfmt " .. machine)
+      emulation[arch] = code == 0 and { flags = out:match "%S*" } or
+        ("qemu-" .. machine .. " cannot be registered with binfmt_misc: " .. (err:match "[^\n]+" or "?"))
+    end
+  end
+  if type(emulation[arch]) == "table" then return true, emulation[arch] end
+  return false, emulation[arch]
+end
+
 local built
-function M.artifacts()
+function M.artifacts(arch)
+  if arch and arch ~= host_arch() then return cross_artifacts(arch) end
   if built then return built end
   local dir = paths.tmpdir()
   local out = {}
@@ -98,13 +167,12 @@ function M.artifacts()
     out[#out + 1] = o .. e
     if code ~= 0 then error("make layer PACKAGE=" .. package .. " failed:\n" .. o .. e) end
   end
-  local arch = paths.run("uname -m"):match "%S+"
-  if arch == "aarch64" then arch = "arm64" end
+  local arch_name = host_arch()
   built = {
     dir = dir,
-    runtime_zip = dir .. "/runtime-" .. arch .. ".zip",
+    runtime_zip = dir .. "/runtime-" .. arch_name .. ".zip",
     pipelines_zip = dir .. "/pipelines.zip",
-    function_zip = dir .. "/function-" .. arch .. ".zip",
+    function_zip = dir .. "/function-" .. arch_name .. ".zip",
     output = table.concat(out),
   }
   return built
@@ -124,8 +192,9 @@ function M.prepare(opts)
     home = "/var/task"
   else
     assert(opts.runtime_zip, "emptyroot.prepare: runtime_zip or function_zip")
-    args[#args + 1] = "--runtime " .. q(opts.runtime_zip)
-    if opts.pipelines_zip then args[#args + 1] = "--pipelines " .. q(opts.pipelines_zip) end
+    for _, zip in ipairs(opts.layers or { opts.runtime_zip, opts.pipelines_zip }) do
+      args[#args + 1] = (zip == opts.runtime_zip and "--runtime " or "--layer ") .. q(zip)
+    end
     home = "/opt"
   end
   if opts.ca then args[#args + 1] = "--ca " .. q(opts.ca) end
@@ -141,6 +210,10 @@ function M.prepare(opts)
     paths.write(dir .. path, text)
   end
   return root
+end
+
+function M.host(program, args)
+  return { dir = "/", bootstrap = program, args = args or {}, host = true, cleaned = true }
 end
 
 function M.cleanup(root)
@@ -162,16 +235,48 @@ local function read_json(path)
   return json.decode(text)
 end
 
+-- Each queued invocation's outcome {kind, body, value, error_type} from the
+-- fake's recording.
+local function outcomes(rec, queued)
+  local by_id = {}
+  for _, r in ipairs(rec.responses or {}) do by_id[r.request_id] = { kind = "response", body = r.body } end
+  for _, r in ipairs(rec.errors or {}) do
+    by_id[r.request_id] = { kind = "error", body = r.body, error_type = r.error_type }
+  end
+  local out = {}
+  for i, inv in ipairs(queued) do
+    local o = by_id[inv.request_id] or { kind = "missing", body = "" }
+    local ok, value = pcall(json.decode, o.body)
+    o.value = ok and value or nil
+    out[i] = o
+  end
+  return out
+end
+
+-- The libraries the loader initialised and the files it tried (LD_DEBUG=libs).
+local function loader_trace(stderr, res)
+  local seen = {}
+  for path in stderr:gmatch "calling init: (%S+)" do
+    if not seen[path] then
+      seen[path] = true
+      res.libs[#res.libs + 1] = path
+    end
+  end
+  for path in stderr:gmatch "trying file=(%S+)" do res.searched[#res.searched + 1] = path end
+end
+
 function M.invoke(root, opts)
   assert(opts.handler, "emptyroot.invoke: handler")
   local work = paths.tmpdir()
   local queued = {}
   for i, event in ipairs(opts.events or {}) do
-    queued[i] = { event = event, request_id = "emptyroot-" .. i, timeout_ms = 60000 }
+    queued[i] = { event = event, request_id = "emptyroot-" .. i, timeout_ms = opts.event_timeout_ms or 60000 }
   end
   paths.write(work .. "/events.json", json.encode(queued))
   local fake = { prefix = work .. "/fake" }
-  fake.pid = modes.spawn("exec python3 " .. q(modes.fake_runtime) .. " --lifetime 180 --exit-when-drained" ..
+  -- The fake outlives the run (it stops by itself once drained).
+  fake.pid = modes.spawn("exec python3 " .. q(modes.fake_runtime) .. " --lifetime " .. ((opts.timeout or 90) + 90) ..
+    " --exit-when-drained" ..
     " --events " .. q(work .. "/events.json") .. " --record " .. q(work .. "/rec.json"), fake.prefix)
   local port = modes.wait_for_line(fake.prefix, "listening on 127%.0%.0%.1:(%d+)", "fake Runtime API")
 
@@ -186,11 +291,15 @@ function M.invoke(root, opts)
     AWS_LAMBDA_FUNCTION_MEMORY_SIZE = "1024",
   }
   if opts.ld_debug then env.LD_DEBUG = "libs" end
+  if root.host then
+    for _, k in ipairs { "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS" } do env[k] = os.getenv(k) end
+  end
   for k, v in pairs(opts.env or {}) do env[k] = v end
   paths.write(work .. "/env.json", json.encode(env))
 
   local cmd = "timeout -k 5 " .. (opts.timeout or 90) .. " python3 " .. q(M.chroot_exec) .. " " ..
     q(root.dir) .. " " .. q(work .. "/env.json") .. " " .. q(root.bootstrap)
+  for _, arg in ipairs(root.args or {}) do cmd = cmd .. " " .. q(arg) end
   local _, stderr, code = paths.run(cmd)
   -- The fake writes its recording when it stops (it stops by itself once
   -- drained, but not after an init error).
@@ -201,30 +310,9 @@ function M.invoke(root, opts)
   end
   modes.stop_process(fake)
   local rec = read_json(work .. "/rec.json") or { responses = {}, errors = {}, init_errors = {} }
-
-  local by_id = {}
-  for _, r in ipairs(rec.responses or {}) do by_id[r.request_id] = { kind = "response", body = r.body } end
-  for _, r in ipairs(rec.errors or {}) do
-    by_id[r.request_id] = { kind = "error", body = r.body, error_type = r.error_type }
-  end
-  local res = { outcomes = {}, init_errors = rec.init_errors or {}, stderr = stderr, exit = code,
+  local res = { outcomes = outcomes(rec, queued), init_errors = rec.init_errors or {}, stderr = stderr, exit = code,
     libs = {}, searched = {} }
-  for i, inv in ipairs(queued) do
-    local o = by_id[inv.request_id] or { kind = "missing", body = "" }
-    local ok, value = pcall(json.decode, o.body)
-    o.value = ok and value or nil
-    res.outcomes[i] = o
-  end
-  if opts.ld_debug then
-    local seen = {}
-    for path in stderr:gmatch "calling init: (%S+)" do
-      if not seen[path] then
-        seen[path] = true
-        res.libs[#res.libs + 1] = path
-      end
-    end
-    for path in stderr:gmatch "trying file=(%S+)" do res.searched[#res.searched + 1] = path end
-  end
+  if opts.ld_debug then loader_trace(stderr, res) end
   os.execute("rm -rf " .. q(work))
   return res
 end

@@ -33,6 +33,8 @@ end
 function M.cleanup()
   for _, p in ipairs(made) do os.execute("rm -rf '" .. p .. "'") end
   made = {}
+  -- and the folders of the drivers of support.modes (imgpipe.testing's)
+  require("support.internals").require("imgpipe.testing.shell").cleanup()
 end
 
 function M.read(path)

@@ -15,13 +15,16 @@ local paths = require "support.paths"
 
 local M = {}
 
--- Bucket expressions found in the pipelines. rec.bucket is the bucket of an
--- S3 event record: process refuses any record outside the upload bucket and
--- prefix before it touches the object, so it means the upload bucket.
+-- Bucket expressions found in the pipelines. rec.bucket (job.bucket) is the
+-- bucket of an S3 event record: process refuses any record outside the
+-- upload bucket and prefix before it touches the object, so it means the
+-- upload bucket.
 M.BUCKETS = {
   ["cfg.upload_bucket"] = "upload",
   ["cfg.processed_bucket"] = "processed",
+  ["p.cfg.processed_bucket"] = "processed",
   ["rec.bucket"] = "upload",
+  ["job.bucket"] = "upload",
 }
 
 -- Primitive -> IAM actions on {object, bucket, table}. Reading an object
@@ -109,54 +112,84 @@ local function split_functions(src)
   return fns
 end
 
--- The primitive calls made by module function `name` (closure over the
--- module's own functions).
-local function module_calls(mod, name, seen)
-  seen = seen or {}
-  if seen[name] then return {} end
-  seen[name] = true
-  local body = mod.fns[name]
-  if not body then error(string.format("imgpipe.%s has no function %s", mod.name, name), 0) end
-  local out = primitive_calls(body, "lua/imgpipe/" .. mod.name .. ".lua:" .. name)
-  for other in pairs(mod.fns) do
-    if other ~= name and (body:find("M%." .. other .. "%s*%(") or body:find("%f[%w_.]" .. other .. "%s*%(")) then
-      for _, c in ipairs(module_calls(mod, other, seen)) do out[#out + 1] = c end
-    end
-  end
-  return out
-end
-
--- A module of the package (imgpipe.<name>, one level), split into its
--- functions; nil for the host's own modules (imgpipe.s3, ...).
+-- A module of the package (imgpipe.<name>: "images", "process.steps"):
+-- its source, its functions, and the package modules it requires
+-- (local name -> module name); nil for the host's own modules (imgpipe.s3, ...).
 local modules = {}
 local function package_module(name)
   if modules[name] == nil then
-    local f = io.open(paths.package .. "/" .. name .. ".lua", "r")
-    modules[name] = f and { name = name, fns = split_functions(f:read "a") } or false
-    if f then f:close() end
+    local f = io.open(paths.package .. "/" .. name:gsub("%.", "/") .. ".lua", "r")
+    if f then
+      local src = f:read "a"
+      f:close()
+      local requires = {}
+      for var, dep in src:gmatch 'local%s+([%w_]+)%s*=%s*require%s*%(?%s*"imgpipe%.([%w_.]+)"' do
+        requires[var] = dep
+      end
+      modules[name] = { name = name, src = src, fns = split_functions(src), requires = requires }
+    else
+      modules[name] = false
+    end
   end
   return modules[name] or nil
+end
+
+-- A behaviour (imgpipe.pipeline.<kind>) and the modules it is made of
+-- (imgpipe.process.*) count whole: what a pipeline declares runs them. Other
+-- modules (images, keys, ...) count by the functions used.
+local function counts_whole(name)
+  return name:find "^pipeline%." ~= nil or name:find "^process%." ~= nil
+end
+
+local function_calls
+
+-- The primitive calls of `text` and of what it uses of the package through
+-- `requires` (local name -> module), appended to out.
+local function calls_from(text, where, requires, seen, out)
+  for _, c in ipairs(primitive_calls(text, where)) do out[#out + 1] = c end
+  for var, dep in pairs(requires) do
+    local mod = package_module(dep)
+    if mod and counts_whole(dep) then
+      if not seen[dep] and text:find("%f[%w_]" .. var .. "%.") then
+        seen[dep] = true
+        calls_from(mod.src, "lua/imgpipe/" .. dep .. ".lua", mod.requires, seen, out)
+      end
+    elseif mod then
+      for fn in text:gmatch("%f[%w_]" .. var .. "%.([%w_]+)%s*%(") do function_calls(mod, fn, seen, out) end
+    end
+  end
+end
+
+-- The primitive calls made by module function `name` (closure over the
+-- module's own functions and the package modules it requires).
+function function_calls(mod, name, seen, out)
+  local key = mod.name .. ":" .. name
+  if seen[key] then return end
+  seen[key] = true
+  local body = mod.fns[name]
+  if not body then error(string.format("imgpipe.%s has no function %s", mod.name, name), 0) end
+  calls_from(body, "lua/imgpipe/" .. mod.name .. ".lua:" .. name, mod.requires, seen, out)
+  for other in pairs(mod.fns) do
+    if other ~= name and (body:find("M%." .. other .. "%s*%(") or body:find("%f[%w_.]" .. other .. "%s*%(")) then
+      function_calls(mod, other, seen, out)
+    end
+  end
 end
 
 -- The primitive calls a pipeline makes: {call, bucket} deduplicated, sorted.
 function M.calls(pipeline)
   local src = read(paths.pipelines .. "/" .. pipeline .. ".lua")
+  local requires = {}
+  for var, dep in src:gmatch 'local%s+([%w_]+)%s*=%s*require%s*%(?%s*"imgpipe%.([%w_.]+)"' do requires[var] = dep end
+  local calls, seen = {}, {}
+  calls_from(src, pipeline .. ".lua", requires, seen, calls)
   -- A declaration (pipeline.process{...}, pipeline.upload{...}, ...) runs
-  -- the library's module of that kind: its calls are the pipeline's.
+  -- the library's behaviour of that kind: its calls are the pipeline's.
   for kind in src:gmatch "%f[%w_]pipeline%.([%a_]+)%s*[{(]" do
-    local f = io.open(paths.package .. "/pipeline/" .. kind .. ".lua", "r")
-    if f then
-      src = src .. "\n" .. f:read "a"
-      f:close()
-    end
-  end
-  local calls = primitive_calls(src, pipeline .. ".lua")
-  for var, name in src:gmatch 'local%s+([%w_]+)%s*=%s*require%s*%(?%s*"imgpipe%.([%w_]+)"' do
-    local mod = package_module(name)
-    for fn in src:gmatch("%f[%w_]" .. var .. "%.([%w_]+)%s*%(") do
-      if mod then
-        for _, c in ipairs(module_calls(mod, fn)) do calls[#calls + 1] = c end
-      end
+    local mod = package_module("pipeline." .. kind)
+    if mod and not seen[mod.name] then
+      seen[mod.name] = true
+      calls_from(mod.src, "lua/imgpipe/pipeline/" .. kind .. ".lua", mod.requires, seen, calls)
     end
   end
   local set, out = {}, {}

@@ -8,14 +8,21 @@ resolved for one concrete deployment:
                  Action/Resource a list)
   routes         [{method, path, function, auth}] of the REST API (no OPTIONS)
   cors           [path] answered by a mock OPTIONS integration
+  preflights     path -> the OPTIONS operation of the API's definition, resolved
   notifications  [{bucket, function, events, prefix}] of the S3 buckets
+  buckets        logical id -> bucket name
+  roles          logical id -> {trust, statements} of every role the stack makes
+  outputs        name -> value of the outputs the conditions keep
 
   template_facts.py TRANSLATED.json --stack S --account A --region R
                     --table TABLE --queue QUEUE [--param NAME=VALUE ...]
 
-Bucket names need no input: the template builds them from the stack name
-and account. Only what the specs use is resolved (Ref, Fn::Sub, Fn::GetAtt
-.Arn/.QueueName/.DomainName, Fn::If, Fn::Join, Fn::Select, AWS::NoValue).
+Names CloudFormation makes are stood in for the way it makes them: a
+bucket without BucketName is <stack>-<logical id, lower case>-<12 characters>,
+a secret's ARN ends in -<6 characters>; AWS::StackId is a fixed stack ARN
+whose uuid ends in STACK_SUFFIX. Only what the specs use is resolved (Ref,
+Fn::Sub, Fn::GetAtt .Arn/.QueueName/.DomainName, Fn::If, Fn::Join,
+Fn::Select, Fn::Split, AWS::NoValue).
 """
 import argparse
 import json
@@ -23,6 +30,7 @@ import re
 import sys
 
 NO_VALUE = object()
+STACK_SUFFIX = "0a1b2c3d4e5f"
 
 
 class Resolver:
@@ -38,6 +46,8 @@ class Resolver:
         self.pseudo = {
             "AWS::StackName": args.stack, "AWS::AccountId": args.account, "AWS::Region": args.region,
             "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackId": "arn:aws:cloudformation:%s:%s:stack/%s/6f1c2d3e-4a5b-4c6d-8e7f-%s" % (
+                args.region, args.account, args.stack, STACK_SUFFIX),
         }
 
     def condition(self, name):
@@ -59,8 +69,13 @@ class Resolver:
             return self.args.table
         if typ == "AWS::SQS::Queue":
             return "https://sqs.%s.amazonaws.com/%s/%s" % (self.args.region, self.args.account, self.args.queue)
-        if typ in ("AWS::S3::Bucket",):
-            return self.value(props["BucketName"])
+        if typ == "AWS::S3::Bucket":
+            if "BucketName" in props:
+                return self.value(props["BucketName"])
+            return "%s-%s-1q2w3e4r5t6y" % (self.args.stack, name.lower())
+        if typ == "AWS::SecretsManager::Secret":
+            return "arn:aws:secretsmanager:%s:%s:secret:%s-%s-AbCdEf" % (
+                self.args.region, self.args.account, self.args.stack, name)
         if typ == "AWS::Logs::LogGroup":
             return self.value(props["LogGroupName"])
         if typ == "AWS::Lambda::Function":
@@ -138,6 +153,8 @@ class Resolver:
                 return self.condition(arg)
             if k == "Fn::Join":
                 return arg[0].join(str(x) for x in self.value(arg[1]))
+            if k == "Fn::Split":
+                return str(self.value(arg[1])).split(arg[0])
             if k == "Fn::Select":
                 return self.value(arg[1])[int(self.value(arg[0]))]
         out = {}
@@ -156,26 +173,33 @@ def as_list(x):
     return x if isinstance(x, list) else [x]
 
 
-def role_statements(r, role_prop):
-    """The inline statements of the role a function's Role names (GetAtt X.Arn)."""
-    logical = None
+def role_logical(role_prop):
+    """The logical id of the role a function's Role names (GetAtt X.Arn)."""
     if isinstance(role_prop, dict) and "Fn::GetAtt" in role_prop:
         att = role_prop["Fn::GetAtt"]
-        logical = att[0] if isinstance(att, list) else att.split(".")[0]
-    role = r.res.get(logical) if logical else None
-    if not role:
-        return None, []
+        return att[0] if isinstance(att, list) else att.split(".")[0]
+    return None
+
+
+def role_facts(r, logical):
+    """{trust, statements} of a role: its trust policy's statements and the
+    statements of its inline policies (Action/Resource, NotAction/NotResource
+    made lists). A managed policy is kept as a statement of its own that
+    names it, which the policy specs refuse to evaluate."""
+    props = r.res[logical]["Properties"]
     statements = []
-    for policy in r.value(role["Properties"].get("Policies", [])):
+    for policy in r.value(props.get("Policies", [])):
         for s in as_list(policy["PolicyDocument"]["Statement"]):
             s = dict(s)
-            s["Action"] = as_list(s["Action"])
-            s["Resource"] = as_list(s["Resource"])
+            for key in ("Action", "NotAction", "Resource", "NotResource"):
+                if key in s:
+                    s[key] = as_list(s[key])
             statements.append(s)
-    managed = r.value(role["Properties"].get("ManagedPolicyArns", []))
+    managed = r.value(props.get("ManagedPolicyArns", []))
     if managed:
         statements.append({"ManagedPolicyArns": managed})
-    return logical, statements
+    trust = as_list(r.value(props["AssumeRolePolicyDocument"])["Statement"])
+    return {"trust": trust, "statements": statements}
 
 
 def integration_function(integration):
@@ -196,17 +220,19 @@ def main():
     params = dict(p.split("=", 1) for p in args.param)
     r = Resolver(template, args, params)
 
-    facts = {"functions": {}, "routes": [], "cors": [], "notifications": []}
+    facts = {"functions": {}, "routes": [], "cors": [], "preflights": {}, "notifications": [], "buckets": {},
+             "roles": {}, "outputs": {}}
     for name, res in r.res.items():
         if "Condition" in res and not r.condition(res["Condition"]):
             continue
         props = res.get("Properties", {})
         if res["Type"] == "AWS::Lambda::Function":
-            role_logical, statements = role_statements(r, props.get("Role"))
+            role = role_logical(props.get("Role"))
+            statements = role_facts(r, role)["statements"] if role in r.res else []
             facts["functions"][name] = {
-                "handler": props.get("Handler"),
+                "handler": r.value(props.get("Handler")),
                 "env": r.value(props.get("Environment", {}).get("Variables", {})),
-                "role": role_logical,
+                "role": role,
                 "statements": statements,
                 "layers": none_if_no_value(r.value(props.get("Layers", []))) or [],
                 "architectures": r.value(props.get("Architectures", [])),
@@ -220,6 +246,7 @@ def main():
                 for method, op in methods.items():
                     integration = op.get("x-amazon-apigateway-integration", {})
                     if method == "options":
+                        facts["preflights"][path] = r.value(op)
                         if integration.get("type") == "mock":
                             facts["cors"].append(path)
                         continue
@@ -227,7 +254,10 @@ def main():
                     facts["routes"].append({"method": method.upper(), "path": path,
                                             "function": integration_function(integration),
                                             "auth": security})
-        elif res["Type"] == "AWS::S3::Bucket":
+        elif res["Type"] == "AWS::IAM::Role":
+            facts["roles"][name] = role_facts(r, name)
+        if res["Type"] == "AWS::S3::Bucket":
+            facts["buckets"][name] = r.ref(name)
             conf = props.get("NotificationConfiguration", {})
             for lc in conf.get("LambdaConfigurations", []):
                 rules = lc.get("Filter", {}).get("S3Key", {}).get("Rules", [])
@@ -237,6 +267,9 @@ def main():
                 facts["notifications"].append({"bucket": r.value(props.get("BucketName")), "function": fn,
                                                "events": lc.get("Event"),
                                                "prefix": prefix[0] if prefix else None})
+    for name, out in template.get("Outputs", {}).items():
+        if "Condition" not in out or r.condition(out["Condition"]):
+            facts["outputs"][name] = r.value(out["Value"])
     json.dump(facts, sys.stdout, indent=1, sort_keys=True)
     sys.stdout.write("\n")
 

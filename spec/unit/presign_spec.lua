@@ -117,7 +117,8 @@ local post_rows = {
     region = "eu-central-1", kind = "custom", expires = 60 },
 }
 
-local function post_case(row)
+-- The policy conditions and form fields a row asks for.
+local function post_conditions(row)
   local conditions, fields = {}, {}
   if row.content_type then
     conditions[#conditions + 1] = { ["Content-Type"] = row.content_type }
@@ -133,6 +134,11 @@ local function post_case(row)
     conditions[#conditions + 1] = { [k] = row.fields[k] }
     fields[k] = row.fields[k]
   end
+  return conditions, fields
+end
+
+local function post_case(row)
+  local conditions, fields = post_conditions(row)
   local endpoint = row.kind == "aws" and aws_endpoint(row.region) or "http://localhost:4566"
   return {
     op = "post", bucket = row.bucket, key = row.key, region = row.region, endpoint = endpoint,

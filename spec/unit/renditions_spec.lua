@@ -188,6 +188,61 @@ describe("imgpipe.renditions", function()
       local sb = sharp:getpoint(18, 5)[3] - sharp:getpoint(22, 5)[3]
       assert.is_true(sb > bb + 50, string.format("blurred %d, sharpened %d", bb, sb))
     end)
+
+    it("runs a custom step, function(img, job), in its place among the declared ones", function()
+      local job, seen = { shop = "north" }, {}
+      local made = assert(renditions.make(source, {
+        { name = "a", width = 320, format = "png", steps = {
+          { rotate = 90 },
+          function(img, j)
+            seen[#seen + 1] = { j.shop, img:width(), img:height() }
+            return img:flip "horizontal"
+          end,
+          function(img) return img end, -- its own input back: not closed under it
+        } },
+        { name = "b", width = 100, format = "png" },
+      }, nil, { job = job }))
+      assert.same({ { "north", 240, 320 } }, seen)
+      local a <close> = decode(made[1])
+      assert.same({ 240, 320 }, { a:width(), a:height() })
+      -- rotated a quarter clockwise, then mirrored: the card's top-left corner is at the top-left again
+      local plain <close> = decode(make(source, { { name = "p", width = 320, format = "png" } })[1])
+      colour_at(a, 3, 3, plain:getpoint(3, 3), 40, "top-left")
+    end)
+
+    local broken = {
+      { "raises", function() error("no luck") end, "no luck" },
+      { "raises a table", function() error({}) end, "steps[2] (a function) raised: an error table without a message" },
+      { "returns nothing", function() end, "steps[2] (a function) returned nothing, not an image" },
+      { "returns a string", function() return "img" end, "steps[2] (a function) returned a string, not an image" },
+      { "returns nil, err", function() return nil, { code = "InvalidImage", message = "bad" } end, "bad" },
+    }
+    for _, row in ipairs(broken) do
+      it("names a custom step that " .. row[1] .. " (StepFailed, retryable)", function()
+        local made, err = renditions.make(source, { { name = "a", width = 100, steps = { { blur = 1 }, row[2] } },
+          { name = "b", width = 50 } })
+        assert.is_nil(made)
+        assert.equal("a", err.rendition)
+        assert.matches(row[3], err.message, 1, true)
+        if row[1] ~= "returns nil, err" then
+          assert.same({ "StepFailed", true }, { err.code, err.retryable })
+          assert.matches("^rendition 'a': steps%[2%] %(a function%) ", err.message)
+        else
+          assert.equal("InvalidImage", err.code)
+        end
+      end)
+    end
+
+    it("uses the header it is given rather than reading it again", function()
+      local probe = assert(image.probe(source))
+      local made = assert(renditions.make(source, { { name = "a", width = 100 } }, nil, { probe = probe }))
+      assert.same({ 100, 75 }, { made[1].width, made[1].height })
+      -- A header that says otherwise is believed (so it is the one read).
+      local told = { format = "jpeg", width = 480, height = 640, pages = 1, orientation = 1 }
+      local err = select(2, renditions.make(source, { { name = "a", width = 100, height = 100, fit = "fill",
+        enlarge = true } }, { max_pixels = 100 }, { probe = told }))
+      assert.equal("TooManyPixels", err.code)
+    end)
   end)
 
   describe("animation", function()

@@ -2,31 +2,38 @@
 -- request (docs/transform.md).
 --
 --   GET|HEAD /t/{signature}/{options}/{key+}   e.g. /t/<sig>/w_800,h_600,fit_cover,g_attention,f_auto/cat.jpg
---   GET|HEAD /{request+}                       DIT's request forms (imgpipe.transform.dit, docs/dit.md)
+--   GET|HEAD /{request+}                       DIT's form: base64 JSON {bucket, key, edits}, ?signature=<hex>
 --
 -- Steps: check the signature (403), the options (400) and the key (400),
 -- pick the format (f_auto: from Accept), answer 304 when If-None-Match
 -- names the ETag the answer would have, fetch the source from UPLOAD_BUCKET
 -- under TRANSFORM_SOURCE_PREFIX (404 when missing, 413 over
 -- MAX_UPLOAD_BYTES), make the one rendition the options declare
--- (imgpipe.renditions; 422 for a source that is not an image or over
--- MAX_PIXELS / MAX_FRAMES) and answer it with Content-Type, Cache-Control,
--- a strong ETag and Vary: Accept when the format was negotiated. On Lambda
+-- (imgpipe.renditions, under every image limit the process pipeline has:
+-- imgpipe.config.image_limits; 422 for a source that is not an image or is
+-- over a limit; 504 when the deadline comes first, 503 when the host
+-- drains or too many abandoned AVIF encodes run) and answer it with
+-- Content-Type, Cache-Control, a strong ETag and Vary: Accept when the
+-- format was negotiated. f_auto asks for AVIF only when its measured worst
+-- case fits the request's time (imgpipe.transform.negotiate). On Lambda
 -- an output over TRANSFORM_MAX_INLINE_BYTES is written under
 -- TRANSFORM_CACHE_PREFIX in PROCESSED_BUCKET and answered with a 302 to it.
 --
--- Every step takes the instance `t` = {cfg, signing_key, limits} that
+-- Every step takes the instance `t` = {cfg, signing_key, named, limits} that
 -- M.new makes from the declaration.
 local digest = require "imgpipe.digest"
+local image = require "imgpipe.image"
 local log = require "imgpipe.log"
 local presign = require "imgpipe.presign"
 local s3 = require "imgpipe.s3"
+local config = require "imgpipe.config"
 local http = require "imgpipe.http"
 local renditions = require "imgpipe.renditions"
 local dit = require "imgpipe.transform.dit"
 local negotiate = require "imgpipe.transform.negotiate"
 local options = require "imgpipe.transform.options"
-local presets = require "imgpipe.transform.presets"
+local watermarks = require "imgpipe.transform.watermarks"
+local presets = require "imgpipe.presets"
 local secret = require "imgpipe.transform.secret"
 local signing = require "imgpipe.signing"
 local source = require "imgpipe.transform.source"
@@ -46,32 +53,49 @@ local function fail(status, code, message)
 end
 
 local function base_headers(t, etag, vary)
-  local cfg = t.cfg
-  local h = { ["Cache-Control"] = cfg.transform_cache_control, ETag = etag }
+  local h = { ["Cache-Control"] = t.cfg.transform_cache_control, ETag = etag }
   if vary then h.Vary = "Accept" end
-  if cfg.cors_origin then h["Access-Control-Allow-Origin"] = cfg.cors_origin end
   return h
 end
 
 -- ETags are "<hash>-<format>": the hash covers the source's ETag, the key,
--- the options and the negotiated format; the suffix names the format made,
--- so that a 304 can carry the Content-Type of what the client holds
--- (imgpipe serve would otherwise give it application/json).
--- The format of the tag in If-None-Match carrying this hash (weak
--- comparison, as RFC 9110 says for If-None-Match), or nil.
-local function matched_format(if_none_match, hash)
-  if not if_none_match then return nil end
+-- the options, the format asked for (f_auto: what the Accept header asks)
+-- and the format made, which the suffix names so that a 304 can carry the
+-- Content-Type of what the client holds (imgpipe serve would otherwise give
+-- it application/json). A tag whose suffix is not the format its hash was
+-- made for matches nothing: a forged suffix must not get a 304 with an
+-- ETag no 200 ever had.
+local MAX_TAGS = 32 -- of If-None-Match looked at
+
+-- A named preset's declaration is covered too: changing the preset changes
+-- the answer's ETag.
+local function etag_hash(t, source_etag, object_key, opts, asked, made)
+  local preset = opts.p and presets.signature(t.named[opts.p]) or ""
+  local basis = table.concat({ source_etag or "", object_key, options.canonical(opts), asked, made, preset }, "\n")
+  return digest.sha256_hex(basis):sub(1, 40)
+end
+
+-- The tag of If-None-Match that names this answer, as {hash, format}
+-- (weak comparison, as RFC 9110 says for If-None-Match), or nil.
+-- hash_of(format) is the hash an answer in that format would carry.
+local function matched_tag(if_none_match, hash_of)
+  local n = 0
   for tag in if_none_match:gmatch "[^,%s]+" do
+    n = n + 1
+    if n > MAX_TAGS then break end
     local h, format = tag:gsub("^W/", ""):match '^"(%x+)%-(%a+)"$'
-    if h == hash and renditions.content_types[format] then return format end
+    if h and renditions.content_types[format] and h == hash_of(format) then return { h, format } end
   end
   return nil
 end
 
 -- Steps, each returning its result, or nil and the response to send -----------
 
--- The request: {options = text, key = relative key} and whether it was
--- signed correctly.
+-- The /t/{signature}/{options}/{key+} form: {options = option text
+-- (imgpipe.transform.options), key = key below the source prefix,
+-- signature = given or nil, valid = signed correctly}, or nil and the
+-- answer to send. (DIT's forms on /{request+} never come here: handle
+-- gives them to imgpipe.transform.dit first.)
 local function read_request(t, event)
   local signing_key = t.signing_key
   local p = type(event.pathParameters) == "table" and event.pathParameters or {}
@@ -115,11 +139,6 @@ local function pick_format(opts, event)
   return opts.f or "auto", false
 end
 
-local function etag_hash(source_etag, object_key, opts, format)
-  local basis = table.concat({ source_etag or "", object_key, options.canonical(opts), format }, "\n")
-  return digest.sha256_hex(basis):sub(1, 40)
-end
-
 -- TRANSFORM_SOURCE_DIR: the original from a folder (imgpipe serve). The
 -- key was checked by imgpipe.transform.source (no "..", no leading "/").
 -- Returns body, {etag}, or nil and an error like the S3 binding's.
@@ -154,6 +173,7 @@ local function look_up(cfg, object_key)
 end
 
 local function s3_failure(cfg, err, object_key)
+  if err.code == "Timeout" then return fail(504, "Timeout", "the source could not be read in time") end
   if err.code == "NoSuchKey" or err.status == 404 then
     return fail(404, "NotFound", "no source image " .. object_key:sub(#cfg.source_prefix + 1))
   end
@@ -166,16 +186,50 @@ end
 
 -- Failures that are ours, not the source's: a 500 naming the request id.
 local SERVER_FAULTS = { FontNotFound = true }
+-- Failures of time, not of the image: the request's deadline came first
+-- (504), the host is draining (503), too many abandoned AVIF encodes run
+-- (503, try again shortly).
+local TIME_FAULTS = { Timeout = 504, Cancelled = 503, Busy = 503 }
+local BUSY_RETRY_AFTER = "2"
 
-local function render(cfg, body, opts, format)
-  local made, err = renditions.make(body, { options.rendition(opts, format, presets, cfg.transform_max_side) }, {
-    max_pixels = cfg.max_pixels, max_pages = cfg.max_frames, fast_shrink = cfg.shrink_on_load == "fast",
-  })
+local function render(t, body, opts, format)
+  local cfg = t.cfg
+  local r = options.rendition(opts, format, watermarks, cfg.transform_max_side, t.named)
+  local made, err = renditions.make(body, { r }, config.image_limits(cfg))
   if made then return made[1] end
   if type(err) ~= "table" or SERVER_FAULTS[err.code] then error(err) end
+  local status = TIME_FAULTS[err.code]
+  if status then
+    local res = fail(status, err.code, tostring(err.message))
+    if err.code == "Busy" then res.headers["Retry-After"] = BUSY_RETRY_AFTER end
+    return nil, res
+  end
   -- Anything else the image module reports is about these bytes (not an
-  -- image, corrupt, truncated, over MAX_PIXELS or MAX_FRAMES): 422.
+  -- image, corrupt, truncated, over an image limit): 422.
   return nil, fail(422, tostring(err.code or "InvalidImage"), tostring(err.message or err))
+end
+
+-- The time a request may spend on its image: what is left of it, and at
+-- most IMAGE_BUDGET_MS (0: none).
+local function request_budget(cfg, ctx)
+  local left = ctx.remaining_ms and ctx.remaining_ms() or math.huge
+  local budget = cfg.image_budget_ms > 0 and cfg.image_budget_ms or math.huge
+  return math.min(left, budget)
+end
+
+-- f_auto's AVIF, only where its measured worst case fits the request and
+-- the output is under MAX_AVIF_PIXELS; else the next format the client
+-- accepts. asked is what the Accept header asks for.
+local function settle_format(t, body, opts, asked, event, ctx)
+  if asked ~= "avif" or opts.f ~= "auto" then return asked end
+  local probe = image.probe(body)
+  if not probe then return asked end -- render says what is wrong with the bytes
+  local W, H = probe.width, probe.height
+  if probe.orientation >= 5 and probe.orientation <= 8 then W, H = H, W end
+  local r = options.rendition(opts, "avif", watermarks, t.cfg.transform_max_side, t.named)
+  local pixels = negotiate.output_pixels(r, W, H)
+  if negotiate.avif_fits(pixels, t.cfg.max_avif_pixels, request_budget(t.cfg, ctx)) then return asked end
+  return negotiate.pick(negotiate.header(event, "Accept"), true)
 end
 
 -- On Lambda: an output too large for a response goes to the cache prefix,
@@ -203,51 +257,64 @@ local function redirect_large(t, made, etag, vary)
   return { statusCode = 302, headers = h, body = "" }
 end
 
+-- The checked request: {req, opts, object_key, asked, vary}, or nil and
+-- the answer to send.
+local function checked_request(t, event)
+  if not http.is_request(event) then
+    return nil, fail(400, "InvalidRequest", "transform expects an API Gateway request")
+  end
+  if event.httpMethod ~= "GET" and event.httpMethod ~= "HEAD" then
+    return nil, fail(405, "MethodNotAllowed", "GET or HEAD")
+  end
+  local req, res = read_request(t, event)
+  if not req then return nil, res end
+  local ok
+  ok, res = check_signature(t, req)
+  if not ok then return nil, res end
+  local opts
+  opts, res = check_options(t, req)
+  if not opts then return nil, res end
+  local object_key, why = source.object_key(t.cfg.source_prefix, req.key)
+  if not object_key then return nil, fail(400, "InvalidKey", why) end
+  local asked, vary = pick_format(opts, event)
+  return { req = req, opts = opts, object_key = object_key, asked = asked, vary = vary }
+end
+
+-- 304 when If-None-Match names the ETag the answer would have; else nil
+-- (or nil and the answer to a failed look-up).
+local function not_modified(t, event, c)
+  local if_none_match = negotiate.header(event, "If-None-Match")
+  if not if_none_match then return nil end
+  local info, err = look_up(t.cfg, c.object_key)
+  if not info then return s3_failure(t.cfg, err, c.object_key) end
+  local held = matched_tag(if_none_match, function(made)
+    return etag_hash(t, info.etag, c.object_key, c.opts, c.asked, made)
+  end)
+  if not held then return nil end
+  local h = base_headers(t, '"' .. held[1] .. "-" .. held[2] .. '"', c.vary)
+  h["Content-Type"] = renditions.content_types[held[2]]
+  return { statusCode = 304, headers = h, body = "" }
+end
+
 -- What imgpipe.transform.dit (DIT's request forms on /{request+}) reads
 -- and answers with.
 local DIT_IO = { fetch = fetch, look_up = look_up, base_headers = base_headers, redirect_large = redirect_large }
 
 local function handle(t, event, ctx)
+  if http.is_request(event) and dit.handles(event) then return dit.handle(t, event, ctx, DIT_IO) end
   local cfg = t.cfg
-  if not http.is_request(event) then
-    return fail(400, "InvalidRequest", "transform expects an API Gateway request")
-  end
-  if dit.handles(event) then return dit.handle(t, event, ctx, DIT_IO) end
-  if event.httpMethod ~= "GET" and event.httpMethod ~= "HEAD" then
-    return fail(405, "MethodNotAllowed", "GET or HEAD")
-  end
-  local req, res = read_request(t, event)
-  if not req then return res end
-  local ok
-  ok, res = check_signature(t, req)
-  if not ok then return res end
-  local opts
-  opts, res = check_options(t, req)
-  if not opts then return res end
-  local object_key, why = source.object_key(cfg.source_prefix, req.key)
-  if not object_key then return fail(400, "InvalidKey", why) end
-  local format, vary = pick_format(opts, event)
-
-  local if_none_match = negotiate.header(event, "If-None-Match")
-  if if_none_match then
-    local info, err = look_up(cfg, object_key)
-    if not info then return s3_failure(cfg, err, object_key) end
-    local hash = etag_hash(info.etag, object_key, opts, format)
-    local held = matched_format(if_none_match, hash)
-    if held then
-      local h = base_headers(t, '"' .. hash .. "-" .. held .. '"', vary)
-      h["Content-Type"] = renditions.content_types[held]
-      return { statusCode = 304, headers = h, body = "" }
-    end
-  end
-
+  local c, res = checked_request(t, event)
+  if not c then return res end
+  res = not_modified(t, event, c)
+  if res then return res end
+  local object_key, opts, asked, vary = c.object_key, c.opts, c.asked, c.vary
   local body, info = fetch(cfg, object_key)
   if not body then return s3_failure(cfg, info, object_key) end
   local made
-  made, res = render(cfg, body, opts, format)
+  made, res = render(t, body, opts, settle_format(t, body, opts, asked, event, ctx))
   if not made then return res end
-  local etag = '"' .. etag_hash(info.etag, object_key, opts, format) .. "-" .. made.format .. '"'
-  ctx.log.info("transformed", { key = object_key, options = req.options, format = made.format,
+  local etag = '"' .. etag_hash(t, info.etag, object_key, opts, asked, made.format) .. "-" .. made.format .. '"'
+  ctx.log.info("transformed", { key = object_key, options = c.req.options, format = made.format,
     width = made.width, height = made.height, bytes = #made.bytes })
 
   if ctx.mode == "lambda" and #made.bytes > cfg.transform_max_inline then
@@ -268,6 +335,13 @@ local NO_KEY_WARNING = NO_KEY .. "; /t/ requests answer 503 until then"
 -- (on Lambda: at init).
 local function load_key(cfg)
   local key, origin = secret.signing_key()
+  if cfg.transform_unsigned and key then
+    -- Which one was meant? Unsigned URLs where a key was set up would let
+    -- anyone ask for any size on a deployment that looks signed: refuse.
+    error("TRANSFORM_UNSIGNED=1 and a signing key (" .. tostring(origin) .. ") are both set: transformation " ..
+      "URLs would not be checked although a key is configured. Unset TRANSFORM_UNSIGNED (production) or " ..
+      "the key (development)", 0)
+  end
   if cfg.transform_unsigned then
     log.warn("TRANSFORM_UNSIGNED=1: transformation URLs are NOT checked; anyone can ask for any size. " ..
       "For development only; never deploy this setting", { unsigned = true })
@@ -284,13 +358,19 @@ local function load_key(cfg)
   return key
 end
 
--- decl: {cfg (the transform configuration, imgpipe.config.load_transform)}
+-- decl: {cfg (the transform configuration, imgpipe.config.load_transform),
+-- presets (the named presets, imgpipe.presets.load)}
+-- Returns the handler, and why the instance is not ready (no signing key
+-- and not TRANSFORM_UNSIGNED: every signed URL would be 503), or nil: the
+-- pipeline module's `ready` field, which imgpipe serve's /healthz reports.
 function M.new(decl)
   local cfg = decl.cfg
-  local t = { cfg = cfg, signing_key = load_key(cfg),
-    limits = { max_side = cfg.transform_max_side, presets = presets } }
+  local named = decl.presets or {}
+  local t = { cfg = cfg, signing_key = load_key(cfg), named = named,
+    limits = { max_side = cfg.transform_max_side, presets = watermarks, named = named } }
   t.dit = dit.load(cfg, t.signing_key)
-  return function(event, ctx) return handle(t, event, ctx) end
+  local not_ready = not t.signing_key and not cfg.transform_unsigned and NO_KEY or nil
+  return function(event, ctx) return handle(t, event, ctx) end, not_ready
 end
 
 return M
