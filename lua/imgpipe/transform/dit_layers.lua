@@ -79,6 +79,12 @@ local function overlay_options(v)
   return { left = left, top = top }
 end
 
+-- A ratio of overlayWith: false when not given, nil when out of range.
+local function overlay_ratio(v)
+  if is_null(v) then return false end
+  return number(v, 0.01, 100)
+end
+
 function CHECK.overlayWith(v)
   local why = only("overlayWith", v, { bucket = true, key = true, alpha = true, wRatio = true, hRatio = true,
     options = true })
@@ -87,10 +93,8 @@ function CHECK.overlayWith(v)
   if not is_null(v.bucket) and type(v.bucket) ~= "string" then return nil, "edits.overlayWith: bucket must be text" end
   local o = { bucket = not is_null(v.bucket) and v.bucket or nil, key = v.key }
   o.alpha = is_null(v.alpha) and 0 or number(v.alpha, 0, 100)
-  o.w_ratio, o.h_ratio = false, false -- false: not given
-  if not is_null(v.wRatio) then o.w_ratio = number(v.wRatio, 0.01, 100) end
-  if not is_null(v.hRatio) then o.h_ratio = number(v.hRatio, 0.01, 100) end
   if not o.alpha then return nil, "edits.overlayWith: alpha must be 0..100 (percent transparent)" end
+  o.w_ratio, o.h_ratio = overlay_ratio(v.wRatio), overlay_ratio(v.hRatio)
   if o.w_ratio == nil or o.h_ratio == nil then return nil, "edits.overlayWith: wRatio and hRatio must be 0..100" end
   local pos
   pos, why = overlay_options(v.options)

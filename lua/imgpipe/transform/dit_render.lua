@@ -166,18 +166,28 @@ end
 -- the frames are scaled as they are decoded. Any other edit works on one
 -- image: refused (naming animated) rather than answered with the first
 -- frame. Returns the thumbnail options of that resize ({} for none), or nil.
-local function animated_box(job)
-  if #job.stages == 0 then return {} end
+-- Whether the job is at most one plan that does nothing but resize.
+local function only_resize(job)
+  if #job.stages == 0 then return true end
   local s = job.stages[1]
-  if #job.stages > 1 or s.layer or s.plan.extract_pre or s.plan.extract_post then return nil end
-  local r = s.plan.steps.resize
+  if #job.stages > 1 or s.layer or s.plan.extract_pre or s.plan.extract_post then return false end
   for name in pairs(s.plan.steps) do
-    if name ~= "resize" then return nil end
+    if name ~= "resize" then return false end
   end
+  return true
+end
+
+-- Whether a resize scales the frames without cutting them.
+local function scales_whole(r)
+  if r.scale or r.kernel then return false end
+  return r.fit == "fill" or r.fit == "inside" or not (r.width and r.height)
+end
+
+local function animated_box(job)
+  if not only_resize(job) then return nil end
+  local r = #job.stages > 0 and job.stages[1].plan.steps.resize
   if not r then return {} end
-  if r.scale or r.kernel or not (r.fit == "fill" or r.fit == "inside" or not (r.width and r.height)) then
-    return nil
-  end
+  if not scales_whole(r) then return nil end
   local size = r.fit == "fill" and r.width and r.height and "force" or (r.enlarge == false and "down" or "both")
   return { width = r.width, height = r.height, size = size }
 end
@@ -219,12 +229,20 @@ local function resize_scale(r, W, H)
   return s, s
 end
 
-local function shrunk_size(job, info)
+-- The plan whose resize comes first on the decoded pixels, or nil.
+local function resize_first(job, info)
   local first = job.stages[1]
   local plan = first and first.plan
   if not plan or job.no_orient or not (info.format == "jpeg" or info.format == "webp") then return nil end
   local st = plan.steps
   if st.trim or st.gamma or plan.extract_pre or (st.rotate and st.rotate.before) or not st.resize then return nil end
+  return plan
+end
+
+local function shrunk_size(job, info)
+  local plan = resize_first(job, info)
+  if not plan then return nil end
+  local st = plan.steps
   local W, H = info.width, info.height
   if info.orientation >= 5 then W, H = H, W end
   local sx, sy = resize_scale(st.resize, W, H)

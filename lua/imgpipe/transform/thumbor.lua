@@ -160,40 +160,59 @@ local function side(text)
   return v
 end
 
+-- Each reader looks at parts[i] and returns the index after what it read
+-- (i when the segment is not its own), or nil, why.
+local function read_crop(parts, i, out)
+  local a, b, c, d = (parts[i] or ""):match "^(%d+)x(%d+):(%d+)x(%d+)$"
+  if not a then return i end
+  a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+  if c <= a or d <= b or c > M.MAX_SIDE or d > M.MAX_SIDE then return nil, "crop AxB:CxD needs A < C and B < D" end
+  out.crop = { left = a, top = b, width = c - a, height = d - b }
+  return i + 1
+end
+
+local function read_fit_in(parts, i, out)
+  if parts[i] ~= "fit-in" then return i end
+  out.fit_in = true
+  return i + 1
+end
+
+local function read_size(parts, i, out)
+  local w, h = (parts[i] or ""):match "^(%-?%d*)x(%-?%d*)$"
+  if not (w and (w ~= "" or h ~= "")) then
+    if out.fit_in then return nil, "fit-in needs a size WxH after it" end
+    return i
+  end
+  local wv, hv = side(w), side(h)
+  if not wv or not hv then return nil, "size WxH: whole numbers up to " .. M.MAX_SIDE .. " expected" end
+  out.flop, out.flip = wv < 0 or nil, hv < 0 or nil
+  out.width, out.height = wv ~= 0 and math.abs(wv) or nil, hv ~= 0 and math.abs(hv) or nil
+  return i + 1
+end
+
+local function read_filters(parts, i, out)
+  local filters = (parts[i] or ""):match "^filters:(.*)$"
+  if not filters then return i end
+  local list, why = split_filters(filters)
+  if not list then return nil, why end
+  for _, f in ipairs(list) do
+    local checked, err = check_filter(f)
+    if not checked then return nil, err end
+    out.filters[#out.filters + 1] = checked
+  end
+  return i + 1
+end
+
+local OPTION_READERS = { read_crop, read_fit_in, read_size, read_filters }
+
 -- Reads the leading option segments of parts (crop, fit-in, size, filters).
+-- Returns the index of the first segment of the key, or nil, why.
 local function read_options(parts, out)
   local i = 1
-  local a, b, c, d = (parts[i] or ""):match "^(%d+)x(%d+):(%d+)x(%d+)$"
-  if a then
-    a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
-    if c <= a or d <= b or c > M.MAX_SIDE or d > M.MAX_SIDE then return nil, "crop AxB:CxD needs A < C and B < D" end
-    out.crop = { left = a, top = b, width = c - a, height = d - b }
-    i = i + 1
-  end
-  if parts[i] == "fit-in" then
-    out.fit_in = true
-    i = i + 1
-  end
-  local w, h = (parts[i] or ""):match "^(%-?%d*)x(%-?%d*)$"
-  if w and (w ~= "" or h ~= "") then
-    local wv, hv = side(w), side(h)
-    if not wv or not hv then return nil, "size WxH: whole numbers up to " .. M.MAX_SIDE .. " expected" end
-    out.flop, out.flip = wv < 0 or nil, hv < 0 or nil
-    out.width, out.height = wv ~= 0 and math.abs(wv) or nil, hv ~= 0 and math.abs(hv) or nil
-    i = i + 1
-  elseif out.fit_in then
-    return nil, "fit-in needs a size WxH after it"
-  end
-  local filters = (parts[i] or ""):match "^filters:(.*)$"
-  if filters then
-    local list, why = split_filters(filters)
-    if not list then return nil, why end
-    for _, f in ipairs(list) do
-      local checked, err = check_filter(f)
-      if not checked then return nil, err end
-      out.filters[#out.filters + 1] = checked
-    end
-    i = i + 1
+  for _, read in ipairs(OPTION_READERS) do
+    local why
+    i, why = read(parts, i, out)
+    if not i then return nil, why end
   end
   return i
 end
