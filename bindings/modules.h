@@ -6,6 +6,7 @@
 #include <lauxlib.h>
 
 int luaopen_imgpipe_aws(lua_State *L);
+int luaopen_imgpipe_cache(lua_State *L);
 int luaopen_imgpipe_digest(lua_State *L);
 int luaopen_imgpipe_dynamodb(lua_State *L);
 int luaopen_imgpipe_image(lua_State *L);

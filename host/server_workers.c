@@ -5,6 +5,7 @@
 
 #include <lauxlib.h>
 
+#include "cache.h"
 #include "hostlog.h"
 #include "invocation.h"
 #include "log.h"
@@ -175,6 +176,7 @@ int server_workers_start(server *s) {
         invocation_set_cancel_flag(w->L, &s->stopping);
         w->sink = (log_metric_sink){.record = server_worker_metric, .ud = w};
         log_set_metric_sink(w->L, &w->sink);
+        cache_box_attach(w->L, &s->results);
         if (pthread_create(&w->thread, NULL, server_worker_loop, w)) return -1;
         w->started = 1;
     }
