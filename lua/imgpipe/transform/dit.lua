@@ -328,7 +328,8 @@ end
 local function render_env(t, io, format)
   local cfg = t.cfg
   return { max_pixels = cfg.max_pixels, max_pages = cfg.max_frames, limits = config.image_limits(cfg),
-    max_side = cfg.transform_max_side, format = format, overlay = overlay_reader(t, io), rekognition = t.dit.rekognition }
+    max_side = cfg.transform_max_side, format = format, overlay = overlay_reader(t, io),
+    rekognition = t.dit.rekognition }
 end
 
 -- io: the transform's helpers {fetch, look_up, base_headers, redirect_large}.
