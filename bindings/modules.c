@@ -8,6 +8,7 @@ const luaL_Reg imgpipe_modules[] = {
     {"imgpipe.dynamodb", luaopen_imgpipe_dynamodb},
     {"imgpipe.image", luaopen_imgpipe_image},
     {"imgpipe.log", luaopen_imgpipe_log},
+    {"imgpipe.os", luaopen_imgpipe_os},
     {"imgpipe.presign", luaopen_imgpipe_presign},
     {"imgpipe.random", luaopen_imgpipe_random},
     {"imgpipe.s3", luaopen_imgpipe_s3},

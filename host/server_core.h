@@ -71,7 +71,6 @@ typedef struct server_request {
     size_t max_body; /* the route's limit, set when the headers are in */
     int started;     /* the headers are in (counted in flight) */
     int answered;    /* an answer is queued: ignore whatever body follows */
-    int too_big;
     int uri_refused; /* 414: the target is too long or has too many parameters */
     int builtin;     /* /healthz or /metrics */
     int64_t arrived; /* epoch ms: all of it in */

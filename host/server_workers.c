@@ -73,7 +73,10 @@ static int server_worker_dispatch(lua_State *L) {
 /* The handler and the event on top become the handler's result: 0, or -1
  * with the job's answer made (500, 504, 503). */
 static int server_worker_invoke(server_worker *w, server_job *job, const server_reply *to) {
-    invocation_info info = {.request_id = job->req.request_id, .deadline_ms = job->deadline, .watch = 1};
+    invocation_info info = {.request_id = job->req.request_id,
+                            .deadline_ms = job->deadline,
+                            .pipeline = job->match->pipeline,
+                            .watch = 1};
     int ok =
         state_invoke(w->L, -2, NULL, 0, STATE_EVENT_ON_STACK | STATE_RESULT_VALUE, &info) == STATE_INVOKE_OK;
     /* An answer made past the deadline (or after the cancel flag rose) is

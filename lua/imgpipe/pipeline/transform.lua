@@ -96,45 +96,14 @@ end
 
 -- Steps, each returning its result, or nil and the response to send -----------
 
--- Each request form is a reader: (t, event, path parameters) -> the
--- request {options = option text (imgpipe.transform.options), key = key
--- below the source prefix, signature = given or nil, valid = signed
--- correctly}, or nil and the answer to send.
-
--- DIT signs the path: checked before the base64 JSON is even decoded.
--- Returns the signature given and whether it is valid, or nil and the answer.
-local function dit_signature(t, event, p)
-  local signing_key, unsigned = t.signing_key, t.cfg.transform_unsigned
-  local given = http.query(event, "signature")
-  local ok = signing_key and given and signing.equal(signing.dit_signature(signing_key, "/" .. p.request), given)
-  if given and not signing_key and not unsigned then return nil, fail(503, "NotConfigured", NO_KEY) end
-  if not ok and not unsigned then
-    return nil, fail(403, given and "InvalidSignature" or "MissingSignature",
-      given and "the signature does not match the path" or "this URL is not signed")
-  end
-  return given or false, ok
-end
-
--- DIT's form: GET /{base64 JSON}?signature=<hex> (imgpipe.transform.dit).
-local function read_dit_request(t, event, p)
-  local cfg = t.cfg
-  local given, ok = dit_signature(t, event, p)
-  if given == nil then return nil, ok end
-  local req, why = dit.decode(p.request)
-  if not req then return nil, fail(400, "InvalidRequest", "DIT request: " .. why) end
-  if req.bucket and req.bucket ~= cfg.upload_bucket then
-    return nil, fail(403, "BucketNotAllowed", "only the configured source bucket can be read")
-  end
-  if req.key:sub(1, #cfg.source_prefix) ~= cfg.source_prefix then
-    return nil, fail(404, "NotFound", "only keys under the source prefix can be read")
-  end
-  return { options = req.options, key = req.key:sub(#cfg.source_prefix + 1), dit = true,
-    signature = given or nil, valid = ok }
-end
-
--- The /t/{signature}/{options}/{key+} form.
-local function read_t_request(t, _, p)
+-- The /t/{signature}/{options}/{key+} form: {options = option text
+-- (imgpipe.transform.options), key = key below the source prefix,
+-- signature = given or nil, valid = signed correctly}, or nil and the
+-- answer to send. (DIT's forms on /{request+} never come here: handle
+-- gives them to imgpipe.transform.dit first.)
+local function read_request(t, event)
   local signing_key = t.signing_key
+  local p = type(event.pathParameters) == "table" and event.pathParameters or {}
   local sig, opts, key = p.signature, p.options, p.key
   if type(sig) ~= "string" or type(opts) ~= "string" or type(key) ~= "string" then
     return nil, fail(400, "InvalidRequest", "expected /t/{signature}/{options}/{key}")
@@ -142,12 +111,6 @@ local function read_t_request(t, _, p)
   local given = sig ~= "_" and sig or nil
   local ok = signing_key and given and signing.verify(signing_key, given, opts, key)
   return { options = opts, key = key, signature = given, valid = ok }
-end
-
-local function read_request(t, event)
-  local p = type(event.pathParameters) == "table" and event.pathParameters or {}
-  if type(p.request) == "string" then return read_dit_request(t, event, p) end
-  return read_t_request(t, event, p)
 end
 
 local function check_signature(t, req)
@@ -376,7 +339,12 @@ local function not_modified(t, event, c)
   return { statusCode = 304, headers = h, body = "" }
 end
 
+-- What imgpipe.transform.dit (DIT's request forms on /{request+}) reads
+-- and answers with.
+local DIT_IO = { fetch = fetch, look_up = look_up, base_headers = base_headers, redirect_large = redirect_large }
+
 local function handle(t, event, ctx)
+  if http.is_request(event) and dit.handles(event) then return dit.handle(t, event, ctx, DIT_IO) end
   local cfg = t.cfg
   local c, res = checked_request(t, event)
   if not c then return res end
@@ -442,6 +410,7 @@ function M.new(decl)
   local t = { cfg = cfg, signing_key = load_key(cfg), named = named,
     limits = { max_side = cfg.transform_max_side, presets = watermarks, named = named },
     results = result_cache.new(cfg) }
+  t.dit = dit.load(cfg, t.signing_key)
   local not_ready = not t.signing_key and not cfg.transform_unsigned and NO_KEY or nil
   return function(event, ctx) return handle(t, event, ctx) end, not_ready
 end
