@@ -39,7 +39,9 @@
 #             imgpipe serve (pipelines/transform.lua), ipx (npm) and nginx's
 #             image_filter on the same 6 MP JPEG from one folder; wrk at 1, 16
 #             and 64 connections, p50/p99, peak RSS; fit 800 px JPEG, the same
-#             to WebP, 400x400 smart-crop cover
+#             to WebP, 400x400 smart-crop cover; then imgpipe with its result
+#             cache on against ipx, a Zipf (s=1.1) sequence over 200 URLs
+#             (bench/lib/transform_cache_bench.py)
 # Each section runs in its own process; one that fails is reported as such in
 # RESULTS.md and the others still run.
 #
@@ -283,6 +285,9 @@ section_transform() {
     die "nginx's image_filter missing: run 'infra/install-deps.sh bench'"
   $PY bench/lib/transform_bench.py "$SHARED_IMAGE" "$OUT/work/transform" "$TRANSFORM_S" "$RES/transform.json" |
     tee "$RES/transform.txt"
+  say "transform with the result cache: imgpipe serve (TRANSFORM_RESULT_CACHE=memory) and ipx, Zipf s=1.1 over 200 URLs"
+  $PY bench/lib/transform_cache_bench.py "$SHARED_IMAGE" "$OUT/work/transform-cache" "$TRANSFORM_S" \
+    "$RES/transform-cache.json" | tee "$RES/transform-cache.txt"
 }
 
 if [ "${1:-}" = --section ]; then

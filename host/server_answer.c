@@ -145,6 +145,26 @@ struct MHD_Response *server_answer_healthz(server *s, const server_reply *to, co
     return res;
 }
 
+/* The result cache's figures, once a pipeline made it (imgpipe.cache.shared):
+ * its counters into all, its sizes as gauges from gauges[n]; the new n. */
+static size_t server_answer_cache_figures(server *s, metrics_set *all, metrics_gauge *gauges, size_t n) {
+    cache_stats st;
+    if (cache_box_stats(&s->results, &st)) return n;
+    static const char *const names[] = {"imgpipe_result_cache_hits", "imgpipe_result_cache_misses",
+                                        "imgpipe_result_cache_stores", "imgpipe_result_cache_evictions",
+                                        "imgpipe_result_cache_refused"};
+    const uint64_t counts[] = {st.hits, st.misses, st.stores, st.evictions, st.refused};
+    for (size_t i = 0; i < sizeof counts / sizeof *counts; i++)
+        metrics_observe(all, METRICS_COUNTER, names[i], "", NULL, (double)counts[i]);
+    gauges[n++] =
+        (metrics_gauge){"imgpipe_result_cache_bytes", "bytes the result cache holds", (long)st.bytes};
+    gauges[n++] =
+        (metrics_gauge){"imgpipe_result_cache_entries", "results the result cache holds", (long)st.entries};
+    gauges[n++] = (metrics_gauge){"imgpipe_result_cache_max_bytes", "the result cache's bound in bytes",
+                                  (long)st.max_bytes};
+    return n;
+}
+
 struct MHD_Response *server_answer_metrics(server *s, const server_reply *to, const char *method,
                                            unsigned *status) {
     *status = 405;
@@ -154,7 +174,7 @@ struct MHD_Response *server_answer_metrics(server *s, const server_reply *to, co
     metrics_init(&all, 0);
     metrics_merge(&all, &s->requests);
     server_workers_merge_metrics(s, &all);
-    metrics_gauge gauges[] = {
+    metrics_gauge gauges[8] = {
         {"imgpipe_http_requests_in_flight", "requests whose headers are in, not yet answered",
          (long)atomic_load(&s->inflight)},
         {"imgpipe_http_queue_waiting", "requests waiting for a worker",
@@ -164,10 +184,11 @@ struct MHD_Response *server_answer_metrics(server *s, const server_reply *to, co
         {"imgpipe_http_workers_busy", "workers running a pipeline", (long)atomic_load(&s->busy)},
         {"imgpipe_http_workers", "Lua workers (--workers)", (long)s->opt.workers},
     };
+    size_t ngauges = server_answer_cache_figures(s, &all, gauges, 5);
     buf text;
     buf_init(&text, SERVER_METRICS_MAX_BYTES);
     struct MHD_Response *res = NULL;
-    if (!metrics_render(&all, gauges, sizeof gauges / sizeof *gauges, &text)) {
+    if (!metrics_render(&all, gauges, ngauges, &text)) {
         res = MHD_create_response_from_buffer(text.len, text.data, MHD_RESPMEM_MUST_COPY);
         if (res) {
             *status = 200;

@@ -34,6 +34,7 @@
 
 #include "apigw_event.h"
 #include "buf.h"
+#include "cache.h"
 #include "cors.h"
 #include "metrics.h"
 #include "routes.h"
@@ -106,6 +107,7 @@ typedef struct server {
     metrics_set requests; /* every answer, counted by the I/O thread */
     server_worker *workers;
     server_watch *watch;
+    cache_box results; /* imgpipe.cache.shared(): the workers' result cache, emptied on reload */
 } server;
 
 #endif

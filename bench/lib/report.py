@@ -70,6 +70,18 @@ def npm_version(pkg, base="bench/node_modules"):
 # ---- what each target needs, and what it would take when missed -------------
 
 WOULD_TAKE = {
+    "transform-rps-min": "A cell below ipx is one where the request's single-threaded part (libwebp's and "
+                         "libheif's encoders run on one thread) leaves a core idle: more workers than CPUs "
+                         "cover it, at the cost of peak RSS (docs/transform.md, 'Concurrency').",
+    "transform-rps-median": "As for the worst cell: the gap is the single-threaded encode, not server "
+                            "overhead; the result cache (TRANSFORM_RESULT_CACHE) is what takes repeated "
+                            "URLs past it.",
+    "transform-cache": "Every miss is a full render on one of the workers, and requests queued behind it wait: "
+                       "the rate is set by how many distinct URLs the run meets (the store starts empty) against "
+                       "how many repeats it serves. A longer run, or a store kept across restarts, raises it.",
+    "transform-rss": "Each worker holds one decoded image and its output; more workers (for throughput) "
+                     "means more images in flight. Fewer workers or a smaller libvips thread pool trade "
+                     "throughput for memory (imgpipe serve --workers).",
     "transform-rps": "Both servers spend most of each request inside libvips and write outputs of the same "
                      "size, so cutting server overhead cannot double the rate of identical work: it would "
                      "take less work per request (a lower WebP effort), a result cache in front (what the "
@@ -349,14 +361,14 @@ handler's time alike. Peak RSS is the runtime process's `VmHWM` after the last e
         targets += [
             Target("events-python", "Events: Python time ÷ imgpipe time", r_py, 2.0, True,
                    "%.2fx" % r_py + pspan(per["python"], per["imgpipe"])),
-            Target("events-node", "Events: Node.js time ÷ imgpipe time", r_node, 1.0, True,
+            Target("events-node", "Events: Node.js time ÷ imgpipe time", r_node, 1.5, True,
                    "%.2fx" % r_node + pspan(per["node"], per["imgpipe"])),
             Target("events-mem-python", "Events: Python peak RSS ÷ imgpipe peak RSS",
                    med(rss["python"]) / med(rss["imgpipe"]), 2.0, True,
                    "%.2fx (%.0f vs %.0f MB)" % (med(rss["python"]) / med(rss["imgpipe"]), med(rss["python"]),
                                               med(rss["imgpipe"]))),
             Target("events-mem-node", "Events: Node.js peak RSS ÷ imgpipe peak RSS",
-                   med(rss["node"]) / med(rss["imgpipe"]), 2.0, True,
+                   med(rss["node"]) / med(rss["imgpipe"]), 4.0, True,
                    "%.2fx (%.0f vs %.0f MB)" % (med(rss["node"]) / med(rss["imgpipe"]), med(rss["node"]),
                                               med(rss["imgpipe"]))),
         ]
@@ -584,23 +596,58 @@ def transform_section(res, out, targets):
         cells = ["%.1f (%.0f/%.0f)" % (y["rps"], y["p50_ms"] or -1, y["p99_ms"] or -1) for y in x["load"]]
         out.append("| %s | %s | %s | %d |" % (x["op"], x["server"], " | ".join(cells), x["peak_rss_kb"] // 1024))
     out.append("")
-    worst_rps, worst_mem = None, None
+    cells, worst_mem = [], None
     for (op, server), a in by.items():
         b = by.get((op, "ipx"))
         if server != "imgpipe" or not b or "load" not in a or "load" not in b:
             continue
         for x, y in zip(a["load"], b["load"]):
             if y["rps"] > 0:
-                ratio = x["rps"] / y["rps"]
-                worst_rps = ratio if worst_rps is None else min(worst_rps, ratio)
+                cells.append(x["rps"] / y["rps"])
         mem = a["peak_rss_kb"] / b["peak_rss_kb"]
         worst_mem = mem if worst_mem is None else max(worst_mem, mem)
-    if worst_rps is not None:
-        targets.append(Target("transform-rps", "On the fly: req/s, imgpipe ÷ ipx (worst cell)", worst_rps, 2.0,
-                              True, "%.2fx" % worst_rps))
+    if cells:
+        worst_rps, median_rps = min(cells), med(cells)
+        # Issue 19: at least ipx's rate in every cell, 1.5x in the median cell;
+        # the older 2x-in-every-cell goal stays reported beside them.
+        targets.append(Target("transform-rps-min", "On the fly: req/s, imgpipe ÷ ipx (worst cell)", worst_rps, 1.0,
+                              True, "%.2fx over %d cells" % (worst_rps, len(cells))))
+        targets.append(Target("transform-rps-median", "On the fly: req/s, imgpipe ÷ ipx (median cell)", median_rps,
+                              1.5, True, "%.2fx" % median_rps))
+        targets.append(Target("transform-rps", "On the fly: req/s, imgpipe ÷ ipx (worst cell, 2x goal)", worst_rps,
+                              2.0, True, "%.2fx" % worst_rps))
     if worst_mem is not None:
-        targets.append(Target("transform-rss", "On the fly: peak RSS, imgpipe ÷ ipx (worst op)", worst_mem, 0.5,
+        targets.append(Target("transform-rss", "On the fly: peak RSS, imgpipe ÷ ipx (worst op)", worst_mem, 0.3,
                               False, "%.2f" % worst_mem))
+
+
+def transform_cache_section(res, out, targets):
+    """Issue 19's row: on the fly with imgpipe's result cache on, against ipx (no cache)."""
+    r = load(res, "transform-cache.json")
+    out.append("### 7b. With the result cache on: a Zipf workload over %s URLs\n" % (r or {}).get("urls", 200))
+    if not r or len(r.get("runs", [])) != 2:
+        out.append("Not run (the transform section did not get to it, or it failed: see its log).\n")
+        return
+    out.append("`bench/lib/transform_cache_bench.py`: imgpipe serve with `TRANSFORM_RESULT_CACHE=memory` and ipx "
+               "(which has no result cache) serve the same original at %d widths (JPEG q80); `wrk` replays one "
+               "seeded sequence of those URLs drawn from a Zipf distribution (s = %s; %d of the %d URLs occur in "
+               "it) for %d s at %d connections, after a 1 s warm-up that is part of the workload (the store starts "
+               "empty). Target: imgpipe at least 10x ipx's requests/s.\n" % (
+                   r["urls"], r["zipf_s"], r["distinct_in_sequence"], r["urls"], r["seconds"], r["connections"]))
+    out.append("| server | req/s | p50 ms | p99 ms | non-2xx | peak RSS MB | result cache |")
+    out.append("|---|---|---|---|---|---|---|")
+    for x in r["runs"]:
+        if "load" not in x:
+            out.append("| %s | %s | | | | | |" % (x["server"], x.get("error", "?")))
+            continue
+        y, c = x["load"], x.get("cache")
+        out.append("| %s | %.1f | %.0f | %.0f | %d | %d | %s |" % (
+            x["server"], y["rps"], y["p50_ms"] or -1, y["p99_ms"] or -1, y["non_2xx"], x["peak_rss_kb"] // 1024,
+            "%s hits, %s misses, %s evictions" % (c["hits"], c["misses"], c["evictions"]) if c else "none"))
+    out.append("")
+    if r.get("ratio") is not None:
+        targets.append(Target("transform-cache", "On the fly, result cache on (Zipf s=1.1, 200 URLs): req/s, "
+                              "imgpipe ÷ ipx", r["ratio"], 10.0, True, "%.2fx" % r["ratio"]))
 
 
 COST_TOOLS = ("imgpipe", "python", "node")
@@ -768,6 +815,7 @@ def main():
     http_section(res, body)
     mixed_section(res, body, targets)
     transform_section(res, body, targets)
+    transform_cache_section(res, body, targets)
     cost_section(res, body, targets)
 
     out = ["# imgpipe benchmarks\n"]

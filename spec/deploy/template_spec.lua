@@ -67,6 +67,77 @@ local function header_set(value)
   return set
 end
 
+-- The CORS headers one preflight's default response sets, checked against
+-- the path's routed methods (sorted here) and the client headers.
+local function cors_header_problems(bad, p, origin, methods)
+  local function value(h) return (p["method.response.header." .. h] or ""):match "^'(.*)'$" end
+  table.sort(methods)
+  if value "Access-Control-Allow-Origin" ~= origin then bad("Allow-Origin is not " .. origin) end
+  if value "Access-Control-Allow-Methods" ~= table.concat(methods, ", ") then
+    bad("Allow-Methods " .. tostring(value "Access-Control-Allow-Methods") .. ", routed: " ..
+      table.concat(methods, ", "))
+  end
+  local granted = header_set(value "Access-Control-Allow-Headers")
+  for _, h in ipairs(CLIENT_HEADERS) do
+    if not granted[h] then bad("Allow-Headers lacks " .. h) end
+  end
+  if not (value "Access-Control-Max-Age" or ""):match "^%d+$" then bad("no Max-Age") end
+end
+
+-- The mock integration itself: type, text conversion both ways, no auth.
+local function integration_problems(bad, op, integ)
+  if integ.type ~= "mock" then bad("integration type " .. tostring(integ.type) .. ", not mock") end
+  if integ.contentHandling ~= "CONVERT_TO_TEXT" then
+    bad("integration contentHandling " .. tostring(integ.contentHandling) ..
+      ": a binary request body cannot be transformed")
+  end
+  if op.security and #op.security > 0 then bad("the preflight requires authorization") end
+  for name, r in pairs(integ.responses or {}) do
+    if r.contentHandling ~= "CONVERT_TO_TEXT" then
+      bad("response " .. name .. " contentHandling " .. tostring(r.contentHandling))
+    end
+  end
+end
+
+-- The default response answering the status the request template picks, or
+-- nil (and the problem reported).
+local function default_answer(bad, integ)
+  local ok, req = pcall(json.decode, (integ.requestTemplates or {})["application/json"] or "")
+  local answer = (integ.responses or {}).default
+  if not (ok and type(req) == "table" and req.statusCode) then
+    bad("no application/json request template naming a statusCode")
+    return nil
+  end
+  if not answer or tostring(math.tointeger(req.statusCode)) ~= answer.statusCode then
+    bad("the default response does not answer status " .. tostring(req.statusCode))
+    return nil
+  end
+  return answer
+end
+
+-- The default response's headers: each declared, and the CORS values.
+local function answer_problems(bad, op, integ, origin, methods)
+  local answer = default_answer(bad, integ)
+  if not answer then return end
+  local declared = ((op.responses or {})[answer.statusCode] or {}).headers or {}
+  local p = answer.responseParameters or {}
+  for name in pairs(p) do
+    local header = name:match "^method%.response%.header%.(.+)$"
+    if not (header and declared[header]) then bad(name .. " is not a declared method response header") end
+  end
+  cors_header_problems(bad, p, origin, methods)
+end
+
+-- The routed methods of each path: {path = {method, ...}}.
+local function routed_methods(routes)
+  local routed = {}
+  for _, r in ipairs(routes) do
+    routed[r.path] = routed[r.path] or {}
+    table.insert(routed[r.path], r.method)
+  end
+  return routed
+end
+
 -- What is wrong with the API's preflights (facts from template_facts.py)
 -- for API Gateway with BinaryMediaTypes */*: every routed path has an
 -- OPTIONS method, unauthenticated, whose mock integration converts the
@@ -76,58 +147,19 @@ end
 -- headers and a max-age. A sorted list of "path: problem", empty when right.
 local function preflight_problems(f, origin)
   local problems = {}
-  local function bad(path, why) problems[#problems + 1] = path .. ": " .. why end
-  local routed = {}
-  for _, r in ipairs(f.routes) do
-    routed[r.path] = routed[r.path] or {}
-    table.insert(routed[r.path], r.method)
-  end
+  local routed = routed_methods(f.routes)
   for path in pairs(f.preflights) do
-    if not routed[path] then bad(path, "OPTIONS on a path with no route") end
+    if not routed[path] then problems[#problems + 1] = path .. ": OPTIONS on a path with no route" end
   end
   for path, methods in pairs(routed) do
+    local function bad(why) problems[#problems + 1] = path .. ": " .. why end
     local op = f.preflights[path]
     if not op then
-      bad(path, "no OPTIONS method")
+      bad("no OPTIONS method")
     else
       local integ = op["x-amazon-apigateway-integration"] or {}
-      if integ.type ~= "mock" then bad(path, "integration type " .. tostring(integ.type) .. ", not mock") end
-      if integ.contentHandling ~= "CONVERT_TO_TEXT" then
-        bad(path, "integration contentHandling " .. tostring(integ.contentHandling) ..
-          ": a binary request body cannot be transformed")
-      end
-      if op.security and #op.security > 0 then bad(path, "the preflight requires authorization") end
-      for name, r in pairs(integ.responses or {}) do
-        if r.contentHandling ~= "CONVERT_TO_TEXT" then
-          bad(path, "response " .. name .. " contentHandling " .. tostring(r.contentHandling))
-        end
-      end
-      local ok, req = pcall(json.decode, (integ.requestTemplates or {})["application/json"] or "")
-      local answer = (integ.responses or {}).default
-      if not (ok and type(req) == "table" and req.statusCode) then
-        bad(path, "no application/json request template naming a statusCode")
-      elseif not answer or tostring(math.tointeger(req.statusCode)) ~= answer.statusCode then
-        bad(path, "the default response does not answer status " .. tostring(req.statusCode))
-      else
-        local declared = ((op.responses or {})[answer.statusCode] or {}).headers or {}
-        local p = answer.responseParameters or {}
-        for name in pairs(p) do
-          local header = name:match "^method%.response%.header%.(.+)$"
-          if not (header and declared[header]) then bad(path, name .. " is not a declared method response header") end
-        end
-        local function value(h) return (p["method.response.header." .. h] or ""):match "^'(.*)'$" end
-        table.sort(methods)
-        if value "Access-Control-Allow-Origin" ~= origin then bad(path, "Allow-Origin is not " .. origin) end
-        if value "Access-Control-Allow-Methods" ~= table.concat(methods, ", ") then
-          bad(path, "Allow-Methods " .. tostring(value "Access-Control-Allow-Methods") .. ", routed: " ..
-            table.concat(methods, ", "))
-        end
-        local granted = header_set(value "Access-Control-Allow-Headers")
-        for _, h in ipairs(CLIENT_HEADERS) do
-          if not granted[h] then bad(path, "Allow-Headers lacks " .. h) end
-        end
-        if not (value "Access-Control-Max-Age" or ""):match "^%d+$" then bad(path, "no Max-Age") end
-      end
+      integration_problems(bad, op, integ)
+      answer_problems(bad, op, integ, origin, methods)
     end
   end
   table.sort(problems)
@@ -449,6 +481,23 @@ describe("deploy: the SAM template", function()
 
     it("expires items through the expiresAt TTL attribute", function()
       assert.matches("TimeToLiveSpecification:%s+AttributeName: expiresAt%s+Enabled: true", resource "ImagesTable")
+    end)
+
+    it("expires the transform's result cache (s3) by a lifecycle rule on the prefix the code writes", function()
+      local result_cache = require("support.internals").require "imgpipe.transform.result_cache"
+      local bucket = resource "ProcessedBucket"
+      local rule = bucket:match "%- Id: expire%-transform%-results\n(.*)"
+      assert.is_truthy(rule, "no expire-transform-results rule on ProcessedBucket")
+      assert.matches("Status: Enabled", rule, nil, true)
+      assert.matches("ExpirationInDays: !Ref TransformResultCacheDays", rule, nil, true)
+      local prefix = rule:match 'Prefix: !Sub "%${ProcessedPrefix}([^"]*)"'
+      assert.is_truthy(prefix, "the rule's prefix is not under ProcessedPrefix")
+      -- the template's TRANSFORM_CACHE_PREFIX, as the code's s3 store extends it
+      local cache_prefix = text:match 'TRANSFORM_CACHE_PREFIX: !Sub "%${ProcessedPrefix}([^"]*)"'
+      local rc = result_cache.new { result_cache = "s3", processed_bucket = "b", transform_cache_prefix = cache_prefix,
+        result_cache_max_entry = 1, transform_cache_control = "x", transform_max_side = 1, shrink_on_load = "fast" }
+      assert.are.equal(rc.prefix, prefix)
+      assert.matches("TRANSFORM_RESULT_CACHE: !Ref TransformResultCache", text, nil, true)
     end)
 
     it("sends failed S3 events to a queue after bounded retries, with alarms and log retention", function()

@@ -265,21 +265,10 @@ local function loader_trace(stderr, res)
   for path in stderr:gmatch "trying file=(%S+)" do res.searched[#res.searched + 1] = path end
 end
 
-function M.invoke(root, opts)
-  assert(opts.handler, "emptyroot.invoke: handler")
-  local work = paths.tmpdir()
-  local queued = {}
-  for i, event in ipairs(opts.events or {}) do
-    queued[i] = { event = event, request_id = "emptyroot-" .. i, timeout_ms = opts.event_timeout_ms or 60000 }
-  end
-  paths.write(work .. "/events.json", json.encode(queued))
-  local fake = { prefix = work .. "/fake" }
-  -- The fake outlives the run (it stops by itself once drained).
-  fake.pid = modes.spawn("exec python3 " .. q(modes.fake_runtime) .. " --lifetime " .. ((opts.timeout or 90) + 90) ..
-    " --exit-when-drained" ..
-    " --events " .. q(work .. "/events.json") .. " --record " .. q(work .. "/rec.json"), fake.prefix)
-  local port = modes.wait_for_line(fake.prefix, "listening on 127%.0%.0%.1:(%d+)", "fake Runtime API")
-
+-- The environment Lambda gives the bootstrap (the fake Runtime API on
+-- port), the sanitizer settings when the host is the ASan build, then
+-- opts.env over it.
+local function lambda_env(root, opts, port)
   local env = {
     AWS_LAMBDA_RUNTIME_API = "127.0.0.1:" .. port,
     _HANDLER = opts.handler,
@@ -295,7 +284,25 @@ function M.invoke(root, opts)
     for _, k in ipairs { "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS" } do env[k] = os.getenv(k) end
   end
   for k, v in pairs(opts.env or {}) do env[k] = v end
-  paths.write(work .. "/env.json", json.encode(env))
+  return env
+end
+
+function M.invoke(root, opts)
+  assert(opts.handler, "emptyroot.invoke: handler")
+  local work = paths.tmpdir()
+  local queued = {}
+  for i, event in ipairs(opts.events or {}) do
+    queued[i] = { event = event, request_id = "emptyroot-" .. i, timeout_ms = opts.event_timeout_ms or 60000 }
+  end
+  paths.write(work .. "/events.json", json.encode(queued))
+  local fake = { prefix = work .. "/fake" }
+  -- The fake outlives the run (it stops by itself once drained).
+  fake.pid = modes.spawn("exec python3 " .. q(modes.fake_runtime) .. " --lifetime " .. ((opts.timeout or 90) + 90) ..
+    " --exit-when-drained" ..
+    " --events " .. q(work .. "/events.json") .. " --record " .. q(work .. "/rec.json"), fake.prefix)
+  local port = modes.wait_for_line(fake.prefix, "listening on 127%.0%.0%.1:(%d+)", "fake Runtime API")
+
+  paths.write(work .. "/env.json", json.encode(lambda_env(root, opts, port)))
 
   local cmd = "timeout -k 5 " .. (opts.timeout or 90) .. " python3 " .. q(M.chroot_exec) .. " " ..
     q(root.dir) .. " " .. q(work .. "/env.json") .. " " .. q(root.bootstrap)

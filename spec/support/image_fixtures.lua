@@ -96,31 +96,11 @@ function M.animated(format, n)
   return M.encode(assert(image.join_frames(frames, { delay = 80 })), format)
 end
 
--- CRC-32 (the PNG polynomial), for hand-written PNG chunks.
-local crc_table = {}
-for i = 0, 255 do
-  local c = i
-  for _ = 1, 8 do
-    if c & 1 == 1 then c = 0xEDB88320 ~ (c >> 1) else c = c >> 1 end
-  end
-  crc_table[i] = c
-end
-local function crc32(s)
-  local c = 0xFFFFFFFF
-  for i = 1, #s do c = crc_table[(c ~ s:byte(i)) & 0xFF] ~ (c >> 8) end
-  return c ~ 0xFFFFFFFF
-end
-
-local function chunk(kind, data)
-  return string.pack(">I4", #data) .. kind .. data .. string.pack(">I4", crc32(kind .. data))
-end
-
--- A decompression bomb's header: a valid PNG signature and IHDR claiming
--- width x height RGB pixels, then a few bytes of IDAT. A few dozen bytes.
-function M.png_bomb(width, height)
-  return "\137PNG\r\n\26\n" .. chunk("IHDR", string.pack(">I4I4BBBBB", width, height, 8, 2, 0, 0, 0)) ..
-    chunk("IDAT", "\120\156\1\2\3\4") .. chunk("IEND", "")
-end
+-- Hand-written PNG chunks and the bomb's header come from imgpipe.testing's
+-- fixtures (the package's copy, which users' specs get too).
+local package_fixtures = require("support.internals").require "imgpipe.testing.fixtures"
+local chunk = package_fixtures.png_chunk
+M.png_bomb = package_fixtures.png_bomb
 
 -- Deflate (RFC 1951, one block with the fixed Huffman codes) of n zero
 -- bytes, as a zlib stream (RFC 1950): a literal 0, then matches of length

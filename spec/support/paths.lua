@@ -50,21 +50,10 @@ function M.write(path, data)
   f:close()
 end
 
--- Runs a shell command; returns stdout, stderr, exit code.
+-- Runs a shell command; returns stdout, stderr, exit code (imgpipe.testing's
+-- shell, loaded when first used: paths itself needs no imgpipe module).
 function M.run(cmd, stdin)
-  local dir = M.tmpdir()
-  local full = cmd .. " >" .. dir .. "/out 2>" .. dir .. "/err"
-  if stdin then
-    M.write(dir .. "/in", stdin)
-    full = full .. " <" .. dir .. "/in"
-  else
-    full = full .. " </dev/null"
-  end
-  local ok, how, code = os.execute(full)
-  if how == "signal" then code = 128 + code end
-  local out, err = M.read(dir .. "/out"), M.read(dir .. "/err")
-  os.execute("rm -rf '" .. dir .. "'")
-  return out, err, ok and 0 or code
+  return require("support.internals").require("imgpipe.testing.shell").run(cmd, stdin)
 end
 
 -- Shell-quotes a string.

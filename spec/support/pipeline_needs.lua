@@ -126,7 +126,13 @@ local function package_module(name)
       for var, dep in src:gmatch 'local%s+([%w_]+)%s*=%s*require%s*%(?%s*"imgpipe%.([%w_.]+)"' do
         requires[var] = dep
       end
-      modules[name] = { name = name, src = src, fns = split_functions(src), requires = requires }
+      -- M.name = other.fn: the module re-exports a function of a module it requires
+      local aliases = {}
+      for line in (src .. "\n"):gmatch "([^\n]*)\n" do
+        local alias, var, fn = line:match "^M%.([%w_]+)%s*=%s*([%a_][%w_]*)%.([%w_]+)%s*$"
+        if alias then aliases[alias] = { var = var, fn = fn } end
+      end
+      modules[name] = { name = name, src = src, fns = split_functions(src), requires = requires, aliases = aliases }
     else
       modules[name] = false
     end
@@ -167,6 +173,9 @@ function function_calls(mod, name, seen, out)
   if seen[key] then return end
   seen[key] = true
   local body = mod.fns[name]
+  local alias = mod.aliases[name]
+  local target = alias and mod.requires[alias.var] and package_module(mod.requires[alias.var])
+  if not body and target then return function_calls(target, alias.fn, seen, out) end
   if not body then error(string.format("imgpipe.%s has no function %s", mod.name, name), 0) end
   calls_from(body, "lua/imgpipe/" .. mod.name .. ".lua:" .. name, mod.requires, seen, out)
   for other in pairs(mod.fns) do
@@ -250,8 +259,8 @@ function M.statement_grants(statements)
 end
 
 -- Every environment variable the pipelines read: os.getenv "X" anywhere
--- under pipelines/ and in the package, and the names given to
--- imgpipe.config's readers.
+-- under pipelines/ and in the package (imgpipe.testing aside), and the
+-- names given to imgpipe.config's readers.
 -- Variables Lambda itself sets in every function's environment: a pipeline
 -- may read them (to tell Lambda from imgpipe serve), the template never sets them.
 local LAMBDA_SETS = { AWS_LAMBDA_RUNTIME_API = true, AWS_LAMBDA_FUNCTION_NAME = true, AWS_REGION = true }
@@ -261,10 +270,17 @@ function M.env_vars()
   local files = assert(io.popen("find " .. paths.q(paths.pipelines) .. " " .. paths.q(paths.package) ..
     " -name '*.lua' | sort"))
   for file in files:lines() do
-    local src = read(file)
+    -- (imgpipe.testing drives pipelines from a developer's machine and is
+    -- refused on Lambda: what it reads is not a function's configuration)
+    local src = file:find("/imgpipe/testing[/.]") and "" or read(file)
     for name in src:gmatch 'os%.getenv%s*%(?%s*"(%u[%u%d_]*)"' do set[name] = true end
     for name in src:gmatch '%f[%w_]required%s*%(?%s*"(%u[%u%d_]*)"' do set[name] = true end
-    for _, name in src:gmatch '%f[%w_](%a+)%s*%(%s*"(%u[%u%d_]*)"%s*,' do set[name] = true end
+    -- a reader is a local function whose first parameter is the variable's name
+    local readers = {}
+    for fn in src:gmatch "local%s+function%s+([%a_][%w_]*)%s*%(%s*name%s*[,)]" do readers[fn] = true end
+    for fn, name in src:gmatch '%f[%w_](%a+)%s*%(%s*"(%u[%u%d_]*)"%s*,' do
+      if readers[fn] then set[name] = true end
+    end
   end
   files:close()
   local out = {}

@@ -135,52 +135,71 @@ local function s3_object(bucket, key) return "arn:aws:s3:::" .. bucket .. "/" ..
 -- HEAD of an object that answered 404 also needs ListBucket (without it S3
 -- answers 403): that call is added with implied = true, with the key as
 -- s3:prefix (what S3 evaluates there is for a real account to confirm).
+local function one_call(action, resource, context)
+  return { { action = action, resource = resource, context = context } }
+end
+
+-- A request on the bucket itself (no key), or nil when not mapped.
+local function s3_bucket_calls(r, bucket, q)
+  if r.method == "GET" and not (q.uploads or q.versions or q.location or q.acl or q.policy) then
+    return one_call("s3:ListBucket", "arn:aws:s3:::" .. bucket, { ["s3:prefix"] = q.prefix })
+  elseif r.method == "HEAD" then
+    return one_call("s3:ListBucket", "arn:aws:s3:::" .. bucket, {})
+  elseif r.method == "POST" and r.form_key then
+    return one_call("s3:PutObject", s3_object(bucket, r.form_key))
+  end
+  return nil
+end
+
+-- A GET or HEAD of an object (with ListBucket implied by a 404), or nil.
+local function s3_read_calls(r, bucket, key, q)
+  if q.acl or q.tagging or q.uploadId or q.attributes then return nil end
+  local out = one_call(q.versionId and "s3:GetObjectVersion" or "s3:GetObject", s3_object(bucket, key))
+  if r.status == 404 then
+    out[2] = { action = "s3:ListBucket", resource = "arn:aws:s3:::" .. bucket, context = { ["s3:prefix"] = key },
+      implied = true }
+  end
+  return out
+end
+
+-- A PUT of an object (a copy also reads its source).
+local function s3_put_calls(r, bucket, key)
+  local out = one_call("s3:PutObject", s3_object(bucket, key))
+  if r.copy_source then
+    local sb, sk = unescape(r.copy_source):match "^/?([^/]+)/(.+)$"
+    out[2] = { action = "s3:GetObject", resource = s3_object(sb, sk:gsub("%?versionId=.*$", "")) }
+  end
+  return out
+end
+
+-- A request on an object (a key), or nil when not mapped.
+local function s3_object_calls(r, bucket, key, q)
+  if r.method == "GET" or r.method == "HEAD" then
+    return s3_read_calls(r, bucket, key, q)
+  elseif r.method == "PUT" and not (q.acl or q.tagging or q.retention or q["legal-hold"]) then
+    return s3_put_calls(r, bucket, key)
+  elseif r.method == "POST" and (q.uploads or q.uploadId) then
+    return one_call("s3:PutObject", s3_object(bucket, key))
+  elseif r.method == "DELETE" then
+    return one_call(q.uploadId and "s3:AbortMultipartUpload" or "s3:DeleteObject", s3_object(bucket, key))
+  end
+  return nil
+end
+
 local function s3_calls(r)
   local bucket, rest = r.path:match "^/([^/?]+)/?(.*)$"
   if not bucket then error("S3 request with no bucket: " .. r.method .. " " .. r.path, 0) end
   local key, q = unescape(rest), query_table(r.query)
-  local function one(action, resource, context)
-    return { { action = action, resource = resource, context = context } }
-  end
-  if key == "" then
-    if r.method == "GET" and not (q.uploads or q.versions or q.location or q.acl or q.policy) then
-      return one("s3:ListBucket", "arn:aws:s3:::" .. bucket, { ["s3:prefix"] = q.prefix })
-    elseif r.method == "HEAD" then
-      return one("s3:ListBucket", "arn:aws:s3:::" .. bucket, {})
-    elseif r.method == "POST" and r.form_key then
-      return one("s3:PutObject", s3_object(bucket, r.form_key))
-    end
-  elseif r.method == "GET" or r.method == "HEAD" then
-    if not (q.acl or q.tagging or q.uploadId or q.attributes) then
-      local out = one(q.versionId and "s3:GetObjectVersion" or "s3:GetObject", s3_object(bucket, key))
-      if r.status == 404 then
-        out[2] = { action = "s3:ListBucket", resource = "arn:aws:s3:::" .. bucket, context = { ["s3:prefix"] = key },
-          implied = true }
-      end
-      return out
-    end
-  elseif r.method == "PUT" and not (q.acl or q.tagging or q.retention or q["legal-hold"]) then
-    local out = one("s3:PutObject", s3_object(bucket, key))
-    if r.copy_source then
-      local sb, sk = unescape(r.copy_source):match "^/?([^/]+)/(.+)$"
-      out[2] = { action = "s3:GetObject", resource = s3_object(sb, sk:gsub("%?versionId=.*$", "")) }
-    end
-    return out
-  elseif r.method == "POST" and (q.uploads or q.uploadId) then
-    return one("s3:PutObject", s3_object(bucket, key))
-  elseif r.method == "DELETE" then
-    return one(q.uploadId and "s3:AbortMultipartUpload" or "s3:DeleteObject", s3_object(bucket, key))
-  end
+  local out
+  if key == "" then out = s3_bucket_calls(r, bucket, q) else out = s3_object_calls(r, bucket, key, q) end
+  if out then return out end
   error("the evaluator does not map the S3 request " .. r.method .. " " .. r.path .. "?" .. (r.query or ""), 0)
 end
 
 -- The IAM calls of one recorded request: {action, resource, context,
 -- implied}. where = {region, account}.
-function M.calls_of(r, where)
-  local function arn(service, rest)
-    return "arn:aws:" .. service .. ":" .. where.region .. ":" .. where.account .. ":" .. rest
-  end
-  if r.service == "s3" then return s3_calls(r) end
+-- The calls of a DynamoDB, Secrets Manager or SSM request, or nil.
+local function service_calls(r, arn)
   local op = (r.target or ""):match "%.(%w+)$"
   local f = r.fields or {}
   if r.service == "dynamodb" and op and f.TableName then
@@ -192,6 +211,16 @@ function M.calls_of(r, where)
   elseif r.service == "ssm" and op and f.Name then
     return { { action = "ssm:" .. op, resource = arn("ssm", "parameter" .. f.Name) } }
   end
+  return nil
+end
+
+function M.calls_of(r, where)
+  local function arn(service, rest)
+    return "arn:aws:" .. service .. ":" .. where.region .. ":" .. where.account .. ":" .. rest
+  end
+  if r.service == "s3" then return s3_calls(r) end
+  local out = service_calls(r, arn)
+  if out then return out end
   error("the evaluator does not map the " .. tostring(r.service) .. " request " .. tostring(r.target), 0)
 end
 
@@ -215,6 +244,56 @@ local function describe_call(c)
     (" with " .. (prefix and ("s3:prefix=" .. prefix) or "no s3:prefix")) or "")
 end
 
+local function bucket_neighbours(add, c, whole, buckets, done)
+  for _, other in ipairs(buckets) do
+    if other ~= whole then add(c.action, "arn:aws:s3:::" .. other) end
+  end
+  for _, a in ipairs(S3_BUCKET_ACTIONS) do
+    if not done[a .. " " .. c.resource] then add(a, c.resource, {}) end
+  end
+end
+
+local function listing_neighbours(add, c, buckets)
+  local b = c.resource:match "^arn:aws:s3:::(.+)$"
+  add(c.action, c.resource, {})
+  add(c.action, c.resource, { ["s3:prefix"] = "" })
+  add(c.action, c.resource, { ["s3:prefix"] = "elsewhere/" })
+  for _, other in ipairs(buckets) do
+    if other ~= b then add(c.action, "arn:aws:s3:::" .. other, c.context) end
+  end
+end
+
+local function object_neighbours(add, c, bucket, key, buckets, done)
+  add(c.action, "arn:aws:s3:::" .. bucket .. "/elsewhere/" .. key:match "[^/]*$")
+  for _, other in ipairs(buckets) do
+    if other ~= bucket then add(c.action, "arn:aws:s3:::" .. other .. "/" .. key) end
+  end
+  local scope = bucket .. "/" .. (key:match "^[^/]*/" or "")
+  for _, a in ipairs(S3_OBJECT_ACTIONS) do
+    if not done[a .. " " .. scope] then add(a, c.resource) end
+  end
+end
+
+local function service_neighbours(add, c, done, extra_functions)
+  local service, head, name = c.resource:match "^arn:aws:([%w-]+):(.-:[%d]*:)(.*)$"
+  if service == "dynamodb" then
+    add(c.action, "arn:aws:dynamodb:" .. head .. "table/someone-elses-table")
+    if not name:find "/index/" then add(c.action, c.resource .. "/index/status-index") end
+  elseif service == "secretsmanager" then
+    add(c.action, "arn:aws:secretsmanager:" .. head .. "secret:someone-elses-secret-AbCdEf")
+  elseif service == "ssm" then
+    add(c.action, "arn:aws:ssm:" .. head .. "parameter/someone-elses-parameter")
+  elseif service == "lambda" then
+    add(c.action, "arn:aws:lambda:" .. head .. "function:someone-elses-function")
+    add(c.action, c.resource .. ":live") -- an alias, or a version, is another resource
+    for _, other in ipairs(extra_functions or {}) do add(c.action, other) end
+  end
+  for _, op in ipairs(SIBLINGS[service] or {}) do
+    local a = service .. ":" .. op
+    if not done[a .. " " .. c.resource] then add(a, c.resource) end
+  end
+end
+
 -- Calls one step outside a recorded call: another prefix, bucket, table,
 -- index or secret, a listing without the prefix, and each sibling action
 -- the function was not seen to make in that place. done: the function's
@@ -228,47 +307,13 @@ local function neighbours(c, buckets, done, extra_functions)
   local bucket, key = c.resource:match "^arn:aws:s3:::([^/]+)/(.*)$"
   local whole = c.resource:match "^arn:aws:s3:::([^/]+)$"
   if whole and c.action ~= "s3:ListBucket" then
-    for _, other in ipairs(buckets) do
-      if other ~= whole then add(c.action, "arn:aws:s3:::" .. other) end
-    end
-    for _, a in ipairs(S3_BUCKET_ACTIONS) do
-      if not done[a .. " " .. c.resource] then add(a, c.resource, {}) end
-    end
+    bucket_neighbours(add, c, whole, buckets, done)
   elseif c.action == "s3:ListBucket" then
-    local b = c.resource:match "^arn:aws:s3:::(.+)$"
-    add(c.action, c.resource, {})
-    add(c.action, c.resource, { ["s3:prefix"] = "" })
-    add(c.action, c.resource, { ["s3:prefix"] = "elsewhere/" })
-    for _, other in ipairs(buckets) do
-      if other ~= b then add(c.action, "arn:aws:s3:::" .. other, c.context) end
-    end
+    listing_neighbours(add, c, buckets)
   elseif bucket then
-    add(c.action, "arn:aws:s3:::" .. bucket .. "/elsewhere/" .. key:match "[^/]*$")
-    for _, other in ipairs(buckets) do
-      if other ~= bucket then add(c.action, "arn:aws:s3:::" .. other .. "/" .. key) end
-    end
-    local scope = bucket .. "/" .. (key:match "^[^/]*/" or "")
-    for _, a in ipairs(S3_OBJECT_ACTIONS) do
-      if not done[a .. " " .. scope] then add(a, c.resource) end
-    end
+    object_neighbours(add, c, bucket, key, buckets, done)
   else
-    local service, head, name = c.resource:match "^arn:aws:([%w-]+):(.-:[%d]*:)(.*)$"
-    if service == "dynamodb" then
-      add(c.action, "arn:aws:dynamodb:" .. head .. "table/someone-elses-table")
-      if not name:find "/index/" then add(c.action, c.resource .. "/index/status-index") end
-    elseif service == "secretsmanager" then
-      add(c.action, "arn:aws:secretsmanager:" .. head .. "secret:someone-elses-secret-AbCdEf")
-    elseif service == "ssm" then
-      add(c.action, "arn:aws:ssm:" .. head .. "parameter/someone-elses-parameter")
-    elseif service == "lambda" then
-      add(c.action, "arn:aws:lambda:" .. head .. "function:someone-elses-function")
-      add(c.action, c.resource .. ":live") -- an alias, or a version, is another resource
-      for _, other in ipairs(extra_functions or {}) do add(c.action, other) end
-    end
-    for _, op in ipairs(SIBLINGS[service] or {}) do
-      local a = service .. ":" .. op
-      if not done[a .. " " .. c.resource] then add(a, c.resource) end
-    end
+    service_neighbours(add, c, done, extra_functions)
   end
   return out
 end
@@ -289,6 +334,61 @@ local function used(s, action, resource, calls)
   return false
 end
 
+-- Every call allowed; returns done: "action scope" -> the deciding statement.
+local function check_allowed(name, f, mine, fail)
+  local done = {}
+  for _, c in ipairs(mine) do
+    local decision, by = M.evaluate(f.statements, c)
+    if decision ~= "Allow" then
+      fail("%s: %s is not allowed (%s)%s", name, describe_call(c), decision,
+        c.implied and ": S3 needs it to answer 404 rather than 403 for a missing key" or "")
+    end
+    if not c.implied then done[c.action .. " " .. scope_of(c)] = by end
+  end
+  return done
+end
+
+local function lambda_owns(action, opts)
+  for pattern in pairs(opts.lambda_own or {}) do
+    if M.glob(pattern, action, true) then return true end
+  end
+  return false
+end
+
+-- Every grant used by a call (or one of Lambda's own).
+local function check_grants_used(name, f, mine, opts, fail)
+  for _, s in ipairs(f.statements) do
+    if s.Effect == "Allow" then
+      for _, action in ipairs(list(s.Action)) do
+        for _, resource in ipairs(list(s.Resource)) do
+          if not lambda_owns(action, opts) and not used(s, action, resource, mine) then
+            fail("%s: statement %s grants %s on %s, which no call uses", name, tostring(s.Sid), action, resource)
+          end
+        end
+      end
+    end
+  end
+end
+
+-- Every neighbour of a call denied; returns the number of probes.
+local function probe_neighbours(name, f, mine, done, opts, fail)
+  local seen, probes = {}, 0
+  for _, c in ipairs(mine) do
+    for _, n in ipairs(neighbours(c, opts.buckets or {}, done, opts.functions)) do
+      local text = describe_call(n)
+      if not seen[text] then
+        seen[text] = true
+        probes = probes + 1
+        local decision, by = M.evaluate(f.statements, n)
+        if decision == "Allow" then
+          fail("%s: %s is allowed (statement %s), outside what is needed", name, text, tostring(by))
+        end
+      end
+    end
+  end
+  return probes
+end
+
 -- Checks calls against the functions' statements.
 --   functions  name -> {statements}
 --   calls      name -> {call}
@@ -301,42 +401,10 @@ function M.check(functions, calls, opts)
   local failures, probes = {}, 0
   local function fail(fmt, ...) failures[#failures + 1] = string.format(fmt, ...) end
   for name, f in pairs(functions) do
-    local mine, done = calls[name] or {}, {}
-    for _, c in ipairs(mine) do
-      local decision, by = M.evaluate(f.statements, c)
-      if decision ~= "Allow" then
-        fail("%s: %s is not allowed (%s)%s", name, describe_call(c), decision,
-          c.implied and ": S3 needs it to answer 404 rather than 403 for a missing key" or "")
-      end
-      if not c.implied then done[c.action .. " " .. scope_of(c)] = by end
-    end
-    for _, s in ipairs(f.statements) do
-      if s.Effect == "Allow" then
-        for _, action in ipairs(list(s.Action)) do
-          for _, resource in ipairs(list(s.Resource)) do
-            local own
-            for pattern in pairs(opts.lambda_own or {}) do own = own or M.glob(pattern, action, true) end
-            if not own and not used(s, action, resource, mine) then
-              fail("%s: statement %s grants %s on %s, which no call uses", name, tostring(s.Sid), action, resource)
-            end
-          end
-        end
-      end
-    end
-    local seen = {}
-    for _, c in ipairs(mine) do
-      for _, n in ipairs(neighbours(c, opts.buckets or {}, done, opts.functions)) do
-        local text = describe_call(n)
-        if not seen[text] then
-          seen[text] = true
-          probes = probes + 1
-          local decision, by = M.evaluate(f.statements, n)
-          if decision == "Allow" then
-            fail("%s: %s is allowed (statement %s), outside what is needed", name, text, tostring(by))
-          end
-        end
-      end
-    end
+    local mine = calls[name] or {}
+    local done = check_allowed(name, f, mine, fail)
+    check_grants_used(name, f, mine, opts, fail)
+    probes = probes + probe_neighbours(name, f, mine, done, opts, fail)
   end
   table.sort(failures)
   return { failures = failures, probes = probes }

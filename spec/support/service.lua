@@ -22,34 +22,12 @@ function M.env()
   return env
 end
 
--- S3 encodes keys in events like a form: '+' for a space, %XX for the rest.
-function M.event_key(key)
-  return (key:gsub("[^%w%-%._~/]", function(c)
-    if c == " " then return "+" end
-    return string.format("%%%02X", c:byte())
-  end))
-end
-
-local seq = 0x100
--- An ObjectCreated:Put event for one object, as S3 sends it. opts:
--- sequencer (hex string), size, etag, bucket.
-function M.s3_event(key, opts)
-  opts = opts or {}
-  seq = seq + 1
-  local bucket = opts.bucket or os.getenv "UPLOAD_BUCKET"
-  return { Records = { {
-    eventVersion = "2.1", eventSource = "aws:s3", awsRegion = os.getenv "AWS_REGION" or "us-east-1",
-    eventTime = os.date "!%Y-%m-%dT%H:%M:%S.000Z", eventName = "ObjectCreated:Put",
-    userIdentity = { principalId = "spec" }, requestParameters = { sourceIPAddress = "127.0.0.1" },
-    responseElements = { ["x-amz-request-id"] = "SPEC", ["x-amz-id-2"] = "SPEC" },
-    s3 = {
-      s3SchemaVersion = "1.0", configurationId = "spec",
-      bucket = { name = bucket, ownerIdentity = { principalId = "spec" }, arn = "arn:aws:s3:::" .. bucket },
-      object = { key = M.event_key(key), size = opts.size, eTag = opts.etag or "0",
-        sequencer = opts.sequencer or string.format("%018X", seq) },
-    },
-  } } }
-end
+-- Events as S3 sends them: imgpipe.testing's (the package's copy, which
+-- users' specs get too). event_key(key) encodes a key the way S3 does ('+'
+-- for a space); s3_event(key, {bucket, sequencer, size, etag}).
+local testing_events = require("support.internals").require "imgpipe.testing.events"
+M.event_key = testing_events.event_key
+M.s3_event = testing_events.s3_event
 
 -- A test card of w x h as JPEG bytes.
 function M.jpeg(w, h)

@@ -42,9 +42,11 @@ local function crc32(s)
   return c ~ 0xFFFFFFFF
 end
 
+-- One PNG chunk: length, type, data and the CRC of type and data.
 local function chunk(kind, data)
   return string.pack(">I4", #data) .. kind .. data .. string.pack(">I4", crc32(kind .. data))
 end
+M.png_chunk = chunk
 
 -- A decompression bomb's header: a valid PNG signature and IHDR claiming
 -- width x height RGB pixels, then a few bytes of IDAT. A few dozen bytes.
