@@ -6,10 +6,12 @@
 #include <lauxlib.h>
 
 int luaopen_imgpipe_aws(lua_State *L);
+int luaopen_imgpipe_cache(lua_State *L);
 int luaopen_imgpipe_digest(lua_State *L);
 int luaopen_imgpipe_dynamodb(lua_State *L);
 int luaopen_imgpipe_image(lua_State *L);
 int luaopen_imgpipe_log(lua_State *L);
+int luaopen_imgpipe_os(lua_State *L);
 int luaopen_imgpipe_presign(lua_State *L);
 int luaopen_imgpipe_random(lua_State *L);
 int luaopen_imgpipe_s3(lua_State *L);

@@ -1,6 +1,8 @@
 /* imgpipe.s3: S3 object calls.
  *
- *   body, info = s3.get{bucket=, key=, [range="bytes=0-99"], [max_bytes=]}
+ *   body, info = s3.get{bucket=, key=, [range="bytes=0-99"], [max_bytes=], [if_none_match=etag]}
+ *                (if_none_match: nil, err with err.code "NotModified" (status 304)
+ *                while the object still has that ETag)
  *   {etag=}    = s3.put{bucket=, key=, body=, [content_type=], [cache_control=], [metadata={k=v}]}
  *   info       = s3.head{bucket=, key=}
  *   true       = s3.delete{bucket=, key=}
@@ -265,12 +267,22 @@ static int object_call(lua_State *L, s3_call *k, const char *method, const s3_ob
     return 0;
 }
 
+/* Pushes nil, err for a failed call. A 304 (a conditional GET of an object
+ * that still has the ETag named) is named NotModified. */
+static int push_failure(lua_State *L, aws_http_error *e) {
+    if (e->status == 304) {
+        snprintf(e->code, sizeof e->code, "NotModified");
+        snprintf(e->message, sizeof e->message, "the object still has the ETag named in if_none_match");
+    }
+    return aws_http_push_error(L, e);
+}
+
 /* Sends the call's request, or pushes nil, err and returns 2. */
 static int send_or_fail(lua_State *L, s3_call *k) {
     aws_http_error e;
     if (!aws_http_send(L, k->c, &k->r, &e)) return 0;
     release_big_answer(k->c);
-    return aws_http_push_error(L, &e);
+    return push_failure(L, &e);
 }
 
 /* ---- calls ------------------------------------------------------------------------- */
@@ -283,9 +295,11 @@ static int get_call(lua_State *L, s3_call *k, s3_headers *hs) {
     const char *range = opt_header_value(L, "range");
     if (range && (strlen(range) <= 6 || strncmp(range, "bytes=", 6)))
         args_field_error(L, 1, "range", "'bytes=first-last' expected");
+    const char *if_none_match = opt_header_value(L, "if_none_match");
     lua_Integer max = args_opt_integer(L, 1, "max_bytes", S3_DEFAULT_GET_MAX, 1, (lua_Integer)1 << 32);
     if (object_call(L, k, "GET", &o)) return 2;
     if (range) add_header(hs, "Range", range);
+    if (if_none_match) add_header(hs, "If-None-Match", if_none_match);
     k->r.headers = hs->h;
     k->r.nheaders = hs->n;
     k->r.max_response = (size_t)max;
@@ -583,7 +597,7 @@ static int pending_wait(lua_State *L) {
     if (failed) {
         aws_http_error e = p->t.err;
         pending_close(L);
-        return aws_http_push_error(L, &e);
+        return push_failure(L, &e);
     }
     if (p->kind == S3_PENDING_GET) {
         lua_pushlstring(L, buf_str(&p->t.own_body), p->t.own_body.len);

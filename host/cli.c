@@ -125,6 +125,17 @@ static void cli_set_arg(lua_State *L, const cli_options *o, int argc, char **arg
     lua_setglobal(L, "arg");
 }
 
+/* The pipeline's name for ctx.pipeline: NAME, or the file name of
+ * DIR/NAME.lua without its folder and extension (into out). */
+static const char *cli_pipeline_name(const char *script, char *out, size_t len) {
+    const char *base = strrchr(script, '/');
+    base = base ? base + 1 : script;
+    size_t n = strlen(base);
+    if (n > 4 && !strcmp(base + n - 4, ".lua")) n -= 4;
+    snprintf(out, len, "%.*s", (int)n, base);
+    return out;
+}
+
 /* Loads the script and, when it is a pipeline, invokes it once and prints
  * the result. Returns the exit status. */
 static int cli_run(lua_State *L, const cli_options *o, const buf *event) {
@@ -139,7 +150,9 @@ static int cli_run(lua_State *L, const cli_options *o, const buf *event) {
     }
     char request_id[37];
     random_uuid(request_id);
-    invocation_info info = {.request_id = request_id};
+    char name[128];
+    invocation_info info = {.request_id = request_id,
+                            .pipeline = cli_pipeline_name(o->script, name, sizeof name)};
     if (o->timeout_s > 0) info.deadline_ms = invocation_now_ms() + (int64_t)(o->timeout_s * 1000);
     /* No --event: the event is {}. */
     const char *json = o->event_path ? buf_str(event) : "{}";

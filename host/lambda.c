@@ -125,7 +125,8 @@ static char *lambda_split_traceback(char *msg) {
     return at + sizeof marker - 1;
 }
 
-/* Logs the failure and posts it; message is the Lua text (with traceback). */
+/* Logs the failure and posts it (api NULL: only logs); message is the Lua
+ * text (with traceback). */
 static int lambda_report(runtime_api *api, const char *request_id, const char *type, const char *what,
                          const char *text) {
     char *copy = strdup(text ? text : "(no message)");
@@ -133,6 +134,10 @@ static int lambda_report(runtime_api *api, const char *request_id, const char *t
     char *stack = lambda_split_traceback(copy);
     hostlog(HOSTLOG_ERROR, request_id, what, "errorType", type, "errorMessage", copy, "stackTrace", stack,
             NULL);
+    if (!api) {
+        free(copy);
+        return 0;
+    }
     int r = runtime_api_post_error(api, request_id, type, copy, stack);
     if (r)
         hostlog(HOSTLOG_ERROR, request_id, "cannot post the error to the Runtime API", "error", api->error,
@@ -184,7 +189,7 @@ static void lambda_respond(lua_State *L, runtime_api *api, const char *rid) {
 }
 
 /* One invocation: the event is in api->event. The stack is left as found. */
-static void lambda_invoke(lua_State *L, int handler, runtime_api *api) {
+static void lambda_invoke(lua_State *L, int handler, runtime_api *api, const char *pipeline) {
     const char *rid = api->request_id;
     if (api->trace_id[0])
         setenv("_X_AMZN_TRACE_ID", api->trace_id, 1);
@@ -195,6 +200,7 @@ static void lambda_invoke(lua_State *L, int handler, runtime_api *api) {
         .deadline_ms = api->deadline_ms,
         .function_arn = api->function_arn[0] ? api->function_arn : NULL,
         .trace_id = api->trace_id[0] ? api->trace_id : NULL,
+        .pipeline = pipeline,
     };
     switch (state_invoke(L, handler, buf_str(&api->event), api->event.len, 0, &info)) {
     case STATE_INVOKE_BAD_EVENT:
@@ -243,21 +249,68 @@ static int lambda_next(runtime_api *api) {
     return 0;
 }
 
-int lambda_main(int argc, char **argv) {
+static void lambda_usage(void) {
+    puts("usage: imgpipe lambda [--check]   (AWS Lambda custom runtime; also when started as 'bootstrap')\n"
+         "  --check                 load the pipeline as the runtime's init does, report, and exit\n"
+         "                          (0 loaded, 1 not); no Runtime API is needed\n"
+         "  AWS_LAMBDA_RUNTIME_API  host:port of the Runtime API (set by Lambda)\n"
+         "  _HANDLER                the pipeline: NAME or NAME.FUNCTION\n"
+         "  IMGPIPE_PIPELINES       the scripts folder, used whatever it holds; when unset,\n"
+         "                          the first of $LAMBDA_TASK_ROOT, $LAMBDA_TASK_ROOT/pipelines\n"
+         "                          that holds NAME.lua (function code), else /opt/pipelines\n"
+         "                          (the pipelines layer)");
+}
+
+/* --check: the init of the runtime (handler, folder, load) with nothing
+ * posted; failures are logged as the init would log them. */
+static int lambda_check(void) {
+    lambda_handler handler;
+    char err[256], scratch[1024];
+    if (lambda_parse_handler(getenv("_HANDLER"), &handler, err, sizeof err)) {
+        lambda_report(NULL, NULL, "Runtime.InvalidHandler", "bad configuration", err);
+        return 1;
+    }
+    const char *dir = lambda_pipelines_dir(handler.pipeline, scratch, sizeof scratch);
+    lua_State *L = state_new(MODE_LAMBDA, dir);
+    if (!L) {
+        lambda_report(NULL, NULL, "Runtime.InitError", "cannot start",
+                      "cannot create a Lua state (out of memory)");
+        return 1;
+    }
+    int rc = lambda_init_pipeline(L, NULL, &handler, dir) ? 1 : 0;
+    if (rc == 0) printf("loaded %s.%s from %s\n", handler.pipeline, handler.function, dir);
+    lua_close(L);
+    return rc;
+}
+
+/* Options: 0 to run, 1 for --check, else the exit status (-1 for 0). */
+static int lambda_options(int argc, char **argv) {
+    int check = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            puts("usage: imgpipe lambda   (AWS Lambda custom runtime; also when started as 'bootstrap')\n"
-                 "  AWS_LAMBDA_RUNTIME_API  host:port of the Runtime API (set by Lambda)\n"
-                 "  _HANDLER                the pipeline: NAME or NAME.FUNCTION\n"
-                 "  IMGPIPE_PIPELINES       the scripts folder, used whatever it holds; when unset,\n"
-                 "                          the first of $LAMBDA_TASK_ROOT, $LAMBDA_TASK_ROOT/pipelines\n"
-                 "                          that holds NAME.lua (function code), else /opt/pipelines\n"
-                 "                          (the pipelines layer)");
-            return 0;
+            lambda_usage();
+            return -1;
+        }
+        if (!strcmp(argv[i], "--check")) {
+            check = 1;
+            continue;
         }
         fprintf(stderr, "imgpipe lambda: unexpected argument '%s'\n", argv[i]);
         return 2;
     }
+    return check;
+}
+
+int lambda_main(int argc, char **argv) {
+    int opt = lambda_options(argc, argv);
+    if (opt == 1) {
+        /* a pipeline may make AWS calls while it loads, as on Lambda */
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return 1;
+        int rc = lambda_check();
+        curl_global_cleanup();
+        return rc;
+    }
+    if (opt) return opt < 0 ? 0 : opt;
     const char *endpoint = getenv("AWS_LAMBDA_RUNTIME_API");
     if (!endpoint || !*endpoint) {
         hostlog(HOSTLOG_ERROR, NULL,
@@ -297,7 +350,7 @@ int lambda_main(int argc, char **argv) {
 
     for (;;) {
         if (lambda_next(&api)) goto done;
-        lambda_invoke(L, fn, &api);
+        lambda_invoke(L, fn, &api, handler.pipeline);
         lua_settop(L, fn);
         lua_gc(L, LUA_GCCOLLECT);
         if (api.event.cap > LAMBDA_KEEP_EVENT_BYTES) buf_free(&api.event);

@@ -163,6 +163,8 @@ static int metrics_header(buf *b, const metrics_series *s) {
         help = "HTTP requests answered, by route, method and status";
     else if (!strcmp(s->family, "imgpipe_http_request_duration_seconds"))
         help = "time from a request's arrival to its answer, by route";
+    else if (!strncmp(s->family, "imgpipe_result_cache_", 21))
+        help = "look-ups, stores and drops of the shared result cache (imgpipe.cache.shared)";
     const char *suffix = s->kind == METRICS_COUNTER ? "_total" : "";
     int err = buf_appendf(b, "# HELP %s%s %s", s->family, suffix, help);
     if (s->unit[0]) err = err || buf_appendf(b, " (unit: %s)", s->unit);

@@ -184,6 +184,7 @@ static int server_init(server *s) {
     pthread_mutex_init(&s->conns_lock, NULL);
     server_catalog_box_init(&s->catalog);
     metrics_init(&s->requests, 0);
+    cache_box_init(&s->results);
     if (server_queue_init(&s->queue, s->opt.max_queue) || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "imgpipe serve: out of memory\n");
         return 1;
@@ -211,6 +212,7 @@ int server_main(int argc, char **argv) {
     server_catalog_box_free(&s.catalog);
     server_queue_free(&s.queue);
     metrics_free(&s.requests);
+    cache_box_free(&s.results);
     pthread_mutex_destroy(&s.conns_lock);
     curl_global_cleanup();
     if (rc == 0) hostlog(HOSTLOG_INFO, NULL, "stopped", NULL);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "codec.h"
 #include "hostlog.h"
@@ -33,20 +34,25 @@ static struct MHD_Response *server_answer_json(const server_reply *to, const cha
     return res;
 }
 
+/* The JSON body of an error into b: 0, or -1 out of memory. */
+static int server_answer_error_body(const server_reply *to, const char *code, const char *message, buf *b) {
+    int err = buf_appends(b, "{\"error\":{\"code\":");
+    err = err || codec_json_string(b, code, strlen(code), CODEC_JSON_REPLACE);
+    err = err || buf_appends(b, ",\"message\":");
+    err = err || codec_json_string(b, message, strlen(message), CODEC_JSON_REPLACE);
+    if (to->rid) {
+        err = err || buf_appends(b, ",\"requestId\":");
+        err = err || codec_json_string(b, to->rid, strlen(to->rid), CODEC_JSON_REPLACE);
+    }
+    return err || buf_appends(b, "}}") ? -1 : 0;
+}
+
 struct MHD_Response *server_answer_error(const server_reply *to, const char *code, const char *message,
                                          const char *allow) {
     buf b;
     buf_init(&b, 8192);
-    int err = buf_appends(&b, "{\"error\":{\"code\":");
-    err = err || codec_json_string(&b, code, strlen(code), CODEC_JSON_REPLACE);
-    err = err || buf_appends(&b, ",\"message\":");
-    err = err || codec_json_string(&b, message, strlen(message), CODEC_JSON_REPLACE);
-    if (to->rid) {
-        err = err || buf_appends(&b, ",\"requestId\":");
-        err = err || codec_json_string(&b, to->rid, strlen(to->rid), CODEC_JSON_REPLACE);
-    }
-    err = err || buf_appends(&b, "}}");
-    struct MHD_Response *res = err ? NULL : server_answer_json(to, b.data, b.len);
+    struct MHD_Response *res =
+        server_answer_error_body(to, code, message, &b) ? NULL : server_answer_json(to, b.data, b.len);
     buf_free(&b);
     if (res && allow) MHD_add_response_header(res, "Allow", allow);
     return res;
@@ -139,6 +145,26 @@ struct MHD_Response *server_answer_healthz(server *s, const server_reply *to, co
     return res;
 }
 
+/* The result cache's figures, once a pipeline made it (imgpipe.cache.shared):
+ * its counters into all, its sizes as gauges from gauges[n]; the new n. */
+static size_t server_answer_cache_figures(server *s, metrics_set *all, metrics_gauge *gauges, size_t n) {
+    cache_stats st;
+    if (cache_box_stats(&s->results, &st)) return n;
+    static const char *const names[] = {"imgpipe_result_cache_hits", "imgpipe_result_cache_misses",
+                                        "imgpipe_result_cache_stores", "imgpipe_result_cache_evictions",
+                                        "imgpipe_result_cache_refused"};
+    const uint64_t counts[] = {st.hits, st.misses, st.stores, st.evictions, st.refused};
+    for (size_t i = 0; i < sizeof counts / sizeof *counts; i++)
+        metrics_observe(all, METRICS_COUNTER, names[i], "", NULL, (double)counts[i]);
+    gauges[n++] =
+        (metrics_gauge){"imgpipe_result_cache_bytes", "bytes the result cache holds", (long)st.bytes};
+    gauges[n++] =
+        (metrics_gauge){"imgpipe_result_cache_entries", "results the result cache holds", (long)st.entries};
+    gauges[n++] = (metrics_gauge){"imgpipe_result_cache_max_bytes", "the result cache's bound in bytes",
+                                  (long)st.max_bytes};
+    return n;
+}
+
 struct MHD_Response *server_answer_metrics(server *s, const server_reply *to, const char *method,
                                            unsigned *status) {
     *status = 405;
@@ -148,7 +174,7 @@ struct MHD_Response *server_answer_metrics(server *s, const server_reply *to, co
     metrics_init(&all, 0);
     metrics_merge(&all, &s->requests);
     server_workers_merge_metrics(s, &all);
-    metrics_gauge gauges[] = {
+    metrics_gauge gauges[8] = {
         {"imgpipe_http_requests_in_flight", "requests whose headers are in, not yet answered",
          (long)atomic_load(&s->inflight)},
         {"imgpipe_http_queue_waiting", "requests waiting for a worker",
@@ -158,10 +184,11 @@ struct MHD_Response *server_answer_metrics(server *s, const server_reply *to, co
         {"imgpipe_http_workers_busy", "workers running a pipeline", (long)atomic_load(&s->busy)},
         {"imgpipe_http_workers", "Lua workers (--workers)", (long)s->opt.workers},
     };
+    size_t ngauges = server_answer_cache_figures(s, &all, gauges, 5);
     buf text;
     buf_init(&text, SERVER_METRICS_MAX_BYTES);
     struct MHD_Response *res = NULL;
-    if (!metrics_render(&all, gauges, sizeof gauges / sizeof *gauges, &text)) {
+    if (!metrics_render(&all, gauges, ngauges, &text)) {
         res = MHD_create_response_from_buffer(text.len, text.data, MHD_RESPMEM_MUST_COPY);
         if (res) {
             *status = 200;
@@ -207,4 +234,45 @@ enum MHD_Result server_answer_send(server *s, struct MHD_Connection *conn, serve
                 ms, NULL);
     }
     return result;
+}
+
+/* The head and body of an error answer as bytes for the socket: 0, or -1. */
+static int server_answer_raw_bytes(const server_reply *to, unsigned status, const char *reason,
+                                   const char *code, const char *message, buf *out) {
+    buf body;
+    buf_init(&body, 4096);
+    int err = server_answer_error_body(to, code, message, &body);
+    err = err || buf_appendf(out,
+                             "HTTP/1.1 %u %s\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                             "Content-Length: %zu\r\n",
+                             status, reason, body.len);
+    const char *allow = to->srv->cors.enabled ? cors_allow_origin(&to->srv->cors, to->origin) : NULL;
+    if (to->srv->cors.enabled) err = err || buf_appends(out, "Vary: Origin\r\n");
+    if (allow)
+        err = err || buf_appendf(out,
+                                 "Access-Control-Allow-Origin: %s\r\n"
+                                 "Access-Control-Expose-Headers: x-amzn-RequestId\r\n",
+                                 allow);
+    err = err || buf_appends(out, "\r\n") || buf_append(out, body.data, body.len);
+    buf_free(&body);
+    return err ? -1 : 0;
+}
+
+int server_answer_too_large(server *s, server_request *r, const server_reply *to, const char *method,
+                            const char *message) {
+    buf out;
+    buf_init(&out, 8192);
+    int err = server_answer_raw_bytes(to, 413, "Content Too Large", "PayloadTooLarge", message, &out);
+    MHD_socket fd = ((server_conn *)r)->fd;
+    if (!err && fd != MHD_INVALID_SOCKET) {
+        /* The answer is small and nothing else is being sent on the socket
+         * (libmicrohttpd is reading a request): one send fits its buffer. */
+        ssize_t n = send(fd, out.data, out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        err = n != (ssize_t)out.len;
+        shutdown(fd, SHUT_WR);
+    }
+    buf_free(&out);
+    r->answered = 1;
+    server_answer_count(s, r, method, 413);
+    return err ? -1 : 0;
 }

@@ -34,6 +34,7 @@
 
 #include "apigw_event.h"
 #include "buf.h"
+#include "cache.h"
 #include "cors.h"
 #include "metrics.h"
 #include "routes.h"
@@ -70,7 +71,6 @@ typedef struct server_request {
     size_t max_body; /* the route's limit, set when the headers are in */
     int started;     /* the headers are in (counted in flight) */
     int answered;    /* an answer is queued: ignore whatever body follows */
-    int too_big;
     int uri_refused; /* 414: the target is too long or has too many parameters */
     int builtin;     /* /healthz or /metrics */
     int64_t arrived; /* epoch ms: all of it in */
@@ -107,6 +107,7 @@ typedef struct server {
     metrics_set requests; /* every answer, counted by the I/O thread */
     server_worker *workers;
     server_watch *watch;
+    cache_box results; /* imgpipe.cache.shared(): the workers' result cache, emptied on reload */
 } server;
 
 #endif

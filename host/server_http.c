@@ -194,6 +194,19 @@ static enum MHD_Result server_http_dispatch(server *s, struct MHD_Connection *co
     return MHD_YES;
 }
 
+/* A body (chunked: its length was not declared) has passed the route's
+ * limit while it arrives: 413 at once, the rest of it never read. */
+static enum MHD_Result server_http_too_large(server *s, struct MHD_Connection *conn, server_request *r,
+                                             const char *method) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", r->max_body);
+    server_conns_reading(r, 0);
+    buf_free(&r->body);
+    server_reply to = {.srv = s, .origin = server_http_origin(conn)};
+    server_answer_too_large(s, r, &to, method, msg);
+    return MHD_NO;
+}
+
 /* All of the request is in. */
 static enum MHD_Result server_http_all_in(server *s, struct MHD_Connection *conn, server_request *r,
                                           const char *method) {
@@ -203,11 +216,6 @@ static enum MHD_Result server_http_all_in(server *s, struct MHD_Connection *conn
         r->rid[0] = '\0';
         return server_http_refuse(s, conn, r, method, 500, "InternalError", "no randomness for a request id",
                                   NULL);
-    }
-    if (r->too_big) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", r->max_body);
-        return server_http_refuse(s, conn, r, method, 413, "PayloadTooLarge", msg, NULL);
     }
     if (!r->builtin) return server_http_dispatch(s, conn, r, method);
     server_reply to = {.srv = s, .origin = server_http_origin(conn), .rid = r->rid};
@@ -239,11 +247,10 @@ enum MHD_Result server_http_access(void *cls, struct MHD_Connection *conn, const
     if (r->job) return server_http_resumed(s, conn, r, method);
     if (!r->started) return server_http_headers_in(s, conn, r, method, version);
     if (*upload_size) {
-        if (!r->answered && !r->too_big && buf_append(&r->body, upload_data, *upload_size)) {
-            r->too_big = 1;
-            buf_free(&r->body);
-        }
+        size_t n = *upload_size;
         *upload_size = 0;
+        if (r->answered) return MHD_YES;
+        if (buf_append(&r->body, upload_data, n)) return server_http_too_large(s, conn, r, method);
         return MHD_YES;
     }
     if (r->answered) return MHD_YES; /* the answer is queued already */

@@ -257,6 +257,8 @@ static void *server_watch_loop(void *arg) {
             int routes_err;
             server_catalog *c = server_build_catalog(w, NULL, &routes_err);
             if (c) server_catalog_publish(&w->srv->catalog, c);
+            /* Results made by the old scripts are not the new ones'. */
+            cache_box_clear(&w->srv->results);
         }
         pthread_mutex_lock(&w->lock);
     }

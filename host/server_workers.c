@@ -5,6 +5,7 @@
 
 #include <lauxlib.h>
 
+#include "cache.h"
 #include "hostlog.h"
 #include "invocation.h"
 #include "log.h"
@@ -72,7 +73,10 @@ static int server_worker_dispatch(lua_State *L) {
 /* The handler and the event on top become the handler's result: 0, or -1
  * with the job's answer made (500, 504, 503). */
 static int server_worker_invoke(server_worker *w, server_job *job, const server_reply *to) {
-    invocation_info info = {.request_id = job->req.request_id, .deadline_ms = job->deadline, .watch = 1};
+    invocation_info info = {.request_id = job->req.request_id,
+                            .deadline_ms = job->deadline,
+                            .pipeline = job->match->pipeline,
+                            .watch = 1};
     int ok =
         state_invoke(w->L, -2, NULL, 0, STATE_EVENT_ON_STACK | STATE_RESULT_VALUE, &info) == STATE_INVOKE_OK;
     /* An answer made past the deadline (or after the cancel flag rose) is
@@ -172,6 +176,7 @@ int server_workers_start(server *s) {
         invocation_set_cancel_flag(w->L, &s->stopping);
         w->sink = (log_metric_sink){.record = server_worker_metric, .ud = w};
         log_set_metric_sink(w->L, &w->sink);
+        cache_box_attach(w->L, &s->results);
         if (pthread_create(&w->thread, NULL, server_worker_loop, w)) return -1;
         w->started = 1;
     }

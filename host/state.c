@@ -162,6 +162,7 @@ void state_push_ctx(lua_State *L, const invocation_info *info) {
     lua_setfield(L, -2, "mode");
     set_opt_string(L, "function_arn", info->function_arn);
     set_opt_string(L, "trace_id", info->trace_id);
+    set_opt_string(L, "pipeline", info->pipeline);
     luaL_requiref(L, "imgpipe.log", luaopen_imgpipe_log, 0);
     lua_setfield(L, -2, "log");
 }

@@ -36,13 +36,14 @@ typedef struct invocation_info {
     int64_t deadline_ms; /* epoch ms, 0 = none */
     const char *function_arn;
     const char *trace_id;
-    int watch;   /* stop Lua code at the deadline or when the cancel flag rises */
-    int stopped; /* out: why the handler stopped early (INVOCATION_*), else 0 */
+    const char *pipeline; /* the pipeline's name ("process"), for ctx.pipeline */
+    int watch;            /* stop Lua code at the deadline or when the cancel flag rises */
+    int stopped;          /* out: why the handler stopped early (INVOCATION_*), else 0 */
 } invocation_info;
 
 /* Records the invocation in the registry (invocation.h) and pushes the ctx
  * table handed to handler(event, ctx): request_id, deadline_ms,
- * remaining_ms(), mode, log, function_arn, trace_id. */
+ * remaining_ms(), mode, pipeline, log, function_arn, trace_id. */
 void state_push_ctx(lua_State *L, const invocation_info *info);
 
 /* Checks what a pipeline's chunk returned (the value at idx) and pushes its

@@ -4,12 +4,22 @@
 # keeping each function's other layers (the runtime) as they are. Nothing
 # of the runtime is built, uploaded or published.
 #
-#   infra/deploy-pipelines.sh --stack NAME [--pipelines DIR] [--layer-name NAME]
+#   infra/deploy-pipelines.sh --stack NAME [--pipelines DIR] [--layer-name NAME] [--runtime ZIP]
 #
 #   --stack NAME       a stack deployed by infra/deploy-aws.sh with --packaging layers
 #   --pipelines DIR    the folder to publish as /opt/pipelines (default: pipelines)
 #   --layer-name NAME  the pipelines layer's name, when it is not <stack>-pipelines
 #                      (moto's CloudFormation ignores the template's LayerName)
+#   --runtime ZIP      the runtime the load check uses (default: build/layers/
+#                      runtime-<arch>.zip of the functions' architecture, from make layer)
+#
+# Before anything is published, every handler a function of the stack names
+# is loaded from the package about to be published, with that function's
+# variables, by the packaged runtime in an empty root, as Lambda's init
+# would (infra/load-check.sh). A folder where one does not load is refused
+# with the runtime's error, and nothing is published. (A signing key the
+# transform would read from SSM or Secrets Manager is not read: the check
+# gives it a placeholder key.)
 #
 # Uses the AWS CLI's usual credentials and region (AWS_ENDPOINT_URL, when
 # set, sends the calls there). Also: make deploy-pipelines STACK=NAME.
@@ -22,12 +32,13 @@ cd "$(dirname "$0")/.."
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-2}"; }
 
-stack='' dir=pipelines layer_name=''
+stack='' dir=pipelines layer_name='' runtime=''
 while [ $# -gt 0 ]; do
   case $1 in
     --stack) stack=${2:?--stack needs a name}; shift 2 ;;
     --pipelines) dir=${2:?--pipelines needs a folder}; shift 2 ;;
     --layer-name) layer_name=${2:?--layer-name needs a name}; shift 2 ;;
+    --runtime) runtime=${2:?--runtime needs a zip}; shift 2 ;;
     -h | --help) usage 0 ;;
     *) echo "deploy-pipelines.sh: unknown argument '$1'" >&2; usage ;;
   esac
@@ -43,29 +54,64 @@ functions=$("$AWS_CLI" cloudformation describe-stack-resources --stack-name "$st
 [ -n "$functions" ] || die "stack '$stack' has no functions"
 
 # Each function must already use the pipelines layer; what else it uses
-# (the runtime layer) is kept, in order.
+# (the runtime layer) is kept, in order. Its handler, architecture and
+# variables are what the load check uses.
+check=$(mktemp -d)
+trap 'rm -rf "$check"' EXIT
 declare -A kept
+check_args=() arch=''
 for fn in $functions; do
-  layers=$("$AWS_CLI" lambda get-function-configuration --function-name "$fn" --query 'Layers[].Arn' --output text)
-  others=() found=0
-  for arn in $layers; do
-    [ "$arn" = None ] && continue
-    if [[ $arn == *":layer:$layer_name:"* ]]; then found=1; old=$arn; else others+=("$arn"); fi
-  done
+  "$AWS_CLI" lambda get-function-configuration --function-name "$fn" --output json >"$check/$fn.json"
+  # layer ARNs (one a line), then handler and architecture, then NAME=VALUE lines
+  "$PYTHON" - "$check/$fn.json" "$check/$fn.env" >"$check/$fn.facts" <<'PY'
+import json
+import sys
+
+conf = json.load(open(sys.argv[1]))
+for layer in conf.get("Layers") or []:
+    print("layer " + layer["Arn"])
+print("handler " + (conf.get("Handler") or ""))
+print("arch " + ((conf.get("Architectures") or ["x86_64"])[0]))
+env = dict((conf.get("Environment") or {}).get("Variables") or {})
+# The check reads no secret: a placeholder key stands in for the one the
+# transform would fetch from SSM or Secrets Manager.
+if env.get("TRANSFORM_SIGNING_KEY_PARAMETER") or env.get("TRANSFORM_SIGNING_KEY_SECRET"):
+    env["TRANSFORM_SIGNING_KEY"] = "deploy-pipelines-load-check"
+with open(sys.argv[2], "w") as out:
+    for name, value in sorted(env.items()):
+        if "\n" not in value:
+            out.write("%s=%s\n" % (name, value))
+PY
+  others=() found=0 handler='' fn_arch=''
+  while read -r what value; do
+    case $what in
+      layer)
+        if [[ $value == *":layer:$layer_name:"* ]]; then found=1; old=$value; else others+=("$value"); fi ;;
+      handler) handler=$value ;;
+      arch) fn_arch=$value ;;
+    esac
+  done <"$check/$fn.facts"
   [ $found = 1 ] || die "function $fn has no $layer_name layer (deployed with --packaging function?): redeploy it with infra/deploy-aws.sh"
+  [ -n "$handler" ] || die "function $fn names no handler"
+  [ -z "$arch" ] || [ "$arch" = "$fn_arch" ] || die "the stack's functions are of two architectures ($arch, $fn_arch)"
+  arch=$fn_arch
   kept[$fn]="${others[*]}"
+  check_args+=(--handler "$handler" --env "$check/$fn.env")
 done
 
 # The package: only the pipelines folder, as pipelines/ (unpacked at /opt/pipelines).
 mkdir -p build/deploy
 zip=build/deploy/pipelines-only.zip
 rm -f "$zip"
-stage=$(mktemp -d)
-trap 'rm -rf "$stage"' EXIT
-cp -r "$dir" "$stage/pipelines"
-(cd "$stage" && "$PYTHON" -m zipfile -c pipelines.zip pipelines)
-mv "$stage/pipelines.zip" "$zip"
+zip_pipelines "$dir" "$zip"
 say "pipelines package: $zip ($(file_size "$zip") bytes, from $dir)"
+
+# Every handler loads from it in the packaged runtime, or nothing is published.
+runtime=${runtime:-${LAYERS_DIR:-build/layers}/runtime-$arch.zip}
+[ -f "$runtime" ] || die "no runtime to check the pipelines with: $runtime is missing (run 'make layer ARCH=$arch', or pass --runtime ZIP)"
+if ! infra/load-check.sh --runtime "$runtime" --pipelines "$zip" "${check_args[@]}"; then
+  die "refusing to publish $dir: a handler of the stack does not load from it (above). Nothing was published."
+fi
 
 new=$("$AWS_CLI" lambda publish-layer-version --layer-name "$layer_name" \
   --description "imgpipe Lua pipelines (/opt/pipelines)" --compatible-runtimes provided.al2023 \

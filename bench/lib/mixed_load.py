@@ -21,11 +21,13 @@ summary with the bounds it checks (the exit status is 1 when one is broken):
   real requests: none failed, p99 latency under --p99-ms, the slowest under --max-ms
   /healthz: every probe answered 200, the slowest under --max-ms
   churn: at least --min-answered of the new connections answered
+  long requests: all 200, their median duration --min-long-s at least (they hold
+    workers), each client's in flight --min-in-flight of the run at least
   server RSS: under --rss-mb at every sample
 
   mixed_load.py BIN OUT.json [--idle 256] [--conns 16] [--seconds 10] [--route /hello]
                 [--sources 1] [--open-rate 200] [--close] [--long N] [--long-route /avif]
-                [--churn N] [--min-answered 0.95]
+                [--churn N] [--min-answered 0.95] [--min-in-flight 0.9] [--min-long-s 0.5]
 Everything is bounded: the run (seconds + 30 s of set-up at most), the
 number of sockets, the open rate, each long request (120 s).
 """
@@ -103,10 +105,13 @@ def attacker(port, count, rate, sources, stop, stats):
 
 
 def long_client(port, route, stop, stats):
-    """Keeps one request to `route` in flight until stop is set."""
+    """Keeps one request to `route` in flight until stop is set; its spans
+    (start, end) are recorded, the one under way in stats["current"]."""
     raw = ("GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n" % route).encode()
+    me = threading.get_ident()
     while not stop.is_set():
         t0 = time.time()
+        stats["current"][me] = t0
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
                 s.sendall(raw)
@@ -121,6 +126,14 @@ def long_client(port, route, stop, stats):
         status = data[9:12].decode("ascii", "replace") if data.startswith(b"HTTP/1.") else "none"
         stats["statuses"][status] = stats["statuses"].get(status, 0) + 1
         stats["seconds"].append(round(time.time() - t0, 3))
+        stats["current"].pop(me, None)
+        stats["spans"].append((t0, time.time()))
+
+
+def in_flight_share(spans, start, end, clients):
+    """The share of [start, end] x clients covered by the long requests."""
+    covered = sum(max(0.0, min(b, end) - max(a, start)) for a, b in spans)
+    return covered / ((end - start) * clients) if end > start and clients else 0.0
 
 
 def health_probe(port, stop, stats):
@@ -228,6 +241,10 @@ def main():
     ap.add_argument("--long-route", default="/avif")
     ap.add_argument("--churn", type=int, default=0, help="sockets re-opening a connection per request")
     ap.add_argument("--min-answered", type=float, default=0.95)
+    ap.add_argument("--min-in-flight", type=float, default=0.9,
+                    help="share of the run each --long client must have had a request in flight")
+    ap.add_argument("--min-long-s", type=float, default=0.5,
+                    help="the long requests' median duration at least (they must hold a worker)")
     ap.add_argument("--workers", type=int, default=0, help="imgpipe serve --workers (0: its default)")
     ap.add_argument("--p99-ms", type=float, default=100)
     ap.add_argument("--max-ms", type=float, default=1000)
@@ -286,7 +303,7 @@ def main():
                 time.sleep(0.1)
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        longs = {"statuses": {}, "seconds": []}
+        longs = {"statuses": {}, "seconds": [], "spans": [], "current": {}}
         health = {"latencies_ms": [], "failed": 0}
         churned = {"opened": 0, "answered": 0, "refused": 0}
         # The long clients may be inside a request when the run ends: they are
@@ -301,10 +318,12 @@ def main():
             t.start()
         if args.long:  # the long requests are under way before real traffic starts
             time.sleep(1)
+        wrk_start = time.time()
         wrk = subprocess.run(["wrk", "-t2", "-c%d" % args.conns, "-d%ds" % args.seconds, "--timeout", "5s",
                               "--latency"] + (["-H", "Connection: close"] if args.close else []) +
                              ["http://127.0.0.1:%d%s" % (port, args.route)],
                              capture_output=True, text=True, timeout=args.seconds + 30)
+        wrk_end = time.time()
         stop.set()
         att.join(5)
         sampler.join(2)
@@ -323,6 +342,12 @@ def main():
             "bounds": {"p99_ms": args.p99_ms, "max_ms": args.max_ms, "rss_mb": args.rss_mb,
                        "min_answered": args.min_answered},
         })
+        if args.long:
+            # The clients are still running (daemons): read copies.
+            spans = list(longs["spans"]) + [(t, wrk_end) for t in list(longs["current"].values())]
+            longs = {"statuses": dict(longs["statuses"]), "seconds": list(longs["seconds"]),
+                     "in_flight_share": round(in_flight_share(spans, wrk_start, wrk_end, args.long), 3)}
+            result["long_requests"] = longs
         broken = []
         tried = real.get("requests", 0) + real.get("socket_errors", 0)
         real["answered_share"] = round(real.get("requests", 0) / tried, 4) if tried else 0
@@ -342,6 +367,15 @@ def main():
         h = result["healthz"]
         if h["failed"] or h["max_ms"] > args.max_ms:
             broken.append("/healthz: %d failed, slowest %.1f ms" % (h["failed"], h["max_ms"]))
+        if args.long:
+            bad = {k: v for k, v in longs["statuses"].items() if k != "200"}
+            took = sorted(longs["seconds"])
+            longs["median_s"] = took[len(took) // 2] if took else 0
+            if bad or longs["in_flight_share"] < args.min_in_flight or longs["median_s"] < args.min_long_s:
+                broken.append("long requests: %s, median %.2f s, in flight %.0f%% of the run (need all 200, "
+                              "median %.1f s, %.0f%%)" % (longs["statuses"], longs["median_s"],
+                                                         longs["in_flight_share"] * 100, args.min_long_s,
+                                                         args.min_in_flight * 100))
         if args.churn:
             done = churned["answered"] + churned["refused"]
             share = churned["answered"] / done if done else 0
@@ -367,13 +401,17 @@ def main():
     print("  real: %d requests, %.0f/s, p50 %.2f ms, p99 %.2f ms, max %.2f ms, non-2xx %d, socket errors %d" %
           (r.get("requests", 0), r.get("rps", 0), r.get("p50_ms", -1), r.get("p99_ms", -1), r.get("max_ms", -1),
            r.get("non_2xx", 0), r.get("socket_errors", 0)))
+    if args.close:
+        print("  real clients' new connections answered: %.1f%% (need %.0f%%)" %
+              (r.get("answered_share", 0) * 100, args.min_answered * 100))
     h = result["healthz"]
     print("  /healthz every 100 ms: %d probes, %d failed, p99 %.2f ms, max %.2f ms" %
           (h["probes"], h["failed"], h["p99_ms"], h["max_ms"]))
     if args.long:
         lr = result["long_requests"]
-        print("  %d long requests in flight on %s: %s, each %s s" %
-              (args.long, args.long_route, lr["statuses"], ", ".join("%.1f" % x for x in lr["seconds"][:8])))
+        print("  %d long requests in flight on %s (%.0f%% of the run): %s, median %.2f s, each %s s" %
+              (args.long, args.long_route, lr["in_flight_share"] * 100, lr["statuses"], lr.get("median_s", 0),
+               ", ".join("%.1f" % x for x in lr["seconds"][:8])))
     if args.churn:
         c = result["churned"]
         print("  churn: %d sockets from %d addresses: %d new connections, %d answered, %d refused (%.1f%% answered)" %

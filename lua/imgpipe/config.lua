@@ -162,6 +162,14 @@ function M.load_transform()
   -- Lambda answers at most 6 MB of JSON; a body is base64 (4/3) plus the
   -- headers: outputs above this many bytes are redirected instead.
   c.transform_max_inline = integer("TRANSFORM_MAX_INLINE_BYTES", 4500000, 1, 4700000)
+  -- The result cache (docs/transform.md): off, memory (in the process) or
+  -- s3 (objects under TRANSFORM_CACHE_PREFIX .. "r/"); its bounds.
+  c.result_cache = choice("TRANSFORM_RESULT_CACHE", "off", { "off", "memory", "s3" })
+  c.result_cache_bytes = integer("TRANSFORM_RESULT_CACHE_BYTES", 64 * 1024 * 1024, 1024, 1 << 40)
+  c.result_cache_max_entry = integer("TRANSFORM_RESULT_CACHE_MAX_ENTRY_BYTES", 4 * 1024 * 1024, 1, 1 << 40)
+  if c.result_cache_max_entry > c.result_cache_bytes then
+    error("TRANSFORM_RESULT_CACHE_MAX_ENTRY_BYTES must not be over TRANSFORM_RESULT_CACHE_BYTES", 0)
+  end
   -- "800x600,800x,x600": the only boxes (w x h, before dpr) a URL may ask
   -- for; empty: any size up to TRANSFORM_MAX_SIDE.
   local sizes = os.getenv "TRANSFORM_ALLOWED_SIZES"

@@ -1,42 +1,53 @@
 -- backfill: processes every object under a prefix of the upload bucket, as
 -- if S3 had just sent its event, and reports an outcome for each.
 --
---   imgpipe run pipelines/ops/backfill.lua -- [--prefix uploads/] [--dry-run] [--concurrency 4]
---       [--checkpoint FILE] [--restart] [--stop-after N] [--timeout SECONDS] [--imgpipe PATH]
+--   imgpipe run pipelines/ops/backfill.lua -- [--prefix uploads/] [--pipeline NAME] [--dry-run]
+--       [--concurrency 4] [--checkpoint FILE] [--restart] [--stop-after N] [--timeout SECONDS]
+--       [--imgpipe PATH]
 --
--- Each object goes through `imgpipe run process` with {bucket, key}: the
--- same claims, limits and records as on upload, so running it twice changes
--- nothing the second time (objects already settled from the same bytes are
--- SKIPPED as AlreadyDone). It is not forced: to re-run settled images after
--- a configuration change, use retry.lua.
+-- Each object goes through `imgpipe run NAME` (the pipeline named process
+-- unless --pipeline says otherwise) with {bucket, key}: the same claims,
+-- limits and records as on upload, so running it twice changes nothing the
+-- second time (objects already settled from the same bytes are SKIPPED as
+-- AlreadyDone). It is not forced: to re-run settled images after a
+-- configuration change, use retry.lua.
 --
--- Resumable: after each batch the last key done (and the listing's
--- continuation token) go to the checkpoint file; a run that finds the file
--- for the same bucket and prefix starts after that key. The file is removed
--- when the run completes. --restart ignores it; --stop-after N ends the run
--- (checkpoint kept) after N objects, to backfill in slices.
+-- Resumable (ops/checkpoint.lua): after each batch the checkpoint file
+-- records how far the listing got and which objects did not reach a final
+-- state (their child failed: ERROR, a transient fault). The next run for the
+-- same bucket, prefix and pipeline tries those again first, then goes on
+-- after the last key listed. A run is complete when the listing is done
+-- and every listed object reached a final state; then the file is removed.
+-- A checkpoint that is not one backfill wrote for this bucket, prefix and
+-- pipeline is refused (status 2) with the reason. --restart ignores it;
+-- --stop-after N ends the run (checkpoint kept) after N objects, to
+-- backfill in slices. Exit status 1 when objects are left to retry.
 local json = require "cjson"
 local s3 = require "imgpipe.s3"
 local pipeline = require "imgpipe.pipeline"
 local common = require "ops.common"
+local checkpoint = require "ops.checkpoint"
 
 local USAGE = [[
-usage: imgpipe run pipelines/ops/backfill.lua -- [--prefix P] [--dry-run] [--concurrency N]
+usage: imgpipe run pipelines/ops/backfill.lua -- [--prefix P] [--pipeline NAME] [--dry-run] [--concurrency N]
          [--checkpoint FILE] [--restart] [--stop-after N] [--timeout SECONDS] [--imgpipe PATH]
   --prefix       key prefix in the upload bucket (default: UPLOAD_PREFIX, uploads/)
+  --pipeline     the pipeline each object goes through (default: process)
   --dry-run      list what would be processed, with each image's current status; change nothing
   --concurrency  objects processed side by side (default 4, at most 32)
   --checkpoint   progress file (default .imgpipe-backfill.json in the current directory)
   --restart      ignore an existing checkpoint and start from the first key
   --stop-after   end the run after this many objects, keeping the checkpoint
   --timeout      seconds each object may take (default 120)
-  --imgpipe      the imgpipe binary to run process with (default: the one running this script)
-Output: a progress bar on a terminal; otherwise JSON lines ("object", "progress", "summary").]]
+  --imgpipe      the imgpipe binary to run the pipeline with (default: the one running this script)
+Output: a progress bar on a terminal; otherwise JSON lines ("object", "progress", "summary").
+Exit status: 0 done (or stopped by --stop-after with nothing to retry), 1 objects left to retry
+(run again), 2 a bad command line or checkpoint.]]
 
 local MAX_CONCURRENCY = 32
 
 local opts = common.parse_args(arg or {}, {
-  prefix = "string", ["dry-run"] = "boolean", concurrency = "integer", checkpoint = "string",
+  prefix = "string", pipeline = "string", ["dry-run"] = "boolean", concurrency = "integer", checkpoint = "string",
   restart = "boolean", ["stop-after"] = "integer", timeout = "integer", imgpipe = "string",
 }, USAGE)
 local cfg = pipeline.config()
@@ -53,33 +64,23 @@ if prefix:sub(1, #cfg.upload_prefix) ~= cfg.upload_prefix and cfg.upload_prefix:
 end
 -- A prefix above the upload prefix lists only what is under the upload prefix.
 if #prefix < #cfg.upload_prefix then prefix = cfg.upload_prefix end
+local pipeline_name = common.pipeline_name(opts, USAGE)
 
 local checkpoint_path = opts.checkpoint or ".imgpipe-backfill.json"
 local terminal = common.stdout_is_terminal()
+local want = { bucket = cfg.upload_bucket, prefix = prefix, pipeline = pipeline_name }
 
--- The checkpoint of an earlier run over the same bucket and prefix, or nil.
-local function read_checkpoint()
-  if opts.restart or opts.dry_run then return nil end
-  local text = common.read_file(checkpoint_path)
-  if not text then return nil end
-  local ok, cp = pcall(json.decode, text)
-  if not ok or type(cp) ~= "table" or type(cp.last_key) ~= "string" then
-    common.usage_error(USAGE, "the checkpoint " .. checkpoint_path .. " is not one this script wrote; " ..
-      "remove it or pass --restart")
+-- The checkpoint to go on from (a fresh one without a file or with
+-- --restart). A checkpoint that cannot be trusted ends the run here.
+local function start_checkpoint()
+  if opts.restart then return checkpoint.new(want), false end
+  local cp, why = checkpoint.read(checkpoint_path, want)
+  if why then
+    common.usage_error(USAGE, "the checkpoint " .. checkpoint_path .. " cannot be used: " .. why ..
+      "; pass --checkpoint FILE for this run, or --restart to start from the first key")
   end
-  if cp.bucket ~= cfg.upload_bucket or cp.prefix ~= prefix then
-    common.usage_error(USAGE, string.format("the checkpoint %s is for s3://%s/%s, not s3://%s/%s; " ..
-      "pass --checkpoint FILE or --restart", checkpoint_path, tostring(cp.bucket), tostring(cp.prefix),
-      cfg.upload_bucket, prefix))
-  end
-  return cp
-end
-
-local function write_checkpoint(last_key, token, done)
-  common.write_file(checkpoint_path, json.encode {
-    bucket = cfg.upload_bucket, prefix = prefix, last_key = last_key, continuation = token or json.null,
-    done = done, updated = os.date "!%Y-%m-%dT%H:%M:%SZ",
-  })
+  if not cp then return checkpoint.new(want), false end
+  return cp, true
 end
 
 -- Calls fn(page_keys, token_of_this_page) for each page of the listing from
@@ -104,6 +105,11 @@ local function count(token, after)
   return n
 end
 
+local function optional(v)
+  if v == json.null then return nil end
+  return v
+end
+
 -- --dry-run: what each object's image record says now.
 local function dry_run()
   local dynamodb = require "imgpipe.dynamodb"
@@ -123,64 +129,148 @@ local function dry_run()
   progress.summary { dry_run = true }
 end
 
-local function announce_resume(after, done_before)
+local function announce_resume(cp)
+  local after = optional(cp.last_key)
   if not terminal then
-    io.stdout:write(json.encode { event = "resume", after = after, done_before = done_before }, "\n")
+    io.stdout:write(json.encode { event = "resume", after = after or json.null, done_before = cp.done,
+      retrying = #cp.retry }, "\n")
   else
-    io.stdout:write("resuming after ", after, " (", done_before, " done before)\n")
+    io.stdout:write("resuming after ", tostring(after or "the start"), " (", cp.done, " done before, ",
+      #cp.retry, " to retry)\n")
   end
 end
 
-local function backfill()
-  local cp = read_checkpoint()
-  local after, token = cp and cp.last_key, cp and cp.continuation ~= json.null and cp.continuation or nil
-  local done_before = cp and cp.done or 0
-  local total = count(token, after)
-  if opts.stop_after and opts.stop_after < total then total = opts.stop_after end
-  local runner = { bin = common.imgpipe_binary(opts.imgpipe), timeout = common.timeout(opts, USAGE),
-    dir = common.tmpdir() }
-  local progress = common.progress(total, terminal)
-  if cp then announce_resume(after, done_before) end
-  local processed, stopped = 0, false
-  local ok, err = pcall(each_page, token, after, function(keys, page_token)
+-- A run: the checkpoint it updates, the keys earlier runs left to retry
+-- (queue, from index qi on), the keys that failed in this run, the number
+-- tried, and why it stopped early ("stop-after", "too many failures").
+local function new_run(cp)
+  local run = { cp = cp, queue = cp.retry, qi = 1, failed = {}, tried = 0, stopped = nil }
+  run.runner = { bin = common.imgpipe_binary(opts.imgpipe), timeout = common.timeout(opts, USAGE),
+    dir = common.tmpdir(), pipeline = pipeline_name }
+  return run
+end
+
+-- How many of the next keys this run may still try.
+local function room(run)
+  if opts.stop_after then return math.max(opts.stop_after - run.tried, 0) end
+  return concurrency
+end
+
+-- The keys still to retry: the earlier runs' not yet tried again, and
+-- this run's failures.
+local function pending(run)
+  local list = table.move(run.queue, run.qi, #run.queue, 1, {})
+  table.move(run.failed, 1, #run.failed, #list + 1, list)
+  table.sort(list)
+  return list
+end
+
+-- Runs one batch of keys: a final outcome counts as done, any other is
+-- kept for the next run. Then the checkpoint is written.
+local function run_batch(run, keys)
+  local events = {}
+  for i, key in ipairs(keys) do events[i] = { bucket = cfg.upload_bucket, key = key } end
+  local results = common.run_process(run.runner, events)
+  for i, r in ipairs(results) do
+    run.progress.object { key = keys[i], imageId = r.imageId, outcome = r.outcome, code = r.code, reason = r.reason,
+      itemStatus = r.itemStatus }
+    if common.final(r.outcome) then
+      run.cp.done = run.cp.done + 1
+    else
+      run.failed[#run.failed + 1] = keys[i]
+    end
+  end
+  run.progress.add(results)
+  run.tried = run.tried + #keys
+end
+
+local function save(run)
+  run.cp.retry = pending(run)
+  checkpoint.write(checkpoint_path, run.cp)
+end
+
+-- The size of the next batch out of `available` keys, or nil after
+-- setting run.stopped. A batch of new keys (grows) is not started when its
+-- failures could take the retry list past its bound.
+local function batch_size(run, available, grows)
+  local n = math.min(concurrency, room(run), available)
+  if n == 0 then
+    run.stopped = "stop-after"
+    return nil
+  end
+  if grows and #run.failed + (#run.queue - run.qi + 1) + n > checkpoint.MAX_RETRY then
+    run.stopped = "too many failures"
+    return nil
+  end
+  return n
+end
+
+-- First the keys earlier runs left to retry (each tried once in this run).
+local function retry_earlier(run)
+  while run.qi <= #run.queue do
+    local n = batch_size(run, #run.queue - run.qi + 1, false)
+    if not n then return end
+    local keys = table.move(run.queue, run.qi, run.qi + n - 1, 1, {})
+    run.qi = run.qi + n
+    run_batch(run, keys)
+    save(run)
+  end
+end
+
+-- Then the listing, from where the checkpoint says it got to.
+local function go_on(run)
+  local token, after = optional(run.cp.continuation), optional(run.cp.last_key)
+  each_page(token, after, function(keys, page_token)
     local i = 1
     while i <= #keys do
-      local n = concurrency
-      if opts.stop_after then n = math.min(n, opts.stop_after - processed) end
-      if n <= 0 then
-        stopped = true
-        return false
-      end
-      local batch, events = {}, {}
-      for j = i, math.min(i + n - 1, #keys) do
-        batch[#batch + 1] = keys[j]
-        events[#events + 1] = { bucket = cfg.upload_bucket, key = keys[j] }
-      end
-      local results = common.run_process(runner, events)
-      for j, r in ipairs(results) do
-        progress.object { key = batch[j], imageId = r.imageId, outcome = r.outcome, code = r.code, reason = r.reason,
-          itemStatus = r.itemStatus }
-      end
-      progress.add(results)
-      processed = processed + #batch
-      i = i + #batch
-      write_checkpoint(batch[#batch], page_token, done_before + processed)
+      local n = batch_size(run, #keys - i + 1, true)
+      if not n then return false end
+      local batch = table.move(keys, i, i + n - 1, 1, {})
+      run_batch(run, batch)
+      i = i + n
+      run.cp.last_key, run.cp.continuation = batch[#batch], page_token or json.null
+      save(run)
     end
   end)
-  common.remove_dir(runner.dir)
+end
+
+-- Ends the run: the summary, the checkpoint kept or removed, the status.
+local function finish(run, ok, err)
+  common.remove_dir(run.runner.dir)
   if not ok then
-    progress.summary { checkpoint = checkpoint_path, error = tostring(err) }
+    run.progress.summary { checkpoint = checkpoint_path, complete = false, error = tostring(err) }
     io.stderr:write("backfill: ", tostring(err), "\n")
     os.exit(1)
   end
-  if stopped then
-    progress.summary { checkpoint = checkpoint_path, complete = false }
-  else
+  local left = pending(run)
+  local complete = not run.stopped and #left == 0
+  if complete then
     os.remove(checkpoint_path)
-    progress.summary { complete = true }
+    run.progress.summary { complete = true }
+  else
+    save(run)
+    run.progress.summary { checkpoint = checkpoint_path, complete = false, to_retry = #left,
+      stopped = run.stopped or json.null }
   end
-  local errors = progress.counts.ERROR or 0
-  if errors > 0 then os.exit(1) end
+  if run.stopped == "too many failures" then
+    io.stderr:write("backfill: stopped: ", #left, " objects failed and wait for a retry; ",
+      "find out why (the object lines say), then run again\n")
+  end
+  if #run.failed > 0 or run.stopped == "too many failures" then os.exit(1) end
+end
+
+local function backfill()
+  local cp, resumed = start_checkpoint()
+  local run = new_run(cp)
+  local total = #cp.retry + count(optional(cp.continuation), optional(cp.last_key))
+  if opts.stop_after and opts.stop_after < total then total = opts.stop_after end
+  run.progress = common.progress(total, terminal)
+  if resumed then announce_resume(cp) end
+  local ok, err = pcall(function()
+    retry_earlier(run)
+    if not run.stopped then go_on(run) end
+  end)
+  finish(run, ok, err)
 end
 
 if opts.dry_run then dry_run() else backfill() end

@@ -6,6 +6,7 @@
 -- not routed pipelines, and read the same configuration as the pipelines
 -- (lib/config.lua: UPLOAD_BUCKET, PROCESSED_BUCKET, TABLE_NAME, ...).
 local json = require "cjson"
+local sys = require "imgpipe.os"
 
 local M = {}
 
@@ -66,15 +67,19 @@ function M.timeout(opts, usage)
   return t
 end
 
--- ---- files and processes -------------------------------------------------------
+-- ---- files, folders, the clock -----------------------------------------------
+-- All from the host (imgpipe.os): the scripts start no program but imgpipe.
 
 function M.q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
-function M.read_file(path)
+-- The whole file, or nil when it cannot be opened; nil and a message when
+-- it is larger than max_bytes.
+function M.read_file(path, max_bytes)
   local f = io.open(path, "rb")
   if not f then return nil end
-  local s = f:read "a"
+  local s = f:read(max_bytes and max_bytes + 1 or "a") or ""
   f:close()
+  if max_bytes and #s > max_bytes then return nil, "larger than " .. max_bytes .. " bytes" end
   return s
 end
 
@@ -88,76 +93,104 @@ function M.write_file(path, data)
   assert(os.rename(tmp, path))
 end
 
--- The imgpipe binary running this script (the parent of the shell that
--- io.popen starts), unless --imgpipe names one.
+-- The imgpipe binary running this script, unless --imgpipe names one.
 function M.imgpipe_binary(given)
   if given then return given end
-  local p = io.popen "readlink /proc/$PPID/exe 2>/dev/null"
-  local path = p and p:read "l"
-  if p then p:close() end
-  if not path or path == "" then
-    error("cannot tell which imgpipe binary runs this script; pass --imgpipe PATH", 0)
-  end
+  local path = sys.executable()
+  if not path then error("cannot tell which imgpipe binary runs this script; pass --imgpipe PATH", 0) end
   return path
 end
 
 -- True when standard output is a terminal.
 function M.stdout_is_terminal()
-  return os.execute "test -t 1" == true
+  return sys.isatty "stdout"
 end
 
+-- A new private folder for the children's events and errors.
 function M.tmpdir()
-  local p = assert(io.popen "mktemp -d /tmp/imgpipe-ops.XXXXXX")
-  local dir = p:read "l"
-  p:close()
-  assert(dir and dir ~= "", "mktemp failed")
-  return dir
+  return assert(sys.tmpdir "imgpipe-ops")
 end
 
+-- Removes the folder of M.tmpdir (empty by then: each job removes its files).
 function M.remove_dir(dir)
-  if dir and dir:find "^/tmp/imgpipe%-ops%." then os.execute("rm -rf " .. M.q(dir)) end
+  if dir then sys.rmdir(dir) end
+end
+
+-- Wall-clock seconds with a fraction (Lua's os.time counts whole seconds).
+M.now = sys.now
+
+-- The pipeline the scripts run (--pipeline NAME, default "process"): a
+-- name of the pipelines folder the children will use.
+function M.pipeline_name(opts, usage)
+  local name = opts.pipeline or "process"
+  if not name:match "^[%w_][%w_%-]*$" or #name > 63 then
+    M.usage_error(usage, "--pipeline takes a pipeline name (letters, digits, '_' and '-'), not '" .. name .. "'")
+  end
+  local dir = os.getenv "IMGPIPE_PIPELINES"
+  if not dir or dir == "" then dir = "./pipelines" end
+  local f = io.open(dir .. "/" .. name .. ".lua", "rb")
+  if not f then
+    M.usage_error(usage, string.format("--pipeline %s: no %s.lua in the pipelines folder %s (IMGPIPE_PIPELINES)",
+      name, name, dir))
+  end
+  f:close()
+  return name
 end
 
 -- ---- running the process pipeline -------------------------------------------------
 
--- Runs `imgpipe run process` on each event, at most `concurrency` at once,
--- and returns the outcomes in the same order: {outcome, code, reason,
--- imageId, itemStatus}. outcome is the pipeline's status (PROCESSED, FAILED,
--- SKIPPED) or ERROR when the child failed (a transient failure: run again
--- later). A failure of an image that was PROCESSED leaves it PROCESSED
--- (docs/states.md): then itemStatus says so.
+-- The most of a child's stderr that is read (its last line is the reason).
+local MAX_CHILD_ERR = 1 << 20
+
+-- Starts `imgpipe run PIPELINE --event FILE` for one event: the shell that
+-- io.popen starts execs imgpipe, so imgpipe is the only program run.
+local function start_child(runner, i, event)
+  local base = runner.dir .. "/job-" .. i
+  M.write_file(base .. ".json", json.encode(event))
+  local cmd = "exec " .. M.q(runner.bin) .. " run " .. M.q(runner.pipeline or "process") .. " --timeout " ..
+    runner.timeout .. " --event " .. M.q(base .. ".json") .. " 2>" .. M.q(base .. ".err")
+  return { pipe = assert(io.popen(cmd, "r")), base = base }
+end
+
+-- Waits for one child: its outcome.
+local function finish_child(job)
+  local out = job.pipe:read "a"
+  local ok = job.pipe:close()
+  local err = M.read_file(job.base .. ".err", MAX_CHILD_ERR) or ""
+  os.remove(job.base .. ".json")
+  os.remove(job.base .. ".err")
+  local decoded_ok, res = pcall(json.decode, out)
+  if ok and decoded_ok and type(res) == "table" and type(res.status) == "string" then
+    return { outcome = res.status, code = res.code, reason = res.reason, imageId = res.imageId,
+      itemStatus = res.itemStatus }
+  end
+  local last = err:match "imgpipe: [^\n]*" or err:match "([^\n]+)\n*$" or "no output"
+  return { outcome = "ERROR", reason = last }
+end
+
+-- Runs `imgpipe run PIPELINE` (runner.pipeline, default process) on each
+-- event, side by side, and returns the outcomes in the same order:
+-- {outcome, code, reason, imageId, itemStatus}. outcome is the pipeline's
+-- status (PROCESSED, FAILED, SKIPPED) or ERROR when the child failed (a
+-- transient failure: run again later). A failure of an image that was
+-- PROCESSED leaves it PROCESSED (docs/states.md): then itemStatus says so.
 --
 -- The children of one batch run side by side; the next batch starts when
 -- the whole batch has ended (io.popen cannot wait for whichever child ends
 -- first). Each child gets --timeout, so its lease on an image lapses soon
 -- after it if the run is killed.
 function M.run_process(runner, events)
-  local dir = runner.dir
   local jobs = {}
-  for i, event in ipairs(events) do
-    local base = dir .. "/job-" .. i
-    M.write_file(base .. ".json", json.encode(event))
-    local cmd = "exec " .. M.q(runner.bin) .. " run process --timeout " .. runner.timeout .. " --event " ..
-      M.q(base .. ".json") .. " 2>" .. M.q(base .. ".err")
-    jobs[i] = { pipe = assert(io.popen(cmd, "r")), base = base }
-  end
+  for i, event in ipairs(events) do jobs[i] = start_child(runner, i, event) end
   local results = {}
-  for i, job in ipairs(jobs) do
-    local out = job.pipe:read "a"
-    local ok = job.pipe:close()
-    local err = M.read_file(job.base .. ".err") or ""
-    os.remove(job.base .. ".json")
-    os.remove(job.base .. ".err")
-    local decoded_ok, res = pcall(json.decode, out)
-    if ok and decoded_ok and type(res) == "table" and type(res.status) == "string" then
-      results[i] = { outcome = res.status, code = res.code, reason = res.reason, imageId = res.imageId,
-        itemStatus = res.itemStatus }
-    else
-      local last = err:match "imgpipe: [^\n]*" or err:match "([^\n]+)\n*$" or "no output"
-      results[i] = { outcome = "ERROR", reason = last }
-    end
-  end
+  for i, job in ipairs(jobs) do results[i] = finish_child(job) end
   return results
+end
+
+-- An outcome that is final: the object needs no other run. ERROR (the
+-- child failed: a transient fault, a retry the pipeline asked for) is not.
+function M.final(outcome)
+  return outcome ~= "ERROR"
 end
 
 -- ---- progress and summary --------------------------------------------------------
@@ -170,14 +203,6 @@ local function duration(s)
   return string.format("%dh%02dm", s // 3600, s % 3600 // 60)
 end
 M.duration = duration
-
--- Wall-clock seconds with a fraction (Lua's os.time counts whole seconds).
-function M.now()
-  local p = io.popen "date +%s.%N"
-  local t = p and tonumber(p:read "l")
-  if p then p:close() end
-  return t or os.time()
-end
 
 -- A progress reporter: on a terminal a bar redrawn in place with the rate
 -- and the time left; otherwise one JSON line per step.

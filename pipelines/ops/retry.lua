@@ -2,11 +2,12 @@
 -- re-run"), after the cause was fixed: a limit raised, a format allowed.
 --
 --   imgpipe run pipelines/ops/retry.lua -- [--id IMAGE_ID]... [--reason CODE] [--limit N]
---       [--dry-run] [--concurrency N] [--timeout SECONDS] [--imgpipe PATH]
+--       [--pipeline NAME] [--dry-run] [--concurrency N] [--timeout SECONDS] [--imgpipe PATH]
 --
 -- Without --id: every image the status index lists as FAILED (optionally
 -- only those with one reason code). With --id: those images, whatever their
--- status. Each goes through `imgpipe run process` with {bucket, key, force}:
+-- status. Each goes through `imgpipe run NAME` (process unless --pipeline
+-- says otherwise) with {bucket, key, force}:
 -- the process pipeline's claims and conditional writes decide, so an image
 -- ends PROCESSED with its new output recorded, or FAILED again with the new
 -- reason and no rendition recorded; a PROCESSED image stays PROCESSED (a
@@ -18,21 +19,23 @@ local common = require "ops.common"
 
 local USAGE = [[
 usage: imgpipe run pipelines/ops/retry.lua -- [--id IMAGE_ID]... [--reason CODE] [--limit N]
-         [--dry-run] [--concurrency N] [--timeout SECONDS] [--imgpipe PATH]
+         [--pipeline NAME] [--dry-run] [--concurrency N] [--timeout SECONDS] [--imgpipe PATH]
   --id           an image to re-process (repeatable); default: every FAILED image
   --reason       only FAILED images with this reason code (TooManyPixels, TooLarge, ...)
   --limit        at most N images
+  --pipeline     the pipeline each image goes through again (default: process)
   --dry-run      list what would be retried; change nothing
   --concurrency  images processed side by side (default 4, at most 32)
   --timeout      seconds each image may take (default 120)
-  --imgpipe      the imgpipe binary to run process with (default: the one running this script)
+  --imgpipe      the imgpipe binary to run the pipeline with (default: the one running this script)
 Output: a progress bar on a terminal; otherwise JSON lines ("object", "progress", "summary").]]
 
 local opts = common.parse_args(arg or {}, {
   id = "list", reason = "string", limit = "integer", ["dry-run"] = "boolean", concurrency = "integer",
-  timeout = "integer", imgpipe = "string",
+  timeout = "integer", imgpipe = "string", pipeline = "string",
 }, USAGE)
 local cfg = pipeline.config()
+local pipeline_name = common.pipeline_name(opts, USAGE)
 local concurrency = opts.concurrency or 4
 if concurrency > 32 then common.usage_error(USAGE, "--concurrency is at most 32") end
 
@@ -125,7 +128,7 @@ local function run_batch(runner, batch)
 end
 
 local runner = { bin = common.imgpipe_binary(opts.imgpipe), timeout = common.timeout(opts, USAGE),
-  dir = common.tmpdir() }
+  dir = common.tmpdir(), pipeline = pipeline_name }
 for i = 1, #list, concurrency do
   run_batch(runner, table.move(list, i, math.min(i + concurrency - 1, #list), 1, {}))
 end

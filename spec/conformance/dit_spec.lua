@@ -12,7 +12,7 @@ local conformance = require "support.conformance"
 local paths = require "support.paths"
 
 local cases = {}
-for _, file in ipairs { "edit_cases", "request_cases", "thumbor_cases", "doc_cases" } do
+for _, file in ipairs { "edit_cases", "request_cases", "thumbor_cases", "layer_cases", "doc_cases" } do
   for _, c in ipairs(require("conformance." .. file)) do cases[#cases + 1] = c end
 end
 

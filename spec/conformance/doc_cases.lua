@@ -2,37 +2,21 @@
 -- would (lua/imgpipe/transform/dit_request.lua), planned and applied, against
 -- sharp; a URL on a line saying "refused" must be a 400.
 local dit_chain = require "support.dit_chain"
-local paths = require "support.paths"
+local dit_doc = require "support.dit_doc"
 local image = require "imgpipe.image"
 
 local internals = require "support.internals"
 local dit_request = internals.require "imgpipe.transform.dit_request"
-local dit_edits = internals.require "imgpipe.transform.dit_edits"
-local conformance = require "support.conformance"
 
-local HOST = "https://d111111abcdef8.cloudfront.net"
 local PHOTO = { 480, 320 }
 
 local cases = {}
-
-local function query_of(text)
-  local q = {}
-  for k, v in (text or ""):gmatch "([^&=]+)=([^&]*)" do q[k] = v end
-  return q
-end
 
 -- imgpipe's side of a URL: bytes, or nil and the 400's message.
 local function render(path, query, bytes)
   local req, why = dit_request.read(path, query)
   if not req then return nil, why end
-  local edits, order = dit_request.edits_of(req)
-  local plan, err = dit_edits.plan(edits, order)
-  if not plan then return nil, err end
-  if req.extra then dit_edits.add_thumbor(plan, req.extra) end
-  local out, ierr = dit_edits.apply(conformance.decode(bytes), plan)
-  if not out then return nil, ierr end
-  local fmt = plan.output.format or "png"
-  return out:save(fmt, dit_edits.save_options(plan, fmt))
+  return dit_chain.run(bytes, req.list, "png", req.extra)
 end
 
 -- The ellipse sharp is given for roundCrop: the output's own size.
@@ -44,27 +28,21 @@ local function round_of(path, query)
   return { info.width, info.height, info.width / 2, info.height / 2, r, r }
 end
 
-local doc = paths.read(paths.root .. "/docs/dit.md")
-for line in doc:gmatch "[^\n]+" do
-  local url = line:match("`(" .. HOST:gsub("%p", "%%%0") .. "[^`]*)`")
-  if url then
-    local rest = url:sub(#HOST + 1)
-    local path, qtext = rest:match "^([^?]*)%??(.*)$"
-    local query = query_of(qtext)
-    local name = "docs/dit.md: " .. rest
-    if line:find "refused" then
-      cases[#cases + 1] = { edit = "docs/dit.md", name = name, source = "photo", sharp = {},
-        expect = { refused = "the page says so", names = "" },
-        imgpipe = function(bytes) return render(path, query, bytes) end }
-    else
-      local req = assert(dit_request.read(path, query), name)
-      local has_round = false
-      for _, pair in ipairs(req.list) do has_round = has_round or pair[1] == "roundCrop" end
-      local chain, fmt, options = dit_chain.sharp_side(req.list, req.extra, PHOTO,
-        has_round and round_of(path, query) or nil)
-      cases[#cases + 1] = { edit = "docs/dit.md", name = name, source = "photo", sharp = chain, format = fmt,
-        options = options, imgpipe = function(bytes) return render(path, query, bytes) end }
-    end
+for _, ex in ipairs(dit_doc.examples()) do
+  local path, query = ex.path, ex.query
+  local name = "docs/dit.md: " .. ex.url:sub(#dit_doc.HOST + 1)
+  if ex.refused then
+    cases[#cases + 1] = { edit = "docs/dit.md", name = name, source = "photo", sharp = {},
+      expect = { refused = "the page says so", names = "" },
+      imgpipe = function(bytes) return render(path, query, bytes) end }
+  else
+    local req = assert(dit_request.read(path, query), name)
+    local has_round = false
+    for _, pair in ipairs(req.list) do has_round = has_round or pair[1] == "roundCrop" end
+    local chain, fmt, options = dit_chain.sharp_side(req.list, req.extra, PHOTO,
+      has_round and round_of(path, query) or nil)
+    cases[#cases + 1] = { edit = "docs/dit.md", name = name, source = "photo", sharp = chain, format = fmt,
+      options = options, imgpipe = function(bytes) return render(path, query, bytes) end }
   end
 end
 assert(#cases >= 10, "docs/dit.md has fewer example URLs than expected: " .. #cases)

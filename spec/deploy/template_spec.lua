@@ -483,6 +483,23 @@ describe("deploy: the SAM template", function()
       assert.matches("TimeToLiveSpecification:%s+AttributeName: expiresAt%s+Enabled: true", resource "ImagesTable")
     end)
 
+    it("expires the transform's result cache (s3) by a lifecycle rule on the prefix the code writes", function()
+      local result_cache = require("support.internals").require "imgpipe.transform.result_cache"
+      local bucket = resource "ProcessedBucket"
+      local rule = bucket:match "%- Id: expire%-transform%-results\n(.*)"
+      assert.is_truthy(rule, "no expire-transform-results rule on ProcessedBucket")
+      assert.matches("Status: Enabled", rule, nil, true)
+      assert.matches("ExpirationInDays: !Ref TransformResultCacheDays", rule, nil, true)
+      local prefix = rule:match 'Prefix: !Sub "%${ProcessedPrefix}([^"]*)"'
+      assert.is_truthy(prefix, "the rule's prefix is not under ProcessedPrefix")
+      -- the template's TRANSFORM_CACHE_PREFIX, as the code's s3 store extends it
+      local cache_prefix = text:match 'TRANSFORM_CACHE_PREFIX: !Sub "%${ProcessedPrefix}([^"]*)"'
+      local rc = result_cache.new { result_cache = "s3", processed_bucket = "b", transform_cache_prefix = cache_prefix,
+        result_cache_max_entry = 1, transform_cache_control = "x", transform_max_side = 1, shrink_on_load = "fast" }
+      assert.are.equal(rc.prefix, prefix)
+      assert.matches("TRANSFORM_RESULT_CACHE: !Ref TransformResultCache", text, nil, true)
+    end)
+
     it("sends failed S3 events to a queue after bounded retries, with alarms and log retention", function()
       local p = resource "ProcessFunction"
       assert.matches("MaximumRetryAttempts: !Ref ProcessMaximumRetryAttempts", p, nil, true)

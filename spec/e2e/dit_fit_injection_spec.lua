@@ -54,7 +54,7 @@ describe("DIT fit injection", function()
       for _, fit in ipairs { "cover,f_avif,q_1", "cover,w_9000", "inside,", "COVER" } do
         local r = dit(mode, { resize = { width = 100, height = 100, fit = fit } })
         assert.equal(400, r.status, fit .. ": " .. r.body)
-        assert.matches("fit", r.json.error.message, 1, true)
+        assert.matches("fit", r.json.message, 1, true)
       end
     end)
   end

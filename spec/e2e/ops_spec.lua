@@ -180,6 +180,57 @@ describe("e2e: operations scripts", function()
       assert.is_nil(io.open(work .. "/cp.json"))
     end)
 
+    -- #18 item 6: a run that meets errors leaves those objects for the next
+    -- run, which tries them again first; complete only when every listed
+    -- object reached a final state. TABLE_NAME naming no table makes every
+    -- claim fail: the child raises a retry (ERROR), as in an outage.
+    local BROKEN = { TABLE_NAME = "no-such-table" }
+
+    it("retries the objects a stopped run could not process before going on (--stop-after with errors)",
+      function()
+        local p = "uploads/flaky/"
+        put_images(p, 6, 400)
+        local lines, err, code = ops("backfill", "--prefix " .. p .. " --concurrency 3 --stop-after 3 " ..
+          "--checkpoint flaky.json", BROKEN)
+        assert.are.equal(1, code, err)
+        local failed = of_kind(lines, "object")
+        assert.are.equal(3, #failed)
+        assert.same({ ERROR = 3 }, summary(lines).outcomes)
+        assert.is_false(summary(lines).complete)
+        local cp = cjson.decode(paths.read(work .. "/flaky.json"))
+        assert.are.equal(3, #cp.retry)
+        assert.are.equal(0, cp.done)
+
+        lines, err, code = ops("backfill", "--prefix " .. p .. " --concurrency 3 --checkpoint flaky.json")
+        assert.are.equal(0, code, err)
+        local objects = of_kind(lines, "object")
+        assert.are.equal(6, #objects, "the 3 failed objects again, then the 3 not listed yet")
+        for i = 1, 3 do assert.are.equal(failed[i].key, objects[i].key) end
+        assert.same({ PROCESSED = 6 }, summary(lines).outcomes)
+        assert.is_true(summary(lines).complete)
+        assert.is_nil(io.open(work .. "/flaky.json"), "the checkpoint is removed once complete")
+        for id, r in pairs(inspect(ids_of(objects))) do assert.are.equal("PROCESSED", r.status, id) end
+      end)
+
+    it("is not complete while objects wait for a retry: checkpoint kept, status 1, then done", function()
+      local p = "uploads/outage/"
+      put_images(p, 2, 420)
+      local lines, err, code = ops("backfill", "--prefix " .. p .. " --checkpoint outage.json", BROKEN)
+      assert.are.equal(1, code, err)
+      local s = summary(lines)
+      assert.is_false(s.complete)
+      assert.are.equal(2, s.to_retry)
+      local cp = cjson.decode(paths.read(work .. "/outage.json"))
+      assert.are.equal(2, #cp.retry)
+      assert.are.equal(cp.retry[2], cp.last_key)
+
+      lines, err, code = ops("backfill", "--prefix " .. p .. " --checkpoint outage.json")
+      assert.are.equal(0, code, err)
+      assert.same({ PROCESSED = 2 }, summary(lines).outcomes)
+      assert.is_true(summary(lines).complete)
+      assert.is_nil(io.open(work .. "/outage.json"))
+    end)
+
     it("with --dry-run reports each object's current status and changes nothing", function()
       local p = "uploads/dry/"
       put_images(p, 3, 300)
@@ -288,6 +339,82 @@ describe("e2e: operations scripts", function()
     end)
   end)
 
+  -- #16 item 7: the ops scripts take the pipeline to run by name.
+  describe("--pipeline NAME", function()
+    local folder
+    setup(function()
+      folder = work .. "/mine"
+      os.execute("cp -r " .. paths.q(paths.pipelines) .. " " .. paths.q(folder))
+      paths.write(folder .. "/thumbs.lua", [[
+        local pipeline = require "imgpipe.pipeline"
+        return pipeline.process { renditions = { { name = "thumb", width = 48, height = 48, format = "webp" } } }
+      ]])
+    end)
+
+    it("backfill and retry run the named pipeline of the folder", function()
+      put_images("uploads/named/", 2, 440)
+      local mine = { IMGPIPE_PIPELINES = folder }
+      local lines, err, code = ops("backfill", "--prefix uploads/named/ --pipeline thumbs --checkpoint named.json",
+        mine)
+      assert.are.equal(0, code, err)
+      assert.same({ PROCESSED = 2 }, summary(lines).outcomes)
+      local ids = ids_of(of_kind(lines, "object"))
+      for id, r in pairs(inspect(ids)) do
+        assert.is_true(r.outWidth <= 48 and r.outHeight <= 48, id)
+        assert.matches("%.webp$", r.processedKey)
+      end
+      lines, err, code = ops("retry", "--pipeline thumbs --id " .. ids[1], mine)
+      assert.are.equal(0, code, err)
+      assert.same({ PROCESSED = 1 }, summary(lines).outcomes)
+    end)
+
+    it("the checkpoint belongs to the pipeline it was written for", function()
+      put_images("uploads/named2/", 2, 460)
+      local mine = { IMGPIPE_PIPELINES = folder, TABLE_NAME = "no-such-table" }
+      local _, err, code = ops("backfill", "--prefix uploads/named2/ --pipeline thumbs --checkpoint n2.json", mine)
+      assert.are.equal(1, code, err)
+      assert.are.equal("thumbs", cjson.decode(paths.read(work .. "/n2.json")).pipeline)
+      _, err, code = ops("backfill", "--prefix uploads/named2/ --checkpoint n2.json", { IMGPIPE_PIPELINES = folder })
+      assert.are.equal(2, code)
+      assert.matches("it is for pipeline thumbs, not process", err, nil, true)
+    end)
+  end)
+
+  -- #16 item 8: the ops scripts start nothing but imgpipe (no date, mktemp,
+  -- readlink, test, rm): the host gives them the clock, temporary folders,
+  -- the terminal and their own path (imgpipe.os).
+  describe("start no program but imgpipe", function()
+    local function code_of(file)
+      return paths.read(paths.pipelines .. "/ops/" .. file):gsub("%-%-[^\n]*", "")
+    end
+
+    it("in their code: io.popen once, to exec the imgpipe binary; no os.execute or os.tmpname", function()
+      local popens = 0
+      for _, f in ipairs { "backfill.lua", "checkpoint.lua", "common.lua", "failed.lua", "retry.lua" } do
+        local text = code_of(f)
+        assert.is_nil(text:find "%f[%w_]os%.execute", f)
+        assert.is_nil(text:find "%f[%w_]os%.tmpname", f)
+        for _ in text:gmatch "%f[%w_]io%.popen" do popens = popens + 1 end
+      end
+      assert.are.equal(1, popens)
+      assert.matches('local cmd = "exec " %.%. M%.q%(runner%.bin%) %.%. " run "', code_of "common.lua")
+    end)
+
+    it("when run with no PATH at all (nothing else could be found)", function()
+      put_images("uploads/nopath/", 2, 480)
+      local nopath = { PATH = "/nonexistent" }
+      local lines, err, code = ops("backfill", "--prefix uploads/nopath/ --dry-run", nopath)
+      assert.are.equal(0, code, err)
+      assert.same({ ["DRY_RUN:NEW"] = 2 }, summary(lines).outcomes)
+      lines, err, code = ops("backfill", "--prefix uploads/nopath/ --checkpoint nopath.json", nopath)
+      assert.are.equal(0, code, err)
+      assert.same({ PROCESSED = 2 }, summary(lines).outcomes)
+      lines, err, code = ops("failed", "--reason NoSuchCode", nopath)
+      assert.are.equal(0, code, err)
+      assert.same({}, lines)
+    end)
+  end)
+
   describe("refuses bad command lines with status 2 and a reason", function()
     local cases = {
       { "backfill", "--bogus", "unknown argument '%-%-bogus'" },
@@ -300,6 +427,8 @@ describe("e2e: operations scripts", function()
       { "retry", "--id", "needs a value" },
       { "failed", "--limit -3", "whole number from 1" },
       { "failed", "extra", "unknown argument 'extra'" },
+      { "backfill", "--pipeline nope", "no nope.lua in the pipelines folder" },
+      { "retry", "--pipeline ../x", "takes a pipeline name" },
     }
     for _, c in ipairs(cases) do
       it(c[1] .. " " .. c[2], function()
@@ -310,12 +439,44 @@ describe("e2e: operations scripts", function()
       end)
     end
 
-    it("refuses a checkpoint of another prefix", function()
-      paths.write(work .. "/other.json", cjson.encode { bucket = env.UPLOAD_BUCKET, prefix = "uploads/x/",
-        last_key = "uploads/x/a" })
-      local _, err, code = ops("backfill", "--prefix uploads/y/ --checkpoint other.json")
-      assert.are.equal(2, code)
-      assert.matches("is for s3://.*/uploads/x/", err)
-    end)
+    -- A checkpoint is read back only when every field is one backfill
+    -- wrote for this bucket, prefix and pipeline (#18 item 6: `done: {}`
+    -- crashed after the batch, `last_key: "zzzz"` skipped every object).
+    local function good(fields)
+      local cp = { version = 2, bucket = env.UPLOAD_BUCKET, prefix = "uploads/slices/", pipeline = "process",
+        last_key = "uploads/slices/img-002.jpg", continuation = cjson.null, done = 2, retry = {} }
+      for k, v in pairs(fields) do
+        if v == "REMOVE" then cp[k] = nil else cp[k] = v end
+      end
+      return cjson.encode(cp)
+    end
+    local TAMPERED = {
+      { "a done count that is not a number", good { done = {} }, "done count is not a whole number" },
+      { "a last key outside the prefix", good { last_key = "zzzz" }, "last_key is not a key under uploads/slices/" },
+      { "no version (an earlier backfill's)", good { version = "REMOVE" }, "version is missing" },
+      { "a version from the future", good { version = 3 }, "version is 3 (this backfill writes version 2)" },
+      { "another prefix", good { prefix = "uploads/x/" }, "for prefix uploads/x/, not uploads/slices/" },
+      { "another bucket", good { bucket = "elsewhere" }, "for bucket elsewhere" },
+      { "another pipeline", good { pipeline = "photos" }, "for pipeline photos, not process" },
+      { "a retry list that is not a list", good { retry = "uploads/slices/img-001.jpg" }, "retry list is not a list" },
+      { "a retry key outside the prefix", good { retry = { "../../etc" } }, "not a key under uploads/slices/" },
+      { "a retry key past last_key", good { retry = { "uploads/slices/img-009.jpg" } }, "past last_key" },
+      { "a field backfill does not write", good { extra = 1 }, "field 'extra'" },
+      { "a listing token that is not a string", good { continuation = 7 }, "continuation is not a listing token" },
+      { "a JSON list", "[1, 2]", "not a JSON object" },
+      { "text that is not JSON", "{ done: 4", "not JSON" },
+    }
+    for _, c in ipairs(TAMPERED) do
+      it("refuses a checkpoint with " .. c[1] .. ", processing nothing", function()
+        paths.write(work .. "/bad.json", c[2])
+        local lines, err, code = ops("backfill", "--prefix uploads/slices/ --checkpoint bad.json")
+        assert.are.equal(2, code, err)
+        assert.matches("the checkpoint bad.json cannot be used: ", err, nil, true)
+        assert.matches(c[3], err, nil, true)
+        assert.matches("--restart", err, nil, true)
+        assert.are.equal(0, #of_kind(lines, "object"))
+        assert.are.equal(c[2], paths.read(work .. "/bad.json"), "the file is left as it was")
+      end)
+    end
   end)
 end)

@@ -8,6 +8,10 @@
 --   source    a fixture name (M.fixtures)
 --   imgpipe   function(bytes) -> output bytes, or nil, err: imgpipe's side
 --   sharp     {{method, args...}, ...}: sharp's call chain on the same source
+--             ({"$fixture": name} in the arguments: that fixture's file)
+--   sharp_input   sharp's input options (e.g. {animated = true})
+--   sharp_pre     a chain run first, on its own (sharp has one resize per
+--             pipeline: DIT's own edits end one and start another)
 --   format, options   what sharp writes (toFormat)
 --   expect    "same" (the default): format, width, height and bands equal,
 --             pixels within M.TOLERANCE; or {different = "why", check =
@@ -41,6 +45,7 @@ end
 -- The fixtures, made here (no file from outside): name -> {bytes, ext}.
 function M.fixtures()
   local card = image.test_card(320, 200)
+  local small = image.test_card(64, 40)
   local photo = image.test_card(480, 320):blur { sigma = 1.5 }
   local grey = card:colourspace "b-w"
   local alpha = card:round_crop { rx = 150, ry = 90 }
@@ -57,7 +62,29 @@ function M.fixtures()
     },
     framed = { bytes = assert(photo:extend { top = 12, right = 40, background = { 250, 250, 250 } }
       :save("jpeg", { quality = 95 })), ext = "jpg" },
+    -- stored sideways: EXIF orientation 6 (turn 90 clockwise to view)
+    oriented = { bytes = assert(assert(photo:set_orientation(6)):save("jpeg", { quality = 95, strip = false })),
+      ext = "jpg" },
+    anim = { bytes = assert(assert(image.join_frames({ small, assert(small:rotate(180)), assert(small:negate()) },
+      { delay = 80 })):save "gif"), ext = "gif" },
+    logo = { bytes = assert(assert(image.test_card(40, 30):round_crop()):save "png"), ext = "png" },
+    salient = { bytes = assert(M.salient():save "png"), ext = "png" },
   }
+end
+
+-- A flat grey 300x200 image with one saturated red disk (radius 20)
+-- centred at (240, 150): where libvips' attention must look.
+function M.salient()
+  local W, H, cx, cy, r = 300, 200, 240, 150, 20
+  local rows = {}
+  for y = 0, H - 1 do
+    local row = {}
+    for x = 0, W - 1 do
+      row[x + 1] = ((x - cx) ^ 2 + (y - cy) ^ 2 <= r * r) and "\230\20\20" or "\128\128\128"
+    end
+    rows[y + 1] = table.concat(row)
+  end
+  return assert(image.new_from_memory(table.concat(rows), W, H, 3))
 end
 
 -- Decodes bytes at their own size.
@@ -86,14 +113,25 @@ local function write_inputs(dir, fixtures)
   return files
 end
 
+-- {"$fixture": name} anywhere in a chain -> {"$file": the fixture's file}.
+local function with_files(v, inputs)
+  if type(v) ~= "table" then return v end
+  if v["$fixture"] then return { ["$file"] = assert(inputs[v["$fixture"]], v["$fixture"]) } end
+  local out = {}
+  for k, x in pairs(v) do out[k] = with_files(x, inputs) end
+  return setmetatable(out, getmetatable(v))
+end
+
 -- Runs sharp on every case; returns {id -> result}, the time line, or
 -- raises with sharp's stderr.
 local function run_sharp(dir, cases, inputs)
   local list = {}
   for i, c in ipairs(cases) do
     list[#list + 1] = {
-      id = i, input = inputs[c.source], output = dir .. "/sharp-" .. i .. "." .. (c.format or "png"),
-      chain = c.sharp or {}, format = c.format or "png", options = c.options,
+      id = i, input = c.sharp_pre and { ["$sharp"] = { input = inputs[c.source], chain = c.sharp_pre } }
+        or inputs[c.source], output = dir .. "/sharp-" .. i .. "." .. (c.format or "png"),
+      chain = with_files(c.sharp or {}, inputs), format = c.format or "png", options = c.options,
+      input_options = c.sharp_input,
     }
   end
   paths.write(dir .. "/cases.json", json.encode(list))
@@ -107,7 +145,7 @@ end
 -- Compares two outputs; returns a verdict {ok, why, diff}.
 function M.compare(mine, theirs)
   local a_info, b_info = assert(image.probe(mine)), assert(image.probe(theirs))
-  for _, k in ipairs { "format", "width", "height", "bands" } do
+  for _, k in ipairs { "format", "width", "height", "bands", "pages" } do
     if a_info[k] ~= b_info[k] then
       local why = string.format("%s: imgpipe %s, sharp %s", k, tostring(a_info[k]), tostring(b_info[k]))
       return { ok = false, why = why }

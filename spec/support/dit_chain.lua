@@ -2,10 +2,8 @@
 -- request_cases.lua, thumbor_cases.lua): an ordered DIT edits list
 -- {{name, value}, ...} as imgpipe runs it (lua/imgpipe/transform/dit_edits.lua)
 -- and as the sharp calls DIT makes for it.
-local conformance = require "support.conformance"
-
 local internals = require "support.internals"
-local dit_edits = internals.require "imgpipe.transform.dit_edits"
+local dit_render = internals.require "imgpipe.transform.dit_render"
 
 local M = {}
 
@@ -85,18 +83,22 @@ function M.sharp_side(list, extra, size, round)
   return chain, fmt, options
 end
 
--- Plans, applies and saves: imgpipe's side of a case. `extra` is the
--- Thumbor form's (dit_edits.add_thumbor).
-function M.run(bytes, list, format, extra)
-  local edits, order = M.edits_table(list)
-  local plan, why = dit_edits.plan(edits, order)
-  if not plan then return nil, why end
-  if extra then dit_edits.add_thumbor(plan, extra) end
-  local img = conformance.decode(bytes)
-  local out, err = dit_edits.apply(img, plan)
-  if not out then return nil, err end
-  local fmt = plan.output.format or format
-  return out:save(fmt, dit_edits.save_options(plan, fmt))
+-- imgpipe's side of a case, through the code the transform route runs
+-- (imgpipe.transform.dit_render: the job prepared, then rendered):
+-- `extra` is the Thumbor form's, `env` adds to the render's (a stand-in
+-- rekognition, an overlay reader). Returns the bytes, or nil and the
+-- message of the 400 (or other failure).
+M.ENV = { max_side = 4096, max_pixels = 40000000, max_pages = 100 }
+
+function M.run(bytes, list, format, extra, env)
+  local job, why = dit_render.prepare({ list = list, extra = extra }, M.ENV)
+  if not job then return nil, why end
+  local e = { format = format }
+  for k, v in pairs(M.ENV) do e[k] = v end
+  for k, v in pairs(env or {}) do e[k] = v end
+  local made, err = dit_render.render(bytes, job, e)
+  if not made then return nil, err.message end
+  return made.bytes
 end
 
 return M

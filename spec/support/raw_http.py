@@ -11,6 +11,11 @@
   raw_http.py trickle PORT FILE --every S [--timeout S]
       sends FILE one byte every S seconds; prints {"status", "closed",
       "seconds", "sent"}: when the server answered or closed the connection
+  raw_http.py stream PORT FILE --block N --max M [--chunked] [--timeout S]
+      sends FILE (a request's head), then body blocks of N bytes (each framed
+      as a chunk with --chunked) until the server answers or closes, or M
+      bytes of body are sent; prints {"status", "body", "closed", "seconds",
+      "sent"}: sent counts the body bytes the socket took
   raw_http.py burst PORT --count N [--path P] [--timeout S]
       N connections at once, each one GET P; prints {"statuses": {code: n},
       "closed": n, "unanswered": n, "max_seconds": s}
@@ -157,6 +162,49 @@ def trickle(port, raw, every, timeout):
     return {"status": status, "body": body, "closed": closed, "seconds": round(time.time() - t0, 3), "sent": sent}
 
 
+def stream(port, head, block, limit, timeout):
+    """Sends head, then the blocks, reading whatever comes back meanwhile."""
+    t0 = time.time()
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(head)
+    s.setblocking(False)
+    sel = selectors.DefaultSelector()
+    sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE)
+    sent, data, closed, pending = 0, b"", False, b""
+    while time.time() - t0 < timeout and not closed:
+        writing = sent < limit and not data
+        sel.modify(s, selectors.EVENT_READ | (selectors.EVENT_WRITE if writing else 0))
+        for _, ev in sel.select(0.2):
+            if ev & selectors.EVENT_READ:
+                try:
+                    chunk = s.recv(65536)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    closed = True
+                    break
+                data += chunk
+            if ev & selectors.EVENT_WRITE and writing:
+                pending = pending or block
+                try:
+                    n = s.send(pending)
+                except BlockingIOError:
+                    n = 0
+                except OSError:
+                    limit = sent  # the server stopped reading: read what it answered
+                    writing = False
+                    continue
+                sent += n
+                pending = pending[n:]
+        if data and b"\r\n\r\n" in data and not writing:
+            head_part, _, body = data.partition(b"\r\n\r\n")
+            if b"content-length: %d" % len(body) in head_part.lower():
+                break
+    s.close()
+    status, body = parse(data)
+    return {"status": status, "body": body, "closed": closed, "seconds": round(time.time() - t0, 3), "sent": sent}
+
+
 def burst(args):
     sel = selectors.DefaultSelector()
     raw = ("GET %s HTTP/1.1\r\nHost: spec\r\nConnection: close\r\n\r\n" % args.path).encode()
@@ -251,7 +299,7 @@ def hold(args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["send", "idle", "trickle", "burst", "hold"])
+    ap.add_argument("what", choices=["send", "idle", "trickle", "stream", "burst", "hold"])
     ap.add_argument("port", type=int)
     ap.add_argument("file", nargs="?")
     ap.add_argument("--count", type=int, default=1)
@@ -264,6 +312,9 @@ def main():
     ap.add_argument("--wait", type=float, default=0.3)
     ap.add_argument("--ready")
     ap.add_argument("--go")
+    ap.add_argument("--block", type=int, default=65536)
+    ap.add_argument("--max", type=int, default=1 << 20)
+    ap.add_argument("--chunked", action="store_true")
     args = ap.parse_args()
     args.timeout = min(args.timeout, 120)
     args.hold = min(args.hold, 120)
@@ -275,6 +326,13 @@ def main():
     elif args.what == "trickle":
         with open(args.file, "rb") as f:
             out = trickle(args.port, f.read(), max(0.01, min(args.every, 10)), args.timeout)
+    elif args.what == "stream":
+        with open(args.file, "rb") as f:
+            head = f.read()
+        block = b"x" * max(1, min(args.block, 1 << 20))
+        if args.chunked:
+            block = b"%x\r\n" % len(block) + block + b"\r\n"
+        out = stream(args.port, head, block, max(0, min(args.max, 1 << 30)), args.timeout)
     elif args.what == "idle":
         out = idle(args)
     elif args.what == "hold":

@@ -18,26 +18,37 @@ function loadSharp() {
   return require(here);
 }
 
-// JSON has no bytes: {"$utf8": "<svg ...>"} anywhere in the arguments is
-// that text as a Buffer (an SVG overlay, say).
-function revive(value) {
-  if (Array.isArray(value)) return value.map(revive);
+// JSON has no bytes. Anywhere in the arguments:
+//   {"$utf8": "<svg ...>"}   that text as a Buffer (an SVG overlay, say)
+//   {"$file": "path"}        the file's bytes
+//   {"$sharp": {"input": ..., "chain": [...]}}   the PNG bytes of that
+//                            chain run on that input (an overlay prepared
+//                            as DIT prepares it)
+async function revive(sharp, value) {
+  if (Array.isArray(value)) return Promise.all(value.map((v) => revive(sharp, v)));
   if (value && typeof value === 'object') {
     if (typeof value.$utf8 === 'string') return Buffer.from(value.$utf8, 'utf8');
+    if (typeof value.$file === 'string') return fs.readFileSync(value.$file);
+    if (value.$sharp) return (await chain(sharp, value.$sharp.input, {}, value.$sharp.chain)).png().toBuffer();
     const out = {};
-    for (const [k, v] of Object.entries(value)) out[k] = revive(v);
+    for (const [k, v] of Object.entries(value)) out[k] = await revive(sharp, v);
     return out;
   }
   return value;
 }
 
-async function runCase(sharp, c) {
-  let image = sharp(c.input, c.input_options || {});
-  for (const step of Array.isArray(c.chain) ? c.chain : []) {
+async function chain(sharp, input, inputOptions, steps) {
+  let image = sharp(await revive(sharp, input), inputOptions || {});
+  for (const step of Array.isArray(steps) ? steps : []) {
     const [method, ...args] = step;
     if (typeof image[method] !== 'function') throw new Error('sharp has no method ' + method);
-    image = image[method](...args.map(revive));
+    image = image[method](...(await revive(sharp, args)));
   }
+  return image;
+}
+
+async function runCase(sharp, c) {
+  let image = await chain(sharp, c.input, c.input_options, c.chain);
   if (c.format) image = image.toFormat(c.format, c.options || {});
   const info = await image.toFile(c.output);
   return { format: info.format, width: info.width, height: info.height, channels: info.channels };

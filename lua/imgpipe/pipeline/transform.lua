@@ -19,8 +19,12 @@
 -- an output over TRANSFORM_MAX_INLINE_BYTES is written under
 -- TRANSFORM_CACHE_PREFIX in PROCESSED_BUCKET and answered with a 302 to it.
 --
--- Every step takes the instance `t` = {cfg, signing_key, named, limits} that
--- M.new makes from the declaration.
+-- With TRANSFORM_RESULT_CACHE on, a stored answer is looked up before the
+-- source is fetched and rendered, and an answer made is stored after
+-- (imgpipe.transform.result_cache).
+--
+-- Every step takes the instance `t` = {cfg, signing_key, named, limits,
+-- results} that M.new makes from the declaration.
 local digest = require "imgpipe.digest"
 local image = require "imgpipe.image"
 local log = require "imgpipe.log"
@@ -32,8 +36,9 @@ local renditions = require "imgpipe.renditions"
 local dit = require "imgpipe.transform.dit"
 local negotiate = require "imgpipe.transform.negotiate"
 local options = require "imgpipe.transform.options"
-local watermarks = require "imgpipe.transform.watermarks"
 local presets = require "imgpipe.presets"
+local result_cache = require "imgpipe.transform.result_cache"
+local watermarks = require "imgpipe.transform.watermarks"
 local secret = require "imgpipe.transform.secret"
 local signing = require "imgpipe.signing"
 local source = require "imgpipe.transform.source"
@@ -91,45 +96,14 @@ end
 
 -- Steps, each returning its result, or nil and the response to send -----------
 
--- Each request form is a reader: (t, event, path parameters) -> the
--- request {options = option text (imgpipe.transform.options), key = key
--- below the source prefix, signature = given or nil, valid = signed
--- correctly}, or nil and the answer to send.
-
--- DIT signs the path: checked before the base64 JSON is even decoded.
--- Returns the signature given and whether it is valid, or nil and the answer.
-local function dit_signature(t, event, p)
-  local signing_key, unsigned = t.signing_key, t.cfg.transform_unsigned
-  local given = http.query(event, "signature")
-  local ok = signing_key and given and signing.equal(signing.dit_signature(signing_key, "/" .. p.request), given)
-  if given and not signing_key and not unsigned then return nil, fail(503, "NotConfigured", NO_KEY) end
-  if not ok and not unsigned then
-    return nil, fail(403, given and "InvalidSignature" or "MissingSignature",
-      given and "the signature does not match the path" or "this URL is not signed")
-  end
-  return given or false, ok
-end
-
--- DIT's form: GET /{base64 JSON}?signature=<hex> (imgpipe.transform.dit).
-local function read_dit_request(t, event, p)
-  local cfg = t.cfg
-  local given, ok = dit_signature(t, event, p)
-  if given == nil then return nil, ok end
-  local req, why = dit.decode(p.request)
-  if not req then return nil, fail(400, "InvalidRequest", "DIT request: " .. why) end
-  if req.bucket and req.bucket ~= cfg.upload_bucket then
-    return nil, fail(403, "BucketNotAllowed", "only the configured source bucket can be read")
-  end
-  if req.key:sub(1, #cfg.source_prefix) ~= cfg.source_prefix then
-    return nil, fail(404, "NotFound", "only keys under the source prefix can be read")
-  end
-  return { options = req.options, key = req.key:sub(#cfg.source_prefix + 1), dit = true,
-    signature = given or nil, valid = ok }
-end
-
--- The /t/{signature}/{options}/{key+} form.
-local function read_t_request(t, _, p)
+-- The /t/{signature}/{options}/{key+} form: {options = option text
+-- (imgpipe.transform.options), key = key below the source prefix,
+-- signature = given or nil, valid = signed correctly}, or nil and the
+-- answer to send. (DIT's forms on /{request+} never come here: handle
+-- gives them to imgpipe.transform.dit first.)
+local function read_request(t, event)
   local signing_key = t.signing_key
+  local p = type(event.pathParameters) == "table" and event.pathParameters or {}
   local sig, opts, key = p.signature, p.options, p.key
   if type(sig) ~= "string" or type(opts) ~= "string" or type(key) ~= "string" then
     return nil, fail(400, "InvalidRequest", "expected /t/{signature}/{options}/{key}")
@@ -137,12 +111,6 @@ local function read_t_request(t, _, p)
   local given = sig ~= "_" and sig or nil
   local ok = signing_key and given and signing.verify(signing_key, given, opts, key)
   return { options = opts, key = key, signature = given, valid = ok }
-end
-
-local function read_request(t, event)
-  local p = type(event.pathParameters) == "table" and event.pathParameters or {}
-  if type(p.request) == "string" then return read_dit_request(t, event, p) end
-  return read_t_request(t, event, p)
 end
 
 local function check_signature(t, req)
@@ -195,9 +163,12 @@ local function read_file(cfg, object_key)
   return body, { etag = digest.sha256_hex(body) }
 end
 
-local function fetch(cfg, object_key)
+-- if_none_match: an ETag; while the source still has it, nil and an error
+-- NotModified (S3 sources only).
+local function fetch(cfg, object_key, if_none_match)
   if cfg.transform_source_dir then return read_file(cfg, object_key) end
-  return s3.get { bucket = cfg.upload_bucket, key = object_key, max_bytes = cfg.max_upload_bytes }
+  return s3.get { bucket = cfg.upload_bucket, key = object_key, max_bytes = cfg.max_upload_bytes,
+    if_none_match = if_none_match }
 end
 
 local function look_up(cfg, object_key)
@@ -207,6 +178,27 @@ local function look_up(cfg, object_key)
     return info
   end
   return s3.head { bucket = cfg.upload_bucket, key = object_key }
+end
+
+-- The name of the result for this request and the source's ETag; a named
+-- preset's declaration is covered, as in the ETag.
+local function result_name(t, source_etag, c)
+  local preset = c.opts.p and presets.signature(t.named[c.opts.p]) or ""
+  return result_cache.name(t.results, source_etag, c.object_key, c.opts, c.asked, preset)
+end
+
+-- The source's bytes and info; with the result cache on, a stored answer
+-- instead when there is one: body, info | nil, nil, answer | nil, err.
+local function obtain(t, c)
+  local cfg, results, object_key = t.cfg, t.results, c.object_key
+  if not results then return fetch(cfg, object_key) end
+  local src = { object_key = object_key, file = cfg.transform_source_dir ~= nil,
+    fetch = function(if_none_match) return fetch(cfg, object_key, if_none_match) end,
+    head = function() return look_up(cfg, object_key) end }
+  local found, err = results:look_up(src, function(etag) return result_name(t, etag, c) end)
+  if not found then return nil, err end
+  if found.hit then return nil, nil, found.hit end
+  return found.body, found.info
 end
 
 local function s3_failure(cfg, err, object_key)
@@ -294,6 +286,20 @@ local function redirect_large(t, made, etag, vary)
   return { statusCode = 302, headers = h, body = "" }
 end
 
+-- The answer of an image made (or found in the result cache).
+local function respond(t, ctx, made, etag, vary)
+  if ctx.mode == "lambda" and #made.bytes > t.cfg.transform_max_inline then
+    return redirect_large(t, made, etag, vary)
+  end
+  local h = base_headers(t, etag, vary)
+  h["Content-Type"] = made.content_type
+  if ctx.mode == "http" then
+    -- imgpipe serve sends a body as it is: no base64 round trip.
+    return { statusCode = 200, headers = h, body = made.bytes, isBase64Encoded = false }
+  end
+  return { statusCode = 200, headers = h, body = digest.base64(made.bytes), isBase64Encoded = true }
+end
+
 -- The checked request: {req, opts, object_key, asked, vary}, or nil and
 -- the answer to send.
 local function checked_request(t, event)
@@ -333,32 +339,35 @@ local function not_modified(t, event, c)
   return { statusCode = 304, headers = h, body = "" }
 end
 
+-- What imgpipe.transform.dit (DIT's request forms on /{request+}) reads
+-- and answers with.
+local DIT_IO = { fetch = fetch, look_up = look_up, base_headers = base_headers, redirect_large = redirect_large }
+
 local function handle(t, event, ctx)
+  if http.is_request(event) and dit.handles(event) then return dit.handle(t, event, ctx, DIT_IO) end
   local cfg = t.cfg
   local c, res = checked_request(t, event)
   if not c then return res end
   res = not_modified(t, event, c)
   if res then return res end
   local object_key, opts, asked, vary = c.object_key, c.opts, c.asked, c.vary
-  local body, info = fetch(cfg, object_key)
+  local body, info, hit = obtain(t, c)
+  if hit then
+    ctx.log.info("transformed", { key = object_key, options = c.req.options, format = hit.format,
+      bytes = #hit.bytes, cache = "hit" })
+    return respond(t, ctx, hit, hit.etag, vary)
+  end
   if not body then return s3_failure(cfg, info, object_key) end
   local made
   made, res = render(t, body, opts, settle_format(t, body, opts, asked, event, ctx))
   if not made then return res end
   local etag = '"' .. etag_hash(t, info.etag, object_key, opts, asked, made.format) .. "-" .. made.format .. '"'
   ctx.log.info("transformed", { key = object_key, options = c.req.options, format = made.format,
-    width = made.width, height = made.height, bytes = #made.bytes })
-
-  if ctx.mode == "lambda" and #made.bytes > cfg.transform_max_inline then
-    return redirect_large(t, made, etag, vary)
+    width = made.width, height = made.height, bytes = #made.bytes, cache = t.results and "miss" or nil })
+  if t.results then
+    result_cache.keep(t.results, result_name(t, info.etag, c), made, etag, asked)
   end
-  local h = base_headers(t, etag, vary)
-  h["Content-Type"] = made.content_type
-  if ctx.mode == "http" then
-    -- imgpipe serve sends a body as it is: no base64 round trip.
-    return { statusCode = 200, headers = h, body = made.bytes, isBase64Encoded = false }
-  end
-  return { statusCode = 200, headers = h, body = digest.base64(made.bytes), isBase64Encoded = true }
+  return respond(t, ctx, made, etag, vary)
 end
 
 local NO_KEY_WARNING = NO_KEY .. "; /t/ requests answer 503 until then"
@@ -399,7 +408,9 @@ function M.new(decl)
   local cfg = decl.cfg
   local named = decl.presets or {}
   local t = { cfg = cfg, signing_key = load_key(cfg), named = named,
-    limits = { max_side = cfg.transform_max_side, presets = watermarks, named = named } }
+    limits = { max_side = cfg.transform_max_side, presets = watermarks, named = named },
+    results = result_cache.new(cfg) }
+  t.dit = dit.load(cfg, t.signing_key)
   local not_ready = not t.signing_key and not cfg.transform_unsigned and NO_KEY or nil
   return function(event, ctx) return handle(t, event, ctx) end, not_ready
 end

@@ -1,4 +1,5 @@
--- What reaches pipeline.process: S3 ObjectCreated events, POST /process
+-- What reaches pipeline.process: S3 ObjectCreated events, S3 Batch
+-- Operations invocations (imgpipe.process.batch), POST /process
 -- {bucket, key} (answers {original, processed}), and {bucket, key, force}
 -- from an operator at the CLI. Each object goes through the runner
 -- (imgpipe.process.runner); here its outcome becomes the answer of the
@@ -8,10 +9,10 @@ local images = require "imgpipe.images"
 local s3event = require "imgpipe.s3event"
 local failures = require "imgpipe.pipeline.failures"
 local runner = require "imgpipe.process.runner"
+local batch = require "imgpipe.process.batch"
+local steps = require "imgpipe.process.steps"
 
 local M = {}
-
-local DIMS = { pipeline = "process" }
 
 -- One "outcome" count per object: ok, the failure's code, the reason it
 -- was skipped, or Retry / ConfigurationError.
@@ -24,19 +25,21 @@ local function count_outcome(ctx, ok, res)
   else
     code = res.code or "Skipped"
   end
-  ctx.log.metric("outcome", 1, { unit = "Count", dims = { pipeline = "process", code = code } })
+  local dims = steps.dims(ctx)
+  dims.code = code
+  ctx.log.metric("outcome", 1, { unit = "Count", dims = dims })
 end
 
 -- Runs one object, counted. Raises what the runner raises.
 local function run_counted(p, rec, ctx, force)
   if p.cold then
     p.cold = false
-    ctx.log.metric("cold_start", 1, { unit = "Count", dims = DIMS })
+    ctx.log.metric("cold_start", 1, { unit = "Count", dims = steps.dims(ctx) })
   end
   local started = ctx.log.clock_ms()
   local ok, res, item = pcall(runner.run, p, rec, ctx, force)
   count_outcome(ctx, ok, res)
-  ctx.log.metric("total_ms", ctx.log.clock_ms() - started, { unit = "Milliseconds", dims = DIMS })
+  ctx.log.metric("total_ms", ctx.log.clock_ms() - started, { unit = "Milliseconds", dims = steps.dims(ctx) })
   if not ok then error(res, 0) end
   return res, item
 end
@@ -141,6 +144,7 @@ function M.handler(p)
     if s3event.is_test_event(event) then return { ignored = "s3:TestEvent" } end
     if http.is_request(event) then return request(p, event, ctx) end
     if s3event.is_s3_event(event) then return s3_event(p, event, ctx) end
+    if batch.is_batch(event) then return batch.handle(run_counted, p, event, ctx) end
     if type(event) == "table" and event.bucket ~= nil then return operator(p, event, ctx) end
     error("process expects an S3 event or POST /process {bucket, key}", 0)
   end

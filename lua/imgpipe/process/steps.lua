@@ -28,10 +28,15 @@ local placeholder = require "imgpipe.process.placeholder"
 
 local M = {}
 
-local DIMS = { pipeline = "process" }
+-- The metrics' dimensions: the running pipeline's own name (ctx.pipeline,
+-- set by the host in every mode), "process" for a ctx without one.
+local function dims(ctx)
+  return { pipeline = type(ctx.pipeline) == "string" and ctx.pipeline or "process" }
+end
+M.dims = dims
 
 local function metric(job, name, value, unit)
-  job.ctx.log.metric(name, value, { unit = unit, dims = DIMS })
+  job.ctx.log.metric(name, value, { unit = unit, dims = dims(job.ctx) })
 end
 
 local function since(job, started)

@@ -1,155 +1,357 @@
--- The request form of AWS's Dynamic Image Transformation for CloudFront
--- (formerly Serverless Image Handler): the path is one segment, the base64
--- of a JSON object
+-- DIT's requests on the transform route (GET /{request+}): the three
+-- request forms of AWS's Dynamic Image Transformation for CloudFront
+-- (formerly Serverless Image Handler) and its query-parameter edits,
+-- answered as DIT answers them (docs/dit.md).
 --
---   {"bucket": "...", "key": "...", "edits": {"resize": {"width": 800, "height": 600, "fit": "cover"}, ...},
---    "outputFormat": "webp"}
+--   default   /<base64 of {"bucket", "key", "edits", "outputFormat", "headers"}>
+--   Thumbor   /fit-in/300x200/filters:grayscale():quality(70)/photo.jpg
+--   custom    any path REWRITE_MATCH_PATTERN matches, rewritten by
+--             REWRITE_SUBSTITUTION, then read as Thumbor
+--   + ?format=webp&width=200&height=100&fit=cover&rotate=90&flip=true&flop=true&grayscale=true
+--   + ?signature=<hex HMAC-SHA256> and ?expires=YYYYMMDDTHHmmssZ
 --
--- optionally signed by ?signature=<hex HMAC-SHA256 of the path, "/" .. base64>.
--- The edits imgpipe supports are turned into the options of a /t/ URL
--- (imgpipe.transform.options) and checked there:
---   resize {width, height, fit = cover|contain|fill|inside, background = {r, g, b, alpha}}
---   rotate 90|180|270 (null: none), blur (sigma), sharpen (true or sigma),
---   toFormat / outputFormat (jpeg, png, webp, avif, gif), jpeg|png|webp|avif = {quality}
--- Any other edit, and a bucket other than the configured one, is a 400
--- naming it.
+-- Steps: the method; the signature (403; 400 without one); expires (403
+-- once past); the request read (imgpipe.transform.dit_request) and its
+-- edits checked (imgpipe.transform.dit_render.prepare): a 400 naming the
+-- edit; the bucket (403) and key (400); the output format (the request's,
+-- else WebP or AVIF from Accept when AUTO_WEBP / AUTO_AVIF say so, else
+-- the source's); 304 when If-None-Match names the answer's ETag; the
+-- source read (404, 413); the edits run (422 for a source that is not an
+-- image, 400 for a result too large); the answer with DIT's headers
+-- (imgpipe.transform.dit_response). Every failure is DIT's JSON error body.
+--
+-- Settings, read once when the pipeline loads (M.load):
+--   ENABLE_SIGNATURE    "Yes": ?signature= is HMAC-SHA256 (hex) with the key in the Secrets
+--                       Manager secret SECRETS_MANAGER (a JSON object), field SECRET_KEY, as DIT;
+--                       "No": DIT requests are not signed (as DIT's default);
+--                       unset: signed with the transform's own key (TRANSFORM_SIGNING_KEY, ...)
+--                       unless TRANSFORM_UNSIGNED=1
+--   AUTO_WEBP, AUTO_AVIF  "Yes": WebP (AVIF) when Accept lists it and the request names no format
+--   REWRITE_MATCH_PATTERN, REWRITE_SUBSTITUTION   the custom form
+--   DIT_REKOGNITION     "Yes" (or 1): smartCrop and contentModeration call Rekognition
 local json = require "cjson"
+local aws = require "imgpipe.aws"
+local config = require "imgpipe.config"
 local digest = require "imgpipe.digest"
+local log = require "imgpipe.log"
+local source = require "imgpipe.transform.source"
+local rewrite = require "imgpipe.transform.rewrite"
+local dit_request = require "imgpipe.transform.dit_request"
+local dit_render = require "imgpipe.transform.dit_render"
+local dit_response = require "imgpipe.transform.dit_response"
+local rekognition = require "imgpipe.transform.dit_rekognition"
 
 local M = {}
 
-M.MAX_LENGTH = 4096
+local derr = dit_response.error
 
-local FORMATS = { jpeg = "jpeg", jpg = "jpeg", png = "png", webp = "webp", avif = "avif", gif = "gif" }
-local QUALITY_EDITS = { jpeg = true, png = true, webp = true, avif = true }
-local TOP = { bucket = true, key = true, edits = true, outputFormat = true }
-local FITS = { cover = true, contain = true, fill = true, inside = true }
+-- Settings ---------------------------------------------------------------------
 
-local function whole(v, what)
-  if math.type(v) == "float" and v == math.floor(v) then v = math.tointeger(v) end
-  if math.type(v) ~= "integer" then error(what .. " must be a whole number", 0) end
+local function env(name)
+  local v = os.getenv(name)
+  if v == "" then return nil end
   return v
 end
 
-local function sigma(v, what)
-  if type(v) ~= "number" then error(what .. " must be a number", 0) end
-  local s = string.format("%.2f", v):gsub("0+$", ""):gsub("%.$", "")
-  return s
+local function yes(name)
+  local v = env(name)
+  return v ~= nil and (v:lower() == "yes" or v == "1" or v:lower() == "true")
 end
 
-local function hex_colour(bg)
-  if type(bg) ~= "table" then error("edits.resize.background must be {r, g, b, alpha}", 0) end
-  local parts = {}
-  for _, c in ipairs { "r", "g", "b" } do
-    local v = bg[c]
-    if math.type(v) ~= "integer" and not (type(v) == "number" and v == math.floor(v)) or v < 0 or v > 255 then
-      error("edits.resize.background." .. c .. " must be 0..255", 0)
+-- The key DIT keeps in Secrets Manager: the secret SECRETS_MANAGER, a JSON
+-- object, and its field SECRET_KEY.
+function M.secret_key()
+  local id, field = env "SECRETS_MANAGER", env "SECRET_KEY"
+  if not id or not field then
+    error("ENABLE_SIGNATURE=Yes needs SECRETS_MANAGER (the secret's name or ARN) and SECRET_KEY (its field)", 0)
+  end
+  local s, err = aws.json { service = "secretsmanager", target = "secretsmanager.GetSecretValue",
+    body = { SecretId = id } }
+  if not s then error("ENABLE_SIGNATURE=Yes: the secret " .. id .. " cannot be read: " .. tostring(err), 0) end
+  local ok, doc = pcall(json.decode, type(s.SecretString) == "string" and s.SecretString or "")
+  local key = ok and type(doc) == "table" and doc[field]
+  if type(key) ~= "string" or key == "" then
+    error("ENABLE_SIGNATURE=Yes: the secret " .. id .. " has no text field " .. field .. " (SECRET_KEY)", 0)
+  end
+  return key
+end
+
+local function load_custom()
+  local pattern, substitution = env "REWRITE_MATCH_PATTERN", env "REWRITE_SUBSTITUTION"
+  if not pattern then return nil end
+  local re, err = rewrite.compile(pattern)
+  if not re then error("REWRITE_MATCH_PATTERN: " .. tostring(err), 0) end
+  return { re = re, substitution = substitution or "" }
+end
+
+-- The signing of DIT requests: {required, key, origin} (key nil and
+-- required: requests answer 503 naming what to set).
+local function load_signing(cfg, transform_key)
+  local mode = env "ENABLE_SIGNATURE"
+  if mode and mode:lower() == "yes" then
+    local ok, key = pcall(M.secret_key)
+    if ok then return { required = true, key = key, origin = "SECRETS_MANAGER" } end
+    if os.getenv "AWS_LAMBDA_RUNTIME_API" then error(key, 0) end
+    log.warn(key .. "; DIT requests answer 503 until then", { dit = "not configured" })
+    return { required = true, why = key }
+  end
+  if mode and mode:lower() == "no" then
+    log.warn("ENABLE_SIGNATURE=No: DIT requests are NOT signed; anyone can ask for any edit of any image " ..
+      "under the source prefix", { dit = "unsigned" })
+    return { required = false }
+  end
+  return { required = not cfg.transform_unsigned, key = transform_key, origin = "transform",
+    why = "DIT requests need a signing key: set TRANSFORM_SIGNING_KEY (or _PARAMETER, _SECRET), or " ..
+      "ENABLE_SIGNATURE=Yes with SECRETS_MANAGER and SECRET_KEY" }
+end
+
+-- The DIT settings of a transform instance (cfg: imgpipe.config.load_transform).
+function M.load(cfg, transform_key)
+  return { custom = load_custom(), signing = load_signing(cfg, transform_key), auto_webp = yes "AUTO_WEBP",
+    auto_avif = yes "AUTO_AVIF", rekognition = (yes "DIT_REKOGNITION") and rekognition or nil }
+end
+
+-- Whether the event is a DIT request (the /{request+} route).
+function M.handles(event)
+  local p = type(event) == "table" and event.pathParameters
+  return type(p) == "table" and type(p.request) == "string"
+end
+
+-- Requests ---------------------------------------------------------------------
+
+-- Compares without stopping at the first difference (imgpipe.signing.equal;
+-- that module requires this one, for dit_path).
+local function equal(expected, given)
+  if type(given) ~= "string" then return false end
+  local diff = #expected ~ #given
+  for i = 1, #expected do diff = diff | (expected:byte(i) ~ (given:byte(i) or 0)) end
+  return diff == 0
+end
+
+local function query_of(event)
+  local q = {}
+  if type(event.queryStringParameters) == "table" then
+    for k, v in pairs(event.queryStringParameters) do
+      if type(k) == "string" and type(v) == "string" then q[k] = v end
     end
-    parts[#parts + 1] = string.format("%02x", math.tointeger(v))
   end
-  local alpha = bg.alpha
-  if alpha ~= nil then
-    if type(alpha) ~= "number" or alpha < 0 or alpha > 1 then error("edits.resize.background.alpha must be 0..1", 0) end
-    parts[#parts + 1] = string.format("%02x", math.floor(alpha * 255 + 0.5))
-  end
-  return table.concat(parts)
+  return q
 end
 
--- Each supported edit: (value, add, state) adds option tokens with add(),
--- or raises a message; state.format is the output format.
-local function only(v, allowed, what)
-  if type(v) ~= "table" then error(what .. " must be an object", 0) end
-  for k in pairs(v) do
-    if not allowed[k] then error(what .. "." .. tostring(k) .. " is not supported", 0) end
+-- What a signature covers: the path, as DIT signs it; when the query has
+-- more than the signature (query-parameter edits, expires), those too:
+-- "?" and name=value pairs sorted by name, joined by "&", unencoded.
+function M.signed_text(path, query)
+  local names = {}
+  for k in pairs(query) do
+    if k ~= "signature" then names[#names + 1] = k end
   end
+  if #names == 0 then return path end
+  table.sort(names)
+  for i, k in ipairs(names) do names[i] = k .. "=" .. query[k] end
+  return path .. "?" .. table.concat(names, "&")
 end
 
-local EDITS = {
-  resize = function(v, add)
-    only(v, { width = true, height = true, fit = true, background = true }, "edits.resize")
-    if v.width ~= nil and v.width ~= json.null then add("w_" .. whole(v.width, "edits.resize.width")) end
-    if v.height ~= nil and v.height ~= json.null then add("h_" .. whole(v.height, "edits.resize.height")) end
-    if v.fit ~= nil then
-      -- one word of a fixed list: never option text pasted into the options
-      if not FITS[v.fit] then error("edits.resize.fit must be cover, contain, fill or inside", 0) end
-      add("fit_" .. v.fit)
-    end
-    if v.background ~= nil then add("bg_" .. hex_colour(v.background)) end
-  end,
-  rotate = function(v, add)
-    if v ~= json.null then add("r_" .. whole(v, "edits.rotate")) end
-  end,
-  blur = function(v, add) add("blur_" .. sigma(v, "edits.blur")) end,
-  sharpen = function(v, add)
-    if v == true then add "sharpen_1" elseif v ~= false then add("sharpen_" .. sigma(v, "edits.sharpen")) end
-  end,
-  toFormat = function(v, _, state)
-    if type(v) ~= "string" or not FORMATS[v] then error("edits.toFormat must be jpeg, png, webp, avif or gif", 0) end
-    state.format = FORMATS[v]
-  end,
-}
-
-local function quality_edit(name, v, add)
-  only(v, { quality = true }, "edits." .. name)
-  if v.quality ~= nil then add("q_" .. whole(v.quality, "edits." .. name .. ".quality")) end
+-- The signature a path (and query) needs.
+function M.sign(key, path, query)
+  return digest.hex(digest.hmac_sha256(key, M.signed_text(path, query or {})))
 end
 
--- edits table -> list of option tokens; raises a message on a bad edit.
-local function tokens(edits, output_format)
-  local t, state = {}, { format = output_format }
-  local function add(s) t[#t + 1] = s end
-  if edits ~= nil and (type(edits) ~= "table" or edits[1] ~= nil) then error("edits must be an object", 0) end
-  for name, v in pairs(edits or {}) do
-    if EDITS[name] then
-      EDITS[name](v, add, state)
-    elseif QUALITY_EDITS[name] then
-      quality_edit(name, v, add)
-    else
-      error("edit '" .. tostring(name) .. "' is not supported (supported: resize, rotate, blur, sharpen, " ..
-        "toFormat, jpeg, png, webp, avif)", 0)
-    end
+local function check_signature(d, path, query)
+  local s = d.signing
+  if not s.required then return true end
+  local given = query.signature
+  if not given or given == "" then
+    return nil, derr(400, "AuthorizationQueryParametersError", "Query-string requires the signature parameter.")
   end
-  if state.format then add("f_" .. state.format) end
+  if not s.key then return nil, derr(503, "NotConfigured", s.why) end
+  if not equal(M.sign(s.key, path, query), given:lower()) then
+    return nil, derr(403, "SignatureDoesNotMatch", "Signature does not match.")
+  end
+  return true
+end
+
+-- The expires parameter: nil (none), its time, or false and the answer.
+local function check_expires(query, now)
+  local text = query.expires
+  if text == nil then return nil end
+  local t = dit_response.parse_expires(text)
+  if not t then
+    return false, derr(400, "InvalidDate", "expires must be a UTC time YYYYMMDDTHHmmssZ, such as 20301231T235959Z")
+  end
+  if t <= now then return false, derr(403, "ImageRequestExpired", "this image request has expired") end
   return t
 end
 
--- The JSON object of a DIT path segment, or nil and a reason.
-local function request_object(segment)
-  if type(segment) ~= "string" or segment == "" then return nil, "empty request" end
-  if #segment > M.MAX_LENGTH then return nil, "the request is over " .. M.MAX_LENGTH .. " bytes" end
-  -- Standard base64; the URL-safe alphabet and missing padding are accepted too.
-  local b64 = segment:gsub("[-_]", { ["-"] = "+", ["_"] = "/" })
-  b64 = b64 .. string.rep("=", (4 - #b64 % 4) % 4)
-  local text = digest.unbase64(b64)
-  if not text then return nil, "the path is not base64" end
-  local ok, req = pcall(json.decode, text)
-  if not ok or type(req) ~= "table" or req[1] ~= nil then return nil, "the path is not the base64 of a JSON object" end
-  return req
+-- The source's object key, or nil and the answer.
+local function object_key_of(cfg, req)
+  if req.bucket and req.bucket ~= cfg.upload_bucket then
+    return nil, derr(403, "ImageBucket::CannotAccessBucket", "only the configured source bucket can be read")
+  end
+  local prefix = cfg.source_prefix
+  if req.key:sub(1, #prefix) ~= prefix then
+    return nil, derr(404, "NoSuchKey", "only keys under the source prefix can be read")
+  end
+  local object_key, why = source.object_key(prefix, req.key:sub(#prefix + 1))
+  if not object_key then return nil, derr(400, "InvalidKey", why) end
+  return object_key
 end
 
--- Decodes a DIT path segment. Returns {bucket, key, options} (options: the
--- option text of imgpipe.transform.options), or nil and a reason.
-function M.decode(segment)
-  local req, why = request_object(segment)
-  if not req then return nil, why end
-  for k in pairs(req) do
-    if not TOP[k] then return nil, "field '" .. tostring(k) .. "' is not supported" end
-  end
-  if type(req.key) ~= "string" then return nil, "key must be a string" end
-  if req.bucket ~= nil and type(req.bucket) ~= "string" then return nil, "bucket must be a string" end
-  local format = req.outputFormat
-  if format ~= nil then
-    if type(format) ~= "string" or not FORMATS[format] then
-      return nil, "outputFormat must be jpeg, png, webp, avif or gif"
+-- Output format and ETag -------------------------------------------------------
+
+local function accepts(accept, mtype)
+  if type(accept) ~= "string" then return false end
+  for item in (accept:sub(1, 4096) .. ","):gmatch "([^,]*)," do
+    local t = item:match "^%s*([^;%s]+)"
+    if t and t:lower() == mtype then
+      local q = tonumber(item:match ";%s*[qQ]%s*=%s*([%d%.]+)") or 1
+      return q > 0
     end
-    format = FORMATS[format]
   end
-  local tok_ok, list = pcall(tokens, req.edits, format)
-  if not tok_ok then return nil, list end
-  return { bucket = req.bucket, key = req.key, options = table.concat(list, ",") }
+  return false
 end
 
--- A DIT path for a request table (for clients, specs and the CLI).
+local function header(event, name)
+  if type(event.headers) ~= "table" then return nil end
+  for k, v in pairs(event.headers) do
+    if type(k) == "string" and k:lower() == name and type(v) == "string" then return v end
+  end
+  return nil
+end
+
+-- The format Accept picks (nil: the source's) and whether the answer
+-- depends on Accept.
+local function negotiated(d, job, event)
+  if job.output.format or not (d.auto_webp or d.auto_avif) then return nil, false end
+  local accept = header(event, "accept")
+  if d.auto_avif and accepts(accept, "image/avif") then return "avif", true end
+  if d.auto_webp and accepts(accept, "image/webp") then return "webp", true end
+  return nil, true
+end
+
+-- "<hash>": the source's ETag, the path, the query but its signature, and
+-- the format decision.
+local function etag_of(source_etag, path, query, format)
+  local q = {}
+  for k, v in pairs(query) do
+    if k ~= "signature" then q[#q + 1] = k .. "=" .. v end
+  end
+  table.sort(q)
+  local basis = table.concat({ "dit", source_etag or "", path, table.concat(q, "&"), format or "source" }, "\n")
+  return '"' .. digest.sha256_hex(basis):sub(1, 40) .. '"'
+end
+
+local function matches(if_none_match, etag)
+  if not if_none_match then return false end
+  for tag in if_none_match:gmatch "[^,%s]+" do
+    if tag:gsub("^W/", "") == etag or tag == "*" then return true end
+  end
+  return false
+end
+
+-- Reading sources --------------------------------------------------------------
+
+local function source_failure(err, key)
+  if err.code == "NoSuchKey" or err.status == 404 then
+    return derr(404, "NoSuchKey", "The image " .. key .. " does not exist or the request may not be base64 " ..
+      "encoded properly.")
+  end
+  if err.code == "ResponseTooLarge" then return derr(413, "SourceTooLarge", "the image is over MAX_UPLOAD_BYTES") end
+  if err.retryable then return derr(503, "ServiceUnavailable", "the image could not be read; try again") end
+  return derr(502, "SourceUnavailable", "the image could not be read (" .. tostring(err.code) .. ")")
+end
+
+-- overlayWith's reader: the same bucket, keys under the source prefix.
+local function overlay_reader(t, io)
+  local cfg = t.cfg
+  return function(bucket, key)
+    local object_key, res = object_key_of(cfg, { bucket = bucket, key = key })
+    if not object_key then
+      local doc = json.decode(res.body)
+      return nil, { status = res.statusCode, code = doc.code, message = "edits.overlayWith: " .. doc.message }
+    end
+    local body, err = io.fetch(cfg, object_key)
+    if body then return body end
+    local r = json.decode(source_failure(err, key).body)
+    return nil, { status = r.status, code = r.code, message = "edits.overlayWith: " .. r.message }
+  end
+end
+
+-- Answering --------------------------------------------------------------------
+
+local function answer(t, ctx, made, o)
+  local cfg = t.cfg
+  if ctx.mode == "lambda" and #made.bytes > cfg.transform_max_inline then
+    return dit_response.reshape(o.io.redirect_large(t, made, o.etag, o.vary))
+  end
+  local h = dit_response.image_headers { content_type = made.content_type, etag = o.etag, vary = o.vary,
+    base = o.io.base_headers(t, o.etag, o.vary), source = o.source, cache_control = cfg.transform_cache_control,
+    expires = o.expires, now = o.now, request = o.request_headers }
+  if ctx.mode == "http" then return { statusCode = 200, headers = h, body = made.bytes, isBase64Encoded = false } end
+  return { statusCode = 200, headers = h, body = digest.base64(made.bytes), isBase64Encoded = true }
+end
+
+-- The checked request: {path, query, req, job, object_key, expires}, or nil and the answer.
+local function checked(t, event, now)
+  local d = t.dit
+  if event.httpMethod ~= "GET" and event.httpMethod ~= "HEAD" then
+    return nil, derr(405, "MethodNotAllowed", "GET or HEAD")
+  end
+  local path, query = "/" .. event.pathParameters.request, query_of(event)
+  local ok, res = check_signature(d, path, query)
+  if not ok then return nil, res end
+  local expires
+  expires, res = check_expires(query, now)
+  if expires == false then return nil, res end
+  local req, why = dit_request.read(path, query, d.custom)
+  if not req then return nil, derr(400, "RequestTypeError", why) end
+  local job, jwhy = dit_render.prepare(req, { max_side = t.cfg.transform_max_side })
+  if not job then return nil, derr(400, "InvalidEdits", jwhy) end
+  local object_key
+  object_key, res = object_key_of(t.cfg, req)
+  if not object_key then return nil, res end
+  return { path = path, query = query, req = req, job = job, object_key = object_key, expires = expires }
+end
+
+local function not_modified(t, event, c, io)
+  local inm = header(event, "if-none-match")
+  if not inm then return nil end
+  local info, err = io.look_up(t.cfg, c.object_key)
+  if not info then return source_failure(err, c.req.key) end
+  local etag = etag_of(info.etag, c.path, c.query, c.format)
+  if not matches(inm, etag) then return nil end
+  local h = io.base_headers(t, etag, c.vary)
+  h["Cache-Control"] = info.cache_control or t.cfg.transform_cache_control
+  return { statusCode = 304, headers = h, body = "" }
+end
+
+local function render_env(t, io, format)
+  local cfg = t.cfg
+  return { max_pixels = cfg.max_pixels, max_pages = cfg.max_frames, limits = config.image_limits(cfg),
+    max_side = cfg.transform_max_side, format = format, overlay = overlay_reader(t, io),
+    rekognition = t.dit.rekognition }
+end
+
+-- io: the transform's helpers {fetch, look_up, base_headers, redirect_large}.
+function M.handle(t, event, ctx, io)
+  local now = os.time()
+  local c, res = checked(t, event, now)
+  if not c then return res end
+  c.format, c.vary = negotiated(t.dit, c.job, event)
+  res = not_modified(t, event, c, io)
+  if res then return res end
+  local body, info = io.fetch(t.cfg, c.object_key)
+  if not body then return source_failure(info, c.req.key) end
+  local made, err = dit_render.render(body, c.job, render_env(t, io, c.format))
+  if not made then return derr(err.status, err.code, err.message) end
+  ctx.log.info("transformed", { key = c.object_key, form = c.req.form, format = made.format, width = made.width,
+    height = made.height, bytes = #made.bytes })
+  return answer(t, ctx, made, { io = io, etag = etag_of(info.etag, c.path, c.query, c.format), vary = c.vary,
+    source = info, expires = c.expires, now = now, request_headers = c.req.headers })
+end
+
+-- A DIT path for a request table {bucket, key, edits, outputFormat}
+-- (imgpipe.signing.dit_path, clients and specs).
 function M.encode(req)
   return "/" .. digest.base64(json.encode(req))
 end

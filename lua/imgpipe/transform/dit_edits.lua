@@ -461,9 +461,7 @@ local function query_size(name, v)
   return n
 end
 
-function M.query_edits(query, list)
-  local q = query or {}
-  if q.format then set_edit(list, "toFormat", q.format) end
+local function query_resize(q, list)
   for _, name in ipairs { "width", "height" } do
     if q[name] then
       local n, err = query_size(name, q[name])
@@ -472,17 +470,34 @@ function M.query_edits(query, list)
     end
   end
   if q.fit then resize_of(list).fit = q.fit end
-  if q.rotate then
-    local n = q.rotate:match "^%d+$" and math.tointeger(tonumber(q.rotate))
-    if q.rotate ~= "" and not (n and n <= 359) then return nil, "query parameter rotate: 0-359 or blank expected" end
-    set_edit(list, "rotate", n or NULL)
-  end
+  return true
+end
+
+local function query_rotate(q, list)
+  if not q.rotate then return true end
+  local n = q.rotate:match "^%d+$" and math.tointeger(tonumber(q.rotate))
+  if q.rotate ~= "" and not (n and n <= 359) then return nil, "query parameter rotate: 0-359 or blank expected" end
+  set_edit(list, "rotate", n or NULL)
+  return true
+end
+
+local function query_switches(q, list)
   for _, name in ipairs { "flip", "flop", "grayscale", "greyscale" } do
     if q[name] then
       local b = QUERY_BOOL[q[name]:lower()]
       if b == nil then return nil, "query parameter " .. name .. ": true or false expected" end
       set_edit(list, name == "greyscale" and "grayscale" or name, b)
     end
+  end
+  return true
+end
+
+function M.query_edits(query, list)
+  local q = query or {}
+  if q.format then set_edit(list, "toFormat", q.format) end
+  for _, step in ipairs { query_resize, query_rotate, query_switches } do
+    local ok, err = step(q, list)
+    if not ok then return nil, err end
   end
   return list
 end

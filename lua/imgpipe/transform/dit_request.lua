@@ -47,38 +47,55 @@ end
 -- The keys of the object at `field` of the top-level JSON object in text,
 -- in the order they are written (cjson's tables have none). A small
 -- scanner: strings skipped whole, nesting counted, bounded by the text.
+-- The index of the quote that closes the string opening at i (n + 1 or
+-- more when it is not closed).
+local function string_end(text, i, n)
+  local j = i + 1
+  while j <= n do
+    local d = text:sub(j, j)
+    if d == "\\" then j = j + 2 elseif d == '"' then break else j = j + 1 end
+  end
+  return j
+end
+
+-- The string at i: a key at depth 1 is remembered, a key at depth 2 inside
+-- `field` is collected. Returns where scanning goes on.
+local function on_string(st, text, i)
+  local j = string_end(text, i, #text)
+  if text:find("^%s*:", j + 1) then
+    local s = text:sub(i + 1, j - 1)
+    if st.depth == 1 then st.last_key = s end
+    if st.in_field and st.depth == 2 then
+      local name = json.decode('"' .. s .. '"')
+      if not st.seen[name] then st.keys[#st.keys + 1], st.seen[name] = name, true end
+    end
+  end
+  return j + 1
+end
+
+local function on_bracket(st, c, field)
+  if c == "{" or c == "[" then
+    st.depth = st.depth + 1
+    if st.depth == 2 and c == "{" and st.last_key == field then st.in_field = true end
+  elseif c == "}" or c == "]" then
+    if st.depth == 2 then st.in_field = false end
+    st.depth = st.depth - 1
+  end
+end
+
 function M.member_order(text, field)
-  local keys, seen, depth, i, n = {}, {}, 0, 1, #text
-  local in_field, last_key = false, nil
+  local st = { keys = {}, seen = {}, depth = 0, in_field = false, last_key = nil }
+  local i, n = 1, #text
   while i <= n do
     local c = text:sub(i, i)
     if c == '"' then
-      local j = i + 1
-      while j <= n do
-        local d = text:sub(j, j)
-        if d == "\\" then j = j + 2 elseif d == '"' then break else j = j + 1 end
-      end
-      local s = text:sub(i + 1, j - 1)
-      local is_key = text:find("^%s*:", j + 1) ~= nil
-      if is_key and depth == 1 then last_key = s end
-      if is_key and in_field and depth == 2 then
-        local name = json.decode('"' .. s .. '"')
-        if not seen[name] then keys[#keys + 1], seen[name] = name, true end
-      end
-      i = j + 1
-    elseif c == "{" or c == "[" then
-      depth = depth + 1
-      if depth == 2 and c == "{" and last_key == field then in_field = true end
-      i = i + 1
-    elseif c == "}" or c == "]" then
-      if depth == 2 then in_field = false end
-      depth = depth - 1
-      i = i + 1
+      i = on_string(st, text, i)
     else
+      on_bracket(st, c, field)
       i = i + 1
     end
   end
-  return keys
+  return st.keys
 end
 
 local function decode_default(segment)

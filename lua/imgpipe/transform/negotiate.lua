@@ -59,15 +59,7 @@ function M.avif_fits(pixels, ceiling, budget_ms)
   return pixels / 1e6 * M.AVIF_WORST_MS_PER_MEGAPIXEL <= budget_ms * M.AVIF_SHARE_OF_BUDGET
 end
 
--- The Accept header of an API Gateway event (any case), or nil.
-function M.header(event, name)
-  local h = event.headers
-  if type(h) ~= "table" then return nil end
-  local want = name:lower()
-  for k, v in pairs(h) do
-    if type(k) == "string" and k:lower() == want and type(v) == "string" then return v end
-  end
-  return nil
-end
+-- A header of an API Gateway event (any case), or nil: imgpipe.http's.
+M.header = require("imgpipe.http").header
 
 return M

@@ -145,27 +145,35 @@ local function parse_atom(p)
   return { kind = "char", char = c }
 end
 
+local SIMPLE_QUANTIFIERS = { ["*"] = { 0, math.huge }, ["+"] = { 1, math.huge }, ["?"] = { 0, 1 } }
+local NOT_REPEATABLE = { start = true, ["end"] = true, boundary = true }
+
+-- {n}, {n,} or {n,m} at p.pos: min and max, p.pos moved past it.
+local function counted_range(p)
+  local lo, comma, hi = p.src:match("^{(%d+)(,?)(%d*)}", p.pos)
+  local min = tonumber(lo)
+  local max = comma == "" and min or (hi == "" and math.huge or tonumber(hi))
+  if min > M.MAX_REPEAT or (max ~= math.huge and max > M.MAX_REPEAT) or max < min then
+    parse_error(p, "bad or too large repetition count")
+  end
+  p.pos = p.pos + #(lo .. comma .. hi) + 2
+  return min, max
+end
+
 local function parse_quantifier(p, atom)
   local c = peek(p)
   local min, max
-  if c == "*" then min, max = 0, math.huge
-  elseif c == "+" then min, max = 1, math.huge
-  elseif c == "?" then min, max = 0, 1
+  if SIMPLE_QUANTIFIERS[c] then
+    min, max = SIMPLE_QUANTIFIERS[c][1], SIMPLE_QUANTIFIERS[c][2]
+    p.pos = p.pos + 1
   elseif c == "{" and p.src:sub(p.pos):match "^{%d+,?%d*}" then
-    local lo, comma, hi = p.src:match("^{(%d+)(,?)(%d*)}", p.pos)
-    min = tonumber(lo)
-    max = comma == "" and min or (hi == "" and math.huge or tonumber(hi))
-    if min > M.MAX_REPEAT or (max ~= math.huge and max > M.MAX_REPEAT) or max < min then
-      parse_error(p, "bad or too large repetition count")
-    end
-    p.pos = p.pos + #(lo .. comma .. hi) + 2
+    min, max = counted_range(p)
   else
     return atom
   end
-  p.pos = p.pos + (c == "{" and 0 or 1)
   local lazy = peek(p) == "?"
   if lazy then p.pos = p.pos + 1 end
-  if atom.kind == "start" or atom.kind == "end" or atom.kind == "boundary" then parse_error(p, "nothing to repeat") end
+  if NOT_REPEATABLE[atom.kind] then parse_error(p, "nothing to repeat") end
   return { kind = "repeat", atom = atom, min = min, max = max, lazy = lazy }
 end
 
@@ -188,123 +196,143 @@ parse_alternation = function(p)
 end
 
 -- Matching ----------------------------------------------------------------------
--- A node is matched by m(node, i, k): k(j) continues after the node ended
--- at j. Every call counts a step; past MAX_STEPS the match stops.
+-- A node is matched by match(state, node, i, k): k(j) continues after the
+-- node ended at j. Every call counts a step; past MAX_STEPS the match
+-- stops. state = {subject, flags, steps, caps}.
 
 local TOO_COMPLEX = {}
 
-local function matcher(state)
-  local s, flags = state.subject, state.flags
-  local function step()
-    state.steps = state.steps + 1
-    if state.steps > M.MAX_STEPS then error(TOO_COMPLEX, 0) end
-  end
-  local function fold(c) return flags.i and c:lower() or c end
-  local function is_word(i) return i >= 1 and i <= #s and s:sub(i, i):match "[%w_]" ~= nil end
-  local function test_set(node, c)
-    if flags.i then c = c:lower() end
-    local hit = false
-    for _, t in ipairs(node.tests) do
-      if t(c) or (flags.i and t(c:upper())) then
-        hit = true
-        break
-      end
-    end
-    return hit ~= node.negate
-  end
+local function step(state)
+  state.steps = state.steps + 1
+  if state.steps > M.MAX_STEPS then error(TOO_COMPLEX, 0) end
+end
 
-  local m
-  local function single(node, i)
-    -- the end of a one-character node at i, or nil
-    if i > #s then return nil end
-    local c = s:sub(i, i)
-    if node.kind == "char" then return fold(c) == fold(node.char) and i + 1 or nil end
-    if node.kind == "any" then return (flags.s or c ~= "\n") and i + 1 or nil end
-    if node.kind == "set" then return test_set(node, c) and i + 1 or nil end
-  end
+local function fold(state, c) return state.flags.i and c:lower() or c end
 
-  local function repeat_node(node, i, k, count)
-    step()
-    local function more()
-      if count >= node.max then return nil end
-      return m(node.atom, i, function(j)
-        if j == i and count >= node.min then return nil end -- no progress: stop looping
-        return repeat_node(node, j, k, count + 1)
-      end)
-    end
-    if count < node.min then return more() end
-    if node.lazy then return k(i) or more() end
-    return more() or k(i)
-  end
+local function is_word(s, i) return i >= 1 and i <= #s and s:sub(i, i):match "[%w_]" ~= nil end
 
-  m = function(node, i, k)
-    step()
-    local kind = node.kind
-    if kind == "char" or kind == "any" or kind == "set" then
-      local j = single(node, i)
-      return j and k(j)
-    elseif kind == "seq" then
-      local function from(n, at)
-        if n > #node.items then return k(at) end
-        return m(node.items[n], at, function(j) return from(n + 1, j) end)
-      end
-      return from(1, i)
-    elseif kind == "alt" then
-      for _, b in ipairs(node.branches) do
-        local r = m(b, i, k)
-        if r then return r end
-      end
-      return nil
-    elseif kind == "group" then
-      if not node.capture then return m(node.body, i, k) end
-      local saved = state.caps[node.capture]
-      local r = m(node.body, i, function(j)
-        local before = state.caps[node.capture]
-        state.caps[node.capture] = { i, j }
-        local r2 = k(j)
-        if not r2 then state.caps[node.capture] = before end
-        return r2
-      end)
-      if not r then state.caps[node.capture] = saved end
-      return r
-    elseif kind == "repeat" then
-      return repeat_node(node, i, k, 0)
-    elseif kind == "start" then
-      if i == 1 or (flags.m and s:sub(i - 1, i - 1) == "\n") then return k(i) end
-      return nil
-    elseif kind == "end" then
-      if i == #s + 1 or (flags.m and s:sub(i, i) == "\n") then return k(i) end
-      return nil
-    elseif kind == "boundary" then
-      local at = is_word(i - 1) ~= is_word(i)
-      if at ~= node.negate then return k(i) end
-      return nil
-    elseif kind == "backref" then
-      local cap = state.caps[node.index]
-      if not cap then return k(i) end
-      local text = s:sub(cap[1], cap[2] - 1)
-      local here = s:sub(i, i + #text - 1)
-      if fold(here) == fold(text) then return k(i + #text) end
-      return nil
+local function test_set(flags, node, c)
+  if flags.i then c = c:lower() end
+  local hit = false
+  for _, t in ipairs(node.tests) do
+    if t(c) or (flags.i and t(c:upper())) then
+      hit = true
+      break
     end
   end
-  return m
+  return hit ~= node.negate
+end
+
+-- The end of a one-character node at i, or nil.
+local function single(state, node, i)
+  local s = state.subject
+  if i > #s then return nil end
+  local c = s:sub(i, i)
+  if node.kind == "char" then return fold(state, c) == fold(state, node.char) and i + 1 or nil end
+  if node.kind == "any" then return (state.flags.s or c ~= "\n") and i + 1 or nil end
+  return test_set(state.flags, node, c) and i + 1 or nil
+end
+
+local MATCH = {}
+
+local function match(state, node, i, k)
+  step(state)
+  return MATCH[node.kind](state, node, i, k)
+end
+
+local function match_single(state, node, i, k)
+  local j = single(state, node, i)
+  return j and k(j)
+end
+MATCH.char, MATCH.any, MATCH.set = match_single, match_single, match_single
+
+function MATCH.seq(state, node, i, k)
+  local function from(n, at)
+    if n > #node.items then return k(at) end
+    return match(state, node.items[n], at, function(j) return from(n + 1, j) end)
+  end
+  return from(1, i)
+end
+
+function MATCH.alt(state, node, i, k)
+  for _, b in ipairs(node.branches) do
+    local r = match(state, b, i, k)
+    if r then return r end
+  end
+  return nil
+end
+
+function MATCH.group(state, node, i, k)
+  if not node.capture then return match(state, node.body, i, k) end
+  local caps = state.caps
+  local saved = caps[node.capture]
+  local r = match(state, node.body, i, function(j)
+    local before = caps[node.capture]
+    caps[node.capture] = { i, j }
+    local r2 = k(j)
+    if not r2 then caps[node.capture] = before end
+    return r2
+  end)
+  if not r then caps[node.capture] = saved end
+  return r
+end
+
+local function repeat_node(state, node, i, k, count)
+  step(state)
+  local function more()
+    if count >= node.max then return nil end
+    return match(state, node.atom, i, function(j)
+      if j == i and count >= node.min then return nil end -- no progress: stop looping
+      return repeat_node(state, node, j, k, count + 1)
+    end)
+  end
+  if count < node.min then return more() end
+  if node.lazy then return k(i) or more() end
+  return more() or k(i)
+end
+
+MATCH["repeat"] = function(state, node, i, k) return repeat_node(state, node, i, k, 0) end
+
+function MATCH.start(state, _, i, k)
+  if i == 1 or (state.flags.m and state.subject:sub(i - 1, i - 1) == "\n") then return k(i) end
+  return nil
+end
+
+MATCH["end"] = function(state, _, i, k)
+  local s = state.subject
+  if i == #s + 1 or (state.flags.m and s:sub(i, i) == "\n") then return k(i) end
+  return nil
+end
+
+function MATCH.boundary(state, node, i, k)
+  local s = state.subject
+  if (is_word(s, i - 1) ~= is_word(s, i)) ~= node.negate then return k(i) end
+  return nil
+end
+
+function MATCH.backref(state, node, i, k)
+  local cap = state.caps[node.index]
+  if not cap then return k(i) end
+  local s = state.subject
+  local text = s:sub(cap[1], cap[2] - 1)
+  if fold(state, s:sub(i, i + #text - 1)) == fold(state, text) then return k(i + #text) end
+  return nil
 end
 
 -- Compiling ---------------------------------------------------------------------
 
--- "/body/flags" or a bare body. Returns a compiled expression, or nil, err.
-function M.compile(text)
-  if type(text) ~= "string" or text == "" then return nil, "the pattern is empty" end
-  if #text > M.MAX_PATTERN then return nil, "the pattern is over " .. M.MAX_PATTERN .. " bytes" end
-  local body, flag_text = text:match "^/(.*)/(%a*)$"
-  if not body then body, flag_text = text, "" end
+local function parse_flags(flag_text)
   local flags = {}
   for f in flag_text:gmatch "." do
     if not f:match "[gims]" then return nil, "flag '" .. f .. "' is not supported (g, i, m, s are)" end
     if flags[f] then return nil, "flag '" .. f .. "' given twice" end
     flags[f] = true
   end
+  return flags
+end
+
+-- The tree of a pattern's body and its group count, or nil, err.
+local function parse_body(body)
   local p = { src = body, pos = 1, groups = 0 }
   local ok, tree = pcall(parse_alternation, p)
   if ok and p.pos <= #body then ok, tree = false, { rewrite = "position " .. p.pos .. ": unexpected )" } end
@@ -317,7 +345,20 @@ function M.compile(text)
       return nil, "bad pattern: back reference \\" .. i .. " to no group"
     end
   end
-  return { tree = tree, flags = flags, groups = p.groups, source = text }
+  return tree, p.groups
+end
+
+-- "/body/flags" or a bare body. Returns a compiled expression, or nil, err.
+function M.compile(text)
+  if type(text) ~= "string" or text == "" then return nil, "the pattern is empty" end
+  if #text > M.MAX_PATTERN then return nil, "the pattern is over " .. M.MAX_PATTERN .. " bytes" end
+  local body, flag_text = text:match "^/(.*)/(%a*)$"
+  if not body then body, flag_text = text, "" end
+  local flags, err = parse_flags(flag_text)
+  if not flags then return nil, err end
+  local tree, groups = parse_body(body)
+  if not tree then return nil, groups end
+  return { tree = tree, flags = flags, groups = groups, source = text }
 end
 
 -- The substitution for one match: $$ $& $` $' $1..$99.
@@ -338,10 +379,9 @@ end
 
 -- Finds the first match at or after position `from`: first, last (exclusive), caps.
 local function find(re, state, from)
-  local m = matcher(state)
   for start = from, #state.subject + 1 do
     state.caps = {}
-    local last = m(re.tree, start, function(j) return j end)
+    local last = match(state, re.tree, start, function(j) return j end)
     if last then return start, last, state.caps end
   end
   return nil

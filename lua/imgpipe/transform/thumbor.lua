@@ -54,6 +54,12 @@ local function boolean(text)
   return nil
 end
 
+-- A watermark's width or height ratio: a percentage, or "none" (false).
+local function ratio(text)
+  if text == "none" then return false end
+  return number(text, 0, 100)
+end
+
 -- Filter name -> {count of arguments (min, max), check(args) -> values or nil, why}.
 local FILTERS = {
   animated = { 1, 1, function(a) local b = boolean(a[1]); return b ~= nil and { b } or nil, "true or false" end },
@@ -103,10 +109,10 @@ local FILTERS = {
   upscale = { 0, 0 },
   watermark = { 7, 7, function(a)
     local x, y = integer(a[3], -M.MAX_SIDE, M.MAX_SIDE), integer(a[4], -M.MAX_SIDE, M.MAX_SIDE)
-    local alpha, wr, hr = integer(a[5], 0, 100), number(a[6], 0, 100), number(a[7], 0, 100)
-    local ok = a[1] ~= "" and a[2] ~= "" and x and y and alpha and wr and hr
+    local alpha, wr, hr = integer(a[5], 0, 100), ratio(a[6]), ratio(a[7])
+    local ok = a[1] ~= "" and a[2] ~= "" and x and y and alpha and wr ~= nil and hr ~= nil
     return ok and { a[1], a[2], x, y, alpha, wr, hr } or nil,
-      "bucket, key, x, y, alpha 0-100, width ratio, height ratio"
+      "bucket, key, x, y, alpha 0-100, width and height ratios (0-100 or none)"
   end },
 }
 
@@ -154,40 +160,59 @@ local function side(text)
   return v
 end
 
+-- Each reader looks at parts[i] and returns the index after what it read
+-- (i when the segment is not its own), or nil, why.
+local function read_crop(parts, i, out)
+  local a, b, c, d = (parts[i] or ""):match "^(%d+)x(%d+):(%d+)x(%d+)$"
+  if not a then return i end
+  a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+  if c <= a or d <= b or c > M.MAX_SIDE or d > M.MAX_SIDE then return nil, "crop AxB:CxD needs A < C and B < D" end
+  out.crop = { left = a, top = b, width = c - a, height = d - b }
+  return i + 1
+end
+
+local function read_fit_in(parts, i, out)
+  if parts[i] ~= "fit-in" then return i end
+  out.fit_in = true
+  return i + 1
+end
+
+local function read_size(parts, i, out)
+  local w, h = (parts[i] or ""):match "^(%-?%d*)x(%-?%d*)$"
+  if not (w and (w ~= "" or h ~= "")) then
+    if out.fit_in then return nil, "fit-in needs a size WxH after it" end
+    return i
+  end
+  local wv, hv = side(w), side(h)
+  if not wv or not hv then return nil, "size WxH: whole numbers up to " .. M.MAX_SIDE .. " expected" end
+  out.flop, out.flip = wv < 0 or nil, hv < 0 or nil
+  out.width, out.height = wv ~= 0 and math.abs(wv) or nil, hv ~= 0 and math.abs(hv) or nil
+  return i + 1
+end
+
+local function read_filters(parts, i, out)
+  local filters = (parts[i] or ""):match "^filters:(.*)$"
+  if not filters then return i end
+  local list, why = split_filters(filters)
+  if not list then return nil, why end
+  for _, f in ipairs(list) do
+    local checked, err = check_filter(f)
+    if not checked then return nil, err end
+    out.filters[#out.filters + 1] = checked
+  end
+  return i + 1
+end
+
+local OPTION_READERS = { read_crop, read_fit_in, read_size, read_filters }
+
 -- Reads the leading option segments of parts (crop, fit-in, size, filters).
+-- Returns the index of the first segment of the key, or nil, why.
 local function read_options(parts, out)
   local i = 1
-  local a, b, c, d = (parts[i] or ""):match "^(%d+)x(%d+):(%d+)x(%d+)$"
-  if a then
-    a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
-    if c <= a or d <= b or c > M.MAX_SIDE or d > M.MAX_SIDE then return nil, "crop AxB:CxD needs A < C and B < D" end
-    out.crop = { left = a, top = b, width = c - a, height = d - b }
-    i = i + 1
-  end
-  if parts[i] == "fit-in" then
-    out.fit_in = true
-    i = i + 1
-  end
-  local w, h = (parts[i] or ""):match "^(%-?%d*)x(%-?%d*)$"
-  if w and (w ~= "" or h ~= "") then
-    local wv, hv = side(w), side(h)
-    if not wv or not hv then return nil, "size WxH: whole numbers up to " .. M.MAX_SIDE .. " expected" end
-    out.flop, out.flip = wv < 0 or nil, hv < 0 or nil
-    out.width, out.height = wv ~= 0 and math.abs(wv) or nil, hv ~= 0 and math.abs(hv) or nil
-    i = i + 1
-  elseif out.fit_in then
-    return nil, "fit-in needs a size WxH after it"
-  end
-  local filters = (parts[i] or ""):match "^filters:(.*)$"
-  if filters then
-    local list, why = split_filters(filters)
-    if not list then return nil, why end
-    for _, f in ipairs(list) do
-      local checked, err = check_filter(f)
-      if not checked then return nil, err end
-      out.filters[#out.filters + 1] = checked
-    end
-    i = i + 1
+  for _, read in ipairs(OPTION_READERS) do
+    local why
+    i, why = read(parts, i, out)
+    if not i then return nil, why end
   end
   return i
 end
@@ -265,7 +290,7 @@ local FILTER_EDITS = {
   smart_crop = function(a, ctx) ctx.extra.request.smartCrop = { faceIndex = a[1], padding = a[2] } end,
   watermark = function(a, ctx)
     ctx.extra.request.overlayWith = { bucket = a[1], key = a[2], options = { left = a[3], top = a[4] },
-      alpha = a[5], wRatio = a[6], hRatio = a[7] }
+      alpha = a[5], wRatio = a[6] ~= 0 and a[6] or nil, hRatio = a[7] ~= 0 and a[7] or nil }
   end,
   animated = function(a, ctx) ctx.extra.request.animated = a[1] end,
   upscale = function() end,    -- sharp enlarges unless told not to
