@@ -1,6 +1,8 @@
 #include "modules.h"
 
 /* Adding a module is one line here. Keep sorted. */
+/* One module a line, whatever their number: */
+/* clang-format off */
 const luaL_Reg imgpipe_modules[] = {
     {"imgpipe.aws", luaopen_imgpipe_aws},
     {"imgpipe.cache", luaopen_imgpipe_cache},
@@ -15,3 +17,4 @@ const luaL_Reg imgpipe_modules[] = {
     {"imgpipe.sigv4", luaopen_imgpipe_sigv4},
     {NULL, NULL},
 };
+/* clang-format on */

@@ -49,19 +49,37 @@ static int started_as_bootstrap(const char *argv0) {
     return !strcmp(base, "bootstrap");
 }
 
+/* Whether the environment chose a malloc setting itself: its MALLOC_*
+ * variable, or the glibc.malloc tunable in GLIBC_TUNABLES. */
+static int malloc_setting_given(const char *variable, const char *tunable) {
+    const char *t = getenv("GLIBC_TUNABLES");
+    return getenv(variable) || (t && strstr(t, tunable));
+}
+
 /* Lambda and CLI runs handle one event at a time, but libvips' worker
  * threads each get a glibc malloc arena by default, and every arena keeps
  * the image buffers it freed. One arena halves peak memory over many events
  * and is faster too (bench/RESULTS.md, the imgpipe-arena1 row). The server
- * keeps glibc's default for its worker threads. MALLOC_ARENA_MAX, when set,
- * wins. */
-static void limit_malloc_arenas(void) {
-    if (!getenv("MALLOC_ARENA_MAX")) mallopt(M_ARENA_MAX, 1);
+ * runs several requests at once: two arenas (docs/transform.md, "Memory
+ * and the allocator": glibc's default, 8 per CPU, cost a third more peak
+ * RSS with four workers, for no CPU), and thresholds that keep freed image
+ * buffers for the next request instead of handing them back to the kernel
+ * and faulting them in again (less CPU per request; both thresholds are
+ * needed: setting one turns glibc's dynamic mmap threshold off). A setting
+ * the environment makes (MALLOC_ARENA_MAX, GLIBC_TUNABLES) wins. Called
+ * before any thread starts. */
+static void tune_malloc(int arenas, int keep_freed) {
+    if (!malloc_setting_given("MALLOC_ARENA_MAX", "glibc.malloc.arena_max")) mallopt(M_ARENA_MAX, arenas);
+    if (!keep_freed || malloc_setting_given("MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold") ||
+        malloc_setting_given("MALLOC_TRIM_THRESHOLD_", "glibc.malloc.trim_threshold"))
+        return;
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
 }
 
 int main(int argc, char **argv) {
     if (started_as_bootstrap(argv[0]) || (argc == 1 && getenv("AWS_LAMBDA_RUNTIME_API"))) {
-        limit_malloc_arenas();
+        tune_malloc(1, 0);
         return lambda_main(argc, argv);
     }
     if (argc < 2) {
@@ -69,8 +87,11 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *cmd = argv[1];
-    if (!strcmp(cmd, "serve")) return server_main(argc - 1, argv + 1);
-    if (!strcmp(cmd, "run") || !strcmp(cmd, "lambda")) limit_malloc_arenas();
+    if (!strcmp(cmd, "serve")) {
+        tune_malloc(2, 1);
+        return server_main(argc - 1, argv + 1);
+    }
+    if (!strcmp(cmd, "run") || !strcmp(cmd, "lambda")) tune_malloc(1, 0);
     if (!strcmp(cmd, "run")) return cli_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "lambda")) return lambda_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) return version();

@@ -3,7 +3,7 @@
 -- many Lambda instances as it likes, and writes a completion report; this
 -- script starts such a job, follows it and reads its report.
 --
---   imgpipe run pipelines/ops/batch.lua -- start [--prefix P] [--force] [--priority N] [--max-keys N]
+--   imgpipe run pipelines/ops/batch.lua -- start [--prefix P | --inventory S3URL] [--force] [--priority N]
 --   imgpipe run pipelines/ops/batch.lua -- status --job ID [--wait] [--interval S] [--max-wait S]
 --   imgpipe run pipelines/ops/batch.lua -- report --job ID
 --
@@ -22,11 +22,13 @@ local common = require "ops.common"
 local report = require "ops.batch_report"
 
 local USAGE = [[
-usage: imgpipe run pipelines/ops/batch.lua -- start [--prefix P] [--force] [--priority N] [--max-keys N]
+usage: imgpipe run pipelines/ops/batch.lua -- start [--prefix P | --inventory S3URL] [--force] [--priority N]
        imgpipe run pipelines/ops/batch.lua -- status --job ID [--wait] [--interval S] [--max-wait S]
        imgpipe run pipelines/ops/batch.lua -- report --job ID
   start     lists the upload bucket under P (default UPLOAD_PREFIX), writes the manifest, creates the job
-            (LambdaInvoke of the process function, schema 2.0; --force passes userArguments force=true)
+            (LambdaInvoke of the process function, schema 2.0; --force passes userArguments force=true);
+            --inventory s3://B/.../manifest.json: an S3 Inventory report (under the manifest prefix) instead;
+            --max-keys N: the most objects a listed manifest holds (1000000)
   status    the job's state and progress (--wait: until it ends, polling every --interval S, 5 to 60, for
             at most --max-wait S, default 3600)
   report    the completion report: counts by result code, the failed keys with their reasons
@@ -34,7 +36,8 @@ usage: imgpipe run pipelines/ops/batch.lua -- start [--prefix P] [--force] [--pr
             override BATCH_ROLE_ARN, BATCH_FUNCTION_ARN, BATCH_MANIFEST_BUCKET, ... (the stack's outputs)]]
 
 local FLAGS = {
-  prefix = "string", force = "boolean", priority = "integer", ["max-keys"] = "integer", job = "string",
+  prefix = "string", inventory = "string", force = "boolean", priority = "integer", ["max-keys"] = "integer",
+  job = "string",
   wait = "boolean", interval = "integer", ["max-wait"] = "integer", role = "string", ["function"] = "string",
   ["manifest-bucket"] = "string", ["manifest-prefix"] = "string", ["report-bucket"] = "string",
   ["report-prefix"] = "string",
@@ -98,7 +101,14 @@ local function manifest(cfg, prefix)
   return lines
 end
 
-local function create_request(s, object_arn, etag, token)
+-- The manifest's spec: a CSV of bucket,key that start wrote, or an S3
+-- Inventory report's manifest.json.
+local function manifest_spec(inventory)
+  if inventory then return { Format = "S3InventoryReport_CSV_20161130" } end
+  return { Format = "S3BatchOperations_CSV_20180820", Fields = { member = { "Bucket", "Key" } } }
+end
+
+local function create_request(s, object_arn, etag, token, inventory)
   local op = { FunctionArn = s.fn, InvocationSchemaVersion = "2.0" }
   if opts.force then op.UserArguments = { entry = { { key = "force", value = "true" } } } end
   return aws.xml_encode("CreateJobRequest", {
@@ -107,8 +117,7 @@ local function create_request(s, object_arn, etag, token)
     Report = { Bucket = "arn:aws:s3:::" .. s.report_bucket, Format = "Report_CSV_20180820", Enabled = true,
       Prefix = s.report_prefix, ReportScope = "AllTasks" },
     ClientRequestToken = token,
-    Manifest = { Spec = { Format = "S3BatchOperations_CSV_20180820", Fields = { member = { "Bucket", "Key" } } },
-      Location = { ObjectArn = object_arn, ETag = etag } },
+    Manifest = { Spec = manifest_spec(inventory), Location = { ObjectArn = object_arn, ETag = etag } },
     Priority = opts.priority or 10,
     RoleArn = s.role,
     Description = "imgpipe process backfill",
@@ -126,22 +135,47 @@ local function settings()
     report_prefix = setting("report-prefix", "BATCH_REPORT_PREFIX") }
 end
 
+-- CreateJob takes the ETag without the quotes S3 answers it with.
+local function bare_etag(etag)
+  return (tostring(etag):gsub('^"(.*)"$', "%1"))
+end
+
+local function send_create(s, bucket, key, etag, token, inventory)
+  return control(s.account, "POST", "/v20180820/jobs",
+    create_request(s, "arn:aws:s3:::" .. bucket .. "/" .. key, bare_etag(etag), token, inventory)).JobId
+end
+
+-- --inventory s3://BUCKET/KEY: an S3 Inventory report's manifest.json, where
+-- the role may read it (the manifest bucket, under the manifest prefix).
+local function start_inventory(s, token)
+  local bucket, key = opts.inventory:match "^s3://([^/]+)/(.+manifest%.json)$"
+  if not bucket then common.usage_error(USAGE, "--inventory takes s3://BUCKET/.../manifest.json") end
+  if bucket ~= s.manifest_bucket or key:sub(1, #s.manifest_prefix) ~= s.manifest_prefix then
+    common.usage_error(USAGE, "--inventory must lie under s3://" .. s.manifest_bucket .. "/" .. s.manifest_prefix ..
+      " (the only place the job's role may read)")
+  end
+  local head, err = s3.head { bucket = bucket, key = key }
+  if not head then die("cannot read " .. opts.inventory .. ": " .. tostring(err)) end
+  local id = send_create(s, bucket, key, head.etag, token, true)
+  io.stdout:write(json.encode { event = "created", jobId = id, manifest = opts.inventory, inventory = true }, "\n")
+end
+
 local function start()
   local s, cfg = settings(), pipeline.config()
+  local token = require("imgpipe.random").uuid()
+  if opts.inventory then return start_inventory(s, token) end
   local prefix = opts.prefix or cfg.upload_prefix
   if prefix:sub(1, #cfg.upload_prefix) ~= cfg.upload_prefix then
     common.usage_error(USAGE, "--prefix must lie under UPLOAD_PREFIX (" .. cfg.upload_prefix .. ")")
   end
   local lines = manifest(cfg, prefix)
   if #lines == 0 then die("no objects under s3://" .. cfg.upload_bucket .. "/" .. prefix) end
-  local token = require("imgpipe.random").uuid()
   local key = s.manifest_prefix .. token .. ".csv"
   local put, err = s3.put { bucket = s.manifest_bucket, key = key, body = table.concat(lines, "\n") .. "\n",
     content_type = "text/csv" }
   if not put then die("cannot write the manifest s3://" .. s.manifest_bucket .. "/" .. key .. ": " .. tostring(err)) end
-  local doc = control(s.account, "POST", "/v20180820/jobs",
-    create_request(s, "arn:aws:s3:::" .. s.manifest_bucket .. "/" .. key, put.etag, token))
-  io.stdout:write(json.encode { event = "created", jobId = doc.JobId, objects = #lines,
+  local id = send_create(s, s.manifest_bucket, key, put.etag, token, false)
+  io.stdout:write(json.encode { event = "created", jobId = id, objects = #lines,
     manifest = "s3://" .. s.manifest_bucket .. "/" .. key }, "\n")
 end
 

@@ -153,7 +153,8 @@ describe("e2e: ops batch (S3 Batch Operations)", function()
     assert.equal(settings.fn, body.Operation.LambdaInvoke.FunctionArn)
     assert.equal("2.0", body.Operation.LambdaInvoke.InvocationSchemaVersion)
     assert.equal("arn:aws:s3:::" .. env.PROCESSED_BUCKET .. "/" .. manifest_key, body.Manifest.Location.ObjectArn)
-    assert.equal(head.etag, body.Manifest.Location.ETag)
+    assert.equal((head.etag:gsub('"', "")), body.Manifest.Location.ETag)
+    assert.is_nil(body.Manifest.Location.ETag:find('"', 1, true))
     assert.equal("20", body.Priority)
     local manifest = assert(s3.get { bucket = env.PROCESSED_BUCKET, key = manifest_key })
     local odd_line = env.UPLOAD_BUCKET .. "," .. prefix .. "summer%20trip%20%2B%20more/a%20b%2Bc.jpg\n"
@@ -215,6 +216,30 @@ describe("e2e: ops batch (S3 Batch Operations)", function()
     assert.same({}, r.failures)
     print("# the role allows the 6 calls of the job ops batch started and denies " .. r.probes ..
       " one step outside")
+  end)
+
+  it("starts a job over an S3 Inventory report's manifest, only where the role may read it", function()
+    local key = settings.manifest_prefix .. "inventory-" .. RUN .. "/2026-12-06T00-00Z/manifest.json"
+    assert(s3.put { bucket = env.PROCESSED_BUCKET, key = key, body = json.encode { sourceBucket = env.UPLOAD_BUCKET,
+      fileFormat = "CSV", fileSchema = "Bucket, Key", files = {} } })
+    local before = #requests()
+    local lines, code, err = ops("start --inventory " .. q("s3://" .. env.PROCESSED_BUCKET .. "/" .. key))
+    assert.equal(0, code, err)
+    assert.is_true(lines[#lines].inventory)
+    local sent = requests()[before + 1]
+    model_ok(sent)
+    local body = require("imgpipe.aws").xml_decode(sent.body)
+    assert.equal("S3InventoryReport_CSV_20161130", body.Manifest.Spec.Format)
+    assert.is_nil(body.Manifest.Spec.Fields)
+    assert.equal("arn:aws:s3:::" .. env.PROCESSED_BUCKET .. "/" .. key, body.Manifest.Location.ObjectArn)
+    local head = assert(s3.head { bucket = env.PROCESSED_BUCKET, key = key })
+    assert.equal((head.etag:gsub('"', "")), body.Manifest.Location.ETag)
+    -- elsewhere: refused before anything is sent
+    local _
+    _, code, err = ops("start --inventory " .. q("s3://" .. env.UPLOAD_BUCKET .. "/inv/manifest.json"))
+    assert.equal(2, code)
+    assert.matches("the only place the job's role may read", err, 1, true)
+    assert.equal(before + 1, #requests())
   end)
 
   it("the model check refuses a CreateJob that is not one", function()

@@ -31,6 +31,7 @@
 --   DIT_REKOGNITION     "Yes" (or 1): smartCrop and contentModeration call Rekognition
 local json = require "cjson"
 local aws = require "imgpipe.aws"
+local config = require "imgpipe.config"
 local digest = require "imgpipe.digest"
 local log = require "imgpipe.log"
 local source = require "imgpipe.transform.source"
@@ -326,8 +327,9 @@ end
 
 local function render_env(t, io, format)
   local cfg = t.cfg
-  return { max_pixels = cfg.max_pixels, max_pages = cfg.max_frames, max_side = cfg.transform_max_side,
-    format = format, overlay = overlay_reader(t, io), rekognition = t.dit.rekognition }
+  return { max_pixels = cfg.max_pixels, max_pages = cfg.max_frames, limits = config.image_limits(cfg),
+    max_side = cfg.transform_max_side, format = format, overlay = overlay_reader(t, io),
+    rekognition = t.dit.rekognition }
 end
 
 -- io: the transform's helpers {fetch, look_up, base_headers, redirect_large}.

@@ -184,9 +184,21 @@ function RUN.smartCrop(img, a, env)
   return out
 end
 
+-- image.thumbnail's options o with the deployment's image limits (env.limits:
+-- imgpipe.config.image_limits) and env's max_pixels, max_pages where o sets none.
+function M.with_limits(env, o)
+  local l = env.limits or {}
+  for _, k in ipairs { "max_scans", "max_aspect_ratio", "max_interlaced_pixels", "budget_ms" } do
+    if o[k] == nil then o[k] = l[k] end
+  end
+  if o.max_pixels == nil then o.max_pixels = env.max_pixels end
+  if o.max_pages == nil then o.max_pages = env.max_pages end
+  return o
+end
+
 local function scaled_overlay(bytes, a, W, H, env)
-  local ovl, err = image.thumbnail(bytes, { width = 100000, height = 100000, size = "down", lazy = false,
-    max_pixels = env.max_pixels, max_pages = 1 })
+  local ovl, err = image.thumbnail(bytes, M.with_limits(env, { width = 100000, height = 100000, size = "down",
+    lazy = false, max_pages = 1 }))
   if not ovl then return nil, fail(400, "OverlayWith::InvalidImage", "edits.overlayWith: " .. tostring(err)) end
   if a.w_ratio or a.h_ratio then
     local w = a.w_ratio and math.max(1, math.floor(W * a.w_ratio / 100)) or nil

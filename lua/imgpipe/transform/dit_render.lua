@@ -13,7 +13,8 @@
 --   made, err = M.render(bytes, job, env)     -- err = {status, code, message}
 --
 -- made = {bytes, format, content_type, width, height}. env: {max_pixels,
--- max_pages, max_side, format (when the request names none and Accept
+-- max_pages, limits (imgpipe.config.image_limits: scans, aspect ratio,
+-- interlaced pixels, budget), max_side, format (when the request names none and Accept
 -- chose none: nil = the source's own), overlay(bucket, key) -> bytes |
 -- nil, err, rekognition (imgpipe.transform.dit_rekognition or nil)}.
 local image = require "imgpipe.image"
@@ -155,7 +156,10 @@ end
 local function image_failure(err)
   if type(err) ~= "table" then error(err, 0) end
   local code = tostring(err.code or "InvalidImage")
-  if code == "Timeout" or code == "Cancelled" or code == "Busy" then return fail(503, code, tostring(err.message)) end
+  -- time, not the image: the deadline came first (504, as /t/), the host
+  -- drains or is busy (503)
+  if code == "Timeout" then return fail(504, code, tostring(err.message)) end
+  if code == "Cancelled" or code == "Busy" then return fail(503, code, tostring(err.message)) end
   if code == "TooExpensive" then return fail(422, code, tostring(err.message)) end
   if code == "ImageError" then return fail(422, code, "the edits cannot be applied: " .. tostring(err.message)) end
   return fail(422, code, tostring(err.message or err))
@@ -199,9 +203,8 @@ local function decode_animated(bytes, job, env)
       "(fit inside or fill) and the output options only; ask \"animated\": false for its first frame")
   end
   job.stages = {}
-  local img, err = image.thumbnail(bytes, { width = box.width or 100000, height = box.height or 100000,
-    size = box.size or "down", lazy = false, max_pixels = env.max_pixels, max_pages = env.max_pages,
-    allow = READ, animated = true })
+  local img, err = image.thumbnail(bytes, layers.with_limits(env, { width = box.width or 100000,
+    height = box.height or 100000, size = box.size or "down", lazy = false, allow = READ, animated = true }))
   if not img then return nil, image_failure(err) end
   return img
 end
@@ -264,8 +267,8 @@ local function decode(bytes, job, env)
     return img, info
   end
   local w, h = shrunk_size(job, info)
-  img, err = image.thumbnail(bytes, { width = w or 100000, height = h or 100000, size = "down", lazy = false,
-    max_pixels = env.max_pixels, max_pages = env.max_pages, allow = READ })
+  img, err = image.thumbnail(bytes, layers.with_limits(env, { width = w or 100000, height = h or 100000,
+    size = "down", lazy = false, allow = READ }))
   if not img then return nil, image_failure(err) end
   if job.no_orient and info.orientation ~= 1 then
     img, err = M.unorient(img, info.orientation)
