@@ -693,7 +693,10 @@ describe("transform", function()
       local ev = modes.apigw { method = "GET", path = "/t/" .. sign("blur_100", SLOW) .. "/blur_100/" .. SLOW,
         pipelines = paths.pipelines }
       ev.pathParameters = { signature = sign("blur_100", SLOW), options = "blur_100", key = SLOW }
-      local out = slow_drv:request("lambda", ev, { pipeline = "transform", deadline_ms = (os.time() + 2) * 1000 })
+      -- 3 s from now, to the millisecond: the blur of 16 MP at sigma 100 lasts
+      -- far longer, so the deadline always comes inside libvips.
+      local deadline = math.floor(require("imgpipe.os").now() * 1000) + 3000
+      local out = slow_drv:request("lambda", ev, { pipeline = "transform", deadline_ms = deadline })
       assert.equal(504, out.status, out.body)
       assert.equal("Timeout", out.json.error.code)
     end)
