@@ -191,6 +191,51 @@ local function with_sam_cors(text)
   return result
 end
 
+-- DIT's live route (docs/dit.md), read from the code rather than copied:
+-- the query parameters it reads are the names dit_edits.query_edits looks
+-- up (recorded by a table that answers nil to every name) and those dit.lua
+-- reads off its query table (`query.NAME`); its settings are the names
+-- dit.lua reads through env/yes/os.getenv (Lambda's own variables aside).
+local DIT_SOURCE = paths.package .. "/transform/dit.lua"
+local LAMBDA_SETS = { AWS_LAMBDA_RUNTIME_API = true, AWS_REGION = true, AWS_LAMBDA_FUNCTION_NAME = true }
+
+local function dit_query_names()
+  local names = {}
+  local seen = setmetatable({}, { __index = function(_, k) names[k] = true end })
+  require("support.internals").require("imgpipe.transform.dit_edits").query_edits(seen, {})
+  for name in paths.read(DIT_SOURCE):gmatch "%f[%w_]query%.([%a_][%w_]*)" do names[name] = true end
+  return names
+end
+
+local function dit_settings()
+  local out = {}
+  for fn, name in paths.read(DIT_SOURCE):gmatch '%f[%w_]([%a.]+)%s*%(?%s*"(%u[%u%d_]*)"' do
+    if (fn == "env" or fn == "yes" or fn == "os.getenv") and not LAMBDA_SETS[name] then out[name] = true end
+  end
+  return out
+end
+
+local function keys_of(set)
+  local out = {}
+  for k in pairs(set) do out[#out + 1] = k end
+  table.sort(out)
+  return out
+end
+
+-- The transform role's statements that grant an action starting with prefix.
+local function granting(statements, prefix)
+  local out = {}
+  for _, st in ipairs(statements) do
+    for _, a in ipairs(st.Action or {}) do
+      if a:sub(1, #prefix) == prefix then
+        out[#out + 1] = st
+        break
+      end
+    end
+  end
+  return out
+end
+
 describe("deploy: the SAM template", function()
   after_each(paths.cleanup)
 
@@ -460,6 +505,94 @@ describe("deploy: the SAM template", function()
         print("# proved: SAM's Cors makes " .. unconverted .. " mock OPTIONS without contentHandling; the check " ..
           "refuses them, and a single response left binary")
       end)
+    end)
+  end)
+
+  describe("DIT's route on imgpipe's own distribution (issue #20)", function()
+    local missing = deploy.missing "samtranslator"
+    if missing then
+      it("checks the translated template", function() pending("SKIPPED: " .. missing) end)
+      return
+    end
+    local function load(params)
+      return deploy.facts(deploy.translate(TEMPLATE, params, paths.tmpdir()), D, params)
+    end
+    local facts
+    before_each(function() facts = facts or load {} end)
+    -- CloudFront's default quota of query strings per cache policy; greyscale
+    -- is left out for it, being the code's alias of grayscale (checked below).
+    local QUOTA, ALIASES = 10, { greyscale = "grayscale" }
+
+    it("forwards, and keys on, exactly the query parameters the code reads", function()
+      local read = dit_query_names()
+      assert.is_true(read.signature and read.expires and read.width and read.grayscale and true or false,
+        "the scan of the code found only " .. table.concat(keys_of(read), " "))
+      local q = facts.cache_policies.DitCachePolicy.ParametersInCacheKeyAndForwardedToOrigin.QueryStringsConfig
+      assert.are.equal("whitelist", q.QueryStringBehavior)
+      local want = {}
+      for name in pairs(read) do
+        if not ALIASES[name] then want[#want + 1] = name end
+      end
+      table.sort(want)
+      assert.same(want, sorted(q.QueryStrings))
+      assert.is_true(#q.QueryStrings <= QUOTA, #q.QueryStrings .. " query strings, over CloudFront's quota")
+      print("# proved: DitCachePolicy forwards " .. table.concat(want, " ") .. " (read by the code: " ..
+        table.concat(keys_of(read), " ") .. ")")
+    end)
+
+    it("leaves out only aliases that the code reads as the name it forwards", function()
+      local dit_edits = require("support.internals").require "imgpipe.transform.dit_edits"
+      for alias, name in pairs(ALIASES) do
+        for _, v in ipairs { "true", "false" } do
+          assert.same(dit_edits.query_edits({ [name] = v }, {}), dit_edits.query_edits({ [alias] = v }, {}))
+        end
+      end
+    end)
+
+    it("keys on Accept only when AUTO_WEBP or AUTO_AVIF can pick the format from it", function()
+      local function headers(f)
+        return f.cache_policies.DitCachePolicy.ParametersInCacheKeyAndForwardedToOrigin.HeadersConfig
+      end
+      assert.same({ HeaderBehavior = "none" }, headers(facts))
+      for _, p in ipairs { { DitAutoWebp = "Yes" }, { DitAutoAvif = "Yes" } } do
+        assert.same({ HeaderBehavior = "whitelist", Headers = { "Accept" } }, headers(load(p)))
+      end
+    end)
+
+    it("gives the transform function each DIT setting the code reads, off by default", function()
+      local names = keys_of(dit_settings())
+      assert.is_true(#names >= 8, "the scan found only " .. table.concat(names, " "))
+      local env = facts.functions.TransformFunction.env
+      for _, name in ipairs(names) do assert.is_not_nil(env[name], "TransformFunction does not set " .. name) end
+      assert.same({ "", "", "", "No", "No", "", "", "No" }, { env.ENABLE_SIGNATURE, env.SECRETS_MANAGER,
+        env.SECRET_KEY, env.AUTO_WEBP, env.AUTO_AVIF, env.REWRITE_MATCH_PATTERN, env.REWRITE_SUBSTITUTION,
+        env.DIT_REKOGNITION })
+      local on = load { DitEnableSignature = "Yes", DitSecretKey = "key", DitAutoAvif = "Yes",
+        DitRewriteMatchPattern = "/^\\/(.*)$/", DitRewriteSubstitution = "/$1", DitRekognition = "Yes" }
+      local e = on.functions.TransformFunction.env
+      assert.same({ "Yes", "key", "Yes", "/^\\/(.*)$/", "/$1", "Yes" }, { e.ENABLE_SIGNATURE, e.SECRET_KEY,
+        e.AUTO_AVIF, e.REWRITE_MATCH_PATTERN, e.REWRITE_SUBSTITUTION, e.DIT_REKOGNITION })
+      print("# proved: TransformFunction sets " .. table.concat(names, " "))
+    end)
+
+    it("grants Rekognition and DIT's secret only when they are on, each scoped", function()
+      local st = facts.functions.TransformFunction.statements
+      assert.same({}, granting(st, "rekognition:"))
+      assert.are.equal(1, #granting(st, "secretsmanager:")) -- the transform's own signing key
+      local arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:dit-key-AbCdEf"
+      local on = load { DitRekognition = "Yes", DitSecretArn = arn }
+      local rek = granting(on.functions.TransformFunction.statements, "rekognition:")
+      assert.are.equal(1, #rek)
+      assert.same({ "rekognition:DetectFaces", "rekognition:DetectModerationLabels" }, sorted(rek[1].Action))
+      assert.same({ "*" }, rek[1].Resource) -- neither action takes a resource-level permission
+      local dit_secret = {}
+      for _, s in ipairs(granting(on.functions.TransformFunction.statements, "secretsmanager:")) do
+        if s.Sid == "ReadDitSecret" then dit_secret[#dit_secret + 1] = s end
+      end
+      assert.are.equal(1, #dit_secret)
+      assert.same({ "secretsmanager:GetSecretValue" }, dit_secret[1].Action)
+      assert.same({ arn }, dit_secret[1].Resource)
+      assert.are.equal(arn, on.functions.TransformFunction.env.SECRETS_MANAGER)
     end)
   end)
 

@@ -221,7 +221,7 @@ def main():
     r = Resolver(template, args, params)
 
     facts = {"functions": {}, "routes": [], "cors": [], "preflights": {}, "notifications": [], "buckets": {},
-             "roles": {}, "outputs": {}}
+             "roles": {}, "outputs": {}, "cache_policies": {}}
     for name, res in r.res.items():
         if "Condition" in res and not r.condition(res["Condition"]):
             continue
@@ -254,6 +254,8 @@ def main():
                     facts["routes"].append({"method": method.upper(), "path": path,
                                             "function": integration_function(integration),
                                             "auth": security})
+        elif res["Type"] == "AWS::CloudFront::CachePolicy":
+            facts["cache_policies"][name] = r.value(props["CachePolicyConfig"])
         elif res["Type"] == "AWS::IAM::Role":
             facts["roles"][name] = role_facts(r, name)
         if res["Type"] == "AWS::S3::Bucket":
