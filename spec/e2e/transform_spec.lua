@@ -630,21 +630,25 @@ describe("transform", function()
       { "budget", function() return fx.png_zeros(6000, 6000, { colour = 2 }) end, "TooExpensive", "budget_ms" },
     }
     local limits_drv, ceiling_drv, slow_drv
-    local SLOW = RUN .. "/slow.jpg" -- blur_100 on 4000 x 4000: seconds inside libvips on any machine
+    -- blur_100,f_webp of 8000 x 8000: the blur is 2.5 s of a quiet 2-core machine and the WebP
+    -- encode of 64 MP runs on one thread whatever the cores (seconds more): far past 1 s anywhere.
+    local SLOW = RUN .. "/slow.jpg"
+    local SLOW_OPTS = "blur_100,f_webp"
     setup(function()
       local e = { TRANSFORM_SIGNING_KEY = SECRET }
       for k, v in pairs(LIMITS) do e[k] = v end
       limits_drv = modes.new { pipelines = paths.pipelines, env = e }
       ceiling_drv = modes.new { pipelines = paths.pipelines,
         env = { TRANSFORM_SIGNING_KEY = SECRET, MAX_AVIF_PIXELS = "50000" } }
-      slow_drv = modes.new { pipelines = paths.pipelines, env = { TRANSFORM_SIGNING_KEY = SECRET },
+      slow_drv = modes.new { pipelines = paths.pipelines, env = { TRANSFORM_SIGNING_KEY = SECRET,
+        MAX_PIXELS = "70000000", TRANSFORM_MAX_SIDE = "8000" },
         serve_args = "--timeout 1" }
       for _, mode in ipairs { "lambda", "http" } do
         for _, o in ipairs(OVER) do
           put(RUN .. "/over-" .. mode .. "-" .. o[1] .. ".img", o[2](), "application/octet-stream")
         end
       end
-      local big <close> = image.test_card(4000, 4000)
+      local big <close> = image.test_card(8000, 8000)
       put(SLOW, assert(big:save("jpeg", { quality = 90 })))
     end)
     teardown(function()
@@ -687,14 +691,14 @@ describe("transform", function()
     end
 
     it("answers 504 when the deadline comes inside libvips (http: --timeout 1; lambda: its deadline)", function()
-      local r = get("http", "blur_100", SLOW, { driver = slow_drv })
+      local r = get("http", SLOW_OPTS, SLOW, { driver = slow_drv })
       assert.equal(504, r.status, r.body)
       assert.equal("Timeout", r.json.error.code)
-      local ev = modes.apigw { method = "GET", path = "/t/" .. sign("blur_100", SLOW) .. "/blur_100/" .. SLOW,
+      local ev = modes.apigw { method = "GET", path = "/t/" .. sign(SLOW_OPTS, SLOW) .. "/" .. SLOW_OPTS .. "/" .. SLOW,
         pipelines = paths.pipelines }
-      ev.pathParameters = { signature = sign("blur_100", SLOW), options = "blur_100", key = SLOW }
-      -- 3 s from now, to the millisecond: the blur of 16 MP at sigma 100 lasts
-      -- far longer, so the deadline always comes inside libvips.
+      ev.pathParameters = { signature = sign(SLOW_OPTS, SLOW), options = SLOW_OPTS, key = SLOW }
+      -- 3 s from now, to the millisecond: SLOW_OPTS lasts far longer, so the
+      -- deadline comes inside libvips (or before: a Timeout as well).
       local deadline = math.floor(require("imgpipe.os").now() * 1000) + 3000
       local out = slow_drv:request("lambda", ev, { pipeline = "transform", deadline_ms = deadline })
       assert.equal(504, out.status, out.body)
@@ -702,11 +706,12 @@ describe("transform", function()
     end)
 
     it("answers 503 when imgpipe serve drains during the transform (http)", function()
-      local d = modes.new { pipelines = paths.pipelines, env = { TRANSFORM_SIGNING_KEY = SECRET },
+      local d = modes.new { pipelines = paths.pipelines, env = { TRANSFORM_SIGNING_KEY = SECRET,
+        MAX_PIXELS = "70000000", TRANSFORM_MAX_SIDE = "8000" },
         serve_args = "--workers 1 --timeout 60 --drain 0" }
       local port = tonumber(d:start_http().port)
       local work = paths.tmpdir()
-      paths.write(work .. "/req", "GET /t/" .. sign("blur_100", SLOW) .. "/blur_100/" .. encode_key(SLOW) ..
+      paths.write(work .. "/req", "GET /t/" .. sign(SLOW_OPTS, SLOW) .. "/" .. SLOW_OPTS .. "/" .. encode_key(SLOW) ..
         " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
       os.execute(("python3 %s send %d %s --timeout 60 > %s 2>&1 &"):format(
         paths.q(paths.root .. "/spec/support/raw_http.py"), port, paths.q(work .. "/req"), paths.q(work .. "/out")))
