@@ -22,6 +22,11 @@ void server_conns_reading(server_request *r, int awaited) {
     atomic_store(&((server_conn *)r)->reading_since, awaited ? invocation_now_ms() : 0);
 }
 
+void server_conns_close_within(const server *s, server_request *r, int64_t ms) {
+    int64_t since = invocation_now_ms() - (int64_t)s->opt.read_timeout_s * 1000 + ms;
+    atomic_store(&((server_conn *)r)->reading_since, since > 0 ? since : 1);
+}
+
 static void server_conns_opened(server *s, struct MHD_Connection *conn, void **socket_context) {
     atomic_fetch_add(&s->connections, 1);
     server_conn *c = calloc(1, sizeof *c);

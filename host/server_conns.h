@@ -19,6 +19,9 @@ enum MHD_Result server_conns_accept(void *cls, const struct sockaddr *addr, sock
 /* Shuts down connections past --read-timeout (the main thread, once a second). */
 void server_conns_sweep(server *s);
 
+/* Makes the sweep shut the connection down within ms (plus its second). */
+void server_conns_close_within(const server *s, server_request *r, int64_t ms);
+
 /* The request of a connection is in (reading_since 0) or awaited again. */
 void server_conns_reading(server_request *r, int awaited);
 

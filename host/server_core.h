@@ -68,12 +68,15 @@ typedef struct server_request {
     char *query;   /* after '?' in raw_uri's memory, or NULL */
     routes_path path;
     buf body;
-    size_t max_body; /* the route's limit, set when the headers are in */
-    int started;     /* the headers are in (counted in flight) */
-    int answered;    /* an answer is queued: ignore whatever body follows */
-    int uri_refused; /* 414: the target is too long or has too many parameters */
-    int builtin;     /* /healthz or /metrics */
-    int64_t arrived; /* epoch ms: all of it in */
+    size_t max_body;  /* the route's limit, set when the headers are in */
+    int started;      /* the headers are in (counted in flight) */
+    int answered;     /* an answer is queued: ignore whatever body follows */
+    int early;        /* the answer was written while the body arrived (413) */
+    size_t lingered;  /* body bytes read and dropped since then */
+    int64_t early_at; /* epoch ms: when */
+    int uri_refused;  /* 414: the target is too long or has too many parameters */
+    int builtin;      /* /healthz or /metrics */
+    int64_t arrived;  /* epoch ms: all of it in */
     char rid[37];
     server_catalog *catalog; /* the one it was routed with (a reference) */
     routes_match match;

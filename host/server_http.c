@@ -12,6 +12,11 @@
 #include "server_conns.h"
 #include "server_framing.h"
 
+/* After an early 413: how long, and how much more body, is read and
+ * dropped before the connection is closed. */
+#define SERVER_LINGER_MS    2000
+#define SERVER_LINGER_BYTES ((size_t)4 << 20)
+
 void server_request_reset(server *s, server_request *r) {
     if (r->started) atomic_fetch_sub(&s->inflight, 1);
     server_job *job = r->job;
@@ -195,16 +200,31 @@ static enum MHD_Result server_http_dispatch(server *s, struct MHD_Connection *co
 }
 
 /* A body (chunked: its length was not declared) has passed the route's
- * limit while it arrives: 413 at once, the rest of it never read. */
+ * limit while it arrives: 413 at once. Closing the connection now would
+ * reset it under a client still sending, which may then lose the answer
+ * (curl does, now and then): what follows is read and dropped for a
+ * moment, SERVER_LINGER_MS or SERVER_LINGER_BYTES at most, so that the
+ * client can read the answer and stop; then the connection is closed. */
 static enum MHD_Result server_http_too_large(server *s, struct MHD_Connection *conn, server_request *r,
                                              const char *method) {
     char msg[128];
     snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", r->max_body);
-    server_conns_reading(r, 0);
     buf_free(&r->body);
     server_reply to = {.srv = s, .origin = server_http_origin(conn)};
-    server_answer_too_large(s, r, &to, method, msg);
-    return MHD_NO;
+    if (server_answer_too_large(s, r, &to, method, msg)) return MHD_NO;
+    r->early = 1;
+    r->early_at = invocation_now_ms();
+    server_conns_close_within(s, r, SERVER_LINGER_MS);
+    return MHD_YES;
+}
+
+/* Body bytes after an early answer: dropped, within the linger bounds. */
+static enum MHD_Result server_http_linger(server_request *r, size_t n) {
+    if (!r->early) return MHD_YES;
+    r->lingered += n;
+    if (r->lingered > SERVER_LINGER_BYTES || invocation_now_ms() - r->early_at > SERVER_LINGER_MS)
+        return MHD_NO;
+    return MHD_YES;
 }
 
 /* All of the request is in. */
@@ -249,10 +269,11 @@ enum MHD_Result server_http_access(void *cls, struct MHD_Connection *conn, const
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
-        if (r->answered) return MHD_YES;
+        if (r->answered) return server_http_linger(r, n);
         if (buf_append(&r->body, upload_data, n)) return server_http_too_large(s, conn, r, method);
         return MHD_YES;
     }
+    if (r->early) return MHD_NO;     /* all of it in after an early answer: close */
     if (r->answered) return MHD_YES; /* the answer is queued already */
     return server_http_all_in(s, conn, r, method);
 }

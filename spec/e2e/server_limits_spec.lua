@@ -263,14 +263,17 @@ describe("imgpipe serve connection limits (issue 9)", function()
       q(work .. "/out")))
     -- The probe is connected and the handler spinning (the I/O thread
     -- answers /metrics meanwhile).
+    local busy = false
     for _ = 1, 600 do
       local m = drv:curl("--max-time 10", "/metrics")
-      if tonumber(m.body:match "\nimgpipe_http_workers_busy (%d+)") == 1 then break end
+      busy = tonumber(m.body:match "\nimgpipe_http_workers_busy (%d+)") == 1
+      if busy then break end
       os.execute "sleep 0.05"
     end
     local t0 = os.time()
     local rc = modes.stop_process(drv.http, "TERM")
     drv.http.rc = rc
+    assert.is_true(busy, "the request never reached the worker (the server is stopped)")
     local took = os.time() - t0
     for _ = 1, 50 do
       if modes.read_or(work .. "/out", ""):find "}" then break end

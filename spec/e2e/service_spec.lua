@@ -15,6 +15,7 @@ if not env then
 end
 
 local image = require "imgpipe.image"
+local fx = require "support.image_fixtures"
 
 local UUID = "^%x+%-%x+%-4%x+%-%x+%-%x+$"
 
@@ -247,21 +248,40 @@ describe("the service", function()
     end)
 
     -- Hostile images: FAILED with the reason, and nothing written.
+    -- The hostile files of ../shared/test-images where it is here, else
+    -- stand-ins made here with the same fault (a header claiming too many
+    -- pixels, a format the service does not take, bytes that do not decode).
+    -- A 1 x 1 grey TIFF, uncompressed, written out field by field.
+    local function own_tiff()
+      local fields = { { 256, 3, 1 }, { 257, 3, 1 }, { 258, 3, 8 }, { 259, 3, 1 }, { 262, 3, 1 },
+        { 273, 4, 8 + 2 + 9 * 12 + 4 }, { 277, 3, 1 }, { 278, 3, 1 }, { 279, 4, 1 } }
+      local out = { "II", string.pack("<I2I4I2", 42, 8, #fields) }
+      for _, f in ipairs(fields) do
+        out[#out + 1] = f[2] == 3 and string.pack("<I2I2I4I2I2", f[1], 3, 1, f[3], 0) or
+          string.pack("<I2I2I4I4", f[1], 4, 1, f[3])
+      end
+      out[#out + 1] = string.pack("<I4", 0) .. "\128"
+      return table.concat(out)
+    end
     local hostile = {
-      { "giant-image.jpg", "TooManyPixels" },
-      { "65536-uint32-limit.png", "TooManyPixels" },
-      { "check.svg", "UnsupportedFormat" },
-      { "corrupt-header.jpg", "InvalidImage" },
-      { "truncated.jpg", "InvalidImage" },
-      { "truncated.png", "InvalidImage" },
-      { "G31D.TIF", "UnsupportedFormat" },
+      { "giant-image.jpg", "TooManyPixels", function() return fx.png_bomb(20000, 14000) end },
+      { "65536-uint32-limit.png", "TooManyPixels", function() return fx.png_bomb(65536, 65536) end },
+      { "check.svg", "UnsupportedFormat", function() return fx.svg end },
+      { "corrupt-header.jpg", "InvalidImage", fx.corrupt_jpeg },
+      { "truncated.jpg", "InvalidImage", function() return fx.truncated(fx.jpeg(), 0.4) end },
+      { "truncated.png", "InvalidImage", function() return fx.truncated(fx.png(), 0.4) end },
+      { "G31D.TIF", "UnsupportedFormat", own_tiff },
     }
+    local function source(name, make)
+      if paths.test_images then return paths.read(paths.test_images .. "/" .. name) end
+      return make()
+    end
     for _, row in ipairs(hostile) do
-      local name, code = row[1], row[2]
-      local test = paths.test_images and it or pending
-      test("marks " .. name .. " FAILED (" .. code .. ") and writes nothing", function()
+      local name, code, make = row[1], row[2], row[3]
+      local what = paths.test_images and name or ("a stand-in for " .. name .. " (no ../shared here)")
+      it("marks " .. what .. " FAILED (" .. code .. ") and writes nothing", function()
         local key = key_for("uploads/hostile/" .. name)
-        local info = put_upload(key, paths.read(paths.test_images .. "/" .. name), "application/octet-stream")
+        local info = put_upload(key, source(name, make), "application/octet-stream")
         local rec = run(service.s3_event(key, { size = info.content_length }))
         assert.equal("FAILED", rec.status)
         assert.equal(code, rec.code)
@@ -272,10 +292,12 @@ describe("the service", function()
       end)
     end
 
-    it("fits the 6 MP sample photo into 800x800 as 800x653", function()
-      if not paths.test_images then return pending "needs ../shared/test-images" end
+    -- The 6 MP sample photo (2725 x 2225), or a test card of its size.
+    it("fits the 6 MP sample photo (or a stand-in of its size) into 800x800 as 800x653", function()
       local key = key_for "uploads/sample photo.jpg"
-      local info = put_upload(key, paths.read(paths.test_images .. "/2569067123_aca715a2ee_o.jpg"))
+      local bytes = paths.test_images and paths.read(paths.test_images .. "/2569067123_aca715a2ee_o.jpg") or
+        fx.encode(fx.card(2725, 2225), "jpeg", { quality = 90 })
+      local info = put_upload(key, bytes)
       local rec = run(service.s3_event(key, { size = info.content_length }))
       assert.equal("PROCESSED", rec.status, rec.reason)
       assert.same({ 800, 653 }, { rec.width, rec.height })

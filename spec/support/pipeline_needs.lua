@@ -131,6 +131,10 @@ local function package_module(name)
       for line in (src .. "\n"):gmatch "([^\n]*)\n" do
         local alias, var, fn = line:match "^M%.([%w_]+)%s*=%s*([%a_][%w_]*)%.([%w_]+)%s*$"
         if alias then aliases[alias] = { var = var, fn = fn } end
+        -- M.name = require("imgpipe.other").fn
+        local alias2, dep, fn2 =
+          line:match '^M%.([%w_]+)%s*=%s*require%s*%(?%s*"imgpipe%.([%w_.]+)"%s*%)?%.([%w_]+)%s*$'
+        if alias2 then aliases[alias2] = { module = dep, fn = fn2 } end
       end
       modules[name] = { name = name, src = src, fns = split_functions(src), requires = requires, aliases = aliases }
     else
@@ -174,7 +178,8 @@ function function_calls(mod, name, seen, out)
   seen[key] = true
   local body = mod.fns[name]
   local alias = mod.aliases[name]
-  local target = alias and mod.requires[alias.var] and package_module(mod.requires[alias.var])
+  local dep = alias and (alias.module or mod.requires[alias.var])
+  local target = dep and package_module(dep)
   if not body and target then return function_calls(target, alias.fn, seen, out) end
   if not body then error(string.format("imgpipe.%s has no function %s", mod.name, name), 0) end
   calls_from(body, "lua/imgpipe/" .. mod.name .. ".lua:" .. name, mod.requires, seen, out)
@@ -271,8 +276,11 @@ function M.env_vars()
     " -name '*.lua' | sort"))
   for file in files:lines() do
     -- (imgpipe.testing drives pipelines from a developer's machine and is
-    -- refused on Lambda: what it reads is not a function's configuration)
-    local src = file:find("/imgpipe/testing[/.]") and "" or read(file)
+    -- refused on Lambda: what it reads is not a function's configuration;
+    -- pipelines/ops/ are operator tools run by `imgpipe run` on a
+    -- workstation, not deployed functions: their settings are not the template's)
+    local skip = file:find("/imgpipe/testing[/.]") or file:find(paths.pipelines .. "/ops/", 1, true) == 1
+    local src = skip and "" or read(file)
     for name in src:gmatch 'os%.getenv%s*%(?%s*"(%u[%u%d_]*)"' do set[name] = true end
     for name in src:gmatch '%f[%w_]required%s*%(?%s*"(%u[%u%d_]*)"' do set[name] = true end
     -- a reader is a local function whose first parameter is the variable's name

@@ -16,7 +16,8 @@
 --   job.placeholder, job.colour   once made (placeholder = ...)
 --   job.event                the S3 record or request it came from
 --   job.mode                 "lambda", "http" or "cli"
--- The library's own: job.claim, job.probe (the header as image.probe
+-- The library's own: job.claim, job.pending_get (the GET started during
+-- the claim, until fetch waits for it), job.probe (the header as image.probe
 -- read it), job.made, job.extra, job.ctx.
 local M = {}
 

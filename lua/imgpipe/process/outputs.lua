@@ -40,14 +40,25 @@ local function metadata(job, m)
   }
 end
 
--- Writes every made rendition. Returns true, or nil and the error.
+-- The most PUTs s3.put_many has in flight at once.
+local MAX_AT_ONCE = 64
+
+-- Writes every made rendition, all at once (s3.put_many; in groups of
+-- MAX_AT_ONCE past that). Returns true, or nil and the error, once every
+-- PUT of the group has finished.
 function M.store(p, job)
-  for _, m in ipairs(job.made) do
-    local put, err = s3.put {
-      bucket = p.cfg.processed_bucket, key = job.renditions[m.name].key, body = m.bytes,
-      content_type = m.content_type, cache_control = p.cfg.cache_control, metadata = metadata(job, m),
-    }
-    if not put then return nil, err end
+  local made = job.made
+  for first = 1, #made, MAX_AT_ONCE do
+    local batch = {}
+    for i = first, math.min(#made, first + MAX_AT_ONCE - 1) do
+      local m = made[i]
+      batch[#batch + 1] = {
+        bucket = p.cfg.processed_bucket, key = job.renditions[m.name].key, body = m.bytes,
+        content_type = m.content_type, cache_control = p.cfg.cache_control, metadata = metadata(job, m),
+      }
+    end
+    local done, err = s3.put_many(batch)
+    if not done then return nil, err end
   end
   return true
 end

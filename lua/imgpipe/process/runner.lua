@@ -2,7 +2,10 @@
 -- record. The guards (key, recursion, prefix, time left), the look-up (an
 -- object that does not exist gets no item), the claim with a lease
 -- (imgpipe.images, docs/states.md), then the steps (imgpipe.process.steps)
--- over one job record.
+-- over one job record. What one object waits for overlaps: the GET of its
+-- bytes starts before the claim is answered (dropped when the claim is
+-- refused), the renditions are written all at once, and the conditional
+-- write that settles the record comes last, after every one is written.
 --
 -- A step that fails returns what went wrong; here, and only here, it is
 -- classified (imgpipe.pipeline.failures) and settled: a permanent failure
@@ -139,10 +142,13 @@ function M.run(p, rec, ctx, force)
   local job = job_record.new(rec, keys.image_id_for(p.cfg, rec.bucket, rec.key), ctx)
   local found, missing = look_up(p, job)
   if not found then return missing end
+  -- The GET runs while the claim is in flight; a refused claim (or any
+  -- raise) closes it here, dropping whatever bytes came.
+  local get <close> = steps.start_fetch(p, job)
   local claim, why, item = images.claim(p.cfg, job.image_id, rec, job,
     { lease_until = images.lease_until(p.cfg, ctx), force = force })
   if not claim then return refused(job, why, item) end
-  job.claim = claim
+  job.claim, job.pending_get = claim, get
   return run_claimed(p, job, force)
 end
 

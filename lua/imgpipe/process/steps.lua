@@ -4,18 +4,21 @@
 -- once. p is the pipeline instance {cfg, decls, limits, hooks}.
 --
 --   check_size    the size S3 reported: not empty, not over MAX_UPLOAD_BYTES
---   fetch         the bytes (job.body)
+--   fetch         the bytes (job.body): the GET the runner started while the
+--                 claim was in flight (M.start_fetch), waited for here; or
+--                 a GET now when none was started
 --   read_header   format, size (upright), frames, alpha: the header, read once
 --   check         the pipeline's check hook: before any pixel is decoded
 --   render        every declared rendition from one decode (imgpipe.renditions),
 --                 the header handed on rather than read again
 --   placeholder   placeholder and colour, when declared
 --   record        the pipeline's record hook: the extra attributes, checked
---   store         the renditions into the processed bucket
+--   store         the renditions into the processed bucket, all at once
 -- A retry that finds the renditions of these bytes already written
 -- (the final write was lost) runs `reuse` in place of render and store.
 --
--- Metrics (docs/metrics.md): fetch_ms, render_ms (decode, resize and encode
+-- Metrics (docs/metrics.md): fetch_ms (the wait for the bytes, which
+-- overlaps the claim), render_ms (decode, resize and encode
 -- run in one pass), store_ms, bytes_in, bytes_out, pixels.
 local image = require "imgpipe.image"
 local s3 = require "imgpipe.s3"
@@ -52,9 +55,25 @@ function M.check_size(p, job)
   return job
 end
 
+local function get_args(p, job)
+  return { bucket = job.bucket, key = job.key, max_bytes = p.cfg.max_upload_bytes }
+end
+
+-- The GET of the object, started before the claim is answered so that the
+-- two round trips overlap (the runner drops it when the claim is refused):
+-- a pending call, or nil when the size S3 reported will fail check_size
+-- anyway, or the call cannot start (fetch then makes it itself).
+function M.start_fetch(p, job)
+  if not job.bytes or job.bytes == 0 or job.bytes > p.cfg.max_upload_bytes then return nil end
+  return s3.get_start(get_args(p, job))
+end
+
 function M.fetch(p, job)
   local started = job.ctx.log.clock_ms()
-  local body, err = s3.get { bucket = job.bucket, key = job.key, max_bytes = p.cfg.max_upload_bytes }
+  local pending = job.pending_get
+  job.pending_get = nil
+  local body, err
+  if pending then body, err = pending:wait() else body, err = s3.get(get_args(p, job)) end
   if not body then
     if err.code == "ResponseTooLarge" then return nil, failures.new("TooLarge", err.message, "permanent") end
     return nil, err
