@@ -34,6 +34,9 @@ M.ACTIONS = {
   ["s3.get"] = { object = { "s3:GetObject" }, bucket = { "s3:ListBucket" } },
   ["s3.head"] = { object = { "s3:GetObject" }, bucket = { "s3:ListBucket" } },
   ["s3.put"] = { object = { "s3:PutObject" } },
+  ["s3.get_start"] = { object = { "s3:GetObject" }, bucket = { "s3:ListBucket" } },
+  ["s3.put_start"] = { object = { "s3:PutObject" } },
+  ["s3.put_many"] = { object = { "s3:PutObject" } },
   ["s3.delete"] = { object = { "s3:DeleteObject" } },
   ["s3.list"] = { bucket = { "s3:ListBucket" } },
   ["s3.copy"] = { object = { "s3:GetObject", "s3:PutObject" } },
@@ -81,7 +84,13 @@ local function primitive_calls(src, where)
       end
       local bucket
       if module ~= "dynamodb" then
+        -- The bucket is named in the call's table, or (arguments made by a
+        -- helper or in a list: s3.get_start(get_args(p, job)), s3.put_many(batch))
+        -- by the last `bucket = ` before the call in the same source.
         local expr = arg:match "bucket%s*=%s*([%w_%.]+)"
+        if not expr and not arg:find "^%s*{" then
+          for e in src:sub(1, start):gmatch "bucket%s*=%s*([%w_%.]+)" do expr = e end
+        end
         bucket = expr and M.BUCKETS[expr]
         if not bucket then
           error(string.format("%s: %s names bucket '%s', unknown to pipeline_needs.lua", where, call,
