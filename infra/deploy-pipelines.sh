@@ -79,6 +79,12 @@ if env.get("TRANSFORM_SIGNING_KEY_PARAMETER") or env.get("TRANSFORM_SIGNING_KEY_
     env["TRANSFORM_SIGNING_KEY"] = "deploy-pipelines-load-check"
 with open(sys.argv[2], "w") as out:
     for name, value in sorted(env.items()):
+        # Lambda answers strings; an emulator may keep a template's numbers
+        # and booleans as they were written: the function would see text.
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif not isinstance(value, str):
+            value = str(value)
         if "\n" not in value:
             out.write("%s=%s\n" % (name, value))
 PY
