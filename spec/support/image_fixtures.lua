@@ -300,25 +300,9 @@ M.svg = '<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="6
   '<rect width="64" height="64" fill="red"/></svg>\n'
 
 -- Mean absolute difference of two images of one size, over an n x n grid
--- of sample points (all bands). 0 = same pixels; a mirrored or turned test
--- card gives about 100.
-function M.difference(a, b, n)
-  n = n or 12
-  assert(a:width() == b:width() and a:height() == b:height(), "images differ in size")
-  local total, count = 0, 0
-  for i = 0, n - 1 do
-    for j = 0, n - 1 do
-      local x = math.floor((i + 0.5) * a:width() / n)
-      local y = math.floor((j + 0.5) * a:height() / n)
-      local pa, pb = a:getpoint(x, y), b:getpoint(x, y)
-      for k = 1, math.min(#pa, #pb, 3) do
-        total = total + math.abs(pa[k] - pb[k])
-        count = count + 1
-      end
-    end
-  end
-  return total / count
-end
+-- of sample points (all bands): imgpipe.testing's. 0 = same pixels; a
+-- mirrored or turned test card gives about 100.
+M.difference = package_fixtures.difference
 
 -- Peak resident memory (MB) and wall time (s) of `imgpipe run` on a Lua
 -- script, measured by GNU time; nil when /usr/bin/time is missing.
