@@ -244,6 +244,27 @@ describe("deploy: the deploy path on moto_server", function()
       "their bootstrap run directly: no chroot on this machine") .. ") against moto's S3 and DynamoDB")
   end)
 
+  -- moto makes no AWS::SecretsManager::Secret from the template and drops
+  -- the transform's TRANSFORM_SIGNING_KEY_SECRET (an !If over that secret).
+  -- On AWS it names the stack's secret: set it as AWS would, so that the
+  -- load check of deploy-pipelines sees the function's real settings (it
+  -- reads no secret: the name is enough).
+  local function give_transform_its_secret(fn)
+    local conf = aws("lambda get-function-configuration --function-name " .. fn)
+    local vars = (conf.Environment or {}).Variables or {}
+    if (vars.TRANSFORM_SIGNING_KEY_SECRET or "") ~= "" or (vars.TRANSFORM_SIGNING_KEY_PARAMETER or "") ~= "" then
+      return
+    end
+    vars.TRANSFORM_SIGNING_KEY_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:" .. STACK ..
+      "-TransformSigningSecret-AbCdEf"
+    for k, v in pairs(vars) do -- as text, as Lambda keeps them (cjson reads 800 as a float)
+      vars[k] = (type(v) == "number" and v == math.floor(v)) and string.format("%d", v) or tostring(v)
+    end
+    local file = paths.tmpdir() .. "/env.json"
+    paths.write(file, json.encode { Variables = vars })
+    aws("lambda update-function-configuration --function-name " .. fn .. " --environment file://" .. file)
+  end
+
   it("publishes new pipelines with deploy-pipelines without touching the runtime", function()
     assert.is_truthy(fetched.runtime, "needs the deploy above")
     -- moto's CloudFormation left the functions without layers: attach the
@@ -262,6 +283,7 @@ describe("deploy: the deploy path on moto_server", function()
         fns[#fns + 1] = r.PhysicalResourceId
         aws("lambda update-function-configuration --function-name " .. r.PhysicalResourceId .. " --layers " ..
           layers.runtime.arn .. " " .. layers.pipelines.arn)
+        if r.LogicalResourceId == "TransformFunction" then give_transform_its_secret(r.PhysicalResourceId) end
       end
     end
     local function versions(name)
