@@ -160,6 +160,14 @@ int image_stats(lua_State *L) {
     g_object_unref(small);
     if (!mem && (why = image_budget_stopped(&b))) return image_budget_fail(L, &b, why, "stats");
     if (!mem) return image_fail(L, "ImageError", "stats");
+    /* libvips signals "eval" per batch of tiles, and a reduction to 256 px
+     * has few: the budget may run out after the last signal. A reduction
+     * that ended past its budget or deadline fails all the same, so the
+     * answer does not depend on where the tiles fell. */
+    if ((why = image_budget_check(&b))) {
+        g_object_unref(mem);
+        return image_budget_fail(L, &b, why, "stats");
+    }
     stats_result res;
     int failed = stats_measure(mem, &res);
     g_object_unref(mem);
