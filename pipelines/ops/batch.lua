@@ -18,6 +18,7 @@ local aws = require "imgpipe.aws"
 local s3 = require "imgpipe.s3"
 local sys = require "imgpipe.os"
 local pipeline = require "imgpipe.pipeline"
+local signing = require "imgpipe.signing"
 local common = require "ops.common"
 local report = require "ops.batch_report"
 
@@ -84,7 +85,7 @@ end
 
 -- A manifest line: bucket,key with the key URL-encoded (as S3 reads it).
 local function manifest_line(bucket, key)
-  return bucket .. "," .. key:gsub("[^%w%-%._~/]", function(c) return string.format("%%%02X", c:byte()) end)
+  return bucket .. "," .. signing.encode_key(key)
 end
 
 local function manifest(cfg, prefix)
@@ -198,15 +199,16 @@ end
 local function follow(s, job)
   local total, ok, failed = counts_of(job)
   local progress = common.progress(total, common.stdout_is_terminal())
-  local seen = { Succeeded = 0, Failed = 0 }
+  local seen_ok, seen_failed = 0, 0
   local deadline = sys.now() + (opts.max_wait or 3600)
   local interval = math.min(math.max(opts.interval or 15, 5), 60)
   while true do
-    local outs = {}
-    for _ = seen.Succeeded + 1, ok do outs[#outs + 1] = { outcome = "Succeeded" } end
-    for _ = seen.Failed + 1, failed do outs[#outs + 1] = { outcome = "Failed" } end
-    seen.Succeeded, seen.Failed = math.max(ok, seen.Succeeded), math.max(failed, seen.Failed)
-    if #outs > 0 or ENDED[job.Status] then progress.add(outs) end
+    -- The tasks counted since the last poll (a count never goes back).
+    local new_ok, new_failed = math.max(ok - seen_ok, 0), math.max(failed - seen_failed, 0)
+    if new_ok > 0 then progress.count("Succeeded", new_ok) end
+    if new_failed > 0 then progress.count("Failed", new_failed) end
+    seen_ok, seen_failed = seen_ok + new_ok, seen_failed + new_failed
+    if new_ok + new_failed > 0 or ENDED[job.Status] then progress.tick() end
     if ENDED[job.Status] or not opts.wait or sys.now() >= deadline then break end
     sys.sleep(interval)
     job = describe(s)

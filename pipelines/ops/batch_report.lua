@@ -42,7 +42,6 @@ local function csv_fields(line)
   end
   return fields
 end
-M.csv_fields = csv_fields
 
 -- CSV lines, a quoted field may hold line ends.
 local function csv_rows(text)

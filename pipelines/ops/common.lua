@@ -223,13 +223,14 @@ function M.progress(total, terminal)
       rate, duration(eta)))
   end
 
-  function p.add(outcomes)
-    for _, o in ipairs(outcomes) do
-      p.done = p.done + 1
-      local k = o.outcome
-      if o.outcome == "SKIPPED" and o.code then k = "SKIPPED:" .. o.code end
-      p.counts[k] = (p.counts[k] or 0) + 1
-    end
+  -- n more objects of outcome k, shown at the next tick.
+  function p.count(k, n)
+    p.done = p.done + n
+    p.counts[k] = (p.counts[k] or 0) + n
+  end
+
+  -- The bar (or a "progress" line) for what was counted so far.
+  function p.tick()
     local t = elapsed()
     local rate = p.done / t
     local left = p.total and math.max(p.total - p.done, 0) or nil
@@ -241,6 +242,16 @@ function M.progress(total, terminal)
         rate = math.floor(rate * 100 + 0.5) / 100, eta_s = eta and math.floor(eta + 0.5) or json.null }, "\n")
     end
     io.stdout:flush()
+  end
+
+  -- Counts each of a step's outcomes ({outcome, code?}), then ticks.
+  function p.add(outcomes)
+    for _, o in ipairs(outcomes) do
+      local k = o.outcome
+      if o.outcome == "SKIPPED" and o.code then k = "SKIPPED:" .. o.code end
+      p.count(k, 1)
+    end
+    p.tick()
   end
 
   -- One object's outcome, as a JSON line (not on a terminal, where only

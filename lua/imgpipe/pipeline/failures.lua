@@ -149,4 +149,10 @@ function M.is_retry(e)
   return getmetatable(e) == Retry
 end
 
+-- Logs a Retry where it is caught: a configuration fault as an error (it
+-- waits for someone to fix it), anything else as a warning.
+function M.log_retry(log, e)
+  if e.kind == "configuration" then log.error(e.message) else log.warn(e.message) end
+end
+
 return M

@@ -86,7 +86,7 @@ local function run_task(run, p, version, task, opts, ctx)
   local ok, res, item = pcall(run, p, rec, ctx, opts.force)
   if ok then return outcome_result(task, res, item) end
   if not failures.is_retry(res) then error(res, 0) end
-  if res.kind == "configuration" then ctx.log.error(res.message) else ctx.log.warn(res.message) end
+  failures.log_retry(ctx.log, res)
   return result(task, "TemporaryFailure", res.kind .. " failure: " .. res.message)
 end
 

@@ -44,10 +44,6 @@ local function run_counted(p, rec, ctx, force)
   return res, item
 end
 
-local function log_retry(ctx, e)
-  if e.kind == "configuration" then ctx.log.error(e.message) else ctx.log.warn(e.message) end
-end
-
 local function s3_event(p, event, ctx)
   local results, retries, kind = {}, {}, "transient"
   for _, rec in ipairs(s3event.records(event)) do
@@ -55,7 +51,7 @@ local function s3_event(p, event, ctx)
     if ok then
       results[#results + 1] = res
     elseif failures.is_retry(res) then
-      log_retry(ctx, res)
+      failures.log_retry(ctx.log, res)
       if res.kind == "configuration" then kind = "configuration" end
       retries[#retries + 1] = res.message
       results[#results + 1] = { status = "RETRY", reason = res.message }
@@ -119,7 +115,7 @@ local function request(p, event, ctx)
   local ok, res, item = pcall(run_counted, p, rec, ctx, false)
   if ok then return request_answer(p, rec, res, item) end
   if not failures.is_retry(res) then error(res, 0) end
-  log_retry(ctx, res)
+  failures.log_retry(ctx.log, res)
   local code = res.kind == "configuration" and "ConfigurationError" or "ServiceUnavailable"
   return http.json(503, { error = { code = code, message = res.message } }, { ["Retry-After"] = "5" })
 end

@@ -64,7 +64,7 @@ end
 -- a pending call, or nil when the size S3 reported will fail check_size
 -- anyway, or the call cannot start (fetch then makes it itself).
 function M.start_fetch(p, job)
-  if not job.bytes or job.bytes == 0 or job.bytes > p.cfg.max_upload_bytes then return nil end
+  if not job.bytes or not M.check_size(p, job) then return nil end
   return s3.get_start(get_args(p, job))
 end
 
