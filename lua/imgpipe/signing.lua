@@ -48,19 +48,7 @@ function M.equal(expected, given)
 end
 
 function M.verify(secret, given, options, key)
-  -- DIT's request path for a request table {bucket, key, edits, outputFormat}.
-function M.dit_path(req)
-  return dit.encode(req)
-end
-
--- The signing key from the environment, SSM or Secrets Manager, and where
--- it came from; nil when none is configured. Raises when a configured
--- source cannot be read.
-function M.signing_key()
-  return key_source.signing_key()
-end
-
-return M.equal(M.sign(secret, options, key), given)
+  return M.equal(M.sign(secret, options, key), given)
 end
 
 -- Percent-encodes a key for a URL path, keeping '/'.

@@ -23,8 +23,9 @@
 -- source is fetched and rendered, and an answer made is stored after
 -- (imgpipe.transform.result_cache).
 --
--- Every step takes the instance `t` = {cfg, signing_key, named, limits,
--- results} that M.new makes from the declaration.
+-- Every step takes the instance `t` = {cfg, signing_key, named,
+-- preset_signatures, limits, image_limits, results} that M.new makes from
+-- the declaration.
 local digest = require "imgpipe.digest"
 local image = require "imgpipe.image"
 local log = require "imgpipe.log"
@@ -72,10 +73,16 @@ end
 -- ETag no 200 ever had.
 local MAX_TAGS = 32 -- of If-None-Match looked at
 
+-- The signature of the named preset the options name (computed once, in
+-- M.new), or "" without one.
+local function preset_of(t, opts)
+  return opts.p and t.preset_signatures[opts.p] or ""
+end
+
 -- A named preset's declaration is covered too: changing the preset changes
 -- the answer's ETag.
 local function etag_hash(t, source_etag, object_key, opts, asked, made)
-  local preset = opts.p and presets.signature(t.named[opts.p]) or ""
+  local preset = preset_of(t, opts)
   local basis = table.concat({ source_etag or "", object_key, options.canonical(opts), asked, made, preset }, "\n")
   return digest.sha256_hex(basis):sub(1, 40)
 end
@@ -183,18 +190,22 @@ end
 -- The name of the result for this request and the source's ETag; a named
 -- preset's declaration is covered, as in the ETag.
 local function result_name(t, source_etag, c)
-  local preset = c.opts.p and presets.signature(t.named[c.opts.p]) or ""
-  return result_cache.name(t.results, source_etag, c.object_key, c.opts, c.asked, preset)
+  return result_cache.name(t.results, source_etag, c.object_key, c.opts, c.asked, preset_of(t, c.opts))
 end
 
 -- The source's bytes and info; with the result cache on, a stored answer
 -- instead when there is one: body, info | nil, nil, answer | nil, err.
+-- c.source_info: what not_modified's look-up already learnt of the source
+-- (not asked again).
 local function obtain(t, c)
   local cfg, results, object_key = t.cfg, t.results, c.object_key
   if not results then return fetch(cfg, object_key) end
   local src = { object_key = object_key, file = cfg.transform_source_dir ~= nil,
     fetch = function(if_none_match) return fetch(cfg, object_key, if_none_match) end,
-    head = function() return look_up(cfg, object_key) end }
+    head = function()
+      if c.source_info then return c.source_info end
+      return look_up(cfg, object_key)
+    end }
   local found, err = results:look_up(src, function(etag) return result_name(t, etag, c) end)
   if not found then return nil, err end
   if found.hit then return nil, nil, found.hit end
@@ -221,10 +232,12 @@ local SERVER_FAULTS = { FontNotFound = true }
 local TIME_FAULTS = { Timeout = 504, Cancelled = 503, Busy = 503 }
 local BUSY_RETRY_AFTER = "2"
 
-local function render(t, body, opts, format)
+-- probe: what image.probe said of body (settle_format's), or nil: renditions
+-- probes it then.
+local function render(t, body, opts, format, probe)
   local cfg = t.cfg
   local r = options.rendition(opts, format, watermarks, cfg.transform_max_side, t.named)
-  local made, err = renditions.make(body, { r }, config.image_limits(cfg))
+  local made, err = renditions.make(body, { r }, t.image_limits, { probe = probe })
   if made then return made[1] end
   if type(err) ~= "table" or SERVER_FAULTS[err.code] then error(err) end
   local status = TIME_FAULTS[err.code]
@@ -248,17 +261,18 @@ end
 
 -- f_auto's AVIF, only where its measured worst case fits the request and
 -- the output is under MAX_AVIF_PIXELS; else the next format the client
--- accepts. asked is what the Accept header asks for.
+-- accepts. asked is what the Accept header asks for. Returns the format and
+-- the source's probe when one was made (render passes it on), else nil.
 local function settle_format(t, body, opts, asked, event, ctx)
-  if asked ~= "avif" or opts.f ~= "auto" then return asked end
+  if asked ~= "avif" or opts.f ~= "auto" then return asked, nil end
   local probe = image.probe(body)
-  if not probe then return asked end -- render says what is wrong with the bytes
+  if not probe then return asked, nil end -- render says what is wrong with the bytes
   local W, H = probe.width, probe.height
   if probe.orientation >= 5 and probe.orientation <= 8 then W, H = H, W end
   local r = options.rendition(opts, "avif", watermarks, t.cfg.transform_max_side, t.named)
   local pixels = negotiate.output_pixels(r, W, H)
-  if negotiate.avif_fits(pixels, t.cfg.max_avif_pixels, request_budget(t.cfg, ctx)) then return asked end
-  return negotiate.pick(negotiate.header(event, "Accept"), true)
+  if negotiate.avif_fits(pixels, t.cfg.max_avif_pixels, request_budget(t.cfg, ctx)) then return asked, probe end
+  return negotiate.pick(negotiate.header(event, "Accept"), true), probe
 end
 
 -- On Lambda: an output too large for a response goes to the cache prefix,
@@ -324,12 +338,14 @@ local function checked_request(t, event)
 end
 
 -- 304 when If-None-Match names the ETag the answer would have; else nil
--- (or nil and the answer to a failed look-up).
+-- (or nil and the answer to a failed look-up). The source's info is kept in
+-- c.source_info for obtain.
 local function not_modified(t, event, c)
   local if_none_match = negotiate.header(event, "If-None-Match")
   if not if_none_match then return nil end
   local info, err = look_up(t.cfg, c.object_key)
   if not info then return s3_failure(t.cfg, err, c.object_key) end
+  c.source_info = info
   local held = matched_tag(if_none_match, function(made)
     return etag_hash(t, info.etag, c.object_key, c.opts, c.asked, made)
   end)
@@ -358,8 +374,9 @@ local function handle(t, event, ctx)
     return respond(t, ctx, hit, hit.etag, vary)
   end
   if not body then return s3_failure(cfg, info, object_key) end
+  local format, probe = settle_format(t, body, opts, asked, event, ctx)
   local made
-  made, res = render(t, body, opts, settle_format(t, body, opts, asked, event, ctx))
+  made, res = render(t, body, opts, format, probe)
   if not made then return res end
   local etag = '"' .. etag_hash(t, info.etag, object_key, opts, asked, made.format) .. "-" .. made.format .. '"'
   ctx.log.info("transformed", { key = object_key, options = c.req.options, format = made.format,
@@ -407,9 +424,11 @@ end
 function M.new(decl)
   local cfg = decl.cfg
   local named = decl.presets or {}
-  local t = { cfg = cfg, signing_key = load_key(cfg), named = named,
+  local signatures = {}
+  for name, preset in pairs(named) do signatures[name] = presets.signature(preset) end
+  local t = { cfg = cfg, signing_key = load_key(cfg), named = named, preset_signatures = signatures,
     limits = { max_side = cfg.transform_max_side, presets = watermarks, named = named },
-    results = result_cache.new(cfg) }
+    image_limits = config.image_limits(cfg), results = result_cache.new(cfg) }
   t.dit = dit.load(cfg, t.signing_key)
   local not_ready = not t.signing_key and not cfg.transform_unsigned and NO_KEY or nil
   return function(event, ctx) return handle(t, event, ctx) end, not_ready

@@ -33,6 +33,7 @@ local json = require "cjson"
 local aws = require "imgpipe.aws"
 local config = require "imgpipe.config"
 local digest = require "imgpipe.digest"
+local http = require "imgpipe.http"
 local log = require "imgpipe.log"
 local source = require "imgpipe.transform.source"
 local rewrite = require "imgpipe.transform.rewrite"
@@ -211,19 +212,11 @@ local function accepts(accept, mtype)
   return false
 end
 
-local function header(event, name)
-  if type(event.headers) ~= "table" then return nil end
-  for k, v in pairs(event.headers) do
-    if type(k) == "string" and k:lower() == name and type(v) == "string" then return v end
-  end
-  return nil
-end
-
 -- The format Accept picks (nil: the source's) and whether the answer
 -- depends on Accept.
 local function negotiated(d, job, event)
   if job.output.format or not (d.auto_webp or d.auto_avif) then return nil, false end
-  local accept = header(event, "accept")
+  local accept = http.header(event, "accept")
   if d.auto_avif and accepts(accept, "image/avif") then return "avif", true end
   if d.auto_webp and accepts(accept, "image/webp") then return "webp", true end
   return nil, true
@@ -314,7 +307,7 @@ local function checked(t, event, now)
 end
 
 local function not_modified(t, event, c, io)
-  local inm = header(event, "if-none-match")
+  local inm = http.header(event, "if-none-match")
   if not inm then return nil end
   local info, err = io.look_up(t.cfg, c.object_key)
   if not info then return source_failure(err, c.req.key) end

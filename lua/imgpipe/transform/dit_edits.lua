@@ -345,7 +345,6 @@ local function read_format_options(name, v, out)
   if not is_null(v.lossless) then o.lossless = bool(name, v.lossless) end
   if not is_null(v.effort) then o.effort = int(name, v.effort, 0, 9, "effort") end
   if not is_null(v.compressionLevel) then o.effort = int(name, v.compressionLevel, 0, 9, "compressionLevel") end
-  out.format_of_options = FORMATS[name]
 end
 
 -- Planning --------------------------------------------------------------------

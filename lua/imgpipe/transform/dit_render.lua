@@ -18,14 +18,13 @@
 -- chose none: nil = the source's own), overlay(bucket, key) -> bytes |
 -- nil, err, rekognition (imgpipe.transform.dit_rekognition or nil)}.
 local image = require "imgpipe.image"
+local content_types = require("imgpipe.renditions").content_types
 local dit_edits = require "imgpipe.transform.dit_edits"
 local layers = require "imgpipe.transform.dit_layers"
 
 local M = {}
 
 M.WRITABLE = { jpeg = true, png = true, webp = true, avif = true, gif = true }
-M.CONTENT_TYPES = { jpeg = "image/jpeg", png = "image/png", webp = "image/webp", avif = "image/avif",
-  gif = "image/gif" }
 
 -- The formats a source may be in (what imgpipe reads).
 local READ = { "jpeg", "png", "webp", "gif", "avif", "heic", "tiff" }
@@ -118,14 +117,6 @@ function M.prepare(req, limits)
   if ok then return job end
   if type(job) == "table" then return nil, job.message, job.edit end
   error(job, 0)
-end
-
--- Whether the job has DIT's own edit `name`.
-function M.uses(job, name)
-  for _, s in ipairs(job.stages) do
-    if s.layer == name then return true end
-  end
-  return false
 end
 
 -- Rendering ------------------------------------------------------------------
@@ -319,7 +310,7 @@ local function encode(out, job, env, info)
   local format = M.output_format(job, env, info, out)
   local bytes, err = out:save(format, dit_edits.save_options(job, format))
   if not bytes then return nil, image_failure(err) end
-  return { bytes = bytes, format = format, content_type = M.CONTENT_TYPES[format], width = out:width(),
+  return { bytes = bytes, format = format, content_type = content_types[format], width = out:width(),
     height = out:height() }
 end
 

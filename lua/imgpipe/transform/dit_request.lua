@@ -160,12 +160,14 @@ function M.read(path, query, custom)
   if type(path) ~= "string" or path == "" then return nil, "empty request" end
   if #path > M.MAX_PATH then return nil, "the path is over " .. M.MAX_PATH .. " bytes" end
   local req, why
-  local hit, terr = false, nil
-  if custom then hit, terr = rewrite.test(custom.re, path) end
-  if hit == nil then return nil, terr end
-  if hit then
-    local rewritten, err = rewrite.rewrite(custom.re, path, custom.substitution)
-    if not rewritten then return nil, err end
+  -- One pass of the matcher: the rewritten text and whether it matched
+  -- (nil and why past a bound).
+  local rewritten, matched = nil, false
+  if custom then
+    rewritten, matched = rewrite.rewrite(custom.re, path, custom.substitution)
+    if not rewritten then return nil, matched end
+  end
+  if matched then
     req, why = read_thumbor(rewritten, "custom")
   else
     -- standard base64 may hold "/": the whole path is tried

@@ -41,14 +41,13 @@ local digest = require "imgpipe.digest"
 local image = require "imgpipe.image"
 local log = require "imgpipe.log"
 local options = require "imgpipe.transform.options"
+local content_types = require("imgpipe.renditions").content_types
 local s3 = require "imgpipe.s3"
 
 local M = {}
 
 -- The ETags a state remembers, by object key, before it starts over.
 local MAX_KNOWN = 4096
-local CONTENT_TYPES = { jpeg = "image/jpeg", png = "image/png", webp = "image/webp", avif = "image/avif",
-  gif = "image/gif" }
 
 local function fingerprint(cfg)
   return table.concat({ "imgpipe-result-1", image.version, tostring(cfg.transform_max_side),
@@ -80,8 +79,8 @@ end
 
 local function decode_meta(bytes, meta)
   local format, etag, w, h = meta:match "^(%a+)\t([^\t]+)\t(%d*)\t(%d*)$"
-  if not format or not CONTENT_TYPES[format] then return nil end
-  return { bytes = bytes, format = format, content_type = CONTENT_TYPES[format], etag = etag,
+  if not format or not content_types[format] then return nil end
+  return { bytes = bytes, format = format, content_type = content_types[format], etag = etag,
     width = tonumber(w), height = tonumber(h) }
 end
 
@@ -148,8 +147,8 @@ function S3:get(name)
   end
   local meta = info.metadata or {}
   local format = meta.format
-  if not CONTENT_TYPES[format] or not meta["answer-etag"] then return nil end
-  return { bytes = bytes, format = format, content_type = CONTENT_TYPES[format], etag = meta["answer-etag"],
+  if not content_types[format] or not meta["answer-etag"] then return nil end
+  return { bytes = bytes, format = format, content_type = content_types[format], etag = meta["answer-etag"],
     width = tonumber(meta.width), height = tonumber(meta.height) }
 end
 
@@ -177,7 +176,7 @@ end
 
 -- The cache of a transform instance, or nil when TRANSFORM_RESULT_CACHE is off.
 function M.new(cfg)
-  local base = { fingerprint = fingerprint(cfg), kind = cfg.result_cache }
+  local base = { fingerprint = fingerprint(cfg) }
   if cfg.result_cache == "memory" then
     local bounds = { max_bytes = cfg.result_cache_bytes, max_entry_bytes = cfg.result_cache_max_entry }
     base.mem = cache.shared(bounds) or cache.new(bounds)
