@@ -261,10 +261,16 @@ void cache_box_attach(lua_State *L, cache_box *b) {
     lua_setfield(L, LUA_REGISTRYINDEX, CACHE_BOX_KEY);
 }
 
-int cache_box_stats(cache_box *b, cache_stats *out) {
+/* The box's store, retained (release it), or NULL when it has none. */
+static cache_store *cache_box_retain(cache_box *b) {
     pthread_mutex_lock(&b->lock);
     cache_store *s = b->store ? cache_store_retain(b->store) : NULL;
     pthread_mutex_unlock(&b->lock);
+    return s;
+}
+
+int cache_box_stats(cache_box *b, cache_stats *out) {
+    cache_store *s = cache_box_retain(b);
     if (!s) return -1;
     cache_store_stats(s, out);
     cache_store_release(s);
@@ -272,9 +278,7 @@ int cache_box_stats(cache_box *b, cache_stats *out) {
 }
 
 void cache_box_clear(cache_box *b) {
-    pthread_mutex_lock(&b->lock);
-    cache_store *s = b->store ? cache_store_retain(b->store) : NULL;
-    pthread_mutex_unlock(&b->lock);
+    cache_store *s = cache_box_retain(b);
     if (!s) return;
     cache_store_clear(s);
     cache_store_release(s);

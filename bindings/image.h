@@ -114,6 +114,10 @@ IMAGE_INTERNAL int image_budget_stopped(image_budget *b);
  * (idempotent) before b goes out of scope. */
 IMAGE_INTERNAL VipsImage *image_budget_watch(image_budget *b, VipsImage *im);
 IMAGE_INTERNAL void image_budget_unwatch(image_budget *b);
+/* After the work: unwatches and returns the reason to stop (IMAGE_STOP_*),
+ * recorded by an eval or reached after the last one (libvips signals per
+ * batch of tiles, so a short work may run past its budget unseen). */
+IMAGE_INTERNAL int image_budget_finish(image_budget *b);
 /* Pushes nil, err for the reason why (Cancelled, Timeout, TooExpensive)
  * about `what`, dropping the pending libvips error; returns 2. */
 IMAGE_INTERNAL int image_budget_fail(lua_State *L, const image_budget *b, int why, const char *what);

@@ -103,6 +103,11 @@ void image_budget_unwatch(image_budget *b) {
     b->handler = 0;
 }
 
+int image_budget_finish(image_budget *b) {
+    image_budget_unwatch(b);
+    return image_budget_check(b);
+}
+
 int image_budget_fail(lua_State *L, const image_budget *b, int why, const char *what) {
     vips_error_clear(); /* "killed for image ..." says nothing the code does not */
     switch (why) {

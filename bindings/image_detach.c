@@ -77,22 +77,23 @@ static void detach_deadline_in(struct timespec *ts, int ms) {
     ts->tv_nsec %= 1000000000L;
 }
 
-/* Waits up to ms for no encode to be running. Returns how many still run. */
-static int detach_wait_idle(int ms) {
+/* Waits up to ms for the count (detach_running or detach_abandoned) to
+ * fall to 0. Returns what it is then. */
+static int detach_wait_none(const int *count, int ms) {
     struct timespec until;
     detach_deadline_in(&until, ms);
     pthread_mutex_lock(&detach_lock);
     int rc = 0;
-    while (detach_running > 0 && rc == 0)
+    while (*count > 0 && rc == 0)
         rc = pthread_cond_timedwait(&detach_changed, &detach_lock, &until);
-    int left = detach_running;
+    int left = *count;
     pthread_mutex_unlock(&detach_lock);
     return left;
 }
 
 /* The exit handler (see the top of the file). */
 static void detach_at_exit(void) {
-    int left = detach_wait_idle(DETACH_EXIT_WAIT_MS);
+    int left = detach_wait_none(&detach_running, DETACH_EXIT_WAIT_MS);
     if (!left) return;
     fflush(NULL);
     fprintf(stderr, "imgpipe: %d AVIF encode(s) still running %d s after exit began; ending now\n", left,
@@ -244,13 +245,7 @@ int image_encodes(lua_State *L) {
     image_limits limits;
     image_limits_read(L, &limits);
     pthread_once(&detach_once, detach_init);
-    struct timespec until;
-    detach_deadline_in(&until, (int)wait_ms);
-    pthread_mutex_lock(&detach_lock);
-    int rc = 0;
-    while (detach_abandoned > 0 && rc == 0)
-        rc = pthread_cond_timedwait(&detach_changed, &detach_lock, &until);
-    pthread_mutex_unlock(&detach_lock);
+    detach_wait_none(&detach_abandoned, (int)wait_ms);
     detach_push_counts(L, limits.max_abandoned_encodes);
     return 1;
 }

@@ -156,17 +156,16 @@ int image_stats(lua_State *L) {
     if (stats_prepare(in, &small)) return image_fail(L, "ImageError", "stats");
     VipsImage *watched = image_budget_watch(&b, small);
     if (watched) mem = vips_image_copy_memory(watched);
-    image_budget_unwatch(&b);
+    /* A reduction to 256 px has few batches of tiles, so few "eval"
+     * signals: one that ended past its budget or deadline fails all the
+     * same, and the answer does not depend on where the tiles fell. A
+     * failed one fails for the reason an eval recorded, if any. */
+    why = mem ? image_budget_finish(&b) : image_budget_stopped(&b);
+    image_budget_unwatch(&b); /* done already when mem */
     g_object_unref(small);
-    if (!mem && (why = image_budget_stopped(&b))) return image_budget_fail(L, &b, why, "stats");
-    if (!mem) return image_fail(L, "ImageError", "stats");
-    /* libvips signals "eval" per batch of tiles, and a reduction to 256 px
-     * has few: the budget may run out after the last signal. A reduction
-     * that ended past its budget or deadline fails all the same, so the
-     * answer does not depend on where the tiles fell. */
-    if ((why = image_budget_check(&b))) {
-        g_object_unref(mem);
-        return image_budget_fail(L, &b, why, "stats");
+    if (why || !mem) {
+        if (mem) g_object_unref(mem);
+        return why ? image_budget_fail(L, &b, why, "stats") : image_fail(L, "ImageError", "stats");
     }
     stats_result res;
     int failed = stats_measure(mem, &res);

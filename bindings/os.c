@@ -12,7 +12,8 @@
  *   os.executable()     -> the absolute path of the running program
  *                          (/proc/self/exe); or nil, err
  *
- * err is {code, message} as elsewhere: code "OsError". Misuse (a prefix
+ * err is {code, message, retryable} with a __tostring as elsewhere
+ * (error.h): code "OsError", not retryable. Misuse (a prefix
  * with '/' or over 64 bytes, an unknown stream) raises. */
 #include <errno.h>
 #include <limits.h>
@@ -25,22 +26,21 @@
 
 #include <lauxlib.h>
 
+#include "error.h"
 #include "modules.h"
 
 #define OS_MAX_PREFIX 64
 /* Marks the folders tmpdir made, so rmdir removes no other. */
 #define OS_TMPDIR_KEY "imgpipe.os.tmpdirs"
 
-/* nil, {code = "OsError", message = "<what>: <strerror>"}. */
+/* nil, err: code "OsError", message "<what> <path>: <strerror>" (built
+ * here, not by error_pushf, so a long path is not cut short). */
 static int os_fail(lua_State *L, const char *what, const char *path, int err) {
     char why[128];
-    lua_pushnil(L);
-    lua_createtable(L, 0, 2);
-    lua_pushliteral(L, "OsError");
-    lua_setfield(L, -2, "code");
-    lua_pushfstring(L, "%s%s%s: %s", what, path ? " " : "", path ? path : "",
-                    strerror_r(err, why, sizeof why));
-    lua_setfield(L, -2, "message");
+    const char *msg = lua_pushfstring(L, "%s%s%s: %s", what, path ? " " : "", path ? path : "",
+                                      strerror_r(err, why, sizeof why));
+    error_push(L, "OsError", msg, 0, 0);
+    lua_remove(L, -3);
     return 2;
 }
 
@@ -52,13 +52,7 @@ static int os_now(lua_State *L) {
 }
 
 /* The table of folders tmpdir made in this state, on the stack. */
-static void os_push_made(lua_State *L) {
-    if (lua_getfield(L, LUA_REGISTRYINDEX, OS_TMPDIR_KEY) == LUA_TTABLE) return;
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, LUA_REGISTRYINDEX, OS_TMPDIR_KEY);
-}
+static void os_push_made(lua_State *L) { luaL_getsubtable(L, LUA_REGISTRYINDEX, OS_TMPDIR_KEY); }
 
 static int os_tmpdir(lua_State *L) {
     size_t plen;

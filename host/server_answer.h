@@ -48,9 +48,12 @@ enum MHD_Result server_answer_send(server *s, struct MHD_Connection *conn, serve
 /* 413 PayloadTooLarge for a body that has passed its limit while it
  * arrives. libmicrohttpd 0.9.75 takes no answer while it reads a body
  * (MHD_queue_response fails there), so this one is written on the socket
- * itself, which is then shut for writing; the caller returns MHD_NO and
- * libmicrohttpd closes the connection without reading the rest. Counted in
- * the metrics like any answer. 0, or -1 when it could not be sent. */
+ * itself, which is then shut for writing. On 0 the caller goes on
+ * (MHD_YES), reading and dropping the rest of the body for a bounded
+ * while before the connection is closed (server_http.c: lingering), so
+ * the client can read the answer; on -1 it returns MHD_NO and the
+ * connection closes at once. Counted in the metrics like any answer. 0,
+ * or -1 when it could not be sent. */
 int server_answer_too_large(server *s, server_request *r, const server_reply *to, const char *method,
                             const char *message);
 

@@ -5,36 +5,6 @@
 #include "state.h"
 
 #define SERVER_CACHE_KEY "imgpipe.server.handlers"
-#define SERVER_READY_KEY "imgpipe.server.not_ready" /* name -> why the module says it is not ready */
-
-/* Keeps the module's `ready` field (module at idx) when it is a string. */
-static void server_lua_keep_ready(lua_State *L, int idx, const char *name) {
-    idx = lua_absindex(L, idx);
-    if (lua_getfield(L, idx, "ready") != LUA_TSTRING) {
-        lua_pop(L, 1);
-        return;
-    }
-    if (lua_getfield(L, LUA_REGISTRYINDEX, SERVER_READY_KEY) != LUA_TTABLE) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, LUA_REGISTRYINDEX, SERVER_READY_KEY);
-    }
-    lua_insert(L, -2);
-    lua_setfield(L, -2, name);
-    lua_pop(L, 1);
-}
-
-int server_lua_push_not_ready(lua_State *L, const char *name) {
-    int top = lua_gettop(L);
-    if (lua_getfield(L, LUA_REGISTRYINDEX, SERVER_READY_KEY) == LUA_TTABLE &&
-        lua_getfield(L, -1, name) == LUA_TSTRING) {
-        lua_remove(L, -2);
-        return 1;
-    }
-    lua_settop(L, top);
-    return 0;
-}
 
 void server_lua_push_handler(lua_State *L, const char *dir, const char *name) {
     if (lua_getfield(L, LUA_REGISTRYINDEX, SERVER_CACHE_KEY) != LUA_TTABLE) {
@@ -48,7 +18,6 @@ void server_lua_push_handler(lua_State *L, const char *dir, const char *name) {
         lua_pop(L, 1);
         if (state_load_pipeline(L, dir, name) != LUA_OK) lua_error(L);
         if (state_pipeline_handler(L, -1, name, NULL) != LUA_OK) lua_error(L);
-        server_lua_keep_ready(L, -2, name);
         lua_remove(L, -2); /* the module: its handler is what is kept */
         lua_pushvalue(L, -1);
         lua_setfield(L, handlers, name);
@@ -61,8 +30,6 @@ static int server_lua_forget_protected(lua_State *L) {
     const char *dir = luaL_checkstring(L, 1);
     lua_pushnil(L);
     lua_setfield(L, LUA_REGISTRYINDEX, SERVER_CACHE_KEY);
-    lua_pushnil(L);
-    lua_setfield(L, LUA_REGISTRYINDEX, SERVER_READY_KEY);
     lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", dir, dir); /* 2 */
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);   /* 3 */
     lua_getglobal(L, "package");

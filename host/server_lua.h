@@ -11,11 +11,6 @@
  * load or has no handler. */
 void server_lua_push_handler(lua_State *L, const char *dir, const char *name);
 
-/* Pushes why pipeline `name` (loaded by server_lua_push_handler) is not
- * ready, the string its module's `ready` field holds, and returns 1; or
- * pushes nothing and returns 0 (ready: no such field). */
-int server_lua_push_not_ready(lua_State *L, const char *name);
-
 /* Drops the state's cache and every package.loaded entry that came from
  * the folder dir, so the next use loads them anew. */
 void server_lua_forget(lua_State *L, const char *dir);

@@ -99,11 +99,13 @@ static void server_watch_hook(lua_State *L, lua_Debug *ar) {
         luaL_error(L, "loading took longer than %d ms", SERVER_WATCH_LOAD_MS);
 }
 
-/* Loads one pipeline; returns why it is not ready (its module's `ready`),
- * or nil. */
+/* Loads one pipeline (folder at 1, name at 2) and checks its handler;
+ * returns why it is not ready (its module's `ready` string), or nil. */
 static int server_load_one(lua_State *L) {
-    server_lua_push_handler(L, lua_tostring(L, 1), lua_tostring(L, 2));
-    if (!server_lua_push_not_ready(L, lua_tostring(L, 2))) lua_pushnil(L);
+    const char *name = lua_tostring(L, 2);
+    if (state_load_pipeline(L, lua_tostring(L, 1), name) != LUA_OK) lua_error(L);
+    if (state_pipeline_handler(L, -1, name, NULL) != LUA_OK) lua_error(L);
+    if (lua_getfield(L, -2, "ready") != LUA_TSTRING) lua_pushnil(L);
     return 1;
 }
 
