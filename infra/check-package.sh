@@ -289,7 +289,10 @@ if [ -s "$problems" ]; then
   sort -u "$problems" | sed 's/^/  /' >&2
   exit 1
 fi
-glibc=$(facts "$lib/libc.so.6" 2>/dev/null | awk '$1 == "defines" && $2 ~ /^GLIBC_2/ { print $2 }' | sort -V | tail -1)
+# The newest GLIBC_2.x the packaged libc defines: read with its versions
+# above (by a file that needs one of them), or here.
+[ -n "${read_defs[libc.so.6]:-}" ] || read_provider libc.so.6
+glibc=${newest["libc.so.6 GLIBC"]:-}
 echo "check-package: $files ELF files, every library, symbol version and symbol they need is in the package" \
   "(glibc: ${glibc:-?}; the packaged loader, $where${emulator:+ under $(basename "$emulator")}, bound every" \
   "symbol of bin/imgpipe and its $resolved libraries, all from imgpipe/lib/, and of $((bound - 1)) more" \

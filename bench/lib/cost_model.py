@@ -34,7 +34,6 @@ import json
 import math
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -138,24 +137,15 @@ class Shape:
                     time.sleep(0.1)
 
 
-def spawn_in(shape, tool, api, log):
-    env = dict(os.environ)
-    env.update(tool.get("env", {}))
-    env["AWS_LAMBDA_RUNTIME_API"] = api
-    env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(shape.mb)  # as Lambda sets it
-    argv = tool["argv"]
-    return subprocess.Popen([tool.get("argv0", argv[0])] + argv[1:], executable=argv[0], env=env,
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                            preexec_fn=shape.enter)
-
-
 def run_once(tool, shape, s3, ddb, body, n, seq0, log, timeout_s):
     """n events through tool inside shape: per-event seconds and what failed."""
     events, ids = lb.make_events(s3, body, n, seq0)
     srv = lb.RuntimeAPI(events)
     th = threading.Thread(target=srv.serve_forever, daemon=True)
     th.start()
-    proc = spawn_in(shape, tool, "127.0.0.1:%d" % srv.server_address[1], log)
+    proc = lb.spawn(tool, "127.0.0.1:%d" % srv.server_address[1], log,
+                    env={"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(shape.mb)},  # as Lambda sets it
+                    preexec_fn=shape.enter)
     failure = None
     try:
         deadline = time.monotonic() + timeout_s

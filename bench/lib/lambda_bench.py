@@ -41,13 +41,18 @@ START_TIMEOUT_S = 30
 EVENT_TIMEOUT_S = 600
 
 
-def spawn(tool, api, log):
-    env = dict(os.environ)
-    env.update(tool.get("env", {}))
-    env["AWS_LAMBDA_RUNTIME_API"] = api
+def spawn(tool, api, log, env=None, preexec_fn=None):
+    """The tool as a runtime of the Runtime API at api, in a session of its
+    own; env: variables over the tool's, preexec_fn: run in the child before
+    the exec."""
+    full = dict(os.environ)
+    full.update(tool.get("env", {}))
+    full["AWS_LAMBDA_RUNTIME_API"] = api
+    full.update(env or {})
     argv = tool["argv"]
-    return subprocess.Popen([tool.get("argv0", argv[0])] + argv[1:], executable=argv[0], env=env,
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    return subprocess.Popen([tool.get("argv0", argv[0])] + argv[1:], executable=argv[0], env=full,
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                            preexec_fn=preexec_fn)
 
 
 def kill(proc):

@@ -113,12 +113,15 @@ def to_ms(value, unit):
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(url, conns, seconds):
+def run_wrk(url, conns, seconds, script=None):
+    """wrk on url after a 1 s warm-up; script: a wrk Lua script that makes
+    the requests (url is then the base they go to)."""
     threads = min(conns, 2)
-    subprocess.run(["wrk", "-t%d" % threads, "-c%d" % conns, "-d1s", "--timeout", "10s", url],
+    target = (["-s", script] if script else []) + [url]
+    subprocess.run(["wrk", "-t%d" % threads, "-c%d" % conns, "-d1s", "--timeout", "10s"] + target,
                    capture_output=True, text=True, timeout=60)
     out = subprocess.run(["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % seconds, "--timeout", "10s",
-                          "--latency", url], capture_output=True, text=True, timeout=seconds + 60).stdout
+                          "--latency"] + target, capture_output=True, text=True, timeout=seconds + 60).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = {p: to_ms(v, u) for p, v, u in re.findall(r"\s(50|99)%\s+([\d.]+)(us|ms|s)\b", out)}
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -195,15 +198,21 @@ def stop(p):
             p.wait()
 
 
-def main():
-    image, work, seconds, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    os.makedirs(work, exist_ok=True)
+def stage_image(image, work):
+    """Copies image to WORK/images/photo.jpg, readable by every server (nginx
+    runs as nobody when root); returns the images folder."""
     images = os.path.join(work, "images")
     os.makedirs(images, exist_ok=True)
     shutil.copyfile(image, os.path.join(images, "photo.jpg"))
     for d in (work, images):
         os.chmod(d, 0o755)
     os.chmod(os.path.join(images, "photo.jpg"), 0o644)
+    return images
+
+
+def main():
+    image, work, seconds, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    images = stage_image(image, work)
     with Image.open(image) as im:
         source = {"width": im.width, "height": im.height, "bytes": os.path.getsize(image)}
     starters = {"imgpipe": start_imgpipe, "ipx": start_ipx, "nginx": start_nginx}

@@ -19,7 +19,6 @@ import json
 import os
 import random
 import re
-import shutil
 import sys
 import urllib.request
 
@@ -65,18 +64,6 @@ def wrk_script(path, paths, sequence):
                 "  counter = counter % #seq + 1\n  return wrk.format('GET', p)\nend\n")
 
 
-def run_wrk_script(base, script, conns, seconds):
-    args = ["-s", script, base]
-    for d, extra in (("1s", []), ("%ds" % seconds, ["--latency"])):
-        out = tb.subprocess.run(["wrk", "-t%d" % min(conns, 2), "-c%d" % conns, "-d" + d, "--timeout", "10s"] +
-                                extra + args, capture_output=True, text=True, timeout=seconds + 60).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    lat = {p: tb.to_ms(v, u) for p, v, u in re.findall(r"\s(50|99)%\s+([\d.]+)(us|ms|s)\b", out)}
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"connections": conns, "rps": rps, "p50_ms": lat.get("50"), "p99_ms": lat.get("99"),
-            "non_2xx": int(errors.group(1)) if errors else 0, "raw": out}
-
-
 def cache_counts(base):
     text = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
     out = {}
@@ -105,7 +92,7 @@ def measure(server, images, work, seconds, conns, sequence):
         run["output"] = tb.check_output(base + paths[0], ("JPEG", WIDTHS[0], None))
         script = os.path.join(work, "zipf-%s.lua" % server)
         wrk_script(script, paths, sequence)
-        run["load"] = run_wrk_script(base, script, conns, seconds)
+        run["load"] = tb.run_wrk(base, conns, seconds, script)
         sampler.stop = True
         sampler.join()
         run["peak_rss_kb"] = max(sampler.peak, tb.tree_hwm_kb(p.pid))
@@ -126,12 +113,7 @@ def measure(server, images, work, seconds, conns, sequence):
 def main():
     image, work, seconds, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     conns = int(sys.argv[5]) if len(sys.argv) > 5 else 16
-    images = os.path.join(work, "images")
-    os.makedirs(images, exist_ok=True)
-    shutil.copyfile(image, os.path.join(images, "photo.jpg"))
-    for d in (work, images):
-        os.chmod(d, 0o755)
-    os.chmod(os.path.join(images, "photo.jpg"), 0o644)
+    images = tb.stage_image(image, work)
     sequence = zipf_sequence(URLS, ZIPF_S, SEQUENCE, SEED)
     results = {"urls": URLS, "zipf_s": ZIPF_S, "seconds": seconds, "connections": conns,
                "distinct_in_sequence": len(set(sequence)), "runs": []}

@@ -17,11 +17,11 @@
 -- missing (make deps-arm64 installs them; make test does) or when this
 -- machine is not root.
 local json = require "cjson"
-local digest = require "imgpipe.digest"
 local image = require "imgpipe.image"
 local paths = require "support.paths"
 local modes = require "support.modes"
 local emptyroot = require "support.emptyroot"
+local transform_url = require "support.transform_url"
 
 local q = paths.q
 
@@ -35,10 +35,7 @@ if not available then
   return
 end
 
-local function proved(text)
-  io.write("# proved: ", text, "\n")
-  io.flush()
-end
+local proved = emptyroot.proved
 
 -- Encoders whose bytes must match between x86_64 and arm64. Measured with
 -- the prebuilt libvips 8.18.7 of both architectures: every format the
@@ -111,10 +108,9 @@ local TRANSFORM_ENV = {
   AWS_SECRET_ACCESS_KEY = "secret",
 }
 
-local function sign(options, key)
-  local mac = digest.base64(digest.hmac_sha256(SECRET, options .. "/" .. key))
-  return (mac:gsub("=+$", ""):gsub("[+/]", { ["+"] = "-", ["/"] = "_" }))
-end
+-- The HMAC of a /t/ URL, written out from its definition (docs/transform.md)
+-- in support.transform_url, not taken from the pipeline's module.
+local function sign(options, key) return transform_url.sign(SECRET, options, key) end
 
 local function transform_event(options, key)
   local sig = sign(options, key)

@@ -10,15 +10,11 @@
 -- Needs root (mount, chroot); the sanitizer stage skips it (the package
 -- holds the plain build).
 local paths = require "support.paths"
-local modes = require "support.modes"
 local emptyroot = require "support.emptyroot"
 
 local q = paths.q
 
-local available, why = emptyroot.available()
-if available and modes.sanitized then
-  available, why = false, "the sanitizer stage: the package holds the plain build, proven in the busted stage"
-end
+local available, why = emptyroot.packaged()
 if not available then
   describe("a third layer shipping lib/", function()
     pending("skipped: " .. why)
@@ -26,10 +22,7 @@ if not available then
   return
 end
 
-local function proved(text)
-  io.write("# proved: ", text, "\n")
-  io.flush()
-end
+local proved = emptyroot.proved
 
 local ECHO = [[
 return {handler = function(event)

@@ -21,10 +21,7 @@ local emptyroot = require "support.emptyroot"
 
 local q = paths.q
 
-local available, why = emptyroot.available()
-if available and modes.sanitized then
-  available, why = false, "the sanitizer stage: the package holds the plain build, proven in the busted stage"
-end
+local available, why = emptyroot.packaged()
 if not available then
   describe("runtime package", function()
     pending("skipped: " .. why)
@@ -32,10 +29,7 @@ if not available then
   return
 end
 
-local function proved(text)
-  io.write("# proved: ", text, "\n")
-  io.flush()
-end
+local proved = emptyroot.proved
 
 local function has(list, value)
   for _, v in ipairs(list) do if v == value then return true end end

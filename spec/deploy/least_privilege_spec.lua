@@ -33,13 +33,13 @@
 --   proof does).
 local json = require "cjson"
 local deploy = require "support.deploy"
-local digest = require "imgpipe.digest"
 local eval = require "support.policy_eval"
 local fixtures = require "support.image_fixtures"
 local image = require "imgpipe.image"
 local modes = require "support.modes"
 local paths = require "support.paths"
 local stack = require "support.stack"
+local transform_url = require "support.transform_url"
 
 local TEMPLATE = paths.root .. "/infra/template.yaml"
 local PARAMS = { UseCloudFront = "false" }
@@ -55,11 +55,9 @@ local function by_handler(facts)
   return out
 end
 
--- The HMAC of a /t/ URL, written out from its definition (docs/transform.md).
-local function sign(secret, options, key)
-  local mac = digest.hmac_sha256(secret, options .. "/" .. key)
-  return (digest.base64(mac):gsub("=+$", ""):gsub("[+/]", { ["+"] = "-", ["/"] = "_" }))
-end
+-- The HMAC of a /t/ URL, written out from its definition (docs/transform.md)
+-- in support.transform_url, not taken from the pipeline's module.
+local sign = transform_url.sign
 
 -- The translated template with statements changed: changes = {{role, sid,
 -- field, value}} (value nil removes the field); returns the facts of it.

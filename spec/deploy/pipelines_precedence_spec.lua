@@ -14,13 +14,9 @@
 -- where the bootstrap must not decide in imgpipe's place (needs root; the
 -- sanitizer stage skips it: the package holds the plain build).
 local paths = require "support.paths"
-local modes = require "support.modes"
 local emptyroot = require "support.emptyroot"
 
-local function proved(text)
-  io.write("# proved: ", text, "\n")
-  io.flush()
-end
+local proved = emptyroot.proved
 
 -- Every copy of the pipeline answers where it was loaded from.
 local WHICH = 'return {handler = function() return {source = debug.getinfo(1, "S").source} end}\n'
@@ -114,10 +110,7 @@ describe("pipelines folder precedence, the built binary", function()
   end
 end)
 
-local available, why = emptyroot.available()
-if available and modes.sanitized then
-  available, why = false, "the sanitizer stage: the package holds the plain build, proven in the busted stage"
-end
+local available, why = emptyroot.packaged()
 describe("pipelines folder precedence, the packaged runtime in an empty root", function()
   if not available then
     pending("skipped: " .. why)

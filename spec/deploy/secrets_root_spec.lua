@@ -11,18 +11,17 @@
 -- test says which is missing. The sanitizer stage skips it (the package
 -- holds the plain build).
 local deploy = require "support.deploy"
-local digest = require "imgpipe.digest"
 local emptyroot = require "support.emptyroot"
 local json = require "cjson"
 local modes = require "support.modes"
 local moto_keys = require "support.moto_keys"
 local paths = require "support.paths"
 local random = require "imgpipe.random"
+local transform_url = require "support.transform_url"
 
 local function unavailable()
-  local ok, why = emptyroot.available()
+  local ok, why = emptyroot.packaged "the sanitizer stage: the package holds the plain build"
   if not ok then return why end
-  if modes.sanitized then return "the sanitizer stage: the package holds the plain build" end
   return deploy.missing_any("moto_server", "boto3")
 end
 
@@ -41,28 +40,11 @@ local SOURCES = {
 }
 local PHOTO = "uploads/photo-" .. RUN .. ".jpg"
 
--- The key in both stores, and a user that may read exactly those two.
-local SETUP = [[
-import boto3, json, sys
-url, param, secret, v_ssm, v_sm = sys.argv[1:6]
-kw = dict(endpoint_url=url, region_name='us-east-1', aws_access_key_id='x', aws_secret_access_key='x')
-boto3.client('ssm', **kw).put_parameter(Name=param, Value=v_ssm, Type='SecureString')
-boto3.client('secretsmanager', **kw).create_secret(Name=secret, SecretString=v_sm)
-iam = boto3.client('iam', **kw)
-iam.create_user(UserName='transform')
-iam.put_user_policy(UserName='transform', PolicyName='key', PolicyDocument=json.dumps({
-    'Version': '2012-10-17', 'Statement': [{'Effect': 'Allow', 'Resource': '*',
-    'Action': ['ssm:GetParameter', 'secretsmanager:GetSecretValue']}]}))
-k = iam.create_access_key(UserName='transform')['AccessKey']
-print(json.dumps({'id': k['AccessKeyId'], 'secret': k['SecretAccessKey']}))
-]]
-
 -- /t/<signature>/w_0/<key>: w_0 is refused as options (400) once the
 -- signature has passed, so the answer tells which key checked it without
 -- any S3 call.
 local function event(key)
-  local mac = digest.hmac_sha256(key, "w_0/" .. PHOTO)
-  local sig = digest.base64(mac):gsub("%+", "-"):gsub("/", "_"):gsub("=", "")
+  local sig = transform_url.sign(key, "w_0", PHOTO)
   return modes.apigw { method = "GET", path = "/t/" .. sig .. "/w_0/" .. PHOTO }
 end
 
@@ -71,7 +53,9 @@ describe("signing key in the packaged runtime", function()
 
   setup(function()
     zips = emptyroot.artifacts()
-    moto, user = moto_keys.start(SETUP, IDS.ssm, IDS.secretsmanager, KEYS.ssm, KEYS.secretsmanager)
+    -- The key in both stores, and a user that may read exactly those two.
+    moto, user = moto_keys.start(moto_keys.SIGNING_KEY_SETUP, IDS.ssm, IDS.secretsmanager, KEYS.ssm,
+      KEYS.secretsmanager)
   end)
   teardown(function()
     moto_keys.stop(moto)
@@ -111,7 +95,7 @@ describe("signing key in the packaged runtime", function()
           assert.is_true(#r.libs >= 20, #r.libs .. " objects")
           for _, lib in ipairs(r.libs) do assert.is_true(from_package(lib), "loaded from outside: " .. lib) end
         end
-        print(("# proved: %s root (no /bin, no shell, no curl): the key from %s '%s' on moto (SigV4 and IAM " ..
+        emptyroot.proved(("%s root (no /bin, no shell, no curl): the key from %s '%s' on moto (SigV4 and IAM " ..
           "enforced) " ..
           "checked a signed /t/ URL (400 InvalidOptions after the signature) and refused another key (403)%s"):format(
           kind, name, IDS[name], kind == "hostile" and (", " .. #r.libs .. " objects all from the package") or ""))
@@ -135,7 +119,7 @@ describe("signing key in the packaged runtime", function()
       local body = r.init_errors[1].body
       assert.matches("signing key from secretsmanager", body, 1, true)
       assert.matches(row[3], body, 1, true)
-      print("# proved: a refused read is an init error: " .. (json.decode(body).errorMessage or body):sub(1, 160))
+      emptyroot.proved("a refused read is an init error: " .. (json.decode(body).errorMessage or body):sub(1, 160))
       emptyroot.cleanup(root)
     end)
   end

@@ -32,16 +32,6 @@ end
 
 local function target(r) return (r.target or ""):match "%.(%a+)$" end
 
--- Waits (bounded) until pred holds of the server's record.
-local function eventually(srv, pred)
-  for _ = 1, 100 do
-    local reqs = srv:requests()
-    if pred(reqs) then return reqs end
-    os.execute "sleep 0.05"
-  end
-  return srv:requests()
-end
-
 describe("process overlaps what an event waits for", function()
   local s3f, ddbf = fault.start(), fault.start()
   local settings = require("support.stack").ensure()
@@ -124,7 +114,7 @@ describe("process overlaps what an event waits for", function()
         local gets = only(reqs, function(x) return x.method == "GET" end)
         return #gets == 1 and gets[1].client_closed
       end
-      local s3r = eventually(s3f, hung_up)
+      local s3r = s3f:eventually(hung_up)
       -- The GET was on the wire during the claim and was abandoned, not waited for.
       assert.is_true(hung_up(s3r), json.encode(s3r))
       assert.is_nil(only(s3r, function(x) return x.method == "GET" end)[1].t_end)

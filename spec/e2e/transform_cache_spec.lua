@@ -19,23 +19,20 @@ if not env then
   return
 end
 
-local digest = require "imgpipe.digest"
 local image = require "imgpipe.image"
 local random = require "imgpipe.random"
 local s3 = require "imgpipe.s3"
+local transform_url = require "support.transform_url"
 
 local SECRET = "spec-" .. random.hex(16)
 local RUN = "cache-" .. random.hex(4)
 local q = paths.q
 
-local function sign(options, key)
-  local mac = digest.hmac_sha256(SECRET, options .. "/" .. key)
-  return (digest.base64(mac):gsub("=+$", ""):gsub("[+/]", { ["+"] = "-", ["/"] = "_" }))
-end
+-- The HMAC of a /t/ URL, written out from its definition (docs/transform.md)
+-- in support.transform_url, not taken from the pipeline's module.
+local function sign(options, key) return transform_url.sign(SECRET, options, key) end
 
-local function encode_key(key)
-  return (key:gsub("[^%w%-%._~/]", function(c) return string.format("%%%02X", c:byte()) end))
-end
+local encode_key = transform_url.encode_key
 
 local function card(w, h)
   local img <close> = image.test_card(w, h)

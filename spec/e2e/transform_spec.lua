@@ -28,6 +28,7 @@ local SECRET = "spec-" .. random.hex(16)
 local RUN = random.hex(4)
 local PREFIX = "uploads/"
 local fx = require "support.image_fixtures"
+local transform_url = require "support.transform_url"
 
 local function read_file(path)
   local f = assert(io.open(path, "rb"))
@@ -58,16 +59,14 @@ local function put(key, body, content_type)
     content_type = content_type or "image/jpeg" })
 end
 
--- The same HMAC the pipeline checks, written out here from its definition
--- (docs/transform.md), not taken from the pipeline's module.
+-- The same HMAC the pipeline checks, written out from its definition
+-- (docs/transform.md) in support.transform_url, not taken from the
+-- pipeline's module.
 local function sign(options, key, secret)
-  local mac = digest.hmac_sha256(secret or SECRET, options .. "/" .. key)
-  return (digest.base64(mac):gsub("=+$", ""):gsub("[+/]", { ["+"] = "-", ["/"] = "_" }))
+  return transform_url.sign(secret or SECRET, options, key)
 end
 
-local function encode_key(key)
-  return (key:gsub("[^%w%-%._~/]", function(c) return string.format("%%%02X", c:byte()) end))
-end
+local encode_key = transform_url.encode_key
 
 -- Fixtures, under a prefix of this run.
 local K = {
@@ -494,6 +493,7 @@ describe("transform", function()
 
   describe("signing key from AWS (moto_server, IAM and SigV4 enforced)", function()
     local deploy = require "support.deploy"
+    local moto_keys = require "support.moto_keys"
     local missing_tools = deploy.missing_any("moto_server", "boto3")
     if missing_tools then
       it("reads the key from SSM and Secrets Manager", function() pending("SKIPPED: " .. missing_tools) end)
@@ -503,28 +503,10 @@ describe("transform", function()
     local PARAM, SECRET_ID = "/imgpipe/spec-" .. RUN, "imgpipe-spec-" .. RUN
     local VALUES = { ssm = "from-ssm-" .. random.hex(8), secretsmanager = "from-sm-" .. random.hex(8) }
     setup(function()
-      moto = deploy.moto_start()
       -- The key in both stores, and a user allowed to read exactly those two.
-      local py = table.concat({
-        "import boto3, json, sys",
-        "url, param, secret, v_ssm, v_sm = sys.argv[1:6]",
-        "kw = dict(endpoint_url=url, region_name='us-east-1', aws_access_key_id='x', aws_secret_access_key='x')",
-        "boto3.client('ssm', **kw).put_parameter(Name=param, Value=v_ssm, Type='SecureString')",
-        "boto3.client('secretsmanager', **kw).create_secret(Name=secret, SecretString=v_sm)",
-        "iam = boto3.client('iam', **kw)",
-        "iam.create_user(UserName='transform')",
-        -- moto evaluates the action but not these resources' ARNs: '*' (the template names them).
-        "iam.put_user_policy(UserName='transform', PolicyName='key', PolicyDocument=json.dumps({",
-        "  'Version': '2012-10-17', 'Statement': [{'Effect': 'Allow', 'Resource': '*',",
-        "    'Action': ['ssm:GetParameter', 'secretsmanager:GetSecretValue']}]}))",
-        "k = iam.create_access_key(UserName='transform')['AccessKey']",
-        "print(json.dumps({'id': k['AccessKeyId'], 'secret': k['SecretAccessKey']}))",
-      }, "\n")
-      user = json.decode(service.sh(deploy.python .. " -c " .. paths.q(py) .. " " .. paths.q(moto.url) .. " " ..
-        paths.q(PARAM) .. " " .. paths.q(SECRET_ID) .. " " .. VALUES.ssm .. " " .. VALUES.secretsmanager))
-      deploy.moto_auth(moto, true)
+      moto, user = moto_keys.start(moto_keys.SIGNING_KEY_SETUP, PARAM, SECRET_ID, VALUES.ssm, VALUES.secretsmanager)
     end)
-    teardown(function() deploy.moto_stop(moto) end)
+    teardown(function() moto_keys.stop(moto) end)
 
     local CASES = {
       { "ssm", "TRANSFORM_SIGNING_KEY_PARAMETER", "AWS_ENDPOINT_URL_SSM", PARAM },

@@ -50,16 +50,6 @@ describe("calls that run while others do (fake endpoint)", function()
   end)
   before_each(function() srv:reset() end)
 
-  -- Waits (bounded) until the server's record satisfies pred.
-  local function eventually(pred)
-    for _ = 1, 100 do
-      local reqs = srv:requests()
-      if pred(reqs) then return reqs end
-      os.execute "sleep 0.05"
-    end
-    return srv:requests()
-  end
-
   it("a GET started before a slow DynamoDB call is answered while that call is still open", function()
     srv:plan({ with(ok_item, { method = "POST", delay = 1.0 }) }, ok_object)
     local pending = s3.get_start { bucket = "bkt", key = "photo.jpg" }
@@ -150,7 +140,7 @@ describe("calls that run while others do (fake endpoint)", function()
     local pending = s3.get_start { bucket = "bkt", key = "slow" }
     assert(ddb.get_item { table = "images", key = { imageId = "x" } }) -- drives the GET onto the wire
     pending:close()
-    local reqs = eventually(hung_up)
+    local reqs = srv:eventually(hung_up)
     assert.is_true(hung_up(reqs), json.encode(reqs))
     assert.is_nil(only(reqs, "GET")[1].t_end)
   end)
@@ -165,7 +155,7 @@ describe("calls that run while others do (fake endpoint)", function()
     end
     collectgarbage()
     collectgarbage()
-    local reqs = eventually(hung_up)
+    local reqs = srv:eventually(hung_up)
     assert.is_true(hung_up(reqs), json.encode(reqs))
   end)
 

@@ -9,15 +9,6 @@ local M = {}
 
 M.FORMAT_EDITS = { jpeg = true, png = true, webp = true, avif = true, gif = true }
 
-function M.edits_table(list)
-  local edits, order = {}, {}
-  for _, pair in ipairs(list) do
-    edits[pair[1]] = pair[2]
-    order[#order + 1] = pair[1]
-  end
-  return edits, order
-end
-
 local function ellipse(w, h, cx, cy, rx, ry)
   return { ["$utf8"] = string.format('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d">' ..
     '<ellipse cx="%g" cy="%g" rx="%g" ry="%g"/></svg>', w, h, cx, cy, rx, ry) }

@@ -6,6 +6,15 @@
 --     true, or false and the reason (not root, no chroot/mount/unzip/cc, no
 --     python3): specs mark themselves pending with it.
 --
+--   ok, why = emptyroot.packaged([REASON])
+--     emptyroot.available(), and false in the sanitizer stage of spec/run.sh
+--     too (the package holds the plain build): why is then REASON, or "the
+--     sanitizer stage: the package holds the plain build, proven in the
+--     busted stage".
+--
+--   emptyroot.proved(text)
+--     prints "# proved: TEXT" at once (the specs' record of what they saw).
+--
 --   zips = emptyroot.artifacts([ARCH])
 --     runs `make layer` and `make layer PACKAGE=function` once per process
 --     into a temporary LAYER_OUT and returns {runtime_zip=, pipelines_zip=,
@@ -101,6 +110,19 @@ function M.available()
   end
   if availability == true then return true end
   return false, availability
+end
+
+M.SANITIZED_REASON = "the sanitizer stage: the package holds the plain build, proven in the busted stage"
+
+function M.packaged(reason)
+  local ok, why = M.available()
+  if ok and modes.sanitized then return false, reason or M.SANITIZED_REASON end
+  return ok, why
+end
+
+function M.proved(text)
+  io.write("# proved: ", text, "\n")
+  io.flush()
 end
 
 local function host_arch()

@@ -48,6 +48,17 @@ function M:log() return json.decode(curl(self, "GET", "log")) end
 
 function M:requests() return self:log().requests end
 
+-- Waits (bounded: 100 x 0.05 s) until pred holds of the server's record of
+-- requests; returns that record (the last one read when pred never held).
+function M:eventually(pred)
+  for _ = 1, 100 do
+    local reqs = self:requests()
+    if pred(reqs) then return reqs end
+    os.execute "sleep 0.05"
+  end
+  return self:requests()
+end
+
 function M:stop()
   if self.pid then
     paths.run("curl -s -m 2 -X POST " .. paths.q(self.url .. "/__control/quit"))
