@@ -35,6 +35,7 @@ local config = require "imgpipe.config"
 local http = require "imgpipe.http"
 local renditions = require "imgpipe.renditions"
 local dit = require "imgpipe.transform.dit"
+local faults = require "imgpipe.transform.faults"
 local negotiate = require "imgpipe.transform.negotiate"
 local options = require "imgpipe.transform.options"
 local presets = require "imgpipe.presets"
@@ -55,6 +56,11 @@ local EXTENSIONS = { jpeg = "jpg", png = "png", webp = "webp", avif = "avif", gi
 local function fail(status, code, message)
   local res = http.error(status, code, message)
   res.headers["Cache-Control"] = "no-store"
+  return res
+end
+
+local function with_headers(res, extra)
+  for k, v in pairs(extra) do res.headers[k] = v end
   return res
 end
 
@@ -213,7 +219,8 @@ local function obtain(t, c)
 end
 
 local function s3_failure(cfg, err, object_key)
-  if err.code == "Timeout" then return fail(504, "Timeout", "the source could not be read in time") end
+  local status, extra = faults.of_time(err)
+  if status then return with_headers(fail(status, err.code, "the source could not be read in time"), extra) end
   if err.code == "NoSuchKey" or err.status == 404 then
     return fail(404, "NotFound", "no source image " .. object_key:sub(#cfg.source_prefix + 1))
   end
@@ -226,11 +233,6 @@ end
 
 -- Failures that are ours, not the source's: a 500 naming the request id.
 local SERVER_FAULTS = { FontNotFound = true }
--- Failures of time, not of the image: the request's deadline came first
--- (504), the host is draining (503), too many abandoned AVIF encodes run
--- (503, try again shortly).
-local TIME_FAULTS = { Timeout = 504, Cancelled = 503, Busy = 503 }
-local BUSY_RETRY_AFTER = "2"
 
 -- probe: what image.probe said of body (settle_format's), or nil: renditions
 -- probes it then.
@@ -240,12 +242,9 @@ local function render(t, body, opts, format, probe)
   local made, err = renditions.make(body, { r }, t.image_limits, { probe = probe })
   if made then return made[1] end
   if type(err) ~= "table" or SERVER_FAULTS[err.code] then error(err) end
-  local status = TIME_FAULTS[err.code]
-  if status then
-    local res = fail(status, err.code, tostring(err.message))
-    if err.code == "Busy" then res.headers["Retry-After"] = BUSY_RETRY_AFTER end
-    return nil, res
-  end
+  -- Failures of time, not of the image (imgpipe.transform.faults).
+  local status, extra = faults.of_time(err)
+  if status then return nil, with_headers(fail(status, err.code, tostring(err.message)), extra) end
   -- Anything else the image module reports is about these bytes (not an
   -- image, corrupt, truncated, over an image limit): 422.
   return nil, fail(422, tostring(err.code or "InvalidImage"), tostring(err.message or err))

@@ -36,6 +36,7 @@ local digest = require "imgpipe.digest"
 local http = require "imgpipe.http"
 local log = require "imgpipe.log"
 local source = require "imgpipe.transform.source"
+local faults = require "imgpipe.transform.faults"
 local rewrite = require "imgpipe.transform.rewrite"
 local dit_request = require "imgpipe.transform.dit_request"
 local dit_render = require "imgpipe.transform.dit_render"
@@ -244,7 +245,13 @@ end
 
 -- Reading sources --------------------------------------------------------------
 
-local function source_failure(err, key)
+-- What a failure to read the source answers, in DIT's shape: the deadline
+-- (504) and the host's drain (503) as /t/ answers them
+-- (imgpipe.transform.faults), a missing key 404, too large 413, else 503
+-- (retryable) or 502.
+function M.source_failure(err, key)
+  local status, extra = faults.of_time(err)
+  if status then return derr(status, err.code, "the image could not be read in time", extra) end
   if err.code == "NoSuchKey" or err.status == 404 then
     return derr(404, "NoSuchKey", "The image " .. key .. " does not exist or the request may not be base64 " ..
       "encoded properly.")
@@ -265,7 +272,7 @@ local function overlay_reader(t, io)
     end
     local body, err = io.fetch(cfg, object_key)
     if body then return body end
-    local r = json.decode(source_failure(err, key).body)
+    local r = json.decode(M.source_failure(err, key).body)
     return nil, { status = r.status, code = r.code, message = "edits.overlayWith: " .. r.message }
   end
 end
@@ -310,7 +317,7 @@ local function not_modified(t, event, c, io)
   local inm = http.header(event, "if-none-match")
   if not inm then return nil end
   local info, err = io.look_up(t.cfg, c.object_key)
-  if not info then return source_failure(err, c.req.key) end
+  if not info then return M.source_failure(err, c.req.key) end
   local etag = etag_of(info.etag, c.path, c.query, c.format)
   if not matches(inm, etag) then return nil end
   local h = io.base_headers(t, etag, c.vary)
@@ -334,9 +341,9 @@ function M.handle(t, event, ctx, io)
   res = not_modified(t, event, c, io)
   if res then return res end
   local body, info = io.fetch(t.cfg, c.object_key)
-  if not body then return source_failure(info, c.req.key) end
+  if not body then return M.source_failure(info, c.req.key) end
   local made, err = dit_render.render(body, c.job, render_env(t, io, c.format))
-  if not made then return derr(err.status, err.code, err.message) end
+  if not made then return derr(err.status, err.code, err.message, err.headers) end
   ctx.log.info("transformed", { key = c.object_key, form = c.req.form, format = made.format, width = made.width,
     height = made.height, bytes = #made.bytes })
   return answer(t, ctx, made, { io = io, etag = etag_of(info.etag, c.path, c.query, c.format), vary = c.vary,

@@ -21,6 +21,7 @@ local image = require "imgpipe.image"
 local content_types = require("imgpipe.renditions").content_types
 local dit_edits = require "imgpipe.transform.dit_edits"
 local layers = require "imgpipe.transform.dit_layers"
+local faults = require "imgpipe.transform.faults"
 
 local M = {}
 
@@ -144,13 +145,18 @@ function M.unorient(img, orientation)
   return current
 end
 
-local function image_failure(err)
+-- What a failure of the image step answers ({status, code, message,
+-- headers}): failures of time as /t/ answers them (imgpipe.transform.faults:
+-- 504 at the deadline, 503 with Retry-After when busy), else 422.
+function M.image_failure(err)
   if type(err) ~= "table" then error(err, 0) end
   local code = tostring(err.code or "InvalidImage")
-  -- time, not the image: the deadline came first (504, as /t/), the host
-  -- drains or is busy (503)
-  if code == "Timeout" then return fail(504, code, tostring(err.message)) end
-  if code == "Cancelled" or code == "Busy" then return fail(503, code, tostring(err.message)) end
+  local status, headers = faults.of_time(err)
+  if status then
+    local res = fail(status, code, tostring(err.message))
+    res.headers = headers
+    return res
+  end
   if code == "TooExpensive" then return fail(422, code, tostring(err.message)) end
   if code == "ImageError" then return fail(422, code, "the edits cannot be applied: " .. tostring(err.message)) end
   return fail(422, code, tostring(err.message or err))
@@ -196,7 +202,7 @@ local function decode_animated(bytes, job, env)
   job.stages = {}
   local img, err = image.thumbnail(bytes, layers.with_limits(env, { width = box.width or 100000,
     height = box.height or 100000, size = box.size or "down", lazy = false, allow = READ, animated = true }))
-  if not img then return nil, image_failure(err) end
+  if not img then return nil, M.image_failure(err) end
   return img
 end
 
@@ -250,7 +256,7 @@ end
 
 local function decode(bytes, job, env)
   local info, err = image.probe(bytes, { allow = READ })
-  if not info then return nil, image_failure(err) end
+  if not info then return nil, M.image_failure(err) end
   local img
   if info.pages > 1 and job.animated ~= false and (info.format == "gif" or info.format == "webp") then
     img, err = decode_animated(bytes, job, env)
@@ -260,10 +266,10 @@ local function decode(bytes, job, env)
   local w, h = shrunk_size(job, info)
   img, err = image.thumbnail(bytes, layers.with_limits(env, { width = w or 100000, height = h or 100000,
     size = "down", lazy = false, allow = READ }))
-  if not img then return nil, image_failure(err) end
+  if not img then return nil, M.image_failure(err) end
   if job.no_orient and info.orientation ~= 1 then
     img, err = M.unorient(img, info.orientation)
-    if not img then return nil, image_failure(err) end
+    if not img then return nil, M.image_failure(err) end
   end
   return img, info
 end
@@ -274,7 +280,7 @@ local function run_stages(img, job, env)
     local out, err
     if s.plan then
       out, err = dit_edits.apply(current, s.plan)
-      if not out then return nil, image_failure(err) end
+      if not out then return nil, M.image_failure(err) end
     else
       out, err = layers.run(s.layer, current, s.args, env)
       if not out then return nil, err end
@@ -309,7 +315,7 @@ end
 local function encode(out, job, env, info)
   local format = M.output_format(job, env, info, out)
   local bytes, err = out:save(format, dit_edits.save_options(job, format))
-  if not bytes then return nil, image_failure(err) end
+  if not bytes then return nil, M.image_failure(err) end
   return { bytes = bytes, format = format, content_type = content_types[format], width = out:width(),
     height = out:height() }
 end
