@@ -10,8 +10,9 @@
  *
  * Metrics: log.metric(name, value, {unit = "Milliseconds", dims = {k = v}})
  * records one figure. In HTTP mode it goes to the host's sink (aggregated
- * for GET /metrics); in Lambda mode it is written as one CloudWatch
- * Embedded Metric Format line (namespace IMGPIPE_METRICS_NAMESPACE, default
+ * for GET /metrics); in Lambda mode it is kept and written with the
+ * invocation's other figures as one CloudWatch Embedded Metric Format line
+ * at its end (log_emf.h; namespace IMGPIPE_METRICS_NAMESPACE, default
  * "imgpipe"); otherwise as an info log line {"msg":"metric",...}. */
 #include <math.h>
 #include <stdio.h>
@@ -23,14 +24,12 @@
 #include "handle.h"
 #include "invocation.h"
 #include "log.h"
+#include "log_emf.h"
 #include "modules.h"
 
-#define LOG_CONFIG_MT        "imgpipe.log.config"
-#define LOG_MAX_LINE         (256u << 10)
-#define LOG_SINK_KEY         "imgpipe.log.metric_sink"
-#define LOG_METRIC_MAX_NAME  128
-#define LOG_METRIC_MAX_DIMS  9
-#define LOG_METRIC_MAX_VALUE 256
+#define LOG_CONFIG_MT "imgpipe.log.config"
+#define LOG_MAX_LINE  (256u << 10)
+#define LOG_SINK_KEY  "imgpipe.log.metric_sink"
 
 /* upvalue 1: the config userdata; upvalue 2: the cjson module */
 typedef struct log_config {
@@ -271,6 +270,8 @@ static int log_metric(lua_State *L) {
     int lambda = mode && !strcmp(mode, "lambda");
     if (sink)
         sink->record(sink->ud, a.name, a.value, a.unit, a.ndims, a.keys, a.values);
+    else if (lambda && !log_emf_keep(L, cfg->namespace, a.name, a.value, a.unit, a.ndims, a.keys, a.values))
+        return 0; /* written with the invocation's other figures, at its end (log_emf.h) */
     else if (lambda || cfg->threshold <= 1)
         log_metric_line(L, cfg, &a, lambda);
     return 0;

@@ -8,6 +8,7 @@
 #include <lualib.h>
 
 #include "invocation.h"
+#include "log_emf.h"
 #include "modules.h"
 #include "names.h"
 #include "package.h"
@@ -259,6 +260,7 @@ static int state_call(lua_State *L, invocation_info *info) {
         if (status != LUA_OK && !info->stopped)
             info->stopped = invocation_stop_reason(info->deadline_ms, invocation_cancel_flag(L));
     }
+    log_emf_flush(L); /* the invocation's metrics, while its request id is set */
     invocation_clear(L);
     return status;
 }

@@ -583,8 +583,10 @@ def transform_section(res, out, targets):
         return
     out.append("`bench/lib/transform_bench.py`: each server (imgpipe serve with pipelines/transform.lua, ipx from "
                "npm, nginx's image_filter where it has the operation) serves the same original from the same "
-               "folder; `wrk` loads each operation at 1, 16 and 64 connections; peak RSS of the server's process "
-               "tree. Target: imgpipe at least 2x ipx's requests/s at no more than half its memory.\n")
+               "folder; `wrk` loads each operation at 1, 16 and 64 connections, each run after a 1 s warm-up and a "
+               "wait until the server is idle again (the requests of the connections the warm-up closed are still "
+               "worked through by every server here, and must not be billed to the run); peak RSS of the server's "
+               "process tree. Target: imgpipe at least 2x ipx's requests/s at no more than half its memory.\n")
     by = {(x["op"], x["server"]): x for x in r["runs"]}
     out.append("| op | server | " + " | ".join("c=%d req/s (p50/p99 ms)" % c for c in r["connections"]) +
                " | peak RSS MB |")
@@ -632,7 +634,7 @@ def transform_cache_section(res, out, targets):
                "(which has no result cache) serve the same original at %d widths (JPEG q80); `wrk` replays one "
                "seeded sequence of those URLs drawn from a Zipf distribution (s = %s; %d of the %d URLs occur in "
                "it) for %d s at %d connections, after a 1 s warm-up that is part of the workload (the store starts "
-               "empty). Target: imgpipe at least 10x ipx's requests/s.\n" % (
+               "empty) and a wait until the server is idle again. Target: imgpipe at least 10x ipx's requests/s.\n" % (
                    r["urls"], r["zipf_s"], r["distinct_in_sequence"], r["urls"], r["seconds"], r["connections"]))
     out.append("| server | req/s | p50 ms | p99 ms | non-2xx | peak RSS MB | result cache |")
     out.append("|---|---|---|---|---|---|---|")

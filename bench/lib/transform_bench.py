@@ -113,20 +113,59 @@ def to_ms(value, unit):
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(url, conns, seconds, script=None):
+def tree_cpu_s(pid):
+    """CPU seconds (user + system) of pid and its children (one level)."""
+    pids = [pid]
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            pids += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    ticks = 0
+    for p in pids:
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wait_idle(pid, limit_s=60.0):
+    """Waits until the server's process tree uses under a tenth of a core
+    over 0.3 s (at most limit_s): what the warm-up's closed connections left
+    queued or running must not be billed to the run measured after it.
+    Returns the seconds waited."""
+    start = time.monotonic()
+    last = tree_cpu_s(pid)
+    while time.monotonic() - start < limit_s:
+        time.sleep(0.3)
+        now = tree_cpu_s(pid)
+        if now - last < 0.03:
+            break
+        last = now
+    return time.monotonic() - start
+
+
+def run_wrk(url, conns, seconds, script=None, pid=None):
     """wrk on url after a 1 s warm-up; script: a wrk Lua script that makes
-    the requests (url is then the base they go to)."""
+    the requests (url is then the base they go to). pid: the server's, whose
+    warm-up leftovers (requests of the connections wrk closed at its end,
+    which every server here still works through) are waited out before the
+    measured run."""
     threads = min(conns, 2)
     target = (["-s", script] if script else []) + [url]
     subprocess.run(["wrk", "-t%d" % threads, "-c%d" % conns, "-d1s", "--timeout", "10s"] + target,
                    capture_output=True, text=True, timeout=60)
+    settled_s = wait_idle(pid) if pid else None
     out = subprocess.run(["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % seconds, "--timeout", "10s",
                           "--latency"] + target, capture_output=True, text=True, timeout=seconds + 60).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = {p: to_ms(v, u) for p, v, u in re.findall(r"\s(50|99)%\s+([\d.]+)(us|ms|s)\b", out)}
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
-    return {"connections": conns, "rps": rps, "p50_ms": lat.get("50"), "p99_ms": lat.get("99"),
+    return {"connections": conns, "rps": rps, "p50_ms": lat.get("50"), "p99_ms": lat.get("99"), "settled_s": settled_s,
             "non_2xx": int(errors.group(1)) if errors else 0,
             "socket_errors": socket_errors.group(1) if socket_errors else None, "raw": out}
 
@@ -233,7 +272,7 @@ def main():
                 run["output"] = check_output(url, OPS[op]["want"])
                 run["load"] = []
                 for c in CONNECTIONS:
-                    r = run_wrk(url, c, seconds)
+                    r = run_wrk(url, c, seconds, pid=p.pid)
                     print("%-6s %-7s c=%-3d %8.1f req/s  p50 %7.1f ms  p99 %7.1f ms" %
                           (op, server, c, r["rps"], r["p50_ms"] or -1, r["p99_ms"] or -1), flush=True)
                     run["load"].append(r)

@@ -92,7 +92,7 @@ def measure(server, images, work, seconds, conns, sequence):
         run["output"] = tb.check_output(base + paths[0], ("JPEG", WIDTHS[0], None))
         script = os.path.join(work, "zipf-%s.lua" % server)
         wrk_script(script, paths, sequence)
-        run["load"] = tb.run_wrk(base, conns, seconds, script)
+        run["load"] = tb.run_wrk(base, conns, seconds, script, pid=p.pid)
         sampler.stop = True
         sampler.join()
         run["peak_rss_kb"] = max(sampler.peak, tb.tree_hwm_kb(p.pid))

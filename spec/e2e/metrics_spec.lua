@@ -50,6 +50,33 @@ end}
 
 local FAIL = "return {handler = function() error('no') end}\n"
 
+-- Figures that cannot all share one EMF line: a metric recorded three
+-- times (an array), a dimension with a second value (a second line), a
+-- figure recorded while loading (outside any invocation: its own line at
+-- once), and a raise after them all (still written).
+local EMF_MIX = [[
+local log = require "imgpipe.log"
+log.metric("loaded", 1, {unit = "Count"})
+return {handler = function(event, ctx)
+  for i = 1, 3 do log.metric("step_ms", i, {unit = "Milliseconds", dims = {pipeline = "mix"}}) end
+  log.metric("outcome", 1, {unit = "Count", dims = {pipeline = "mix", code = "ok"}})
+  log.metric("outcome", 1, {unit = "Count", dims = {pipeline = "mix", code = "late"}})
+  log.metric("step_ms", 4, {unit = "Milliseconds", dims = {pipeline = "mix"}})
+  if event.raise then error("after the figures") end
+  return {statusCode = 200, body = "{}"}
+end}
+]]
+
+-- The EMF documents of stderr, in order: {doc, directives}.
+local function emf_docs(text)
+  local docs = {}
+  for line in text:gmatch "[^\n]+" do
+    local ok, doc = pcall(json.decode, line)
+    if ok and type(doc) == "table" and type(doc._aws) == "table" then docs[#docs + 1] = doc end
+  end
+  return docs
+end
+
 local CLOUDWATCH_UNITS = {}
 for _, u in ipairs { "Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes",
   "Terabytes", "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits", "Percent", "Count", "Bytes/Second",
@@ -227,6 +254,7 @@ describe("metrics", function()
     paths.write(dir .. "/routes.lua", ROUTES)
     paths.write(dir .. "/work.lua", WORK)
     paths.write(dir .. "/fail.lua", FAIL)
+    paths.write(dir .. "/mix.lua", EMF_MIX)
     drv = modes.new { pipelines = dir, serve_args = "--workers 2",
       env = { IMGPIPE_METRICS_NAMESPACE = "imgpipe-spec" } }
   end)
@@ -315,18 +343,18 @@ describe("metrics", function()
     assert.equal(0, sample(f, "imgpipe_metrics_dropped_total", "imgpipe_metrics_dropped_total", {}))
   end)
 
-  it("writes CloudWatch EMF lines in Lambda mode", function()
+  it("writes one CloudWatch EMF line per invocation in Lambda mode", function()
     local r = drv:invoke("lambda", "work", modes.apigw { method = "GET", path = "/work/1", pipelines = dir })
     assert.is_true(r.ok, r.error_message)
     local found = {}
-    for line in drv:stderr("lambda", "work"):gmatch "[^\n]+" do
-      local ok, doc = pcall(json.decode, line)
-      if ok and type(doc) == "table" and doc._aws then
-        local aws = doc._aws
-        assert.equal("number", type(aws.Timestamp))
-        assert.is_true(aws.Timestamp == math.floor(aws.Timestamp) and aws.Timestamp > 1e12, "Timestamp in ms")
-        assert.equal(1, #aws.CloudWatchMetrics)
-        local d = aws.CloudWatchMetrics[1]
+    local docs = emf_docs(drv:stderr("lambda", "work"))
+    assert.equal(1, #docs, "three figures of one invocation, one line")
+    for _, doc in ipairs(docs) do
+      local aws = doc._aws
+      assert.equal("number", type(aws.Timestamp))
+      assert.is_true(aws.Timestamp == math.floor(aws.Timestamp) and aws.Timestamp > 1e12, "Timestamp in ms")
+      assert.equal(3, #aws.CloudWatchMetrics, "one directive per set of dimension names")
+      for _, d in ipairs(aws.CloudWatchMetrics) do
         assert.equal("imgpipe-spec", d.Namespace)
         assert.equal("table", type(d.Dimensions))
         for _, set in ipairs(d.Dimensions) do
@@ -337,8 +365,8 @@ describe("metrics", function()
           assert.equal("number", type(doc[m.Name]), m.Name)
           found[m.Name] = { doc = doc, unit = m.Unit, dims = d.Dimensions[1] }
         end
-        assert.equal(r.request_id, doc.requestId)
       end
+      assert.equal(r.request_id, doc.requestId)
     end
     assert.is_not_nil(found.fetch_ms, "no EMF line for fetch_ms")
     assert.equal(12.5, found.fetch_ms.doc.fetch_ms)
@@ -348,6 +376,27 @@ describe("metrics", function()
     assert.equal(1000, found.bytes_in.doc.bytes_in)
     assert.same({}, found.bytes_in.dims)
     assert.equal("None", found.odd_label.unit)
+  end)
+
+  it("keeps a line's members consistent: arrays for repeats, a new line for a second value", function()
+    local first = drv:invoke("lambda", "mix", { raise = false })
+    assert.is_true(first.ok, first.error_message)
+    local second = drv:invoke("lambda", "mix", { raise = true })
+    assert.is_false(second.ok)
+    local docs = emf_docs(drv:stderr("lambda", "mix"))
+    -- loading: "loaded" at once, with no request id; then, per invocation,
+    -- the outcome of code "late" cannot share a line with code "ok".
+    assert.equal(5, #docs, #docs .. " EMF lines")
+    assert.same({ 1, nil }, { docs[1].loaded, docs[1].requestId })
+    for i, r in ipairs { first, second } do
+      local a, b = docs[2 * i], docs[2 * i + 1]
+      assert.same({ r.request_id, r.request_id }, { a.requestId, b.requestId })
+      assert.same({ { 1, 2, 3 }, 1, "ok", "mix" }, { a.step_ms, a.outcome, a.code, a.pipeline })
+      assert.same({ 1, "late", 4 }, { b.outcome, b.code, b.step_ms })
+      assert.same({ { "pipeline" }, { "code", "pipeline" } },
+        { a._aws.CloudWatchMetrics[1].Dimensions[1], a._aws.CloudWatchMetrics[2].Dimensions[1] })
+      assert.same({ { Name = "step_ms", Unit = "Milliseconds" } }, a._aws.CloudWatchMetrics[1].Metrics)
+    end
   end)
 
   it("writes a log line in CLI mode", function()

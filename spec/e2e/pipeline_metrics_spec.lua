@@ -31,13 +31,15 @@ local function emf_by_name(text)
   for line in text:gmatch "[^\n]+" do
     local ok, doc = pcall(json.decode, line)
     if ok and type(doc) == "table" and type(doc._aws) == "table" then
-      local d = doc._aws.CloudWatchMetrics[1]
-      assert.equal("imgpipe", d.Namespace)
-      for _, m in ipairs(d.Metrics) do
-        local dims = {}
-        for _, k in ipairs(d.Dimensions[1] or {}) do dims[k] = doc[k] end
-        found[m.Name] = found[m.Name] or {}
-        table.insert(found[m.Name], { value = doc[m.Name], unit = m.Unit, dims = dims, keys = d.Dimensions[1] })
+      for _, d in ipairs(doc._aws.CloudWatchMetrics) do
+        assert.equal("imgpipe", d.Namespace)
+        for _, m in ipairs(d.Metrics) do
+          local dims = {}
+          for _, k in ipairs(d.Dimensions[1] or {}) do dims[k] = doc[k] end
+          found[m.Name] = found[m.Name] or {}
+          table.insert(found[m.Name], { value = doc[m.Name], unit = m.Unit, dims = dims, keys = d.Dimensions[1],
+            line = line })
+        end
       end
     end
   end
@@ -80,6 +82,10 @@ describe("the process pipeline's metrics", function()
     end
     table.sort(codes)
     assert.same({ "Duplicate", "ok" }, codes)
+    -- One line per image: every figure of the first event is in the line of its fetch_ms.
+    for _, name in ipairs { "bytes_in", "render_ms", "bytes_out", "pixels", "store_ms", "total_ms", "cold_start" } do
+      assert.equal(m.fetch_ms[1].line, m[name][1].line, name)
+    end
   end)
 
   it("are /metrics series in imgpipe serve, with a failure counted by its code", function()
