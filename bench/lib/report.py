@@ -70,12 +70,21 @@ def npm_version(pkg, base="bench/node_modules"):
 # ---- what each target needs, and what it would take when missed -------------
 
 WOULD_TAKE = {
-    "transform-rps-min": "A cell below ipx is one where the request's single-threaded part (libwebp's and "
-                         "libheif's encoders run on one thread) leaves a core idle: more workers than CPUs "
-                         "cover it, at the cost of peak RSS (docs/transform.md, 'Concurrency').",
-    "transform-rps-median": "As for the worst cell: the gap is the single-threaded encode, not server "
-                            "overhead; the result cache (TRANSFORM_RESULT_CACHE) is what takes repeated "
-                            "URLs past it.",
+    "transform-rps-min": "Under concurrency both servers keep both cores busy with the same libvips work, so "
+                         "a cell at 16 or 64 connections compares CPU per request. The cells below ipx are "
+                         "the attention crop's: imgpipe asks vips_thumbnail for the crop (crop=attention) "
+                         "where sharp resizes and then calls vips_smartcrop, and the outputs differ by about "
+                         "3% in bytes; which step costs imgpipe the extra CPU has not been measured (perf of "
+                         "both servers at c=16 would say). Before 2026-12-06 the 64-connection cells also "
+                         "billed each server for the requests wrk's warm-up left behind; each run now waits "
+                         "until the server is idle.",
+    "transform-rps-median": "Where the outputs are the same (WebP: byte-identical) a saturated server's rate "
+                            "is its CPU per request, and both spend it in the same libvips calls, so the "
+                            "cells at 16 and 64 connections sit near 1x; imgpipe's lead is at one "
+                            "connection, where its lower per-request overhead shows (up to 1.6x for JPEG). "
+                            "The median at 1.5x would take less libvips work per request than ipx does for "
+                            "the same output; the result cache (its own row) is what takes repeated URLs "
+                            "far past it.",
     "transform-cache": "Every miss is a full render on one of the workers, and requests queued behind it wait: "
                        "the rate is set by how many distinct URLs the run meets (the store starts empty) against "
                        "how many repeats it serves. A longer run, or a store kept across restarts, raises it.",
@@ -110,23 +119,32 @@ WOULD_TAKE = {
     "events-python": "Per event most of the time is the image step (see the resize section: Pillow is "
                      "about 3x slower than libvips there) plus four round trips to the emulators, the same "
                      "for every handler. imgpipe's side of it shrinks with the resize fix above.",
-    "events-node": "It is the image step and the client libraries: compare the resize section (imgpipe vs "
-                   "sharp) and the per-event numbers; the S3 and DynamoDB calls go to the same emulators.",
+    "events-node": "Where imgpipe's event time goes, measured with `perf record -a` over 150 events on the "
+                   "local stack (2026-12-06): libvips' own code is about nine tenths of imgpipe's CPU per "
+                   "event (the JPEG decode at 1/2 scale, the reduce and the encode: the resize section's "
+                   "floor, byte-for-byte), the Lua, JSON, signing and curl side under a tenth. The rest of "
+                   "each event is the four calls' round trips to the emulators (s3rver and dynalite, Node.js "
+                   "processes that used more CPU in that run than imgpipe), the same for every handler; the "
+                   "GET already overlaps the claim. What it would take: hide more of that wait behind the "
+                   "image step (decode while the GET streams in; render while the claim is in flight and drop "
+                   "the result when it is refused), each worth a few ms; the final conditional write stays "
+                   "last.",
     "events-mem-python": "imgpipe's peak is the Lua state, libvips and its worker threads, the input and "
                          "output strings until collected, and the host's libraries. A full Lua collection "
                          "after each invocation (host/lambda.c) and malloc_trim(0) would bring the peak "
                          "nearer the working set of one image.",
     "events-mem-node": "As for Python.",
-    "cost-node": "Per event, Lambda bills memory x duration, and below 1,769 MB the duration is mostly "
-                 "CPU time at a fraction of a core: the cost at a handler's cheapest size follows its CPU "
-                 "seconds per event (the image step, the client libraries, the JSON and signing) and the "
-                 "smallest size at which it still runs. Fewer CPU seconds per event (issue #19 items 1, 3 and "
-                 "4) and a smaller resident set (so 128 MB holds it) are what moves this ratio.",
-    "cost-python": "Per event, Lambda bills memory x duration, and below 1,769 MB the duration is mostly "
-                   "CPU time at a fraction of a core: the cost at a handler's cheapest size follows its CPU "
-                   "seconds per event and the smallest size at which it still runs. Fewer CPU seconds per "
-                   "event (issue #19 items 1, 3 and 4) are what moves this ratio; imgpipe already runs at 128 "
-                   "MB.",
+    "cost-node": "Below 1,769 MB Lambda's CPU share makes a handler's billed time its CPU time per event "
+                 "over the share, so imgpipe costs about the same from 128 to 1,024 MB (the table), and nine "
+                 "tenths of that CPU is libvips' decode, reduce and encode, already at the floor's cost (the "
+                 "resize section: the same calls, the same bytes). Every handler also pays $0.20 per million "
+                 "requests, a fifth of imgpipe's bill. Reaching 0.5 would take about a tenth less CPU per "
+                 "event than this run measured: a cheaper image step for the same output, which the floor "
+                 "says libvips does not offer for this resize, or the request price shared by several "
+                 "images handled in one invocation.",
+    "cost-python": "As for Node.js: imgpipe's bill is its CPU per event, nine tenths of it libvips at the "
+                   "floor's cost, plus the request price every handler pays. Reaching 0.2 would take about 5% "
+                   "less CPU per event than this run measured.",
     "cost-oom": "imgpipe was killed by the OOM killer, or failed, at the size that is otherwise its cheapest: "
                 "its peak memory (see the table) has to fit with room for the page cache of the input.",
     "cold-python": "",
