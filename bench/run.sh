@@ -59,11 +59,11 @@ PY=/usr/bin/python3 # Debian's: python3-pil and python3-boto3 live there
 SHARED_IMAGE=$ROOT/../shared/test-images/2569067123_aca715a2ee_o.jpg
 
 if [ "$QUICK" = 1 ]; then
-  R_RESIZE6=2 R_RESIZE24=1 R_EVENTS=1 N_EVENTS=10 R_COLD=3 R_PRESIGN=1 HTTP_S=2 MIXED_S=3 TRANSFORM_S=2
+  R_RESIZE6=2 R_RESIZE24=1 R_EVENTS=1 N_EVENTS=10 R_COLD=3 R_PRESIGN=1 HTTP_S=2 MIXED_S=3 TRANSFORM_S=2 TRANSFORM_R=1
   N_COST=5
   export BENCH_BATCH=10
 else
-  R_RESIZE6=7 R_RESIZE24=3 R_EVENTS=3 N_EVENTS=50 R_COLD=15 R_PRESIGN=3 HTTP_S=5 MIXED_S=10 TRANSFORM_S=5
+  R_RESIZE6=7 R_RESIZE24=3 R_EVENTS=3 N_EVENTS=50 R_COLD=15 R_PRESIGN=3 HTTP_S=5 MIXED_S=10 TRANSFORM_S=5 TRANSFORM_R=3
   N_COST=20
   export BENCH_BATCH=50
 fi
@@ -279,11 +279,11 @@ section_mixed() {
 }
 
 section_transform() {
-  say "transform: imgpipe serve, ipx, nginx image_filter; wrk ${TRANSFORM_S}s per run at 1/16/64 connections"
+  say "transform: imgpipe serve, ipx, nginx image_filter; wrk ${TRANSFORM_S}s per run at 1/16/64 connections, $TRANSFORM_R interleaved rounds"
   [ -d bench/node_modules/ipx ] || die "ipx missing: (cd bench && npm ci)"
   [ -f /usr/lib/nginx/modules/ngx_http_image_filter_module.so ] ||
     die "nginx's image_filter missing: run 'infra/install-deps.sh bench'"
-  $PY bench/lib/transform_bench.py "$SHARED_IMAGE" "$OUT/work/transform" "$TRANSFORM_S" "$RES/transform.json" |
+  $PY bench/lib/transform_bench.py "$SHARED_IMAGE" "$OUT/work/transform" "$TRANSFORM_S" "$RES/transform.json" "$TRANSFORM_R" |
     tee "$RES/transform.txt"
   say "transform with the result cache: imgpipe serve (TRANSFORM_RESULT_CACHE=memory) and ipx, Zipf s=1.1 over 200 URLs"
   $PY bench/lib/transform_cache_bench.py "$SHARED_IMAGE" "$OUT/work/transform-cache" "$TRANSFORM_S" \

@@ -72,12 +72,13 @@ def npm_version(pkg, base="bench/node_modules"):
 WOULD_TAKE = {
     "transform-rps-min": "Under concurrency both servers keep both cores busy with the same libvips work, so "
                          "a cell at 16 or 64 connections compares CPU per request. The cells below ipx are "
-                         "the attention crop's: imgpipe asks vips_thumbnail for the crop (crop=attention) "
-                         "where sharp resizes and then calls vips_smartcrop, and the outputs differ by about "
-                         "3% in bytes; which step costs imgpipe the extra CPU has not been measured (perf of "
-                         "both servers at c=16 would say). Before 2026-12-06 the 64-connection cells also "
-                         "billed each server for the requests wrk's warm-up left behind; each run now waits "
-                         "until the server is idle.",
+                         "the attention crop's, at about 0.95x, and there the two spend the same CPU per "
+                         "request: measured on 2026-12-06 as the server's process-tree CPU time over a 5 s wrk "
+                         "run at c=16, imgpipe 38.7 ms against ipx 38.0 ms (a pair 15 minutes earlier, when "
+                         "the machine was faster, gave 28.0 against 32.1). Being at 1x would take a cheaper "
+                         "attention crop than sharp's for the same output. Runs are interleaved round by "
+                         "round since 2026-12-06: run one after the other, the two servers met the machine "
+                         "at different speeds.",
     "transform-rps-median": "Where the outputs are the same (WebP: byte-identical) a saturated server's rate "
                             "is its CPU per request, and both spend it in the same libvips calls, so the "
                             "cells at 16 and 64 connections sit near 1x; imgpipe's lead is at one "
@@ -601,10 +602,14 @@ def transform_section(res, out, targets):
         return
     out.append("`bench/lib/transform_bench.py`: each server (imgpipe serve with pipelines/transform.lua, ipx from "
                "npm, nginx's image_filter where it has the operation) serves the same original from the same "
-               "folder; `wrk` loads each operation at 1, 16 and 64 connections, each run after a 1 s warm-up and a "
+               "folder; `wrk` loads each operation at 1, 16 and 64 connections, %s, each run after a 1 s warm-up and a "
                "wait until the server is idle again (the requests of the connections the warm-up closed are still "
-               "worked through by every server here, and must not be billed to the run); peak RSS of the server's "
-               "process tree. Target: imgpipe at least 2x ipx's requests/s at no more than half its memory.\n")
+               "worked through by every server here, and must not be billed to the run), and waited out after it; "
+               "a cell is the median of its rounds and a ratio the median of the per-round ratios; peak RSS of the "
+               "server's process tree. Targets (issue 19): imgpipe at least ipx's requests/s in every cell and 1.5x in the "
+               "median cell, at no more than 0.3x its peak RSS.\n" % (
+                   "%d rounds with the servers' runs interleaved (all of an operation's servers run, each loaded "
+                   "in turn, in an order rotated each round)" % r["rounds"] if r.get("rounds") else "one run each"))
     by = {(x["op"], x["server"]): x for x in r["runs"]}
     out.append("| op | server | " + " | ".join("c=%d req/s (p50/p99 ms)" % c for c in r["connections"]) +
                " | peak RSS MB |")
@@ -622,7 +627,10 @@ def transform_section(res, out, targets):
         if server != "imgpipe" or not b or "load" not in a or "load" not in b:
             continue
         for x, y in zip(a["load"], b["load"]):
-            if y["rps"] > 0:
+            xr, yr = x.get("rounds") or [], y.get("rounds") or []
+            if xr and len(xr) == len(yr) and all(v["rps"] > 0 for v in yr):
+                cells.append(pratio([u["rps"] for u in xr], [v["rps"] for v in yr]))  # round by round
+            elif y["rps"] > 0:
                 cells.append(x["rps"] / y["rps"])
         mem = a["peak_rss_kb"] / b["peak_rss_kb"]
         worst_mem = mem if worst_mem is None else max(worst_mem, mem)

@@ -3,11 +3,15 @@
 originals from a folder), ipx (npm, bench/package.json) and nginx's
 image_filter module, serving the same image from the same folder.
 
-  transform_bench.py IMAGE WORKDIR SECONDS OUT.json
+  transform_bench.py IMAGE WORKDIR SECONDS OUT.json [ROUNDS]
 
-For each server and operation a fresh server is started (so its peak RSS is
-that operation's), checked once (the output's format and size), then loaded
-with wrk at 1, 16 and 64 connections for SECONDS each (after a 1 s warm-up).
+For each operation every server is started (so its peak RSS is that
+operation's) and checked once (the output's format and size); then, at 1, 16
+and 64 connections, ROUNDS rounds (default 3) in which each server in turn,
+in an order rotated each round, is loaded with wrk for SECONDS (after a 1 s
+warm-up and a wait until it is idle again; it is waited out after the run
+too). A cell is the median of its rounds; the report's ratios are medians of
+the per-round ratios.
 Operations:
   fit    fit into 800x800, JPEG q80
   webp   the same, WebP q80            (not in image_filter: no format change)
@@ -15,7 +19,7 @@ Operations:
          (image_filter's `crop` is a centre crop: measured, marked as such)
 Peak RSS: the largest VmHWM sum over the server's processes (nginx: master
 and workers), read from /proc every 100 ms and at the end.
-Every server listens on 127.0.0.1 and is stopped before the next starts.
+Every server listens on 127.0.0.1 and is stopped when its operation is done.
 """
 import base64
 import hashlib
@@ -153,7 +157,7 @@ def run_wrk(url, conns, seconds, script=None, pid=None):
     the requests (url is then the base they go to). pid: the server's, whose
     warm-up leftovers (requests of the connections wrk closed at its end,
     which every server here still works through) are waited out before the
-    measured run."""
+    measured run, and the measured run's after it."""
     threads = min(conns, 2)
     target = (["-s", script] if script else []) + [url]
     subprocess.run(["wrk", "-t%d" % threads, "-c%d" % conns, "-d1s", "--timeout", "10s"] + target,
@@ -161,6 +165,8 @@ def run_wrk(url, conns, seconds, script=None, pid=None):
     settled_s = wait_idle(pid) if pid else None
     out = subprocess.run(["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % seconds, "--timeout", "10s",
                           "--latency"] + target, capture_output=True, text=True, timeout=seconds + 60).stdout
+    if pid:  # the measured run leaves requests behind too: not on the next server's run
+        wait_idle(pid)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = {p: to_ms(v, u) for p, v, u in re.findall(r"\s(50|99)%\s+([\d.]+)(us|ms|s)\b", out)}
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -249,44 +255,83 @@ def stage_image(image, work):
     return images
 
 
+def start_server(server, images, work, op):
+    """Starts one server for op, waits until it answers and checks its output
+    once; returns the run record and (process, url, sampler), or the record
+    with an error and None."""
+    starters = {"imgpipe": start_imgpipe, "ipx": start_ipx, "nginx": start_nginx}
+    port = free_port()
+    p, base = starters[server](images, work, port)
+    url = url_for(server, base, op, "photo.jpg")
+    run = {"op": op, "server": server, "url": url.replace(base, ""), "load": []}
+    try:
+        wait_http(url, p, server)
+        sampler = Sampler(p.pid)
+        sampler.start()
+        run["output"] = check_output(url, OPS[op]["want"])
+        return run, (p, url, sampler)
+    except Exception as e:  # reported, the other servers go on
+        run["error"] = str(e)
+        del run["load"]
+        print("%-6s %-7s FAILED: %s" % (op, server, e), flush=True)
+        stop(p)
+        return run, None
+
+
+def load_op(op, servers, live, seconds, rounds):
+    """wrk at each connection count, `rounds` times, the servers' runs
+    interleaved in an order rotated each round (so a drift in the machine's
+    speed falls on every server alike): per server and connection count, the
+    rounds and their medians."""
+    for c in CONNECTIONS:
+        got = {s: [] for s in servers}
+        for r in range(rounds):
+            for s in servers[r % len(servers):] + servers[:r % len(servers)]:
+                p, url, _ = live[s]
+                x = run_wrk(url, c, seconds, pid=p.pid)
+                got[s].append(x)
+                print("%-6s %-7s c=%-3d round %d %8.1f req/s  p50 %7.1f ms  p99 %7.1f ms" %
+                      (op, s, c, r + 1, x["rps"], x["p50_ms"] or -1, x["p99_ms"] or -1), flush=True)
+        for s, xs in got.items():
+            def mid(key):
+                vals = sorted(x[key] for x in xs if x[key] is not None)
+                return vals[len(vals) // 2] if vals else None
+            yield s, {"connections": c, "rps": mid("rps"), "p50_ms": mid("p50_ms"), "p99_ms": mid("p99_ms"),
+                      "non_2xx": sum(x["non_2xx"] for x in xs), "rounds": [
+                          {k: x[k] for k in ("rps", "p50_ms", "p99_ms", "non_2xx", "socket_errors", "settled_s")}
+                          for x in xs]}
+
+
 def main():
     image, work, seconds, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    rounds = int(sys.argv[5]) if len(sys.argv) > 5 else 3
     images = stage_image(image, work)
     with Image.open(image) as im:
         source = {"width": im.width, "height": im.height, "bytes": os.path.getsize(image)}
-    starters = {"imgpipe": start_imgpipe, "ipx": start_ipx, "nginx": start_nginx}
-    results = {"source": source, "seconds": seconds, "connections": CONNECTIONS, "runs": []}
+    results = {"source": source, "seconds": seconds, "connections": CONNECTIONS, "rounds": rounds, "runs": []}
     for op in OPS:
-        for server in ("imgpipe", "ipx", "nginx"):
-            if not OPS[op][server]:
-                results["runs"].append({"op": op, "server": server, "skipped": "no such operation"})
-                continue
-            port = free_port()
-            p, base = starters[server](images, work, port)
-            url = url_for(server, base, op, "photo.jpg")
-            run = {"op": op, "server": server, "url": url.replace(base, "")}
-            try:
-                wait_http(url, p, server)
-                sampler = Sampler(p.pid)
-                sampler.start()
-                run["output"] = check_output(url, OPS[op]["want"])
-                run["load"] = []
-                for c in CONNECTIONS:
-                    r = run_wrk(url, c, seconds, pid=p.pid)
-                    print("%-6s %-7s c=%-3d %8.1f req/s  p50 %7.1f ms  p99 %7.1f ms" %
-                          (op, server, c, r["rps"], r["p50_ms"] or -1, r["p99_ms"] or -1), flush=True)
-                    run["load"].append(r)
+        runs, live = {}, {}
+        try:
+            # Every server of the operation runs for the whole of it, each on
+            # its own port, idle but for its own wrk runs.
+            for server in ("imgpipe", "ipx", "nginx"):
+                if not OPS[op][server]:
+                    runs[server] = {"op": op, "server": server, "skipped": "no such operation"}
+                    continue
+                runs[server], handle = start_server(server, images, work, op)
+                if handle:
+                    live[server] = handle
+            for server, cell in load_op(op, list(live), live, seconds, rounds):
+                runs[server]["load"].append(cell)
+        finally:
+            for server, (p, _, sampler) in live.items():
                 sampler.stop = True
                 sampler.join()
-                run["peak_rss_kb"] = max(sampler.peak, tree_hwm_kb(p.pid))
-                print("%-6s %-7s peak RSS %d MB, output %s" % (op, server, run["peak_rss_kb"] // 1024,
-                                                                 json.dumps(run["output"])), flush=True)
-            except Exception as e:  # reported, the other runs go on
-                run["error"] = str(e)
-                print("%-6s %-7s FAILED: %s" % (op, server, e), flush=True)
-            finally:
+                runs[server]["peak_rss_kb"] = max(sampler.peak, tree_hwm_kb(p.pid))
                 stop(p)
-            results["runs"].append(run)
+                print("%-6s %-7s peak RSS %d MB, output %s" % (op, server, runs[server]["peak_rss_kb"] // 1024,
+                                                                 json.dumps(runs[server].get("output"))), flush=True)
+        results["runs"] += [runs[s] for s in ("imgpipe", "ipx", "nginx")]
     with open(out, "w") as f:
         json.dump(results, f, indent=1)
     print(summary(results))
