@@ -35,14 +35,12 @@
 typedef struct log_config {
     int threshold;
     buf line;            /* owned here, so a raise while a line is built cannot leak it */
-    buf aws;             /* the _aws member of an EMF line, likewise */
     char namespace[256]; /* IMGPIPE_METRICS_NAMESPACE */
 } log_config;
 
 static int log_config_close(lua_State *L) {
     log_config *cfg = (log_config *)luaL_checkudata(L, 1, LOG_CONFIG_MT);
     buf_free(&cfg->line);
-    buf_free(&cfg->aws);
     return 0;
 }
 
@@ -221,37 +219,15 @@ static void log_metric_check(lua_State *L, log_metric_args *a) {
     }
 }
 
-/* {"Timestamp":..,"CloudWatchMetrics":[{"Namespace":..,"Dimensions":[[..]],"Metrics":[{"Name":..,"Unit":..}]}]}
- */
-static int log_emf_directive(log_config *cfg, const log_metric_args *a) {
-    buf *b = &cfg->aws;
-    buf_reset(b);
-    int err = buf_appendf(
-        b, "{\"Timestamp\":%lld,\"CloudWatchMetrics\":[{\"Namespace\":", (long long)invocation_now_ms());
-    err = err || codec_json_string(b, cfg->namespace, strlen(cfg->namespace), CODEC_JSON_REPLACE);
-    err = err || buf_appends(b, ",\"Dimensions\":[[");
-    for (int i = 0; i < a->ndims && !err; i++)
-        err = (i && buf_appends(b, ",")) || codec_json_string(b, a->keys[i], strlen(a->keys[i]), 0);
-    err = err || buf_appends(b, "]],\"Metrics\":[{\"Name\":");
-    err = err || codec_json_string(b, a->name, strlen(a->name), 0);
-    return err || buf_appendf(b, ",\"Unit\":\"%s\"}]}]}", a->unit);
-}
-
-/* An EMF line (Lambda) or a log line (CLI): the figure as a top-level
- * member, with the dimensions beside it. */
-static void log_metric_line(lua_State *L, log_config *cfg, const log_metric_args *a, int emf) {
+/* A log line (CLI): the figure by name, with the dimensions beside it. */
+static void log_metric_line(lua_State *L, log_config *cfg, const log_metric_args *a) {
     char num[64];
     snprintf(num, sizeof num, "%.15g", a->value);
     buf *b = &cfg->line;
     int err = logline_begin(b, 1, "metric", 6, invocation_request_id(L));
-    if (emf) {
-        err = err || log_emf_directive(cfg, a) || logline_field(b, "_aws", 4, cfg->aws.data, cfg->aws.len, 1);
-        err = err || logline_field(b, a->name, strlen(a->name), num, strlen(num), 1);
-    } else {
-        err = err || logline_field(b, "metric", 6, a->name, strlen(a->name), 0);
-        err = err || logline_field(b, "value", 5, num, strlen(num), 1);
-        err = err || logline_field(b, "unit", 4, a->unit, strlen(a->unit), 0);
-    }
+    err = err || logline_field(b, "metric", 6, a->name, strlen(a->name), 0);
+    err = err || logline_field(b, "value", 5, num, strlen(num), 1);
+    err = err || logline_field(b, "unit", 4, a->unit, strlen(a->unit), 0);
     for (int i = 0; i < a->ndims && !err; i++)
         err = logline_field(b, a->keys[i], strlen(a->keys[i]), a->values[i], strlen(a->values[i]), 0);
     logline_write(b, 1, err);
@@ -270,10 +246,10 @@ static int log_metric(lua_State *L) {
     int lambda = mode && !strcmp(mode, "lambda");
     if (sink)
         sink->record(sink->ud, a.name, a.value, a.unit, a.ndims, a.keys, a.values);
-    else if (lambda && !log_emf_keep(L, cfg->namespace, a.name, a.value, a.unit, a.ndims, a.keys, a.values))
-        return 0; /* written with the invocation's other figures, at its end (log_emf.h) */
-    else if (lambda || cfg->threshold <= 1)
-        log_metric_line(L, cfg, &a, lambda);
+    else if (lambda) /* an EMF line, with the invocation's other figures (log_emf.h) */
+        log_emf_keep(L, cfg->namespace, a.name, a.value, a.unit, a.ndims, a.keys, a.values);
+    else if (cfg->threshold <= 1)
+        log_metric_line(L, cfg, &a);
     return 0;
 }
 
@@ -295,7 +271,6 @@ int luaopen_imgpipe_log(lua_State *L) {
     log_config *cfg = (log_config *)handle_new(L, sizeof *cfg, LOG_CONFIG_MT, log_config_close);
     cfg->threshold = log_level_from_env();
     buf_init(&cfg->line, LOG_MAX_LINE);
-    buf_init(&cfg->aws, LOG_MAX_LINE);
     const char *ns = getenv("IMGPIPE_METRICS_NAMESPACE");
     snprintf(cfg->namespace, sizeof cfg->namespace, "%s", ns && *ns ? ns : "imgpipe");
     lua_getglobal(L, "require");

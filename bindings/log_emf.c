@@ -205,14 +205,13 @@ static void emf_write(lua_State *L, log_emf *e) {
     e->nmembers = e->ndirectives = 0;
 }
 
-int log_emf_keep(lua_State *L, const char *ns, const char *name, double value, const char *unit, int ndims,
-                 const char *const *keys, const char *const *values) {
-    if (!invocation_request_id(L)) return -1;
+void log_emf_keep(lua_State *L, const char *ns, const char *name, double value, const char *unit, int ndims,
+                  const char *const *keys, const char *const *values) {
     emf_figure f = {ns, name, unit, value, ndims, keys, values};
     log_emf *e = emf_get(L, 1);
     if (!emf_fits(e, &f)) emf_write(L, e);
     emf_put(e, &f);
-    return 0;
+    if (!invocation_request_id(L)) emf_write(L, e); /* no invocation to keep it for */
 }
 
 void log_emf_flush(lua_State *L) {

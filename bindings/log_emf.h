@@ -23,11 +23,11 @@
 #define LOG_METRIC_MAX_VALUE 256
 
 /* Keeps one figure for the invocation's line (written first when the
- * figure does not fit it). keys and values: the dimensions, sorted by key,
- * names already checked (log.c). Returns 0, or -1 when there is no
- * invocation to keep it for: the caller writes it at once. */
-int log_emf_keep(lua_State *L, const char *ns, const char *name, double value, const char *unit, int ndims,
-                 const char *const *keys, const char *const *values);
+ * figure does not fit it), or writes it at once when there is no
+ * invocation. keys and values: the dimensions, sorted by key, names
+ * already checked (log.c). */
+void log_emf_keep(lua_State *L, const char *ns, const char *name, double value, const char *unit, int ndims,
+                  const char *const *keys, const char *const *values);
 
 /* Writes the invocation's pending line, if any (the host calls it when a
  * handler returns or raises, before the request id is cleared). */

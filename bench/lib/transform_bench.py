@@ -82,16 +82,21 @@ def wait_http(url, proc, what, timeout=20):
     raise RuntimeError("%s did not answer at %s" % (what, url))
 
 
-def tree_hwm_kb(pid):
-    """VmHWM summed over pid and its children (one level: nginx workers)."""
+def tree_pids(pid):
+    """pid and its children (one level: nginx workers)."""
     pids = [pid]
     try:
         with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
             pids += [int(x) for x in f.read().split()]
     except OSError:
         pass
+    return pids
+
+
+def tree_hwm_kb(pid):
+    """VmHWM summed over pid and its children (one level: nginx workers)."""
     total = 0
-    for p in pids:
+    for p in tree_pids(pid):
         try:
             with open("/proc/%d/status" % p) as f:
                 m = re.search(r"VmHWM:\s+(\d+) kB", f.read())
@@ -119,14 +124,8 @@ def to_ms(value, unit):
 
 def tree_cpu_s(pid):
     """CPU seconds (user + system) of pid and its children (one level)."""
-    pids = [pid]
-    try:
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            pids += [int(x) for x in f.read().split()]
-    except OSError:
-        pass
     ticks = 0
-    for p in pids:
+    for p in tree_pids(pid):
         try:
             with open("/proc/%d/stat" % p) as f:
                 fields = f.read().rsplit(")", 1)[1].split()
